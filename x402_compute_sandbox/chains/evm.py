@@ -1,0 +1,237 @@
+"""One in-process EVM chain per sandbox network (eth-tester + py-evm).
+
+Why this shape (shared/reference/local-chains.md §3):
+- eth-tester hard-codes chain id 131277322940537 in both the py-evm chain and web3's provider; both are
+  patched so `block.chainid`, transaction building and `eth_chainId` all report the real id.
+- The test token's runtime is put at the *real* asset address through genesis state and initialised
+  there, so a payload signed for the real network's EIP-712 domain verifies unchanged.
+- The pending block's timestamp is refreshed to the wall clock before every call and transaction:
+  py-evm fixes it when the previous block is mined, and an idle sandbox would otherwise judge
+  `validAfter`/`validBefore` against a stale time (x402 verifiers use the wall clock, local-chains §11.6).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+from eth_account import Account
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.exceptions import TransactionFailed
+from eth_utils import to_canonical_address, to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractLogicError
+from web3.providers.eth_tester import EthereumTesterProvider
+
+from ..networks import Network
+
+ARTIFACT_PATH = Path(__file__).resolve().parent.parent / "contracts" / "TestToken.json"
+
+# Native balance given to every account the sandbox itself sends transactions from (gas only).
+GAS_FUNDING_WEI = 10**21
+
+
+def load_artifact() -> dict:
+    return json.loads(ARTIFACT_PATH.read_text())
+
+
+class ChainRevert(Exception):
+    """A call or transaction reverted; `reason` is the token's revert string when there is one."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _reason(exc: Exception) -> str:
+    msg = getattr(exc, "message", None) or str(exc)
+    return msg.replace("execution reverted: ", "").replace("execution reverted", "").strip() or type(exc).__name__
+
+
+def _b32(value: Union[str, bytes]) -> bytes:
+    if isinstance(value, str):
+        value = bytes.fromhex(value[2:] if value.startswith("0x") else value)
+    if len(value) != 32:
+        raise ValueError("expected 32 bytes")
+    return value
+
+
+class EvmChain:
+    """A local chain with the test token at `network.asset`; every method is thread-safe."""
+
+    def __init__(self, network: Network, *, gas_accounts: Iterable[str] = (), token_initialize: bool = True):
+        if network.kind != "evm":
+            raise ValueError(f"{network.label} is not an EVM network")
+        self.network = network
+        self.chain_id: int = network.chain_id
+        self.asset: str = to_checksum_address(network.asset)
+        self._lock = threading.RLock()
+        artifact = load_artifact()
+
+        # One eth-tester key (it signs the sandbox's own transactions) plus the token and gas accounts.
+        state = PyEVMBackend.generate_genesis_state(num_accounts=1)
+        state[to_canonical_address(self.asset)] = {
+            "balance": 0, "nonce": 1, "storage": {},
+            "code": bytes.fromhex(artifact["deployedBytecode"][2:]),
+        }
+        for addr in gas_accounts:
+            state[to_canonical_address(addr)] = {"balance": GAS_FUNDING_WEI, "nonce": 0, "storage": {}, "code": b""}
+        self.backend = PyEVMBackend(genesis_state=state)
+        self.backend.chain.chain_id = self.chain_id                  # CHAINID opcode, tx building
+        self.tester = EthereumTester(self.backend)
+        self.provider = EthereumTesterProvider(self.tester)
+        chain_id = self.chain_id
+        self.provider.api_endpoints["eth"]["chainId"] = lambda *a, **k: chain_id   # eth_chainId
+        self.w3 = Web3(self.provider)
+        self.operator = self.w3.eth.accounts[0]                       # pays gas for settlements
+        self.token = self.w3.eth.contract(address=self.asset, abi=artifact["abi"])
+        self._keys: dict[str, str] = {}
+        if token_initialize:
+            self._transact(self.token.functions.initialize(
+                network.eip712_name, network.eip712_version, network.symbol, network.decimals,
+                0, "0x0000000000000000000000000000000000000000",
+            ))
+
+    # ---- plumbing ------------------------------------------------------------------------------
+    def refresh_time(self) -> int:
+        """Move the pending block's timestamp to the wall clock (never backwards); return it."""
+        with self._lock:
+            chain = self.backend.chain
+            parent_ts = chain.get_canonical_head().timestamp
+            ts = max(int(time.time()), parent_ts + 1)
+            if chain.header.timestamp != ts:
+                chain.header = chain.header.copy(timestamp=ts)
+            return ts
+
+    def pending_timestamp(self) -> int:
+        return self.backend.chain.header.timestamp
+
+    def register_key(self, private_key: str) -> str:
+        """Let the chain send transactions for this key (the MegaETH payee calls transferFrom)."""
+        acct = Account.from_key(private_key)
+        with self._lock:
+            if acct.address not in self._keys:
+                self._keys[acct.address] = private_key
+                if self.w3.eth.get_balance(acct.address) == 0:
+                    self._transact_raw({"to": acct.address, "value": GAS_FUNDING_WEI})
+        return acct.address
+
+    def _transact_raw(self, tx: dict) -> str:
+        with self._lock:
+            self.refresh_time()
+            tx = {"from": self.operator, "gas": 100_000, **tx}
+            return self.w3.eth.send_transaction(tx).to_0x_hex()
+
+    def _call(self, fn, sender: Optional[str] = None):
+        with self._lock:
+            self.refresh_time()
+            try:
+                return fn.call({"from": sender or self.operator}, block_identifier="pending")
+            except (ContractLogicError, TransactionFailed) as exc:
+                raise ChainRevert(_reason(exc)) from exc
+
+    def _transact(self, fn, sender: Optional[str] = None) -> str:
+        """Simulate, then send; raise ChainRevert with the token's reason instead of mining a failure."""
+        with self._lock:
+            sender = sender or self.operator
+            self._call(fn, sender)
+            try:
+                if sender == self.operator:
+                    tx_hash = fn.transact({"from": sender})
+                else:
+                    key = self._keys.get(to_checksum_address(sender))
+                    if key is None:
+                        raise ChainRevert(f"no key registered for {sender}")
+                    tx = fn.build_transaction({
+                        "from": sender, "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
+                        "chainId": self.chain_id,
+                    })
+                    signed = Account.sign_transaction(tx, key)
+                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except (ContractLogicError, TransactionFailed) as exc:
+                raise ChainRevert(_reason(exc)) from exc
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+            if receipt["status"] != 1:
+                raise ChainRevert("transaction_failed")
+            return tx_hash.to_0x_hex()
+
+    # ---- reads -----------------------------------------------------------------------------------
+    def balance_of(self, owner: str) -> int:
+        return self._call(self.token.functions.balanceOf(to_checksum_address(owner)))
+
+    def allowance(self, owner: str, spender: str) -> int:
+        return self._call(self.token.functions.allowance(to_checksum_address(owner), to_checksum_address(spender)))
+
+    def nonces(self, owner: str) -> int:
+        return self._call(self.token.functions.nonces(to_checksum_address(owner)))
+
+    def authorization_state(self, authorizer: str, nonce: Union[str, bytes]) -> bool:
+        return self._call(self.token.functions.authorizationState(to_checksum_address(authorizer), _b32(nonce)))
+
+    def domain_separator(self) -> bytes:
+        return self._call(self.token.functions.DOMAIN_SEPARATOR())
+
+    def token_info(self) -> dict:
+        f = self.token.functions
+        return {"name": self._call(f.name()), "version": self._call(f.version()),
+                "symbol": self._call(f.symbol()), "decimals": self._call(f.decimals())}
+
+    # ---- writes ----------------------------------------------------------------------------------
+    def mint(self, to: str, amount: int) -> str:
+        return self._transact(self.token.functions.mint(to_checksum_address(to), int(amount)))
+
+    def _twa_fn(self, auth: dict, signature: Union[bytes, str, tuple]):
+        args = (
+            to_checksum_address(auth["from"]), to_checksum_address(auth["to"]), int(auth["value"]),
+            int(auth["validAfter"]), int(auth["validBefore"]), _b32(auth["nonce"]),
+        )
+        if isinstance(signature, tuple):        # (v, r, s) overload
+            v, r, s = signature
+            fn = self.token.get_function_by_signature(
+                "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)")
+            return fn(*args, int(v), _b32(r), _b32(s))
+        if isinstance(signature, str):
+            signature = bytes.fromhex(signature[2:] if signature.startswith("0x") else signature)
+        fn = self.token.get_function_by_signature(
+            "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)")
+        return fn(*args, bytes(signature))
+
+    def simulate_transfer_with_authorization(self, auth: dict, signature) -> None:
+        """eth_call the transfer; raises ChainRevert with the token's reason when it would fail."""
+        self._call(self._twa_fn(auth, signature))
+
+    def transfer_with_authorization(self, auth: dict, signature) -> str:
+        """`signature`: 65 bytes / 0x-hex (bytes overload) or a (v, r, s) tuple (v,r,s overload)."""
+        return self._transact(self._twa_fn(auth, signature))
+
+    def _permit_fn(self, owner: str, spender: str, value: int, deadline: int, v: int, r, s):
+        return self.token.functions.permit(
+            to_checksum_address(owner), to_checksum_address(spender), int(value), int(deadline),
+            int(v), _b32(r), _b32(s))
+
+    def simulate_permit(self, owner, spender, value, deadline, v, r, s) -> None:
+        self._call(self._permit_fn(owner, spender, value, deadline, v, r, s))
+
+    def permit(self, owner: str, spender: str, value: int, deadline: int, v: int, r, s) -> str:
+        return self._transact(self._permit_fn(owner, spender, value, deadline, v, r, s))
+
+    def transfer_from(self, spender: str, owner: str, to: str, value: int) -> str:
+        """`spender` sends the transaction; its key must have been registered."""
+        return self._transact(self.token.functions.transferFrom(
+            to_checksum_address(owner), to_checksum_address(to), int(value)), sender=to_checksum_address(spender))
+
+    def permit_and_transfer_from(self, owner: str, spender: str, value: int, deadline: int, v: int, r, s,
+                                 to: Optional[str] = None) -> tuple[str, str]:
+        """The x402layer MegaETH route: the payee redeems the permit, then pulls the funds."""
+        with self._lock:
+            snapshot = self.tester.take_snapshot()
+            permit_tx = self.permit(owner, spender, value, deadline, v, r, s)
+            try:
+                transfer_tx = self.transfer_from(spender, owner, to or spender, value)
+            except ChainRevert:
+                # Never leave a dangling allowance behind a failed payment.
+                self.tester.revert_to_snapshot(snapshot)
+                raise
+            return permit_tx, transfer_tx
