@@ -1,0 +1,194 @@
+"""The output contract shared by every script.
+
+- Exactly one JSON document on stdout: ``{"ok": true, ...}`` or
+  ``{"ok": false, "error": {"code", "message", "status", "details", "retryable"}}``.
+- Human-readable text with ``--output text``, and by default when stdout is a terminal.
+- Logs and progress go to stderr.
+- Exit codes: 0 ok, 1 API or runtime error, 2 usage, 3 refused by policy or needs
+  confirmation, 4 payment outcome unknown, 5 wait timed out, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, NoReturn
+
+from . import __version__
+from .errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ComputeError,
+    ConfirmationRequired,
+    UsageError,
+)
+
+EXIT_CODES_HELP = "exit codes: 0 ok, 1 API/runtime error, 2 usage, 3 refused by policy or needs confirmation, 4 payment outcome unknown, 5 wait timed out, 130 interrupted"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse would print usage text and exit 2
+        raise UsageError(message, hint=f"Run {self.prog} --help for usage.")
+
+
+@dataclass
+class Output:
+    data: dict
+    text: str | None = None
+    exit_code: int = EXIT_OK
+
+
+def parser(prog: str, description: str, *, examples: str | None = None) -> argparse.ArgumentParser:
+    epilog = (("examples:\n" + examples.rstrip() + "\n\n") if examples else "") + EXIT_CODES_HELP
+    p = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("common options")
+    g.add_argument("--output", "-o", choices=("json", "text"), help="json (default when piped) or text (default at a terminal)")
+    g.add_argument("--base-url", metavar="URL", help="API base URL (default: COMPUTE_BASE_URL or https://compute.x402layer.cc)")
+    g.add_argument("--env-file", metavar="PATH", help="read settings from this .env file (never read implicitly)")
+    g.add_argument("--timeout", type=float, metavar="SECONDS", help="HTTP timeout (default 30)")
+    g.add_argument("--verbose", "-v", action="store_true", help="log HTTP requests to stderr")
+    g.add_argument("--version", action="version", version=f"x402-compute {__version__}")
+    return p
+
+
+def add_yes(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--yes", "-y", action="store_true", help=f"{what} without asking (required when not at a terminal)")
+
+
+class Context:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._settings = None
+        self._client = None
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            from .config import load_settings
+
+            self._settings = load_settings(
+                env_file=getattr(self.args, "env_file", None),
+                base_url=getattr(self.args, "base_url", None),
+                max_usd=getattr(self.args, "max_usd", None),
+                timeout=getattr(self.args, "timeout", None),
+            )
+        return self._settings
+
+    @property
+    def client(self):
+        if self._client is None:
+            from .client import ComputeClient
+
+            self._client = ComputeClient(self.settings, verbose=bool(getattr(self.args, "verbose", False)))
+        return self._client
+
+    @property
+    def state(self):
+        from .state import State
+
+        return State(self.settings.state_dir)
+
+    @staticmethod
+    def interactive() -> bool:
+        return sys.stdin.isatty() and sys.stderr.isatty()
+
+    def progress(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def confirm(self, question: str, *, details: Any = None, flag: str = "--yes") -> None:
+        """Go ahead if ``--yes`` was given or the user says yes at a terminal; else raise."""
+        if getattr(self.args, "yes", False):
+            return
+        if not self.interactive():
+            raise ConfirmationRequired(
+                f"{question} Confirmation needed: re-run with {flag}.",
+                details=details,
+                hint=f"Not at a terminal, so nothing was done. Add {flag} once you have checked the details.",
+            )
+        sys.stderr.write(f"{question} [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            raise ConfirmationRequired("Cancelled at the prompt; nothing was done.", code="cancelled")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Decimal):
+        # Numbers the API sent as JSON numbers go back out as numbers (parsed as
+        # Decimal only so our own arithmetic is exact). Amounts we compute are
+        # emitted as strings or integer atomic units by the code that makes them.
+        return int(o) if o == o.to_integral_value() else float(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, bytes):
+        return o.hex()
+    return str(o)
+
+
+def dumps(obj: Any, pretty: bool = False) -> str:
+    return json.dumps(obj, indent=2 if pretty else None, default=_json_default, ensure_ascii=False)
+
+
+def _mode(args: argparse.Namespace | None) -> str:
+    out = getattr(args, "output", None) if args is not None else None
+    if out:
+        return out
+    return "text" if sys.stdout.isatty() else "json"
+
+
+def _emit(doc: dict, text: str | None, mode: str) -> None:
+    if mode == "text":
+        if doc.get("ok") is False:
+            err = doc["error"]
+            lines = [f"error ({err['code']}): {err['message']}"]
+            if err.get("hint"):
+                lines.append(f"hint: {err['hint']}")
+            print("\n".join(lines), file=sys.stderr)
+            return
+        print(text if text is not None else dumps(doc, pretty=True))
+        return
+    print(dumps(doc))
+
+
+def run(p: argparse.ArgumentParser, handler: Callable[[Context], Output | dict], argv: list[str] | None = None) -> NoReturn:
+    args = None
+    try:
+        args = p.parse_args(argv)
+        result = handler(Context(args))
+        out = result if isinstance(result, Output) else Output(result)
+        _emit({"ok": True, **out.data}, out.text, _mode(args))
+        code = out.exit_code
+    except ComputeError as e:
+        _emit({"ok": False, "error": e.to_dict()}, None, _mode(args))
+        code = e.exit_code
+    except KeyboardInterrupt:
+        err = ComputeError("Interrupted.", code="interrupted")
+        _emit({"ok": False, "error": err.to_dict()}, None, _mode(args))
+        code = EXIT_INTERRUPTED
+    except SystemExit:
+        raise  # --help / --version
+    except Exception as e:  # a bug: still one JSON document, no traceback on stdout
+        if os.environ.get("X402_COMPUTE_DEBUG") or getattr(args, "verbose", False):
+            traceback.print_exc(file=sys.stderr)
+        err = ComputeError(f"Internal error: {type(e).__name__}: {e}", code="internal_error")
+        _emit({"ok": False, "error": err.to_dict()}, None, _mode(args))
+        code = EXIT_ERROR
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain text table for humans; machines read the JSON."""
+    if not rows:
+        return "(none)"
+    cells = [[("" if r.get(k) is None else str(r.get(k))) for k, _ in columns] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
+    head = "  ".join(h.ljust(w) for (_, h), w in zip(columns, widths))
+    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join([head, *body])

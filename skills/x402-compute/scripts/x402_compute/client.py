@@ -1,0 +1,144 @@
+"""ComputeClient: one method per endpoint of the compute API.
+
+Management calls carry ``X-API-Key`` or fresh ``X-Auth-*`` headers; paid calls
+(provision, extend, credits top-up) run the 402 flow in ``payments``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .auth import Auth, encode_body, management_auth
+from .config import Settings
+from .errors import ComputeError
+from .http import Response, Transport, api_error
+
+PLAN_TYPES = ("vps", "vhp", "vdc", "vcg")
+
+
+class ComputeClient:
+    def __init__(self, settings: Settings, *, transport: Transport | None = None, verbose: bool = False) -> None:
+        self.settings = settings
+        self.transport = transport or Transport(settings.base_url, timeout=settings.timeout, verbose=verbose)
+        self._auth: Auth | None = None
+        self._sig_auth: Auth | None = None
+
+    # -- plumbing -----------------------------------------------------------------
+    @property
+    def auth(self) -> Auth:
+        if self._auth is None:
+            self._auth = management_auth(self.settings)
+        return self._auth
+
+    @property
+    def signature_auth(self) -> Auth:
+        if self._sig_auth is None:
+            self._sig_auth = management_auth(self.settings, require_signature=True)
+        return self._sig_auth
+
+    def auth_for_instance(self, instance_id: str) -> Auth:
+        """A per-instance management key (saved from an MPP provision) wins when
+        no account-wide credential is configured."""
+        from .auth import ApiKeyAuth
+        from .state import State
+
+        if not self.settings.api_key:
+            key = State(self.settings.state_dir).instance_key(instance_id)
+            if key and not (self.settings.private_key or self.settings.solana_secret_key or self.settings.ows_wallet):
+                return ApiKeyAuth(key)
+        return self.auth
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        raw_body: bytes | None = None,
+        auth: Auth | None = None,
+        params: dict | None = None,
+        headers: dict | None = None,
+        retry_reads: bool = True,
+    ) -> Response:
+        data = raw_body if raw_body is not None else (encode_body(body) if body is not None else None)
+        hdrs = dict(headers or {})
+        if auth is not None:
+            hdrs.update(auth.headers(method, path, data if data is not None else b""))
+        return self.transport.request(method, path, body=data, headers=hdrs, params=params, retry_reads=retry_reads)
+
+    def call(self, method: str, path: str, what: str, *, ok: Iterable[int] = (200,), **kw) -> Any:
+        resp = self.send(method, path, **kw)
+        if resp.status not in tuple(ok):
+            raise api_error(resp, what)
+        body = resp.json()
+        if body is None and resp.content:
+            raise ComputeError(f"{what}: the API answered with something that is not JSON.", code="bad_response", status=resp.status, details=resp.text[:500])
+        return body if body is not None else {}
+
+    # -- catalog (public) -------------------------------------------------------
+    def plans(self, plan_type: str | None = None) -> list[dict]:
+        params = {"type": plan_type} if plan_type else None
+        body = self.call("GET", "/compute/plans", "List plans", params=params)
+        return list(body.get("plans") or [])
+
+    def all_plans(self) -> list[dict]:
+        """Every plan: the untyped call omits dedicated and GPU plans, so ask per type and merge."""
+        seen: dict[str, dict] = {}
+        for t in PLAN_TYPES:
+            for p in self.plans(t):
+                if isinstance(p, dict) and p.get("id"):
+                    seen.setdefault(p["id"], p)
+        return list(seen.values())
+
+    def plan(self, plan_id: str) -> dict | None:
+        for p in self.all_plans():
+            if p.get("id") == plan_id:
+                return p
+        return None
+
+    def regions(self) -> list[dict]:
+        return list(self.call("GET", "/compute/regions", "List regions").get("regions") or [])
+
+    def os_options(self) -> list[dict]:
+        return list(self.call("GET", "/compute/os", "List OS images").get("os_options") or [])
+
+    # -- instances ---------------------------------------------------------------
+    def list_instances(self) -> list[dict]:
+        body = self.call("GET", "/compute/instances", "List instances", auth=self.auth)
+        return list(body.get("instances") or body.get("orders") or [])
+
+    def get_instance(self, instance_id: str) -> dict:
+        from .instances import unwrap_order
+
+        path = f"/compute/instances/{instance_id}"
+        return unwrap_order(self.call("GET", path, "Get instance", auth=self.auth_for_instance(instance_id)))
+
+    def destroy_instance(self, instance_id: str) -> dict:
+        path = f"/compute/instances/{instance_id}"
+        return self.call("DELETE", path, "Destroy instance", auth=self.auth_for_instance(instance_id), retry_reads=False)
+
+    def reveal_password(self, instance_id: str) -> dict:
+        path = f"/compute/instances/{instance_id}/password"
+        return self.call("POST", path, "Get one-time password", raw_body=b"", auth=self.auth_for_instance(instance_id))
+
+    def resize(self, instance_id: str, plan: str, *, confirm_disk_resize: bool = False) -> dict:
+        body: dict[str, Any] = {"plan": plan}
+        if confirm_disk_resize:  # omitted when false: cleaner than upstream's always-false
+            body["confirm_disk_resize"] = True
+        path = f"/compute/instances/{instance_id}/resize"
+        return self.call("POST", path, "Resize instance", body=body, auth=self.auth_for_instance(instance_id))
+
+    # -- API keys ------------------------------------------------------------------
+    def create_api_key(self, label: str | None = None) -> dict:
+        body = {"label": label} if label else None  # upstream sends an empty body without a label
+        return self.call("POST", "/compute/api-keys", "Create API key", ok=(200, 201), body=body, raw_body=None if body else b"", auth=self.signature_auth)
+
+    def list_api_keys(self) -> list[dict]:
+        return list(self.call("GET", "/compute/api-keys", "List API keys", auth=self.auth).get("api_keys") or [])
+
+    def revoke_api_key(self, key_id: str) -> dict:
+        return self.call("DELETE", f"/compute/api-keys/{key_id}", "Revoke API key", auth=self.signature_auth)
+
+    # -- credits -------------------------------------------------------------------
+    def credits_balance(self) -> dict:
+        return self.call("GET", "/compute/credits/balance", "Credits balance", auth=self.auth)

@@ -1,0 +1,203 @@
+"""Settings from flags and the environment.
+
+Names existing users already have keep working: ``PRIVATE_KEY``,
+``WALLET_ADDRESS``, ``SOLANA_SECRET_KEY``, ``SOLANA_WALLET_ADDRESS``
+(fallback ``WALLET_ADDRESS_SECONDARY``), ``COMPUTE_API_KEY``,
+``COMPUTE_AUTH_CHAIN``, ``COMPUTE_AUTH_MODE``, ``COMPUTE_MAX_SPEND_USD``.
+
+A ``.env`` file is read only when the user names one (``--env-file`` or
+``COMPUTE_ENV_FILE``): an implicit ``.env`` in the working directory could
+redirect payments. Values in the named file override the process
+environment, because naming a file is the more deliberate act.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = "https://compute.x402layer.cc"
+DEFAULT_MAX_SPEND_USD = Decimal("25")
+
+# Public RPC endpoints, overridable per network (e.g. by the sandbox's env file).
+DEFAULT_RPC_URLS = {
+    "base": "https://mainnet.base.org",
+    "solana": "https://api.mainnet-beta.solana.com",
+    "megaeth": "https://mainnet.megaeth.com/rpc",
+    "robinhood": "",  # no well-known public endpoint; set ROBINHOOD_RPC_URL
+    "tempo": "https://rpc.tempo.xyz",
+}
+RPC_ENV = {net: f"{net.upper()}_RPC_URL" for net in DEFAULT_RPC_URLS}
+
+AUTH_MODES = ("auto", "private-key", "ows", "api-key")
+EVM_AUTH_CHAINS = ("base", "megaeth", "robinhood")
+
+
+@dataclass
+class Settings:
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = None
+    api_key_source: str | None = None
+    private_key: str | None = None
+    wallet_address: str | None = None
+    solana_secret_key: str | None = None
+    solana_wallet_address: str | None = None
+    auth_chain: str | None = None
+    auth_mode: str = "auto"
+    ows_wallet: str | None = None
+    max_spend_usd: Decimal = DEFAULT_MAX_SPEND_USD
+    max_spend_source: str = "default"
+    rpc_urls: dict[str, str] = field(default_factory=dict)
+    state_dir: Path = Path()
+    timeout: float = 30.0
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:  # never leak secrets through a repr in a log
+        return f"Settings(base_url={self.base_url!r}, auth_mode={self.auth_mode!r}, auth_chain={self.auth_chain!r})"
+
+    @property
+    def has_evm_key(self) -> bool:
+        return bool(self.private_key)
+
+    @property
+    def has_solana_key(self) -> bool:
+        return bool(self.solana_secret_key)
+
+    def rpc_url(self, network: str) -> str:
+        url = self.rpc_urls.get(network) or ""
+        if not url:
+            raise ConfigError(
+                f"No RPC URL for {network}.",
+                hint=f"Set {RPC_ENV.get(network, network.upper() + '_RPC_URL')}.",
+            )
+        return url
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    if env.get("X402_COMPUTE_STATE_DIR"):
+        return Path(env["X402_COMPUTE_STATE_DIR"]).expanduser()
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "x402-compute"
+
+
+def _read_env_file(path: str) -> dict[str, str]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"Env file not found: {p}", hint="Pass an existing file to --env-file or COMPUTE_ENV_FILE.")
+    from dotenv import dotenv_values  # small; only when a file is named
+
+    return {k: v for k, v in dotenv_values(p).items() if v is not None}
+
+
+def _secret(env: Mapping[str, str], name: str) -> tuple[str | None, str | None]:
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
+    value = (env.get(name) or "").strip()
+    if value:
+        return value, name
+    path = (env.get(f"{name}_FILE") or "").strip()
+    if path:
+        try:
+            return Path(path).expanduser().read_text().strip() or None, f"{name}_FILE"
+        except OSError as e:
+            raise ConfigError(f"Cannot read {name}_FILE ({path}): {e.strerror}") from None
+    return None, None
+
+
+def parse_usd(text: str, what: str) -> Decimal:
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise ConfigError(f"{what} must be a number of US dollars, got {text!r}.") from None
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{what} must be a non-negative number of US dollars, got {text!r}.")
+    return value
+
+
+def load_settings(
+    *,
+    environ: Mapping[str, str] | None = None,
+    env_file: str | None = None,
+    base_url: str | None = None,
+    max_usd: str | None = None,
+    timeout: float | None = None,
+) -> Settings:
+    env: dict[str, str] = dict(os.environ if environ is None else environ)
+    env_file = env_file or env.get("COMPUTE_ENV_FILE")
+    if env_file:
+        env.update(_read_env_file(env_file))
+
+    s = Settings(env=env)
+    s.base_url = (base_url or env.get("COMPUTE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    if not s.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"Base URL must start with http:// or https://, got {s.base_url!r}.")
+    s.state_dir = default_state_dir(env)
+
+    s.api_key, s.api_key_source = _secret(env, "COMPUTE_API_KEY")
+    if not s.api_key:
+        saved = s.state_dir / "api_key"
+        try:
+            s.api_key = saved.read_text().strip() or None
+            s.api_key_source = str(saved) if s.api_key else None
+        except OSError:
+            pass
+    s.private_key, _ = _secret(env, "PRIVATE_KEY")
+    s.solana_secret_key, _ = _secret(env, "SOLANA_SECRET_KEY")
+    s.wallet_address = (env.get("WALLET_ADDRESS") or "").strip() or None
+    s.solana_wallet_address = (
+        env.get("SOLANA_WALLET_ADDRESS") or env.get("WALLET_ADDRESS_SECONDARY") or ""
+    ).strip() or None
+    s.ows_wallet = (env.get("OWS_WALLET") or "").strip() or None
+
+    mode = (env.get("COMPUTE_AUTH_MODE") or "auto").strip().lower()
+    if mode not in AUTH_MODES:
+        raise ConfigError(f"COMPUTE_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {mode!r}.")
+    s.auth_mode = mode
+    s.auth_chain = resolve_auth_chain(env, s)
+
+    if max_usd is not None:
+        s.max_spend_usd, s.max_spend_source = parse_usd(max_usd, "--max-usd"), "--max-usd"
+    elif env.get("COMPUTE_MAX_SPEND_USD"):
+        s.max_spend_usd = parse_usd(env["COMPUTE_MAX_SPEND_USD"], "COMPUTE_MAX_SPEND_USD")
+        s.max_spend_source = "COMPUTE_MAX_SPEND_USD"
+
+    s.rpc_urls = {net: env.get(var) or DEFAULT_RPC_URLS[net] for net, var in RPC_ENV.items()}
+    if timeout is not None:
+        s.timeout = timeout
+    elif env.get("COMPUTE_TIMEOUT"):
+        try:
+            s.timeout = float(env["COMPUTE_TIMEOUT"])
+        except ValueError:
+            raise ConfigError(f"COMPUTE_TIMEOUT must be seconds, got {env['COMPUTE_TIMEOUT']!r}.") from None
+    return s
+
+
+def resolve_auth_chain(env: Mapping[str, str], s: Settings) -> str:
+    """Which wallet signs management auth: ``base`` (any EVM key) or ``solana``.
+
+    ``COMPUTE_AUTH_CHAIN`` wins. ``megaeth``/``robinhood`` are EVM keys and are
+    sent as ``base``, the label proven against production. Otherwise, like the
+    upstream skill: ``WALLET_ADDRESS`` decides by its shape; then an EVM key;
+    then a Solana key; else ``base``.
+    """
+    chain = (env.get("COMPUTE_AUTH_CHAIN") or "").strip().lower()
+    if chain:
+        if chain in EVM_AUTH_CHAINS:
+            return "base"
+        if chain == "solana":
+            return "solana"
+        raise ConfigError(
+            f"COMPUTE_AUTH_CHAIN must be base or solana, got {chain!r}.",
+            hint="Unset it to choose from the configured keys.",
+        )
+    if s.wallet_address:
+        return "base" if s.wallet_address.startswith("0x") else "solana"
+    if s.private_key:
+        return "base"
+    if s.solana_secret_key or s.solana_wallet_address:
+        return "solana"
+    return "base"

@@ -1,0 +1,48 @@
+"""Money is integer atomic units from parse to signature; Decimal appears only
+for catalog prices (the API publishes USD numbers) and for display."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from typing import Any
+
+MICROS = 10**6
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        d = Decimal(str(value))
+    except Exception:
+        return None
+    return d if d.is_finite() else None
+
+
+def usd(value: Decimal | None, places: int = 2) -> str | None:
+    """A display string; more places for sub-cent hourly rates."""
+    if value is None:
+        return None
+    q = Decimal(1).scaleb(-places)
+    return str(value.quantize(q, rounding=ROUND_HALF_UP))
+
+
+def price_usd_micros(hourly: Decimal, hours: int) -> int:
+    """Catalog price of ``hours`` at ``hourly`` USD, rounded up to a micro-dollar."""
+    return int((hourly * hours * MICROS).to_integral_value(rounding=ROUND_CEILING))
+
+
+def micros_to_atomic(micros: int, decimals: int) -> int:
+    if decimals >= 6:
+        return micros * 10 ** (decimals - 6)
+    # Round up: never under-state what a quote will cost.
+    q, r = divmod(micros, 10 ** (6 - decimals))
+    return q + (1 if r else 0)
+
+
+def atomic_to_usd(atomic: int, decimals: int) -> Decimal:
+    return Decimal(atomic).scaleb(-decimals)
+
+
+def usd_to_micros(value: Decimal) -> int:
+    return int((value * MICROS).to_integral_value(rounding=ROUND_CEILING))

@@ -1,0 +1,67 @@
+"""Signers. Each exposes ``address`` and the signing primitives the auth and
+payment layers need; heavy crypto libraries are imported only here, on use.
+
+- ``EvmSigner``: ``sign_message(text) -> bytes`` (EIP-191) and
+  ``sign_typed_data(typed: dict) -> bytes`` (EIP-712, full eth_signTypedData_v4
+  shape including ``EIP712Domain``), 65 bytes r‖s‖v with v = 27/28.
+- ``SolanaSigner``: ``sign_message(data: bytes) -> bytes``, raw ed25519.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..config import Settings
+from ..errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .evm import EvmSigner
+    from .solana import SolanaSigner
+
+
+def evm_signer(settings: Settings) -> "EvmSigner":
+    if settings.auth_mode == "ows" or (settings.auth_mode == "auto" and settings.ows_wallet and not settings.private_key):
+        from .ows import OwsEvmSigner  # type: ignore[import-not-found]
+
+        return OwsEvmSigner.from_settings(settings)
+    if not settings.private_key:
+        raise ConfigError(
+            "No EVM wallet configured.",
+            hint="Set PRIVATE_KEY (or PRIVATE_KEY_FILE), or use an API key for management.",
+        )
+    from .evm import EvmSigner
+
+    signer = EvmSigner(settings.private_key)
+    if settings.wallet_address and settings.wallet_address.startswith("0x"):
+        if settings.wallet_address.lower() != signer.address.lower():
+            raise ConfigError(
+                f"PRIVATE_KEY belongs to {signer.address}, but WALLET_ADDRESS is {settings.wallet_address}.",
+                hint="Fix or unset WALLET_ADDRESS so that it matches the key.",
+            )
+    return signer
+
+
+def solana_signer(settings: Settings) -> "SolanaSigner":
+    if settings.auth_mode == "ows" or (
+        settings.auth_mode == "auto" and settings.ows_wallet and not settings.solana_secret_key
+    ):
+        from .ows import OwsSolanaSigner  # type: ignore[import-not-found]
+
+        return OwsSolanaSigner.from_settings(settings)
+    if not settings.solana_secret_key:
+        raise ConfigError(
+            "No Solana wallet configured.",
+            hint="Set SOLANA_SECRET_KEY (base58 64-byte keypair or a JSON byte array).",
+        )
+    from .solana import SolanaSigner
+
+    signer = SolanaSigner(settings.solana_secret_key)
+    expected = settings.solana_wallet_address
+    if not expected and settings.wallet_address and not settings.wallet_address.startswith("0x"):
+        expected = settings.wallet_address
+    if expected and expected != signer.address:
+        raise ConfigError(
+            f"SOLANA_SECRET_KEY belongs to {signer.address}, but the configured Solana address is {expected}.",
+            hint="Fix or unset SOLANA_WALLET_ADDRESS / WALLET_ADDRESS so that it matches the key.",
+        )
+    return signer
