@@ -1,0 +1,67 @@
+"""One table for every fact about the payment networks: chain ids, CAIP-2 ids,
+canonical stablecoins, decimals, EIP-712 domains and transfer methods.
+
+The 402 challenge drives signing (domain name/version from ``extra``, asset
+from ``asset``); this table is the fallback and the allowlist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Network:
+    key: str  # our label, also the body's "network" value
+    family: str  # "evm" | "svm" | "tempo"
+    caip2: str
+    chain_id: int | None
+    asset: str  # canonical stablecoin (checksummed / base58)
+    symbol: str
+    decimals: int
+    eip712_name: str | None
+    eip712_version: str | None
+    transfer: str  # "eip3009" | "permit" | "svm-exact" | "tempo"
+    v1_names: tuple[str, ...] = ()
+
+
+NETWORKS: dict[str, Network] = {
+    "base": Network("base", "evm", "eip155:8453", 8453, "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USDC", 6, "USD Coin", "2", "eip3009", ("base",)),
+    "solana": Network("solana", "svm", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", None, "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", "USDC", 6, None, None, "svm-exact", ("solana",)),
+    "megaeth": Network("megaeth", "evm", "eip155:4326", 4326, "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7", "USDm", 18, "MegaUSD", "1", "permit", ("megaeth",)),
+    "robinhood": Network("robinhood", "evm", "eip155:4663", 4663, "0x5fc5360D0400a0Fd4f2af552ADD042D716F1d168", "USDG", 6, "Global Dollar", "1", "eip3009", ("robinhood",)),
+    "tempo": Network("tempo", "tempo", "eip155:4217", 4217, "0x20C000000000000000000000b9537d11c60E8b50", "USDC.e", 6, None, None, "tempo", ()),
+}
+X402_NETWORKS = ("base", "solana", "megaeth", "robinhood")
+SOLANA_MAINNET_GENESIS_PREFIX = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"
+
+
+def network_key(name: str | None) -> str | None:
+    """Our key for a network string as a challenge spells it (v1 name or CAIP-2).
+
+    Exact matches only: upstream's ``"8453" in network`` accepted look-alikes."""
+    if not name:
+        return None
+    n = name.strip()
+    low = n.lower()
+    for net in NETWORKS.values():
+        if low in net.v1_names or n == net.caip2:
+            return net.key
+    if low.startswith("eip155:"):
+        try:
+            cid = int(low.split(":", 1)[1])
+        except ValueError:
+            return None
+        for net in NETWORKS.values():
+            if net.chain_id == cid:
+                return net.key
+    if n == "solana:" + SOLANA_MAINNET_GENESIS_PREFIX:
+        return "solana"
+    return None
+
+
+def is_canonical_asset(key: str, asset: str) -> bool:
+    net = NETWORKS[key]
+    if net.family == "svm":
+        return asset == net.asset  # base58 is case-sensitive
+    return asset.lower() == net.asset.lower()
