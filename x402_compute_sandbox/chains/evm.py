@@ -85,6 +85,9 @@ class EvmChain:
         chain_id = self.chain_id
         self.provider.api_endpoints["eth"]["chainId"] = lambda *a, **k: chain_id   # eth_chainId
         self.w3 = Web3(self.provider)
+        # web3's validation middleware caches the chain id per provider *class*, so with several tester
+        # chains in one process it compares against another chain's id; eth-tester ignores tx chain ids anyway.
+        self.w3.middleware_onion.remove("validation")
         self.operator = self.w3.eth.accounts[0]                       # pays gas for settlements
         self.token = self.w3.eth.contract(address=self.asset, abi=artifact["abi"])
         self._keys: dict[str, str] = {}

@@ -5,12 +5,15 @@ Why this shape (shared/reference/local-chains.md §6):
   their real associated-token addresses, so a transaction built for mainnet USDC runs here unchanged.
 - Balances are funded by rewriting token-account state (a test faucet); payments themselves only move
   through real SPL `TransferChecked` instructions executed by the token program.
-- LiteSVM accepts only its own latest blockhash, which is why it is exposed: the facilitator puts it in
-  `extra.recentBlockhash` so clients build transactions this runtime will accept.
+- LiteSVM on its own accepts only its latest blockhash and never rotates it, so two identical payments
+  (the upstream 3-instruction layout has no memo) would collide forever. Like a real cluster, this chain
+  rotates the blockhash after every executed transaction and keeps accepting the hashes it handed out
+  for BLOCKHASH_TTL_SECONDS (about Solana's 60-90 s validity); any other blockhash is refused.
 """
 from __future__ import annotations
 
 import threading
+import time
 from typing import Optional, Union
 
 from solders.account import Account
@@ -35,6 +38,7 @@ LIGHTHOUSE_PROGRAM_ID = Pubkey.from_string("L2TExMFKdjpN9kozasaurPirfHy9P8sbXoAN
 MINT_LEN = 82
 TOKEN_ACCOUNT_LEN = 165
 FEE_PAYER_LAMPORTS = 1_000 * 10**9   # plenty of SOL for the sponsor's fees
+BLOCKHASH_TTL_SECONDS = 120
 
 
 class SvmError(Exception):
@@ -61,11 +65,14 @@ class SvmChain:
         self.decimals = network.decimals
         self.fee_payer = fee_payer
         self._lock = threading.RLock()
-        self.svm = LiteSVM()
+        # Freshness is enforced by `is_recent_blockhash` (see module docstring), not by LiteSVM.
+        self.svm = LiteSVM().with_blockhash_check(False)
+        self._issued: dict[str, float] = {}
         self.svm.airdrop(fee_payer.pubkey(), FEE_PAYER_LAMPORTS)
         self._supply = 0
         self._mint_authority = mint_authority
         self._write_mint()
+        self.latest_blockhash()
 
     # ---- state helpers ---------------------------------------------------------------------------
     def _rent(self, size: int) -> int:
@@ -137,7 +144,18 @@ class SvmChain:
         return self.svm.get_balance(_pk(owner)) or 0
 
     def latest_blockhash(self) -> Hash:
-        return self.svm.latest_blockhash()
+        with self._lock:
+            h = self.svm.latest_blockhash()
+            self._issued.setdefault(str(h), time.monotonic())
+            return h
+
+    def is_recent_blockhash(self, blockhash: Union[str, Hash]) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            for h, t in list(self._issued.items()):
+                if now - t > BLOCKHASH_TTL_SECONDS and h != str(self.svm.latest_blockhash()):
+                    del self._issued[h]
+            return str(blockhash) in self._issued
 
     def mint_info(self) -> tuple[Pubkey, int]:
         """(owning token program, decimals), as a client reads them from getAccountInfo(mint)."""
@@ -146,6 +164,8 @@ class SvmChain:
 
     def simulate(self, tx: VersionedTransaction):
         with self._lock:
+            if not self.is_recent_blockhash(tx.message.recent_blockhash):
+                raise SvmError("BlockhashNotFound")
             result = self.svm.simulate_transaction(tx)
             if isinstance(result, FailedTransactionMetadata):
                 raise SvmError(str(result.err()), list(result.meta().logs()))
@@ -154,7 +174,12 @@ class SvmChain:
     def send(self, tx: VersionedTransaction) -> str:
         """Execute; returns the base58 transaction signature."""
         with self._lock:
+            if not self.is_recent_blockhash(tx.message.recent_blockhash):
+                raise SvmError("BlockhashNotFound")
             result = self.svm.send_transaction(tx)
             if isinstance(result, FailedTransactionMetadata):
                 raise SvmError(str(result.err()), list(result.meta().logs()))
+            # A new block: the next payment gets a new blockhash, older ones stay valid for the TTL.
+            self.svm.expire_blockhash()
+            self.latest_blockhash()
             return str(result.signature())
