@@ -24,6 +24,7 @@ from eth_utils import to_canonical_address, to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 from web3.providers.eth_tester import EthereumTesterProvider
+from web3.providers.eth_tester.defaults import API_ENDPOINTS
 
 from ..networks import Network
 
@@ -31,6 +32,26 @@ ARTIFACT_PATH = Path(__file__).resolve().parent.parent / "contracts" / "TestToke
 
 # Native balance given to every account the sandbox itself sends transactions from (gas only).
 GAS_FUNDING_WEI = 10**21
+
+
+def _same_second_vm():
+    """PragueVM that lets a block share its parent's timestamp.
+
+    py-evm demands strictly increasing block timestamps and eth-tester mines one block per transaction,
+    so a burst of N transactions would push chain time N seconds ahead of the wall clock and eventually
+    make `block.timestamp < validBefore` fail for payloads the wall-clock checks accept. Real chains put
+    many transactions in one block with one timestamp; allowing equal timestamps models exactly that.
+    """
+    from eth.vm.forks import PragueVM
+
+    class SandboxPragueVM(PragueVM):
+        @classmethod
+        def validate_header(cls, header, parent_header):
+            if parent_header is not None and header.timestamp == parent_header.timestamp:
+                parent_header = parent_header.copy(timestamp=parent_header.timestamp - 1)
+            return super().validate_header(header, parent_header)
+
+    return SandboxPragueVM
 
 
 def load_artifact() -> dict:
@@ -78,12 +99,15 @@ class EvmChain:
         }
         for addr in gas_accounts:
             state[to_canonical_address(addr)] = {"balance": GAS_FUNDING_WEI, "nonce": 0, "storage": {}, "code": b""}
-        self.backend = PyEVMBackend(genesis_state=state)
+        self.backend = PyEVMBackend(genesis_state=state, vm_configuration=((0, _same_second_vm()),))
         self.backend.chain.chain_id = self.chain_id                  # CHAINID opcode, tx building
         self.tester = EthereumTester(self.backend)
-        self.provider = EthereumTesterProvider(self.tester)
+        # web3 shares one module-level endpoint table between providers; patch a private copy, or every
+        # tester chain in the process would report the chain id of the last one built.
+        endpoints = {ns: dict(table) for ns, table in API_ENDPOINTS.items()}
         chain_id = self.chain_id
-        self.provider.api_endpoints["eth"]["chainId"] = lambda *a, **k: chain_id   # eth_chainId
+        endpoints["eth"]["chainId"] = lambda *a, **k: chain_id                     # eth_chainId
+        self.provider = EthereumTesterProvider(self.tester, api_endpoints=endpoints)
         self.w3 = Web3(self.provider)
         # web3's validation middleware caches the chain id per provider *class*, so with several tester
         # chains in one process it compares against another chain's id; eth-tester ignores tx chain ids anyway.
@@ -99,11 +123,11 @@ class EvmChain:
 
     # ---- plumbing ------------------------------------------------------------------------------
     def refresh_time(self) -> int:
-        """Move the pending block's timestamp to the wall clock (never backwards); return it."""
+        """Move the pending block's timestamp to the wall clock (never before its parent's); return it."""
         with self._lock:
             chain = self.backend.chain
             parent_ts = chain.get_canonical_head().timestamp
-            ts = max(int(time.time()), parent_ts + 1)
+            ts = max(int(time.time()), parent_ts)
             if chain.header.timestamp != ts:
                 chain.header = chain.header.copy(timestamp=ts)
             return ts
