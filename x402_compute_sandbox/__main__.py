@@ -1,0 +1,77 @@
+"""Run the x402-compute sandbox: the compute API on loopback, payments settled on local chains.
+
+    python -m x402_compute_sandbox [--host 127.0.0.1] [--port 8402] [--seed 0]
+        [--state-dir .sandbox] [--boot-seconds 3] [--x402-version 1|2] [--env-file PATH]
+        [--no-recipient-atas] [--auth-skew-seconds 300] [--verbose]
+
+State (orders, API keys, nonces, payments, credits, idempotency records) persists in SQLite under
+--state-dir. The local chains are rebuilt at every start: on-chain balances reset to the funded
+test wallets. Test wallets and the sandbox's payees derive from --seed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m x402_compute_sandbox", description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (127.0.0.0/8 or ::1 only)")
+    p.add_argument("--port", type=int, default=8402, help="port (0 = any free port)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the deterministic test wallets and payees")
+    p.add_argument("--state-dir", default=".sandbox", help="directory of the SQLite state (kept across restarts)")
+    p.add_argument("--boot-seconds", type=float, default=3.0, help="time an instance takes to become active")
+    p.add_argument("--x402-version", type=int, choices=(1, 2), default=1,
+                   help="402 challenge format: 1 = JSON body (production), 2 = PAYMENT-REQUIRED header")
+    p.add_argument("--env-file", default=None, help="where to write the env file (default: <state-dir>/sandbox.env)")
+    p.add_argument("--no-recipient-atas", action="store_true",
+                   help="do not create the payee's Solana token account (tests the missing-ATA case)")
+    p.add_argument("--auth-skew-seconds", type=float, default=300.0,
+                   help="accepted X-Auth-Timestamp clock skew (nonces are remembered for twice as long)")
+    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from .server import Sandbox, is_loopback
+    if not is_loopback(args.host):
+        print(f"error: --host {args.host} is not a loopback address; the sandbox binds 127.0.0.0/8 or ::1 only",
+              file=sys.stderr)
+        return 2
+    print("x402-compute sandbox: building local chains (a few seconds)...", file=sys.stderr)
+    try:
+        sb = Sandbox(host=args.host, port=args.port, seed=args.seed, state_dir=args.state_dir,
+                     boot_seconds=args.boot_seconds, x402_version=args.x402_version,
+                     recipient_atas=not args.no_recipient_atas, auth_skew_seconds=args.auth_skew_seconds,
+                     verbose=args.verbose)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    env_file = args.env_file or os.path.join(args.state_dir, "sandbox.env")
+    sb.write_env_file(env_file)
+    sb.start(background=False)
+    bar = "=" * 72
+    lines = [bar, "x402-compute sandbox (local chains; nothing here is real money)",
+             f"  base URL        {sb.base_url}",
+             f"  x402 challenge  v{args.x402_version}",
+             f"  state           {os.path.abspath(args.state_dir)} (SQLite; persists across restarts)",
+             "  chains          base, solana, megaeth, robinhood: rebuilt at start, balances reset",
+             f"  env file (0600) {os.path.abspath(env_file)}  <- private keys are only in this file",
+             "  test wallets (funded with 1000 USD of stablecoin on every network):"]
+    for i, w in enumerate(sb.wallets):
+        lines.append(f"    [{i}] evm {w['evm_address']}  solana {w['solana_address']}")
+    lines += [f"  use it:          set -a; . {env_file}; set +a", bar]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    try:
+        sb.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sb.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""`POST /rpc/<network>`: a read-only JSON-RPC view of the sandbox's local chains.
+
+For clients that must read chain state before signing: the MegaUSD `nonces(owner)` (an `eth_call`)
+for the ERC-2612 permit route, and on Solana the mint account (token program, decimals), whether a
+token account exists, and a blockhash LiteSVM will accept.
+
+EVM:    eth_chainId, eth_blockNumber, eth_getCode, eth_getBalance, eth_call (plus net_version)
+Solana: getLatestBlockhash, getAccountInfo (base64), getBalance, getMinimumBalanceForRentExemption
+        (plus getSlot, getBlockHeight, getHealth)
+
+Nothing here writes: transactions reach the chains only through the facilitator's settlement.
+The chains' own locks serialise access (the chains are not safe for concurrent use otherwise).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from contextlib import nullcontext
+from typing import Any
+
+from . import networks as nets
+from .server import Request, Response
+
+_HEX = re.compile(r"^0x[0-9a-fA-F]*$")
+_B58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
+_U64_MAX = 2**64 - 1
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _param(params: list, i: int, default: Any = None) -> Any:
+    return params[i] if len(params) > i else default
+
+
+def _block(tag: Any) -> Any:
+    if tag is None:
+        return "latest"
+    if tag in ("latest", "pending", "earliest", "safe", "finalized"):
+        return "latest" if tag in ("safe", "finalized") else tag
+    if isinstance(tag, str) and _HEX.match(tag) and len(tag) > 2:
+        return int(tag, 16)
+    raise RpcError(-32602, f"invalid block parameter {tag!r}")
+
+
+def _address(value: Any) -> str:
+    from eth_utils import is_address, to_checksum_address
+    if not isinstance(value, str) or not is_address(value):
+        raise RpcError(-32602, f"invalid address {value!r}")
+    return to_checksum_address(value)
+
+
+class Rpc:
+    def __init__(self, facilitator):
+        self.f = facilitator
+
+    def handle(self, network: str, req: Request) -> Response:
+        try:
+            net = nets.get(network)
+        except KeyError:
+            return Response(404, {"error": f"Unknown network {network!r}",
+                                  "details": {"accepted": list(nets.LABELS)}})
+        try:
+            body = json.loads(req.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return Response(200, {"jsonrpc": "2.0", "id": None,
+                                  "error": {"code": -32700, "message": "Parse error"}})
+        if isinstance(body, list):
+            if not body:
+                return Response(200, {"jsonrpc": "2.0", "id": None,
+                                      "error": {"code": -32600, "message": "Empty batch"}})
+            return Response(200, [self._one(net, item) for item in body[:100]])
+        return Response(200, self._one(net, body))
+
+    def _one(self, net, call: Any) -> dict:
+        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Invalid Request"}}
+        rid = call.get("id")
+        params = call.get("params", [])
+        if not isinstance(params, list):
+            params = [params] if params is not None else []
+        try:
+            if net.kind == "evm":
+                result = self._evm(net, call["method"], params)
+            else:
+                result = self._svm(call["method"], params)
+            return {"jsonrpc": "2.0", "id": rid, "result": result}
+        except RpcError as err:
+            return {"jsonrpc": "2.0", "id": rid, "error": {"code": err.code, "message": err.message}}
+        except Exception as exc:  # a chain-side failure of a read (e.g. a reverting eth_call)
+            return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32000, "message": str(exc)[:300]}}
+
+    # --- EVM ------------------------------------------------------------------------------------
+    def _evm(self, net, method: str, params: list) -> Any:
+        chain = self.f.chain(net.label)
+        w3 = chain.w3
+        with getattr(chain, "_lock", nullcontext()):
+            if method == "eth_chainId":
+                return hex(net.chain_id)
+            if method == "net_version":
+                return str(net.chain_id)
+            if method == "eth_blockNumber":
+                return hex(w3.eth.block_number)
+            if method == "eth_getCode":
+                return "0x" + bytes(w3.eth.get_code(_address(_param(params, 0)), _block(_param(params, 1)))).hex()
+            if method == "eth_getBalance":
+                return hex(w3.eth.get_balance(_address(_param(params, 0)), _block(_param(params, 1))))
+            if method == "eth_call":
+                tx = _param(params, 0)
+                if not isinstance(tx, dict) or "to" not in tx:
+                    raise RpcError(-32602, "eth_call needs a transaction object with `to`")
+                call = {"to": _address(tx["to"])}
+                data = tx.get("data", tx.get("input", "0x"))
+                if not isinstance(data, str) or not _HEX.match(data):
+                    raise RpcError(-32602, "`data` must be 0x-prefixed hex")
+                call["data"] = data
+                if tx.get("from"):
+                    call["from"] = _address(tx["from"])
+                return "0x" + bytes(w3.eth.call(call, _block(_param(params, 1)))).hex()
+        raise RpcError(-32601, f"Method not found: {method} (the sandbox serves eth_chainId, eth_blockNumber, "
+                               "eth_getCode, eth_getBalance, eth_call)")
+
+    # --- Solana ---------------------------------------------------------------------------------
+    def _svm(self, method: str, params: list) -> Any:
+        from solders.pubkey import Pubkey
+
+        chain = self.f.chain("solana")
+        svm = chain.svm
+
+        def pubkey(value: Any) -> Pubkey:
+            if not isinstance(value, str) or not _B58.match(value):
+                raise RpcError(-32602, f"Invalid param: {value!r} is not a base58 public key")
+            try:
+                return Pubkey.from_string(value)
+            except ValueError:
+                raise RpcError(-32602, f"Invalid param: {value!r} is not a public key")
+
+        with getattr(chain, "_lock", nullcontext()):
+            slot = svm.get_clock().slot
+            ctx = {"slot": slot, "apiVersion": "2.0.0"}
+            if method == "getLatestBlockhash":
+                return {"context": ctx, "value": {"blockhash": str(svm.latest_blockhash()),
+                                                  "lastValidBlockHeight": slot + 150}}
+            if method == "getAccountInfo":
+                key = pubkey(_param(params, 0))
+                cfg = _param(params, 1) or {}
+                encoding = cfg.get("encoding", "base64") if isinstance(cfg, dict) else "base64"
+                if encoding != "base64":
+                    raise RpcError(-32602, "the sandbox serves getAccountInfo with encoding base64 only")
+                acct = svm.get_account(key)
+                if acct is None or (acct.lamports == 0 and not bytes(acct.data)):
+                    return {"context": ctx, "value": None}
+                data = bytes(acct.data)
+                return {"context": ctx, "value": {
+                    "data": [base64.b64encode(data).decode(), "base64"], "executable": bool(acct.executable),
+                    "lamports": acct.lamports, "owner": str(acct.owner),
+                    "rentEpoch": min(int(acct.rent_epoch), _U64_MAX), "space": len(data)}}
+            if method == "getBalance":
+                return {"context": ctx, "value": svm.get_balance(pubkey(_param(params, 0))) or 0}
+            if method == "getMinimumBalanceForRentExemption":
+                size = _param(params, 0)
+                if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 10 * 1024 * 1024:
+                    raise RpcError(-32602, "Invalid param: data length must be an integer")
+                return svm.minimum_balance_for_rent_exemption(size)
+            if method == "getSlot":
+                return slot
+            if method == "getBlockHeight":
+                return slot
+            if method == "getHealth":
+                return "ok"
+        raise RpcError(-32601, f"Method not found: {method} (the sandbox serves getLatestBlockhash, "
+                               "getAccountInfo, getBalance, getMinimumBalanceForRentExemption)")

@@ -1,0 +1,229 @@
+"""The HTTP layer: stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive, JSON in and out.
+
+No framework on purpose: the sandbox must start fast and add no dependency. Every answer has a
+Content-Length, so keep-alive works; every error is a JSON `{"error": ..., "details": {...}}`.
+The server binds loopback addresses only (127.0.0.0/8, ::1).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import sys
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlsplit
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ApiError(Exception):
+    """Raised anywhere in a handler; becomes `status` with a JSON error body."""
+
+    def __init__(self, status: int, message: str, details: Optional[dict] = None,
+                 headers: Optional[dict] = None):
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.details = details or {}
+        self.headers = headers or {}
+
+    def response(self) -> "Response":
+        return Response(self.status, {"error": self.message, "details": self.details}, dict(self.headers))
+
+
+@dataclass
+class Request:
+    method: str
+    path: str                       # path only, as sent (the auth message signs this string)
+    query: dict[str, list[str]]
+    headers: Any                    # case-insensitive mapping (email.message.Message)
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON (an empty body is None). Malformed JSON is a 400."""
+        if not self.body.strip():
+            return None
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ApiError(400, "Request body is not valid JSON", {"reason": str(exc)[:200]})
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None                # dict/list -> compact JSON; bytes as is
+    headers: dict = field(default_factory=dict)
+    drop: bool = False              # fault injection: close the connection without answering
+
+    def encoded(self) -> bytes:
+        if isinstance(self.body, (bytes, bytearray)):
+            return bytes(self.body)
+        if self.body is None:
+            return b""
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "x402-compute-sandbox/1"
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, fmt, *args):  # one line per request only when asked for (--verbose)
+        if getattr(self.server, "verbose", False):
+            sys.stderr.write("sandbox: %s %s\n" % (self.address_string(), fmt % args))
+
+    def _send(self, resp: Response) -> None:
+        payload = resp.encoded()
+        self.send_response(resp.status)
+        headers = {"Content-Type": "application/json"} if payload else {}
+        headers.update(resp.headers)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _handle(self) -> None:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True   # we will not parse a chunked body; do not reuse the stream
+            return self._send(ApiError(411, "Send the body with a Content-Length").response())
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            return self._send(ApiError(400, "Invalid Content-Length").response())
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True   # the unread body would otherwise be parsed as a request
+            return self._send(ApiError(413, "Request body too large",
+                                       {"max_bytes": MAX_BODY_BYTES, "got_bytes": length}).response())
+        body = self.rfile.read(length) if length else b""
+        split = urlsplit(self.path)
+        req = Request(method=self.command, path=split.path, query=parse_qs(split.query, keep_blank_values=True),
+                      headers=self.headers, body=body)
+        resp = self.server.app.handle(req)
+        if resp.drop:
+            # Ambiguous outcome for the client: the work is done, but no answer ever arrives.
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self._send(resp)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 8402, verbose: bool = False):
+        if not is_loopback(host):
+            raise ValueError(f"refusing to bind {host!r}: the sandbox listens on loopback only")
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        self.app, self.verbose = app, verbose
+        super().__init__((host, port), _Handler)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Sandbox:
+    """The whole sandbox in one object: local chains + facilitator, SQLite store, app, HTTP server.
+
+    State (orders, keys, nonces, payments, credits, idempotency records) lives in SQLite under
+    `state_dir` and survives a restart; the local chains are rebuilt at every start, so on-chain
+    balances reset to the funded test wallets.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 8402, seed: int = 0,
+                 state_dir: str = ".sandbox", boot_seconds: float = 3.0, x402_version: int = 1,
+                 recipient_atas: bool = True, auth_skew_seconds: float = 300.0,
+                 resize_seconds: Optional[float] = None, facilitator=None, verbose: bool = False):
+        if not is_loopback(host):
+            raise ValueError(f"refusing to bind {host!r}: the sandbox listens on loopback only")
+        from .app import App
+        from .store import Store
+        if facilitator is None:
+            from .facilitator import Facilitator
+            facilitator = Facilitator(seed=seed, recipient_atas=recipient_atas)
+        self.facilitator = facilitator
+        self.state_dir = state_dir
+        self.store = Store(state_dir)
+        self.app = App(facilitator=facilitator, store=self.store, x402_version=x402_version,
+                       boot_seconds=boot_seconds, auth_skew_seconds=auth_skew_seconds,
+                       resize_seconds=resize_seconds)
+        self.httpd = SandboxHTTPServer(self.app, host, port, verbose=verbose)
+        self.base_url = self.httpd.base_url
+        self.app.base_url = self.base_url
+        self._thread = None
+        self._served = False
+
+    @property
+    def wallets(self) -> list:
+        return self.facilitator.test_wallets()
+
+    def env(self) -> dict:
+        """The variables a script needs to use this sandbox with the first test wallet."""
+        w = self.wallets[0]
+        env = {"COMPUTE_BASE_URL": self.base_url,
+               "PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"],
+               "SOLANA_SECRET_KEY": w["solana_secret_key"], "SOLANA_WALLET_ADDRESS": w["solana_address"]}
+        for label in self.facilitator.networks():
+            env[f"{label.upper()}_RPC_URL"] = f"{self.base_url}/rpc/{label}"
+        return env
+
+    def write_env_file(self, path: str) -> str:
+        import os
+        lines = ["# x402-compute sandbox: test wallets on local chains only (worthless outside it)."]
+        lines += [f"{k}={v}" for k, v in self.env().items()]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.chmod(path, 0o600)   # O_CREAT's mode does not apply to a file that already existed
+        return path
+
+    def start(self, background: bool = True) -> "Sandbox":
+        import threading
+        self.app.start()
+        if background:
+            self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                            name="sandbox-http", daemon=True)
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._served = True
+        self.httpd.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        if self._thread is not None or self._served:
+            self.httpd.shutdown()   # returns at once when serve_forever already ended
+        self.httpd.server_close()
+        self.app.stop()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self.store.close()
