@@ -230,7 +230,7 @@ class Facilitator:
     def verify(self, payment_payload: dict, requirement: dict) -> dict:
         with self._lock:
             try:
-                ctx = self._verify(payment_payload, requirement)
+                ctx = self._verify_guarded(payment_payload, requirement)
             except PaymentRejected as rej:
                 return {"isValid": False, "invalidReason": rej.reason, "invalidMessage": rej.message,
                         "payer": rej.payer}
@@ -241,15 +241,29 @@ class Facilitator:
             network_out = requirement.get("network", "") if isinstance(requirement, dict) else ""
             amount_out = ""
             try:
-                ctx = self._verify(payment_payload, requirement)
+                ctx = self._verify_guarded(payment_payload, requirement)
                 amount_out = str(ctx["amount"])
-                tx = ctx["settle"]()
+                try:
+                    tx = ctx["settle"]()
+                except PaymentRejected:
+                    raise
+                except Exception as exc:   # a bug or chain fault mid-settlement: report, never crash the server
+                    raise PaymentRejected("unexpected_settle_error", repr(exc), ctx["payer"]) from exc
                 self._settled[ctx["fingerprint"]] = tx
             except PaymentRejected as rej:
                 return {"success": False, "errorReason": rej.reason, "errorMessage": rej.message,
                         "transaction": "", "network": network_out, "payer": rej.payer, "amount": amount_out}
             return {"success": True, "errorReason": None, "transaction": tx, "network": network_out,
                     "payer": ctx["payer"], "amount": amount_out}
+
+    def _verify_guarded(self, payload: dict, req: dict) -> dict:
+        """Odd JSON (wrong types, missing keys) is a refused payment, not an exception for the server."""
+        try:
+            return self._verify(payload, req)
+        except PaymentRejected:
+            raise
+        except Exception as exc:
+            raise PaymentRejected("invalid_payload", f"malformed payment: {exc!r}") from exc
 
     def _verify(self, payload: dict, req: dict) -> dict:
         """All checks; returns a context with `payer`, `amount`, `fingerprint` and a `settle` callable."""
@@ -262,7 +276,7 @@ class Facilitator:
             _reject("unsupported_scheme", "only the exact scheme is supported")
         try:
             net = nets.get(req.get("network"))
-        except KeyError:
+        except (KeyError, TypeError):
             _reject("invalid_network", f"unknown network {req.get('network')!r}")
         if req.get("asset") != net.asset:
             _reject("invalid_payment_requirements", "requirement asset is not this network's stablecoin")
@@ -473,13 +487,14 @@ class Facilitator:
 
         return {"payer": payer, "fingerprint": (net.label, "permit", payer, nonce), "settle": settle}
 
-    # ---- EVM: Permit2 (verification only; see the module docstring of tests/oracle) -------------------
+    # ---- EVM: Permit2 (verification only) -------------------------------------------------------------
     def _verify_permit2(self, net: Network, payload: dict, inner: dict, req: dict, amount: int) -> dict:
         """Checks an x402 Permit2 payload off-chain and its eip2612GasSponsoring permit on-chain (eth_call).
 
-        Differs from production: no Permit2 or x402ExactPermit2Proxy bytecode runs here, so settlement
-        executes the extension's ERC-2612 permit (granting Permit2 the allowance, as the proxy's
-        settleWithPermit would) and then refuses, because nothing can pull the funds on Permit2's behalf.
+        Differs from production: no Permit2 or x402ExactPermit2Proxy bytecode runs here, so nothing can
+        pull the funds on Permit2's behalf; settlement is refused (`unexpected_settle_error`) and no state
+        changes. Verification is stricter than the x402 SDK's: the extension's permit signature is
+        checked by simulating `permit()` on the token, not only its fields.
         """
         from eth_utils import to_checksum_address
         self._check_domain(net, req)

@@ -418,3 +418,91 @@ def test_svm_missing_recipient_ata_is_a_clear_refusal():
     fac.chain("solana").create_ata(fac.payee("solana"))
     assert fac.settle(payload, r)["success"] is True
     assert fac.balance_of("solana", fac.payee("solana")) == 1_000_000
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p, r: (p, dict(r, network={"x": 1})),
+    lambda p, r: (dict(p, payload=[]), r),
+    lambda p, r: (dict(p, payload={"signature": 5, "authorization": {"from": 1, "to": [], "value": None,
+                                                                    "validAfter": "x", "validBefore": {},
+                                                                    "nonce": 7}}), r),
+    lambda p, r: (dict(p, payload={"transaction": 12}), dict(r, network="solana")),
+    lambda p, r: ("not a dict", r),
+    lambda p, r: (p, dict(r, payTo=None)),
+])
+def test_malformed_input_is_refused_not_raised(fac, wallet, mutate):
+    r = req(fac, "base")
+    payload, r2 = mutate(b.v1(r, evm_inner(fac, wallet, r)), r)
+    v = fac.verify(payload, r2)
+    assert v["isValid"] is False and v["invalidReason"], v
+    s = fac.settle(payload, r2)
+    assert s["success"] is False and s["errorReason"] and s["transaction"] == ""
+
+
+def test_concurrent_settles_of_one_payload_move_funds_once(fac, wallet):
+    import threading
+    r = req(fac, "base", 777)
+    payload = b.v1(r, evm_inner(fac, wallet, r))
+    before = fac.balance_of("base", r["payTo"])
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(fac.settle(payload, r))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(1 for x in results if x["success"]) == 1
+    assert fac.balance_of("base", r["payTo"]) - before == 777
+
+
+def test_permit2_mode_verifies_off_chain_and_refuses_to_settle(wallet):
+    """permit2=True: the Permit2 signature and the EIP-2612 extension are checked for real, but without
+    Permit2/proxy bytecode nothing can pull the funds, so settlement is refused and nothing moves."""
+    from x402_compute_sandbox.networks import PERMIT2_ADDRESS, X402_EXACT_PERMIT2_PROXY
+    fac = Facilitator(seed=7, permit2=True)
+    r = req(fac, "megaeth", 1_000_000, version=2)
+    assert r["extra"]["assetTransferMethod"] == "permit2"
+    amount, key, owner = int(r["amount"]), wallet["evm_private_key"], wallet["evm_address"]
+    deadline = int(time.time()) + 300
+    p2 = {"from": owner, "permitted": {"token": r["asset"], "amount": str(amount)},
+          "spender": X402_EXACT_PERMIT2_PROXY, "nonce": "12345", "deadline": str(deadline),
+          "witness": {"to": r["payTo"], "validAfter": "0"}}
+    typed = {"types": {
+        "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"},
+                         {"name": "verifyingContract", "type": "address"}],
+        "PermitWitnessTransferFrom": [
+            {"name": "permitted", "type": "TokenPermissions"}, {"name": "spender", "type": "address"},
+            {"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"},
+            {"name": "witness", "type": "Witness"}],
+        "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
+        "Witness": [{"name": "to", "type": "address"}, {"name": "validAfter", "type": "uint256"}]},
+        "primaryType": "PermitWitnessTransferFrom",
+        "domain": {"name": "Permit2", "chainId": 4326, "verifyingContract": PERMIT2_ADDRESS},
+        "message": {"permitted": {"token": r["asset"], "amount": amount}, "spender": X402_EXACT_PERMIT2_PROXY,
+                    "nonce": 12345, "deadline": deadline, "witness": {"to": r["payTo"], "validAfter": 0}}}
+    sig = "0x" + bytes(Account.sign_typed_data(key, full_message=typed).signature).hex()
+    ext_sig = b.permit_signature(key, spender=PERMIT2_ADDRESS, value=amount, nonce=0, deadline=deadline,
+                                 asset=r["asset"], chain_id=4326, name="MegaUSD", version="1")
+    ext = {"eip2612GasSponsoring": {"info": {
+        "from": owner, "asset": r["asset"], "spender": PERMIT2_ADDRESS, "amount": str(amount), "nonce": "0",
+        "deadline": str(deadline), "signature": "0x" + ext_sig.hex(), "version": "1"}, "schema": {}}}
+    payload = b.v2(r, {"signature": sig, "permit2Authorization": p2}, extensions=ext)
+    assert fac.verify(payload, r)["isValid"] is True
+    no_ext = b.v2(r, {"signature": sig, "permit2Authorization": p2})
+    assert fac.verify(no_ext, r)["invalidReason"] == "permit2_allowance_required"
+    bad_ext = json_copy(payload)
+    bad_ext["extensions"]["eip2612GasSponsoring"]["info"]["signature"] = "0x" + b.permit_signature(
+        key, spender=PERMIT2_ADDRESS, value=amount, nonce=0, deadline=deadline, asset=r["asset"],
+        chain_id=1, name="MegaUSD", version="1").hex()
+    assert fac.verify(bad_ext, r)["invalidReason"] == "invalid_exact_evm_payload_signature"
+    wrong_spender = json_copy(payload)
+    wrong_spender["payload"]["permit2Authorization"]["spender"] = "0x4020615294c913F045dc10f0a5cdEbd86c280001"
+    assert fac.verify(wrong_spender, r)["invalidReason"] == "invalid_permit2_signature"
+    before = fac.balance_of("megaeth", owner)
+    s = fac.settle(payload, r)
+    assert s["success"] is False and s["errorReason"] == "unexpected_settle_error"
+    assert fac.balance_of("megaeth", owner) == before
+
+
+def json_copy(obj):
+    import json
+    return json.loads(json.dumps(obj))
