@@ -1,0 +1,178 @@
+"""The few chain reads a payment needs, as a tiny JSON-RPC client over ``requests``.
+
+What the schemes ask a chain (and nothing else):
+- EVM: ``eth_chainId`` (so a mis-pointed RPC URL cannot feed us another chain's nonce), and
+  ``eth_call`` for MegaUSD ``nonces(owner)`` and ``allowance(owner, Permit2)``;
+- Solana: ``getLatestBlockhash`` (when the challenge gives no ``recentBlockhash``),
+  ``getAccountInfo`` (the mint's owner program and decimals; whether the recipient's token account
+  exists) and ``getMinimumBalanceForRentExemption`` (to tell the user what creating it would cost).
+
+``Rpc`` is the interface the schemes use. ``JsonRpc`` answers it from ``Settings.rpc_url(network)``;
+tests inject any object with the same methods (e.g. one that reads the sandbox's in-process chains).
+``requests`` is imported only when a request is actually made.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..config import Settings
+from ..errors import ComputeError, NetworkError
+
+# ABI selectors (first 4 bytes of keccak256 of the signature); constants, so no keccak import is needed.
+SEL_NONCES = bytes.fromhex("7ecebe00")  # nonces(address)
+SEL_ALLOWANCE = bytes.fromhex("dd62ed3e")  # allowance(address,address)
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """A Solana account as ``getAccountInfo`` returns it (base58 owner program, raw data)."""
+
+    owner: str
+    data: bytes
+    lamports: int
+
+
+class Rpc(Protocol):
+    """What the schemes read from chains. ``network`` is our key (``megaeth``, ``solana``, …)."""
+
+    def eth_chain_id(self, network: str) -> int: ...
+
+    def eth_call(self, network: str, to: str, data: bytes) -> bytes: ...
+
+    def sol_latest_blockhash(self, network: str) -> str: ...
+
+    def sol_account_info(self, network: str, address: str) -> AccountInfo | None: ...
+
+    def sol_rent_exempt_lamports(self, network: str, size: int) -> int: ...
+
+
+def _addr_word(address: str) -> bytes:
+    a = address[2:] if address.lower().startswith("0x") else address
+    return bytes(12) + bytes.fromhex(a)
+
+
+def erc20_nonces(rpc: Rpc, network: str, token: str, owner: str) -> int:
+    """ERC-2612 ``nonces(owner)``: the next permit nonce the token will accept."""
+    out = rpc.eth_call(network, token, SEL_NONCES + _addr_word(owner))
+    return _uint_word(out, "nonces(owner)")
+
+
+def erc20_allowance(rpc: Rpc, network: str, token: str, owner: str, spender: str) -> int:
+    out = rpc.eth_call(network, token, SEL_ALLOWANCE + _addr_word(owner) + _addr_word(spender))
+    return _uint_word(out, "allowance(owner, spender)")
+
+
+def _uint_word(out: bytes, what: str) -> int:
+    if len(out) < 32:
+        # An empty result usually means no contract at that address on this RPC's chain.
+        raise ComputeError(
+            f"The RPC returned no data for {what}; the token contract may not exist on that chain.",
+            code="rpc_bad_result",
+            hint="Check the network's RPC URL setting.",
+        )
+    return int.from_bytes(out[:32], "big")
+
+
+class JsonRpc:
+    """``Rpc`` over HTTP JSON-RPC, one URL per network from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._ids = itertools.count(1)
+        self._session = None
+
+    def cache_key(self, network: str) -> str:
+        return self._settings.rpc_url(network)
+
+    def _call(self, network: str, method: str, params: list) -> Any:
+        import requests  # only when a payment actually needs the chain
+
+        url = self._settings.rpc_url(network)
+        if self._session is None:
+            self._session = requests.Session()
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        try:
+            resp = self._session.post(url, json=body, timeout=self._settings.timeout)
+        except requests.RequestException as exc:
+            raise NetworkError(
+                f"{network} RPC {method} failed: {type(exc).__name__}", retryable=True, details={"url": url}
+            ) from None
+        if resp.status_code != 200:
+            raise NetworkError(
+                f"{network} RPC {method} answered HTTP {resp.status_code}",
+                status=resp.status_code,
+                retryable=resp.status_code >= 500 or resp.status_code == 429,
+                details={"url": url},
+            )
+        try:
+            doc = resp.json()
+        except ValueError:
+            raise ComputeError(f"{network} RPC {method} did not return JSON", code="rpc_bad_result") from None
+        if not isinstance(doc, dict):
+            raise ComputeError(f"{network} RPC {method} returned {type(doc).__name__}", code="rpc_bad_result")
+        if doc.get("error") is not None:
+            err = doc["error"]
+            msg = err.get("message") if isinstance(err, dict) else str(err)
+            raise ComputeError(f"{network} RPC {method} error: {msg}", code="rpc_error", details=err)
+        return doc.get("result")
+
+    # ---- EVM ----
+    def eth_chain_id(self, network: str) -> int:
+        result = self._call(network, "eth_chainId", [])
+        return _parse_hex_int(result, network, "eth_chainId")
+
+    def eth_call(self, network: str, to: str, data: bytes) -> bytes:
+        result = self._call(network, "eth_call", [{"to": to, "data": "0x" + data.hex()}, "latest"])
+        if not isinstance(result, str) or not result.startswith("0x"):
+            raise ComputeError(f"{network} RPC eth_call returned {result!r}", code="rpc_bad_result")
+        try:
+            return bytes.fromhex(result[2:])
+        except ValueError:
+            raise ComputeError(f"{network} RPC eth_call returned non-hex data", code="rpc_bad_result") from None
+
+    # ---- Solana ----
+    def sol_latest_blockhash(self, network: str) -> str:
+        result = self._call(network, "getLatestBlockhash", [{"commitment": "confirmed"}])
+        try:
+            return str(result["value"]["blockhash"])
+        except (TypeError, KeyError):
+            raise ComputeError(f"{network} RPC getLatestBlockhash returned {result!r}", code="rpc_bad_result") from None
+
+    def sol_account_info(self, network: str, address: str) -> AccountInfo | None:
+        import base64
+
+        result = self._call(
+            network, "getAccountInfo", [address, {"encoding": "base64", "commitment": "confirmed"}]
+        )
+        try:
+            value = result["value"]
+            if value is None:
+                return None
+            data_b64 = value["data"][0] if isinstance(value["data"], list) else value["data"]
+            return AccountInfo(owner=str(value["owner"]), data=base64.b64decode(data_b64), lamports=int(value["lamports"]))
+        except (TypeError, KeyError, IndexError, ValueError):
+            raise ComputeError(f"{network} RPC getAccountInfo returned an unexpected shape", code="rpc_bad_result") from None
+
+    def sol_rent_exempt_lamports(self, network: str, size: int) -> int:
+        result = self._call(network, "getMinimumBalanceForRentExemption", [size])
+        if not isinstance(result, int):
+            raise ComputeError(f"{network} RPC getMinimumBalanceForRentExemption returned {result!r}", code="rpc_bad_result")
+        return result
+
+
+def _parse_hex_int(value: Any, network: str, method: str) -> int:
+    if isinstance(value, str):
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise ComputeError(f"{network} RPC {method} returned {value!r}", code="rpc_bad_result")
+
+
+def rpc_cache_key(rpc: Any, network: str) -> Any:
+    """A key that identifies which chain an ``Rpc`` reads, for caching immutable facts (mint info)."""
+    fn = getattr(rpc, "cache_key", None)
+    return fn(network) if callable(fn) else (id(rpc), network)

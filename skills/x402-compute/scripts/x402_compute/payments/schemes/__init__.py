@@ -1,0 +1,104 @@
+"""Sign one x402 offer: pick the scheme the challenge asks for, build its payload, sign it.
+
+    sign_offer(offer, settings, *, now=None, rpc=None, allow_create_ata=False) -> Signed
+
+Choice (by ``offer.key`` and ``extra.assetTransferMethod``; the challenge decides, the network table
+only fills gaps):
+
+========================  =====================================  ==========================
+offer                     scheme                                 module
+========================  =====================================  ==========================
+solana                    partially signed SPL TransferChecked   ``svm_exact``
+EVM, method ``permit2``   Permit2 + x402 exact proxy (+ the      ``evm_permit2``
+                          ``eip2612GasSponsoring`` extension
+                          when a v2 challenge advertises it)
+EVM, method ``eip3009``   EIP-3009 transferWithAuthorization     ``evm_eip3009``
+base, robinhood (absent)  EIP-3009                               ``evm_eip3009``
+megaeth (absent)          direct ERC-2612 permit (x402layer)     ``evm_permit``
+========================  =====================================  ==========================
+
+``now`` (unix seconds) fixes the clock for tests; ``rpc`` replaces the JSON-RPC client built from
+``settings`` (``payments.rpc.Rpc``), which is created only when a scheme needs the chain. Failures are
+``x402_compute.errors`` types with stable codes; nothing is sent anywhere except RPC reads.
+
+The scheme modules import eth-account / solders, so they are imported here only on use.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ...config import Settings
+from ...errors import PaymentRequired
+from ...networks import NETWORKS
+from ..model import Offer, Signed
+from ..rpc import JsonRpc, Rpc
+
+__all__ = ["sign_offer", "scheme_for"]
+
+
+def scheme_for(offer: Offer) -> str:
+    """Which scheme module would sign this offer: ``svm_exact``, ``evm_eip3009``, ``evm_permit`` or ``evm_permit2``."""
+    if offer.scheme != "exact":
+        raise PaymentRequired(
+            f"Unsupported x402 scheme {offer.scheme!r}; this client pays only 'exact'.", code="unsupported_scheme"
+        )
+    net = NETWORKS.get(offer.key or "")
+    if net is None or net.key not in ("base", "solana", "megaeth", "robinhood"):
+        raise PaymentRequired(f"Unsupported x402 network {offer.network!r}.", code="unsupported_network")
+    if net.family == "svm":
+        return "svm_exact"
+    method = (offer.extra or {}).get("assetTransferMethod")
+    if method == "permit2":
+        return "evm_permit2"
+    if method == "eip3009":
+        return "evm_eip3009"
+    if method not in (None, ""):
+        raise PaymentRequired(
+            f"Unsupported assetTransferMethod {method!r} on {net.key}; this client signs eip3009, permit2 "
+            "and the direct ERC-2612 permit.",
+            code="unsupported_transfer_method",
+        )
+    return "evm_permit" if net.transfer == "permit" else "evm_eip3009"
+
+
+def sign_offer(
+    offer: Offer,
+    settings: Settings,
+    *,
+    now: float | None = None,
+    rpc: Rpc | None = None,
+    allow_create_ata: bool = False,
+) -> Signed:
+    scheme = scheme_for(offer)
+    ts = int(time.time() if now is None else now)
+    holder: list[Rpc] = [rpc] if rpc is not None else []
+
+    def rpc_factory() -> Rpc:
+        # Built lazily: EIP-3009 and plain Permit2 need no chain at all.
+        if not holder:
+            holder.append(JsonRpc(settings))
+        return holder[0]
+
+    if scheme == "svm_exact":
+        from ...wallets import solana_signer
+
+        signer = solana_signer(settings)
+        from . import svm_exact
+
+        return svm_exact.sign(offer, signer, now=ts, rpc_factory=rpc_factory, allow_create_ata=allow_create_ata)
+
+    from ...wallets import evm_signer
+
+    signer = evm_signer(settings)
+    if scheme == "evm_eip3009":
+        from . import evm_eip3009
+
+        return evm_eip3009.sign(offer, signer, now=ts)
+    if scheme == "evm_permit":
+        from . import evm_permit
+
+        return evm_permit.sign(offer, signer, now=ts, rpc_factory=rpc_factory)
+    from . import evm_permit2
+
+    return evm_permit2.sign(offer, signer, now=ts, rpc_factory=rpc_factory)

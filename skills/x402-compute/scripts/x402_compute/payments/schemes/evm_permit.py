@@ -1,0 +1,100 @@
+"""MegaETH (MegaUSD) by a direct ERC-2612 ``permit``: the x402layer service's documented route.
+
+x402 itself has no direct-permit payload (it pays such tokens through Permit2, see ``evm_permit2``);
+the hosted service documents this one instead (local-chains.md §6 "The x402layer route",
+compute-api.md §13 #3): the user signs ``Permit(owner, spender, value, nonce, deadline)`` on the
+token's own EIP-712 domain, and the service's facilitator calls ``permit()`` then ``transferFrom()``.
+
+Choices, all driven by the challenge:
+- domain ``{name, version}`` from ``extra`` (MegaUSD / 1), chainId 4326 from the network table,
+  verifyingContract = ``asset``;
+- spender = ``extra.spender`` when the challenge names one, else ``payTo`` (the documented route);
+- nonce = ``extra.permitNonce`` / ``extra.nonce`` when given, else the token's ``nonces(owner)`` read
+  over RPC (after checking the RPC really serves chain 4326: a wrong chain's nonce makes a signature
+  that fails only at settlement);
+- deadline = now + (maxTimeoutSeconds or 3600);
+- value = the offer's amount in atomic units (18 decimals on MegaETH; never rescaled).
+
+Shape we send (the sandbox also accepts split v/r/s; one 65-byte signature is what the x402 EVM
+payloads use everywhere else, so it is the least surprising for a facilitator)::
+
+    {"signature": "0x<65 bytes r‖s‖v, v = 27/28>",
+     "authorization": {"owner", "spender", "value", "nonce", "deadline"}}   (decimal strings)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import ComputeError
+from ..model import Offer, Signed
+from ..rpc import Rpc, erc20_nonces
+from . import _evm
+
+PERMIT_TYPE = [
+    {"name": "owner", "type": "address"},
+    {"name": "spender", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+
+
+def typed_data(domain: dict, *, owner: str, spender: str, value: int, nonce: int, deadline: int) -> dict:
+    return {
+        "types": {"EIP712Domain": _evm.EIP712_DOMAIN_TYPE, "Permit": PERMIT_TYPE},
+        "primaryType": "Permit",
+        "domain": domain,
+        "message": {
+            "owner": owner,
+            "spender": spender,
+            "value": _evm.uint_json(value),
+            "nonce": _evm.uint_json(nonce),
+            "deadline": _evm.uint_json(deadline),
+        },
+    }
+
+
+def check_chain(rpc: Rpc, network: str, chain_id: int) -> None:
+    got = rpc.eth_chain_id(network)
+    if got != chain_id:
+        raise ComputeError(
+            f"The {network} RPC serves chain {got}, not {chain_id}; refusing to read the permit nonce from it.",
+            code="rpc_wrong_chain",
+            hint=f"Point {network.upper()}_RPC_URL at a chain {chain_id} endpoint.",
+        )
+
+
+def onchain_nonce(rpc: Rpc, network: str, chain_id: int, token: str, owner: str) -> int:
+    check_chain(rpc, network, chain_id)
+    return erc20_nonces(rpc, network, token, owner)
+
+
+def sign(offer: Offer, signer: Any, *, now: int, rpc_factory) -> Signed:
+    net = _evm.network_of(offer)
+    domain = _evm.token_domain(offer, net)
+    extra = offer.extra or {}
+    spender = _evm.require_address(extra.get("spender") or offer.pay_to, "spender/payTo")
+    value = _evm.positive_amount(offer)
+    owner = signer.address
+    if extra.get("permitNonce") is not None:
+        nonce = _evm.uint_extra(extra["permitNonce"], "permitNonce")
+    elif extra.get("nonce") is not None:
+        nonce = _evm.uint_extra(extra["nonce"], "nonce")
+    else:
+        nonce = onchain_nonce(rpc_factory(), net.key, net.chain_id, offer.asset, owner)
+    deadline = _evm.expiry(offer, now)
+    typed = typed_data(domain, owner=owner, spender=spender, value=value, nonce=nonce, deadline=deadline)
+    signature = _evm.signature_hex(signer, typed)
+    payload = {
+        "signature": signature,
+        "authorization": {
+            "owner": owner,
+            "spender": spender,
+            "value": str(value),
+            "nonce": str(nonce),
+            "deadline": str(deadline),
+        },
+    }
+    # (owner, nonce) is what the token consumes; the deadline tells two signatures for one nonce apart.
+    return Signed(payload=payload, payer=owner, nonce=f"{nonce}:{deadline}", valid_before=deadline)

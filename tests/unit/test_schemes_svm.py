@@ -1,0 +1,232 @@
+"""Solana exact: transaction structure byte by byte, signature slots, layouts chosen from the challenge,
+mint facts from the chain, and the missing-recipient-account refusal. A stub Rpc holds the accounts."""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import base58
+import pytest
+from nacl.signing import VerifyKey
+
+from tests.helpers import import_lib
+
+import_lib()
+
+from solders.hash import Hash  # noqa: E402
+from solders.keypair import Keypair  # noqa: E402
+from solders.message import to_bytes_versioned  # noqa: E402
+from solders.pubkey import Pubkey  # noqa: E402
+from solders.signature import Signature  # noqa: E402
+from solders.token.associated import get_associated_token_address  # noqa: E402
+from solders.transaction import VersionedTransaction  # noqa: E402
+
+from x402_compute.config import Settings  # noqa: E402
+from x402_compute.errors import ConfigError, PaymentRequired, PolicyError  # noqa: E402
+from x402_compute.payments.model import Offer  # noqa: E402
+from x402_compute.payments.rpc import AccountInfo  # noqa: E402
+from x402_compute.payments.schemes import sign_offer, svm_exact  # noqa: E402
+
+TOKEN = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
+TOKEN_2022 = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
+CB = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
+MEMO = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+PAYER = Keypair.from_seed(bytes([1]) * 32)
+PAY_TO = Keypair.from_seed(bytes([2]) * 32).pubkey()
+FEE_PAYER = Keypair.from_seed(bytes([3]) * 32).pubkey()
+HINT = str(Hash(bytes([9]) * 32))
+NOW = 1_750_000_000
+
+
+def mint_data(decimals: int) -> bytes:
+    return bytes(44) + bytes([decimals]) + bytes([1]) + bytes(36)
+
+
+class StubRpc:
+    def __init__(self, *, program=TOKEN, decimals=6, recipient=True, blockhash=str(Hash(bytes([7]) * 32)),
+                 mint=USDC):
+        self.accounts = {mint: AccountInfo(str(program), mint_data(decimals), 1)}
+        if recipient:
+            ata = get_associated_token_address(PAY_TO, Pubkey.from_string(mint), program)
+            self.accounts[str(ata)] = AccountInfo(str(program), bytes(165), 1)
+        self.blockhash = blockhash
+        self.asked: list = []
+
+    def cache_key(self, network):
+        return ("stub", id(self), network)
+
+    def sol_account_info(self, network, address):
+        self.asked.append(address)
+        return self.accounts.get(address)
+
+    def sol_latest_blockhash(self, network):
+        self.asked.append("blockhash")
+        return self.blockhash
+
+    def sol_rent_exempt_lamports(self, network, size):
+        assert size == 165
+        return 2_039_280
+
+
+def settings() -> Settings:
+    return Settings(solana_secret_key=base58.b58encode(bytes(PAYER)).decode())
+
+
+def offer(*, version=2, amount=1_234_567, extra=None, mint=USDC) -> Offer:
+    if extra is None:
+        extra = {"feePayer": str(FEE_PAYER), "recentBlockhash": HINT}
+    network = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp" if version == 2 else "solana"
+    raw = {"scheme": "exact", "network": network, "asset": mint, "payTo": str(PAY_TO), "maxTimeoutSeconds": 60,
+           "extra": extra}
+    return Offer(version=version, scheme="exact", network=network, key="solana", amount=amount, asset=mint,
+                 pay_to=str(PAY_TO), max_timeout_seconds=60, extra=extra, raw=raw)
+
+
+def decode(signed) -> VersionedTransaction:
+    return VersionedTransaction.from_bytes(base64.b64decode(signed.payload["transaction"], validate=True))
+
+
+def parts(tx):
+    keys = list(tx.message.account_keys)
+    out = []
+    for ix in tx.message.instructions:
+        metas = [(keys[i], tx.message.is_signer(i), tx.message.is_maybe_writable(i)) for i in bytes(ix.accounts)]
+        out.append((keys[ix.program_id_index], bytes(ix.data), metas))
+    return keys, out
+
+
+def assert_payer_signature(tx, signed):
+    keys = list(tx.message.account_keys)
+    idx = keys.index(PAYER.pubkey())
+    raw_sig = bytes(tx.signatures[idx])
+    VerifyKey(bytes(PAYER.pubkey())).verify(to_bytes_versioned(tx.message), raw_sig)   # raises if wrong
+    assert signed.nonce == str(tx.signatures[idx]) and signed.payer == str(PAYER.pubkey())
+
+
+def test_spec_layout_for_v2():
+    rpc = StubRpc()
+    s = sign_offer(offer(), settings(), now=NOW, rpc=rpc)
+    tx = decode(s)
+    keys, ixs = parts(tx)
+    assert keys[0] == FEE_PAYER
+    assert bytes(tx.signatures[0]) == bytes(64)                     # the facilitator's slot stays empty
+    assert tx.message.header.num_required_signatures == 2
+    assert str(tx.message.recent_blockhash) == HINT and "blockhash" not in rpc.asked
+    assert [p for p, _, _ in ixs] == [CB, CB, TOKEN, MEMO]
+    assert ixs[0][1] == bytes([2]) + struct.pack("<I", 20_000)
+    assert ixs[1][1] == bytes([3]) + struct.pack("<Q", 1)
+    assert ixs[2][1] == bytes([12]) + struct.pack("<Q", 1_234_567) + bytes([6])
+    mint = Pubkey.from_string(USDC)
+    assert ixs[2][2] == [
+        (get_associated_token_address(PAYER.pubkey(), mint), False, True),
+        (mint, False, False),
+        (get_associated_token_address(PAY_TO, mint), False, True),
+        (PAYER.pubkey(), True, False),
+    ]
+    memo = ixs[3][1]
+    assert len(memo) == 32 and all(c in b"0123456789abcdef" for c in memo) and ixs[3][2] == []
+    assert all(FEE_PAYER not in [m[0] for m in metas] for _, _, metas in ixs)
+    assert_payer_signature(tx, s)
+    assert s.valid_before == NOW + 60
+    again = parts(decode(sign_offer(offer(), settings(), now=NOW, rpc=rpc)))[1]
+    assert again[3][1] != memo                                         # fresh memo → distinct transactions
+
+
+def test_tampered_transaction_no_longer_verifies():
+    s = sign_offer(offer(), settings(), now=NOW, rpc=StubRpc())
+    raw = bytearray(base64.b64decode(s.payload["transaction"]))
+    amount_le = struct.pack("<Q", 1_234_567)
+    i = bytes(raw).index(amount_le)
+    raw[i] ^= 1
+    tx = VersionedTransaction.from_bytes(bytes(raw))
+    keys = list(tx.message.account_keys)
+    idx = keys.index(PAYER.pubkey())
+    assert not tx.signatures[idx].verify(PAYER.pubkey(), to_bytes_versioned(tx.message))
+
+
+def test_extra_memo_is_used_verbatim_even_in_v1():
+    s = sign_offer(offer(version=1, extra={"feePayer": str(FEE_PAYER), "recentBlockhash": HINT, "memo": "order-42"}),
+                   settings(), now=NOW, rpc=StubRpc())
+    _, ixs = parts(decode(s))
+    assert len(ixs) == 4 and ixs[3] == (MEMO, b"order-42", [])
+    assert ixs[0][1] == bytes([2]) + struct.pack("<I", 20_000)
+
+
+def test_upstream_layout_for_v1_without_memo():
+    s = sign_offer(offer(version=1), settings(), now=NOW, rpc=StubRpc())
+    tx = decode(s)
+    _, ixs = parts(tx)
+    assert [p for p, _, _ in ixs] == [CB, CB, TOKEN]
+    assert ixs[0][1] == bytes([2]) + struct.pack("<I", 200_000)
+    assert ixs[1][1] == bytes([3]) + struct.pack("<Q", 1_000)
+    assert list(tx.message.account_keys)[0] == FEE_PAYER and bytes(tx.signatures[0]) == bytes(64)
+    assert_payer_signature(tx, s)
+
+
+def test_upstream_layout_without_fee_payer_pays_its_own_fee():
+    rpc = StubRpc()
+    s = sign_offer(offer(version=1, extra={}), settings(), now=NOW, rpc=rpc)
+    tx = decode(s)
+    assert tx.message.header.num_required_signatures == 1
+    assert list(tx.message.account_keys)[0] == PAYER.pubkey()
+    assert str(tx.message.recent_blockhash) == rpc.blockhash and "blockhash" in rpc.asked
+    assert_payer_signature(tx, s)
+
+
+def test_spec_layout_requires_fee_payer():
+    with pytest.raises(PaymentRequired) as e:
+        sign_offer(offer(extra={"recentBlockhash": HINT}), settings(), now=NOW, rpc=StubRpc())
+    assert "feePayer" in e.value.message
+
+
+def test_decimals_and_program_come_from_the_mint():
+    mint = str(Keypair.from_seed(bytes([5]) * 32).pubkey())
+    rpc = StubRpc(program=TOKEN_2022, decimals=9, mint=mint)
+    s = sign_offer(offer(mint=mint, amount=10**9), settings(), now=NOW, rpc=rpc)
+    _, ixs = parts(decode(s))
+    assert ixs[2][0] == TOKEN_2022
+    assert ixs[2][1] == bytes([12]) + struct.pack("<Q", 10**9) + bytes([9])
+    m = Pubkey.from_string(mint)
+    assert ixs[2][2][0][0] == get_associated_token_address(PAYER.pubkey(), m, TOKEN_2022)
+    assert ixs[2][2][2][0] == get_associated_token_address(PAY_TO, m, TOKEN_2022)
+    # Mint facts are cached per (rpc, mint): a second payment asks only about the recipient.
+    rpc.asked.clear()
+    sign_offer(offer(mint=mint, amount=10**9), settings(), now=NOW, rpc=rpc)
+    assert mint not in rpc.asked
+
+
+def test_missing_recipient_account_is_a_clear_refusal():
+    with pytest.raises(PolicyError) as e:
+        sign_offer(offer(), settings(), now=NOW, rpc=StubRpc(recipient=False))
+    err = e.value
+    assert err.code == "recipient_token_account_missing"
+    assert err.details["create_cost_lamports"] == 2_039_280 and "2039280" in err.hint
+    with pytest.raises(PolicyError):
+        sign_offer(offer(), settings(), now=NOW, rpc=StubRpc(recipient=False), allow_create_ata=True)
+
+
+def test_upstream_layout_pays_into_payto_when_it_is_a_token_account():
+    rpc = StubRpc(recipient=False)
+    rpc.accounts[str(PAY_TO)] = AccountInfo(str(TOKEN), bytes(Pubkey.from_string(USDC)) + bytes(133), 1)
+    _, ixs = parts(decode(sign_offer(offer(version=1), settings(), now=NOW, rpc=rpc)))
+    assert ixs[2][2][2][0] == PAY_TO
+    with pytest.raises(PolicyError):     # the spec layout insists on ATA(payTo)
+        sign_offer(offer(version=2), settings(), now=NOW, rpc=rpc)
+
+
+def test_no_solana_wallet_is_a_config_error():
+    with pytest.raises(ConfigError) as e:
+        sign_offer(offer(), Settings(), now=NOW, rpc=StubRpc())
+    assert "Solana" in e.value.message
+
+
+def test_signature_slot_matches_keypair_route():
+    # The payer signs through SolanaSigner.sign_message; the bytes equal solders' own keypair signing.
+    from solders.null_signer import NullSigner
+    s = sign_offer(offer(), settings(), now=NOW, rpc=StubRpc())
+    tx = decode(s)
+    ref = VersionedTransaction(tx.message, [NullSigner(FEE_PAYER), PAYER])
+    assert bytes(ref) == bytes(tx)
+    assert ref.signatures[0] == Signature.default()
