@@ -1,0 +1,345 @@
+"""Self-check behind ``doctor.py``: is this machine ready for the configured mode?
+
+Each check returns a status: ``ok``, ``warn`` (works, but worth a look),
+``fail`` (the configured mode will not work, or a secret is exposed) or
+``skip`` (not applicable, or a network check under ``--offline``). Secrets are
+never reported: addresses only, API keys as their last four characters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import stat
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+MIN_PYTHON = (3, 10)
+# The server rejects an X-Auth-Timestamp outside its window (±300 s in the
+# sandbox; the hosted value is undocumented), so warn well before that.
+SKEW_WARN_S = 30
+SKEW_FAIL_S = 240
+
+# distribution name -> module to import
+IMPORT_NAMES = {"python-dotenv": "dotenv", "eth-account": "eth_account", "pynacl": "nacl"}
+# Used when requirements.txt is not beside the library (e.g. a pip install).
+FALLBACK_REQUIREMENTS = ("requests>=2.31,<3", "python-dotenv>=1.0,<2", "eth-account>=0.13.7,<0.15",
+                         "solders>=0.27.1,<0.30", "base58>=2.1,<3", "pynacl>=1.5,<2")
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not self.data:
+            d.pop("data")
+        return d
+
+
+# -- dependencies ---------------------------------------------------------------
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    nums = []
+    for part in v.split("."):
+        m = re.match(r"\d+", part)
+        if not m:
+            break
+        nums.append(int(m.group()))
+        if m.end() < len(part):  # "0b1", "1rc2": the numeric prefix is what ranges compare here
+            break
+    return tuple(nums)
+
+
+def _cmp(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    n = max(len(a), len(b))
+    a, b = a + (0,) * (n - len(a)), b + (0,) * (n - len(b))
+    return (a > b) - (a < b)
+
+
+_OPS: dict[str, Callable[[int], bool]] = {
+    ">=": lambda c: c >= 0, ">": lambda c: c > 0, "<=": lambda c: c <= 0,
+    "<": lambda c: c < 0, "==": lambda c: c == 0, "!=": lambda c: c != 0,
+}
+
+
+def satisfies(version: str, spec: str) -> bool:
+    """``spec`` like ``>=1.0,<2`` (the simple ranges our requirements use)."""
+    have = _version_tuple(version)
+    for clause in filter(None, (c.strip() for c in spec.split(","))):
+        m = re.match(r"(>=|<=|==|!=|>|<|~=)\s*(.+)", clause)
+        if not m:
+            continue
+        op, want = m.groups()
+        if op == "~=":  # compatible release: >= want and same prefix but the last part
+            w = _version_tuple(want)
+            if _cmp(have, w) < 0 or have[: len(w) - 1] != w[:-1]:
+                return False
+            continue
+        if not _OPS[op](_cmp(have, _version_tuple(want))):
+            return False
+    return True
+
+
+def requirements(bundle_root: Path | None = None) -> list[tuple[str, str]]:
+    root = bundle_root or Path(__file__).resolve().parents[2]
+    try:
+        lines = (root / "requirements.txt").read_text().splitlines()
+    except OSError:
+        lines = list(FALLBACK_REQUIREMENTS)
+    out = []
+    for line in lines:
+        line = line.split("#", 1)[0].split(";", 1)[0].strip()
+        m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)", line)
+        if m:
+            out.append((m.group(1), m.group(3).strip()))
+    return out
+
+
+def check_python() -> Check:
+    v = sys.version_info
+    text = f"{v.major}.{v.minor}.{v.micro}"
+    if (v.major, v.minor) < MIN_PYTHON:
+        return Check("python", FAIL, f"Python {text} is too old; 3.10 or newer is required.", {"version": text})
+    return Check("python", OK, f"Python {text} at {sys.executable}", {"version": text})
+
+
+def check_dependencies(bundle_root: Path | None = None) -> Check:
+    from importlib import metadata
+
+    found, problems = {}, []
+    for dist, spec in requirements(bundle_root):
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{dist} is not installed")
+            continue
+        found[dist] = version
+        if spec and not satisfies(version, spec):
+            problems.append(f"{dist} {version} does not satisfy {spec}")
+            continue
+        try:
+            importlib.import_module(IMPORT_NAMES.get(dist.lower(), dist.replace("-", "_").lower()))
+        except Exception as e:  # a broken wheel shows up here, not in the metadata
+            problems.append(f"{dist} {version} is installed but does not import ({type(e).__name__}: {e})")
+    if problems:
+        return Check("dependencies", FAIL, "; ".join(problems) + ". Run: pip install -r requirements.txt (in the skill folder).", {"installed": found})
+    return Check("dependencies", OK, f"{len(found)} packages present and in range", {"installed": found})
+
+
+# -- configuration ----------------------------------------------------------------
+
+def check_credentials(settings) -> list[Check]:
+    """Which management auth and payment wallets are configured, and do keys match addresses."""
+    from .errors import ComputeError
+    from .wallets import evm_signer, solana_signer
+
+    checks: list[Check] = []
+    wallets: dict[str, str] = {}
+    ows = settings.auth_mode == "ows" or (settings.auth_mode == "auto" and settings.ows_wallet)
+
+    def signer(name: str, make: Callable, configured: bool) -> None:
+        if not configured:
+            checks.append(Check(name, SKIP, "not configured"))
+            return
+        try:
+            s = make(settings)
+        except ImportError:
+            checks.append(Check(name, FAIL, "OWS wallets are not supported by this version of the skill.",
+                                {"ows_wallet": settings.ows_wallet}))
+            return
+        except ComputeError as e:
+            checks.append(Check(name, FAIL, e.message + (f" {e.hint}" if e.hint else "")))
+            return
+        wallets[name] = s.address
+        checks.append(Check(name, OK, f"address {s.address}" + (" (OWS)" if ows and not settings.private_key else ""), {"address": s.address}))
+
+    signer("evm_wallet", evm_signer, bool(settings.private_key) or bool(ows))
+    signer("solana_wallet", solana_signer, bool(settings.solana_secret_key) or bool(ows))
+
+    key = settings.api_key
+    if key:
+        src = settings.api_key_source or "COMPUTE_API_KEY"
+        checks.append(Check("api_key", OK, f"API key ...{key[-4:]} from {src}", {"last4": key[-4:], "source": src}))
+    else:
+        checks.append(Check("api_key", SKIP, "not configured (optional: create_api_key.py --save)"))
+
+    failed = any(c.status == FAIL for c in checks)
+    if key:
+        mode = "api-key"
+    elif "evm_wallet" in wallets and settings.auth_chain == "base":
+        mode = "signature (EVM)"
+    elif "solana_wallet" in wallets and settings.auth_chain == "solana":
+        mode = "signature (Solana)"
+    elif wallets:
+        mode = "signature (" + ", ".join(sorted(wallets)) + ")"
+    else:
+        mode = None
+    if mode:
+        checks.append(Check("management_auth", OK, f"{mode}; COMPUTE_AUTH_MODE={settings.auth_mode}", {"mode": mode, "auth_chain": settings.auth_chain}))
+    elif failed:
+        checks.append(Check("management_auth", FAIL, "the configured wallet cannot be used (see above)"))
+    else:
+        checks.append(Check("management_auth", WARN, "no credentials: only the catalog (plans, regions, OS) works. "
+                            "Set COMPUTE_API_KEY, PRIVATE_KEY or SOLANA_SECRET_KEY (or their *_FILE forms)."))
+
+    nets = []
+    if "evm_wallet" in wallets:
+        nets += ["base", "megaeth", "robinhood"]
+    if "solana_wallet" in wallets:
+        nets.append("solana")
+    cap = {"max_spend_usd": str(settings.max_spend_usd), "source": settings.max_spend_source}
+    if nets:
+        checks.append(Check("payment", OK, f"x402 can pay on {', '.join(nets)}; spend cap ${settings.max_spend_usd} per call ({settings.max_spend_source})",
+                            {"networks": nets, **cap}))
+    else:
+        checks.append(Check("payment", SKIP if not failed else FAIL,
+                            "no wallet: paid commands (provision, extend, credits top-up) are unavailable", cap))
+    return checks
+
+
+def _loose(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode) & 0o077
+
+
+def check_permissions(settings) -> list[Check]:
+    checks = []
+    root = Path(settings.state_dir)
+    if not root.exists():
+        checks.append(Check("state_dir", OK, f"{root} (not created yet; it will be made 0700)", {"path": str(root)}))
+    elif _loose(root):
+        mode = oct(stat.S_IMODE(root.stat().st_mode))
+        checks.append(Check("state_dir", WARN, f"{root} is {mode}; others can list it. Run: chmod 700 {root}", {"path": str(root), "mode": mode}))
+    else:
+        checks.append(Check("state_dir", OK, f"{root} (0700)", {"path": str(root)}))
+
+    secrets: list[Path] = []
+    if root.is_dir():
+        secrets += [p for p in (root / "api_key",) if p.is_file()]
+        for sub in ("instance-keys", "credentials", "journal"):
+            if (root / sub).is_dir():
+                secrets += sorted(p for p in (root / sub).iterdir() if p.is_file())
+    env = settings.env
+    for name in ("COMPUTE_API_KEY_FILE", "PRIVATE_KEY_FILE", "SOLANA_SECRET_KEY_FILE", "COMPUTE_ENV_FILE"):
+        if env.get(name):
+            p = Path(env[name]).expanduser()
+            if p.is_file():
+                secrets.append(p)
+    exposed = []
+    for p in secrets:
+        try:
+            if _loose(p) & 0o044:
+                exposed.append(f"{p} ({oct(stat.S_IMODE(p.stat().st_mode))})")
+        except OSError:
+            continue
+    if exposed:
+        checks.append(Check("secret_files", FAIL, "readable by group or others: " + ", ".join(exposed) + ". Run: chmod 600 on each.",
+                            {"exposed": exposed}))
+    else:
+        checks.append(Check("secret_files", OK, f"{len(secrets)} secret file(s), none readable by others", {"count": len(secrets)}))
+    return checks
+
+
+# -- network ---------------------------------------------------------------------------
+
+def check_api(client, settings) -> list[Check]:
+    """One GET of the public catalog: does the API answer, and how far off is our clock?"""
+    from .errors import ComputeError
+
+    t0 = time.time()
+    try:
+        resp = client.transport.request("GET", "/compute/plans")
+    except ComputeError as e:
+        return [Check("api", FAIL, f"{settings.base_url} did not answer: {e.message}", {"base_url": settings.base_url}),
+                Check("clock", SKIP, "no answer from the API to compare with")]
+    t1 = time.time()
+    body = resp.json()
+    latency_ms = round((t1 - t0) * 1000)
+    if resp.status == 200 and isinstance(body, dict) and isinstance(body.get("plans"), list):
+        api = Check("api", OK, f"{settings.base_url} answered in {latency_ms} ms ({len(body['plans'])} plans)",
+                    {"base_url": settings.base_url, "latency_ms": latency_ms})
+    else:
+        api = Check("api", FAIL, f"{settings.base_url}/compute/plans answered HTTP {resp.status} without a plan list; is this the compute API?",
+                    {"base_url": settings.base_url, "status": resp.status})
+
+    date = resp.headers.get("Date")
+    try:
+        server = parsedate_to_datetime(date).timestamp() if date else None
+    except (TypeError, ValueError):
+        server = None
+    if server is None:
+        return [api, Check("clock", WARN, "the API sent no usable Date header; clock skew unknown")]
+    # Date has one-second resolution: compare with the middle of the exchange, allow 1 s.
+    skew = (t0 + t1) / 2 - server
+    data = {"skew_seconds": round(skew, 1)}
+    if abs(skew) <= max(1.5, (t1 - t0)):
+        clock = Check("clock", OK, "local clock agrees with the server's Date header", data)
+    elif abs(skew) < SKEW_WARN_S:
+        clock = Check("clock", OK, f"local clock is {skew:+.0f} s off the server's", data)
+    elif abs(skew) < SKEW_FAIL_S:
+        clock = Check("clock", WARN, f"local clock is {skew:+.0f} s off the server's; signed requests may start failing. Sync it (NTP).", data)
+    else:
+        clock = Check("clock", FAIL, f"local clock is {skew:+.0f} s off the server's; signed management requests will be rejected. Sync it (NTP).", data)
+    return [api, clock]
+
+
+def check_auth_accepted(client) -> Check:
+    """An authenticated read (GET /compute/instances) with the configured credentials."""
+    from .errors import AuthError, ComputeError
+
+    try:
+        n = len(client.list_instances())
+    except AuthError as e:
+        return Check("auth_accepted", FAIL, f"the API rejected the credentials: {e.message}")
+    except ComputeError as e:
+        return Check("auth_accepted", WARN, f"could not verify the credentials: {e.message}")
+    return Check("auth_accepted", OK, f"the API accepted the credentials ({n} instance(s))", {"instances": n})
+
+
+# -- all together --------------------------------------------------------------------------
+
+def run_checks(load_settings: Callable[[], Any], make_client: Callable[[], Any], *, offline: bool) -> dict[str, Any]:
+    from .errors import ComputeError
+
+    checks = [check_python(), check_dependencies()]
+    settings = None
+    try:
+        settings = load_settings()
+        checks.append(Check("config", OK, f"base URL {settings.base_url}", {"base_url": settings.base_url}))
+    except ComputeError as e:
+        checks.append(Check("config", FAIL, e.message + (f" {e.hint}" if e.hint else "")))
+
+    if settings is not None:
+        checks += check_credentials(settings)
+        checks += check_permissions(settings)
+        auth_ok = any(c.name == "management_auth" and c.status == OK for c in checks)
+        if offline:
+            checks += [Check(n, SKIP, "--offline") for n in ("api", "clock", "auth_accepted")]
+        else:
+            client = make_client()
+            net = check_api(client, settings)
+            checks += net
+            if auth_ok and net[0].status == OK:
+                checks.append(check_auth_accepted(client))
+            else:
+                checks.append(Check("auth_accepted", SKIP, "no credentials configured" if not auth_ok else "the API did not answer"))
+
+    counts = {s: sum(1 for c in checks if c.status == s) for s in (OK, WARN, FAIL, SKIP)}
+    return {
+        "healthy": counts[FAIL] == 0,
+        "version": __version__,
+        "offline": offline,
+        "summary": counts,
+        "checks": [c.to_dict() for c in checks],
+    }
