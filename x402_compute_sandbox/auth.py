@@ -167,7 +167,9 @@ class Authenticator:
         if not ok:
             raise AuthError("Invalid signature", {"signed_message_lines": message.split("\n")[:7]})
         # Remember nonces for twice the window: any timestamp that could still pass is covered.
-        if not self.store.use_nonce(nonce, self.clock(), keep_seconds=2 * self.skew + 60):
+        # Nonces are single-use per wallet (two wallets may pick the same one, as the §7.3 vectors do).
+        if not self.store.use_nonce(f"{normalize_wallet(address)}:{nonce}", self.clock(),
+                                    keep_seconds=2 * self.skew + 60):
             raise AuthError("Nonce already used (replayed request)")
         return Identity(wallet=normalize_wallet(address), chain=chain, method="signature")
 
