@@ -330,3 +330,29 @@ def test_official_sdk_facilitator_refuses_tampered_payloads(fac, rpc, sdk_facili
     bad["payload"]["authorization"]["validBefore"] = str(int(bad["payload"]["authorization"]["validBefore"]) + 1)
     assert sdk("verify", sdk_facilitators["base"], bad, req).is_valid is False
     assert sdk("verify", sdk_facilitators["base"], good, req).is_valid is True
+
+
+# ---- the real JSON-RPC client, over loopback HTTP to the sandbox's POST /rpc/<network> ----------------
+
+@pytest.mark.parametrize("network,version", [("megaeth", 1), ("solana", 2), ("solana", 1)])
+def test_jsonrpc_reads_over_http_then_settles(sandbox, network, version):
+    """No injected Rpc: sign_offer builds payments.rpc.JsonRpc from the *_RPC_URL settings."""
+    from x402_compute.config import load_settings
+
+    fac = sandbox.facilitator
+    w = sandbox.wallets[2]
+    # Only the RPC URLs come from the sandbox's env; the wallet is a funded test wallet of our choosing.
+    env = {k: v for k, v in sandbox.env.items() if k.endswith("_RPC_URL")}
+    env.update(PRIVATE_KEY=w["evm_private_key"], SOLANA_SECRET_KEY=w["solana_secret_key"])
+    settings = load_settings(environ=env)
+    assert settings.rpc_url(network).startswith(sandbox.base_url)
+    req = fac.requirement(network, amount_usd_micros=50_000, resource=RESOURCE, description="t", version=version)
+    if network == "solana":
+        req["extra"].pop("recentBlockhash")     # make the signer ask getLatestBlockhash over HTTP too
+    offer = to_offer(req, version)
+    signed = sign_offer(offer, settings)
+    before = balances(fac, network, w)
+    res = fac.settle(wrap(offer, signed), req)
+    assert res["success"] is True, res
+    after = balances(fac, network, w)
+    assert before[0] - after[0] == offer.amount and after[1] - before[1] == offer.amount
