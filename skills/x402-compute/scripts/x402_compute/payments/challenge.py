@@ -1,0 +1,352 @@
+"""Read everything a 402 carries, and write the payment header that answers it.
+
+A 402 from the compute API can hold, at once:
+- an x402 v1 challenge as the JSON body (``{"x402Version": 1, "accepts": [...]}``);
+- an x402 v2 challenge in the ``PAYMENT-REQUIRED`` header (base64 JSON);
+- one or more MPP challenges in ``WWW-Authenticate: Payment ...`` (RFC 9110 auth-params).
+
+The version is detected from the 402 (header → v2, body → v1) and the answer is
+written in kind (``PAYMENT-SIGNATURE`` for v2, ``X-PAYMENT`` for v1): a v2 server
+ignores ``X-PAYMENT`` and a v1 server ignores ``PAYMENT-SIGNATURE`` (x402.md §13.1).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from decimal import Decimal
+from typing import Any, Mapping
+
+from ..errors import ComputeError
+from ..networks import network_key
+from .model import Challenge, MppOffer, Offer, Signed
+
+V1_PAYMENT_HEADER = "X-PAYMENT"
+V2_PAYMENT_HEADER = "PAYMENT-SIGNATURE"
+V2_REQUIRED_HEADER = "PAYMENT-REQUIRED"
+SETTLEMENT_HEADERS = ("PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE")
+MAX_HEADER_CHARS = 64 * 1024
+
+
+class ChallengeError(ComputeError):
+    """The 402 could not be understood; nothing was signed."""
+
+    code = "bad_challenge"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def b64_json(value: str, what: str) -> Any:
+    """Standard (or URL-safe) base64, padding optional, of UTF-8 JSON."""
+    text = (value or "").strip()
+    if not text or len(text) > MAX_HEADER_CHARS:
+        raise ChallengeError(f"{what} is empty or too large.")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text) else None, validate=True)
+        return json.loads(raw.decode("utf-8"), parse_float=Decimal)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ChallengeError(f"{what} is not base64-encoded JSON.", details={"value": text[:200]}) from None
+
+
+def encode_b64_json(obj: Any) -> str:
+    """Standard padded base64 of compact UTF-8 JSON: the x402 header encoding."""
+    return base64.b64encode(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).decode("ascii")
+
+
+def _atomic(value: Any, what: str) -> int:
+    """An amount in atomic units: a decimal digit string (or a JSON integer), never a fraction."""
+    if isinstance(value, bool):
+        raise ChallengeError(f"{what} is not an amount: {value!r}.")
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, Decimal) and value == value.to_integral_value():
+        n = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,78}", value.strip()):
+        n = int(value.strip())
+    else:
+        raise ChallengeError(f"{what} must be a whole number of atomic units, got {value!r}.")
+    if n < 0:
+        raise ChallengeError(f"{what} is negative: {value!r}.")
+    return n
+
+
+def _offer(req: Any, version: int, resource: Any, extensions: dict | None, where: str) -> Offer:
+    if not isinstance(req, dict):
+        raise ChallengeError(f"{where} is not an object.")
+    amount_field = "maxAmountRequired" if version == 1 else "amount"
+    missing = [k for k in ("scheme", "network", amount_field, "asset", "payTo") if req.get(k) in (None, "")]
+    if missing:
+        raise ChallengeError(f"{where} lacks {', '.join(missing)}.", details={"requirement": req})
+    for k in ("scheme", "network", "asset", "payTo"):
+        if not isinstance(req[k], str):
+            raise ChallengeError(f"{where}.{k} must be a string.", details={"requirement": req})
+    mts = req.get("maxTimeoutSeconds")
+    try:
+        mts = int(mts) if mts is not None and not isinstance(mts, bool) else None
+    except (TypeError, ValueError):
+        mts = None
+    extra = req.get("extra")
+    return Offer(
+        version=version,
+        scheme=req["scheme"],
+        network=req["network"],
+        key=network_key(req["network"]),
+        amount=_atomic(req[amount_field], f"{where}.{amount_field}"),
+        asset=req["asset"],
+        pay_to=req["payTo"],
+        max_timeout_seconds=mts,
+        extra=dict(extra) if isinstance(extra, dict) else {},
+        raw=req,
+        resource=req.get("resource") if version == 1 else resource,
+        extensions=extensions,
+    )
+
+
+def _x402_v2(header: str) -> tuple[list[Offer], Any, dict | None, str | None]:
+    doc = b64_json(header, "The PAYMENT-REQUIRED header")
+    if not isinstance(doc, dict) or doc.get("x402Version") != 2 or not isinstance(doc.get("accepts"), list):
+        raise ChallengeError("The PAYMENT-REQUIRED header is not an x402 v2 PaymentRequired object.", details={"decoded": doc})
+    resource = doc.get("resource")
+    ext = doc.get("extensions") if isinstance(doc.get("extensions"), dict) else None
+    offers = [_offer(r, 2, resource, ext, f"accepts[{i}]") for i, r in enumerate(doc["accepts"])]
+    return offers, resource, ext, doc.get("error") if isinstance(doc.get("error"), str) else None
+
+
+def _x402_v1(body: dict) -> list[Offer]:
+    accepts = body.get("accepts")
+    if not isinstance(accepts, list):
+        raise ChallengeError("The 402 body says x402Version 1 but has no accepts list.", details={"body": body})
+    return [_offer(r, 1, None, None, f"accepts[{i}]") for i, r in enumerate(accepts)]
+
+
+# -- MPP: WWW-Authenticate auth-params (RFC 9110 §11.2) -----------------------------------------
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def parse_auth_header(value: str) -> list[tuple[str, dict[str, str], str]]:
+    """Split a (possibly merged) WWW-Authenticate value into (scheme, params, raw text) triples.
+
+    Several challenges may share one header, and several headers are merged with ", "
+    by HTTP libraries, so commas separate both params and challenges: a token that is not
+    followed by "=" starts a new challenge."""
+    out: list[tuple[str, dict[str, str], str]] = []
+    i, n = 0, len(value)
+    cur: tuple[str, dict[str, str], int] | None = None
+
+    def close(end: int) -> None:
+        if cur is not None:
+            out.append((cur[0], cur[1], value[cur[2]:end].strip().rstrip(",").strip()))
+
+    while i < n:
+        while i < n and value[i] in " \t,":
+            i += 1
+        if i >= n:
+            break
+        m = _TOKEN.match(value, i)
+        if not m:
+            raise ChallengeError("Malformed WWW-Authenticate header.", details={"at": value[i:i + 40]})
+        token, j = m.group(0), m.end()
+        k = j
+        while k < n and value[k] in " \t":
+            k += 1
+        if k < n and value[k] == "=" and cur is not None and not (k + 1 < n and value[k + 1] == "="):
+            k += 1
+            while k < n and value[k] in " \t":
+                k += 1
+            if k < n and value[k] == '"':
+                k += 1
+                buf = []
+                while k < n and value[k] != '"':
+                    if value[k] == "\\" and k + 1 < n:
+                        k += 1
+                    buf.append(value[k])
+                    k += 1
+                if k >= n:
+                    raise ChallengeError("Unterminated quoted string in WWW-Authenticate.")
+                k += 1
+                val = "".join(buf)
+            else:
+                # an unquoted value (a token, or base64 with '/' '=') runs to the next comma
+                end = value.find(",", k)
+                end = n if end < 0 else end
+                val, k = value[k:end].strip(), end
+            cur[1][token.lower()] = val
+            i = k
+            continue
+        if cur is not None and k < n and value[k] == "=":
+            # token68 after a scheme (e.g. "Basic abc=="): skip to the next comma
+            end = value.find(",", k)
+            i = n if end < 0 else end
+            continue
+        close(i)
+        cur = (token, {}, i)
+        i = j
+    close(n)
+    return out
+
+
+def _b64url_json(value: str, what: str) -> Any:
+    return b64_json(value.replace("+", "-").replace("/", "_"), what)
+
+
+def mpp_offer(raw: str, params: dict[str, str]) -> MppOffer:
+    missing = [k for k in ("id", "method", "intent", "request") if not params.get(k)]
+    if missing:
+        raise ChallengeError(f"MPP challenge lacks {', '.join(missing)}.", details={"challenge": raw[:300]})
+    req = _b64url_json(params["request"], "The MPP request parameter")
+    if not isinstance(req, dict):
+        raise ChallengeError("The MPP request is not a JSON object.")
+    details = req.get("methodDetails") if isinstance(req.get("methodDetails"), dict) else {}
+    chain = details.get("chainId")
+    try:
+        chain_id = int(chain) if chain is not None and not isinstance(chain, bool) else None
+    except (TypeError, ValueError):
+        chain_id = None
+    return MppOffer(
+        header=raw,
+        id=params["id"],
+        method=params["method"].lower(),
+        intent=params["intent"].lower(),
+        request=req,
+        amount=_atomic(req.get("amount"), "MPP request.amount"),
+        currency=str(req.get("currency") or ""),
+        recipient=str(req.get("recipient") or ""),
+        chain_id=chain_id,
+        expires=params.get("expires"),
+        params=dict(params),
+    )
+
+
+def _mpp(headers: Mapping[str, str]) -> tuple[list[MppOffer], list[str]]:
+    value = headers.get("WWW-Authenticate")
+    if not value:
+        return [], []
+    offers, problems = [], []
+    for scheme, params, raw in parse_auth_header(value):
+        if scheme.lower() != "payment":
+            continue
+        try:
+            offers.append(mpp_offer(raw, params))
+        except ChallengeError as e:
+            problems.append(e.message)
+    return offers, problems
+
+
+# -- the 402 as a whole -------------------------------------------------------------------------
+
+
+def parse_challenge(status: int, headers: Mapping[str, str], body: Any) -> Challenge:
+    """Every offer one 402 carries. Raises ChallengeError when it carries none we can read."""
+    offers: list[Offer] = []
+    version = None
+    resource = None
+    extensions = None
+    error = None
+    v2 = headers.get(V2_REQUIRED_HEADER)
+    if v2:
+        offers, resource, extensions, error = _x402_v2(v2)
+        version = 2
+    elif isinstance(body, dict) and body.get("x402Version") is not None:
+        if body.get("x402Version") != 1:
+            raise ChallengeError(f"Unsupported x402Version {body.get('x402Version')!r} in the 402 body.", details={"body": body})
+        offers = _x402_v1(body)
+        version = 1
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        error = error or body["error"]
+    try:
+        mpp, problems = _mpp(headers)
+    except ChallengeError:
+        if not offers:
+            raise
+        mpp, problems = [], ["unreadable WWW-Authenticate header"]
+    if version is None and not mpp:
+        msg = "The server asked for payment (402) but sent no challenge this client can read."
+        if problems:
+            msg = f"The 402's MPP challenge could not be read: {problems[0]}"
+        raise ChallengeError(msg, status=status, details={"body": body, "problems": problems or None})
+    return Challenge(version=version, offers=offers, mpp=mpp, error=error, body=body, resource=resource, extensions=extensions)
+
+
+def from_response(resp) -> Challenge:
+    """``parse_challenge`` for an ``http.Response``."""
+    return parse_challenge(resp.status, resp.headers, resp.json())
+
+
+# -- answering ----------------------------------------------------------------------------------
+
+
+def _merge_extensions(server: dict | None, ours: dict | None) -> dict | None:
+    """Echo the server's extensions and add ours: add to ``info``, never drop ``schema``."""
+    merged: dict[str, Any] = json.loads(json.dumps(server, default=str)) if server else {}
+    for key, val in (ours or {}).items():
+        have = merged.get(key)
+        if isinstance(have, dict) and isinstance(val, dict):
+            info = dict(have.get("info") or {})
+            info.update(val.get("info") or {})
+            have = dict(have, **{k: v for k, v in val.items() if k != "info"})
+            have["info"] = info
+            merged[key] = have
+        else:
+            merged[key] = val
+    return merged or None
+
+
+def payment_payload(challenge: Challenge, offer: Offer, signed: Signed) -> dict:
+    if offer.version == 1:
+        # the network string goes back verbatim (compute-api.md §13 #15)
+        return {"x402Version": 1, "scheme": offer.scheme, "network": offer.network, "payload": signed.payload}
+    doc: dict[str, Any] = {"x402Version": 2}
+    if challenge.resource is not None:
+        doc["resource"] = challenge.resource
+    doc["accepted"] = offer.raw  # verbatim: servers compare it field by field (x402.md §2.3)
+    doc["payload"] = signed.payload
+    ext = _merge_extensions(challenge.extensions, signed.extensions)
+    if ext:
+        doc["extensions"] = ext
+    return doc
+
+
+def payment_header(challenge: Challenge, offer: Offer, signed: Signed) -> tuple[str, str]:
+    """(header name, value) answering ``offer`` in the challenge's own version."""
+    name = V1_PAYMENT_HEADER if offer.version == 1 else V2_PAYMENT_HEADER
+    return name, encode_b64_json(payment_payload(challenge, offer, signed))
+
+
+def settlement(headers: Mapping[str, str]) -> dict | None:
+    """The decoded PAYMENT-RESPONSE / X-PAYMENT-RESPONSE, or None."""
+    for name in SETTLEMENT_HEADERS:
+        value = headers.get(name)
+        if value:
+            try:
+                doc = b64_json(value, name)
+            except ChallengeError:
+                return None
+            return doc if isinstance(doc, dict) else None
+    return None
+
+
+def rejection_reason(resp) -> str:
+    """Why a 402 answered our own payment: the settlement's errorReason, else the body's error."""
+    sr = settlement(resp.headers)
+    if sr and sr.get("errorReason"):
+        return str(sr["errorReason"]) + (f": {sr['errorMessage']}" if sr.get("errorMessage") else "")
+    body = resp.json()
+    if isinstance(body, dict):
+        det = body.get("details") if isinstance(body.get("details"), dict) else {}
+        reason = det.get("reason") or body.get("error") or body.get("message")
+        msg = det.get("message")
+        if reason:
+            return str(reason) + (f": {msg}" if msg and msg != reason else "")
+    v2 = resp.headers.get(V2_REQUIRED_HEADER)
+    if v2:
+        try:
+            doc = b64_json(v2, V2_REQUIRED_HEADER)
+            if isinstance(doc, dict) and doc.get("error"):
+                return str(doc["error"])
+        except ChallengeError:
+            pass
+    return "the server refused the payment without giving a reason"

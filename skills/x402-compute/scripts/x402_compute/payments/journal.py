@@ -1,0 +1,114 @@
+"""The payment journal: ``<state_dir>/journal/<id>.json``, one file per paid request.
+
+Written (0600) *before* a signed payment leaves this machine and completed after, so
+that an ambiguous outcome (timeout, reset connection, 5xx) can be reconciled by
+looking the order up, or by resending the *same* signed payload with the same
+``Idempotency-Key``, never by signing a second payment.
+
+The stored payment header is a bearer instrument (whoever holds it can settle it
+once), hence 0600 and never printed: ``public()`` strips it.
+
+Statuses: ``sent`` → ``settled`` | ``rejected`` | ``unknown`` (and ``not_sent`` when
+the connection provably failed before any byte left).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import ComputeError, UsageError
+from ..state import read_json, write_private_json
+
+STATUSES = ("sent", "settled", "rejected", "unknown", "not_sent")
+SECRET_FIELDS = ("payment_header_value",)
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Journal:
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir) / "journal"
+
+    def path(self, entry_id: str) -> Path:
+        if not _ID.match(entry_id or ""):
+            raise UsageError(f"Journal id must be 32 hex characters, got {entry_id!r}.", hint="See reconcile.py --list.")
+        return self.dir / f"{entry_id}.json"
+
+    def create(self, entry: dict) -> dict:
+        """Record a request about to be paid. ``entry`` must carry ``id``; status starts at ``sent``."""
+        e = dict(entry)
+        e.setdefault("id", new_id())
+        e.setdefault("created_at", _now())
+        e["status"] = e.get("status") or "sent"
+        e["updated_at"] = e["created_at"]
+        e.setdefault("history", []).append({"at": e["created_at"], "status": e["status"]})
+        p = self.path(e["id"])
+        if p.exists():
+            raise ComputeError(f"Journal entry {e['id']} already exists.", code="journal_conflict")
+        write_private_json(p, e)
+        return e
+
+    def get(self, entry_id: str) -> dict:
+        data = read_json(self.path(entry_id))
+        if not isinstance(data, dict):
+            raise UsageError(f"No journal entry {entry_id}.", code="journal_not_found", hint=f"Entries live in {self.dir}; see reconcile.py --list.")
+        return data
+
+    def find(self, prefix: str) -> dict:
+        """An entry by full id or unique prefix (what the label carries)."""
+        if _ID.match(prefix or ""):
+            return self.get(prefix)
+        if not re.match(r"^[0-9a-f]{4,32}$", prefix or ""):
+            raise UsageError(f"Journal id must be hex, got {prefix!r}.")
+        hits = [p for p in self.dir.glob(f"{prefix}*.json")] if self.dir.is_dir() else []
+        if len(hits) != 1:
+            raise UsageError(f"{'No' if not hits else 'More than one'} journal entry matches {prefix!r}.", code="journal_not_found")
+        return self.get(hits[0].stem)
+
+    def update(self, entry_id: str, status: str | None = None, **fields: Any) -> dict:
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"unknown journal status {status!r}")
+        e = self.get(entry_id)
+        e.update(fields)
+        e["updated_at"] = _now()
+        if status is not None:
+            e["status"] = status
+            note = {"at": e["updated_at"], "status": status}
+            for k in ("reason", "order_id", "tx_hash", "http_status"):
+                if fields.get(k) is not None:
+                    note[k] = fields[k]
+            e.setdefault("history", []).append(note)
+        write_private_json(self.path(entry_id), e)
+        return e
+
+    def list(self) -> list[dict]:
+        if not self.dir.is_dir():
+            return []
+        out = []
+        for p in self.dir.glob("*.json"):
+            try:
+                e = read_json(p)
+            except ComputeError:
+                continue
+            if isinstance(e, dict):
+                out.append(e)
+        return sorted(out, key=lambda e: e.get("created_at") or "")
+
+
+def public(entry: dict) -> dict:
+    """The entry without the signed payment (a bearer instrument)."""
+    e = {k: v for k, v in entry.items() if k not in SECRET_FIELDS}
+    if entry.get("payment_header_value"):
+        e["payment_header_value"] = "<stored, not shown>"
+    return e

@@ -1,0 +1,220 @@
+"""Local safety policy, applied to the *selected* offer before anything is signed.
+
+- scheme ``exact`` only (``upto`` and friends could take more than quoted);
+- the asset is the canonical stablecoin of its network (a look-alike token is refused);
+- the amount is within the spend cap (``--max-usd``, else ``COMPUTE_MAX_SPEND_USD``, else 25 USD);
+- the amount is no more than the catalog price for the plan and hours, plus one cent
+  (a server cannot ask for more than what ``/compute/plans`` advertises);
+- the payee matches the one pinned for that network on first use (like SSH known_hosts).
+
+All comparisons are in integer atomic units of the offer's asset; Decimal appears only
+for catalog prices (the API publishes USD numbers) and for display.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
+
+from ..errors import PolicyError, UsageError
+from ..money import atomic_to_usd, micros_to_atomic, price_usd_micros, to_decimal, usd
+from ..networks import NETWORKS, is_canonical_asset
+from ..state import read_json, write_private_json
+from .model import Offer
+
+PRICE_TOLERANCE_MICROS = 10_000  # one cent: the service's rounding rule is unpublished
+HOURS_PER_DAY = 24
+HOURS_PER_MONTH = 720
+
+
+# -- catalog ----------------------------------------------------------------------------------
+
+
+def hourly_usd(plan: dict) -> Decimal | None:
+    """The plan's hourly rate: ``our_hourly``, else ``our_daily``/24, else ``our_monthly``/720."""
+    h = to_decimal(plan.get("our_hourly"))
+    if h is not None and h > 0:
+        return h
+    d = to_decimal(plan.get("our_daily"))
+    if d is not None and d > 0:
+        return d / HOURS_PER_DAY
+    m = to_decimal(plan.get("our_monthly"))
+    if m is not None and m > 0:
+        return m / HOURS_PER_MONTH
+    return None
+
+
+def expected_micros(plan: dict, hours: int) -> int | None:
+    """Catalog price of ``hours`` of ``plan`` in micro-USD (rounded up), or None if unpriced."""
+    h = hourly_usd(plan)
+    return None if h is None else price_usd_micros(h, hours)
+
+
+def check_order(plan: dict | None, plan_id: str, region: str, os_id: int | None, os_options: list[dict], ssh_key: str | None) -> None:
+    """What can be checked before the 402: the plan exists, is sold in the region, the OS
+    belongs to the plan's provider, and DigitalOcean gets an SSH key (it has no password fallback)."""
+    if plan is None:
+        raise UsageError(f"Plan {plan_id!r} is not in the catalog.", code="unknown_plan", hint="See browse_plans.py for plan ids.")
+    locations = plan.get("locations")
+    if isinstance(locations, list) and locations and region not in locations:
+        raise UsageError(
+            f"Plan {plan_id} is not available in region {region!r}.",
+            code="region_not_offered",
+            details={"locations": locations},
+            hint=f"Pick one of: {', '.join(map(str, locations))}.",
+        )
+    provider = provider_of(plan)
+    if provider == "digitalocean" and not ssh_key:
+        raise UsageError(
+            "DigitalOcean plans require an SSH public key (there is no password fallback).",
+            code="ssh_key_required",
+            hint="Add --ssh-key-file ~/.ssh/id_ed25519.pub (or --ssh-public-key).",
+        )
+    if os_id is not None and os_options:
+        match = next((o for o in os_options if str(o.get("id")) == str(os_id)), None)
+        if match is None:
+            raise UsageError(f"OS id {os_id} is not in the OS catalog.", code="unknown_os", hint="See browse_os.py for OS ids.")
+        osp = str(match.get("provider") or "").lower()
+        if osp and provider and osp != provider:
+            raise UsageError(
+                f"OS id {os_id} ({match.get('name')}) is a {osp} image, but {plan_id} is a {provider} plan.",
+                code="os_provider_mismatch",
+                hint=f"Pick a {provider} image from browse_os.py.",
+            )
+
+
+def provider_of(plan: dict) -> str:
+    p = str(plan.get("provider") or "").lower()
+    if p in ("do", "digitalocean") or str(plan.get("id") or "").startswith("do:"):
+        return "digitalocean"
+    return p or "vultr"
+
+
+def default_os_id(plan: dict, os_options: list[dict]) -> int | None:
+    """Ubuntu 24.04 for the plan's provider: 2284 on Vultr (upstream's default)."""
+    provider = provider_of(plan)
+    if provider == "vultr":
+        return 2284
+    for o in os_options:
+        if str(o.get("provider") or "").lower() == provider and "24.04" in str(o.get("name") or ""):
+            return int(o["id"])
+    return None
+
+
+# -- offers -----------------------------------------------------------------------------------
+
+
+def offer_decimals(offer: Offer) -> int:
+    if offer.key is None:
+        raise PolicyError(f"Unknown payment network {offer.network!r}.", code="unknown_network")
+    return NETWORKS[offer.key].decimals
+
+
+def offer_usd(offer: Offer) -> Decimal:
+    """USD of an offer: atomic amount / 10^decimals of that network's asset (18 on MegaETH)."""
+    return atomic_to_usd(offer.amount, offer_decimals(offer))
+
+
+def cap_atomic(cap_usd: Decimal, decimals: int) -> int:
+    return int((cap_usd * (Decimal(10) ** decimals)).to_integral_value(rounding=ROUND_FLOOR))
+
+
+@dataclass
+class Limits:
+    cap_usd: Decimal
+    cap_source: str  # "--max-usd" | "COMPUTE_MAX_SPEND_USD" | "default"
+    expected_micros: int | None  # catalog price (or the top-up amount asked); None → no price check
+    expected_what: str = "the catalog price"
+
+
+def check_offer(offer: Offer, limits: Limits) -> None:
+    """Raise PolicyError (exit 3) unless this offer may be signed."""
+    if offer.scheme != "exact":
+        raise PolicyError(
+            f"Offer uses scheme {offer.scheme!r}; only 'exact' is paid (it cannot take more than quoted).",
+            code="unsupported_scheme",
+            details={"scheme": offer.scheme, "network": offer.network},
+        )
+    if offer.key is None or NETWORKS[offer.key].family not in ("evm", "svm"):
+        raise PolicyError(f"Unknown payment network {offer.network!r}.", code="unknown_network", details={"network": offer.network})
+    net = NETWORKS[offer.key]
+    if not is_canonical_asset(offer.key, offer.asset):
+        raise PolicyError(
+            f"The offer on {offer.key} asks for asset {offer.asset}, which is not {net.symbol} ({net.asset}).",
+            code="unknown_asset",
+            details={"network": offer.key, "asset": offer.asset, "expected": net.asset},
+        )
+    amount_usd = atomic_to_usd(offer.amount, net.decimals)
+    if offer.amount > cap_atomic(limits.cap_usd, net.decimals):
+        raise PolicyError(
+            f"The payment of {usd(amount_usd)} USD is above the spend cap of {limits.cap_usd} USD ({limits.cap_source}). Nothing was signed.",
+            code="spend_cap_exceeded",
+            details={"amount_usd": str(amount_usd), "amount_atomic": str(offer.amount), "cap_usd": str(limits.cap_usd), "cap_source": limits.cap_source},
+            hint="Raise it for this call with --max-usd, or set COMPUTE_MAX_SPEND_USD.",
+        )
+    if limits.expected_micros is not None:
+        allowed = micros_to_atomic(limits.expected_micros + PRICE_TOLERANCE_MICROS, net.decimals)
+        if offer.amount > allowed:
+            expected_usd = Decimal(limits.expected_micros).scaleb(-6)
+            raise PolicyError(
+                f"The server asks {amount_usd} USD but {limits.expected_what} is {expected_usd} USD. Nothing was signed.",
+                code="price_mismatch",
+                details={
+                    "amount_atomic": str(offer.amount),
+                    "amount_usd": str(amount_usd),
+                    "expected_usd": str(expected_usd),
+                    "allowed_atomic": str(allowed),
+                },
+            )
+
+
+# -- payee pins -------------------------------------------------------------------------------
+
+
+class PayeePins:
+    """``<state_dir>/payees.json``: the payee per network, pinned on first payment.
+
+    A changed payee is how a hijacked endpoint or a mistyped base URL would take the
+    money, so it is refused until the user accepts it explicitly."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / "payees.json"
+
+    def load(self) -> dict:
+        data = read_json(self.path, default={})
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def _same(network: str, a: str, b: str) -> bool:
+        if NETWORKS.get(network) and NETWORKS[network].family == "evm":
+            return a.lower() == b.lower()  # EVM addresses are case-insensitive (checksum casing)
+        return a == b
+
+    def check(self, offer: Offer, *, accept_change: bool = False) -> dict:
+        """{"status": "new" | "pinned" | "changed-accepted", "pinned": <old or None>}; raises on a change."""
+        pins = self.load()
+        rec = pins.get(offer.key or offer.network)
+        if not rec:
+            return {"status": "new", "pinned": None}
+        old = rec.get("pay_to") if isinstance(rec, dict) else str(rec)
+        if self._same(offer.key or "", old, offer.pay_to):
+            return {"status": "pinned", "pinned": old}
+        if accept_change:
+            return {"status": "changed-accepted", "pinned": old}
+        raise PolicyError(
+            f"The payee for {offer.key} changed from {old} to {offer.pay_to}. Nothing was signed.",
+            code="payee_changed",
+            details={"network": offer.key, "pinned": old, "offered": offer.pay_to, "pinned_at": rec.get("pinned_at") if isinstance(rec, dict) else None, "file": str(self.path)},
+            hint="If you trust this change (check the service's announcements), re-run with --accept-payee-change.",
+        )
+
+    def pin(self, offer: Offer, base_url: str) -> None:
+        pins = self.load()
+        key = offer.key or offer.network
+        rec = pins.get(key)
+        if isinstance(rec, dict) and self._same(key, rec.get("pay_to", ""), offer.pay_to):
+            return
+        pins[key] = {"pay_to": offer.pay_to, "pinned_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "base_url": base_url}
+        write_private_json(self.path, pins)

@@ -1,0 +1,147 @@
+"""Challenge parsing: x402 v1 bodies, x402 v2 headers, MPP WWW-Authenticate, and garbage."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tests.helpers import import_lib
+
+import_lib()
+from x402_compute.payments import challenge as ch  # noqa: E402
+from x402_compute.payments.model import Signed  # noqa: E402
+
+BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+PAYEE = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+
+
+def b64(obj) -> str:
+    return base64.b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode()
+
+
+def b64url(obj) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def v1_body(**over):
+    req = {"scheme": "exact", "network": "base", "maxAmountRequired": "249600", "resource": "https://x/compute/provision",
+           "description": "d", "payTo": PAYEE, "asset": BASE_USDC, "maxTimeoutSeconds": 300, "extra": {"name": "USD Coin", "version": "2"}}
+    req.update(over)
+    return {"x402Version": 1, "error": "X-PAYMENT header is required", "accepts": [req]}
+
+
+def mpp_request(amount="249600"):
+    return {"amount": amount, "currency": "0x20C000000000000000000000b9537d11c60E8b50", "recipient": "0xabc", "methodDetails": {"chainId": 4217}}
+
+
+def test_v1_body():
+    c = ch.parse_challenge(402, {}, v1_body())
+    assert c.version == 1 and len(c.offers) == 1 and c.mpp == []
+    o = c.offers[0]
+    assert (o.key, o.amount, o.asset, o.pay_to, o.max_timeout_seconds) == ("base", 249600, BASE_USDC, PAYEE, 300)
+    assert o.resource == "https://x/compute/provision"
+    assert isinstance(o.amount, int)
+
+
+def test_v1_amount_must_be_whole_atomic():
+    with pytest.raises(ch.ChallengeError):
+        ch.parse_challenge(402, {}, v1_body(maxAmountRequired="0.25"))
+    with pytest.raises(ch.ChallengeError):
+        ch.parse_challenge(402, {}, v1_body(maxAmountRequired="-5"))
+
+
+def test_v2_header_wins_and_keeps_raw():
+    req = {"scheme": "exact", "network": "eip155:4326", "amount": "249600000000000000", "asset": "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7",
+           "payTo": PAYEE, "maxTimeoutSeconds": 60, "extra": {"name": "MegaUSD", "version": "1"}}
+    pr = {"x402Version": 2, "resource": {"url": "https://x/compute/provision"}, "accepts": [req], "extensions": {"e": {"info": {"a": 1}, "schema": {}}}}
+    c = ch.parse_challenge(402, {"PAYMENT-REQUIRED": b64(pr)}, {"error": "x"})
+    assert c.version == 2
+    o = c.offers[0]
+    assert o.key == "megaeth" and o.amount == 249600000000000000 and o.raw == req
+    assert c.resource == {"url": "https://x/compute/provision"}
+    assert c.extensions == {"e": {"info": {"a": 1}, "schema": {}}}
+
+
+def test_v2_header_garbage_is_a_clear_error():
+    with pytest.raises(ch.ChallengeError) as e:
+        ch.parse_challenge(402, {"PAYMENT-REQUIRED": "%%%not-base64%%%"}, None)
+    assert e.value.code == "bad_challenge"
+    with pytest.raises(ch.ChallengeError):
+        ch.parse_challenge(402, {"PAYMENT-REQUIRED": b64({"x402Version": 2})}, None)
+
+
+def test_no_challenge_at_all():
+    with pytest.raises(ch.ChallengeError) as e:
+        ch.parse_challenge(402, {}, {"error": "nope"})
+    assert "no challenge" in e.value.message
+    with pytest.raises(ch.ChallengeError):
+        ch.parse_challenge(402, {}, None)
+
+
+def test_mpp_several_params_and_challenges():
+    header = (
+        f'Payment id="abc", realm="compute.x402layer.cc", method="tempo", intent="charge", '
+        f'request="{b64url(mpp_request())}", expires="2026-01-01T00:00:00Z", digest="sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=", '
+        f'Bearer realm="api", Payment id=def, realm=x, method=stripe, intent=charge, request={b64url(mpp_request("5"))}'
+    )
+    c = ch.parse_challenge(402, {"WWW-Authenticate": header}, v1_body())
+    assert c.version == 1 and len(c.mpp) == 2
+    t, s = c.mpp
+    assert (t.id, t.method, t.intent, t.amount, t.chain_id, t.expires) == ("abc", "tempo", "charge", 249600, 4217, "2026-01-01T00:00:00Z")
+    assert t.params["digest"] == "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE="
+    assert t.params["realm"] == "compute.x402layer.cc"
+    assert t.header.startswith('Payment id="abc"') and "Bearer" not in t.header
+    assert (s.id, s.method, s.amount) == ("def", "stripe", 5)
+
+
+def test_mpp_alone_is_a_challenge():
+    header = f'Payment id="a", realm="r", method="tempo", intent="charge", request="{b64url(mpp_request())}"'
+    c = ch.parse_challenge(402, {"WWW-Authenticate": header}, {"error": "payment required"})
+    assert c.version is None and c.offers == [] and len(c.mpp) == 1
+
+
+def test_mpp_garbage():
+    bad = 'Payment id="a", method="tempo", intent="charge", request="!!!"'
+    with pytest.raises(ch.ChallengeError):
+        ch.parse_challenge(402, {"WWW-Authenticate": bad}, None)
+    # x402 offers still usable when the MPP header is broken
+    c = ch.parse_challenge(402, {"WWW-Authenticate": bad}, v1_body())
+    assert c.offers and c.mpp == []
+    with pytest.raises(ch.ChallengeError):
+        ch.parse_auth_header('Payment id="unterminated')
+
+
+def test_payment_header_v1_and_v2_roundtrip():
+    c1 = ch.parse_challenge(402, {}, v1_body())
+    signed = Signed(payload={"signature": "0x01", "authorization": {"value": "249600"}}, payer="0xme", nonce="0x02")
+    name, value = ch.payment_header(c1, c1.offers[0], signed)
+    assert name == "X-PAYMENT"
+    assert json.loads(base64.b64decode(value)) == {"x402Version": 1, "scheme": "exact", "network": "base", "payload": signed.payload}
+    assert value == base64.b64encode(base64.b64decode(value)).decode()  # standard padded base64
+
+    req = {"scheme": "exact", "network": "eip155:8453", "amount": "1", "asset": BASE_USDC, "payTo": PAYEE, "maxTimeoutSeconds": 60, "extra": {"name": "USD₮0", "version": "2"}}
+    pr = {"x402Version": 2, "resource": {"url": "u"}, "accepts": [req], "extensions": {"x": {"info": {"a": 1}, "schema": {"type": "object"}}}}
+    c2 = ch.parse_challenge(402, {"PAYMENT-REQUIRED": b64(pr)}, {})
+    s2 = Signed(payload={"p": 1}, payer="0xme", nonce="n", extensions={"x": {"info": {"b": 2}}})
+    name, value = ch.payment_header(c2, c2.offers[0], s2)
+    doc = json.loads(base64.b64decode(value).decode("utf-8"))
+    assert name == "PAYMENT-SIGNATURE"
+    assert doc["accepted"] == req and doc["resource"] == {"url": "u"}
+    assert doc["extensions"] == {"x": {"info": {"a": 1, "b": 2}, "schema": {"type": "object"}}}
+    assert "USD₮0".encode() in base64.b64decode(value)  # UTF-8, not \u escapes
+
+
+def test_settlement_and_rejection_reason():
+    class R:
+        def __init__(self, headers, body):
+            self.headers, self._body = headers, body
+
+        def json(self):
+            return self._body
+
+    sr = {"success": False, "errorReason": "insufficient_funds", "transaction": "", "network": "base"}
+    assert ch.settlement({"X-PAYMENT-RESPONSE": b64(sr)}) == sr
+    assert ch.rejection_reason(R({"PAYMENT-RESPONSE": b64(sr)}, {"error": "other"})).startswith("insufficient_funds")
+    assert ch.rejection_reason(R({}, {"error": "invalid_exact_evm_payload_signature"})) == "invalid_exact_evm_payload_signature"

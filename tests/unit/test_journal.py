@@ -1,0 +1,65 @@
+"""Journal: 0600 files, state transitions, secrets never in the public view."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from tests.helpers import import_lib
+
+import_lib()
+from x402_compute.errors import UsageError  # noqa: E402
+from x402_compute.payments.journal import Journal, new_id, public  # noqa: E402
+
+
+def entry(**over):
+    e = {"id": new_id(), "kind": "provision", "request": {"method": "POST", "path": "/compute/provision", "body": "{}"},
+         "idempotency_key": "k", "payment_header_name": "X-PAYMENT", "payment_header_value": "SECRET-BEARER"}
+    e.update(over)
+    return e
+
+
+def test_create_is_0600_and_sent(tmp_path):
+    j = Journal(tmp_path)
+    e = j.create(entry())
+    p = tmp_path / "journal" / f"{e['id']}.json"
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(p.parent).st_mode) == 0o700
+    assert e["status"] == "sent" and e["history"][0]["status"] == "sent"
+    with pytest.raises(Exception):
+        j.create(entry(id=e["id"]))  # never overwrite a payment record
+
+
+def test_transitions_and_history(tmp_path):
+    j = Journal(tmp_path)
+    e = j.create(entry())
+    j.update(e["id"], "unknown", reason="timeout")
+    got = j.update(e["id"], "settled", order_id="o1", tx_hash="0xt")
+    assert got["status"] == "settled" and got["order_id"] == "o1"
+    assert [h["status"] for h in got["history"]] == ["sent", "unknown", "settled"]
+    assert stat.S_IMODE(os.stat(j.path(e["id"])).st_mode) == 0o600
+    with pytest.raises(ValueError):
+        j.update(e["id"], "paid-twice")
+    e2 = j.create(entry())
+    j.update(e2["id"], "rejected", reason="insufficient_funds")
+    assert {x["status"] for x in j.list()} == {"settled", "rejected"}
+
+
+def test_public_view_hides_the_signed_payment(tmp_path):
+    j = Journal(tmp_path)
+    e = j.create(entry())
+    assert j.get(e["id"])["payment_header_value"] == "SECRET-BEARER"  # kept, to resend the same payload
+    assert "SECRET-BEARER" not in str(public(j.get(e["id"])))
+
+
+def test_find_by_prefix_and_bad_ids(tmp_path):
+    j = Journal(tmp_path)
+    e = j.create(entry())
+    assert j.find(e["id"][:8])["id"] == e["id"]
+    for bad in ("../../etc/passwd", "zz", ""):
+        with pytest.raises(UsageError):
+            j.find(bad)
+    with pytest.raises(UsageError):
+        j.get("0" * 32)
