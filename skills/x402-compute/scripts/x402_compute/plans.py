@@ -154,15 +154,19 @@ def grows_disk(current: dict, target: dict) -> bool:
 
 
 def upgrade_targets(current: dict, catalog: Iterable[dict], region: str | None) -> list[dict]:
-    """Plans an instance on ``current`` may be resized to: same provider, offered
-    in its region, not smaller in price or any spec."""
+    """Plans an instance on ``current`` may be resized to: same provider (and
+    Vultr plan family), offered in its region, not smaller in price or any spec."""
     prov = provider(current)
+    # Vultr upgrades stay within a plan family (Vultr's own upgrade list does);
+    # compared only when both records carry a type.
+    family = current.get("type") if prov == "vultr" else None
     out = [
         p
         for p in catalog
         if isinstance(p, dict)
         and p.get("id") != current.get("id")
         and provider(p) == prov
+        and (not family or not p.get("type") or p.get("type") == family)
         and (region is None or region in (p.get("locations") or []))
         and not smaller_in(current, p)
     ]
