@@ -10,7 +10,8 @@ Routes per network (x402.md §4–§9, compute-api.md §8):
 - base, robinhood: EIP-3009 `transferWithAuthorization`;
 - megaeth: the x402layer direct ERC-2612 permit (spender = payTo), settled by `permit` + `transferFrom`
   sent by the payee, whose key the facilitator holds; with `permit2=True` the requirement advertises
-  `assetTransferMethod: "permit2"` and Permit2 payloads are verified off-chain (see `_verify_permit2`);
+  `assetTransferMethod: "permit2"`. x402 Permit2 payloads (any EVM network) settle through our own
+  Permit2 subset and x402 exact proxy, placed at their canonical addresses (see `_verify_permit2`);
 - solana: a partially signed SPL `TransferChecked` transaction, fee payer = ours.
 """
 from __future__ import annotations
@@ -87,10 +88,34 @@ def _reject(reason: str, message: str = "", payer: Optional[str] = None):
     raise PaymentRejected(reason, message, payer)
 
 
+# Revert strings of Permit2Lite / X402ExactPermit2Proxy (named after the real contracts' custom errors)
+# and of the token, as met on the Permit2 route -> x402 reason codes (x402 SDK names where it has them).
+_PERMIT2_REVERT_REASONS = (
+    ("InvalidNonce", "permit2_invalid_nonce"),
+    ("SignatureExpired", "permit2_deadline_expired"),
+    ("PaymentTooEarly", "permit2_not_yet_valid"),
+    ("InvalidSigner", "invalid_permit2_signature"),
+    ("InvalidSignature", "invalid_permit2_signature"),
+    ("InvalidAmount", "invalid_permit2_amount"),
+    ("InvalidDestination", "permit2_invalid_destination"),
+    ("InvalidOwner", "permit2_invalid_owner"),
+    ("Permit2612AmountMismatch", "permit2_2612_amount_mismatch"),
+    ("exceeds allowance", "permit2_allowance_required"),
+    ("exceeds balance", "permit2_insufficient_balance"),
+)
+
+
 def _revert_to_reason(revert: str) -> str:
     low = revert.lower()
     for needle, code in _REVERT_REASONS:
         if needle in low:
+            return code
+    return "invalid_exact_evm_transaction_simulation_failed"
+
+
+def _permit2_revert_to_reason(revert: str) -> str:
+    for needle, code in _PERMIT2_REVERT_REASONS:
+        if needle in revert:   # case-sensitive: "InvalidSignature" must not match the token's "invalid signature"
             return code
     return "invalid_exact_evm_transaction_simulation_failed"
 
@@ -487,14 +512,20 @@ class Facilitator:
 
         return {"payer": payer, "fingerprint": (net.label, "permit", payer, nonce), "settle": settle}
 
-    # ---- EVM: Permit2 (verification only) -------------------------------------------------------------
+    # ---- EVM: Permit2 + x402ExactPermit2Proxy ----------------------------------------------------------
     def _verify_permit2(self, net: Network, payload: dict, inner: dict, req: dict, amount: int) -> dict:
-        """Checks an x402 Permit2 payload off-chain and its eip2612GasSponsoring permit on-chain (eth_call).
+        """Checks an x402 Permit2 payload (x402.md §5.4) and settles it through the proxy on our chain.
 
-        Differs from production: no Permit2 or x402ExactPermit2Proxy bytecode runs here, so nothing can
-        pull the funds on Permit2's behalf; settlement is refused (`unexpected_settle_error`) and no state
-        changes. Verification is stricter than the x402 SDK's: the extension's permit signature is
-        checked by simulating `permit()` on the token, not only its fields.
+        Off-chain: the Permit2 signature (domain without version), spender = the exact proxy, deadline and
+        validAfter, token/amount/recipient, balance. On-chain (eth_call): the Permit2 nonce is unused, the
+        eip2612GasSponsoring permit (when the Permit2 allowance is missing) really verifies on the token
+        (the x402 SDK checks only its fields), and the exact proxy call settle will send succeeds.
+        Settlement is sent from the facilitator's own funded account: `proxy.settle(...)` when the owner
+        has already approved Permit2, otherwise `proxy.settleWithPermit(...)` with the extension's permit.
+        The proxy and Permit2 are our own minimal contracts (contracts/Permit2Lite.sol,
+        contracts/X402ExactPermit2Proxy.sol) at the canonical addresses; they implement only the
+        SignatureTransfer witness path (no AllowanceTransfer, batch transfers or EIP-1271 signers), and the
+        erc20ApprovalGasSponsoring extension is not supported.
         """
         from eth_utils import to_checksum_address
         self._check_domain(net, req)
@@ -530,7 +561,11 @@ class Facilitator:
             _reject("permit2_amount_mismatch", f"permitted.amount {value} != required {amount}", payer)
         if to != to_checksum_address(req["payTo"]):
             _reject("invalid_permit2_recipient_mismatch", "witness.to is not payTo", payer)
+        from .chains.evm import ChainRevert
         chain = self.chains[net.label]
+        # First on-chain check, so a replay is named as such even after its permit and balance are spent.
+        if chain.permit2_nonce_used(payer, nonce):
+            _reject("permit2_invalid_nonce", f"Permit2 nonce {nonce} already used or invalidated", payer)
         if chain.balance_of(payer) < value:
             _reject("permit2_insufficient_balance", "payer balance below the amount", payer)
         ext = ((payload.get("extensions") or {}).get("eip2612GasSponsoring") or {}).get("info")
@@ -548,16 +583,26 @@ class Facilitator:
             if len(e_sig) != 65 or e_value < value:
                 _reject("invalid_payload", "eip2612GasSponsoring permit is malformed or too small", payer)
             permit_args = (payer, PERMIT2_ADDRESS, e_value, e_deadline, e_sig[64], e_sig[:32], e_sig[32:64])
-            from .chains.evm import ChainRevert
             try:   # unlike the x402 SDK, check the extension's permit signature for real
                 chain.simulate_permit(*permit_args)
             except ChainRevert as exc:
                 _reject(_revert_to_reason(exc.reason), f"eip2612 permit simulation reverted: {exc.reason}", payer)
 
+        # Normalised fields (checksummed, ints), so the chain call sends exactly what was checked above.
+        checked = {"from": payer, "permitted": {"token": token, "amount": value}, "nonce": nonce,
+                   "deadline": deadline, "witness": {"to": to, "validAfter": valid_after}}
+        # (value, deadline, v, r, s) for settleWithPermit; None = the allowance is in place, plain settle.
+        permit2612 = None if permit_args is None else (permit_args[2], permit_args[3], *permit_args[4:])
+        try:   # the contracts are the final judge: simulate exactly what settle will send
+            chain.simulate_permit2_settle(checked, sig, permit2612)
+        except ChainRevert as exc:
+            _reject(_permit2_revert_to_reason(exc.reason), f"proxy simulation reverted: {exc.reason}", payer)
+
         def settle() -> str:
-            _reject("unexpected_settle_error",
-                    "Permit2 settlement needs Permit2 and x402ExactPermit2Proxy bytecode, which this sandbox "
-                    "does not run; use the direct permit route (facilitator permit2=False)", payer)
+            try:
+                return chain.permit2_settle(checked, sig, permit2612)
+            except ChainRevert as exc:
+                _reject(_permit2_revert_to_reason(exc.reason), f"settlement reverted: {exc.reason}", payer)
 
         return {"payer": payer, "fingerprint": (net.label, "permit2", payer, nonce), "settle": settle}
 

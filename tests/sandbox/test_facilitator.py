@@ -454,9 +454,10 @@ def test_concurrent_settles_of_one_payload_move_funds_once(fac, wallet):
     assert fac.balance_of("base", r["payTo"]) - before == 777
 
 
-def test_permit2_mode_verifies_off_chain_and_refuses_to_settle(wallet):
-    """permit2=True: the Permit2 signature and the EIP-2612 extension are checked for real, but without
-    Permit2/proxy bytecode nothing can pull the funds, so settlement is refused and nothing moves."""
+def test_permit2_mode_verifies_and_settles_through_the_proxy(wallet):
+    """permit2=True: the Permit2 signature and the EIP-2612 extension are checked for real, and settlement
+    runs our Permit2Lite + x402 exact proxy at the canonical addresses (settleWithPermit); more cases in
+    test_permit2.py."""
     from x402_compute_sandbox.networks import PERMIT2_ADDRESS, X402_EXACT_PERMIT2_PROXY
     fac = Facilitator(seed=7, permit2=True)
     r = req(fac, "megaeth", 1_000_000, version=2)
@@ -497,10 +498,14 @@ def test_permit2_mode_verifies_off_chain_and_refuses_to_settle(wallet):
     wrong_spender = json_copy(payload)
     wrong_spender["payload"]["permit2Authorization"]["spender"] = "0x4020615294c913F045dc10f0a5cdEbd86c280001"
     assert fac.verify(wrong_spender, r)["invalidReason"] == "invalid_permit2_signature"
-    before = fac.balance_of("megaeth", owner)
+    before, before_payee = fac.balance_of("megaeth", owner), fac.balance_of("megaeth", r["payTo"])
     s = fac.settle(payload, r)
-    assert s["success"] is False and s["errorReason"] == "unexpected_settle_error"
-    assert fac.balance_of("megaeth", owner) == before
+    assert s["success"] is True and s["transaction"].startswith("0x"), s
+    assert before - fac.balance_of("megaeth", owner) == amount
+    assert fac.balance_of("megaeth", r["payTo"]) - before_payee == amount
+    again = fac.settle(payload, r)
+    assert again["success"] is False and again["errorReason"] == "permit2_invalid_nonce"
+    assert before - fac.balance_of("megaeth", owner) == amount
 
 
 def json_copy(obj):

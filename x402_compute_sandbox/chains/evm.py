@@ -5,6 +5,12 @@ Why this shape (shared/reference/local-chains.md §3):
   patched so `block.chainid`, transaction building and `eth_chainId` all report the real id.
 - The test token's runtime is put at the *real* asset address through genesis state and initialised
   there, so a payload signed for the real network's EIP-712 domain verifies unchanged.
+- Our own Permit2 subset (contracts/Permit2Lite.sol) and x402 exact proxy
+  (contracts/X402ExactPermit2Proxy.sol) are put at their canonical CREATE2 addresses the same way, so the
+  x402 Permit2 route (x402.md §5) settles for real: a Permit2 signature made for the real domain is
+  redeemed by the proxy, Permit2 spends its unordered nonce and pulls the funds with the owner's
+  allowance. Neither has constructor state, so no initialisation is needed. Not implemented there:
+  Permit2's AllowanceTransfer, batch transfers, EIP-1271 signers, and the `upto` proxy.
 - The pending block's timestamp is refreshed to the wall clock before every call and transaction:
   py-evm fixes it when the previous block is mined, and an idle sandbox would otherwise judge
   `validAfter`/`validBefore` against a stale time (x402 verifiers use the wall clock, local-chains §11.6).
@@ -26,9 +32,10 @@ from web3.exceptions import ContractLogicError
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.eth_tester.defaults import API_ENDPOINTS
 
-from ..networks import Network
+from ..networks import PERMIT2_ADDRESS, X402_EXACT_PERMIT2_PROXY, Network
 
-ARTIFACT_PATH = Path(__file__).resolve().parent.parent / "contracts" / "TestToken.json"
+CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
+ARTIFACT_PATH = CONTRACTS_DIR / "TestToken.json"
 
 # Native balance given to every account the sandbox itself sends transactions from (gas only).
 GAS_FUNDING_WEI = 10**21
@@ -54,8 +61,8 @@ def _same_second_vm():
     return SandboxPragueVM
 
 
-def load_artifact() -> dict:
-    return json.loads(ARTIFACT_PATH.read_text())
+def load_artifact(name: str = "TestToken") -> dict:
+    return json.loads((CONTRACTS_DIR / f"{name}.json").read_text())
 
 
 class ChainRevert(Exception):
@@ -82,7 +89,8 @@ def _b32(value: Union[str, bytes]) -> bytes:
 class EvmChain:
     """A local chain with the test token at `network.asset`; every method is thread-safe."""
 
-    def __init__(self, network: Network, *, gas_accounts: Iterable[str] = (), token_initialize: bool = True):
+    def __init__(self, network: Network, *, gas_accounts: Iterable[str] = (), token_initialize: bool = True,
+                 permit2: bool = True):
         if network.kind != "evm":
             raise ValueError(f"{network.label} is not an EVM network")
         self.network = network
@@ -97,6 +105,13 @@ class EvmChain:
             "balance": 0, "nonce": 1, "storage": {},
             "code": bytes.fromhex(artifact["deployedBytecode"][2:]),
         }
+        # Permit2 and the x402 exact proxy sit at the same CREATE2 address on every real chain, so they are
+        # placed on every sandbox EVM chain (only MegaETH's requirement uses them today).
+        p2_artifact, proxy_artifact = load_artifact("Permit2Lite"), load_artifact("X402ExactPermit2Proxy")
+        if permit2:
+            for addr, art in ((PERMIT2_ADDRESS, p2_artifact), (X402_EXACT_PERMIT2_PROXY, proxy_artifact)):
+                state[to_canonical_address(addr)] = {
+                    "balance": 0, "nonce": 1, "storage": {}, "code": bytes.fromhex(art["deployedBytecode"][2:])}
         for addr in gas_accounts:
             state[to_canonical_address(addr)] = {"balance": GAS_FUNDING_WEI, "nonce": 0, "storage": {}, "code": b""}
         self.backend = PyEVMBackend(genesis_state=state, vm_configuration=((0, _same_second_vm()),))
@@ -114,6 +129,9 @@ class EvmChain:
         self.w3.middleware_onion.remove("validation")
         self.operator = self.w3.eth.accounts[0]                       # pays gas for settlements
         self.token = self.w3.eth.contract(address=self.asset, abi=artifact["abi"])
+        self.permit2 = self.w3.eth.contract(address=to_checksum_address(PERMIT2_ADDRESS), abi=p2_artifact["abi"])
+        self.proxy = self.w3.eth.contract(address=to_checksum_address(X402_EXACT_PERMIT2_PROXY),
+                                          abi=proxy_artifact["abi"])
         self._keys: dict[str, str] = {}
         if token_initialize:
             self._transact(self.token.functions.initialize(
@@ -262,3 +280,42 @@ class EvmChain:
                 self.tester.revert_to_snapshot(snapshot)
                 raise
             return permit_tx, transfer_tx
+
+    # ---- Permit2 + x402 exact proxy (x402.md §5) --------------------------------------------------------
+    def has_permit2(self) -> bool:
+        return len(self.w3.eth.get_code(self.proxy.address)) > 0 and len(self.w3.eth.get_code(self.permit2.address)) > 0
+
+    def permit2_nonce_used(self, owner: str, nonce: int) -> bool:
+        """Permit2's unordered nonces: bit `nonce & 255` of bitmap word `nonce >> 8`."""
+        nonce = int(nonce)
+        word = self._call(self.permit2.functions.nonceBitmap(to_checksum_address(owner), nonce >> 8))
+        return bool((word >> (nonce & 0xFF)) & 1)
+
+    @staticmethod
+    def _permit2_args(p2: dict, signature: bytes) -> tuple:
+        """(permit, owner, witness, signature) for the proxy, from a payload's `permit2Authorization`."""
+        permit = ((to_checksum_address(p2["permitted"]["token"]), int(p2["permitted"]["amount"])),
+                  int(p2["nonce"]), int(p2["deadline"]))
+        witness = (to_checksum_address(p2["witness"]["to"]), int(p2["witness"]["validAfter"]))
+        return permit, to_checksum_address(p2["from"]), witness, bytes(signature)
+
+    def _proxy_fn(self, p2: dict, signature: bytes, permit2612: Optional[tuple]):
+        args = self._permit2_args(p2, signature)
+        if permit2612 is None:
+            return self.proxy.functions.settle(*args)
+        value, deadline, v, r, s = permit2612
+        return self.proxy.functions.settleWithPermit((int(value), int(deadline), _b32(r), _b32(s), int(v)), *args)
+
+    def simulate_permit2_settle(self, p2: dict, signature: bytes, permit2612: Optional[tuple] = None) -> None:
+        """eth_call `proxy.settle` (or `settleWithPermit` when `permit2612` = (value, deadline, v, r, s))."""
+        self._call(self._proxy_fn(p2, signature, permit2612))
+
+    def permit2_settle(self, p2: dict, signature: bytes, permit2612: Optional[tuple] = None,
+                       sender: Optional[str] = None) -> str:
+        """Send the proxy call from `sender` (default: the operator, the facilitator's funded account)."""
+        return self._transact(self._proxy_fn(p2, signature, permit2612), sender=sender)
+
+    def approve(self, owner: str, spender: str, value: int) -> str:
+        """The owner approves `spender` on the token; the owner's key must have been registered."""
+        return self._transact(self.token.functions.approve(to_checksum_address(spender), int(value)),
+                              sender=to_checksum_address(owner))
