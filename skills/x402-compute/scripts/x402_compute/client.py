@@ -142,3 +142,11 @@ class ComputeClient:
     # -- credits -------------------------------------------------------------------
     def credits_balance(self) -> dict:
         return self.call("GET", "/compute/credits/balance", "Credits balance", auth=self.auth)
+
+    # -- paid requests (provision, extend, credits top-up) --------------------------------
+    def paid(self, call, **flow_options):
+        """Run one paid request through the 402 flow (``payments.flow``): probe, offers,
+        policy, one signature, the paid retry, the journal. Returns a ``PaidResult``."""
+        from .payments.flow import PaymentFlow
+
+        return PaymentFlow(self, **flow_options).run(call)

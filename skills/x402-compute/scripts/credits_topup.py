@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""Buy prepaid credits (USD) with an x402 payment; spend them with --use-credits."""
+
+from x402_compute import cli, paid
+
+p = cli.parser(
+    "credits_topup.py",
+    __doc__,
+    examples="python scripts/credits_topup.py --amount 20 --quote\npython scripts/credits_topup.py --amount 20 --network solana --yes",
+)
+p.add_argument("--amount", required=True, metavar="USD", help="dollars to deposit (at least 1, whole cents)")
+paid.add_payment_options(p, credits=False)
+
+if __name__ == "__main__":
+    cli.run(p, paid.topup)

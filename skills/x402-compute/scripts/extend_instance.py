@@ -1,0 +1,19 @@
+#!/usr/bin/env python3
+"""Add prepaid time to an instance and pay over HTTP 402 (x402); prints old and new expiry."""
+
+from x402_compute import cli, paid
+
+p = cli.parser(
+    "extend_instance.py",
+    __doc__,
+    examples=(
+        "python scripts/extend_instance.py 3f2c9a1e-0000-4000-8000-000000000000 --hours 720 --quote\n"
+        "python scripts/extend_instance.py 3f2c9a1e-0000-4000-8000-000000000000 --days 7 --yes"
+    ),
+)
+p.add_argument("instance_id", help="instance (order) id from list_instances.py")
+paid.add_duration_options(p, what="extension")
+paid.add_payment_options(p)
+
+if __name__ == "__main__":
+    cli.run(p, paid.extend)

@@ -1,0 +1,474 @@
+"""The paid commands (provision, extend, credits top-up): their shared options, the
+checks done before any request, the call each one makes, and the JSON they print.
+
+The scripts stay thin: they add their own positional arguments and call one function here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from . import validate
+from .errors import ConfigError, UsageError
+from .instances import iso, parse_time, ssh_block, summary, unwrap_order
+from .money import usd, usd_to_micros
+from .networks import X402_NETWORKS
+
+DEFAULT_WAIT_TIMEOUT = 600.0
+DEFAULT_POLL_INTERVAL = 5.0
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True) -> None:
+    g = p.add_argument_group("payment")
+    g.add_argument("--network", choices=X402_NETWORKS, help="pay on this network (default: base with an EVM key, solana with only a Solana key)")
+    g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25)")
+    g.add_argument("--quote", action="store_true", help="show the price and payment terms; sign and send nothing")
+    g.add_argument("--yes", "-y", action="store_true", help="pay without asking (required when not at a terminal)")
+    g.add_argument("--accept-payee-change", action="store_true", help="accept a payee that differs from the one pinned for this network")
+    if credits:
+        g.add_argument("--use-credits", action="store_true", help="pay from prepaid credits (needs management auth)")
+
+
+def add_duration_options(p: argparse.ArgumentParser, *, what: str) -> None:
+    g = p.add_argument_group(f"{what} (required; minimum 24 hours)").add_mutually_exclusive_group(required=True)
+    g.add_argument("--hours", type=int, metavar="N")
+    g.add_argument("--days", type=int, metavar="N", help="N × 24 hours")
+    g.add_argument("--months", type=int, metavar="N", help="N × 720 hours")
+
+
+def add_wait_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("waiting")
+    g.add_argument("--wait", action="store_true", help="block until the instance is running with an IP")
+    g.add_argument("--wait-ssh", action="store_true", help="also wait until SSH answers with a banner (implies --wait)")
+    g.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS", help="give up waiting after this long (default 600)")
+    g.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL, metavar="SECONDS", help="seconds between status checks (default 5)")
+
+
+def duration_hours(args) -> int:
+    if args.hours is not None:
+        h = args.hours
+    elif args.days is not None:
+        h = args.days * 24
+    else:
+        h = args.months * 720
+    return validate.hours(h)
+
+
+def default_network(settings) -> str:
+    """The configured wallet decides: an EVM key pays on base, only a Solana key on solana."""
+    if settings.has_evm_key or (settings.ows_wallet and not settings.has_solana_key):
+        return "base"
+    if settings.has_solana_key:
+        return "solana"
+    return "base"
+
+
+def read_ssh_key(args) -> str | None:
+    if getattr(args, "ssh_public_key", None) and getattr(args, "ssh_key_file", None):
+        raise UsageError("Give either --ssh-public-key or --ssh-key-file, not both.")
+    text = args.ssh_public_key
+    if args.ssh_key_file:
+        path = Path(args.ssh_key_file).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise UsageError(f"Cannot read SSH key file {path}: {e.strerror}.") from None
+    if text is None:
+        return None
+    text = text.strip()
+    if "PRIVATE KEY" in text:
+        raise UsageError("That is a private key. Pass the public key (the .pub file).", code="private_key_given")
+    if not text.startswith(("ssh-", "ecdsa-", "sk-")) or len(text.split()) < 2:
+        raise UsageError("The SSH public key does not look like one (expected e.g. 'ssh-ed25519 AAAA... comment').")
+    return text
+
+
+def _journal_id() -> str:
+    from .payments.journal import new_id
+
+    return new_id()
+
+
+def _flow_options(ctx) -> dict:
+    a = ctx.args
+    return {
+        "confirm": lambda q, d: ctx.confirm(q, details=d),
+        "progress": ctx.progress,
+        "quote": a.quote,
+        "accept_payee_change": a.accept_payee_change,
+    }
+
+
+def _limits(settings, expected_micros, what="the catalog price"):
+    from .payments.policy import Limits
+
+    return Limits(settings.max_spend_usd, settings.max_spend_source, expected_micros, what)
+
+
+def _quote_output(result, extra: dict | None = None):
+    from .cli import Output
+
+    q = dict(result.quote or {})
+    q.update(extra or {})
+    lines = [f"{k}: {v}" for k, v in q.items() if not isinstance(v, (dict, list)) and v is not None]
+    if q.get("policy"):
+        lines.append(f"policy: {q['policy']}")
+    for m in q.get("mpp") or []:
+        lines.append(f"mpp offer: {m['method']}/{m['intent']} {m['amount_usd']} USD on chain {m['chain_id']} to {m['recipient']}")
+    return Output({"quote": q}, "\n".join(lines))
+
+
+# -- provision --------------------------------------------------------------------------------
+
+
+def provision(ctx):
+    from .cli import Output
+    from .payments.flow import PaidCall
+    from .payments.policy import check_order, default_os_id, expected_micros, hourly_usd
+
+    a = ctx.args
+    s = ctx.settings
+    plan_id = validate.plan_id(a.plan)
+    region = validate.region_id(a.region)
+    hours = duration_hours(a)
+    ssh_key = read_ssh_key(a)
+    user_data = None
+    if a.user_data:
+        try:
+            user_data = Path(a.user_data).expanduser().read_text()
+        except OSError as e:
+            raise UsageError(f"Cannot read --user-data file {a.user_data}: {e.strerror}.") from None
+    network = a.network or default_network(s)
+    client = ctx.client
+
+    plan = next((p for p in client.all_plans() if p.get("id") == plan_id), None)
+    os_options = client.os_options() if plan is not None else []
+    os_id = a.os_id if a.os_id is not None else (default_os_id(plan, os_options) if plan else None)
+    check_order(plan, plan_id, region, os_id, os_options, ssh_key)
+    if os_id is None:
+        raise UsageError("No default OS image for this provider.", hint="Pass --os-id (see browse_os.py).")
+    hourly = hourly_usd(plan)
+    expected = expected_micros(plan, hours)
+    jid = _journal_id()
+    label = validate.label(a.label) if a.label else f"x402-{jid[:8]}"
+
+    body: dict = {"plan": plan_id, "region": region, "os_id": int(os_id), "label": label}
+    if a.hostname:
+        body["hostname"] = a.hostname
+    body["prepaid_hours"] = hours
+    body["network"] = network
+    if ssh_key:
+        body["ssh_public_key"] = ssh_key
+    if user_data is not None:
+        body["user_data"] = user_data
+    if a.use_credits:
+        body["use_credits"] = True
+
+    terms = {
+        "action": "provision",
+        "summary": f"{plan_id} in {region} for {hours} h",
+        "plan": plan_id,
+        "region": region,
+        "os_id": int(os_id),
+        "label": label,
+        "hours": hours,
+        "hourly_usd": str(hourly) if hourly is not None else None,
+        "total_usd": str(Decimal(expected).scaleb(-6)) if expected is not None else None,
+    }
+    if expected is None:
+        raise UsageError(f"Plan {plan_id} has no price in the catalog; refusing to pay an unchecked amount.", code="unpriced_plan")
+    call = PaidCall(
+        kind="provision",
+        path="/compute/provision",
+        body=body,
+        network=network,
+        limits=_limits(s, expected),
+        terms=terms,
+        journal_id=jid,
+        use_credits=a.use_credits,
+        what="Provision",
+    )
+    result = ctx.client.paid(call, **_flow_options(ctx))
+    if result.quote is not None:
+        return _quote_output(result)
+
+    order = unwrap_order(result.body)
+    out: dict = {"order": _order_block(order, plan_id, region), "payment": result.payment(), "ssh": ssh_block(order)}
+    if isinstance(result.body, dict) and result.body.get("management_api_key"):
+        # MPP-style one-time key: save 0600 and never print it in full.
+        ctx.state.save_instance_key(order.get("id"), result.body["management_api_key"])
+        out["management_api_key"] = {"saved": True, "last4": str(result.body["management_api_key"])[-4:]}
+    if a.wait or a.wait_ssh:
+        from .wait import wait_for_instance
+
+        ctx.progress(f"Waiting for {order.get('id')} (timeout {a.wait_timeout:g} s)")
+        order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress)
+        out["order"] = _order_block(order, plan_id, region)
+        out["ssh"] = ssh_block(order)
+        if banner:
+            out["ssh"]["banner"] = banner
+    o, p = out["order"], out["payment"]
+    text = "\n".join(
+        [
+            f"order {o['id']}: {o['state']} {o['plan']} in {o['region']}, ip {o['ip'] or '(not yet)'}, expires {o['expires_at']}",
+            f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {p.get('tx_hash')}",
+            f"ssh: {out['ssh']['command']}" if out.get("ssh") else "ssh: not yet (no IP); use --wait",
+        ]
+    )
+    return Output(out, text)
+
+
+def _order_block(order: dict, plan_id: str, region: str) -> dict:
+    s = summary(order)
+    return {
+        "id": s["id"],
+        "label": s["label"],
+        "state": s["state"],
+        "plan": s["plan"] or plan_id,
+        "region": s["region"] or region,
+        "ip": s["ip"],
+        "expires_at": s["expires_at"],
+    }
+
+
+# -- extend -----------------------------------------------------------------------------------
+
+
+def extend(ctx):
+    from .cli import Output
+    from .payments.flow import PaidCall
+    from .payments.policy import expected_micros, hourly_usd
+
+    a = ctx.args
+    s = ctx.settings
+    iid = validate.instance_id(a.instance_id)
+    hours = duration_hours(a)
+    network = a.network or default_network(s)
+    client = ctx.client
+
+    # The instance's plan gives the price to check; reading it needs management auth.
+    before: dict = {}
+    price_note = None
+    try:
+        before = client.get_instance(iid)
+    except ConfigError:
+        price_note = "price not checked against the catalog: no management auth to read the instance's plan"
+    plan_id = before.get("plan") or before.get("vultr_plan")
+    plan = next((p for p in client.all_plans() if p.get("id") == plan_id), None) if plan_id else None
+    expected = expected_micros(plan, hours) if plan else None
+    if plan_id and plan is None:
+        price_note = f"plan {plan_id} is no longer in the catalog; price not checked"
+    hourly = hourly_usd(plan) if plan else None
+    body: dict = {"extend_hours": hours, "network": network}
+    if a.use_credits:
+        body["use_credits"] = True
+    terms = {
+        "action": "extend",
+        "summary": f"instance {iid} by {hours} h",
+        "instance_id": iid,
+        "plan": plan_id,
+        "hours": hours,
+        "hourly_usd": str(hourly) if hourly is not None else None,
+        "total_usd": str(Decimal(expected).scaleb(-6)) if expected is not None else None,
+        "old_expires_at": before.get("expires_at"),
+    }
+    if price_note:
+        terms["price_check"] = price_note
+    old = parse_time(before.get("expires_at"))
+    if old:
+        from datetime import timedelta
+
+        terms["expires_at_estimate"] = iso(old + timedelta(hours=hours))
+    call = PaidCall(
+        kind="extend",
+        path=f"/compute/instances/{iid}/extend",
+        body=body,
+        network=network,
+        limits=_limits(s, expected),
+        terms=terms,
+        journal_id=_journal_id(),
+        use_credits=a.use_credits,
+        context={"instance_id": iid, "old_expires_at": before.get("expires_at")},
+        what="Extend",
+    )
+    result = ctx.client.paid(call, **_flow_options(ctx))
+    if result.quote is not None:
+        return _quote_output(result)
+    order = unwrap_order(result.body)
+    out = {
+        "order": {"id": iid, "old_expires_at": before.get("expires_at"), "new_expires_at": order.get("expires_at"), "hours_added": hours},
+        "payment": result.payment(),
+    }
+    if price_note:
+        out["price_check"] = price_note
+    text = f"instance {iid}: expiry {out['order']['old_expires_at']} -> {out['order']['new_expires_at']}; tx {result.tx_hash}"
+    return Output(out, text)
+
+
+# -- credits top-up ---------------------------------------------------------------------------
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        d = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise UsageError(f"--amount must be a number of US dollars, got {text!r}.") from None
+    if not d.is_finite() or d < 1:
+        raise UsageError("--amount must be at least 1 USD.")
+    if d != d.quantize(Decimal("0.01")):
+        raise UsageError("--amount takes whole cents (at most two decimals).")
+    return d
+
+
+def topup(ctx):
+    from .cli import Output
+    from .payments.flow import PaidCall
+
+    a = ctx.args
+    s = ctx.settings
+    amount = _amount(a.amount)
+    network = a.network or default_network(s)
+    # JSON number, as the API expects; whole dollars stay integers.
+    num = int(amount) if amount == amount.to_integral_value() else float(amount)
+    body = {"amount": num, "network": network}
+    call = PaidCall(
+        kind="topup",
+        path="/compute/credits/topup",
+        body=body,
+        network=network,
+        limits=_limits(s, usd_to_micros(amount), "the top-up amount asked"),
+        terms={"action": "topup", "summary": f"credits top-up of {usd(amount)} USD", "total_usd": usd(amount)},
+        journal_id=_journal_id(),
+        auth_on_retry=True,  # the credits land on the authenticated account
+        what="Credits top-up",
+    )
+    result = ctx.client.paid(call, **_flow_options(ctx))
+    if result.quote is not None:
+        return _quote_output(result)
+    b = result.body if isinstance(result.body, dict) else {}
+    out = {"credits": {"deposited": b.get("deposited"), "new_balance": b.get("new_balance")}, "payment": result.payment()}
+    return Output(out, f"deposited {b.get('deposited')} USD; balance {b.get('new_balance')}; tx {result.tx_hash}")
+
+
+# -- reconcile --------------------------------------------------------------------------------
+
+
+def _entry_row(e: dict) -> dict:
+    offer = e.get("offer") or {}
+    return {
+        "id": e.get("id"),
+        "created_at": e.get("created_at"),
+        "kind": e.get("kind"),
+        "method": e.get("method"),
+        "status": e.get("status"),
+        "label": e.get("label"),
+        "network": offer.get("network"),
+        "amount_usd": offer.get("amount_usd") or (e.get("terms") or {}).get("total_usd"),
+        "order_id": e.get("order_id"),
+        "tx_hash": e.get("tx_hash"),
+    }
+
+
+def reconcile(ctx):
+    """Look a journalled payment's order up instead of paying again; ``--resend`` re-sends
+    the identical stored payload with the same Idempotency-Key. Never signs."""
+    from datetime import timedelta
+
+    from .cli import Output
+    from .errors import ComputeError
+    from .payments.journal import Journal, public
+
+    a = ctx.args
+    s = ctx.settings
+    journal = Journal(s.state_dir)
+    if a.list or not a.journal_id:
+        rows = [_entry_row(e) for e in journal.list()]
+        text = "\n".join(f"{r['id']}  {r['created_at']}  {r['kind']:<9} {r['status']:<8} {r['label'] or ''}  {r['amount_usd'] or ''} {r['network'] or ''}" for r in rows) or "(no journal entries)"
+        return Output({"count": len(rows), "entries": rows}, text)
+
+    entry = journal.find(a.journal_id)
+    out: dict = {"journal": public(entry)}
+    if a.resend:
+        if entry.get("status") == "settled":
+            raise UsageError("That payment already settled; nothing to resend.", code="already_settled", details={"order_id": entry.get("order_id")})
+        if entry.get("status") == "rejected":
+            raise UsageError("The server refused that payment; resending the same payload would be refused again.", code="already_rejected", details={"reason": entry.get("reason")})
+        if entry.get("base_url") and entry["base_url"] != s.base_url:
+            raise UsageError(
+                f"That payment was made to {entry['base_url']}, not {s.base_url}; refusing to send it elsewhere.",
+                code="base_url_mismatch",
+                hint=f"Re-run with --base-url {entry['base_url']}.",
+            )
+        from .auth import NoAuth
+        from .payments.flow import deliver
+
+        if entry.get("auth_on_retry") or entry.get("method") == "credits":
+            auth = ctx.client.auth
+        else:
+            from .auth import ApiKeyAuth
+
+            try:
+                auth = ctx.client.auth
+            except ComputeError:
+                auth = NoAuth()
+            auth = auth if isinstance(auth, ApiKeyAuth) else NoAuth()
+        ctx.progress(f"Resending the stored payment of journal {entry['id']} with Idempotency-Key {entry['idempotency_key']}")
+        result = deliver(ctx.client, journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress, allow_resend=False)
+        out["resend"] = {"status": result.status, "tx_hash": result.tx_hash, "replayed": (result.headers or {}).get("Idempotent-Replayed") == "true"}
+        order = unwrap_order(result.body)
+        if order.get("id"):
+            out["order"] = summary(order)
+        entry = journal.get(entry["id"])
+        out["journal"] = public(entry)
+        out["found"] = True
+        return Output(out, f"resent: HTTP {result.status}; order {order.get('id')}; tx {result.tx_hash}")
+
+    kind = entry.get("kind")
+    found = None
+    if kind == "provision":
+        since = parse_time(entry.get("created_at"))
+        since = since - timedelta(minutes=10) if since else None
+        matches = []
+        for o in ctx.client.list_instances():
+            if not isinstance(o, dict) or o.get("label") != entry.get("label"):
+                continue
+            created = parse_time(o.get("created_at"))
+            if since and created and created < since:
+                continue
+            matches.append(o)
+        if entry.get("order_id"):
+            matches = [o for o in matches if o.get("id") == entry["order_id"]] or matches
+        out["matches"] = [summary(o) for o in matches]
+        found = bool(matches)
+        if len(matches) == 1:
+            out["order"] = summary(matches[0])
+            out["ssh"] = ssh_block(matches[0])
+            if entry.get("status") in ("sent", "unknown"):
+                journal.update(entry["id"], "settled", order_id=matches[0].get("id"), reason="reconciled: order found by label")
+    elif kind == "extend":
+        iid = (entry.get("context") or {}).get("instance_id")
+        order = ctx.client.get_instance(iid) if iid else {}
+        old = parse_time((entry.get("context") or {}).get("old_expires_at"))
+        new = parse_time(order.get("expires_at"))
+        out["order"] = {"id": iid, "old_expires_at": (entry.get("context") or {}).get("old_expires_at"), "expires_at": order.get("expires_at")}
+        found = bool(old and new and new > old)
+        if found and entry.get("status") in ("sent", "unknown"):
+            journal.update(entry["id"], "settled", order_id=iid, reason="reconciled: expiry moved later")
+    elif kind == "topup":
+        out["credits"] = ctx.client.credits_balance()
+        found = None  # a balance cannot prove which deposit landed
+    out["found"] = found
+    out["journal"] = public(journal.get(entry["id"]))
+    if found:
+        advice = "The order exists: the payment went through. Do not pay again."
+    elif found is False:
+        advice = f"No matching order yet. Check again in a minute; if it stays missing, `reconcile.py {entry['id']} --resend` re-sends the same signed payment (the server returns the first result, never a second charge)."
+    else:
+        advice = "Compare the balance with the journal entry; --resend re-sends the same signed payment if needed."
+    out["advice"] = advice
+    return Output(out, advice)

@@ -1,0 +1,410 @@
+"""A paid request end to end, signing at most one payment per run.
+
+    unpaid probe (management auth when configured)
+      → 402 → every offer it carries (x402 v1 body, v2 header, MPP header)
+      → the offer on the wanted network (else one more probe with X-Accept-Networks)
+      → policy (scheme, canonical asset, spend cap, catalog price, pinned payee)
+      → --quote stops here; otherwise the user confirms (or --yes)
+      → sign one payload → journal entry (0600, status "sent")
+      → the identical method, path and body bytes + payment header + Idempotency-Key
+      → 2xx settled | 402 rejected (never pay again) | ambiguous → resend the SAME
+        payload with the same key once → still ambiguous: exit 4 with the journal id.
+
+Paying from prepaid credits (``use_credits``) uses the same journal and resend rules:
+the first request is then the one that spends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..auth import ApiKeyAuth, Auth, NoAuth, encode_body
+from ..errors import ComputeError, ConfigError, NetworkError, PaymentOutcomeUnknown, PaymentRequired, PolicyError
+from ..http import Response, api_error
+from ..money import atomic_to_usd, usd
+from ..networks import NETWORKS
+from . import challenge as ch
+from .journal import Journal, public
+from .model import Challenge, Offer, Signed
+from .policy import Limits, PayeePins, check_offer
+
+AMBIGUOUS_STATUSES = (408, 500, 502, 503, 504, 520, 521, 522, 523, 524)
+
+
+@dataclass
+class PaidCall:
+    kind: str  # "provision" | "extend" | "topup": shown to the user, kept in the journal
+    path: str
+    body: dict
+    network: str  # our key: base | solana | megaeth | robinhood
+    limits: Limits
+    terms: dict  # what the quote shows besides the offer (plan, region, hours, hourly and total USD)
+    journal_id: str  # chosen up front so the provision label can carry it
+    use_credits: bool = False
+    auth_on_retry: bool = False  # the call needs an identity on the paid request (e.g. a top-up)
+    method: str = "POST"
+    context: dict = field(default_factory=dict)  # extra facts for the journal (e.g. old expires_at)
+    what: str = "Paid request"
+
+
+@dataclass
+class PaidResult:
+    status: int
+    body: Any
+    headers: Any
+    method: str  # "x402" | "credits" | "none"
+    note: str | None = None
+    offer: Offer | None = None
+    signed: Signed | None = None
+    settlement: dict | None = None
+    tx_hash: str | None = None
+    journal_id: str | None = None
+    idempotency_key: str | None = None
+    quote: dict | None = None
+    resent: bool = False
+
+    def payment(self) -> dict:
+        """The ``payment`` block of the output."""
+        if self.method != "x402" or self.offer is None:
+            return {"method": self.method, "note": self.note, "journal_id": self.journal_id, "idempotency_key": self.idempotency_key, "tx_hash": self.tx_hash}
+        o = self.offer
+        net = NETWORKS.get(o.key or "")
+        return {
+            "method": "x402",
+            "network": o.key,
+            "asset": o.asset,
+            "asset_symbol": net.symbol if net else None,
+            "amount_atomic": str(o.amount),
+            "amount_usd": str(atomic_to_usd(o.amount, net.decimals)) if net else None,
+            "payer": (self.signed.payer if self.signed else None) or (self.settlement or {}).get("payer"),
+            "payee": o.pay_to,
+            "tx_hash": self.tx_hash,
+            "idempotency_key": self.idempotency_key,
+            "journal_id": self.journal_id,
+            "x402_version": o.version,
+            "resent": self.resent,
+        }
+
+
+def _sign(offer: Offer, settings) -> Signed:
+    from .schemes import sign_offer  # heavy crypto imports only when paying
+
+    return sign_offer(offer, settings)
+
+
+def offer_terms(offer: Offer) -> dict:
+    net = NETWORKS.get(offer.key or "")
+    return {
+        "network": offer.key or offer.network,
+        "network_id": offer.network,
+        "x402_version": offer.version,
+        "scheme": offer.scheme,
+        "asset": offer.asset,
+        "asset_symbol": net.symbol if net else None,
+        "amount_atomic": str(offer.amount),
+        "amount_usd": str(atomic_to_usd(offer.amount, net.decimals)) if net else None,
+        "payee": offer.pay_to,
+        "max_timeout_seconds": offer.max_timeout_seconds,
+    }
+
+
+def mpp_terms(challenge: Challenge) -> list[dict]:
+    return [
+        {
+            "method": m.method,
+            "intent": m.intent,
+            "chain_id": m.chain_id,
+            "currency": m.currency,
+            "amount_atomic": str(m.amount),
+            "amount_usd": str(atomic_to_usd(m.amount, 6)) if m.method == "tempo" else None,  # TIP-20 tokens have 6 decimals
+            "recipient": m.recipient,
+            "expires": m.expires,
+            "pay_with": "not supported by this client yet (x402 is used)",
+        }
+        for m in challenge.mpp
+    ]
+
+
+class PaymentFlow:
+    def __init__(
+        self,
+        client,
+        *,
+        confirm: Callable[[str, Any], None],
+        progress: Callable[[str], None] = lambda m: None,
+        quote: bool = False,
+        accept_payee_change: bool = False,
+        pay: str = "x402",
+        signer: Callable[[Offer, Any], Signed] = _sign,
+    ) -> None:
+        self.client = client
+        self.settings = client.settings
+        self.confirm = confirm
+        self.progress = progress
+        self.quote = quote
+        self.accept_payee_change = accept_payee_change
+        self.pay = pay
+        self.signer = signer
+        self.journal = Journal(self.settings.state_dir)
+        self.pins = PayeePins(self.settings.state_dir)
+        self.signed_count = 0  # the invariant tests check: never more than one per run
+
+    # -- auth -------------------------------------------------------------------------------
+    def _probe_auth(self, required: bool) -> Auth:
+        try:
+            return self.client.auth
+        except ConfigError:
+            if required:
+                raise
+            return NoAuth()
+
+    def _retry_auth(self, probe_auth: Auth, needs_identity: bool) -> Auth:
+        """API key: on both requests. Signature auth: none on the x402 retry (the probe's
+        nonce is spent and the payment identifies the payer) unless the call needs an identity;
+        then fresh headers, signed again for each send."""
+        if isinstance(probe_auth, ApiKeyAuth):
+            return probe_auth
+        if needs_identity and not isinstance(probe_auth, NoAuth):
+            return probe_auth
+        return NoAuth()
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self, call: PaidCall) -> PaidResult:
+        body = encode_body(call.body)  # the exact bytes for every request of this run
+        idem = str(uuid.uuid4())
+        if call.use_credits:
+            return self._credits(call, body, idem)
+        probe_auth = self._probe_auth(required=call.auth_on_retry)
+        resp = self._send(call, body, probe_auth, {})
+        if 200 <= resp.status < 300:
+            return PaidResult(resp.status, resp.json(), resp.headers, "none", note="The server answered the unpaid request with success: no payment was asked for, none was made.")
+        if resp.status != 402:
+            raise api_error(resp, call.what)
+        challenge = ch.from_response(resp)
+        offer = self._pick(challenge, call.network)
+        if offer is None:
+            self.progress(f"No {call.network} offer in the 402; asking again with X-Accept-Networks: {call.network}")
+            again = self._send(call, body, probe_auth, {"X-Accept-Networks": call.network})
+            if again.status == 402:
+                challenge2 = ch.from_response(again)
+                offer = self._pick(challenge2, call.network)
+                if offer is not None or not challenge.mpp:
+                    challenge = challenge2
+        mpp = mpp_terms(challenge)
+        if self.pay == "mpp":
+            # The hook for MPP (Tempo) payments: a later issue. Refuse cleanly, having signed nothing.
+            raise ComputeError("Paying with MPP is not supported yet; use x402 (--network).", code="mpp_not_supported", details={"mpp": mpp})
+        if offer is None:
+            offered = sorted({o.key or o.network for o in challenge.offers})
+            if self.quote:
+                return PaidResult(402, None, None, "x402", quote={**call.terms, "offer": None, "offered_networks": offered, "mpp": mpp, "signed": False})
+            raise PaymentRequired(
+                f"The server offers no x402 payment on {call.network}.",
+                code="network_not_offered",
+                status=402,
+                details={"offered_networks": offered, "mpp": mpp or None},
+                hint=f"Pick one of --network {' | '.join(offered)}." if offered else "This client pays with x402 only.",
+            )
+        terms = {**call.terms, **offer_terms(offer), "mpp": mpp}
+        try:
+            check_offer(offer, call.limits)
+            payee = self.pins.check(offer, accept_change=self.accept_payee_change)
+            terms["payee_status"] = payee["status"]
+            terms["policy"] = {"ok": True}
+        except PolicyError as e:
+            if not self.quote:
+                raise
+            terms["policy"] = {"ok": False, "code": e.code, "message": e.message}
+        if self.quote:
+            terms["signed"] = False
+            return PaidResult(402, None, None, "x402", offer=offer, quote=terms)
+
+        self.confirm(
+            f"Pay {terms['amount_usd']} {terms['asset_symbol']} on {offer.key} to {offer.pay_to} for {call.kind} ({call.terms.get('summary') or call.path})?",
+            terms,
+        )
+        self.pins.pin(offer, self.settings.base_url)
+        if self.signed_count:
+            raise ComputeError("Refusing to sign a second payment in one run.", code="internal_error")
+        self.signed_count += 1
+        signed = self.signer(offer, self.settings)
+        header_name, header_value = ch.payment_header(challenge, offer, signed)
+        entry = self.journal.create(
+            {
+                "id": call.journal_id,
+                "kind": call.kind,
+                "method": "x402",
+                "base_url": self.settings.base_url,
+                "request": {"method": call.method, "path": call.path, "body": body.decode("utf-8")},
+                "offer": {**offer_terms(offer), "raw": offer.raw},
+                "payer": signed.payer,
+                "nonce": signed.nonce,
+                "valid_before": signed.valid_before,
+                "idempotency_key": idem,
+                "payment_header_name": header_name,
+                "payment_header_value": header_value,
+                "auth_on_retry": bool(call.auth_on_retry),
+                "label": call.body.get("label"),
+                "terms": {k: v for k, v in call.terms.items()},
+                "context": call.context,
+            }
+        )
+        self.progress(f"Paying {terms['amount_usd']} {terms['asset_symbol']} on {offer.key} (journal {entry['id']})")
+        retry_auth = self._retry_auth(probe_auth, call.auth_on_retry)
+        result = deliver(self.client, self.journal, entry, retry_auth, call.what, progress=self.progress)
+        result.offer, result.signed = offer, signed
+        return result
+
+    def _credits(self, call: PaidCall, body: bytes, idem: str) -> PaidResult:
+        """``use_credits``: the first request spends prepaid credits, so it is journalled and
+        guarded like a payment (cap against the catalog price, confirmation, one resend)."""
+        auth = self._probe_auth(required=True)
+        if call.limits.expected_micros is not None:
+            exp = atomic_to_usd(call.limits.expected_micros, 6)
+            if exp > call.limits.cap_usd:
+                raise PolicyError(
+                    f"The catalog price {exp} USD is above the spend cap of {call.limits.cap_usd} USD ({call.limits.cap_source}).",
+                    code="spend_cap_exceeded",
+                    details={"expected_usd": str(exp), "cap_usd": str(call.limits.cap_usd)},
+                    hint="Raise it with --max-usd.",
+                )
+        terms = {**call.terms, "method": "credits"}
+        if self.quote:
+            return PaidResult(0, None, None, "credits", quote={**terms, "signed": False, "note": "Paid from prepaid credits; nothing was sent."})
+        self.confirm(f"Spend prepaid credits for {call.kind} ({call.terms.get('summary') or call.path})?", terms)
+        entry = self.journal.create(
+            {
+                "id": call.journal_id,
+                "kind": call.kind,
+                "method": "credits",
+                "base_url": self.settings.base_url,
+                "request": {"method": call.method, "path": call.path, "body": body.decode("utf-8")},
+                "idempotency_key": idem,
+                "auth_on_retry": True,
+                "label": call.body.get("label"),
+                "terms": terms,
+                "context": call.context,
+            }
+        )
+        result = deliver(self.client, self.journal, entry, auth, call.what, progress=self.progress, credits=True)
+        result.method = "credits"
+        result.note = "Paid from prepaid credits (use_credits): the server answered the first request with success, so no on-chain payment was needed."
+        return result
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _send(self, call: PaidCall, body: bytes, auth: Auth, extra: dict) -> Response:
+        return self.client.send(call.method, call.path, raw_body=body, auth=auth, headers=extra)
+
+    @staticmethod
+    def _pick(challenge: Challenge, network: str) -> Offer | None:
+        """The offer on ``network``; among several, prefer exact with the canonical asset
+        (the policy then refuses anything else rather than silently picking it)."""
+        from ..networks import is_canonical_asset
+
+        cands = [o for o in challenge.offers if o.key == network]
+        if not cands:
+            return None
+        cands.sort(key=lambda o: (o.scheme != "exact", not is_canonical_asset(network, o.asset)))
+        return cands[0]
+
+
+def _classify(resp: Response) -> str:
+    if 200 <= resp.status < 300:
+        return "settled"
+    if resp.status in AMBIGUOUS_STATUSES:
+        return "ambiguous"
+    return "rejected"
+
+
+def deliver(client, journal: Journal, entry: dict, auth: Auth, what: str, *, progress=lambda m: None, credits: bool = False, allow_resend: bool = True) -> PaidResult:
+    """Send the journalled request (same bytes, same payment header, same Idempotency-Key);
+    resend it once on an ambiguous outcome; record the outcome; never sign anything."""
+    req = entry["request"]
+    body = req["body"].encode("utf-8")
+    headers = {"Idempotency-Key": entry["idempotency_key"]}
+    if entry.get("payment_header_value"):
+        headers[entry["payment_header_name"]] = entry["payment_header_value"]
+    attempts = 2 if allow_resend else 1
+    first_ambiguous: str | None = None
+    resp: Response | None = None
+    for attempt in range(attempts):
+        try:
+            resp = client.send(req["method"], req["path"], raw_body=body, auth=auth, headers=headers, retry_reads=False)
+        except NetworkError as e:
+            sent = bool((e.details or {}).get("sent", True))
+            if not sent and first_ambiguous is None:
+                if entry.get("status") == "sent":  # a reconcile resend keeps the earlier status
+                    journal.update(entry["id"], "not_sent", reason=e.message)
+                raise NetworkError(
+                    f"{e.message} The payment never left this machine; nothing was charged.",
+                    details={"journal_id": entry["id"], "sent": False},
+                    hint="Check the base URL and connection, then run the command again.",
+                ) from None
+            reason = e.message
+            resp = None
+        else:
+            kind = _classify(resp)
+            if kind == "settled":
+                return _settled(journal, entry, resp, resent=attempt > 0)
+            if kind == "rejected" and first_ambiguous is None:
+                _rejected(journal, entry, resp, what, credits)
+            reason = f"HTTP {resp.status}"
+        if first_ambiguous is None:
+            first_ambiguous = reason
+            if attempt + 1 < attempts:
+                progress(f"Outcome unknown ({reason}); resending the same signed payment with the same Idempotency-Key")
+                continue
+    # Still unknown: never sign again; hand the user the journal id.
+    last = reason if resp is None else f"HTTP {resp.status}"
+    journal.update(entry["id"], "unknown", reason=f"first: {first_ambiguous}; last: {last}")
+    raise PaymentOutcomeUnknown(
+        f"The payment was sent but its outcome is unknown ({first_ambiguous}). Do not pay again: reconcile instead.",
+        details={
+            "journal_id": entry["id"],
+            "idempotency_key": entry["idempotency_key"],
+            "label": entry.get("label"),
+            "reconcile": f"python scripts/reconcile.py {entry['id']}",
+            "last_status": resp.status if resp is not None else None,
+            "last_body": (resp.json() if resp is not None else None),
+        },
+        hint=f"Run: python scripts/reconcile.py {entry['id']} (it looks the order up; --resend re-sends the same signed payment, never a new one).",
+    )
+
+
+def _settled(journal: Journal, entry: dict, resp: Response, *, resent: bool) -> PaidResult:
+    body = resp.json()
+    sr = ch.settlement(resp.headers)
+    tx = (sr or {}).get("transaction") or (body.get("tx_hash") if isinstance(body, dict) else None) or None
+    order = body.get("order") if isinstance(body, dict) and isinstance(body.get("order"), dict) else {}
+    journal.update(entry["id"], "settled", order_id=order.get("id"), tx_hash=tx, http_status=resp.status, replayed=resp.headers.get("Idempotent-Replayed") == "true")
+    return PaidResult(resp.status, body, resp.headers, entry.get("method", "x402"), settlement=sr, tx_hash=tx, journal_id=entry["id"], idempotency_key=entry["idempotency_key"], resent=resent)
+
+
+def _rejected(journal: Journal, entry: dict, resp: Response, what: str, credits: bool) -> None:
+    reason = ch.rejection_reason(resp)
+    journal.update(entry["id"], "rejected", reason=reason, http_status=resp.status)
+    if credits and resp.status == 402:
+        raise PaymentRequired(
+            f"{what}: not enough prepaid credits ({reason}).",
+            code="insufficient_credits",
+            status=402,
+            details={"journal_id": entry["id"], "body": resp.json()},
+            hint="Top up with credits_topup.py, or pay with x402 (drop --use-credits).",
+        )
+    err = api_error(resp, what)
+    if resp.status == 402:
+        err = PaymentRequired(
+            f"{what}: the server refused the payment ({reason}). No other payment was made.",
+            code="payment_rejected",
+            status=402,
+            details={"journal_id": entry["id"], "reason": reason, "body": resp.json()},
+            hint="Check the wallet's balance on that network; the journal entry records the refusal.",
+        )
+    err.details = err.details if isinstance(err.details, dict) else {"body": err.details}
+    err.details.setdefault("journal_id", entry["id"])
+    raise err
+
+
+__all__ = ["PaidCall", "PaidResult", "PaymentFlow", "deliver", "offer_terms", "mpp_terms", "public", "usd"]

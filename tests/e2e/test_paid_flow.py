@@ -1,0 +1,338 @@
+"""Paid commands end to end: the real scripts as subprocesses against the sandbox over loopback
+HTTP, payments settled on its local chains, balances read from those chains.
+
+Every test uses a fresh, freshly funded wallet and its own state dir, so the session sandbox can be
+shared with other tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import clean_env, import_lib, run_script
+
+import_lib()
+from x402_compute.instances import parse_time  # noqa: E402
+
+PLAN, REGION = "vc2-1c-1gb", "lax"
+NETS = ("base", "solana", "megaeth", "robinhood")
+
+
+def wallet_env(sb, w: dict, home: Path, **extra) -> dict:
+    env = dict(sb.env)
+    env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"],
+                "SOLANA_SECRET_KEY": w["solana_secret_key"], "SOLANA_WALLET_ADDRESS": w["solana_address"]})
+    env.update(extra)
+    return clean_env(env, home=home)
+
+
+def owner(sb, w: dict, network: str) -> str:
+    return w["solana_address"] if sb.facilitator.network(network).kind == "svm" else w["evm_address"]
+
+
+def balances(sb, w: dict) -> dict:
+    return {n: sb.facilitator.balance_of(n, owner(sb, w, n)) for n in NETS}
+
+
+def journal_entries(home: Path) -> list[dict]:
+    d = home / "state" / "journal"
+    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+
+
+def ok(res):
+    code, doc, err = res
+    assert code == 0 and doc["ok"] is True, (code, doc, err)
+    return doc
+
+
+def fail(res, code: int, err_code: str):
+    rc, doc, err = res
+    assert rc == code and doc["ok"] is False and doc["error"]["code"] == err_code, (rc, doc, err)
+    return doc
+
+
+@pytest.fixture
+def wallet(sandbox, tools):
+    return tools.fresh_wallet(sandbox.facilitator, usd=50)
+
+
+@pytest.mark.parametrize("network", NETS)
+def test_paid_provision_moves_exactly_the_amount(sandbox, wallet, tmp_path, network):
+    env = wallet_env(sandbox, wallet, tmp_path)
+    payee = sandbox.facilitator.payee(network)
+    before, payee_before = balances(sandbox, wallet), sandbox.facilitator.balance_of(network, payee)
+    doc = ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", network, env=env))
+    pay = doc["payment"]
+    amount = int(pay["amount_atomic"])
+    decimals = sandbox.facilitator.network(network).decimals
+    assert amount == 249600 * 10 ** (decimals - 6)  # $0.0104/h × 24 h, 18 decimals on MegaETH
+    assert pay["amount_usd"].rstrip("0") == "0.2496" and pay["network"] == network and pay["tx_hash"]
+    after = balances(sandbox, wallet)
+    assert before[network] - after[network] == amount
+    assert sandbox.facilitator.balance_of(network, payee) - payee_before == amount
+    assert all(after[n] == before[n] for n in NETS if n != network)
+    assert pay["payee"] == payee and pay["payer"].lower() == owner(sandbox, wallet, network).lower()
+    order = doc["order"]
+    assert order["plan"] == PLAN and order["region"] == REGION and order["label"].startswith("x402-")
+    (entry,) = journal_entries(tmp_path)
+    assert entry["status"] == "settled" and entry["order_id"] == order["id"] and entry["id"] == pay["journal_id"]
+    assert entry["label"] == order["label"] == f"x402-{entry['id'][:8]}"
+    assert stat.S_IMODE(os.stat(tmp_path / "state" / "journal" / f"{entry['id']}.json").st_mode) == 0o600
+    pins = json.loads((tmp_path / "state" / "payees.json").read_text())
+    assert pins[network]["pay_to"] == payee
+
+
+def test_v2_challenge_answered_with_payment_signature(make_sandbox, tools, tmp_path):
+    sb = make_sandbox(x402_version=2)
+    w = tools.fresh_wallet(sb.facilitator, usd=10)
+    env = wallet_env(sb, w, tmp_path)
+    for network in ("base", "solana"):
+        before = balances(sb, w)
+        doc = ok(run_script("provision.py", PLAN, REGION, "--hours", "24", "--yes", "--network", network, env=env))
+        assert doc["payment"]["x402_version"] == 2
+        assert before[network] - balances(sb, w)[network] == int(doc["payment"]["amount_atomic"])
+    entries = journal_entries(tmp_path)
+    assert {e["payment_header_name"] for e in entries} == {"PAYMENT-SIGNATURE"}
+
+
+def test_quote_signs_nothing(sandbox, wallet, tmp_path):
+    env = wallet_env(sandbox, wallet, tmp_path)
+    before = balances(sandbox, wallet)
+    doc = ok(run_script("provision.py", PLAN, REGION, "--days", "2", "--quote", "--network", "megaeth", env=env))
+    q = doc["quote"]
+    assert q["signed"] is False and q["hours"] == 48 and q["hourly_usd"] == "0.0104"
+    assert q["amount_atomic"] == str(499200 * 10**12) and q["asset_symbol"] == "USDm" and q["payee"] == sandbox.facilitator.payee("megaeth")
+    assert q["policy"] == {"ok": True}
+    assert balances(sandbox, wallet) == before
+    assert journal_entries(tmp_path) == [] and not (tmp_path / "state" / "payees.json").exists()
+
+
+def test_not_at_a_terminal_without_yes_is_refused(sandbox, wallet, tmp_path):
+    env = wallet_env(sandbox, wallet, tmp_path)
+    before = balances(sandbox, wallet)
+    fail(run_script("provision.py", PLAN, REGION, "--days", "1", env=env, input=""), 3, "confirmation_required")
+    assert balances(sandbox, wallet) == before and journal_entries(tmp_path) == []
+
+
+def test_spend_cap_refuses_before_signing(sandbox, wallet, tmp_path):
+    env = wallet_env(sandbox, wallet, tmp_path)
+    before = balances(sandbox, wallet)
+    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--max-usd", "0.20", env=env), 3, "spend_cap_exceeded")
+    assert doc["error"]["details"]["cap_source"] == "--max-usd"
+    env_cap = wallet_env(sandbox, wallet, tmp_path, COMPUTE_MAX_SPEND_USD="0.10")
+    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana", env=env_cap), 3, "spend_cap_exceeded")
+    assert doc["error"]["details"]["cap_source"] == "COMPUTE_MAX_SPEND_USD"
+    # default cap: 25 USD; a month of a GPU plan is far above it
+    gpu = fail(run_script("provision.py", "vcg-a100-1c-2g-6gb", "ewr", "--months", "1", "--yes", env=env), 3, "spend_cap_exceeded")
+    assert gpu["error"]["details"]["cap_source"] == "default"
+    assert balances(sandbox, wallet) == before and journal_entries(tmp_path) == []
+
+
+def test_changed_payee_is_refused_until_accepted(sandbox, make_sandbox, wallet, tools, tmp_path):
+    env = wallet_env(sandbox, wallet, tmp_path)
+    ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env))
+    other = make_sandbox(seed=7)
+    assert other.facilitator.payee("base") != sandbox.facilitator.payee("base")
+    w2 = tools.fresh_wallet(other.facilitator, usd=5)
+    env2 = wallet_env(other, w2, tmp_path)  # same state dir: the pin from the first sandbox applies
+    before = balances(other, w2)
+    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env2), 3, "payee_changed")
+    assert doc["error"]["details"]["pinned"] == sandbox.facilitator.payee("base")
+    assert balances(other, w2) == before and len(journal_entries(tmp_path)) == 1
+    ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--accept-payee-change", env=env2))
+    pins = json.loads((tmp_path / "state" / "payees.json").read_text())
+    assert pins["base"]["pay_to"] == other.facilitator.payee("base")
+
+
+def test_rejected_payment_is_not_retried(sandbox, tools, tmp_path):
+    w = tools.fresh_wallet(sandbox.facilitator, usd=0)  # signs fine, cannot pay
+    env = wallet_env(sandbox, w, tmp_path)
+    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 1, "payment_rejected")
+    assert "insufficient" in doc["error"]["message"].lower() or "balance" in doc["error"]["message"].lower()
+    (entry,) = journal_entries(tmp_path)
+    assert entry["status"] == "rejected" and [h["status"] for h in entry["history"]] == ["sent", "rejected"]
+
+
+def test_preflight_checks_before_any_402(sandbox, wallet, tmp_path):
+    env = wallet_env(sandbox, wallet, tmp_path)
+    fail(run_script("provision.py", "do:s-1vcpu-1gb", "nyc3", "--days", "1", "--yes", env=env), 2, "ssh_key_required")
+    fail(run_script("provision.py", PLAN, "nyc3", "--days", "1", "--yes", env=env), 2, "region_not_offered")
+    fail(run_script("provision.py", "no-such-plan", REGION, "--days", "1", "--yes", env=env), 2, "unknown_plan")
+    fail(run_script("provision.py", PLAN, REGION, "--os-id", "160232537", "--days", "1", "--yes", env=env), 2, "os_provider_mismatch")
+    fail(run_script("provision.py", PLAN, REGION, "--hours", "23", "--yes", env=env), 2, "usage_error")
+    fail(run_script("provision.py", PLAN, REGION, "--yes", env=env), 2, "usage_error")  # no silent default duration
+    key = tmp_path / "id.pub"
+    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLE test\n")
+    q = ok(run_script("provision.py", "do:s-1vcpu-1gb", "nyc3", "--days", "1", "--quote", "--ssh-key-file", str(key), env=env))
+    assert q["quote"]["os_id"] == 160232537  # the DigitalOcean Ubuntu 24.04 image, not Vultr's 2284
+    assert journal_entries(tmp_path) == []
+
+
+def test_extend_topup_and_credits(sandbox, wallet, tmp_path):
+    env = wallet_env(sandbox, wallet, tmp_path)
+    iid = ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env))["order"]["id"]
+    before = balances(sandbox, wallet)
+    ext = ok(run_script("extend_instance.py", iid, "--hours", "24", "--yes", "--network", "robinhood", env=env))
+    o = ext["order"]
+    assert parse_time(o["new_expires_at"]) - parse_time(o["old_expires_at"]) == timedelta(hours=24)
+    assert before["robinhood"] - balances(sandbox, wallet)["robinhood"] == int(ext["payment"]["amount_atomic"]) == 249600
+
+    before = balances(sandbox, wallet)
+    top = ok(run_script("credits_topup.py", "--amount", "2.5", "--yes", "--network", "solana", env=env))
+    assert before["solana"] - balances(sandbox, wallet)["solana"] == 2_500_000 == int(top["payment"]["amount_atomic"])
+    assert top["credits"]["new_balance"] == "2.50"
+
+    before = balances(sandbox, wallet)
+    cred = ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--use-credits", env=env))
+    assert cred["payment"]["method"] == "credits" and "credits" in cred["payment"]["note"]
+    assert balances(sandbox, wallet) == before  # nothing moved on chain
+    bal = ok(run_script("credits_balance.py", env=env)) if (Path(__file__).parents[2] / "skills/x402-compute/scripts/credits_balance.py").exists() else None
+    if bal is not None:
+        assert "2.25" in json.dumps(bal)
+
+
+def test_wait_ssh_reaches_the_banner(sandbox, wallet, tmp_path):
+    env = wallet_env(sandbox, wallet, tmp_path)
+    doc = ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--wait-ssh", "--poll-interval", "0.2", env=env))
+    assert doc["order"]["state"] == "running" and doc["order"]["ip"]
+    assert doc["ssh"]["banner"].startswith("SSH-") and doc["ssh"]["host"] == doc["order"]["ip"]
+
+
+def test_wait_timeout_exit_5(make_sandbox, tools, tmp_path):
+    sb = make_sandbox(boot_seconds=30)
+    w = tools.fresh_wallet(sb.facilitator, usd=5)
+    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--wait", "--wait-timeout", "1", "--poll-interval", "0.2",
+                          env=wallet_env(sb, w, tmp_path)), 5, "wait_timeout")
+    assert doc["error"]["details"]["instance_id"] and doc["error"]["details"]["expires_at"]
+
+
+# -- ambiguous outcomes ---------------------------------------------------------------------------
+
+
+def _set_drop(sb, n: int) -> None:
+    r = requests.post(sb.base_url + "/_sandbox/faults", json={"drop_after_settle": n}, timeout=5)
+    assert r.status_code == 200, r.text
+
+
+def test_dropped_answer_resends_same_payment_once(make_sandbox, tools, tmp_path):
+    sb = make_sandbox()
+    w = tools.fresh_wallet(sb.facilitator, usd=5)
+    env = wallet_env(sb, w, tmp_path)
+    before = balances(sb, w)
+    _set_drop(sb, 1)
+    doc = ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env))
+    assert doc["payment"]["resent"] is True
+    assert before["base"] - balances(sb, w)["base"] == 249600  # exactly one charge
+    (entry,) = journal_entries(tmp_path)
+    assert entry["status"] == "settled" and entry["replayed"] is True
+
+
+class _Proxy:
+    """A loopback proxy in front of the sandbox. ``strip_key``: behave like a server that ignores
+    Idempotency-Key (compute-api.md §13 #11 is open for production). ``drop_paid``: forward that
+    many paid requests, then close the connection without passing the answer on."""
+
+    def __init__(self, upstream: str, *, strip_key: bool = False, drop_paid: int = 0):
+        proxy = self
+        self.strip_key, self.drop_paid, self.paid_requests = strip_key, drop_paid, 0
+        self.payment_headers: list[str] = []
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _go(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                skip = ("host", "content-length", "connection") + (("idempotency-key",) if proxy.strip_key else ())
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                paid = [v for k, v in hdrs.items() if k.lower() in ("x-payment", "payment-signature")]
+                if paid:
+                    proxy.paid_requests += 1
+                    proxy.payment_headers += paid
+                try:
+                    r = requests.request(self.command, upstream + self.path, data=body, headers=hdrs, timeout=30)
+                except requests.RequestException:
+                    r = None
+                if r is None or (paid and proxy.drop_paid > 0):
+                    if paid and r is not None:
+                        proxy.drop_paid -= 1
+                    self.close_connection = True  # the work is done upstream; the answer is lost
+                    return
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_DELETE = _go
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
+def test_unknown_outcome_exit_4_one_charge_then_reconcile(make_sandbox, tools, tmp_path):
+    sb = make_sandbox()
+    proxy = _Proxy(sb.base_url, strip_key=True)
+    try:
+        w = tools.fresh_wallet(sb.facilitator, usd=5)
+        env = wallet_env(sb, w, tmp_path, COMPUTE_BASE_URL=proxy.url)
+        before = balances(sb, w)
+        _set_drop(sb, 1)
+        doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 4, "payment_outcome_unknown")
+        d = doc["error"]["details"]
+        jid = d["journal_id"]
+        assert d["reconcile"].endswith(jid)
+        # the payment and one resend of the very same signed header; never a second signature
+        assert proxy.paid_requests == 2 and len(set(proxy.payment_headers)) == 1
+        assert before["base"] - balances(sb, w)["base"] == 249600  # exactly one charge on chain
+        (entry,) = journal_entries(tmp_path)
+        assert entry["status"] == "unknown" and entry["id"] == jid
+        assert entry["payment_header_value"] == proxy.payment_headers[0]
+
+        rec = ok(run_script("reconcile.py", jid, env=env))
+        assert rec["found"] is True and rec["order"]["label"] == entry["label"]
+        assert rec["journal"]["status"] == "settled" and rec["journal"]["payment_header_value"] == "<stored, not shown>"
+        lst = ok(run_script("reconcile.py", "--list", env=env))
+        assert lst["entries"][0]["id"] == jid and entry["payment_header_value"] not in json.dumps(lst)
+        assert before["base"] - balances(sb, w)["base"] == 249600
+    finally:
+        proxy.stop()
+
+
+def test_reconcile_resend_returns_the_first_result(make_sandbox, tools, tmp_path):
+    """Both answers lost (exit 4); ``reconcile.py --resend`` re-sends the stored payment with the
+    same key and the server replays the first result: no second charge, the journal settles."""
+    sb = make_sandbox()
+    proxy = _Proxy(sb.base_url, drop_paid=2)
+    try:
+        w = tools.fresh_wallet(sb.facilitator, usd=5)
+        env = wallet_env(sb, w, tmp_path, COMPUTE_BASE_URL=proxy.url)
+        before = balances(sb, w)
+        jid = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 4, "payment_outcome_unknown")["error"]["details"]["journal_id"]
+        assert before["base"] - balances(sb, w)["base"] == 249600
+        # a bearer payment is never sent to another host than the one it was made for
+        fail(run_script("reconcile.py", jid, "--resend", env=wallet_env(sb, w, tmp_path)), 2, "base_url_mismatch")
+        rec = ok(run_script("reconcile.py", jid, "--resend", env=env))
+        assert rec["resend"]["replayed"] is True and rec["journal"]["status"] == "settled"
+        assert rec["order"]["id"] and proxy.paid_requests == 3 and len(set(proxy.payment_headers)) == 1
+        assert before["base"] - balances(sb, w)["base"] == 249600
+        fail(run_script("reconcile.py", jid, "--resend", env=env), 2, "already_settled")
+    finally:
+        proxy.stop()
