@@ -200,7 +200,7 @@ def test_list_instances_authenticates_with_ows(sandbox, tmp_path):
     fail(run_script("list_instances.py", env={**env, "OWS_PASSPHRASE": "nope"}), 2, "ows_bad_passphrase")
 
 
-@pytest.mark.parametrize("network", ["base", "solana"])
+@pytest.mark.parametrize("network", ["base", "solana", "megaeth", "robinhood"])
 def test_provision_paid_through_ows_settles(sandbox, tools, tmp_path, network):
     wallet = tools.fresh_wallet(sandbox.facilitator, usd=100)
     env = _ows_env(sandbox, tmp_path, wallet)
@@ -220,3 +220,21 @@ def test_provision_paid_through_ows_settles(sandbox, tools, tmp_path, network):
     auth_env = {**env, "COMPUTE_AUTH_CHAIN": "solana" if network == "solana" else "base"}
     ids = [r["id"] for r in ok(run_script("list_instances.py", "--label", "ows-e2e", env=auth_env))["instances"]]
     assert doc["order"]["id"] in ids
+
+
+def test_agent_token_limited_to_base_pays_on_base_and_is_refused_elsewhere(sandbox, tools, tmp_path):
+    """The point of OWS API tokens: an agent holds a token, not the passphrase, and its policy decides the chains."""
+    wallet = tools.fresh_wallet(sandbox.facilitator, usd=100)
+    owner_env = _ows_env(sandbox, tmp_path, wallet)
+    doc = ok(ows("key-create", "--name", "agent", "--wallet", "sb", "--allow-chain", "base", "--save", str(tmp_path / "agent.token"), env=owner_env))
+    agent = {k: v for k, v in owner_env.items() if k != "OWS_PASSPHRASE"} | {"OWS_PASSPHRASE_FILE": doc["token_file"]}
+
+    before = sandbox.facilitator.balance_of("megaeth", wallet["evm_address"])
+    e = fail(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--network", "megaeth", "--yes", env=agent, timeout=120), 3, "ows_policy_denied")
+    assert "eip155:4326" in e["message"]
+    assert sandbox.facilitator.balance_of("megaeth", wallet["evm_address"]) == before
+
+    before = sandbox.facilitator.balance_of("base", wallet["evm_address"])
+    code, doc, err = run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--network", "base", "--yes", env=agent, timeout=120)
+    assert code == 0 and doc["ok"], (code, doc, err)
+    assert sandbox.facilitator.balance_of("base", wallet["evm_address"]) == before - int(doc["payment"]["amount_atomic"])

@@ -371,7 +371,7 @@ def sign_message(ctx, ows):
     if a.encoding == "hex" and not re.fullmatch(r"(0x)?([0-9a-fA-F]{2})*", a.message):
         raise UsageError("--encoding hex needs an even number of hex digits.")
     message = a.message.removeprefix("0x") if a.encoding == "hex" else a.message
-    wallet = W._OwsWallet(name, vault=_vault(ctx), env=_env(ctx))
+    wallet = W.OwsWallet(name, vault=_vault(ctx), env=_env(ctx))
     addr = wallet.account("solana:" if solana else "eip155:")
     res = wallet.call("sign_message", chain, message, encoding=a.encoding)
     sig_hex = str(res["signature"]).removeprefix("0x")

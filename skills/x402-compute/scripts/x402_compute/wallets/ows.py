@@ -142,7 +142,7 @@ def map_error(e: Exception, *, wallet: str | None = None, chain: str | None = No
     return ComputeError(f"OWS error: {msg.splitlines()[0] if msg else type(e).__name__}", code="ows_error")
 
 
-class _OwsWallet:
+class OwsWallet:
     """One wallet in one vault, and the secret that unlocks it (resolved lazily, at the first signature)."""
 
     def __init__(self, wallet: str, *, vault: str | None = None, env: Mapping[str, str] | None = None, secret: str | None = None) -> None:
@@ -200,14 +200,14 @@ def account_address(info: Mapping, prefix: str) -> str | None:
     return None
 
 
-def _wallet_from_settings(settings) -> tuple[_OwsWallet, Mapping[str, str]]:
+def _wallet_from_settings(settings) -> tuple[OwsWallet, Mapping[str, str]]:
     env = getattr(settings, "env", None) or {}
     if not settings.ows_wallet:
         raise ConfigError(
             "OWS mode needs a wallet: OWS_WALLET is not set.",
             hint="Set OWS_WALLET to a wallet name or id (python scripts/ows_cli.py wallet-list).",
         )
-    return _OwsWallet(settings.ows_wallet, vault=vault_path(env), env=env), env
+    return OwsWallet(settings.ows_wallet, vault=vault_path(env), env=env), env
 
 
 # -- EIP-712 JSON for ows.sign_typed_data ------------------------------------------
@@ -308,7 +308,7 @@ def _sig_bytes(result: Mapping, size: int) -> bytes:
 class OwsEvmSigner:
     kind = "evm"
 
-    def __init__(self, wallet: _OwsWallet, *, chain: str = DEFAULT_EVM_CHAIN) -> None:
+    def __init__(self, wallet: OwsWallet, *, chain: str = DEFAULT_EVM_CHAIN) -> None:
         self._wallet = wallet
         self.wallet_id = wallet.id
         self.wallet_name = wallet.name
@@ -364,7 +364,7 @@ def _v27(sig: bytes) -> bytes:
 class OwsSolanaSigner:
     kind = "solana"
 
-    def __init__(self, wallet: _OwsWallet) -> None:
+    def __init__(self, wallet: OwsWallet) -> None:
         self._wallet = wallet
         self.wallet_id = wallet.id
         self.wallet_name = wallet.name
