@@ -98,6 +98,9 @@ def test_import_mnemonic_from_env_and_keys_from_stdin(env):
     e = fail(ows("wallet-import", "--name", "bad", "--private-key-env", "PK", env={**env, "PK": "not-a-key-at-all"}), 2, "usage_error")
     assert "not-a-key" not in str(e)
     fail(ows("wallet-import", "--name", "bad", "--private-key-env", "UNSET_VAR", env=env), 2, "usage_error")
+    # The binding's own message would quote the offending word; ours does not.
+    code, doc, err = ows("wallet-import", "--name", "bad", "--mnemonic-env", "MN", env={**env, "MN": MNEMONIC.replace("about", "secretword")})
+    assert code == 2 and doc["error"]["code"] == "ows_invalid_secret" and "secretword" not in str(doc) + err
     fail(ows("wallet-import", "--name", "bad", "--mnemonic-env", "MN", "--stdin", env={**env, "MN": MNEMONIC}), 2, "usage_error")
 
 

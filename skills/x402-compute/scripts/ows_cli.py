@@ -334,13 +334,21 @@ def wallet_import(ctx, ows):
             kind = "private_key"
             warnings.append("Only a Solana key was imported: OWS generated a random EVM key for this wallet. Add --private-key-env to import yours.")
     except RuntimeError as e:
-        # The binding's messages name the problem (bad word, bad hex), not the secret.
-        raise _binding_error(e, ctx, wallet=a.name) from None
+        if "already exists" in str(e):
+            raise _binding_error(e, ctx, wallet=a.name) from None
+        # The binding's detail can quote part of the secret (the invalid word, the bad hex character):
+        # keep only its summary before the first colon.
+        summary = str(e).split(":", 1)[0].strip() or "rejected"
+        raise UsageError(f"OWS refused the {kind_label(mnemonic)}: {summary}.", code="ows_invalid_secret", hint="The value was not printed. Check the variable or stdin content.") from None
     data = {"vault": W.vault_label(vault), "wallet": _summary(info), "imported": kind, "passphrase_set": bool(passphrase), "warnings": warnings}
     text = f"Imported wallet {info['name']} ({info['id']})\n  EVM:    {data['wallet']['evm_address']}\n  Solana: {data['wallet']['solana_address']}"
     for w in warnings:
         text += f"\nnote: {w}"
     return cli.Output(data, text)
+
+
+def kind_label(mnemonic) -> str:
+    return "mnemonic" if mnemonic else "private key"
 
 
 def _get_wallet(ctx, ows, name: str) -> dict:
