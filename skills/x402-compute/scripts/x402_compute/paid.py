@@ -20,6 +20,11 @@ DEFAULT_WAIT_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 5.0
 
 
+def usd_plain(d: Decimal) -> str:
+    """Exact dollars without trailing zeros or exponent (the same rule as payments.flow)."""
+    return format(d.normalize(), "f")
+
+
 # -- options ----------------------------------------------------------------------------------
 
 
@@ -178,7 +183,7 @@ def provision(ctx):
         "label": label,
         "hours": hours,
         "hourly_usd": str(hourly) if hourly is not None else None,
-        "total_usd": str(Decimal(expected).scaleb(-6)) if expected is not None else None,
+        "total_usd": usd_plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
     }
     if expected is None:
         raise UsageError(f"Plan {plan_id} has no price in the catalog; refusing to pay an unchecked amount.", code="unpriced_plan")
@@ -274,7 +279,7 @@ def extend(ctx):
         "plan": plan_id,
         "hours": hours,
         "hourly_usd": str(hourly) if hourly is not None else None,
-        "total_usd": str(Decimal(expected).scaleb(-6)) if expected is not None else None,
+        "total_usd": usd_plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
         "old_expires_at": before.get("expires_at"),
     }
     if price_note:

@@ -77,7 +77,7 @@ class PaidResult:
             "asset": o.asset,
             "asset_symbol": net.symbol if net else None,
             "amount_atomic": str(o.amount),
-            "amount_usd": str(atomic_to_usd(o.amount, net.decimals)) if net else None,
+            "amount_usd": usd_plain(atomic_to_usd(o.amount, net.decimals)) if net else None,
             "payer": (self.signed.payer if self.signed else None) or (self.settlement or {}).get("payer"),
             "payee": o.pay_to,
             "tx_hash": self.tx_hash,
@@ -86,6 +86,11 @@ class PaidResult:
             "x402_version": o.version,
             "resent": self.resent,
         }
+
+
+def usd_plain(d) -> str:
+    """Exact dollars without trailing zeros or exponent: 0.249600 → 0.2496, 2.000000 → 2."""
+    return format(d.normalize(), "f")
 
 
 def _sign(offer: Offer, settings) -> Signed:
@@ -104,7 +109,7 @@ def offer_terms(offer: Offer) -> dict:
         "asset": offer.asset,
         "asset_symbol": net.symbol if net else None,
         "amount_atomic": str(offer.amount),
-        "amount_usd": str(atomic_to_usd(offer.amount, net.decimals)) if net else None,
+        "amount_usd": usd_plain(atomic_to_usd(offer.amount, net.decimals)) if net else None,
         "payee": offer.pay_to,
         "max_timeout_seconds": offer.max_timeout_seconds,
     }
@@ -118,7 +123,7 @@ def mpp_terms(challenge: Challenge) -> list[dict]:
             "chain_id": m.chain_id,
             "currency": m.currency,
             "amount_atomic": str(m.amount),
-            "amount_usd": str(atomic_to_usd(m.amount, 6)) if m.method == "tempo" else None,  # TIP-20 tokens have 6 decimals
+            "amount_usd": usd_plain(atomic_to_usd(m.amount, 6)) if m.method == "tempo" else None,  # TIP-20 tokens have 6 decimals
             "recipient": m.recipient,
             "expires": m.expires,
             "pay_with": "not supported by this client yet (x402 is used)",
