@@ -254,3 +254,12 @@ def test_repr_never_shows_the_secret(keyed):
     signer = evm_signer(_settings(keyed))
     signer.sign_message("a")
     assert PASS not in repr(signer) and PASS not in repr(signer._wallet)
+
+
+def test_missing_binding_is_a_config_error_with_the_install_hint(vault, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ows", None)  # import ows -> ImportError
+    with pytest.raises(ConfigError) as e:
+        evm_signer(_settings(vault))
+    assert e.value.code == "ows_not_installed" and "pip install open-wallet-standard" in e.value.hint
