@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Client-side cost of one paid provision, ours beside the official x402 SDK client (2.25.0).
+
+One in-process sandbox on 127.0.0.1 (x402 v2 challenges, which both clients speak). Each
+run is: unpaid POST /compute/provision → 402 → build and sign one payment → the paid
+retry → 201. Server time is measured inside the sandbox (every request its app handles,
+including our client's chain JSON-RPC reads); client cost = wall time − server time.
+
+- ours: ``ComputeClient.paid`` (probe with signed X-Auth headers, challenge parsing, policy,
+  journal write with fsync, payee pin, scheme signing, the paid retry);
+- SDK: ``x402ClientSync`` with its EVM and SVM exact schemes; the paid retry by hand with
+  ``requests``. Its default spend controls ($1 per payment, default assets only) are turned
+  off, or USDG on eip155:4663 would be filtered out. Its Solana RPC reads are answered
+  in-process by LiteSVM (tests/oracle/bridges.py), so they count as SDK client time.
+  MegaUSD (ERC-2612 permit) is not paid by the SDK's exact EVM client without Permit2: n/a.
+
+Bounded: WARMUP + RUNS provisions per client and network (default 1 + 5), loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "skills" / "x402-compute" / "scripts"))
+
+PLAN = {"plan": "vc2-1c-1gb", "region": "lax", "os_id": 2284, "prepaid_hours": 24}
+NETS = ("base", "solana", "megaeth", "robinhood")
+
+
+class ServerClock:
+    """Accumulates the time the sandbox app spends handling requests."""
+
+    def __init__(self, app) -> None:
+        self.total = 0.0
+        self._lock = threading.Lock()
+        inner = app.handle
+
+        def timed(req):
+            t0 = time.perf_counter()
+            try:
+                return inner(req)
+            finally:
+                with self._lock:
+                    self.total += time.perf_counter() - t0
+
+        app.handle = timed
+
+    def take(self) -> float:
+        with self._lock:
+            t, self.total = self.total, 0.0
+        return t
+
+
+def fresh_wallet(fac, usd: int = 50) -> dict:
+    from tests.conftest import Tools
+
+    return Tools.fresh_wallet(fac, usd=usd)
+
+
+def ours_runner(sb, w: dict, state_dir: Path):
+    from x402_compute.client import ComputeClient
+    from x402_compute.config import load_settings
+    from x402_compute.payments.flow import PaidCall
+    from x402_compute.payments.journal import new_id
+    from x402_compute.payments.policy import Limits
+    from decimal import Decimal
+
+    env = dict(sb.env())
+    env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"], "SOLANA_SECRET_KEY": w["solana_secret_key"],
+                "SOLANA_WALLET_ADDRESS": w["solana_address"], "X402_COMPUTE_STATE_DIR": str(state_dir)})
+    client = ComputeClient(load_settings(environ=env))
+
+    def run(network: str) -> None:
+        jid = new_id()
+        body = {**PLAN, "label": f"x402-{jid[:8]}", "network": network}
+        call = PaidCall(kind="provision", path="/compute/provision", body=body, network=network,
+                        limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=jid)
+        res = client.paid(call, confirm=lambda q, d: None)
+        assert res.status in (200, 201), res.status
+
+    return run
+
+
+def sdk_runner(sb, w: dict):
+    import requests
+    from eth_account import Account
+    from solders.keypair import Keypair
+    import base58
+    from x402 import x402ClientSync
+    from x402.mechanisms.evm import EthAccountSigner
+    from x402.mechanisms.evm.exact import ExactEvmScheme
+    from x402.mechanisms.svm import KeypairSigner
+    from x402.mechanisms.svm.exact import ExactSvmScheme
+    from x402.schemas import parse_payment_required
+
+    from tests.oracle import bridges
+
+    solana = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"
+    client = x402ClientSync()
+    client.register("eip155:*", ExactEvmScheme(EthAccountSigner(Account.from_key(w["evm_private_key"]))))
+    svm = ExactSvmScheme(KeypairSigner(Keypair.from_bytes(base58.b58decode(w["solana_secret_key"]))))
+    bridges.attach_svm_client(svm, sb.facilitator.chain("solana"), [solana])
+    client.register(solana, svm)
+    client.set_spend_controls(False)
+    session = requests.Session()
+    caip = {"base": "eip155:8453", "solana": solana, "robinhood": "eip155:4663", "megaeth": "eip155:4326"}
+
+    def run(network: str) -> None:
+        raw = json.dumps({**PLAN, "label": "sdk", "network": network}, separators=(",", ":")).encode()
+        hdrs = {"Content-Type": "application/json"}
+        r = session.post(sb.base_url + "/compute/provision", data=raw, headers=hdrs, timeout=30)
+        assert r.status_code == 402, r.text
+        doc = json.loads(base64.b64decode(r.headers["PAYMENT-REQUIRED"]))
+        doc["accepts"] = [a for a in doc["accepts"] if a["network"] == caip[network]]
+        payload = client.create_payment_payload(parse_payment_required(doc))
+        header = base64.b64encode(payload.model_dump_json(by_alias=True, exclude_none=True).encode()).decode()
+        paid = session.post(sb.base_url + "/compute/provision", data=raw, headers={**hdrs, "PAYMENT-SIGNATURE": header, "Idempotency-Key": str(uuid.uuid4())}, timeout=30)
+        assert paid.status_code in (200, 201), paid.text[:300]
+
+    return run
+
+
+def measure(run, network: str, clock: ServerClock, warmup: int, runs: int) -> dict | None:
+    try:
+        for _ in range(warmup):
+            run(network)
+    except Exception as e:  # noqa: BLE001 - report, do not hide
+        return {"error": f"{type(e).__name__}: {str(e)[:120]}"}
+    walls, servers = [], []
+    for _ in range(runs):
+        clock.take()
+        t0 = time.perf_counter()
+        run(network)
+        walls.append(time.perf_counter() - t0)
+        servers.append(clock.take())
+    clients = [wl - sv for wl, sv in zip(walls, servers)]
+    return {"wall_ms": 1000 * statistics.median(walls), "server_ms": 1000 * statistics.median(servers), "client_ms": 1000 * statistics.median(clients)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    a = ap.parse_args()
+    runs, warmup = max(1, min(a.runs, 50)), max(0, min(a.warmup, 5))
+
+    from x402_compute_sandbox.server import Sandbox
+
+    tmp = Path(tempfile.mkdtemp(prefix="x402-bench-paid-"))
+    sb = Sandbox(host="127.0.0.1", port=0, state_dir=str(tmp / "sandbox"), boot_seconds=0.3, x402_version=2)
+    sb.start(background=True)
+    try:
+        clock = ServerClock(sb.app)
+        w_ours, w_sdk = fresh_wallet(sb.facilitator), fresh_wallet(sb.facilitator)
+        ours, sdk = ours_runner(sb, w_ours, tmp / "client-state"), sdk_runner(sb, w_sdk)
+        rows = []
+        for net in NETS:
+            o = measure(ours, net, clock, warmup, runs)
+            s = measure(sdk, net, clock, warmup, runs) if net != "megaeth" else {"error": "n/a (ERC-2612 permit without Permit2)"}
+            rows.append((net, o, s))
+        print(f"paid provision, x402 v2, loopback sandbox; median of {runs} runs (after {warmup} warm-up) per cell")
+        print(f"{'network':<10} {'ours wall':>10} {'ours srv':>9} {'ours client':>12} | {'sdk wall':>9} {'sdk srv':>8} {'sdk client':>11} | {'client ratio ours/sdk':>22}")
+        out = []
+        for net, o, s in rows:
+            def cells(d, w):
+                if "error" in d:
+                    return f"{'-':>{w[0]}} {'-':>{w[1]}} {'-':>{w[2]}}"
+                return f"{d['wall_ms']:>{w[0]}.1f} {d['server_ms']:>{w[1]}.1f} {d['client_ms']:>{w[2]}.1f}"
+            ratio = (o["client_ms"] / s["client_ms"]) if ("error" not in o and "error" not in s and s["client_ms"] > 0) else None
+            print(f"{net:<10} {cells(o, (10, 9, 12))} | {cells(s, (9, 8, 11))} | {(f'{ratio:.2f}x' if ratio else s.get('error', '-')):>22}")
+            out.append({"network": net, "ours": o, "sdk": s, "client_ratio": ratio})
+        print("(ms; client = wall − time inside the sandbox's request handler; ours includes the X-Auth probe signature,")
+        print(" policy, the 0600 journal write with fsync and the payee pin; the SDK's Solana RPC is in-process)")
+        print(json.dumps({"bench": "paid_provision", "runs": runs, "rows": out}))
+    finally:
+        sb.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
