@@ -145,3 +145,93 @@ def test_settlement_and_rejection_reason():
     assert ch.settlement({"X-PAYMENT-RESPONSE": b64(sr)}) == sr
     assert ch.rejection_reason(R({"PAYMENT-RESPONSE": b64(sr)}, {"error": "other"})).startswith("insufficient_funds")
     assert ch.rejection_reason(R({}, {"error": "invalid_exact_evm_payload_signature"})) == "invalid_exact_evm_payload_signature"
+
+
+# -- the flow's answers to 402s a real server is hard to make produce (fake transport) ----------
+
+from decimal import Decimal  # noqa: E402
+
+from x402_compute.config import load_settings  # noqa: E402
+from x402_compute.errors import NetworkError, PaymentOutcomeUnknown, PaymentRequired  # noqa: E402
+from x402_compute.http import Response  # noqa: E402
+from x402_compute.payments.flow import PaidCall, PaymentFlow  # noqa: E402
+from x402_compute.payments.journal import Journal, new_id  # noqa: E402
+from x402_compute.payments.policy import Limits  # noqa: E402
+
+
+class FakeClient:
+    """Answers ``send`` from a script of responses and records every request."""
+
+    def __init__(self, tmp_path, answers):
+        self.settings = load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path), "COMPUTE_BASE_URL": "http://127.0.0.1:9"})
+        self.answers = list(answers)
+        self.sent = []
+
+    @property
+    def auth(self):
+        from x402_compute.errors import ConfigError
+
+        raise ConfigError("no auth configured")
+
+    def send(self, method, path, *, raw_body=None, auth=None, headers=None, **kw):
+        self.sent.append({"method": method, "path": path, "body": raw_body, "headers": dict(headers or {})})
+        a = self.answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+
+def r402(body, headers=None):
+    return Response(402, headers or {}, json.dumps(body).encode())
+
+
+def run_flow(tmp_path, answers, network="base"):
+    client = FakeClient(tmp_path, answers)
+    signs = []
+
+    def signer(offer, settings):
+        signs.append(offer)
+        return Signed(payload={"n": len(signs)}, payer="0xme", nonce=f"0x{len(signs)}")
+
+    flow = PaymentFlow(client, confirm=lambda q, d: None, signer=signer)
+    call = PaidCall(kind="provision", path="/compute/provision", body={"plan": "p", "label": "x"}, network=network,
+                    limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id())
+    try:
+        return flow.run(call), client, signs, None
+    except Exception as e:  # noqa: BLE001
+        return None, client, signs, e
+
+
+def test_absent_network_reprobes_with_x_accept_networks(tmp_path):
+    solana_only = v1_body(network="solana", asset="EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", payTo="So1")
+    ok = Response(201, {}, json.dumps({"order": {"id": "o"}, "tx_hash": "0xt"}).encode())
+    res, client, signs, err = run_flow(tmp_path, [r402(solana_only), r402(v1_body()), ok])
+    assert err is None and res.tx_hash == "0xt" and len(signs) == 1
+    assert "X-Accept-Networks" not in client.sent[0]["headers"] and client.sent[1]["headers"]["X-Accept-Networks"] == "base"
+    assert len({s["body"] for s in client.sent}) == 1  # identical body bytes on every request
+    assert client.sent[2]["headers"]["X-PAYMENT"] and client.sent[2]["headers"]["Idempotency-Key"]
+    # still absent after the re-probe: a clear error, nothing signed
+    res, client, signs, err = run_flow(tmp_path, [r402(solana_only), r402(solana_only)])
+    assert isinstance(err, PaymentRequired) and err.code == "network_not_offered" and signs == []
+
+
+def test_ambiguous_twice_is_unknown_with_one_signature(tmp_path):
+    boom = NetworkError("reset", details={"sent": True})
+    res, client, signs, err = run_flow(tmp_path, [r402(v1_body()), boom, Response(503, {}, b"")])
+    assert isinstance(err, PaymentOutcomeUnknown) and err.exit_code == 4 and len(signs) == 1
+    paid = [s for s in client.sent if "X-PAYMENT" in s["headers"]]
+    assert len(paid) == 2 and paid[0]["headers"] == paid[1]["headers"]  # the same payload and key, resent once
+    assert Journal(tmp_path).get(err.details["journal_id"])["status"] == "unknown"
+
+
+def test_402_answering_our_payment_is_a_rejection(tmp_path):
+    sr = {"success": False, "errorReason": "insufficient_funds", "transaction": "", "network": "base"}
+    res, client, signs, err = run_flow(tmp_path, [r402(v1_body()), r402(v1_body(), {"X-PAYMENT-RESPONSE": b64(sr)})])
+    assert isinstance(err, PaymentRequired) and err.code == "payment_rejected" and "insufficient_funds" in err.message
+    assert len(signs) == 1 and len(client.sent) == 2
+
+
+def test_not_sent_is_not_ambiguous(tmp_path):
+    res, client, signs, err = run_flow(tmp_path, [r402(v1_body()), NetworkError("refused", details={"sent": False})])
+    assert isinstance(err, NetworkError) and err.exit_code == 1 and len(client.sent) == 2
+    assert Journal(tmp_path).list()[0]["status"] == "not_sent"
