@@ -170,7 +170,9 @@ class Provider:
         self.clock = clock
         self._lock = threading.RLock()
         self.listeners = SshListeners()
-        self._live: set[str] = set()          # orders that may still change with time
+        # order id -> when its next time-driven transition is due; the ticker touches only those
+        # that are due, so a sandbox with many running instances does not re-read them all.
+        self._due: dict[str, float] = {}
         self._stop = threading.Event()
         self._ticker: Optional[threading.Thread] = None
 
@@ -181,7 +183,6 @@ class Provider:
             for order in self.store.all_orders():
                 if order["status"] in ("destroyed", "expired"):
                     continue
-                self._live.add(order["id"])
                 if order.get("_listening"):
                     order["_listening"] = False
                     self._open_listener(order)
@@ -199,7 +200,10 @@ class Provider:
     def _tick_loop(self) -> None:
         while not self._stop.wait(0.05):
             try:
-                for oid in list(self._live):
+                now = self.clock()
+                for oid, due in list(self._due.items()):
+                    if due > now:
+                        continue
                     with self._lock:
                         order = self.store.get_order(oid)
                         if order is not None:
@@ -225,7 +229,7 @@ class Provider:
             vultr = order["provider"] == "vultr"
             st = order["status"]
             if st in ("destroyed", "expired"):
-                self._live.discard(order["id"])
+                self._due.pop(order["id"], None)
                 return order
             if now >= order["_expires"]:
                 self._close_listener(order)
@@ -235,7 +239,6 @@ class Provider:
                 else:
                     order["locked"] = False
                 order["_resize_until"] = None
-                self._live.discard(order["id"])
             elif st in ("pending", "new"):
                 if now >= order["_boot_at"]:
                     self._activate(order)
@@ -246,7 +249,21 @@ class Provider:
                 self._activate(order)
             if order != before:
                 self.store.put_order(order)
+            self._schedule(order)
             return order
+
+    def _schedule(self, order: dict) -> None:
+        if order["status"] in ("destroyed", "expired"):
+            self._due.pop(order["id"], None)
+            return
+        times = [order["_expires"]]
+        if order["status"] in ("pending", "new"):
+            times.append(order["_boot_at"])
+            if order["provider"] == "vultr" and order.get("server_status") == "none":
+                times.append(order["_created"] + self.boot_seconds / 2)
+        if order.get("_resize_until") is not None:
+            times.append(order["_resize_until"])
+        self._due[order["id"]] = min(times)
 
     def _activate(self, order: dict) -> None:
         order.update(status="active", vultr_status="active", power_status="running")
@@ -322,7 +339,6 @@ class Provider:
             order["metadata"]["node"] = {k: deploy_node[k] for k in ("model_id", "tee_type") if k in deploy_node}
         with self._lock:
             self.store.put_order(order)
-            self._live.add(oid)
             self.refresh(order)
         return order
 
@@ -362,7 +378,7 @@ class Provider:
                 order["server_status"] = "none"
             else:
                 order["locked"] = False
-            self._live.discard(order["id"])
+            self._due.pop(order["id"], None)
             self.store.put_order(order)
             return order
 
@@ -460,8 +476,8 @@ class Provider:
                 result["provider_action_id"] = action
                 self._close_listener(order)
                 order.update(status="off", vultr_status="off", power_status="stopped", locked=True)
-            self._live.add(order["id"])
             self.store.put_order(order)
+            self._schedule(order)
             return result
 
 

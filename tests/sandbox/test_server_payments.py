@@ -389,3 +389,32 @@ def test_x402_sdk_client_pays(sandbox, tools):
     paid = requests.post(sandbox.base_url + "/compute/provision", data=raw,
                          headers={"Content-Type": "application/json", "X-PAYMENT": header})
     assert paid.status_code == 201, paid.text
+
+
+def test_solana_payment_refused_without_recipient_ata(make_sandbox, tools):
+    sb = make_sandbox(recipient_atas=False)
+    w = sb.wallets[0]
+    before = _balances(sb, w, "solana")
+    _, paid, _ = tools.paid_post(sb, "/compute/provision", dict(PROVISION, network="solana"), w, network="solana")
+    assert paid.status_code == 402
+    assert paid.json()["error"] == "invalid_exact_svm_payload_receiver_ata_not_found"
+    assert _balances(sb, w, "solana") == before
+    assert _instances(sb, w, tools) == []
+    # EVM networks are unaffected by the switch.
+    _, paid, _ = tools.paid_post(sb, "/compute/provision", PROVISION, w)
+    assert paid.status_code == 201
+
+
+def test_deploy_node_offers_solana_only(sandbox):
+    r = requests.post(sandbox.base_url + "/compute/provision",
+                      json=dict(PROVISION, deploy_node={"model_id": "llama"}))
+    assert [a["network"] for a in r.json()["accepts"]] == ["solana"]
+
+
+def test_topup_without_auth_credits_the_payer(sandbox, tools):
+    w = tools.fresh_wallet(sandbox.facilitator, usd=5)
+    _, paid, _ = tools.paid_post(sandbox, "/compute/credits/topup", {"amount": 1}, w, network="solana")
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["wallet"] == w["solana_address"]
+    h = tools.solana_auth(w["solana_secret_key"], "GET", "/compute/credits/balance")
+    assert requests.get(sandbox.base_url + "/compute/credits/balance", headers=h).json()["balance"] == "1.00"
