@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-# x402 Permit2 infrastructure (x402.md §5.1); CREATE2 addresses, identical on every chain.
+# x402 Permit2 infrastructure (x402.md §5.1); CREATE2 addresses, identical on every chain. The sandbox
+# runs its own Permit2Lite / X402ExactPermit2Proxy runtimes at these addresses (chains/evm.py).
 PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 X402_EXACT_PERMIT2_PROXY = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
 

@@ -14,7 +14,7 @@ from solders.transaction import VersionedTransaction
 from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 
-from x402.mechanisms.evm.signers import FacilitatorWeb3Signer
+from x402.mechanisms.evm.signers import EthAccountSignerWithRPC, FacilitatorWeb3Signer
 from x402.mechanisms.svm.signers import FacilitatorKeypairSigner
 
 from x402_compute_sandbox.chains.svm import SvmChain, SvmError
@@ -69,5 +69,15 @@ def evm_facilitator_signer(private_key: str, chain) -> FacilitatorWeb3Signer:
     w3 = Web3(chain.provider)
     w3.middleware_onion.remove("validation")   # see EvmChain: web3 caches the chain id per provider class
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    signer._w3 = w3
+    return signer
+
+
+def evm_client_signer_with_rpc(account, chain) -> EthAccountSignerWithRPC:
+    """The SDK's RPC-backed client signer (it reads `nonces()` and `allowance()` for the Permit2 /
+    eip2612GasSponsoring path) over the eth-tester provider instead of HTTP JSON-RPC."""
+    signer = EthAccountSignerWithRPC(account, rpc_url="http://127.0.0.1:9")   # never contacted
+    w3 = Web3(chain.provider)
+    w3.middleware_onion.remove("validation")   # see EvmChain: web3 caches the chain id per provider class
     signer._w3 = w3
     return signer

@@ -1,7 +1,7 @@
 """Payloads built by hand with eth-account and solders, independently of the x402 SDK and of the sandbox.
 
 Used on both sides of the cross-check: our facilitator must accept them, and so must the SDK's
-facilitator. Field layouts follow shared/reference/x402.md §4, §6 and §9.
+facilitator. Field layouts follow shared/reference/x402.md §4, §5, §6 and §9.
 """
 from __future__ import annotations
 
@@ -77,6 +77,58 @@ def permit_inner(key: str, *, spender: str, value: int, nonce: int, asset: str, 
     if split:
         return {"v": sig[64], "r": "0x" + sig[:32].hex(), "s": "0x" + sig[32:64].hex(), "authorization": auth}
     return {"signature": "0x" + sig.hex(), "authorization": auth}
+
+
+# Canonical CREATE2 addresses (x402.md §5.1), repeated here so the builders stay independent of the sandbox.
+PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+EXACT_PERMIT2_PROXY = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
+PERMIT2_DOMAIN = [
+    {"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+PERMIT2_WITNESS = [{"name": "to", "type": "address"}, {"name": "validAfter", "type": "uint256"}]
+
+
+def permit2_inner(key: str, *, asset: str, amount: int, pay_to: str, chain_id: int, nonce: Optional[int] = None,
+                  deadline: Optional[int] = None, valid_after: int = 0, spender: str = EXACT_PERMIT2_PROXY,
+                  witness_fields: Optional[list] = None, extra_witness: Optional[dict] = None) -> dict:
+    """{"signature", "permit2Authorization"} for Permit2 `PermitWitnessTransferFrom` (x402.md §5.2/§5.3).
+
+    `witness_fields`/`extra_witness` sign a *different* Witness type (e.g. the pre-audit one with `extra`)
+    while the payload still shows {to, validAfter}: what an outdated client would send.
+    """
+    acct = Account.from_key(key)
+    nonce = nonce if nonce is not None else int.from_bytes(os.urandom(32), "big")
+    deadline = deadline if deadline is not None else int(time.time()) + 300
+    witness = {"to": pay_to, "validAfter": valid_after, **(extra_witness or {})}
+    typed = {"types": {
+        "EIP712Domain": PERMIT2_DOMAIN,
+        "PermitWitnessTransferFrom": [
+            {"name": "permitted", "type": "TokenPermissions"}, {"name": "spender", "type": "address"},
+            {"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"},
+            {"name": "witness", "type": "Witness"}],
+        "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
+        "Witness": witness_fields or PERMIT2_WITNESS},
+        "primaryType": "PermitWitnessTransferFrom",
+        "domain": {"name": "Permit2", "chainId": chain_id, "verifyingContract": PERMIT2},
+        "message": {"permitted": {"token": asset, "amount": amount}, "spender": spender, "nonce": nonce,
+                    "deadline": deadline, "witness": witness}}
+    sig = Account.sign_typed_data(key, full_message=typed).signature
+    return {"signature": "0x" + sig.hex(), "permit2Authorization": {
+        "from": acct.address, "permitted": {"token": asset, "amount": str(amount)}, "spender": spender,
+        "nonce": str(nonce), "deadline": str(deadline),
+        "witness": {"to": pay_to, "validAfter": str(valid_after)}}}
+
+
+def eip2612_extension(key: str, *, asset: str, amount: int, nonce: int, deadline: int, chain_id: int,
+                      name: str, version: str) -> dict:
+    """`extensions` with eip2612GasSponsoring info: an ERC-2612 permit with spender = Permit2 (x402.md §5.5)."""
+    sig = permit_signature(key, spender=PERMIT2, value=amount, nonce=nonce, deadline=deadline, asset=asset,
+                           chain_id=chain_id, name=name, version=version)
+    return {"eip2612GasSponsoring": {"info": {
+        "from": Account.from_key(key).address, "asset": asset, "spender": PERMIT2, "amount": str(amount),
+        "nonce": str(nonce), "deadline": str(deadline), "signature": "0x" + sig.hex(), "version": "1"},
+        "schema": {}}}
 
 
 def svm_transaction(payer: Keypair, *, fee_payer: Pubkey, mint: Pubkey, pay_to: Pubkey, amount: int,

@@ -1,5 +1,7 @@
 """Cross-checks against the official x402 SDK (2.25.0): its client's payloads settle on our facilitator,
-our hand-built payloads pass its facilitator, and both agree on what is invalid."""
+our hand-built payloads pass its facilitator, and both agree on what is invalid. The SDK's facilitator
+also settles a hand-built Permit2 payload through our own Permit2Lite + x402 exact proxy (the SDK
+*client*'s Permit2 payloads are covered in tests/sandbox/test_permit2.py)."""
 from __future__ import annotations
 
 import json
@@ -21,6 +23,7 @@ from x402.schemas import parse_payment_payload, parse_payment_required, parse_pa
 
 from tests.oracle import bridges
 from tests.oracle import builders as b
+from x402_compute_sandbox.chains.evm import ChainRevert
 from x402_compute_sandbox.facilitator import Facilitator
 
 RESOURCE = "http://127.0.0.1:8402/compute/provision"
@@ -222,3 +225,50 @@ def test_svm_tampered_signature_refused_by_both(fac, wallet, sdk_svm_facilitator
     sdk = sdk_verify(sdk_svm_facilitator, payload, r)
     assert sdk.is_valid is False
     assert fac.verify(payload, r)["invalidReason"] == "invalid_exact_svm_payload_signature"
+
+
+@pytest.mark.parametrize("with_extension", [True, False])
+def test_sdk_facilitator_settles_hand_built_permit2_on_our_contracts(fac, with_extension):
+    """The SDK builds the proxy calldata itself (settleWithPermit / settle); our contracts must accept it."""
+    import time
+    w = fac.test_wallets()[2]
+    chain = fac.chain("megaeth")
+    key = Account.create().key.hex()
+    signer = bridges.evm_facilitator_signer(key, chain)
+    fac.native_fund("megaeth", signer.address, 10**20)
+    sdk = x402FacilitatorSync()
+    register_exact_evm_facilitator(sdk, signer, networks="eip155:4326")
+    r = fac.requirement("megaeth", amount_usd_micros=2_000_000, resource=RESOURCE, description="x", version=2)
+    r["extra"]["assetTransferMethod"] = "permit2"
+    amount = int(r["amount"])
+    inner = b.permit2_inner(w["evm_private_key"], asset=r["asset"], amount=amount, pay_to=r["payTo"],
+                            chain_id=4326)
+    if with_extension:
+        ext = b.eip2612_extension(w["evm_private_key"], asset=r["asset"], amount=amount,
+                                  nonce=chain.nonces(w["evm_address"]), deadline=int(time.time()) + 300,
+                                  chain_id=4326, name="MegaUSD", version="1")
+        payload = b.v2(r, inner, extensions=ext)
+    else:
+        chain.register_key(w["evm_private_key"])
+        chain.approve(w["evm_address"], b.PERMIT2, amount)
+        payload = b.v2(r, inner)
+    chain.refresh_time()
+    res = sdk_verify(sdk, payload, r)
+    assert res.is_valid is True, res
+    assert fac.verify(payload, r)["isValid"] is True
+    before = fac.balance_of("megaeth", r["payTo"]), fac.balance_of("megaeth", w["evm_address"])
+    st = sdk_settle(sdk, payload, r)
+    assert st.success is True, st
+    assert fac.balance_of("megaeth", r["payTo"]) - before[0] == amount
+    assert before[1] - fac.balance_of("megaeth", w["evm_address"]) == amount
+    # the nonce is spent on chain: our facilitator sees it, and the SDK's second settle reverts
+    assert fac.verify(payload, r)["invalidReason"] == "permit2_invalid_nonce"
+    again = sdk_settle(sdk, payload, r)
+    assert again.success is False, again
+    # with the extension the SDK's verify passes (it checks only the permit's fields) and it sends
+    # settleWithPermit unsimulated: the transaction is mined and reverts on Permit2's spent nonce. Without
+    # it, the spent allowance already fails the SDK's own verify.
+    assert again.error_reason == ("transaction_failed" if with_extension else "permit2_allowance_required"), again
+    with pytest.raises(ChainRevert, match="InvalidNonce"):
+        chain.simulate_permit2_settle(inner["permit2Authorization"], bytes.fromhex(inner["signature"][2:]))
+    assert fac.balance_of("megaeth", r["payTo"]) - before[0] == amount
