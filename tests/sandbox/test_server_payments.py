@@ -418,3 +418,46 @@ def test_topup_without_auth_credits_the_payer(sandbox, tools):
     assert paid.json()["wallet"] == w["solana_address"]
     h = tools.solana_auth(w["solana_secret_key"], "GET", "/compute/credits/balance")
     assert requests.get(sandbox.base_url + "/compute/credits/balance", headers=h).json()["balance"] == "1.00"
+
+
+def _parallel(n, fn):
+    import threading
+    results, threads = [None] * n, []
+    barrier = threading.Barrier(n)
+
+    def run(i):
+        barrier.wait()
+        results[i] = fn()
+    for i in range(n):
+        threads.append(threading.Thread(target=run, args=(i,)))
+        threads[-1].start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_concurrent_replays_settle_once(sandbox, tools):
+    w = tools.fresh_wallet(sandbox.facilitator, usd=5)
+    req = next(a for a in _probe(sandbox) if a["network"] == "base")
+    payload = tools.payload_for(req, w, sandbox.facilitator)
+    results = _parallel(4, lambda: _post_paid(sandbox, tools, payload))
+    assert sorted(r.status_code for r in results) == [201, 402, 402, 402]
+    assert _balances(sandbox, w, "base")[0] == 5 * 10 ** 6 - PRICE_MICROS
+    assert len(_instances(sandbox, w, tools)) == 1
+
+
+def test_concurrent_same_idempotency_key(sandbox, tools):
+    w = tools.fresh_wallet(sandbox.facilitator, usd=5)
+    req = next(a for a in _probe(sandbox) if a["network"] == "solana")
+    payload = tools.payload_for(req, w, sandbox.facilitator)
+    key = "par-" + os.urandom(6).hex()
+    body = json.dumps(dict(PROVISION, network="solana"))
+
+    def send():
+        return requests.post(sandbox.base_url + "/compute/provision", data=body,
+                             headers={"Content-Type": "application/json", "X-PAYMENT": tools.b64(payload),
+                                      "Idempotency-Key": key})
+    results = _parallel(4, send)
+    assert [r.status_code for r in results] == [201] * 4
+    assert len({r.json()["order"]["id"] for r in results}) == 1
+    assert _balances(sandbox, w, "solana")[0] == 5 * 10 ** 6 - PRICE_MICROS
