@@ -2,7 +2,7 @@
 
     python -m x402_compute_sandbox [--host 127.0.0.1] [--port 8402] [--seed 0]
         [--state-dir .sandbox] [--boot-seconds 3] [--x402-version 1|2] [--env-file PATH]
-        [--no-recipient-atas] [--auth-skew-seconds 300] [--verbose]
+        [--no-recipient-atas] [--permit2] [--auth-skew-seconds 300] [--verbose]
 
 State (orders, API keys, nonces, payments, credits, idempotency records) persists in SQLite under
 --state-dir. The local chains are rebuilt at every start: on-chain balances reset to the funded
@@ -27,6 +27,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--env-file", default=None, help="where to write the env file (default: <state-dir>/sandbox.env)")
     p.add_argument("--no-recipient-atas", action="store_true",
                    help="do not create the payee's Solana token account (tests the missing-ATA case)")
+    p.add_argument("--permit2", action="store_true",
+                   help="advertise MegaETH as assetTransferMethod permit2 (the x402 SDK route) instead of "
+                        "the x402layer direct ERC-2612 permit")
     p.add_argument("--auth-skew-seconds", type=float, default=300.0,
                    help="accepted X-Auth-Timestamp clock skew (nonces are remembered for twice as long)")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
@@ -45,7 +48,7 @@ def main(argv=None) -> int:
         sb = Sandbox(host=args.host, port=args.port, seed=args.seed, state_dir=args.state_dir,
                      boot_seconds=args.boot_seconds, x402_version=args.x402_version,
                      recipient_atas=not args.no_recipient_atas, auth_skew_seconds=args.auth_skew_seconds,
-                     verbose=args.verbose)
+                     verbose=args.verbose, permit2=args.permit2)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

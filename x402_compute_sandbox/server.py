@@ -172,14 +172,15 @@ class Sandbox:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8402, seed: int = 0,
                  state_dir: str = ".sandbox", boot_seconds: float = 3.0, x402_version: int = 1,
                  recipient_atas: bool = True, auth_skew_seconds: float = 300.0,
-                 resize_seconds: Optional[float] = None, facilitator=None, verbose: bool = False):
+                 resize_seconds: Optional[float] = None, facilitator=None, verbose: bool = False,
+                 permit2: bool = False):
         if not is_loopback(host):
             raise ValueError(f"refusing to bind {host!r}: the sandbox listens on loopback only")
         from .app import App
         from .store import Store
         if facilitator is None:
             from .facilitator import Facilitator
-            facilitator = Facilitator(seed=seed, recipient_atas=recipient_atas)
+            facilitator = Facilitator(seed=seed, recipient_atas=recipient_atas, permit2=permit2)
         self.facilitator = facilitator
         self.state_dir = state_dir
         self.store = Store(state_dir)

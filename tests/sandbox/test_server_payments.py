@@ -461,3 +461,12 @@ def test_concurrent_same_idempotency_key(sandbox, tools):
     assert [r.status_code for r in results] == [201] * 4
     assert len({r.json()["order"]["id"] for r in results}) == 1
     assert _balances(sandbox, w, "solana")[0] == 5 * 10 ** 6 - PRICE_MICROS
+
+
+def test_permit2_mode_advertises_permit2_for_megaeth(make_sandbox):
+    sb = make_sandbox(permit2=True)
+    r = requests.post(sb.base_url + "/compute/provision", json=PROVISION)
+    mega = next(a for a in r.json()["accepts"] if a["network"] == "megaeth")
+    assert mega["extra"].get("assetTransferMethod") == "permit2"
+    base = next(a for a in r.json()["accepts"] if a["network"] == "base")
+    assert "assetTransferMethod" not in base["extra"]
