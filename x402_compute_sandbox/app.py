@@ -14,6 +14,7 @@ Test/dev extensions (not part of the hosted API):
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -22,6 +23,7 @@ import uuid
 from contextlib import nullcontext
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 from . import catalog
 from . import networks as nets
@@ -115,10 +117,18 @@ class App:
                  auth_skew_seconds: float = 300.0, resize_seconds: Optional[float] = None):
         self.f = facilitator
         self.store = store
-        self.base_url = "http://127.0.0.1:8402"   # set by the runner once the port is bound
+        self._base_url = "http://127.0.0.1:8402"   # set by the runner once the port is bound
         self.auth = Authenticator(store, auth_skew_seconds)
         self.provider = Provider(store, boot_seconds=boot_seconds, resize_seconds=resize_seconds)
         self.payments = Payments(facilitator, x402_version=x402_version)
+        # MPP (tempo charge) on the same 402s as x402. No Tempo chain runs offline: a ledger that
+        # verifies each 0x76 transaction stands in for it (tempo.py), funded for the test wallets.
+        from .mpp import Mpp
+        from .tempo import TempoLedger
+        self.tempo = TempoLedger(seed=getattr(facilitator, "seed", 0))
+        self.mpp = Mpp(self.tempo, state_dir=os.path.dirname(os.path.abspath(store.path)),
+                       recipient=facilitator.payee("base"), realm=urlsplit(self.base_url).netloc, api_keys=store)
+        self.payments.hooks.append(self.mpp)
         self.idem = Idempotency(store)
         self._faults_lock = threading.Lock()
         self.drop_after_settle = 0
@@ -148,6 +158,17 @@ class App:
             ("POST", r"/compute/credits/topup", self.topup),
         ]:
             self._routes.append((method, re.compile(f"^{pattern}$"), fn))
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @base_url.setter
+    def base_url(self, url: str) -> None:
+        # The MPP realm is the host the client talks to; challenges are bound to it.
+        self._base_url = url
+        if hasattr(self, "mpp"):
+            self.mpp.realm = urlsplit(url).netloc
 
     def start(self) -> None:
         self.provider.start()
@@ -241,6 +262,8 @@ class App:
             return False
 
     def rpc_call(self, req: Request, network: str) -> Response:
+        if network == "tempo":
+            return Response(200, self.tempo.handle_http(req.body))
         return self.rpc.handle(network, req)
 
     # --- catalog --------------------------------------------------------------------------------
@@ -396,7 +419,7 @@ class App:
             desc = f"Provision {spec['plan']['id']} in {spec['region']} for {spec['hours']}h"
             return Offer(catalog.amount_usd_micros(spec["plan"]["id"], spec["hours"]),
                          self.base_url + "/compute/provision", desc,
-                         ["solana"] if spec["node"] else list(_NETWORKS))
+                         ["solana"] if spec["node"] else list(_NETWORKS), mpp=not spec["node"])
 
         def act(spec, payment):
             order = self.provider.create(
@@ -408,6 +431,10 @@ class App:
                         "payment": {"method": payment["method"], "network": payment["network"],
                                     "amount_usd": catalog.usd(payment["amount_usd_micros"]),
                                     "payer": payment["payer"]}}
+            if payment["method"] == "mpp" and ident is None:
+                # An MPP payment names no management identity: hand out the one-time key (§3).
+                body_out.update(self.mpp.issue_management_key(payment["owner"], order["id"],
+                                                              iso(self.provider.clock())))
             return Response(201, body_out), order["id"]
 
         return self._paid(req, ident, validate=validate, offer=offer, act=act,
@@ -419,6 +446,10 @@ class App:
         ident = self._identity(req, required=False)
 
         def validate() -> dict:
+            if ident is None and self.mpp.credential_of(req) is not None:
+                # Checked before payment: an MPP payment does not say whose instance this is (§4).
+                raise AuthError("Extending through MPP requires management auth: send X-API-Key (e.g. the "
+                                "management_api_key from an MPP provision) or X-Auth-* headers")
             order = self._own_order(order_id, ident)
             hours = _hours(body, "extend_hours")
             _network(body)

@@ -41,6 +41,7 @@ class Offer:
     resource: str
     description: str
     networks: list = field(default_factory=lambda: list(nets.LABELS))
+    mpp: bool = True              # also offer MPP (tempo charge) where the route takes it (mpp.py)
 
 
 @dataclass
