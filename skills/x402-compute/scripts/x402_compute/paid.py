@@ -31,6 +31,12 @@ def usd_plain(d: Decimal) -> str:
 def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True) -> None:
     g = p.add_argument_group("payment")
     g.add_argument("--network", choices=X402_NETWORKS, help="pay on this network (default: base with an EVM key, solana with only a Solana key)")
+    g.add_argument(
+        "--pay",
+        choices=("auto", "x402", "mpp"),
+        default="auto",
+        help="payment protocol: x402, or mpp (Tempo USDC.e over WWW-Authenticate: Payment; needs PRIVATE_KEY and Python 3.11+); auto = x402 on --network, else MPP when it is the only offer your wallet can pay",
+    )
     g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25)")
     g.add_argument("--quote", action="store_true", help="show the price and payment terms; sign and send nothing")
     g.add_argument("--yes", "-y", action="store_true", help="pay without asking (required when not at a terminal)")
@@ -106,6 +112,7 @@ def _flow_options(ctx) -> dict:
         "progress": ctx.progress,
         "quote": a.quote,
         "accept_payee_change": a.accept_payee_change,
+        "pay": getattr(a, "pay", None) or "auto",
     }
 
 
@@ -205,9 +212,17 @@ def provision(ctx):
     order = unwrap_order(result.body)
     out: dict = {"order": _order_block(order, plan_id, region), "payment": result.payment(), "ssh": ssh_block(order)}
     if isinstance(result.body, dict) and result.body.get("management_api_key"):
-        # MPP-style one-time key: save 0600 and never print it in full.
-        ctx.state.save_instance_key(order.get("id"), result.body["management_api_key"])
-        out["management_api_key"] = {"saved": True, "last4": str(result.body["management_api_key"])[-4:]}
+        # MPP's one-time management key: the only way to manage this instance. Save it (0600)
+        # before anything else can fail, say where, and never print it in full.
+        key = str(result.body["management_api_key"])
+        path = ctx.state.save_instance_key(order.get("id"), key)
+        out["management_api_key"] = {
+            "saved": True,
+            "file": str(path),
+            "last4": key[-4:],
+            "id": result.body.get("management_api_key_id"),
+            "note": "Shown once by the server; saved 0600. Scripts use it automatically for this instance when no other credential is configured.",
+        }
     if a.wait or a.wait_ssh:
         from .wait import wait_for_instance
 

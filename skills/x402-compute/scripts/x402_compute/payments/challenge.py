@@ -329,6 +329,24 @@ def settlement(headers: Mapping[str, str]) -> dict | None:
     return None
 
 
+MPP_RECEIPT_HEADER = "Payment-Receipt"
+
+
+def mpp_receipt(headers: Mapping[str, str]) -> dict | None:
+    """The decoded MPP ``Payment-Receipt`` (base64url JSON: status, method, timestamp,
+    reference = the Tempo tx hash), or None. Only 2xx answers carry one."""
+    value = headers.get(MPP_RECEIPT_HEADER)
+    if not value:
+        return None
+    try:
+        doc = _b64url_json(value, MPP_RECEIPT_HEADER)
+    except ChallengeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return {k: doc[k] for k in ("status", "method", "timestamp", "reference", "externalId") if k in doc}
+
+
 def rejection_reason(resp) -> str:
     """Why a 402 answered our own payment: the settlement's errorReason, else the body's error."""
     sr = settlement(resp.headers)
@@ -337,7 +355,7 @@ def rejection_reason(resp) -> str:
     body = resp.json()
     if isinstance(body, dict):
         det = body.get("details") if isinstance(body.get("details"), dict) else {}
-        reason = det.get("reason") or body.get("error") or body.get("message")
+        reason = det.get("reason") or body.get("error") or body.get("message") or body.get("detail")
         msg = det.get("message")
         if reason:
             return str(reason) + (f": {msg}" if msg and msg != reason else "")

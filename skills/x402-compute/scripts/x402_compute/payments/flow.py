@@ -27,8 +27,8 @@ from ..money import atomic_to_usd, usd
 from ..networks import NETWORKS
 from . import challenge as ch
 from .journal import Journal, public
-from .model import Challenge, Offer, Signed
-from .policy import Limits, PayeePins, check_offer
+from .model import Challenge, MppOffer, Offer, Signed
+from .policy import Limits, PayeePins, check_mpp_offer, check_offer, mpp_pin_view
 
 AMBIGUOUS_STATUSES = (408, 500, 502, 503, 504, 520, 521, 522, 523, 524)
 
@@ -54,7 +54,7 @@ class PaidResult:
     status: int
     body: Any
     headers: Any
-    method: str  # "x402" | "credits" | "none"
+    method: str  # "x402" | "mpp" | "credits" | "none"
     note: str | None = None
     offer: Offer | None = None
     signed: Signed | None = None
@@ -64,9 +64,30 @@ class PaidResult:
     idempotency_key: str | None = None
     quote: dict | None = None
     resent: bool = False
+    mpp_offer: MppOffer | None = None
+    receipt: dict | None = None  # the decoded MPP Payment-Receipt
 
     def payment(self) -> dict:
         """The ``payment`` block of the output."""
+        if self.method == "mpp" and self.mpp_offer is not None:
+            m = self.mpp_offer
+            return {
+                "method": "mpp",
+                "intent": m.intent,
+                "network": "tempo",
+                "chain_id": m.chain_id,
+                "asset": m.currency,
+                "asset_symbol": NETWORKS["tempo"].symbol,
+                "amount_atomic": str(m.amount),
+                "amount_usd": usd_plain(atomic_to_usd(m.amount, NETWORKS["tempo"].decimals)),
+                "payer": self.signed.payer if self.signed else None,
+                "payee": m.recipient,
+                "tx_hash": self.tx_hash,
+                "receipt": self.receipt,
+                "idempotency_key": self.idempotency_key,
+                "journal_id": self.journal_id,
+                "resent": self.resent,
+            }
         if self.method != "x402" or self.offer is None:
             return {"method": self.method, "note": self.note, "journal_id": self.journal_id, "idempotency_key": self.idempotency_key, "tx_hash": self.tx_hash}
         o = self.offer
@@ -99,6 +120,12 @@ def _sign(offer: Offer, settings) -> Signed:
     return sign_offer(offer, settings)
 
 
+def _sign_mpp(offer: MppOffer, settings, **kw):
+    from .schemes.mpp_tempo import sign_mpp  # pympp only on the MPP path
+
+    return sign_mpp(offer, settings, **kw)
+
+
 def offer_terms(offer: Offer) -> dict:
     net = NETWORKS.get(offer.key or "")
     return {
@@ -126,7 +153,7 @@ def mpp_terms(challenge: Challenge) -> list[dict]:
             "amount_usd": usd_plain(atomic_to_usd(m.amount, 6)) if m.method == "tempo" else None,  # TIP-20 tokens have 6 decimals
             "recipient": m.recipient,
             "expires": m.expires,
-            "pay_with": "not supported by this client yet (x402 is used)",
+            "pay_with": "--pay mpp" if (m.method, m.intent) == ("tempo", "charge") else "not supported by this client",
         }
         for m in challenge.mpp
     ]
@@ -141,8 +168,9 @@ class PaymentFlow:
         progress: Callable[[str], None] = lambda m: None,
         quote: bool = False,
         accept_payee_change: bool = False,
-        pay: str = "x402",
+        pay: str = "auto",
         signer: Callable[[Offer, Any], Signed] = _sign,
+        mpp_signer: Callable[..., Any] = _sign_mpp,
     ) -> None:
         self.client = client
         self.settings = client.settings
@@ -152,6 +180,9 @@ class PaymentFlow:
         self.accept_payee_change = accept_payee_change
         self.pay = pay
         self.signer = signer
+        self.mpp_signer = mpp_signer
+        if pay not in ("auto", "x402", "mpp"):
+            raise ValueError(f"pay must be auto, x402 or mpp, not {pay!r}")
         self.journal = Journal(self.settings.state_dir)
         self.pins = PayeePins(self.settings.state_dir)
         self.signed_count = 0  # the invariant tests check: never more than one per run
@@ -188,6 +219,8 @@ class PaymentFlow:
         if resp.status != 402:
             raise api_error(resp, call.what)
         challenge = ch.from_response(resp)
+        if self.pay == "mpp":
+            return self._mpp(call, body, idem, challenge, probe_auth)
         offer = self._pick(challenge, call.network)
         if offer is None:
             self.progress(f"No {call.network} offer in the 402; asking again with X-Accept-Networks: {call.network}")
@@ -198,9 +231,10 @@ class PaymentFlow:
                 if offer is not None or not challenge.mpp:
                     challenge = challenge2
         mpp = mpp_terms(challenge)
-        if self.pay == "mpp":
-            # The hook for MPP (Tempo) payments: a later issue. Refuse cleanly, having signed nothing.
-            raise ComputeError("Paying with MPP is not supported yet; use x402 (--network).", code="mpp_not_supported", details={"mpp": mpp})
+        if offer is None and self.pay == "auto" and _tempo_charge(challenge) is not None and self.settings.private_key:
+            # MPP is the only offer these wallets can pay: take it, under the same rules.
+            self.progress(f"No x402 offer on {call.network}; paying the MPP (Tempo USDC.e) challenge instead")
+            return self._mpp(call, body, idem, challenge, probe_auth)
         if offer is None:
             offered = sorted({o.key or o.network for o in challenge.offers})
             if self.quote:
@@ -210,7 +244,7 @@ class PaymentFlow:
                 code="network_not_offered",
                 status=402,
                 details={"offered_networks": offered, "mpp": mpp or None},
-                hint=f"Pick one of --network {' | '.join(offered)}." if offered else "This client pays with x402 only.",
+                hint=f"Pick one of --network {' | '.join(offered)}." if offered else ("Pay the MPP offer with --pay mpp (needs PRIVATE_KEY)." if mpp else None),
             )
         terms = {**call.terms, **offer_terms(offer), "mpp": mpp}
         try:
@@ -298,6 +332,89 @@ class PaymentFlow:
         result.note = "Paid from prepaid credits (use_credits): the server answered the first request with success, so no on-chain payment was needed."
         return result
 
+    def _mpp(self, call: PaidCall, body: bytes, idem: str, challenge: Challenge, probe_auth: Auth) -> PaidResult:
+        """Pay the 402's MPP tempo charge: same policy, pins, quote, confirmation, journal,
+        Idempotency-Key and single-resend rules as x402 (``deliver``)."""
+        m = _tempo_charge(challenge)
+        mpp = mpp_terms(challenge)
+        if m is None:
+            if self.quote:
+                return PaidResult(402, None, None, "mpp", quote={**call.terms, "offer": None, "mpp": mpp, "signed": False})
+            raise PaymentRequired(
+                "The server's 402 carries no MPP Tempo charge (WWW-Authenticate: Payment method=tempo intent=charge).",
+                code="mpp_not_offered",
+                status=402,
+                details={"mpp": mpp or None, "offered_networks": sorted({o.key or o.network for o in challenge.offers})},
+                hint="Pay with x402 instead (--pay x402).",
+            )
+        terms = {**call.terms, **mpp_offer_terms(m)}
+        # Extending (and anything needing an identity) sends management auth on the paid request:
+        # an MPP payment does not say whose instance this is. Resolve it before signing anything.
+        needs_auth = call.auth_on_retry or call.kind == "extend"
+        retry_auth: Auth = NoAuth()
+        if needs_auth:
+            try:
+                iid = (call.context or {}).get("instance_id")
+                retry_auth = self.client.auth_for_instance(iid) if iid else self.client.auth
+            except ConfigError:
+                if not self.quote:
+                    raise ConfigError(
+                        f"{call.what} through MPP needs management auth (the MPP payment does not identify the owner).",
+                        code="auth_required",
+                        hint="Set COMPUTE_API_KEY (or the saved per-instance key from an MPP provision), or PRIVATE_KEY for signed auth.",
+                    ) from None
+        elif isinstance(probe_auth, ApiKeyAuth):
+            retry_auth = probe_auth  # an API key goes on both requests, so the order binds to it
+        try:
+            check_mpp_offer(m, call.limits)
+            payee = self.pins.check(mpp_pin_view(m), accept_change=self.accept_payee_change)
+            terms["payee_status"] = payee["status"]
+            terms["policy"] = {"ok": True}
+        except PolicyError as e:
+            if not self.quote:
+                raise
+            terms["policy"] = {"ok": False, "code": e.code, "message": e.message}
+        if self.quote:
+            terms["signed"] = False
+            return PaidResult(402, None, None, "mpp", mpp_offer=m, quote=terms)
+
+        self.confirm(
+            f"Pay {terms['amount_usd']} USDC.e on Tempo (MPP) to {m.recipient} for {call.kind} ({call.terms.get('summary') or call.path})?",
+            terms,
+        )
+        self.pins.pin(mpp_pin_view(m), self.settings.base_url)
+        if self.signed_count:
+            raise ComputeError("Refusing to sign a second payment in one run.", code="internal_error")
+        self.signed_count += 1
+        from .policy import cap_atomic
+
+        signed = self.mpp_signer(m, self.settings, max_atomic=cap_atomic(call.limits.cap_usd, 6), recipient=m.recipient)
+        entry = self.journal.create(
+            {
+                "id": call.journal_id,
+                "kind": call.kind,
+                "method": "mpp",
+                "base_url": self.settings.base_url,
+                "request": {"method": call.method, "path": call.path, "body": body.decode("utf-8")},
+                "offer": {**mpp_offer_terms(m), "challenge_id": m.id},
+                "payer": signed.payer,
+                "nonce": signed.tx_hash,
+                "expected_tx_hash": signed.tx_hash,
+                "idempotency_key": idem,
+                "payment_header_name": signed.header,
+                "payment_header_value": signed.authorization,
+                "auth_on_retry": needs_auth,
+                "label": call.body.get("label"),
+                "terms": {k: v for k, v in call.terms.items()},
+                "context": call.context,
+            }
+        )
+        self.progress(f"Paying {terms['amount_usd']} USDC.e on Tempo via MPP (journal {entry['id']})")
+        result = deliver(self.client, self.journal, entry, retry_auth, call.what, progress=self.progress)
+        result.mpp_offer, result.method = m, "mpp"
+        result.signed = Signed(payload={}, payer=signed.payer, nonce=signed.tx_hash or "")
+        return result
+
     # -- pieces -----------------------------------------------------------------------------
     def _send(self, call: PaidCall, body: bytes, auth: Auth, extra: dict) -> Response:
         return self.client.send(call.method, call.path, raw_body=body, auth=auth, headers=extra)
@@ -313,6 +430,26 @@ class PaymentFlow:
             return None
         cands.sort(key=lambda o: (o.scheme != "exact", not is_canonical_asset(network, o.asset)))
         return cands[0]
+
+
+def _tempo_charge(challenge: Challenge) -> MppOffer | None:
+    return next((m for m in challenge.mpp if (m.method, m.intent) == ("tempo", "charge")), None)
+
+
+def mpp_offer_terms(m: MppOffer) -> dict:
+    net = NETWORKS["tempo"]
+    return {
+        "method": "mpp",
+        "network": "tempo",
+        "intent": m.intent,
+        "chain_id": m.chain_id,
+        "asset": m.currency,
+        "asset_symbol": net.symbol,
+        "amount_atomic": str(m.amount),
+        "amount_usd": usd_plain(atomic_to_usd(m.amount, net.decimals)),
+        "payee": m.recipient,
+        "expires": m.expires,
+    }
 
 
 def _classify(resp: Response) -> str:
@@ -381,10 +518,11 @@ def deliver(client, journal: Journal, entry: dict, auth: Auth, what: str, *, pro
 def _settled(journal: Journal, entry: dict, resp: Response, *, resent: bool) -> PaidResult:
     body = resp.json()
     sr = ch.settlement(resp.headers)
-    tx = (sr or {}).get("transaction") or (body.get("tx_hash") if isinstance(body, dict) else None) or None
+    receipt = ch.mpp_receipt(resp.headers)
+    tx = (receipt or {}).get("reference") or (sr or {}).get("transaction") or (body.get("tx_hash") if isinstance(body, dict) else None) or None
     order = body.get("order") if isinstance(body, dict) and isinstance(body.get("order"), dict) else {}
     journal.update(entry["id"], "settled", order_id=order.get("id"), tx_hash=tx, http_status=resp.status, replayed=resp.headers.get("Idempotent-Replayed") == "true")
-    return PaidResult(resp.status, body, resp.headers, entry.get("method", "x402"), settlement=sr, tx_hash=tx, journal_id=entry["id"], idempotency_key=entry["idempotency_key"], resent=resent)
+    return PaidResult(resp.status, body, resp.headers, entry.get("method", "x402"), settlement=sr, tx_hash=tx, journal_id=entry["id"], idempotency_key=entry["idempotency_key"], resent=resent, receipt=receipt)
 
 
 def _rejected(journal: Journal, entry: dict, resp: Response, what: str, credits: bool) -> None:
@@ -412,4 +550,4 @@ def _rejected(journal: Journal, entry: dict, resp: Response, what: str, credits:
     raise err
 
 
-__all__ = ["PaidCall", "PaidResult", "PaymentFlow", "deliver", "offer_terms", "mpp_terms", "public", "usd"]
+__all__ = ["PaidCall", "PaidResult", "PaymentFlow", "deliver", "offer_terms", "mpp_terms", "mpp_offer_terms", "public", "usd"]

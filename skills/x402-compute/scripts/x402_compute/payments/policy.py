@@ -22,7 +22,7 @@ from ..errors import PolicyError, UsageError
 from ..money import atomic_to_usd, micros_to_atomic, price_usd_micros, to_decimal, usd
 from ..networks import NETWORKS, is_canonical_asset
 from ..state import read_json, write_private_json
-from .model import Offer
+from .model import MppOffer, Offer
 
 PRICE_TOLERANCE_MICROS = 10_000  # one cent: the service's rounding rule is unpublished
 HOURS_PER_DAY = 24
@@ -146,6 +146,11 @@ def check_offer(offer: Offer, limits: Limits) -> None:
             code="unknown_asset",
             details={"network": offer.key, "asset": offer.asset, "expected": net.asset},
         )
+    _check_amount(offer, net, limits)
+
+
+def _check_amount(offer: Offer, net, limits: Limits) -> None:
+    """Spend cap and catalog price, in the offer's atomic units (shared by x402 and MPP)."""
     amount_usd = atomic_to_usd(offer.amount, net.decimals)
     if offer.amount > cap_atomic(limits.cap_usd, net.decimals):
         raise PolicyError(
@@ -170,6 +175,49 @@ def check_offer(offer: Offer, limits: Limits) -> None:
             )
 
 
+def check_mpp_offer(m: MppOffer, limits: Limits, *, now: datetime | None = None) -> None:
+    """The same rules for an MPP challenge: tempo/charge on Tempo mainnet, the canonical USDC.e,
+    within the cap and the catalog price. Raise PolicyError (exit 3) unless it may be signed."""
+    net = NETWORKS["tempo"]
+    if (m.method, m.intent) != ("tempo", "charge"):
+        raise PolicyError(
+            f"MPP challenge {m.method}/{m.intent} is not a Tempo charge; only tempo/charge is paid.",
+            code="unsupported_scheme",
+            details={"method": m.method, "intent": m.intent},
+        )
+    if m.chain_id != net.chain_id:
+        raise PolicyError(
+            f"The MPP charge is on chain {m.chain_id}, not Tempo mainnet ({net.chain_id}).",
+            code="unknown_network",
+            details={"chain_id": m.chain_id, "expected": net.chain_id},
+        )
+    if not is_canonical_asset("tempo", m.currency):
+        raise PolicyError(
+            f"The MPP charge asks for currency {m.currency}, which is not {net.symbol} ({net.asset}).",
+            code="unknown_asset",
+            details={"network": "tempo", "asset": m.currency, "expected": net.asset},
+        )
+    if not (isinstance(m.recipient, str) and len(m.recipient) == 42 and m.recipient.startswith("0x")):
+        raise PolicyError(f"The MPP charge names no valid recipient ({m.recipient!r}).", code="bad_payee")
+    details = m.request.get("methodDetails") if isinstance(m.request.get("methodDetails"), dict) else {}
+    if details.get("splits") or details.get("feePayer"):
+        raise PolicyError("The MPP charge asks for split payments or fee sponsorship, which this client does not sign.", code="unsupported_scheme")
+    if m.expires:
+        try:
+            exp = datetime.fromisoformat(m.expires.replace("Z", "+00:00"))
+        except ValueError:
+            exp = None
+        if exp is not None and exp.tzinfo is not None and exp <= (now or datetime.now(timezone.utc)):
+            raise PolicyError(f"The MPP challenge expired at {m.expires}. Nothing was signed.", code="challenge_expired", hint="Run the command again for a fresh challenge.")
+    _check_amount(mpp_pin_view(m), net, limits)
+
+
+def mpp_pin_view(m: MppOffer) -> Offer:
+    """An MPP charge as the payee pins see it: network "tempo", payee = recipient."""
+    return Offer(version=0, scheme="exact", network="tempo", key="tempo", amount=m.amount, asset=m.currency,
+                 pay_to=m.recipient, max_timeout_seconds=None, extra={}, raw={})
+
+
 # -- payee pins -------------------------------------------------------------------------------
 
 
@@ -188,7 +236,7 @@ class PayeePins:
 
     @staticmethod
     def _same(network: str, a: str, b: str) -> bool:
-        if NETWORKS.get(network) and NETWORKS[network].family == "evm":
+        if NETWORKS.get(network) and NETWORKS[network].family in ("evm", "tempo"):
             return a.lower() == b.lower()  # EVM addresses are case-insensitive (checksum casing)
         return a == b
 
