@@ -37,6 +37,11 @@ Replay: one settlement per challenge id and per transaction hash, recorded in
 A client that lost the answer must resend with the same `Idempotency-Key`, which replays the
 stored response instead (payments.Idempotency).
 
+Management key: a provision paid via MPP without management auth gets a one-time `x402c_…`
+API key, owned by the payer's address; the api_keys table keeps only its SHA-256. The
+Idempotency-Key record keeps the whole 2xx response (key included) so that a client which lost
+that answer gets it back by resending with the same key; that is the only other copy.
+
 Receipt (on the 2xx only): `Payment-Receipt: b64url-nopad({"method": "tempo", "reference":
 <tx hash>, "status": "success", "timestamp": <RFC 3339>})`.
 """

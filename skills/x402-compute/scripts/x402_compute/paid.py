@@ -428,7 +428,9 @@ def reconcile(ctx):
         from .payments.flow import deliver
 
         if entry.get("auth_on_retry") or entry.get("method") == "credits":
-            auth = ctx.client.auth
+            iid = (entry.get("context") or {}).get("instance_id")
+            # An MPP extend may be authorised only by the instance's saved management key.
+            auth = ctx.client.auth_for_instance(iid) if iid else ctx.client.auth
         else:
             from .auth import ApiKeyAuth
 
