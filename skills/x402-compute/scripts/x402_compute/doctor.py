@@ -28,7 +28,9 @@ SKEW_WARN_S = 30
 SKEW_FAIL_S = 240
 
 # distribution name -> module to import
-IMPORT_NAMES = {"python-dotenv": "dotenv", "eth-account": "eth_account", "pynacl": "nacl"}
+IMPORT_NAMES = {"python-dotenv": "dotenv", "eth-account": "eth_account", "pynacl": "nacl", "open-wallet-standard": "ows", "pympp": "mpp"}
+# Features, not the core: missing ones disable OWS vaults or MPP, so they warn.
+OPTIONAL = {"open-wallet-standard": "OWS vault wallets", "pympp": "MPP (--pay mpp)"}
 # Used when requirements.txt is not beside the library (e.g. a pip install).
 FALLBACK_REQUIREMENTS = ("requests>=2.31,<3", "python-dotenv>=1.0,<2", "eth-account>=0.13.7,<0.15",
                          "solders>=0.27.1,<0.30", "base58>=2.1,<3", "pynacl>=1.5,<2")
@@ -92,6 +94,15 @@ def satisfies(version: str, spec: str) -> bool:
     return True
 
 
+def _marker_applies(marker: str) -> bool:
+    """The one marker form our requirements use: ``python_version >= "3.11"``."""
+    m = re.fullmatch(r'\s*python_version\s*(>=|<=|==|!=|>|<)\s*["\']([\d.]+)["\']\s*', marker)
+    if not m:
+        return True
+    have = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return _OPS[m.group(1)](_cmp(_version_tuple(have), _version_tuple(m.group(2))))
+
+
 def requirements(bundle_root: Path | None = None) -> list[tuple[str, str]]:
     root = bundle_root or Path(__file__).resolve().parents[2]
     try:
@@ -100,8 +111,10 @@ def requirements(bundle_root: Path | None = None) -> list[tuple[str, str]]:
         lines = list(FALLBACK_REQUIREMENTS)
     out = []
     for line in lines:
-        line = line.split("#", 1)[0].split(";", 1)[0].strip()
-        m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)", line)
+        line, _, marker = line.split("#", 1)[0].partition(";")
+        if marker and not _marker_applies(marker):
+            continue
+        m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)", line.strip())
         if m:
             out.append((m.group(1), m.group(3).strip()))
     return out
@@ -118,23 +131,33 @@ def check_python() -> Check:
 def check_dependencies(bundle_root: Path | None = None) -> Check:
     from importlib import metadata
 
-    found, problems = {}, []
+    found, problems, missing_features = {}, [], []
+
+    def problem(dist: str, text: str) -> None:
+        if dist.lower() in OPTIONAL:
+            missing_features.append(f"{text} ({OPTIONAL[dist.lower()]} unavailable)")
+        else:
+            problems.append(text)
+
     for dist, spec in requirements(bundle_root):
         try:
             version = metadata.version(dist)
         except metadata.PackageNotFoundError:
-            problems.append(f"{dist} is not installed")
+            problem(dist, f"{dist} is not installed")
             continue
         found[dist] = version
         if spec and not satisfies(version, spec):
-            problems.append(f"{dist} {version} does not satisfy {spec}")
+            problem(dist, f"{dist} {version} does not satisfy {spec}")
             continue
         try:
             importlib.import_module(IMPORT_NAMES.get(dist.lower(), dist.replace("-", "_").lower()))
         except Exception as e:  # a broken wheel shows up here, not in the metadata
-            problems.append(f"{dist} {version} is installed but does not import ({type(e).__name__}: {e})")
+            problem(dist, f"{dist} {version} is installed but does not import ({type(e).__name__}: {e})")
+    fix = ". Run: pip install -r requirements.txt (in the skill folder)."
     if problems:
-        return Check("dependencies", FAIL, "; ".join(problems) + ". Run: pip install -r requirements.txt (in the skill folder).", {"installed": found})
+        return Check("dependencies", FAIL, "; ".join(problems + missing_features) + fix, {"installed": found})
+    if missing_features:
+        return Check("dependencies", WARN, "; ".join(missing_features) + fix, {"installed": found})
     return Check("dependencies", OK, f"{len(found)} packages present and in range", {"installed": found})
 
 
