@@ -3,7 +3,8 @@ payment layers need; heavy crypto libraries are imported only here, on use.
 
 - ``EvmSigner``: ``sign_message(text) -> bytes`` (EIP-191) and
   ``sign_typed_data(typed: dict) -> bytes`` (EIP-712, full eth_signTypedData_v4
-  shape including ``EIP712Domain``), 65 bytes r‖s‖v with v = 27/28.
+  shape including ``EIP712Domain``) and ``sign_hash(digest, *, chain=None) -> bytes``
+  (raw 32-byte digest, e.g. a Tempo transaction), 65 bytes r‖s‖v with v = 27/28.
 - ``SolanaSigner``: ``sign_message(data: bytes) -> bytes``, raw ed25519.
 """
 
@@ -19,8 +20,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .solana import SolanaSigner
 
 
+def evm_uses_ows(settings: Settings) -> bool:
+    """Whether the EVM wallet is an OWS vault: the one rule ``evm_signer`` and the payment choice share."""
+    return settings.auth_mode == "ows" or bool(settings.auth_mode == "auto" and settings.ows_wallet and not settings.private_key)
+
+
 def evm_signer(settings: Settings) -> "EvmSigner":
-    if settings.auth_mode == "ows" or (settings.auth_mode == "auto" and settings.ows_wallet and not settings.private_key):
+    if evm_uses_ows(settings):
         from .ows import OwsEvmSigner  # type: ignore[import-not-found]
 
         return OwsEvmSigner.from_settings(settings)

@@ -36,8 +36,11 @@ class EvmSigner:
     def sign_typed_data(self, typed: dict) -> bytes:
         return bytes(self._account.sign_typed_data(full_message=typed).signature)
 
-    def sign_hash(self, digest: bytes) -> bytes:
-        """Raw secp256k1 signature of a 32-byte digest, v = 27/28."""
+    def sign_hash(self, digest: bytes, *, chain: str | None = None) -> bytes:
+        """Raw secp256k1 signature of a 32-byte digest, v = 27/28.
+
+        ``chain`` is accepted so raw keys and OWS vaults share one interface; it only matters to
+        a vault (an API token's chain policy), a raw key signs for any chain."""
         from eth_keys import keys
 
         sig = keys.PrivateKey(self._account.key).sign_msg_hash(digest)
