@@ -231,7 +231,7 @@ class PaymentFlow:
                 if offer is not None or not challenge.mpp:
                     challenge = challenge2
         mpp = mpp_terms(challenge)
-        if offer is None and self.pay == "auto" and _tempo_charge(challenge) is not None and self.settings.private_key:
+        if offer is None and self.pay == "auto" and _tempo_charge(challenge) is not None and _has_evm_wallet(self.settings):
             # MPP is the only offer these wallets can pay: take it, under the same rules.
             self.progress(f"No x402 offer on {call.network}; paying the MPP (Tempo USDC.e) challenge instead")
             return self._mpp(call, body, idem, challenge, probe_auth)
@@ -244,7 +244,7 @@ class PaymentFlow:
                 code="network_not_offered",
                 status=402,
                 details={"offered_networks": offered, "mpp": mpp or None},
-                hint=f"Pick one of --network {' | '.join(offered)}." if offered else ("Pay the MPP offer with --pay mpp (needs PRIVATE_KEY)." if mpp else None),
+                hint=f"Pick one of --network {' | '.join(offered)}." if offered else ("Pay the MPP offer with --pay mpp (needs PRIVATE_KEY or an OWS wallet)." if mpp else None),
             )
         terms = {**call.terms, **offer_terms(offer), "mpp": mpp}
         try:
@@ -430,6 +430,13 @@ class PaymentFlow:
             return None
         cands.sort(key=lambda o: (o.scheme != "exact", not is_canonical_asset(network, o.asset)))
         return cands[0]
+
+
+def _has_evm_wallet(settings) -> bool:
+    """A raw EVM key or an OWS vault (which signs Tempo transactions too): a wallet that can pay MPP."""
+    from ..wallets import evm_uses_ows
+
+    return bool(settings.private_key) or evm_uses_ows(settings)
 
 
 def _tempo_charge(challenge: Challenge) -> MppOffer | None:
