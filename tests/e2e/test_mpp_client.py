@@ -144,3 +144,43 @@ def test_python_310_gets_a_clear_error():
     with pytest.raises(ConfigError) as e:
         require_pympp((3, 10, 12))
     assert e.value.code == "mpp_unavailable" and "3.11" in e.value.message
+
+
+def test_provision_via_mpp_from_an_ows_vault(sandbox, tmp_path):
+    """COMPUTE_AUTH_MODE=ows: the Tempo transfer is signed inside the vault; no PRIVATE_KEY anywhere."""
+    ows = pytest.importorskip("ows")
+    wallet = sandbox.wallets[0]  # funded on the sandbox's Tempo ledger
+    vault, passphrase = str(tmp_path / "vault"), "e2e mpp passphrase"
+    info = ows.import_wallet_private_key("sb", "", passphrase=passphrase, vault_path_opt=vault,
+                                         secp256k1_key=wallet["evm_private_key"].removeprefix("0x"),
+                                         ed25519_key=os.urandom(32).hex())
+    payer = next(a["address"] for a in info["accounts"] if a["chain_id"].startswith("eip155:"))
+    assert payer.lower() == wallet["evm_address"].lower()
+    env = env_for(sandbox, tmp_path, None, COMPUTE_AUTH_MODE="ows", OWS_WALLET="sb", OWS_VAULT_PATH=vault,
+                  OWS_PASSPHRASE=passphrase)
+    assert "PRIVATE_KEY" not in env and "PRIVATE_KEY_FILE" not in env
+
+    led = sandbox.app.tempo
+    payee = sandbox.facilitator.payee("base")
+    payee_before, payer_before = led.balance_of(payee), led.balance_of(payer)
+    n_payments = len(sandbox.app.store.payments())
+
+    code, doc, err = run_script("provision.py", PLAN, REGION, "--days", "1", "--pay", "mpp", "--yes",
+                                env=env, timeout=120)
+    assert code == 0 and doc["ok"] is True, (code, doc, err)
+    data = doc["data"] if "data" in doc else doc
+    pay = data["payment"]
+    assert pay["method"] == "mpp" and pay["payer"].lower() == payer.lower()
+    assert pay["receipt"]["status"] == "success" and pay["tx_hash"] == pay["receipt"]["reference"]
+    amount = int(pay["amount_atomic"])
+    receipt = led.receipt(pay["tx_hash"])
+    assert receipt is not None and receipt["from"].lower() == payer.lower()
+    assert led.balance_of(payee) - payee_before == amount
+    assert payer_before - led.balance_of(payer) == amount + int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16) // 10**12
+    assert len(sandbox.app.store.payments()) == n_payments + 1  # settled once
+
+    mk = data["management_api_key"]
+    path = Path(mk["file"])
+    assert path.is_file() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() not in json.dumps(doc)
+    assert passphrase not in json.dumps(doc) + err
