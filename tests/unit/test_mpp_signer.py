@@ -36,6 +36,8 @@ from x402_compute.payments.policy import Limits  # noqa: E402
 from x402_compute.payments.schemes.mpp_tempo import sign_mpp  # noqa: E402
 from x402_compute.wallets import ows as ows_wallets  # noqa: E402
 
+from tests.unit.test_mpp_flow import FakeClient as FlowFakeClient  # noqa: E402
+
 EVM_KEY = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 EVM_ADDR = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 USDC_E = "0x20C000000000000000000000b9537d11c60E8b50"
@@ -162,23 +164,11 @@ def _token(vault, chains):
     return ows.create_api_key(pid, [wid], [pid], PASS, vault_path_opt=vault)["token"]
 
 
-class FakeClient:
+class FakeClient(FlowFakeClient):
+    """test_mpp_flow's scripted transport, around settings made here (an OWS vault, a token)."""
+
     def __init__(self, settings, answers):
-        self.settings = settings
-        self.answers = list(answers)
-        self.sent = []
-
-    @property
-    def auth(self):
-        from x402_compute.errors import ConfigError
-        raise ConfigError("no auth configured")
-
-    def auth_for_instance(self, iid):
-        return self.auth
-
-    def send(self, method, path, *, raw_body=None, auth=None, headers=None, **kw):
-        self.sent.append({"method": method, "path": path, "headers": dict(headers or {})})
-        return self.answers.pop(0)
+        self.settings, self.answers, self.sent = settings, list(answers), []
 
 
 def pay_through_flow(settings, header):
