@@ -11,14 +11,31 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 
+# The skill runs on Python 3.10+, but the development set includes pympp
+# (MPP on Tempo), which needs 3.11+: pick the first interpreter that fits.
+find_python() {
+  local c
+  for c in python3 python3.13 python3.12 python3.11; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$c"; return 0
+    fi
+  done
+  return 1
+}
+
 setup() {
-  local want have
-  if ! command -v python3 >/dev/null 2>&1; then
-    echo "python3 is required (3.10 or newer)" >&2; exit 1
-  fi
+  local want have base
   if [ ! -x "$PY" ]; then
-    echo "creating virtual environment in .venv" >&2
-    python3 -m venv "$VENV"
+    if ! base=$(find_python); then
+      echo "Python 3.11 or newer is needed for the development setup (the skill itself runs on 3.10+)." >&2
+      echo "Install python3.11+ (e.g. apt-get install python3 python3-venv, or pyenv) and run this again." >&2
+      exit 1
+    fi
+    echo "creating virtual environment in .venv with $base" >&2
+    if ! "$base" -m venv "$VENV"; then
+      echo "Could not create .venv: install the venv module (e.g. apt-get install python3-venv) and run this again." >&2
+      rm -rf "$VENV"; exit 1
+    fi
   fi
   want=$(sha256sum requirements/dev.lock | cut -d' ' -f1)
   have=$(cat "$VENV/.lock-sha256" 2>/dev/null || true)
