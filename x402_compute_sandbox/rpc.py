@@ -6,9 +6,13 @@ token account exists, and a blockhash LiteSVM will accept.
 
 EVM:    eth_chainId, eth_blockNumber, eth_getCode, eth_getBalance, eth_call (plus net_version)
 Solana: getLatestBlockhash, getAccountInfo (base64), getBalance, getMinimumBalanceForRentExemption
-        (plus getSlot, getBlockHeight, getHealth)
+        (plus getSlot, getBlockHeight, getHealth); sendTransaction (base64) and getSignatureStatuses
 
-Nothing here writes: transactions reach the chains only through the facilitator's settlement.
+The one write is Solana `sendTransaction`, for the client's opt-in side transaction that creates a
+missing recipient token account (compute-api.md §13 #14): it is simulated first (like an RPC node's
+preflight) and executed by LiteSVM with signature verification and the chain's blockhash rules, so it
+can do nothing a real cluster would not let that signer do. x402 payments still reach the chains only
+through the facilitator's settlement.
 The chains' own locks serialise access (the chains are not safe for concurrent use otherwise).
 """
 from __future__ import annotations
@@ -28,9 +32,9 @@ _U64_MAX = 2**64 - 1
 
 
 class RpcError(Exception):
-    def __init__(self, code: int, message: str):
+    def __init__(self, code: int, message: str, data: Any = None):
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.data = code, message, data
 
 
 def _param(params: list, i: int, default: Any = None) -> Any:
@@ -90,7 +94,10 @@ class Rpc:
                 result = self._svm(call["method"], params)
             return {"jsonrpc": "2.0", "id": rid, "result": result}
         except RpcError as err:
-            return {"jsonrpc": "2.0", "id": rid, "error": {"code": err.code, "message": err.message}}
+            error = {"code": err.code, "message": err.message}
+            if err.data is not None:
+                error["data"] = err.data
+            return {"jsonrpc": "2.0", "id": rid, "error": error}
         except Exception as exc:  # a chain-side failure of a read (e.g. a reverting eth_call)
             return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32000, "message": str(exc)[:300]}}
 
@@ -172,5 +179,58 @@ class Rpc:
                 return slot
             if method == "getHealth":
                 return "ok"
+            if method == "sendTransaction":
+                return _send_transaction(chain, params)
+            if method == "getSignatureStatuses":
+                return {"context": ctx, "value": _signature_statuses(svm, slot, params)}
         raise RpcError(-32601, f"Method not found: {method} (the sandbox serves getLatestBlockhash, "
-                               "getAccountInfo, getBalance, getMinimumBalanceForRentExemption)")
+                               "getAccountInfo, getBalance, getMinimumBalanceForRentExemption, "
+                               "sendTransaction, getSignatureStatuses)")
+
+
+def _send_transaction(chain, params: list) -> str:
+    """Execute one signed transaction; the base58 signature, or the error a node's preflight gives."""
+    from solders.transaction import VersionedTransaction
+
+    from .chains.svm import SvmError
+
+    raw = _param(params, 0)
+    cfg = _param(params, 1) or {}
+    if not isinstance(cfg, dict) or cfg.get("encoding") != "base64":
+        # Real nodes default to (deprecated) base58; asking for base64 explicitly keeps both sides honest.
+        raise RpcError(-32602, "the sandbox serves sendTransaction with encoding base64 only")
+    try:
+        tx = VersionedTransaction.from_bytes(base64.b64decode(raw, validate=True))
+    except Exception:
+        raise RpcError(-32602, "invalid transaction: failed to deserialize a base64 VersionedTransaction")
+    try:
+        if not cfg.get("skipPreflight"):
+            chain.simulate(tx)
+        return chain.send(tx)
+    except SvmError as err:
+        raise RpcError(-32002, f"Transaction simulation failed: {err.reason}",
+                       {"err": err.reason, "logs": err.logs[-20:]})
+
+
+def _signature_statuses(svm, slot: int, params: list) -> list:
+    from solders.signature import Signature
+    from solders.transaction_metadata import FailedTransactionMetadata
+
+    sigs = _param(params, 0)
+    if not isinstance(sigs, list) or len(sigs) > 256:
+        raise RpcError(-32602, "Invalid params: expected a list of at most 256 signatures")
+    out = []
+    for s in sigs:
+        try:
+            sig = Signature.from_string(s)
+        except Exception:
+            raise RpcError(-32602, f"Invalid param: {s!r} is not a signature")
+        meta = svm.get_transaction(sig)
+        if meta is None:
+            out.append(None)
+            continue
+        err = str(meta.err()) if isinstance(meta, FailedTransactionMetadata) else None
+        # LiteSVM executes synchronously: anything it holds is as final as it will ever be.
+        out.append({"slot": slot, "confirmations": None, "err": err,
+                    "status": {"Err": err} if err else {"Ok": None}, "confirmationStatus": "finalized"})
+    return out

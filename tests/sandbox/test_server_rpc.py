@@ -1,4 +1,4 @@
-"""POST /rpc/<network>: JSON-RPC reads of the local chains."""
+"""POST /rpc/<network>: JSON-RPC reads of the local chains, and Solana sendTransaction."""
 import base64
 
 import pytest
@@ -83,3 +83,44 @@ def test_rpc_errors(sandbox):
     batch = requests.post(f"{sandbox.base_url}/rpc/base", json=[
         {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber"}])
     assert [x["id"] for x in batch.json()] == [1, 2]
+
+
+def test_solana_send_transaction_and_statuses(make_sandbox):
+    """The one write: a signed transaction (here the client's create-ATA side transaction) runs on
+    LiteSVM with signature checks; errors come back as a node's preflight would report them."""
+    from solders.hash import Hash
+    from solders.instruction import AccountMeta, Instruction
+    from solders.keypair import Keypair
+    from solders.message import MessageV0, to_bytes_versioned
+    from solders.pubkey import Pubkey
+    from solders.signature import Signature
+    from solders.transaction import VersionedTransaction
+    sb = make_sandbox(recipient_atas=False)
+    chain = sb.facilitator.chain("solana")
+    payer = Keypair.from_base58_string(sb.wallets[0]["solana_secret_key"])
+    payee = Pubkey.from_string(sb.facilitator.payee("solana"))
+    token = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
+    ix = Instruction(Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"), bytes([1]), [
+        AccountMeta(payer.pubkey(), True, True), AccountMeta(chain.ata(payee), False, True),
+        AccountMeta(payee, False, False), AccountMeta(chain.mint, False, False),
+        AccountMeta(Pubkey.from_string("11111111111111111111111111111111"), False, False), AccountMeta(token, False, False)])
+
+    def tx_b64(signer):
+        bh = rpc(sb, "solana", "getLatestBlockhash", [])["result"]["value"]["blockhash"]
+        msg = MessageV0.try_compile(payer.pubkey(), [ix], [], Hash.from_string(bh))
+        sig = Signature.from_bytes(bytes(signer.sign_message(to_bytes_versioned(msg))))
+        return base64.b64encode(bytes(VersionedTransaction.populate(msg, [sig]))).decode()
+
+    before = rpc(sb, "solana", "getBalance", [str(payer.pubkey())])["result"]["value"]
+    bad = rpc(sb, "solana", "sendTransaction", [tx_b64(Keypair()), {"encoding": "base64"}])["error"]
+    assert bad["code"] == -32002 and "SignatureFailure" in bad["message"]
+    assert rpc(sb, "solana", "sendTransaction", [tx_b64(payer)])["error"]["code"] == -32602   # base58 default
+    assert not chain.has_ata(payee)
+    sig = rpc(sb, "solana", "sendTransaction", [tx_b64(payer), {"encoding": "base64"}])["result"]
+    assert chain.has_ata(payee)
+    rent = rpc(sb, "solana", "getMinimumBalanceForRentExemption", [165])["result"]
+    assert before - rpc(sb, "solana", "getBalance", [str(payer.pubkey())])["result"]["value"] == rent + 5_000
+    unknown = str(Signature.from_bytes(bytes([1]) * 64))
+    st = rpc(sb, "solana", "getSignatureStatuses", [[sig, unknown]])["result"]["value"]
+    assert st[0]["err"] is None and st[0]["confirmationStatus"] == "finalized" and st[1] is None
+    assert rpc(sb, "solana", "getSignatureStatuses", [["nope"]])["error"]["code"] == -32602
