@@ -23,7 +23,7 @@ from solders.token.associated import get_associated_token_address  # noqa: E402
 from solders.transaction import VersionedTransaction  # noqa: E402
 
 from x402_compute.config import Settings  # noqa: E402
-from x402_compute.errors import ConfigError, PaymentRequired, PolicyError  # noqa: E402
+from x402_compute.errors import ComputeError, ConfigError, PaymentRequired, PolicyError  # noqa: E402
 from x402_compute.payments.model import Offer  # noqa: E402
 from x402_compute.payments.rpc import AccountInfo  # noqa: E402
 from x402_compute.payments.schemes import sign_offer, svm_exact  # noqa: E402
@@ -202,9 +202,14 @@ def test_missing_recipient_account_is_a_clear_refusal():
         sign_offer(offer(), settings(), now=NOW, rpc=StubRpc(recipient=False))
     err = e.value
     assert err.code == "recipient_token_account_missing"
-    assert err.details["create_cost_lamports"] == 2_039_280 and "2039280" in err.hint
-    with pytest.raises(PolicyError):
-        sign_offer(offer(), settings(), now=NOW, rpc=StubRpc(recipient=False), allow_create_ata=True)
+    ata = get_associated_token_address(PAY_TO, Pubkey.from_string(USDC), TOKEN)
+    assert err.details == {
+        "recipient": str(PAY_TO), "token_account": str(ata), "mint": USDC, "token_program": str(TOKEN),
+        "create_cost_lamports": 2_039_280, "create_cost_sol": "0.00203928",
+        "create_fee_lamports": 5_000, "create_total_lamports": 2_044_280, "create_total_sol": "0.00204428",
+        "create_with": "--create-recipient-account",
+    }
+    assert "2039280" in err.hint and "0.00204428 SOL" in err.hint and "--create-recipient-account" in err.hint
 
 
 def test_upstream_layout_pays_into_payto_when_it_is_a_token_account():
@@ -230,3 +235,108 @@ def test_signature_slot_matches_keypair_route():
     ref = VersionedTransaction(tx.message, [NullSigner(FEE_PAYER), PAYER])
     assert bytes(ref) == bytes(tx)
     assert ref.signatures[0] == Signature.default()
+
+
+# ---- the opt-in creation of a missing recipient token account ---------------------------------------
+
+ATA_PROGRAM = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
+SYSTEM = Pubkey.from_string("11111111111111111111111111111111")
+
+
+class WritingRpc(StubRpc):
+    """StubRpc plus the three calls the create step makes; `land` controls what the chain does."""
+
+    def __init__(self, *, sol=10**9, land="confirmed", **kw):
+        super().__init__(recipient=False, **kw)
+        self.sol, self.land, self.sent, self.polls = sol, land, [], 0
+
+    def sol_balance(self, network, address):
+        assert address == str(PAYER.pubkey())
+        return self.sol
+
+    def sol_send_transaction(self, network, tx_base64):
+        tx = VersionedTransaction.from_bytes(base64.b64decode(tx_base64))
+        self.sent.append(tx)
+        if self.land == "confirmed":
+            ata = get_associated_token_address(PAY_TO, Pubkey.from_string(USDC), TOKEN)
+            self.accounts[str(ata)] = AccountInfo(str(TOKEN), bytes(165), 2_039_280)
+        return str(tx.signatures[0])
+
+    def sol_signature_statuses(self, network, signatures):
+        self.polls += 1
+        if self.land == "confirmed":
+            return [{"err": None, "confirmationStatus": "confirmed"}]
+        if self.land == "failed":
+            return [{"err": "InsufficientFundsForRent", "confirmationStatus": "confirmed"}]
+        return [None]
+
+
+def _signer():
+    from x402_compute.wallets.solana import SolanaSigner
+    return SolanaSigner(base58.b58encode(bytes(PAYER)).decode())
+
+
+def test_create_ata_instruction_bytes_and_accounts():
+    mint = Pubkey.from_string(USDC)
+    ata = get_associated_token_address(PAY_TO, mint, TOKEN)
+    ix = svm_exact.create_ata_instruction(payer=PAYER.pubkey(), ata=ata, owner=PAY_TO, mint=mint, program=TOKEN)
+    assert ix.program_id == ATA_PROGRAM and bytes(ix.data) == bytes([1])          # CreateIdempotent
+    assert [(m.pubkey, m.is_signer, m.is_writable) for m in ix.accounts] == [
+        (PAYER.pubkey(), True, True), (ata, False, True), (PAY_TO, False, False), (mint, False, False),
+        (SYSTEM, False, False), (TOKEN, False, False)]
+
+
+def test_recipient_account_reports_cost_and_payer_sol():
+    assert svm_exact.recipient_account(offer(), StubRpc(), str(PAYER.pubkey())) is None
+    need = svm_exact.recipient_account(offer(), WritingRpc(sol=2_044_279), str(PAYER.pubkey()))
+    assert need["create_total_lamports"] == 2_044_280 and need["payer_sol_lamports"] == 2_044_279
+    assert need["payer_can_afford"] is False and need["payer"] == str(PAYER.pubkey())
+
+
+def test_token_2022_account_rent_is_for_170_bytes():
+    class Rpc2022(WritingRpc):
+        def sol_rent_exempt_lamports(self, network, size):
+            assert size == 170   # ImmutableOwner extension
+            return 2_074_080
+    need = svm_exact.recipient_account(offer(), Rpc2022(program=TOKEN_2022), str(PAYER.pubkey()))
+    assert need["create_cost_lamports"] == 2_074_080 and need["token_program"] == str(TOKEN_2022)
+
+
+def test_create_recipient_account_signs_sends_and_confirms():
+    rpc = WritingRpc()
+    done = svm_exact.create_recipient_account(offer(), _signer(), rpc, sleep=lambda s: None)
+    (tx,) = rpc.sent
+    assert tx.message.header.num_required_signatures == 1 and list(tx.message.account_keys)[0] == PAYER.pubkey()
+    VerifyKey(bytes(PAYER.pubkey())).verify(to_bytes_versioned(tx.message), bytes(tx.signatures[0]))
+    keys, ixs = parts(tx)
+    (prog, data, metas), = ixs
+    assert prog == ATA_PROGRAM and data == bytes([1]) and metas[0] == (PAYER.pubkey(), True, True)
+    assert done["signature"] == str(tx.signatures[0]) and done["total_lamports"] == 2_044_280
+    # The account now exists: a second call signs nothing.
+    assert svm_exact.create_recipient_account(offer(), _signer(), rpc, sleep=lambda s: None) is None
+    assert len(rpc.sent) == 1
+    # ...and the payment itself now signs.
+    sign_offer(offer(), settings(), now=NOW, rpc=rpc)
+
+
+def test_create_recipient_account_refuses_without_enough_sol_before_signing():
+    rpc = WritingRpc(sol=1_000)
+    with pytest.raises(PolicyError) as e:
+        svm_exact.create_recipient_account(offer(), _signer(), rpc)
+    assert e.value.code == "insufficient_sol" and rpc.sent == []
+
+
+def test_create_recipient_account_failure_and_bounded_wait():
+    rpc = WritingRpc(land="failed")
+    with pytest.raises(ComputeError) as e:
+        svm_exact.create_recipient_account(offer(), _signer(), rpc, sleep=lambda s: None)
+    assert e.value.code == "recipient_account_create_failed"
+    t = [0.0]
+    rpc = WritingRpc(land="never")
+
+    def sleep(s):
+        t[0] += s
+    with pytest.raises(ComputeError) as e:
+        svm_exact.create_recipient_account(offer(), _signer(), rpc, sleep=sleep, clock=lambda: t[0], timeout=5)
+    assert e.value.code == "recipient_account_unconfirmed" and e.value.details["signature"]
+    assert rpc.polls == 11 and len(rpc.sent) == 1   # polled for 5 s at 0.5 s, sent once

@@ -5,7 +5,10 @@ What the schemes ask a chain (and nothing else):
   ``eth_call`` for MegaUSD ``nonces(owner)`` and ``allowance(owner, Permit2)``;
 - Solana: ``getLatestBlockhash`` (when the challenge gives no ``recentBlockhash``),
   ``getAccountInfo`` (the mint's owner program and decimals; whether the recipient's token account
-  exists) and ``getMinimumBalanceForRentExemption`` (to tell the user what creating it would cost).
+  exists) and ``getMinimumBalanceForRentExemption`` (to tell the user what creating it would cost);
+  and only when the user opts in to creating a missing recipient token account
+  (``--create-recipient-account``): ``getBalance`` (the payer's SOL covers it), ``sendTransaction``
+  (base64) and ``getSignatureStatuses`` (its confirmation) — the one write this client makes to a chain.
 
 ``Rpc`` is the interface the schemes use. ``JsonRpc`` answers it from ``Settings.rpc_url(network)``;
 tests inject any object with the same methods (e.g. one that reads the sandbox's in-process chains).
@@ -47,6 +50,13 @@ class Rpc(Protocol):
     def sol_account_info(self, network: str, address: str) -> AccountInfo | None: ...
 
     def sol_rent_exempt_lamports(self, network: str, size: int) -> int: ...
+
+    # Used only by the opt-in creation of a missing recipient token account.
+    def sol_balance(self, network: str, address: str) -> int: ...
+
+    def sol_send_transaction(self, network: str, tx_base64: str) -> str: ...
+
+    def sol_signature_statuses(self, network: str, signatures: list[str]) -> list[dict | None]: ...
 
 
 def _addr_word(address: str) -> bytes:
@@ -161,6 +171,29 @@ class JsonRpc:
         if not isinstance(result, int):
             raise ComputeError(f"{network} RPC getMinimumBalanceForRentExemption returned {result!r}", code="rpc_bad_result")
         return result
+
+    def sol_balance(self, network: str, address: str) -> int:
+        result = self._call(network, "getBalance", [address, {"commitment": "confirmed"}])
+        value = result.get("value") if isinstance(result, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ComputeError(f"{network} RPC getBalance returned {result!r}", code="rpc_bad_result")
+        return value
+
+    def sol_send_transaction(self, network: str, tx_base64: str) -> str:
+        # Preflight stays on: a transaction that would fail is refused before it can cost a fee.
+        result = self._call(
+            network, "sendTransaction", [tx_base64, {"encoding": "base64", "preflightCommitment": "confirmed"}]
+        )
+        if not isinstance(result, str):
+            raise ComputeError(f"{network} RPC sendTransaction returned {result!r}", code="rpc_bad_result")
+        return result
+
+    def sol_signature_statuses(self, network: str, signatures: list[str]) -> list[dict | None]:
+        result = self._call(network, "getSignatureStatuses", [signatures, {"searchTransactionHistory": True}])
+        value = result.get("value") if isinstance(result, dict) else None
+        if not isinstance(value, list) or len(value) != len(signatures):
+            raise ComputeError(f"{network} RPC getSignatureStatuses returned {result!r}", code="rpc_bad_result")
+        return [v if isinstance(v, dict) else None for v in value]
 
 
 def _parse_hex_int(value: Any, network: str, method: str) -> int:

@@ -1,6 +1,8 @@
 """Sign one x402 offer: pick the scheme the challenge asks for, build its payload, sign it.
 
-    sign_offer(offer, settings, *, now=None, rpc=None, allow_create_ata=False) -> Signed
+    sign_offer(offer, settings, *, now=None, rpc=None) -> Signed
+    svm_recipient_account(offer, settings, *, rpc=None) -> dict | None       (reads only)
+    svm_create_recipient_account(offer, settings, *, rpc=None, progress=…) -> dict | None
 
 Choice (by ``offer.key`` and ``extra.assetTransferMethod``; the challenge decides, the network table
 only fills gaps):
@@ -19,7 +21,11 @@ megaeth (absent)          direct ERC-2612 permit (x402layer)     ``evm_permit``
 
 ``now`` (unix seconds) fixes the clock for tests; ``rpc`` replaces the JSON-RPC client built from
 ``settings`` (``payments.rpc.Rpc``), which is created only when a scheme needs the chain. Failures are
-``x402_compute.errors`` types with stable codes; nothing is sent anywhere except RPC reads.
+``x402_compute.errors`` types with stable codes; ``sign_offer`` sends nothing anywhere except RPC reads.
+
+On Solana the recipient's token account must exist. ``svm_recipient_account`` says whether it is
+missing and what creating it costs; ``svm_create_recipient_account`` creates it (a transaction the
+user's wallet signs and pays) — the payment flow calls it only when the user opted in and confirmed.
 
 The scheme modules import eth-account / solders, so they are imported here only on use.
 """
@@ -34,7 +40,7 @@ from ...networks import NETWORKS
 from ..model import Offer, Signed
 from ..rpc import JsonRpc, Rpc
 
-__all__ = ["sign_offer", "scheme_for"]
+__all__ = ["sign_offer", "scheme_for", "svm_recipient_account", "svm_create_recipient_account"]
 
 
 def scheme_for(offer: Offer) -> str:
@@ -68,7 +74,6 @@ def sign_offer(
     *,
     now: float | None = None,
     rpc: Rpc | None = None,
-    allow_create_ata: bool = False,
 ) -> Signed:
     scheme = scheme_for(offer)
     ts = int(time.time() if now is None else now)
@@ -86,7 +91,7 @@ def sign_offer(
         signer = solana_signer(settings)
         from . import svm_exact
 
-        return svm_exact.sign(offer, signer, now=ts, rpc_factory=rpc_factory, allow_create_ata=allow_create_ata)
+        return svm_exact.sign(offer, signer, now=ts, rpc_factory=rpc_factory)
 
     from ...wallets import evm_signer
 
@@ -102,3 +107,19 @@ def sign_offer(
     from . import evm_permit2
 
     return evm_permit2.sign(offer, signer, now=ts, rpc_factory=rpc_factory)
+
+
+def svm_recipient_account(offer: Offer, settings: Settings, *, rpc: Rpc | None = None) -> dict | None:
+    """None when a Solana offer's recipient can receive; else the missing account and its cost."""
+    from ...wallets import solana_signer
+    from . import svm_exact
+
+    return svm_exact.recipient_account(offer, rpc or JsonRpc(settings), solana_signer(settings).address)
+
+
+def svm_create_recipient_account(offer: Offer, settings: Settings, *, rpc: Rpc | None = None, progress=lambda m: None) -> dict | None:
+    """Create the missing recipient token account, paid and signed by the user's Solana wallet."""
+    from ...wallets import solana_signer
+    from . import svm_exact
+
+    return svm_exact.create_recipient_account(offer, solana_signer(settings), rpc or JsonRpc(settings), progress=progress)
