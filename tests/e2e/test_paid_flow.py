@@ -12,6 +12,7 @@ import os
 import stat
 import threading
 from datetime import timedelta
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -336,3 +337,82 @@ def test_reconcile_resend_returns_the_first_result(make_sandbox, tools, tmp_path
         fail(run_script("reconcile.py", jid, "--resend", env=env), 2, "already_settled")
     finally:
         proxy.stop()
+
+
+# ---- Solana: a missing recipient token account (compute-api.md §13 #14) --------------------------
+
+
+def _sol(sb, w: dict) -> int:
+    return sb.facilitator.chain("solana").sol_balance(w["solana_address"])
+
+
+def test_missing_recipient_account_is_created_only_on_opt_in(make_sandbox, tools, tmp_path):
+    sb = make_sandbox(recipient_atas=False)
+    fac = sb.facilitator
+    chain = fac.chain("solana")
+    payee = fac.payee("solana")
+    w = tools.fresh_wallet(fac, usd=10)
+    fac.native_fund("solana", w["solana_address"], 10**8)  # 0.1 SOL: fresh wallets hold none
+    env = wallet_env(sb, w, tmp_path)
+    rent = chain.svm.minimum_balance_for_rent_exemption(165)
+    cost = rent + 5_000  # rent-exempt deposit + one signature's fee
+    cost_sol = format(Decimal(cost).scaleb(-9).normalize(), "f")
+    args = ("provision.py", PLAN, REGION, "--days", "1", "--network", "solana")
+    before, sol_before = balances(sb, w), _sol(sb, w)
+
+    # Without the flag: a clear refusal naming the cost and the flag; nothing signed, nothing spent.
+    doc = fail(run_script(*args, "--yes", env=env), 3, "recipient_token_account_missing")
+    err = doc["error"]
+    assert err["details"]["create_total_lamports"] == cost and err["details"]["create_cost_lamports"] == rent
+    assert err["details"]["create_total_sol"] == cost_sol and "--create-recipient-account" in err["hint"]
+    assert cost_sol in err["hint"]
+    assert not chain.has_ata(payee) and _sol(sb, w) == sol_before and balances(sb, w) == before
+    assert journal_entries(tmp_path) == []
+
+    # --quote with the flag: the cost is in the terms; nothing is sent.
+    q = ok(run_script(*args, "--quote", "--create-recipient-account", env=env))["quote"]
+    ra = q["recipient_account"]
+    assert q["signed"] is False and q["policy"] == {"ok": True}
+    assert ra["exists"] is False and ra["create"] is True and ra["create_total_lamports"] == cost
+    assert ra["create_total_sol"] == cost_sol and ra["payer"] == w["solana_address"]
+    assert ra["token_account"] == str(chain.ata(payee))
+    assert not chain.has_ata(payee) and _sol(sb, w) == sol_before and journal_entries(tmp_path) == []
+    # A quote without the flag says what is missing and how to proceed.
+    q = ok(run_script(*args, "--quote", env=env))["quote"]
+    assert q["policy"]["ok"] is False and q["policy"]["code"] == "recipient_token_account_missing"
+
+    # Not at a terminal, the flag still needs --yes.
+    fail(run_script(*args, "--create-recipient-account", env=env, input=""), 3, "confirmation_required")
+    assert not chain.has_ata(payee) and _sol(sb, w) == sol_before
+
+    # With the flag and --yes: created (exactly rent + fee from the payer's SOL), then paid.
+    payee_before = fac.balance_of("solana", payee)
+    doc = ok(run_script(*args, "--create-recipient-account", "--yes", env=env))
+    pay = doc["payment"]
+    created = pay["recipient_account_created"]
+    assert chain.has_ata(payee) and created["token_account"] == str(chain.ata(payee))
+    assert sol_before - _sol(sb, w) == cost == created["total_lamports"]
+    amount = int(pay["amount_atomic"])
+    assert before["solana"] - balances(sb, w)["solana"] == amount
+    assert fac.balance_of("solana", payee) - payee_before == amount
+    (entry,) = journal_entries(tmp_path)
+    assert entry["status"] == "settled" and entry["recipient_account_created"]["signature"] == created["signature"]
+
+    # A second provision finds the account and creates nothing (no SOL spent).
+    sol_mid = _sol(sb, w)
+    doc = ok(run_script(*args, "--create-recipient-account", "--yes", env=env))
+    assert "recipient_account_created" not in doc["payment"] and _sol(sb, w) == sol_mid
+
+
+def test_create_recipient_account_needs_enough_sol(make_sandbox, tools, tmp_path):
+    sb = make_sandbox(recipient_atas=False)
+    fac = sb.facilitator
+    w = tools.fresh_wallet(fac, usd=10)
+    fac.native_fund("solana", w["solana_address"], 1_000_000)  # less than rent + fee
+    env = wallet_env(sb, w, tmp_path)
+    before = balances(sb, w)
+    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--network", "solana", "--yes",
+                          "--create-recipient-account", env=env), 3, "insufficient_sol")
+    assert doc["error"]["details"]["payer_sol_lamports"] == 1_000_000
+    assert not fac.chain("solana").has_ata(fac.payee("solana"))
+    assert _sol(sb, w) == 1_000_000 and balances(sb, w) == before and journal_entries(tmp_path) == []

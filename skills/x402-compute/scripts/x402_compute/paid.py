@@ -41,6 +41,13 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True) -> 
     g.add_argument("--quote", action="store_true", help="show the price and payment terms; sign and send nothing")
     g.add_argument("--yes", "-y", action="store_true", help="pay without asking (required when not at a terminal)")
     g.add_argument("--accept-payee-change", action="store_true", help="accept a payee that differs from the one pinned for this network")
+    g.add_argument(
+        "--create-recipient-account",
+        action="store_true",
+        help="Solana only: if the payee has no token account for the asset, create it first with a separate "
+        "transaction your Solana wallet signs and pays (rent-exempt deposit + fee, about 0.00204 SOL); the cost "
+        "is shown in the quote and confirmed before anything is signed. Without it a missing account is an error.",
+    )
     if credits:
         g.add_argument("--use-credits", action="store_true", help="pay from prepaid credits (needs management auth)")
 
@@ -113,6 +120,7 @@ def _flow_options(ctx) -> dict:
         "quote": a.quote,
         "accept_payee_change": a.accept_payee_change,
         "pay": getattr(a, "pay", None) or "auto",
+        "create_recipient_account": bool(getattr(a, "create_recipient_account", False)),
     }
 
 
@@ -130,6 +138,13 @@ def _quote_output(result, extra: dict | None = None):
     lines = [f"{k}: {v}" for k, v in q.items() if not isinstance(v, (dict, list)) and v is not None]
     if q.get("policy"):
         lines.append(f"policy: {q['policy']}")
+    ra = q.get("recipient_account")
+    if ra and ra.get("exists") is False:
+        lines.append(
+            f"recipient token account: missing ({ra['token_account']}); creating it costs your wallet {ra['create_total_sol']} SOL "
+            f"({ra['create_cost_lamports']} lamports rent + {ra['create_fee_lamports']} fee; wallet holds {ra['payer_sol']} SOL)"
+            + ("" if ra.get("create") else f"; pass {ra['create_with']} to create it")
+        )
     for m in q.get("mpp") or []:
         lines.append(f"mpp offer: {m['method']}/{m['intent']} {m['amount_usd']} USD on chain {m['chain_id']} to {m['recipient']}")
     return Output({"quote": q}, "\n".join(lines))

@@ -4,7 +4,11 @@
       → 402 → every offer it carries (x402 v1 body, v2 header, MPP header)
       → the offer on the wanted network (else one more probe with X-Accept-Networks)
       → policy (scheme, canonical asset, spend cap, catalog price, pinned payee)
+      → Solana: the recipient's token account exists? If not, refuse, unless the user passed
+        --create-recipient-account: then its cost (rent + fee, in SOL) joins the terms
       → --quote stops here; otherwise the user confirms (or --yes)
+      → Solana opt-in only: create that account (a transaction the user's wallet signs and pays),
+        wait for it to confirm
       → sign one payload → journal entry (0600, status "sent")
       → the identical method, path and body bytes + payment header + Idempotency-Key
       → 2xx settled | 402 rejected (never pay again) | ambiguous → resend the SAME
@@ -66,6 +70,7 @@ class PaidResult:
     resent: bool = False
     mpp_offer: MppOffer | None = None
     receipt: dict | None = None  # the decoded MPP Payment-Receipt
+    recipient_account_created: dict | None = None  # the opt-in Solana side transaction, when one ran
 
     def payment(self) -> dict:
         """The ``payment`` block of the output."""
@@ -106,6 +111,7 @@ class PaidResult:
             "journal_id": self.journal_id,
             "x402_version": o.version,
             "resent": self.resent,
+            **({"recipient_account_created": self.recipient_account_created} if self.recipient_account_created else {}),
         }
 
 
@@ -118,6 +124,18 @@ def _sign(offer: Offer, settings) -> Signed:
     from .schemes import sign_offer  # heavy crypto imports only when paying
 
     return sign_offer(offer, settings)
+
+
+def _svm_recipient(offer: Offer, settings) -> dict | None:
+    from .schemes import svm_recipient_account
+
+    return svm_recipient_account(offer, settings)
+
+
+def _svm_create_recipient(offer: Offer, settings, progress) -> dict | None:
+    from .schemes import svm_create_recipient_account
+
+    return svm_create_recipient_account(offer, settings, progress=progress)
 
 
 def _sign_mpp(offer: MppOffer, settings, **kw):
@@ -171,6 +189,9 @@ class PaymentFlow:
         pay: str = "auto",
         signer: Callable[[Offer, Any], Signed] = _sign,
         mpp_signer: Callable[..., Any] = _sign_mpp,
+        create_recipient_account: bool = False,
+        svm_recipient: Callable[[Offer, Any], dict | None] = _svm_recipient,
+        svm_create_recipient: Callable[..., dict | None] = _svm_create_recipient,
     ) -> None:
         self.client = client
         self.settings = client.settings
@@ -181,6 +202,9 @@ class PaymentFlow:
         self.pay = pay
         self.signer = signer
         self.mpp_signer = mpp_signer
+        self.create_recipient_account = create_recipient_account
+        self.svm_recipient = svm_recipient
+        self.svm_create_recipient = svm_create_recipient
         if pay not in ("auto", "x402", "mpp"):
             raise ValueError(f"pay must be auto, x402 or mpp, not {pay!r}")
         self.journal = Journal(self.settings.state_dir)
@@ -256,19 +280,33 @@ class PaymentFlow:
             if not self.quote:
                 raise
             terms["policy"] = {"ok": False, "code": e.code, "message": e.message}
+        need = self._recipient_terms(offer, terms) if terms["policy"].get("ok") else None
         if self.quote:
             terms["signed"] = False
             return PaidResult(402, None, None, "x402", offer=offer, quote=terms)
 
-        self.confirm(
-            f"Pay {terms['amount_usd']} {terms['asset_symbol']} on {offer.key} to {offer.pay_to} for {call.kind} ({call.terms.get('summary') or call.path})?",
-            terms,
-        )
+        question = f"Pay {terms['amount_usd']} {terms['asset_symbol']} on {offer.key} to {offer.pay_to} for {call.kind} ({call.terms.get('summary') or call.path})?"
+        if need:
+            question = (
+                f"First create the recipient's token account {need['token_account']}, costing your wallet "
+                f"{need['create_total_sol']} SOL ({need['create_cost_lamports']} lamports rent + "
+                f"{need['create_fee_lamports']} lamports fee), then: {question}"
+            )
+        self.confirm(question, terms)
         self.pins.pin(offer, self.settings.base_url)
         if self.signed_count:
             raise ComputeError("Refusing to sign a second payment in one run.", code="internal_error")
+        created = None
+        if need:
+            created = self.svm_create_recipient(offer, self.settings, self.progress)
         self.signed_count += 1
-        signed = self.signer(offer, self.settings)
+        try:
+            signed = self.signer(offer, self.settings)
+        except ComputeError as e:
+            if created:
+                # The side transaction is on chain: say so, whatever stopped the payment.
+                e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "recipient_account_created": created}
+            raise
         header_name, header_value = ch.payment_header(challenge, offer, signed)
         entry = self.journal.create(
             {
@@ -288,13 +326,45 @@ class PaymentFlow:
                 "label": call.body.get("label"),
                 "terms": {k: v for k, v in call.terms.items()},
                 "context": call.context,
+                **({"recipient_account_created": created} if created else {}),
             }
         )
         self.progress(f"Paying {terms['amount_usd']} {terms['asset_symbol']} on {offer.key} (journal {entry['id']})")
         retry_auth = self._retry_auth(probe_auth, call.auth_on_retry)
         result = deliver(self.client, self.journal, entry, retry_auth, call.what, progress=self.progress)
-        result.offer, result.signed = offer, signed
+        result.offer, result.signed, result.recipient_account_created = offer, signed, created
         return result
+
+    def _recipient_terms(self, offer: Offer, terms: dict) -> dict | None:
+        """Solana only: does the payee's token account exist? If not, put its creation cost in the
+        terms and either refuse (no opt-in; in a quote, policy not ok) or return what to create."""
+        net = NETWORKS.get(offer.key or "")
+        if net is None or net.family != "svm":
+            return None
+        try:
+            need = self.svm_recipient(offer, self.settings)
+        except ComputeError as e:
+            if not self.quote:
+                raise
+            # A quote still shows the price when the chain cannot be read (or no Solana wallet is set).
+            terms["recipient_account"] = {"checked": False, "error": e.message}
+            return None
+        if need is None:
+            terms["recipient_account"] = {"exists": True}
+            return None
+        from .schemes.svm_exact import insufficient_sol_error, missing_recipient_error
+
+        terms["recipient_account"] = {"exists": False, "create": self.create_recipient_account, **need}
+        if not self.create_recipient_account:
+            err = missing_recipient_error(need)
+        elif not need["payer_can_afford"]:
+            err = insufficient_sol_error(need)
+        else:
+            return need
+        if not self.quote:
+            raise err
+        terms["policy"] = {"ok": False, "code": err.code, "message": err.message, "hint": err.hint}
+        return None
 
     def _credits(self, call: PaidCall, body: bytes, idem: str) -> PaidResult:
         """``use_credits``: the first request spends prepaid credits, so it is journalled and
