@@ -416,3 +416,33 @@ def test_create_recipient_account_needs_enough_sol(make_sandbox, tools, tmp_path
     assert doc["error"]["details"]["payer_sol_lamports"] == 1_000_000
     assert not fac.chain("solana").has_ata(fac.payee("solana"))
     assert _sol(sb, w) == 1_000_000 and balances(sb, w) == before and journal_entries(tmp_path) == []
+
+
+def test_created_account_is_journalled_even_if_the_payment_is_not_signed(make_sandbox, tools, tmp_path):
+    from x402_compute.client import ComputeClient
+    from x402_compute.config import load_settings
+    from x402_compute.errors import ComputeError
+    from x402_compute.payments.flow import PaidCall, PaymentFlow
+    from x402_compute.payments.policy import Limits
+
+    sb = make_sandbox(recipient_atas=False)
+    w = tools.fresh_wallet(sb.facilitator, usd=10)
+    sb.facilitator.native_fund("solana", w["solana_address"], 10**8)
+    settings = load_settings(environ=wallet_env(sb, w, tmp_path))
+
+    def broken_signer(offer, settings):
+        raise ComputeError("signer unavailable", code="signer_failed")
+
+    flow = PaymentFlow(ComputeClient(settings), confirm=lambda q, d: None, signer=broken_signer,
+                       create_recipient_account=True)
+    call = PaidCall(kind="topup", path="/compute/credits/topup", body={"amount": 1, "network": "solana"},
+                    network="solana", limits=Limits(settings.max_spend_usd, "test", 1_000_000, "t"),
+                    terms={"summary": "t"}, journal_id="ab" * 16, auth_on_retry=True, what="Top-up")
+    with pytest.raises(ComputeError) as e:
+        flow.run(call)
+    created = e.value.details["recipient_account_created"]
+    assert sb.facilitator.chain("solana").has_ata(sb.facilitator.payee("solana"))
+    (entry,) = journal_entries(tmp_path)
+    assert entry["status"] == "not_sent" and entry["recipient_account_created"] == created
+    assert "payment_header_value" not in entry
+    fail(run_script("reconcile.py", entry["id"], "--resend", env=wallet_env(sb, w, tmp_path)), 2, "nothing_to_resend")

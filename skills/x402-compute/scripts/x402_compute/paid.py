@@ -433,6 +433,9 @@ def reconcile(ctx):
             raise UsageError("That payment already settled; nothing to resend.", code="already_settled", details={"order_id": entry.get("order_id")})
         if entry.get("status") == "rejected":
             raise UsageError("The server refused that payment; resending the same payload would be refused again.", code="already_rejected", details={"reason": entry.get("reason")})
+        if entry.get("method") != "credits" and not entry.get("payment_header_value"):
+            # E.g. the recipient account was created but the payment itself was never signed.
+            raise UsageError("No payment was signed for that entry; there is nothing to resend.", code="nothing_to_resend", details={"reason": entry.get("reason")})
         if entry.get("base_url") and entry["base_url"] != s.base_url:
             raise UsageError(
                 f"That payment was made to {entry['base_url']}, not {s.base_url}; refusing to send it elsewhere.",

@@ -304,8 +304,25 @@ class PaymentFlow:
             signed = self.signer(offer, self.settings)
         except ComputeError as e:
             if created:
-                # The side transaction is on chain: say so, whatever stopped the payment.
-                e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "recipient_account_created": created}
+                # The side transaction is on chain and cost the user SOL: journal it and say so,
+                # whatever stopped the payment (which never left this machine).
+                self.journal.create(
+                    {
+                        "id": call.journal_id,
+                        "kind": call.kind,
+                        "method": "x402",
+                        "status": "not_sent",
+                        "reason": f"the payment was not signed: {e.message}",
+                        "base_url": self.settings.base_url,
+                        "request": {"method": call.method, "path": call.path, "body": body.decode("utf-8")},
+                        "offer": {**offer_terms(offer), "raw": offer.raw},
+                        "label": call.body.get("label"),
+                        "terms": {k: v for k, v in call.terms.items()},
+                        "context": call.context,
+                        "recipient_account_created": created,
+                    }
+                )
+                e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "recipient_account_created": created, "journal_id": call.journal_id}
             raise
         header_name, header_value = ch.payment_header(challenge, offer, signed)
         entry = self.journal.create(
