@@ -306,45 +306,31 @@ class PaymentFlow:
             if created:
                 # The side transaction is on chain and cost the user SOL: journal it and say so,
                 # whatever stopped the payment (which never left this machine).
-                self.journal.create(
-                    {
-                        "id": call.journal_id,
-                        "kind": call.kind,
-                        "method": "x402",
-                        "status": "not_sent",
-                        "reason": f"the payment was not signed: {e.message}",
-                        "base_url": self.settings.base_url,
-                        "request": {"method": call.method, "path": call.path, "body": body.decode("utf-8")},
-                        "offer": {**offer_terms(offer), "raw": offer.raw},
-                        "label": call.body.get("label"),
-                        "terms": {k: v for k, v in call.terms.items()},
-                        "context": call.context,
-                        "recipient_account_created": created,
-                    }
+                self._journal(
+                    call,
+                    body,
+                    "x402",
+                    status="not_sent",
+                    reason=f"the payment was not signed: {e.message}",
+                    offer={**offer_terms(offer), "raw": offer.raw},
+                    recipient_account_created=created,
                 )
                 e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "recipient_account_created": created, "journal_id": call.journal_id}
             raise
         header_name, header_value = ch.payment_header(challenge, offer, signed)
-        entry = self.journal.create(
-            {
-                "id": call.journal_id,
-                "kind": call.kind,
-                "method": "x402",
-                "base_url": self.settings.base_url,
-                "request": {"method": call.method, "path": call.path, "body": body.decode("utf-8")},
-                "offer": {**offer_terms(offer), "raw": offer.raw},
-                "payer": signed.payer,
-                "nonce": signed.nonce,
-                "valid_before": signed.valid_before,
-                "idempotency_key": idem,
-                "payment_header_name": header_name,
-                "payment_header_value": header_value,
-                "auth_on_retry": bool(call.auth_on_retry),
-                "label": call.body.get("label"),
-                "terms": {k: v for k, v in call.terms.items()},
-                "context": call.context,
-                **({"recipient_account_created": created} if created else {}),
-            }
+        entry = self._journal(
+            call,
+            body,
+            "x402",
+            offer={**offer_terms(offer), "raw": offer.raw},
+            payer=signed.payer,
+            nonce=signed.nonce,
+            valid_before=signed.valid_before,
+            idempotency_key=idem,
+            payment_header_name=header_name,
+            payment_header_value=header_value,
+            auth_on_retry=bool(call.auth_on_retry),
+            **({"recipient_account_created": created} if created else {}),
         )
         self.progress(f"Paying {terms['amount_usd']} {terms['asset_symbol']} on {offer.key} (journal {entry['id']})")
         retry_auth = self._retry_auth(probe_auth, call.auth_on_retry)
@@ -400,20 +386,7 @@ class PaymentFlow:
         if self.quote:
             return PaidResult(0, None, None, "credits", quote={**terms, "signed": False, "note": "Paid from prepaid credits; nothing was sent."})
         self.confirm(f"Spend prepaid credits for {call.kind} ({call.terms.get('summary') or call.path})?", terms)
-        entry = self.journal.create(
-            {
-                "id": call.journal_id,
-                "kind": call.kind,
-                "method": "credits",
-                "base_url": self.settings.base_url,
-                "request": {"method": call.method, "path": call.path, "body": body.decode("utf-8")},
-                "idempotency_key": idem,
-                "auth_on_retry": True,
-                "label": call.body.get("label"),
-                "terms": terms,
-                "context": call.context,
-            }
-        )
+        entry = self._journal(call, body, "credits", idempotency_key=idem, auth_on_retry=True, terms=terms)
         result = deliver(self.client, self.journal, entry, auth, call.what, progress=self.progress, credits=True)
         result.method = "credits"
         result.note = "Paid from prepaid credits (use_credits): the server answered the first request with success, so no on-chain payment was needed."
@@ -476,25 +449,18 @@ class PaymentFlow:
         from .policy import cap_atomic
 
         signed = self.mpp_signer(m, self.settings, max_atomic=cap_atomic(call.limits.cap_usd, 6), recipient=m.recipient)
-        entry = self.journal.create(
-            {
-                "id": call.journal_id,
-                "kind": call.kind,
-                "method": "mpp",
-                "base_url": self.settings.base_url,
-                "request": {"method": call.method, "path": call.path, "body": body.decode("utf-8")},
-                "offer": {**mpp_offer_terms(m), "challenge_id": m.id},
-                "payer": signed.payer,
-                "nonce": signed.tx_hash,
-                "expected_tx_hash": signed.tx_hash,
-                "idempotency_key": idem,
-                "payment_header_name": signed.header,
-                "payment_header_value": signed.authorization,
-                "auth_on_retry": needs_auth,
-                "label": call.body.get("label"),
-                "terms": {k: v for k, v in call.terms.items()},
-                "context": call.context,
-            }
+        entry = self._journal(
+            call,
+            body,
+            "mpp",
+            offer={**mpp_offer_terms(m), "challenge_id": m.id},
+            payer=signed.payer,
+            nonce=signed.tx_hash,
+            expected_tx_hash=signed.tx_hash,
+            idempotency_key=idem,
+            payment_header_name=signed.header,
+            payment_header_value=signed.authorization,
+            auth_on_retry=needs_auth,
         )
         self.progress(f"Paying {terms['amount_usd']} USDC.e on Tempo via MPP (journal {entry['id']})")
         result = deliver(self.client, self.journal, entry, retry_auth, call.what, progress=self.progress)
@@ -503,6 +469,23 @@ class PaymentFlow:
         return result
 
     # -- pieces -----------------------------------------------------------------------------
+    def _journal(self, call: PaidCall, body: bytes, method: str, **fields: Any) -> dict:
+        """One journal entry: what every payment method records about the request, plus
+        its own ``fields`` (the signed header, nonce, offer...)."""
+        return self.journal.create(
+            {
+                "id": call.journal_id,
+                "kind": call.kind,
+                "method": method,
+                "base_url": self.settings.base_url,
+                "request": {"method": call.method, "path": call.path, "body": body.decode("utf-8")},
+                "label": call.body.get("label"),
+                "terms": dict(call.terms),
+                "context": call.context,
+                **fields,
+            }
+        )
+
     def _send(self, call: PaidCall, body: bytes, auth: Auth, extra: dict) -> Response:
         return self.client.send(call.method, call.path, raw_body=body, auth=auth, headers=extra)
 
