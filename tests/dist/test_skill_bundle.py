@@ -1,6 +1,8 @@
 """The bundle as a skill host sees it: valid under the Agent Skills reference validator,
-OpenClaw metadata readable as one-line JSON, and every script, flag and environment
-variable that SKILL.md and references/ mention actually exists."""
+OpenClaw metadata readable as one-line JSON, and every script, flag, environment
+variable, exit code and dev.sh command that SKILL.md, references/ and the README mention
+actually exists (flags are looked up in the real --help of the scripts, of every ows_cli.py
+subcommand, of install.sh, tools/build_release.py and the sandbox)."""
 
 from __future__ import annotations
 
@@ -16,12 +18,11 @@ import pytest
 from tests.helpers import BUNDLE, ROOT, SCRIPTS, import_lib
 
 DOCS = [BUNDLE / "SKILL.md", *sorted((BUNDLE / "references").glob("*.md"))]
+README = ROOT / "README.md"
+ALL_DOCS = [*DOCS, README]
 # Landing in parallel work; while missing they are skipped, not failed.
 PLANNED_SCRIPTS: set[str] = set()
 PLANNED_ENV: set[str] = set()
-# Flags of things that are not bundle scripts.
-NON_SCRIPT_FLAGS = {"--port", "--seed", "--host", "--state-dir", "--boot-seconds", "--x402-version",
-                    "--no-recipient-atas", "--auth-skew-seconds"}  # the sandbox's (sandbox.md)
 ENV_NOT_OURS = {"HTTPS_PROXY", "PIP_INDEX_URL"}
 SCRIPT_RE = re.compile(r"\b([a-z_0-9]+\.py)\b")
 FLAG_RE = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
@@ -113,14 +114,33 @@ def install_help() -> str:
     return subprocess.run(["bash", str(ROOT / "install.sh"), "--help"], capture_output=True, text=True, timeout=30).stdout
 
 
+@lru_cache(maxsize=None)
+def tool_help(*args: str) -> str:
+    """--help of the repository's other entry points (the sandbox, tools/build_release.py)."""
+    proc = subprocess.run([sys.executable, *args, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, f"{' '.join(args)} --help failed: {proc.stderr}"
+    return proc.stdout
+
+
+def ows_subcommands() -> list[str]:
+    return re.findall(r"^    ([a-z][a-z-]+)\s{2,}", help_text("ows_cli.py"), re.M)
+
+
+def known_flags_text() -> str:
+    parts = [install_help(), tool_help("-m", "x402_compute_sandbox"), tool_help(str(ROOT / "tools" / "build_release.py"))]
+    parts += [help_text(p.name) for p in sorted(SCRIPTS.glob("*.py"))]
+    parts += [help_text("ows_cli.py", sub) for sub in ows_subcommands()]
+    return "".join(parts)
+
+
 def doc_commands() -> list[tuple[str, str, list[str], str | None]]:
     """(doc, script, flags, subcommand) for every line that runs a bundle script."""
     out = []
-    for doc in DOCS:
+    for doc in ALL_DOCS:
         for line in doc.read_text().splitlines():
             for m in SCRIPT_RE.finditer(line):
                 script = m.group(1)
-                if script in ("build_release.py", "demo.py", "conftest.py", "helpers.py"):
+                if script in ("build_release.py", "demo.py", "conftest.py", "helpers.py") or script.startswith("bench_"):
                     continue
                 rest = line[m.end():]
                 rest = re.split(r"`|\||,\s|(?<=\s)or\s|\bthen\b", rest)[0]  # the command ends at the code span / cell / prose
@@ -150,26 +170,59 @@ def test_every_mentioned_script_exists_and_has_its_flags(script):
 
 
 def test_every_flag_in_prose_exists_somewhere():
-    """Flags named outside a command line (e.g. `--max-usd` in a sentence) exist in some script."""
-    known = install_help() + "".join(help_text(p.name) for p in sorted(SCRIPTS.glob("*.py")))
+    """Flags named outside a command line (e.g. `--max-usd` in a sentence) exist in some real --help."""
+    known = known_flags_text()
     unknown = set()
-    for doc in DOCS:
+    for doc in ALL_DOCS:
         for flag in FLAG_RE.findall(doc.read_text()):
-            if flag not in known and flag not in NON_SCRIPT_FLAGS:
+            if flag not in known:
                 unknown.add(f"{doc.name}: {flag}")
     assert not unknown, sorted(unknown)
+
+
+def test_sandbox_flags_are_all_documented():
+    """The other direction, for the sandbox: every option it has is in sandbox.md."""
+    text = (BUNDLE / "references" / "sandbox.md").read_text()
+    flags = set(FLAG_RE.findall(tool_help("-m", "x402_compute_sandbox"))) - {"--help"}
+    missing = sorted(f for f in flags if f not in text)
+    assert not missing, f"sandbox options missing from sandbox.md: {missing}"
+
+
+def test_exit_codes_match_the_code():
+    import_lib()
+    from x402_compute import errors
+
+    codes = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
+    for doc in (BUNDLE / "SKILL.md", README):
+        rows = {int(n) for n in re.findall(r"^\| (\d+) \|", doc.read_text(), re.M)}
+        assert rows == codes, f"{doc.name}: exit code table {sorted(rows)} != errors.py {sorted(codes)}"
+
+
+def test_dev_sh_commands_exist():
+    commands = set(re.findall(r"^  ([a-z]+)\) ", (ROOT / "dev.sh").read_text(), re.M))
+    for doc in ALL_DOCS:
+        for cmd in re.findall(r"\bbash dev\.sh ([a-z]+)", doc.read_text()):
+            assert cmd in commands, f"{doc.name}: bash dev.sh {cmd} is not a dev.sh command ({sorted(commands)})"
+
+
+def mentioned_in_repo_tooling(name: str) -> bool:
+    """install.sh, tools/, the sandbox: what the README (not the skill) may also describe."""
+    files = [ROOT / "install.sh", *(ROOT / "tools").glob("*.py"), *(ROOT / "x402_compute_sandbox").rglob("*.py")]
+    return any(name in p.read_text() for p in files)
 
 
 def test_every_mentioned_env_var_is_read_by_the_code():
     read = env_read_by_code()
     problems = []
-    for doc in DOCS:
+    for doc in ALL_DOCS:
         for name in set(ENV_RE.findall(doc.read_text())):
             if name in read or name in ENV_NOT_OURS or not name.isupper():
                 continue
             if not re.search(r"(URL|KEY|FILE|ADDRESS|MODE|CHAIN|USD|DIR|HOME|TIMEOUT|DEBUG|WALLET|PATH|PASSPHRASE)$", name):
                 continue  # error codes, headers and constants written in capitals
             if mentioned_anywhere_in_code(name):
+                continue
+            if doc == README and mentioned_in_repo_tooling(name):
                 continue
             if name in PLANNED_ENV:
                 continue
