@@ -60,7 +60,7 @@ def main(argv=None) -> int:
              f"  base URL        {sb.base_url}",
              f"  x402 challenge  v{args.x402_version}",
              f"  state           {os.path.abspath(args.state_dir)} (SQLite; persists across restarts)",
-             "  chains          base, solana, megaeth, robinhood: rebuilt at start, balances reset",
+             "  chains          base, solana, megaeth, robinhood and the Tempo ledger: rebuilt at start, balances reset",
              f"  env file (0600) {os.path.abspath(env_file)}  <- private keys are only in this file",
              "  test wallets (funded with 1000 USD of stablecoin on every network):"]
     for i, w in enumerate(sb.wallets):

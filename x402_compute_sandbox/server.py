@@ -6,6 +6,8 @@ The server binds loopback addresses only (127.0.0.0/8, ::1).
 """
 from __future__ import annotations
 
+import os
+
 import ipaddress
 import json
 import socket
@@ -209,9 +211,14 @@ class Sandbox:
         return env
 
     def write_env_file(self, path: str) -> str:
-        import os
         lines = ["# x402-compute sandbox: test wallets on local chains only (worthless outside it)."]
         lines += [f"{k}={v}" for k, v in self.env().items()]
+        # The client's own state (payee pins, journal, saved keys) for this sandbox lives
+        # beside it: sandbox payees pinned in the user's real state folder would make the
+        # next real payment on that network stop with payee_changed. Only in the file:
+        # tests pass env() as the environment and choose their own state folder.
+        lines += ["# Client state for this sandbox, kept apart from your real payee pins and journal.",
+                  f"X402_COMPUTE_STATE_DIR={os.path.abspath(os.path.join(self.state_dir, 'client-state'))}"]
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write("\n".join(lines) + "\n")
