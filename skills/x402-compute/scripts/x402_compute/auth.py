@@ -58,6 +58,9 @@ class ApiKeyAuth:
     identity = "api-key"
 
     def __init__(self, key: str) -> None:
+        from .redact import register
+
+        register(key)
         self._key = key
 
     @property

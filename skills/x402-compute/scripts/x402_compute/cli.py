@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any, Callable, NoReturn
 
 from . import __version__
+from .redact import scrub
 from .errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -99,7 +100,7 @@ class Context:
         return sys.stdin.isatty() and sys.stderr.isatty()
 
     def progress(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        print(scrub(message), file=sys.stderr, flush=True)
 
     def confirm(self, question: str, *, details: Any = None, flag: str = "--yes") -> None:
         """Go ahead if ``--yes`` was given or the user says yes at a terminal; else raise."""
@@ -111,7 +112,7 @@ class Context:
                 details=details,
                 hint=f"Not at a terminal, so nothing was done. Add {flag} once you have checked the details.",
             )
-        sys.stderr.write(f"{question} [y/N] ")
+        sys.stderr.write(scrub(f"{question} [y/N] "))
         sys.stderr.flush()
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
@@ -143,6 +144,10 @@ def _mode(args: argparse.Namespace | None) -> str:
 
 
 def _emit(doc: dict, text: str | None, mode: str) -> None:
+    # Last line of defence: no secret this process loaded or sent reaches the output, whatever
+    # path put it there (a server echoing our headers, a library error quoting a key).
+    doc = scrub(doc)
+    text = scrub(text) if text is not None else None
     if mode == "text":
         if doc.get("ok") is False:
             err = doc["error"]
@@ -175,7 +180,7 @@ def run(p: argparse.ArgumentParser, handler: Callable[[Context], Output | dict],
         raise  # --help / --version
     except Exception as e:  # a bug: still one JSON document, no traceback on stdout
         if os.environ.get("X402_COMPUTE_DEBUG") or getattr(args, "verbose", False):
-            traceback.print_exc(file=sys.stderr)
+            sys.stderr.write(scrub(traceback.format_exc()))
         err = ComputeError(f"Internal error: {type(e).__name__}: {e}", code="internal_error")
         _emit({"ok": False, "error": err.to_dict()}, None, _mode(args))
         code = EXIT_ERROR

@@ -165,6 +165,11 @@ def load_settings(
         s.max_spend_usd = parse_usd(env["COMPUTE_MAX_SPEND_USD"], "COMPUTE_MAX_SPEND_USD")
         s.max_spend_source = "COMPUTE_MAX_SPEND_USD"
 
+    from . import redact
+
+    for secret in (s.api_key, s.private_key, s.solana_secret_key):
+        redact.register(secret)
+
     s.rpc_urls = {net: env.get(var) or DEFAULT_RPC_URLS[net] for net, var in RPC_ENV.items()}
     if timeout is not None:
         s.timeout = timeout

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import requests
 
-from . import USER_AGENT
+from . import USER_AGENT, redact
 from .errors import ComputeError, NetworkError, error_for_status
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -81,6 +81,7 @@ class Transport:
         method = method.upper()
         url = self.base_url + path
         hdrs = dict(headers or {})
+        redact.register_headers(hdrs)  # so a server that echoes them back cannot get them printed
         if body is not None:
             hdrs.setdefault("Content-Type", "application/json")
         reads_retry = method in SAFE_METHODS and retry_reads

@@ -22,7 +22,14 @@ from .errors import ComputeError
 
 
 def ensure_dir(path: Path) -> Path:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Missing ancestors are made 0700 too (mkdir(parents=True) would make them 0755): the state
+    # root is often first created on the way to a subfolder such as credentials/.
+    for d in reversed([path, *path.parents]):
+        if not d.exists():
+            try:
+                d.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
     try:
         if path.stat().st_mode & 0o077:
             os.chmod(path, 0o700)

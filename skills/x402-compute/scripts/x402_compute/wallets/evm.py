@@ -22,7 +22,13 @@ class EvmSigner:
             )
         from eth_account import Account
 
-        self._account = Account.from_key(key if key.startswith("0x") else "0x" + key)
+        try:
+            self._account = Account.from_key(key if key.startswith("0x") else "0x" + key)
+        except Exception:  # 0 or >= the curve order: eth-keys' chained error quotes the key as an integer
+            raise ConfigError(
+                "PRIVATE_KEY is not a valid secp256k1 private key (it must be between 1 and the curve order).",
+                hint="Check that the value is the wallet's private key, not a hash or an address.",
+            ) from None
         self.address: str = self._account.address  # EIP-55 checksummed
 
     def __repr__(self) -> str:

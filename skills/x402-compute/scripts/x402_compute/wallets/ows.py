@@ -74,13 +74,18 @@ def is_api_token(secret: str | None) -> bool:
 
 def env_secret(env: Mapping[str, str]) -> str | None:
     """``OWS_PASSPHRASE`` (set but empty means the empty passphrase) or ``OWS_PASSPHRASE_FILE``; None if neither."""
+    from .. import redact
+
     if "OWS_PASSPHRASE" in env:
+        redact.register(env["OWS_PASSPHRASE"])
         return env["OWS_PASSPHRASE"]
     path = (env.get("OWS_PASSPHRASE_FILE") or "").strip()
     if path:
         try:
             # Only the trailing newline an editor or `echo` adds; inner spaces may be part of a passphrase.
-            return Path(path).expanduser().read_text().rstrip("\r\n")
+            value = Path(path).expanduser().read_text().rstrip("\r\n")
+            redact.register(value)
+            return value
         except OSError as e:
             raise ConfigError(f"Cannot read OWS_PASSPHRASE_FILE ({path}): {e.strerror}") from None
     return None
@@ -93,10 +98,14 @@ def interactive() -> bool:
 def prompt_secret(prompt: str) -> str:
     import getpass
 
+    from .. import redact
+
     try:
-        return getpass.getpass(prompt)
+        value = getpass.getpass(prompt)
     except EOFError:
         return ""
+    redact.register(value)
+    return value
 
 
 def map_error(e: Exception, *, wallet: str | None = None, chain: str | None = None, vault: str | None = None, secret: str | None = None) -> ComputeError:
