@@ -150,7 +150,7 @@ class Authenticator:
                 raise AuthError("X-Auth-Address is not a base58 Solana address")
         elif not _EVM_ADDR.match(address):
             raise AuthError("X-Auth-Address is not a 0x-prefixed 20-byte EVM address")
-        if not ts.isdigit() or len(ts) > 16:
+        if not (ts.isascii() and ts.isdigit()) or len(ts) > 16:   # isdigit() alone takes "²"
             raise AuthError("X-Auth-Timestamp must be Unix epoch milliseconds")
         skew = abs(self.clock() - int(ts) / 1000.0)
         if skew > self.skew:

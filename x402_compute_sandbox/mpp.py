@@ -318,7 +318,7 @@ class Mpp:
             raise MppRefusal(402, "malformed-credential", "credential larger than 64 KiB")
         try:
             cred = json.loads(b64url_decode(raw).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError, binascii.Error):
+        except (ValueError, UnicodeDecodeError, binascii.Error, RecursionError):
             raise MppRefusal(402, "malformed-credential", "credential is not base64url-encoded JSON")
         ch = cred.get("challenge") if isinstance(cred, dict) else None
         payload = cred.get("payload") if isinstance(cred, dict) else None

@@ -141,7 +141,7 @@ class Payments:
             raise ApiError(400, "invalid_payload: payment header too large", {"header": name})
         try:
             payload = json.loads(base64.b64decode(raw, validate=True).decode("utf-8"))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError(400, "invalid_payload: the payment header is not base64-encoded JSON",
                            {"header": name})
         if not isinstance(payload, dict) or payload.get("x402Version") not in (1, 2) \

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from contextlib import nullcontext
 from typing import Any
@@ -58,6 +59,13 @@ def _address(value: Any) -> str:
     return to_checksum_address(value)
 
 
+def _valid_id(rid: Any) -> bool:
+    """A JSON-RPC id is a string, a number or null (echoing NaN or Infinity would not be JSON)."""
+    if rid is None or isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)):
+        return True
+    return isinstance(rid, float) and math.isfinite(rid)
+
+
 class Rpc:
     def __init__(self, facilitator):
         self.f = facilitator
@@ -70,7 +78,7 @@ class Rpc:
                                   "details": {"accepted": list(nets.LABELS)}})
         try:
             body = json.loads(req.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return Response(200, {"jsonrpc": "2.0", "id": None,
                                   "error": {"code": -32700, "message": "Parse error"}})
         if isinstance(body, list):
@@ -81,7 +89,8 @@ class Rpc:
         return Response(200, self._one(net, body))
 
     def _one(self, net, call: Any) -> dict:
-        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+        if not isinstance(call, dict) or not isinstance(call.get("method"), str) \
+                or not _valid_id(call.get("id")):
             return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Invalid Request"}}
         rid = call.get("id")
         params = call.get("params", [])

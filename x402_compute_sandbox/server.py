@@ -48,7 +48,7 @@ class Request:
             return None
         try:
             return json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:   # too deeply nested too
             raise ApiError(400, "Request body is not valid JSON", {"reason": str(exc)[:200]})
 
 
@@ -111,7 +111,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._headers_buffer.append(payload)
         self.flush_headers()
 
+    def __getattr__(self, name: str):
+        # Any method token gets routed (a 405 or 404 from the app), not http.server's HTML 501.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """What http.server refuses before routing (bad request line, HTTP/0.9, too long a line or too
+        many headers, an unsupported version) is answered like every other error: a JSON body."""
+        self.close_connection = True
+        short = self.responses.get(code, ("Error", ""))[0]
+        message = message or short
+        self.log_error("code %d, message %s", code, message)
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"   # a status line and headers, not a bare body
+        payload = json.dumps({"error": message, "details": {"status": code}}, separators=(",", ":")).encode()
+        self.send_response(code, short)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
     def _handle(self) -> None:
+        if self.request_version == "HTTP/0.9":
+            return self.send_error(400, "HTTP/0.9 is not supported: send an HTTP/1.x request")
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.close_connection = True   # we will not parse a chunked body; do not reuse the stream
             return self._send(ApiError(411, "Send the body with a Content-Length").response())

@@ -33,6 +33,7 @@ Sandbox rules, kept simple on purpose (all documented in the module so tests can
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -326,6 +327,13 @@ def _topic_addr(addr: str) -> str:
     return "0x" + bytes(12).hex() + addr[2:].lower()
 
 
+def _valid_id(rid: Any) -> bool:
+    """A JSON-RPC id is a string, a number or null (echoing NaN or Infinity would not be JSON)."""
+    if rid is None or isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)):
+        return True
+    return isinstance(rid, float) and math.isfinite(rid)
+
+
 class TempoLedger:
     """USDC.e balances plus the node-side checks, applied atomically under one lock."""
 
@@ -563,7 +571,7 @@ class TempoLedger:
         """A JSON-RPC 2.0 request body (single or batch) -> the JSON answer."""
         try:
             req = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}
         if isinstance(req, list):
             if not req:
@@ -572,7 +580,8 @@ class TempoLedger:
         return self._one(req)
 
     def _one(self, call: Any) -> dict:
-        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+        if not isinstance(call, dict) or not isinstance(call.get("method"), str) \
+                or not _valid_id(call.get("id")):
             return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Invalid Request"}}
         params = call.get("params", [])
         if not isinstance(params, list):
