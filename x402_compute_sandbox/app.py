@@ -427,6 +427,14 @@ class App:
                 hours=spec["hours"], label=spec["label"], hostname=spec["hostname"],
                 ssh_public_key=spec["ssh_key"], user_data=spec["user_data"], ai_machine=spec["ai"],
                 deploy_node=spec["node"], payment=payment)
+            try:
+                return build(order, payment)
+            except BaseException:
+                # The payment is credited by _paid (§3): the half-built VM must not outlive it.
+                self.provider.destroy(order)
+                raise
+
+        def build(order, payment):
             body_out = {"success": True, "order": self.provider.public(order), "tx_hash": payment["tx_hash"],
                         "payment": {"method": payment["method"], "network": payment["network"],
                                     "amount_usd": catalog.usd(payment["amount_usd_micros"]),
