@@ -78,6 +78,9 @@ def is_loopback(host: str) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A client that stalls mid-request (a short body, a half-sent header) must not pin a
+    # handler thread forever; idle keep-alive connections are closed after this too.
+    timeout = 30
     server_version = "x402-compute-sandbox/1"
 
     def version_string(self) -> str:
