@@ -147,15 +147,17 @@ def test_problem_402_is_a_rejection_without_a_second_payment(tmp_path):
     assert len(signs) == 1 and len(client.sent) == 2
 
 
-@pytest.mark.parametrize("header, code", [
-    (mpp_header(currency="0x20c0000000000000000000000000000000000000"), "unknown_asset"),
-    (mpp_header(chain=42431), "unknown_network"),
-    (mpp_header(amount="26000000"), "spend_cap_exceeded"),
-    (mpp_header(amount="300000"), "price_mismatch"),
-    (mpp_header(expires="2020-01-01T00:00:00.000Z"), "challenge_expired"),
+# Headers are built inside the test: built at collection time, their 5-minute expiry
+# could pass before a long suite reaches them and every case would read challenge_expired.
+@pytest.mark.parametrize("header_kw, code", [
+    ({"currency": "0x20c0000000000000000000000000000000000000"}, "unknown_asset"),
+    ({"chain": 42431}, "unknown_network"),
+    ({"amount": "26000000"}, "spend_cap_exceeded"),
+    ({"amount": "300000"}, "price_mismatch"),
+    ({"expires": "2020-01-01T00:00:00.000Z"}, "challenge_expired"),
 ])
-def test_policy_refuses_before_signing(tmp_path, header, code):
-    res, client, signs, err = run(tmp_path, [r402({"WWW-Authenticate": header})], pay="mpp")
+def test_policy_refuses_before_signing(tmp_path, header_kw, code):
+    res, client, signs, err = run(tmp_path, [r402({"WWW-Authenticate": mpp_header(**header_kw)})], pay="mpp")
     assert isinstance(err, PolicyError) and err.code == code and signs == [] and len(client.sent) == 1
 
 
