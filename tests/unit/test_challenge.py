@@ -235,3 +235,88 @@ def test_not_sent_is_not_ambiguous(tmp_path):
     res, client, signs, err = run_flow(tmp_path, [r402(v1_body()), NetworkError("refused", details={"sent": False})])
     assert isinstance(err, NetworkError) and err.exit_code == 1 and len(client.sent) == 2
     assert Journal(tmp_path).list()[0]["status"] == "not_sent"
+
+
+# -- the audit: hostile numbers, floats in the requirement, credits without a price --------------
+
+import time  # noqa: E402
+
+from x402_compute.errors import PolicyError  # noqa: E402
+
+
+def _v1_raw(amount_json: bytes, extra_json: bytes = b"") -> Response:
+    req = (b'{"scheme":"exact","network":"base","maxAmountRequired":' + amount_json +
+           b',"payTo":"' + PAYEE.encode() + b'","asset":"' + BASE_USDC.encode() + b'"' + extra_json + b"}")
+    return Response(402, {}, b'{"x402Version":1,"accepts":[' + req + b"]}")
+
+
+@pytest.mark.parametrize("amount", [b"1e999999999", b"1e400", b"9" * 79, b"Infinity", b"-Infinity", b"NaN"])
+def test_huge_or_non_finite_amounts_are_refused_at_once(amount):
+    t0 = time.monotonic()
+    with pytest.raises(ch.ChallengeError):
+        ch.from_response(_v1_raw(amount))
+    assert time.monotonic() - t0 < 2      # 1e999999999 used to build a billion-digit int (a hang)
+
+
+@pytest.mark.parametrize("mts", [b"Infinity", b"NaN", b"1e999999999", b"\"soon\"", b"true", b"12.5"])
+def test_an_unreadable_max_timeout_is_ignored_not_a_crash(mts):
+    t0 = time.monotonic()
+    o = ch.from_response(_v1_raw(b'"249600"', b',"maxTimeoutSeconds":' + mts)).offers[0]
+    assert o.max_timeout_seconds is None and o.amount == 249600 and time.monotonic() - t0 < 2
+
+
+@pytest.mark.parametrize("chain", [b"Infinity", b"1e999999999", b"4217.5"])
+def test_an_unreadable_mpp_chain_id_is_none(chain):
+    raw = b'{"amount":"1","currency":"0x20C000000000000000000000b9537d11c60E8b50","recipient":"0xabc","methodDetails":{"chainId":' + chain + b"}}"
+    enc = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    c = ch.parse_challenge(402, {"WWW-Authenticate": f'Payment id="a", realm="r", method="tempo", intent="charge", request="{enc}"'}, None)
+    assert c.mpp[0].chain_id is None      # the policy then refuses it as not Tempo mainnet
+
+
+def test_a_body_nested_thousands_deep_is_a_clear_error():
+    with pytest.raises(ch.ChallengeError):
+        ch.from_response(Response(402, {}, b"[" * 100_000))
+
+
+def test_v2_requirement_with_json_floats_is_echoed_and_journalled(tmp_path):
+    req_text = ('{"scheme":"exact","network":"eip155:8453","amount":"249600","asset":"%s","payTo":"%s",'
+                '"maxTimeoutSeconds":300.0,"extra":{"name":"USD Coin","version":"2","feeRate":0.25}}' % (BASE_USDC, PAYEE))
+    doc = '{"x402Version":2,"resource":{"url":"https://x/compute/provision"},"accepts":[%s],"extensions":{"e":{"w":1.5}}}' % req_text
+    hdr = {"PAYMENT-REQUIRED": base64.b64encode(doc.encode()).decode()}
+    ok = Response(201, {}, json.dumps({"order": {"id": "o"}, "tx_hash": "0xt"}).encode())
+    res, client, signs, err = run_flow(tmp_path, [Response(402, hdr, b"{}"), ok])
+    assert err is None, err
+    sent = json.loads(base64.b64decode(client.sent[1]["headers"]["PAYMENT-SIGNATURE"]))
+    assert sent["accepted"] == json.loads(req_text)                   # value-equal to what the server sent
+    assert sent["extensions"] == {"e": {"w": 1.5}}
+    entry = Journal(tmp_path).get(res.journal_id)
+    assert entry["status"] == "settled" and entry["offer"]["raw"]["extra"]["feeRate"] == 0.25
+
+
+def test_v1_requirement_with_a_json_float_is_journalled_and_paid(tmp_path):
+    body = v1_body(maxTimeoutSeconds=Decimal("300.0"))
+    raw = json.dumps(body, default=float).encode()
+    ok = Response(201, {}, json.dumps({"order": {"id": "o"}, "tx_hash": "0xt"}).encode())
+    res, client, signs, err = run_flow(tmp_path, [Response(402, {}, raw), ok])
+    assert err is None, err
+    assert len(signs) == 1 and Journal(tmp_path).get(res.journal_id)["status"] == "settled"
+
+
+class _AuthedClient(FakeClient):
+    @property
+    def auth(self):
+        from x402_compute.auth import ApiKeyAuth
+
+        return ApiKeyAuth("x402c_test")
+
+
+def test_credits_without_a_catalog_price_are_refused_before_sending(tmp_path):
+    # No 402 states the amount on the credits path: without a price the cap could not hold.
+    client = _AuthedClient(tmp_path, [])
+    flow = PaymentFlow(client, confirm=lambda q, d: None, signer=lambda o, s: None)
+    call = PaidCall(kind="extend", path="/compute/instances/i/extend", body={"extend_hours": 24, "use_credits": True},
+                    network="base", limits=Limits(Decimal(25), "default", None), terms={}, journal_id=new_id(),
+                    use_credits=True)
+    with pytest.raises(PolicyError) as e:
+        flow.run(call)
+    assert e.value.code == "price_unknown" and client.sent == [] and Journal(tmp_path).list() == []

@@ -340,3 +340,16 @@ def test_create_recipient_account_failure_and_bounded_wait():
         svm_exact.create_recipient_account(offer(), _signer(), rpc, sleep=sleep, clock=lambda: t[0], timeout=5)
     assert e.value.code == "recipient_account_unconfirmed" and e.value.details["signature"]
     assert rpc.polls == 11 and len(rpc.sent) == 1   # polled for 5 s at 0.5 s, sent once
+
+
+def test_a_stale_blockhash_hint_is_replaced_by_the_chains():
+    # The 402's hint was read before the confirmation (or the recipient-account wait): it may have expired.
+    rpc = StubRpc()
+    o = offer()
+    o.received_at = NOW - 120
+    tx = decode(sign_offer(o, settings(), now=NOW, rpc=rpc))
+    assert str(tx.message.recent_blockhash) == rpc.blockhash and "blockhash" in rpc.asked
+    rpc = StubRpc()
+    o.received_at = NOW - 2                                              # fresh: the hint is fine
+    tx = decode(sign_offer(o, settings(), now=NOW, rpc=rpc))
+    assert str(tx.message.recent_blockhash) == HINT and "blockhash" not in rpc.asked

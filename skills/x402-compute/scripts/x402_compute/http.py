@@ -32,7 +32,7 @@ class Response:
             return None
         try:
             return json.loads(self.content, parse_float=Decimal)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a body nested thousands deep
             return None
 
     @property

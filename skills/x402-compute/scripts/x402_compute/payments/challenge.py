@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import re
+import time
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -51,9 +52,40 @@ def b64_json(value: str, what: str) -> Any:
         raise ChallengeError(f"{what} is not base64-encoded JSON.", details={"value": text[:200]}) from None
 
 
+def json_number(value: Any) -> Any:
+    """``json.dumps`` default for the Decimals a challenge was parsed into (``parse_float=Decimal``):
+    echoed back (v2 ``accepted``) or journalled, a number the server wrote must stay a number.
+    A whole one becomes an int (exact); any other becomes the float the server's own JSON parser
+    made of the same text. Only echoed data takes this path: amounts are parsed by ``_atomic``."""
+    if isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value() and value.adjusted() < MAX_DIGITS:
+            return int(value)
+        return float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def encode_b64_json(obj: Any) -> str:
     """Standard padded base64 of compact UTF-8 JSON: the x402 header encoding."""
-    return base64.b64encode(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).decode("ascii")
+    return base64.b64encode(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=json_number).encode("utf-8")).decode("ascii")
+
+
+MAX_DIGITS = 78  # uint256 has 78 decimal digits; anything longer is no amount (and 1e999999999 would hang int())
+
+
+def small_int(value: Any) -> int | None:
+    """A whole JSON number or digit string of at most MAX_DIGITS digits, else None. Never raises
+    (Infinity, NaN, 1e999999999, "abc"): for optional fields such as maxTimeoutSeconds or a chain id."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if abs(value) < 10**MAX_DIGITS else None
+    if isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value() and value.adjusted() < MAX_DIGITS:
+            return int(value)
+        return None
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,78}", value.strip()):
+        return int(value.strip())
+    return None
 
 
 def _atomic(value: Any, what: str) -> int:
@@ -61,8 +93,12 @@ def _atomic(value: Any, what: str) -> int:
     if isinstance(value, bool):
         raise ChallengeError(f"{what} is not an amount: {value!r}.")
     if isinstance(value, int):
+        if value >= 10**MAX_DIGITS:
+            raise ChallengeError(f"{what} is too large to be an amount.")
         n = value
-    elif isinstance(value, Decimal) and value == value.to_integral_value():
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        if value.adjusted() >= MAX_DIGITS:
+            raise ChallengeError(f"{what} is too large to be an amount: {value!r}.")
         n = int(value)
     elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,78}", value.strip()):
         n = int(value.strip())
@@ -83,11 +119,7 @@ def _offer(req: Any, version: int, resource: Any, extensions: dict | None, where
     for k in ("scheme", "network", "asset", "payTo"):
         if not isinstance(req[k], str):
             raise ChallengeError(f"{where}.{k} must be a string.", details={"requirement": req})
-    mts = req.get("maxTimeoutSeconds")
-    try:
-        mts = int(mts) if mts is not None and not isinstance(mts, bool) else None
-    except (TypeError, ValueError):
-        mts = None
+    mts = small_int(req.get("maxTimeoutSeconds"))
     extra = req.get("extra")
     return Offer(
         version=version,
@@ -201,11 +233,7 @@ def mpp_offer(raw: str, params: dict[str, str]) -> MppOffer:
     if not isinstance(req, dict):
         raise ChallengeError("The MPP request is not a JSON object.")
     details = req.get("methodDetails") if isinstance(req.get("methodDetails"), dict) else {}
-    chain = details.get("chainId")
-    try:
-        chain_id = int(chain) if chain is not None and not isinstance(chain, bool) else None
-    except (TypeError, ValueError):
-        chain_id = None
+    chain_id = small_int(details.get("chainId"))
     return MppOffer(
         header=raw,
         id=params["id"],
@@ -268,6 +296,9 @@ def parse_challenge(status: int, headers: Mapping[str, str], body: Any) -> Chall
         if problems:
             msg = f"The 402's MPP challenge could not be read: {problems[0]}"
         raise ChallengeError(msg, status=status, details={"body": body, "problems": problems or None})
+    received = time.time()
+    for o in offers:
+        o.received_at = received
     return Challenge(version=version, offers=offers, mpp=mpp, error=error, body=body, resource=resource, extensions=extensions)
 
 
@@ -281,7 +312,7 @@ def from_response(resp) -> Challenge:
 
 def _merge_extensions(server: dict | None, ours: dict | None) -> dict | None:
     """Echo the server's extensions and add ours: add to ``info``, never drop ``schema``."""
-    merged: dict[str, Any] = json.loads(json.dumps(server, default=str)) if server else {}
+    merged: dict[str, Any] = json.loads(json.dumps(server, default=json_number)) if server else {}
     for key, val in (ours or {}).items():
         have = merged.get(key)
         if isinstance(have, dict) and isinstance(val, dict):

@@ -312,7 +312,7 @@ class PaymentFlow:
                     "x402",
                     status="not_sent",
                     reason=f"the payment was not signed: {e.message}",
-                    offer={**offer_terms(offer), "raw": offer.raw},
+                    offer={**offer_terms(offer), "raw": _plain(offer.raw)},
                     recipient_account_created=created,
                 )
                 e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "recipient_account_created": created, "journal_id": call.journal_id}
@@ -322,7 +322,7 @@ class PaymentFlow:
             call,
             body,
             "x402",
-            offer={**offer_terms(offer), "raw": offer.raw},
+            offer={**offer_terms(offer), "raw": _plain(offer.raw)},
             payer=signed.payer,
             nonce=signed.nonce,
             valid_before=signed.valid_before,
@@ -373,6 +373,15 @@ class PaymentFlow:
         """``use_credits``: the first request spends prepaid credits, so it is journalled and
         guarded like a payment (cap against the catalog price, confirmation, one resend)."""
         auth = self._probe_auth(required=True)
+        if call.limits.expected_micros is None:
+            # No 402 names the amount here: the catalog price is the only thing the cap can be held against.
+            raise PolicyError(
+                f"{call.what} from prepaid credits needs a catalog price to check against the spend cap, and there is none"
+                f"{' (' + call.terms['price_check'] + ')' if call.terms.get('price_check') else ''}. Nothing was sent.",
+                code="price_unknown",
+                details={"cap_usd": str(call.limits.cap_usd), "cap_source": call.limits.cap_source},
+                hint="Pay with x402 instead (drop --use-credits): its 402 states the amount and the cap is checked against it.",
+            )
         if call.limits.expected_micros is not None:
             exp = atomic_to_usd(call.limits.expected_micros, 6)
             if exp > call.limits.cap_usd:
@@ -500,6 +509,13 @@ class PaymentFlow:
             return None
         cands.sort(key=lambda o: (o.scheme != "exact", not is_canonical_asset(network, o.asset)))
         return cands[0]
+
+
+def _plain(obj: Any) -> Any:
+    """The challenge's requirement as the journal can store it: its numbers were parsed as Decimal."""
+    import json
+
+    return json.loads(json.dumps(obj, default=ch.json_number))
 
 
 def _has_evm_wallet(settings) -> bool:

@@ -22,6 +22,7 @@ class Offer:
     raw: dict[str, Any]  # the requirement exactly as received: v2 echoes it in "accepted"
     resource: Any = None  # v1: URL string inside the requirement; v2: the top-level resource object
     extensions: dict[str, Any] | None = None  # v2 top-level extensions advertised by the server
+    received_at: float | None = None  # unix time the 402 was read: how old its hints (Solana blockhash) are
 
 
 @dataclass

@@ -80,6 +80,9 @@ LAYOUTS = {
 }
 # A blockhash stays usable for ~150 slots (60–90 s); report the conservative end as the expiry.
 BLOCKHASH_LIFETIME_SECONDS = 60
+# The 402's recentBlockhash hint is used only this soon after the 402 arrived; later (a slow confirmation,
+# the --create-recipient-account wait of up to 90 s) a fresh one comes from getLatestBlockhash.
+BLOCKHASH_HINT_MAX_AGE_SECONDS = 15
 
 _mint_cache: dict[tuple, tuple[str, int]] = {}
 
@@ -375,6 +378,8 @@ def sign(offer: Offer, signer: Any, *, now: int, rpc_factory) -> Signed:
 
     hint = extra.get("recentBlockhash")
     blockhash = None
+    if offer.received_at is not None and now - offer.received_at > BLOCKHASH_HINT_MAX_AGE_SECONDS:
+        hint = None  # read before a confirmation or a recipient-account wait: it may have expired, ask the chain
     if isinstance(hint, str):
         try:
             blockhash = Hash.from_string(hint)
