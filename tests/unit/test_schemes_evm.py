@@ -196,13 +196,35 @@ def test_permit_reads_nonce_from_chain_and_signs_for_payto():
     assert s.nonce == f"7:{NOW + 3600}" and s.valid_before == NOW + 3600
 
 
-def test_permit_uses_challenge_nonce_and_spender_without_rpc():
+def test_permit_uses_challenge_nonce_without_rpc():
+    o = offer("megaeth", amount=MEGA_AMOUNT, extra={"name": "MegaUSD", "version": "1", "spender": PAY_TO.lower(),
+                                                    "permitNonce": "3"})
+    s = sign_offer(o, settings(), now=NOW, rpc=NoRpc())
+    assert s.payload["authorization"]["nonce"] == "3"
+    spender = s.payload["authorization"]["spender"]
+    assert spender.lower() == PAY_TO.lower()
+    assert recover(permit_typed(s, spender=spender, nonce=3), s.payload["signature"]) == ANVIL0
+
+
+def test_permit_to_a_spender_other_than_the_payee_is_refused():
+    # A permit lets its spender pull the value anywhere; the payee pin covers payTo only.
     spender = "0x1111111111111111111111111111111111111111"
     o = offer("megaeth", amount=MEGA_AMOUNT, extra={"name": "MegaUSD", "version": "1", "spender": spender,
                                                     "permitNonce": "3"})
+    with pytest.raises(PaymentRequired) as e:
+        sign_offer(o, settings(), now=NOW, rpc=NoRpc())
+    assert e.value.code == "spender_not_payee"
+
+
+@pytest.mark.parametrize("key,amount", [("base", 1_500_000), ("megaeth", MEGA_AMOUNT)])
+def test_validity_never_signed_further_than_an_hour_ahead(key, amount):
+    # maxTimeoutSeconds = 10^9 would make a decades-long bearer authorization.
+    o = offer(key, amount=amount, timeout=10**9,
+              extra={"name": NETWORKS[key].eip712_name, "version": NETWORKS[key].eip712_version, "permitNonce": "0"})
     s = sign_offer(o, settings(), now=NOW, rpc=NoRpc())
-    assert s.payload["authorization"]["spender"] == spender and s.payload["authorization"]["nonce"] == "3"
-    assert recover(permit_typed(s, spender=spender, nonce=3), s.payload["signature"]) == ANVIL0
+    assert s.valid_before == NOW + 3600
+    o = offer(key, amount=amount, timeout=10**80, extra=o.extra)   # above uint256: still an hour
+    assert sign_offer(o, settings(), now=NOW, rpc=NoRpc()).valid_before == NOW + 3600
 
 
 def test_permit_refuses_an_rpc_for_another_chain():

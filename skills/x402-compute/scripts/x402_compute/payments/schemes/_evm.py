@@ -10,6 +10,9 @@ from ...networks import NETWORKS, Network
 from ..model import Offer
 
 DEFAULT_VALIDITY_SECONDS = 3600  # compute-api.md §13 #12: when the challenge has no maxTimeoutSeconds
+# Never sign further ahead than that either (x402.md §4.1): a server asking maxTimeoutSeconds = 10^9 would
+# otherwise hold a bearer authorization for decades, settleable after it has answered "rejected".
+MAX_VALIDITY_SECONDS = 3600
 
 EIP712_DOMAIN_TYPE = [
     {"name": "name", "type": "string"},
@@ -67,11 +70,11 @@ def token_domain(offer: Offer, net: Network) -> dict:
 
 
 def expiry(offer: Offer, now: int) -> int:
-    """``now + maxTimeoutSeconds`` (3600 when absent): computed at signing time, after any confirmation."""
+    """``now + maxTimeoutSeconds`` (3600 when absent, at most 3600): computed at signing time, after any confirmation."""
     t = offer.max_timeout_seconds
     if not isinstance(t, int) or isinstance(t, bool) or t <= 0:
         t = DEFAULT_VALIDITY_SECONDS
-    return now + t
+    return now + min(t, MAX_VALIDITY_SECONDS)
 
 
 def signature_hex(signer: Any, typed: dict) -> str:

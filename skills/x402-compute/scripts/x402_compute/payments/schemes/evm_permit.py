@@ -8,7 +8,8 @@ token's own EIP-712 domain, and the service's facilitator calls ``permit()`` the
 Choices, all driven by the challenge:
 - domain ``{name, version}`` from ``extra`` (MegaUSD / 1), chainId 4326 from the network table,
   verifyingContract = ``asset``;
-- spender = ``extra.spender`` when the challenge names one, else ``payTo`` (the documented route);
+- spender = ``payTo`` (the documented route); an ``extra.spender`` naming any other address is refused,
+  because a permit lets its spender pull the value anywhere and only ``payTo`` is pinned;
 - nonce = ``extra.permitNonce`` / ``extra.nonce`` when given, else the token's ``nonces(owner)`` read
   over RPC (after checking the RPC really serves chain 4326: a wrong chain's nonce makes a signature
   that fails only at settlement);
@@ -74,7 +75,15 @@ def sign(offer: Offer, signer: Any, *, now: int, rpc_factory) -> Signed:
     net = _evm.network_of(offer)
     domain = _evm.token_domain(offer, net)
     extra = offer.extra or {}
-    spender = _evm.require_address(extra.get("spender") or offer.pay_to, "spender/payTo")
+    pay_to = _evm.require_address(offer.pay_to, "payTo")
+    spender = _evm.require_address(extra.get("spender") or pay_to, "spender")
+    if spender.lower() != pay_to.lower():
+        # A permit lets its spender pull the value to any address: only the (pinned) payee may hold it.
+        raise _evm.unusable(
+            f"The {net.key} offer asks for a permit to spender {spender}, not to the payee {pay_to}. Nothing was signed.",
+            code="spender_not_payee",
+            details={"spender": spender, "payTo": pay_to},
+        )
     value = _evm.positive_amount(offer)
     owner = signer.address
     if extra.get("permitNonce") is not None:
