@@ -237,3 +237,26 @@ def test_a_signature_from_another_key_is_refused(tmp_path, vault, pinned):
     with pytest.raises(ComputeError) as e:
         sign_mpp(offer_of(challenge_header()), key_settings(tmp_path), max_atomic=CAP, recipient=PAYEE, signer=Liar())
     assert e.value.code == "signer_error"
+
+
+# -- the audit: pympp must sign the very charge our policy checked ------------------------------
+
+
+def test_a_challenge_pympp_cannot_parse_is_a_policy_refusal_not_a_crash(tmp_path, pinned):
+    # Duplicate `request` params: our parser keeps the last, pympp raises its own ParseError (no ValueError).
+    cheap = challenge_header(amount="1")
+    dup = cheap + ", request=" + '"' + b64url({"amount": "24000000", "currency": USDC_E, "recipient": PAYEE,
+                                                "methodDetails": {"chainId": 4217}}) + '"'
+    with pytest.raises(PolicyError) as e:
+        sign_mpp(offer_of(dup), key_settings(tmp_path), max_atomic=CAP, recipient=PAYEE)
+    assert e.value.code == "mpp_challenge_refused"
+
+
+def test_pympp_reading_another_request_than_the_policy_is_refused(tmp_path, pinned):
+    # A parser differential: the policy saw a 1-unit charge, pympp would sign what the header says.
+    m = offer_of(challenge_header(amount="249600"))
+    m.params = dict(m.params, request=b64url({"amount": "1", "currency": USDC_E, "recipient": PAYEE,
+                                              "methodDetails": {"chainId": 4217}}))
+    with pytest.raises(PolicyError) as e:
+        sign_mpp(m, key_settings(tmp_path), max_atomic=CAP, recipient=PAYEE)
+    assert e.value.code == "mpp_challenge_refused"
