@@ -246,3 +246,13 @@ def test_unwrap_order_shapes():
     assert unwrap_order({"instance": {"id": 2}}) == {"id": 2}
     assert unwrap_order({"id": 3}) == {"id": 3}
     assert unwrap_order(None) == {}
+
+
+def test_absurd_spend_caps_are_usage_errors_not_tracebacks():
+    from x402_compute.config import load_settings
+    from x402_compute.errors import ConfigError
+
+    for bad in ("1e999999", "1000000.01", "-1", "NaN"):
+        with pytest.raises(ConfigError):
+            load_settings(environ={}, max_usd=bad)
+    assert str(load_settings(environ={}, max_usd="1000000").max_spend_usd) == "1000000"

@@ -74,7 +74,7 @@ def receipt(ref="0xabc"):
     return b64url({"method": "tempo", "reference": ref, "status": "success", "timestamp": "2026-01-01T00:00:00.000Z"})
 
 
-def run(tmp_path, answers, *, pay="auto", private_key=KEY, network="base", expected=249600):
+def run(tmp_path, answers, *, pay="auto", private_key=KEY, network="base", expected=249600, network_explicit=False):
     client = FakeClient(tmp_path, answers, private_key)
     signs = []
 
@@ -87,7 +87,8 @@ def run(tmp_path, answers, *, pay="auto", private_key=KEY, network="base", expec
 
     flow = PaymentFlow(client, confirm=lambda q, d: None, pay=pay, signer=x402_signer, mpp_signer=mpp_signer)
     call = PaidCall(kind="provision", path="/compute/provision", body={"plan": "p", "label": "x"}, network=network,
-                    limits=Limits(Decimal(25), "default", expected), terms={}, journal_id=new_id())
+                    network_explicit=network_explicit, limits=Limits(Decimal(25), "default", expected), terms={},
+                    journal_id=new_id())
     try:
         return flow.run(call), client, signs, None
     except Exception as e:  # noqa: BLE001
@@ -112,6 +113,14 @@ def test_auto_picks_mpp_when_it_is_the_only_payable_offer(tmp_path):
     e = Journal(tmp_path).get(res.journal_id)
     assert e["status"] == "settled" and e["method"] == "mpp" and e["payment_header_value"] == "Payment cred1"
     assert json.loads((tmp_path / "payees.json").read_text())["tempo"]["pay_to"] == PAYEE
+
+
+def test_auto_never_trades_a_named_network_for_mpp(tmp_path):
+    # --network base was asked for: Tempo is another rail, so say what is offered instead of paying it.
+    only_mpp = r402({"WWW-Authenticate": mpp_header()})
+    res, client, signs, err = run(tmp_path, [only_mpp, only_mpp], network_explicit=True)
+    assert isinstance(err, PaymentRequired) and err.code == "network_not_offered" and signs == []
+    assert err.details["mpp"]
 
 
 def test_auto_without_an_evm_key_does_not_pay_mpp(tmp_path):

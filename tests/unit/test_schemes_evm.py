@@ -196,14 +196,36 @@ def test_permit_reads_nonce_from_chain_and_signs_for_payto():
     assert s.nonce == f"7:{NOW + 3600}" and s.valid_before == NOW + 3600
 
 
-def test_permit_uses_challenge_nonce_without_rpc():
+class DownRpc:
+    """An RPC endpoint that cannot be reached."""
+
+    def __getattr__(self, name):
+        def fail(*a, **k):
+            from x402_compute.errors import NetworkError
+
+            raise NetworkError("POST /rpc failed: connection refused", details={"sent": False})
+
+        return fail
+
+
+def test_permit_uses_challenge_nonce_only_when_no_rpc_answers():
     o = offer("megaeth", amount=MEGA_AMOUNT, extra={"name": "MegaUSD", "version": "1", "spender": PAY_TO.lower(),
                                                     "permitNonce": "3"})
-    s = sign_offer(o, settings(), now=NOW, rpc=NoRpc())
+    s = sign_offer(o, settings(), now=NOW, rpc=DownRpc())
     assert s.payload["authorization"]["nonce"] == "3"
     spender = s.payload["authorization"]["spender"]
     assert spender.lower() == PAY_TO.lower()
     assert recover(permit_typed(s, spender=spender, nonce=3), s.payload["signature"]) == ANVIL0
+
+
+def test_permit_nonce_suggested_by_the_402_must_match_the_chain():
+    # A server-chosen future nonce would let a "rejected" permit be spent after the user's next one.
+    extra = {"name": "MegaUSD", "version": "1", "permitNonce": "9"}
+    with pytest.raises(PaymentRequired) as e:
+        sign_offer(offer("megaeth", amount=MEGA_AMOUNT, extra=extra), settings(), now=NOW, rpc=StubRpc(nonce=2))
+    assert e.value.code == "permit_nonce_mismatch"
+    s = sign_offer(offer("megaeth", amount=MEGA_AMOUNT, extra={**extra, "permitNonce": "2"}), settings(), now=NOW, rpc=StubRpc(nonce=2))
+    assert s.payload["authorization"]["nonce"] == "2"
 
 
 def test_permit_to_a_spender_other_than_the_payee_is_refused():
@@ -221,10 +243,11 @@ def test_validity_never_signed_further_than_an_hour_ahead(key, amount):
     # maxTimeoutSeconds = 10^9 would make a decades-long bearer authorization.
     o = offer(key, amount=amount, timeout=10**9,
               extra={"name": NETWORKS[key].eip712_name, "version": NETWORKS[key].eip712_version, "permitNonce": "0"})
-    s = sign_offer(o, settings(), now=NOW, rpc=NoRpc())
+    rpc = StubRpc(nonce=0) if key == "megaeth" else NoRpc()
+    s = sign_offer(o, settings(), now=NOW, rpc=rpc)
     assert s.valid_before == NOW + 3600
     o = offer(key, amount=amount, timeout=10**80, extra=o.extra)   # above uint256: still an hour
-    assert sign_offer(o, settings(), now=NOW, rpc=NoRpc()).valid_before == NOW + 3600
+    assert sign_offer(o, settings(), now=NOW, rpc=rpc).valid_before == NOW + 3600
 
 
 def test_permit_refuses_an_rpc_for_another_chain():

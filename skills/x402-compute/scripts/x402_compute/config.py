@@ -23,6 +23,7 @@ from .errors import ConfigError
 
 DEFAULT_BASE_URL = "https://compute.x402layer.cc"
 DEFAULT_MAX_SPEND_USD = Decimal("25")
+MAX_USD = Decimal("1000000")
 
 # Public RPC endpoints, overridable per network (e.g. by the sandbox's env file).
 DEFAULT_RPC_URLS = {
@@ -115,6 +116,10 @@ def parse_usd(text: str, what: str) -> Decimal:
         raise ConfigError(f"{what} must be a number of US dollars, got {text!r}.") from None
     if not value.is_finite() or value < 0:
         raise ConfigError(f"{what} must be a non-negative number of US dollars, got {text!r}.")
+    if value > MAX_USD:
+        # Far above any machine's price; also keeps later atomic-unit arithmetic (10^18 per
+        # dollar on MegaETH) inside Decimal's range instead of overflowing into a traceback.
+        raise ConfigError(f"{what} must be at most {MAX_USD} US dollars, got {text!r}.")
     return value
 
 

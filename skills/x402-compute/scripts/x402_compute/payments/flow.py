@@ -47,6 +47,7 @@ class PaidCall:
     terms: dict  # what the quote shows besides the offer (plan, region, hours, hourly and total USD)
     journal_id: str  # chosen up front so the provision label can carry it
     use_credits: bool = False
+    network_explicit: bool = False  # the user named --network: never pay on another rail instead
     auth_on_retry: bool = False  # the call needs an identity on the paid request (e.g. a top-up)
     method: str = "POST"
     context: dict = field(default_factory=dict)  # extra facts for the journal (e.g. old expires_at)
@@ -255,8 +256,9 @@ class PaymentFlow:
                 if offer is not None or not challenge.mpp:
                     challenge = challenge2
         mpp = mpp_terms(challenge)
-        if offer is None and self.pay == "auto" and _tempo_charge(challenge) is not None and _has_evm_wallet(self.settings):
-            # MPP is the only offer these wallets can pay: take it, under the same rules.
+        if offer is None and self.pay == "auto" and not call.network_explicit and _tempo_charge(challenge) is not None and _has_evm_wallet(self.settings):
+            # MPP is the only offer these wallets can pay: take it, under the same rules. Not when
+            # the user named a network: paying on Tempo instead would be a rail they did not choose.
             self.progress(f"No x402 offer on {call.network}; paying the MPP (Tempo USDC.e) challenge instead")
             return self._mpp(call, body, idem, challenge, probe_auth)
         if offer is None:

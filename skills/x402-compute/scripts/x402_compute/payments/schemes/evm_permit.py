@@ -10,9 +10,10 @@ Choices, all driven by the challenge:
   verifyingContract = ``asset``;
 - spender = ``payTo`` (the documented route); an ``extra.spender`` naming any other address is refused,
   because a permit lets its spender pull the value anywhere and only ``payTo`` is pinned;
-- nonce = ``extra.permitNonce`` / ``extra.nonce`` when given, else the token's ``nonces(owner)`` read
-  over RPC (after checking the RPC really serves chain 4326: a wrong chain's nonce makes a signature
-  that fails only at settlement);
+- nonce = the token's ``nonces(owner)``, read over RPC after checking the RPC really serves chain
+  4326 (a wrong chain's nonce makes a signature that fails only at settlement);
+  ``extra.permitNonce`` / ``extra.nonce``, when given, must equal it, and stands alone only when
+  no RPC can be reached;
 - deadline = now + (maxTimeoutSeconds or 3600);
 - value = the offer's amount in atomic units (18 decimals on MegaETH; never rescaled).
 
@@ -71,6 +72,30 @@ def onchain_nonce(rpc: Rpc, network: str, chain_id: int, token: str, owner: str)
     return erc20_nonces(rpc, network, token, owner)
 
 
+def _permit_nonce(rpc_factory, net, token: str, owner: str, hinted: int | None) -> int:
+    """The chain's ``nonces(owner)``; a nonce the 402 suggests must agree with it.
+
+    A server-chosen future nonce would let a "rejected" permit be used after the user's
+    next one, so the chain decides whenever it can be read. Only when it cannot (no RPC
+    reachable) is a hinted nonce used as is: the permit still goes only to the pinned
+    payee and expires within the hour."""
+    from ...errors import ConfigError, NetworkError
+
+    try:
+        chain = onchain_nonce(rpc_factory(), net.key, net.chain_id, token, owner)
+    except (ConfigError, NetworkError):
+        if hinted is None:
+            raise
+        return hinted
+    if hinted is not None and hinted != chain:
+        raise _evm.unusable(
+            f"The {net.key} offer suggests permit nonce {hinted}, but the token's nonces({owner}) is {chain}. Nothing was signed.",
+            code="permit_nonce_mismatch",
+            details={"hinted": str(hinted), "onchain": str(chain)},
+        )
+    return chain
+
+
 def sign(offer: Offer, signer: Any, *, now: int, rpc_factory) -> Signed:
     net = _evm.network_of(offer)
     domain = _evm.token_domain(offer, net)
@@ -86,12 +111,12 @@ def sign(offer: Offer, signer: Any, *, now: int, rpc_factory) -> Signed:
         )
     value = _evm.positive_amount(offer)
     owner = signer.address
+    hinted = None
     if extra.get("permitNonce") is not None:
-        nonce = _evm.uint_extra(extra["permitNonce"], "permitNonce")
+        hinted = _evm.uint_extra(extra["permitNonce"], "permitNonce")
     elif extra.get("nonce") is not None:
-        nonce = _evm.uint_extra(extra["nonce"], "nonce")
-    else:
-        nonce = onchain_nonce(rpc_factory(), net.key, net.chain_id, offer.asset, owner)
+        hinted = _evm.uint_extra(extra["nonce"], "nonce")
+    nonce = _permit_nonce(rpc_factory, net, offer.asset, owner, hinted)
     deadline = _evm.expiry(offer, now)
     typed = typed_data(domain, owner=owner, spender=spender, value=value, nonce=nonce, deadline=deadline)
     signature = _evm.signature_hex(signer, typed)
