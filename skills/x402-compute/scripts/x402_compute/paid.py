@@ -35,7 +35,7 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True) -> 
         "--pay",
         choices=("auto", "x402", "mpp"),
         default="auto",
-        help="payment protocol: x402, or mpp (Tempo USDC.e over WWW-Authenticate: Payment; needs an EVM wallet (PRIVATE_KEY or an OWS vault) and Python 3.11+); auto = x402 on --network, else MPP when it is the only offer your wallet can pay",
+        help="payment protocol: x402, or mpp (Tempo USDC.e over WWW-Authenticate: Payment; needs an EVM wallet (PRIVATE_KEY or an OWS vault) and Python 3.11+); auto = x402 on the network, else MPP when it is the only offer your wallet can pay and --network was not named",
     )
     g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25)")
     g.add_argument("--quote", action="store_true", help="show the price and payment terms; sign and send nothing")
