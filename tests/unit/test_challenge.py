@@ -278,6 +278,26 @@ def test_a_body_nested_thousands_deep_is_a_clear_error():
         ch.from_response(Response(402, {}, b"[" * 100_000))
 
 
+def test_deep_nesting_cannot_crash_the_process_even_with_a_raised_recursion_limit():
+    # py_ecc (imported by eth-account's keyfile code) raises the limit to 100000; the C JSON
+    # decoder then overflowed the C stack on a deep body: a segfault, not an exception.
+    import subprocess
+    import sys
+
+    from tests.helpers import SCRIPTS
+
+    code = (
+        "import sys; sys.setrecursionlimit(100000); sys.path.insert(0, sys.argv[1])\n"
+        "from x402_compute.http import Response, loads, json_depth\n"
+        "assert Response(402, {}, b'[' * 1_000_000 + b']' * 1_000_000).json() is None\n"
+        "assert Response(402, {}, b'{\"a\":\"[[[[[[\"}').json() == {'a': '[[[[[['}  # brackets in strings don't count\n"
+        "assert json_depth('[' * 100 + ']' * 100) == 100 and loads('[' * 100 + ']' * 100)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(SCRIPTS)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
 def test_v2_requirement_with_json_floats_is_echoed_and_journalled(tmp_path):
     req_text = ('{"scheme":"exact","network":"eip155:8453","amount":"249600","asset":"%s","payTo":"%s",'
                 '"maxTimeoutSeconds":300.0,"extra":{"name":"USD Coin","version":"2","feeRate":0.25}}' % (BASE_USDC, PAYEE))

@@ -5,6 +5,7 @@ before any byte of the request left this machine."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from decimal import Decimal
@@ -16,6 +17,36 @@ from . import USER_AGENT, redact
 from .errors import ComputeError, NetworkError, error_for_status
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+MAX_JSON_DEPTH = 100
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text`` nests arrays and objects (brackets inside strings don't count)."""
+    depth = peak = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if m.group() in "[{":
+            depth += 1
+            peak = max(peak, depth)
+        else:
+            depth -= 1
+    return peak
+
+
+def loads(data: bytes | str, **kw: Any) -> Any:
+    """``json.loads`` for what a server sends us, refusing absurd nesting first.
+
+    The C decoder recurses once per level and only stops at the interpreter's recursion
+    limit, which some libraries (py_ecc, pulled in by eth-account's keyfile code) raise
+    to 100000: then a body nested a few hundred thousand deep overflows the C stack and
+    kills the process instead of raising."""
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text, **kw)
 
 
 class Response:
@@ -31,7 +62,7 @@ class Response:
         if not self.content:
             return None
         try:
-            return json.loads(self.content, parse_float=Decimal)
+            return loads(self.content, parse_float=Decimal)
         except (ValueError, RecursionError):  # RecursionError: a body nested thousands deep
             return None
 

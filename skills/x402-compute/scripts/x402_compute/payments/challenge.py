@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from ..errors import ComputeError
+from ..http import loads
 from ..networks import network_key
 from .model import Challenge, MppOffer, Offer, Signed
 
@@ -47,7 +48,7 @@ def b64_json(value: str, what: str) -> Any:
         raise ChallengeError(f"{what} is empty or too large.")
     try:
         raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text) else None, validate=True)
-        return json.loads(raw.decode("utf-8"), parse_float=Decimal)
+        return loads(raw.decode("utf-8"), parse_float=Decimal)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise ChallengeError(f"{what} is not base64-encoded JSON.", details={"value": text[:200]}) from None
 
