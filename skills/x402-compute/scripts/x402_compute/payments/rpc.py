@@ -118,7 +118,9 @@ class JsonRpc:
                 details={"url": url},
             )
         try:
-            doc = resp.json()
+            from ..http import loads  # bounded nesting: an RPC endpoint is no more trusted than the API
+
+            doc = loads(resp.content)
         except ValueError:
             raise ComputeError(f"{network} RPC {method} did not return JSON", code="rpc_bad_result") from None
         if not isinstance(doc, dict):
