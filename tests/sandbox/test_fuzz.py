@@ -245,6 +245,8 @@ def _check(method: str, path: str, status: int, data: bytes) -> None:
     assert data, where
     body = _strict_json(data)
     route = path.split("?", 1)[0]
+    if "://" in route:  # absolute-form target (RFC 9112 §3.2.2): the route is what follows the authority
+        route = "/" + route.split("://", 1)[1].partition("/")[2]
     rpc = route.startswith("/rpc/") and route.count("/") == 2
     if rpc and status == 200:
         for item in (body if isinstance(body, list) else [body]):
