@@ -12,7 +12,14 @@ including our client's chain JSON-RPC reads); client cost = wall time − server
   ``requests``. Its default spend controls ($1 per payment, default assets only) are turned
   off, or USDG on eip155:4663 would be filtered out. Its Solana RPC reads are answered
   in-process by LiteSVM (tests/oracle/bridges.py), so they count as SDK client time.
-  MegaUSD (ERC-2612 permit) is not paid by the SDK's exact EVM client without Permit2: n/a.
+  The SDK's exact EVM client pays MegaUSD only through Permit2, so on the default sandbox (direct
+  ERC-2612 permit) its megaeth cell is n/a.
+- megaeth/permit2: a second in-process sandbox started with ``permit2=True`` advertises MegaETH as
+  ``assetTransferMethod: "permit2"``; both clients sign a Permit2 ``PermitWitnessTransferFrom`` and the
+  sandbox settles it through its Permit2 + x402ExactPermit2Proxy contracts. Its 402 does not advertise
+  the ``eip2612GasSponsoring`` extension (checked at run time), so before anything is timed each payer
+  sends one on-chain ``approve(Permit2, its whole MegaUSD balance)`` from its own key. After the runs
+  the bench checks that the payers' Permit2 allowances fell by exactly what they paid.
 
 Bounded: WARMUP + RUNS provisions per client and network (default 1 + 5), loopback only.
 """
@@ -67,6 +74,34 @@ def fresh_wallet(fac, usd: int = 50) -> dict:
     from tests.conftest import Tools
 
     return Tools.fresh_wallet(fac, usd=usd)
+
+
+def permit2_challenge(sb) -> dict:
+    """The MegaETH requirement and extensions of an unpaid v2 402 from a permit2=True sandbox."""
+    import requests
+
+    raw = json.dumps({**PLAN, "label": "probe", "network": "megaeth"}, separators=(",", ":")).encode()
+    r = requests.post(sb.base_url + "/compute/provision", data=raw, timeout=30,
+                      headers={"Content-Type": "application/json", "X-Accept-Networks": "megaeth"})
+    assert r.status_code == 402, r.text[:300]
+    doc = json.loads(base64.b64decode(r.headers["PAYMENT-REQUIRED"]))
+    (req,) = [a for a in doc["accepts"] if a["network"] == "eip155:4326"]
+    method = (req.get("extra") or {}).get("assetTransferMethod")
+    if method != "permit2":
+        raise SystemExit(f"the permit2 sandbox's 402 asks for assetTransferMethod={method!r}, not permit2")
+    return {"requirement": req, "extensions": sorted((doc.get("extensions") or {}).keys())}
+
+
+def approve_permit2(fac, w: dict) -> int:
+    """Setup, not timed: the payer approves Permit2 for its whole MegaUSD balance (one on-chain tx)."""
+    from x402_compute_sandbox.networks import PERMIT2_ADDRESS
+
+    chain = fac.chain("megaeth")
+    chain.register_key(w["evm_private_key"])       # the chain sends the payer's own approve tx
+    amount = fac.balance_of("megaeth", w["evm_address"])
+    chain.approve(w["evm_address"], PERMIT2_ADDRESS, amount)
+    assert chain.allowance(w["evm_address"], PERMIT2_ADDRESS) == amount
+    return amount
 
 
 def ours_runner(sb, w: dict, state_dir: Path):
@@ -156,22 +191,57 @@ def main() -> int:
     a = ap.parse_args()
     runs, warmup = max(1, min(a.runs, 50)), max(0, min(a.warmup, 5))
 
+    from x402_compute_sandbox.networks import PERMIT2_ADDRESS
     from x402_compute_sandbox.server import Sandbox
 
     tmp = Path(tempfile.mkdtemp(prefix="x402-bench-paid-"))
-    sb = Sandbox(host="127.0.0.1", port=0, state_dir=str(tmp / "sandbox"), boot_seconds=0.3, x402_version=2)
-    sb.start(background=True)
     try:
-        clock = ServerClock(sb.app)
-        w_ours, w_sdk = fresh_wallet(sb.facilitator), fresh_wallet(sb.facilitator)
-        ours, sdk = ours_runner(sb, w_ours, tmp / "client-state"), sdk_runner(sb, w_sdk)
         rows = []
-        for net in NETS:
-            o = measure(ours, net, clock, warmup, runs)
-            s = measure(sdk, net, clock, warmup, runs) if net != "megaeth" else {"error": "n/a (ERC-2612 permit without Permit2)"}
-            rows.append((net, o, s))
+        sb = Sandbox(host="127.0.0.1", port=0, state_dir=str(tmp / "sandbox"), boot_seconds=0.3, x402_version=2)
+        sb.start(background=True)
+        try:
+            clock = ServerClock(sb.app)
+            w_ours, w_sdk = fresh_wallet(sb.facilitator), fresh_wallet(sb.facilitator)
+            ours, sdk = ours_runner(sb, w_ours, tmp / "client-state"), sdk_runner(sb, w_sdk)
+            for net in NETS:
+                o = measure(ours, net, clock, warmup, runs)
+                s = measure(sdk, net, clock, warmup, runs) if net != "megaeth" else {"error": "n/a (SDK: Permit2 only)"}
+                rows.append((net, o, s))
+        finally:
+            sb.stop()
+
+        # MegaETH through Permit2: a second sandbox, started with permit2=True, one network.
+        sb2 = Sandbox(host="127.0.0.1", port=0, state_dir=str(tmp / "sandbox-permit2"), boot_seconds=0.3,
+                      x402_version=2, permit2=True)
+        sb2.start(background=True)
+        try:
+            clock2 = ServerClock(sb2.app)
+            ch = permit2_challenge(sb2)
+            sponsored = "eip2612GasSponsoring" in ch["extensions"]
+            w_ours2, w_sdk2 = fresh_wallet(sb2.facilitator), fresh_wallet(sb2.facilitator)
+            chain2 = sb2.facilitator.chain("megaeth")
+            start = {}
+            for w in (w_ours2, w_sdk2):     # setup outside the timed part (see the module docstring)
+                allowance = approve_permit2(sb2.facilitator, w)
+                start[w["evm_address"]] = (allowance, sb2.facilitator.balance_of("megaeth", w["evm_address"]))
+            ours2, sdk2 = ours_runner(sb2, w_ours2, tmp / "client-state-permit2"), sdk_runner(sb2, w_sdk2)
+            o2 = measure(ours2, "megaeth", clock2, warmup, runs)
+            s2 = measure(sdk2, "megaeth", clock2, warmup, runs)
+            for w, d in ((w_ours2, o2), (w_sdk2, s2)):
+                if "error" in d:
+                    continue
+                a0, b0 = start[w["evm_address"]]
+                paid = b0 - sb2.facilitator.balance_of("megaeth", w["evm_address"])
+                pulled = a0 - chain2.allowance(w["evm_address"], PERMIT2_ADDRESS)
+                if not (paid > 0 and pulled == paid):
+                    d.clear()
+                    d["error"] = f"not settled via Permit2 (paid {paid}, allowance used {pulled})"
+            rows.append(("megaeth/permit2", o2, s2))
+        finally:
+            sb2.stop()
+
         print(f"paid provision, x402 v2, loopback sandbox; median of {runs} runs (after {warmup} warm-up) per cell")
-        print(f"{'network':<10} {'ours wall':>10} {'ours srv':>9} {'ours client':>12} | {'sdk wall':>9} {'sdk srv':>8} {'sdk client':>11} | {'client ratio ours/sdk':>22}")
+        print(f"{'network':<15} {'ours wall':>10} {'ours srv':>9} {'ours client':>12} | {'sdk wall':>9} {'sdk srv':>8} {'sdk client':>11} | {'client ratio ours/sdk':>22}")
         out = []
         for net, o, s in rows:
             def cells(d, w):
@@ -179,13 +249,25 @@ def main() -> int:
                     return f"{'-':>{w[0]}} {'-':>{w[1]}} {'-':>{w[2]}}"
                 return f"{d['wall_ms']:>{w[0]}.1f} {d['server_ms']:>{w[1]}.1f} {d['client_ms']:>{w[2]}.1f}"
             ratio = (o["client_ms"] / s["client_ms"]) if ("error" not in o and "error" not in s and s["client_ms"] > 0) else None
-            print(f"{net:<10} {cells(o, (10, 9, 12))} | {cells(s, (9, 8, 11))} | {(f'{ratio:.2f}x' if ratio else s.get('error', '-')):>22}")
-            out.append({"network": net, "ours": o, "sdk": s, "client_ratio": ratio})
+            print(f"{net:<15} {cells(o, (10, 9, 12))} | {cells(s, (9, 8, 11))} | {(f'{ratio:.2f}x' if ratio else s.get('error', '-')):>22}")
+            for who, d in (("ours", o), ("sdk", s)):
+                if "error" in d and not d["error"].startswith("n/a"):
+                    print(f"  {net} {who}: {d['error']}")
+            row = {"network": net.split("/")[0], "ours": o, "sdk": s, "client_ratio": ratio}
+            if "/" in net:
+                row["route"] = net.split("/")[1]
+            out.append(row)
         print("(ms; client = wall − time inside the sandbox's request handler; ours includes the X-Auth probe signature,")
         print(" policy, the 0600 journal write with fsync and the payee pin; the SDK's Solana RPC is in-process)")
-        print(json.dumps({"bench": "paid_provision", "runs": runs, "rows": out}))
+        print("megaeth: default sandbox, direct ERC-2612 permit (our client); the SDK pays MegaUSD only by Permit2.")
+        print("megaeth/permit2: second sandbox with permit2=True; its 402 asks for assetTransferMethod permit2 and "
+              + ("advertises" if sponsored else "does not advertise") + " eip2612GasSponsoring;")
+        print(" setup, not timed: each payer approved Permit2 once on-chain (allowance = its MegaUSD balance),"
+              " so neither client signs an ERC-2612 permit; allowance use == amount paid was checked.")
+        print(json.dumps({"bench": "paid_provision", "runs": runs, "rows": out,
+                          "megaeth_permit2": {"assetTransferMethod": "permit2", "extensions_advertised": ch["extensions"],
+                                              "setup": "payer approve(Permit2, balance) before timing"}}))
     finally:
-        sb.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

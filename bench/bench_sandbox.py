@@ -8,7 +8,12 @@ load generator does not share the server's GIL), then measures:
    requests/second, p50 and p99 latency, and the ratio of the two;
 2. paid provisions per second per network, each paid by the official x402 SDK client
    (x402 v2 challenge; Base and Robinhood by EIP-3009, Solana by a partially signed transfer built
-   against the sandbox's /rpc/solana).
+   against the sandbox's /rpc/solana); MegaETH through Permit2 on a second sandbox child started with
+   permit2=True, which advertises MegaUSD as assetTransferMethod "permit2" and settles it through its
+   Permit2 + x402ExactPermit2Proxy contracts. That 402 carries no eip2612GasSponsoring extension, so
+   the child, before it serves (outside any timing), has the payer send one on-chain
+   approve(Permit2, its whole MegaUSD balance) from its own key; the bench checks afterwards that
+   the allowance fell by exactly what was paid.
 
 Request counts are bounded (--requests, --provisions). Loopback only.
 
@@ -32,17 +37,51 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3"   # canonical (CREATE2) Permit2, as in the sandbox
 
 
-def start_server(state_dir: str) -> tuple[subprocess.Popen, dict]:
+BANNER = "=" * 72
+
+
+def serve_permit2_child(state_dir: str, env_file: str) -> int:
+    """Child process: a permit2=True sandbox whose first test wallet has approved Permit2 (setup)."""
+    sys.path.insert(0, str(ROOT))
+    from x402_compute_sandbox import networks
+    from x402_compute_sandbox.server import Sandbox
+
+    assert networks.PERMIT2_ADDRESS == PERMIT2_ADDRESS
+    sb = Sandbox(host="127.0.0.1", port=0, state_dir=state_dir, boot_seconds=0.5, x402_version=2, permit2=True)
+    w = sb.wallets[0]
+    chain = sb.facilitator.chain("megaeth")
+    chain.register_key(w["evm_private_key"])        # the chain sends the payer's own approve tx
+    amount = sb.facilitator.balance_of("megaeth", w["evm_address"])
+    chain.approve(w["evm_address"], PERMIT2_ADDRESS, amount)
+    sb.write_env_file(env_file)
+    sb.start(background=False)
+    print(f"{BANNER}\npermit2 sandbox {sb.base_url}; Permit2 allowance {amount}\n{BANNER}", file=sys.stderr, flush=True)
+    try:
+        sb.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sb.stop()
+    return 0
+
+
+def start_server(state_dir: str, permit2: bool = False) -> tuple[subprocess.Popen, dict]:
     env_file = os.path.join(state_dir, "bench.env")
+    if permit2:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-permit2-child",
+               os.path.join(state_dir, "state"), env_file]
+    else:
+        cmd = [sys.executable, "-m", "x402_compute_sandbox", "--host", "127.0.0.1", "--port", "0",
+               "--state-dir", os.path.join(state_dir, "state"), "--env-file", env_file,
+               "--x402-version", "2", "--boot-seconds", "0.5"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "x402_compute_sandbox", "--host", "127.0.0.1", "--port", "0",
-         "--state-dir", os.path.join(state_dir, "state"), "--env-file", env_file,
-         "--x402-version", "2", "--boot-seconds", "0.5"],
+        cmd,
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline, banner = time.time() + 120, ""
-    while banner.count("=" * 72) < 2:
+    while banner.count(BANNER) < 2:
         line = proc.stderr.readline()
         if not line or time.time() > deadline:
             proc.kill()
@@ -128,7 +167,35 @@ def sdk_client(env: dict):
     return client
 
 
-def paid_provisions(env: dict, network_caip2: str, label: str, count: int) -> dict:
+def permit2_probe(env: dict) -> dict:
+    """The unpaid 402's MegaETH requirement: it must ask for Permit2; which extensions come with it."""
+    base = env["COMPUTE_BASE_URL"]
+    body = json.dumps({"plan": "vc2-1c-1gb", "region": "lax", "os_id": 2284, "label": "probe",
+                       "prepaid_hours": 24, "network": "megaeth"}, separators=(",", ":"))
+    r = requests.post(base + "/compute/provision", data=body,
+                      headers={"Content-Type": "application/json", "X-Accept-Networks": "megaeth"})
+    if r.status_code != 402:
+        raise SystemExit(f"permit2 sandbox: expected 402, got {r.status_code}")
+    doc = json.loads(base64.b64decode(r.headers["PAYMENT-REQUIRED"]))
+    (req,) = [a for a in doc["accepts"] if a["network"] == "eip155:4326"]
+    method = (req.get("extra") or {}).get("assetTransferMethod")
+    if method != "permit2":
+        raise SystemExit(f"permit2 sandbox: the 402 asks for assetTransferMethod={method!r}, not permit2")
+    return {"asset": req["asset"], "extensions": sorted((doc.get("extensions") or {}).keys())}
+
+
+def megausd_state(env: dict, asset: str) -> tuple[int, int]:
+    """(payer's MegaUSD balance, its allowance to Permit2), read from the sandbox (not timed)."""
+    owner = env["WALLET_ADDRESS"]
+    base = env["COMPUTE_BASE_URL"]
+    bal = requests.get(base + "/_sandbox/balance", params={"network": "megaeth", "address": owner}).json()
+    data = "0xdd62ed3e" + owner[2:].lower().rjust(64, "0") + PERMIT2_ADDRESS[2:].lower().rjust(64, "0")
+    rpc = requests.post(env["MEGAETH_RPC_URL"], json={"jsonrpc": "2.0", "id": 1, "method": "eth_call",
+                                                      "params": [{"to": asset, "data": data}, "latest"]}).json()
+    return int(bal["balance"]), int(rpc["result"], 16)
+
+
+def paid_provisions(env: dict, network_caip2: str, label: str, count: int, name: str | None = None) -> dict:
     from x402.schemas import PaymentRequired
     client = sdk_client(env)
     base = env["COMPUTE_BASE_URL"]
@@ -152,7 +219,7 @@ def paid_provisions(env: dict, network_caip2: str, label: str, count: int) -> di
             else:
                 print(f"  {label}: {paid.status_code} {paid.text[:200]}", file=sys.stderr)
     elapsed = time.perf_counter() - t_all
-    return {"network": label, "provisions": count, "succeeded": ok, "seconds": round(elapsed, 3),
+    return {"network": name or label, "provisions": count, "succeeded": ok, "seconds": round(elapsed, 3),
             "per_second": round(ok / elapsed, 2), "median_ms": round(statistics.median(times) * 1000, 1)}
 
 
@@ -162,7 +229,10 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--provisions", type=int, default=10, help="paid provisions per network (max 100)")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--serve-permit2-child", nargs=2, metavar=("STATE_DIR", "ENV_FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_permit2_child:
+        return serve_permit2_child(*args.serve_permit2_child)
     total = max(args.concurrency, min(args.requests, 20_000))
     provisions = max(1, min(args.provisions, 100))
 
@@ -189,11 +259,37 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+        # MegaETH through Permit2: a second sandbox child (permit2=True), after the first has stopped.
+        os.makedirs(os.path.join(tmp, "permit2"))
+        proc, env2 = start_server(os.path.join(tmp, "permit2"), permit2=True)
+        try:
+            probe = permit2_probe(env2)
+            bal0, allow0 = megausd_state(env2, probe["asset"])
+            row = paid_provisions(env2, "eip155:4326", "megaeth", provisions, name="megaeth/permit2")
+            bal1, allow1 = megausd_state(env2, probe["asset"])
+            row["paid_atomic"], row["permit2_allowance_used"] = bal0 - bal1, allow0 - allow1
+            if row["succeeded"] and row["paid_atomic"] != row["permit2_allowance_used"]:
+                raise SystemExit(f"megaeth/permit2: paid {row['paid_atomic']} but Permit2 allowance fell by "
+                                 f"{row['permit2_allowance_used']}: not settled via Permit2")
+            paid.append(row)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    sponsored = "eip2612GasSponsoring" in probe["extensions"]
+
     result = {"concurrency": args.concurrency, "health": health, "instances_api_key": instances,
               "health_again": health2, "ratio_instances_to_health": round(instances["rps"] / health["rps"], 3),
               "paid_provisions": paid,
-              "notes": ["megaeth is not measured: the x402 SDK pays MegaUSD by Permit2, the sandbox settles "
-                        "the x402layer direct ERC-2612 permit route"]}
+              "notes": ["megaeth (default sandbox) is not measured: the x402 SDK pays MegaUSD by Permit2, the "
+                        "default sandbox settles the x402layer direct ERC-2612 permit route",
+                        "megaeth/permit2: second sandbox child with permit2=True; its 402 asks for "
+                        "assetTransferMethod permit2 and " + ("advertises" if sponsored else "does not advertise")
+                        + " eip2612GasSponsoring; setup before serving, not timed: the payer approved Permit2 "
+                        "once on-chain (allowance = its MegaUSD balance); allowance used == amount paid "
+                        f"({paid[-1]['permit2_allowance_used']} atomic units) was checked"]}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -205,9 +301,10 @@ def main() -> int:
     print(f"  ratio instances/health: {result['ratio_instances_to_health']}")
     print("paid provisions (x402 SDK client, v2 challenge, sequential):")
     for row in paid:
-        print(f"  {row['network']:10s} {row['per_second']:6.2f}/s  median {row['median_ms']:7.1f} ms  "
+        print(f"  {row['network']:15s} {row['per_second']:6.2f}/s  median {row['median_ms']:7.1f} ms  "
               f"({row['succeeded']}/{row['provisions']} ok)")
-    print("  megaeth    not measured (" + result["notes"][0].split(": ", 1)[1] + ")")
+    print(f"  {'megaeth':15s} not measured (" + result["notes"][0].split(": ", 1)[1] + ")")
+    print("  note: " + result["notes"][1])
     return 0
 
 
