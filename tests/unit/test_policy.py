@@ -60,6 +60,19 @@ def test_cap_exceeded():
     check_offer(offer("megaeth", 5 * 10**17, USDM), limits("0.50", None))
 
 
+def test_cap_refusal_states_the_exact_amount():
+    # 0.2504 against a 0.25 cap must not read "0.25 USD is above the spend cap of 0.25 USD",
+    # and the details carry the same plain amount as the quote (no trailing zeros).
+    with pytest.raises(PolicyError) as e:
+        check_offer(offer(amount=250400), limits("0.25", None))
+    assert "payment of 0.2504 USD" in e.value.message
+    assert e.value.details["amount_usd"] == "0.2504"
+    assert "--max-usd 0.2504" in e.value.hint and "human" in e.value.hint
+    with pytest.raises(PolicyError) as e:
+        check_offer(offer("megaeth", 5 * 10**17, USDM), limits("0.49", None))
+    assert e.value.details["amount_usd"] == "0.5"
+
+
 def test_price_mismatch_with_one_cent_tolerance():
     check_offer(offer(amount=249600 + 10_000), limits())  # + 1 cent: rounding slack
     assert code_of(lambda: check_offer(offer(amount=249600 + 10_001), limits())) == "price_mismatch"

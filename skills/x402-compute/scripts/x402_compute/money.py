@@ -27,6 +27,11 @@ def usd(value: Decimal | None, places: int = 2) -> str | None:
     return str(value.quantize(q, rounding=ROUND_HALF_UP))
 
 
+def plain(value: Decimal) -> str:
+    """Exact dollars without trailing zeros or exponent: 0.249600 -> "0.2496"."""
+    return format(value.normalize(), "f")
+
+
 def price_usd_micros(hourly: Decimal, hours: int) -> int:
     """Catalog price of ``hours`` at ``hourly`` USD, rounded up to a micro-dollar."""
     return int((hourly * hours * MICROS).to_integral_value(rounding=ROUND_CEILING))

@@ -19,7 +19,7 @@ from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 from ..errors import PolicyError, UsageError
-from ..money import atomic_to_usd, micros_to_atomic, price_usd_micros, to_decimal, usd
+from ..money import atomic_to_usd, micros_to_atomic, plain, price_usd_micros, to_decimal
 from ..networks import NETWORKS, is_canonical_asset
 from ..state import read_json, write_private_json
 from .model import MppOffer, Offer
@@ -154,22 +154,22 @@ def _check_amount(offer: Offer, net, limits: Limits) -> None:
     amount_usd = atomic_to_usd(offer.amount, net.decimals)
     if offer.amount > cap_atomic(limits.cap_usd, net.decimals):
         raise PolicyError(
-            f"The payment of {usd(amount_usd)} USD is above the spend cap of {limits.cap_usd} USD ({limits.cap_source}). Nothing was signed.",
+            f"The payment of {plain(amount_usd)} USD is above the spend cap of {limits.cap_usd} USD ({limits.cap_source}). Nothing was signed.",
             code="spend_cap_exceeded",
-            details={"amount_usd": str(amount_usd), "amount_atomic": str(offer.amount), "cap_usd": str(limits.cap_usd), "cap_source": limits.cap_source},
-            hint="Raise it for this call with --max-usd, or set COMPUTE_MAX_SPEND_USD.",
+            details={"amount_usd": plain(amount_usd), "amount_atomic": str(offer.amount), "cap_usd": str(limits.cap_usd), "cap_source": limits.cap_source},
+            hint=f"Tell the human the amount ({plain(amount_usd)} USD); only if they agree, re-run with --max-usd {plain(amount_usd)} (or set COMPUTE_MAX_SPEND_USD).",
         )
     if limits.expected_micros is not None:
         allowed = micros_to_atomic(limits.expected_micros + PRICE_TOLERANCE_MICROS, net.decimals)
         if offer.amount > allowed:
             expected_usd = Decimal(limits.expected_micros).scaleb(-6)
             raise PolicyError(
-                f"The server asks {amount_usd} USD but {limits.expected_what} is {expected_usd} USD. Nothing was signed.",
+                f"The server asks {plain(amount_usd)} USD but {limits.expected_what} is {plain(expected_usd)} USD. Nothing was signed.",
                 code="price_mismatch",
                 details={
                     "amount_atomic": str(offer.amount),
-                    "amount_usd": str(amount_usd),
-                    "expected_usd": str(expected_usd),
+                    "amount_usd": plain(amount_usd),
+                    "expected_usd": plain(expected_usd),
                     "allowed_atomic": str(allowed),
                 },
             )
