@@ -239,6 +239,9 @@ def test_summary_and_detail():
     assert detail(order(destroyed_at="x"), NOW)["ssh"] is None
     assert hours_left(order(expires_at=(NOW - timedelta(hours=5)).isoformat()), NOW) == 0.0
     assert hours_left(order(expires_at=None), NOW) is None
+    # destroyed before its expiry: nothing prepaid is left to use (list_instances --all, details)
+    gone = summary(order(expires_at=(NOW + timedelta(hours=30)).isoformat(), destroyed_at=NOW.isoformat()), NOW)
+    assert gone["state"] == "destroyed" and gone["hours_left"] == 0.0
 
 
 def test_unwrap_order_shapes():

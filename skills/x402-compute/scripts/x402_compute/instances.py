@@ -85,15 +85,17 @@ def unwrap_order(body: Any) -> dict:
 
 def summary(order: dict, now: datetime | None = None) -> dict:
     now = now or datetime.now(timezone.utc)
+    state = normalized_state(order, now)
     return {
         "id": order.get("id"),
         "label": order.get("label"),
         "plan": order.get("plan") or order.get("vultr_plan"),
         "region": order.get("region") or order.get("vultr_region"),
-        "state": normalized_state(order, now),
+        "state": state,
         "ip": public_ip(order),
         "expires_at": order.get("expires_at"),
-        "hours_left": hours_left(order, now),
+        # A destroyed machine has no prepaid time left, whatever its old expiry says.
+        "hours_left": 0.0 if state == "destroyed" else hours_left(order, now),
         "created_at": order.get("created_at"),
     }
 
