@@ -73,6 +73,22 @@ class PaymentRefused(Exception):
         self.response = response
 
 
+# x402 `eip2612GasSponsoring` extension (v2 only): what the server advertises, and the shape of the
+# `info` a client returns in its payload's extensions (verified by the facilitator, then used on chain).
+EIP2612_GAS_SPONSORING = {
+    "info": {"description": "Sign an EIP-2612 permit granting Permit2 the allowance; the facilitator "
+                            "submits it with the payment, so no approve transaction is needed.",
+             "version": "1"},
+    "schema": {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {k: {"type": "string"} for k in
+                       ("from", "asset", "spender", "amount", "nonce", "deadline", "signature", "version")},
+        "required": ["from", "asset", "spender", "amount", "nonce", "deadline", "signature", "version"],
+    },
+}
+
+
 class Payments:
     def __init__(self, facilitator, *, x402_version: int = 1, max_timeout_seconds: int = 300):
         if x402_version not in (1, 2):
@@ -122,6 +138,10 @@ class Payments:
                     "resource": {"url": offer.resource, "description": offer.description,
                                  "mimeType": "application/json"},
                     "accepts": self._requirements(2, offer, networks)}
+        if getattr(self.f, "permit2", False) and "megaeth" in networks:
+            # The Permit2 route needs the payer's allowance to Permit2; advertising the gas-sponsoring
+            # extension lets a payer without one send an ERC-2612 permit with the payment instead.
+            required["extensions"] = {"eip2612GasSponsoring": EIP2612_GAS_SPONSORING}
         headers["PAYMENT-REQUIRED"] = b64json(required)
         headers["Access-Control-Expose-Headers"] = "PAYMENT-REQUIRED, PAYMENT-RESPONSE"
         return Response(402, {"error": required["error"], "details": details or {}}, headers)

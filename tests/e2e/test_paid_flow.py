@@ -446,3 +446,29 @@ def test_created_account_is_journalled_even_if_the_payment_is_not_signed(make_sa
     assert entry["status"] == "not_sent" and entry["recipient_account_created"] == created
     assert "payment_header_value" not in entry
     fail(run_script("reconcile.py", entry["id"], "--resend", env=wallet_env(sb, w, tmp_path)), 2, "nothing_to_resend")
+
+
+def test_megaeth_permit2_with_gas_sponsoring_settles_through_the_proxy(make_sandbox, tools, tmp_path):
+    """A v2 sandbox in Permit2 mode advertises eip2612GasSponsoring; a payer with no Permit2
+    allowance signs the Permit2 transfer plus an ERC-2612 permit for Permit2, and the facilitator
+    settles both through our proxy contract: the money moves by exactly the amount."""
+    import base64
+
+    sb = make_sandbox(x402_version=2, permit2=True)
+    w = tools.fresh_wallet(sb.facilitator, usd=10)
+    env = wallet_env(sb, w, tmp_path)
+    q = ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--quote", "--network", "megaeth", env=env))["quote"]
+    assert q["network"] == "megaeth" and q["signed"] is False
+    payee = sb.facilitator.payee("megaeth")
+    before, payee_before = balances(sb, w)["megaeth"], sb.facilitator.balance_of("megaeth", payee)
+    doc = ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "megaeth", env=env))
+    amount = int(doc["payment"]["amount_atomic"])
+    assert amount == 249600 * 10**12
+    assert before - balances(sb, w)["megaeth"] == amount
+    assert sb.facilitator.balance_of("megaeth", payee) - payee_before == amount
+    (entry,) = journal_entries(tmp_path)
+    sent = json.loads(base64.b64decode(entry["payment_header_value"]))
+    assert sent["accepted"]["extra"]["assetTransferMethod"] == "permit2" and "permit2Authorization" in sent["payload"]
+    info = sent["extensions"]["eip2612GasSponsoring"]["info"]
+    assert info["spender"].lower() == "0x000000000022d473030f116ddee9f6b43ac78ba3" and info["from"].lower() == w["evm_address"].lower()
+    assert "schema" in sent["extensions"]["eip2612GasSponsoring"]  # the server's schema is echoed, not dropped
