@@ -194,6 +194,6 @@ def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
         return "(none)"
     cells = [[("" if r.get(k) is None else str(r.get(k))) for k, _ in columns] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
-    head = "  ".join(h.ljust(w) for (_, h), w in zip(columns, widths))
-    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    head = "  ".join(h.ljust(w) for (_, h), w in zip(columns, widths)).rstrip()
+    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join([head, *body])

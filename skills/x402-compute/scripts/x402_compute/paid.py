@@ -135,9 +135,13 @@ def _quote_output(result, extra: dict | None = None):
 
     q = dict(result.quote or {})
     q.update(extra or {})
-    lines = [f"{k}: {v}" for k, v in q.items() if not isinstance(v, (dict, list)) and v is not None]
-    if q.get("policy"):
-        lines.append(f"policy: {q['policy']}")
+    def shown(v):
+        return str(v).lower() if isinstance(v, bool) else v  # JSON spelling, not Python's
+
+    lines = [f"{k}: {shown(v)}" for k, v in q.items() if not isinstance(v, (dict, list)) and v is not None]
+    pol = q.get("policy")
+    if isinstance(pol, dict):
+        lines.append("policy: " + ", ".join(f"{k}={shown(v)}" for k, v in pol.items()))
     ra = q.get("recipient_account")
     if ra and ra.get("exists") is False:
         lines.append(
@@ -253,8 +257,10 @@ def provision(ctx):
         [
             f"order {o['id']}: {o['state']} {o['plan']} in {o['region']}, ip {o['ip'] or '(not yet)'}, expires {o['expires_at']}",
             f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {p.get('tx_hash')}",
-            f"ssh: {out['ssh']['command']}" if out.get("ssh") else "ssh: not yet (no IP); use --wait",
+            f"ssh: {out['ssh']['command']}" if out.get("ssh") else
+            f"ssh: not yet (no IP); check with instance_details.py {o['id']} (the machine is paid for: do not provision again)",
         ]
+        + ([f"note: {out['ssh']['note']}"] if (out.get("ssh") or {}).get("note") else [])
     )
     return Output(out, text)
 
@@ -343,7 +349,11 @@ def extend(ctx):
     }
     if price_note:
         out["price_check"] = price_note
-    text = f"instance {iid}: expiry {out['order']['old_expires_at']} -> {out['order']['new_expires_at']}; tx {result.tx_hash}"
+    p = out["payment"]
+    text = (
+        f"instance {iid}: expiry {out['order']['old_expires_at']} -> {out['order']['new_expires_at']}\n"
+        f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {result.tx_hash}"
+    )
     return Output(out, text)
 
 
@@ -426,7 +436,11 @@ def reconcile(ctx):
     journal = Journal(s.state_dir)
     if a.list or not a.journal_id:
         rows = [_entry_row(e) for e in journal.list()]
-        text = "\n".join(f"{r['id']}  {r['created_at']}  {r['kind']:<9} {r['status']:<8} {r['label'] or ''}  {r['amount_usd'] or ''} {r['network'] or ''}" for r in rows) or "(no journal entries)"
+        from .cli import table
+
+        cols = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"), ("status", "STATUS"), ("label", "LABEL"),
+                ("amount_usd", "USD"), ("network", "NETWORK"), ("order_id", "ORDER")]
+        text = table(rows, cols) if rows else "(no journal entries)"
         return Output({"count": len(rows), "entries": rows}, text)
 
     entry = journal.find(a.journal_id)

@@ -395,7 +395,7 @@ class PaymentFlow:
                 )
         terms = {**call.terms, "method": "credits"}
         if self.quote:
-            return PaidResult(0, None, None, "credits", quote={**terms, "signed": False, "note": "Paid from prepaid credits; nothing was sent."})
+            return PaidResult(0, None, None, "credits", quote={**terms, "signed": False, "note": "Would be paid from prepaid credits (use_credits); nothing was sent."})
         self.confirm(f"Spend prepaid credits for {call.kind} ({call.terms.get('summary') or call.path})?", terms)
         entry = self._journal(call, body, "credits", idempotency_key=idem, auth_on_retry=True, terms=terms)
         result = deliver(self.client, self.journal, entry, auth, call.what, progress=self.progress, credits=True)
