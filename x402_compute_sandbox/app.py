@@ -9,7 +9,8 @@ Test/dev extensions (not part of the hosted API):
     GET  /_sandbox/health                       no work at all (benchmark baseline)
     GET  /_sandbox/balance?network=&address=    stablecoin balance on a local chain (atomic units)
     POST /_sandbox/faults {"drop_after_settle": N}
-         the next N paid x402 requests settle and act, then the connection is closed unanswered
+         the next N paid x402 requests settle and act, then the connection is closed unanswered;
+         replays of a paid answer (same Idempotency-Key) count too, so N = 2 gives exit 4
     POST /rpc/<network>                         JSON-RPC reads of the local chains (rpc.py)
 """
 from __future__ import annotations
@@ -290,6 +291,9 @@ class App:
             if key:
                 replay = self.idem.replay(key, req)
                 if replay is not None:
+                    # A replay of a paid answer is dropped too while faults remain, so N = 2 makes
+                    # the client's one automatic resend fail as well: exit 4, then reconcile.py.
+                    replay.drop = self._take_drop_fault()
                     return replay
             spec = validate()
             price = offer(spec)

@@ -50,6 +50,11 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True) -> 
     )
     if credits:
         g.add_argument("--use-credits", action="store_true", help="pay from prepaid credits (needs management auth)")
+    g.add_argument(
+        "--ignore-unresolved",
+        action="store_true",
+        help="pay even though an earlier payment for the same order has an unknown outcome (exit 4); only after reconcile.py could not settle it and the human checked the wallet",
+    )
 
 
 def add_duration_options(p: argparse.ArgumentParser, *, what: str) -> None:
@@ -122,6 +127,37 @@ def _flow_options(ctx) -> dict:
         "pay": getattr(a, "pay", None) or "auto",
         "create_recipient_account": bool(getattr(a, "create_recipient_account", False)),
     }
+
+
+def refuse_unresolved(ctx, kind: str, target: dict) -> None:
+    """Stop before signing a second payment for an order whose first payment has an unknown
+    outcome (exit 4, or a run killed mid-flight): re-running the command is the one mistake
+    the journal cannot undo. ``target``: the terms that name the same order (plan and region,
+    the instance); every top-up matches."""
+    a = ctx.args
+    if a.quote or getattr(a, "ignore_unresolved", False):
+        return
+    from .errors import PolicyError
+    from .payments.journal import Journal
+
+    s = ctx.settings
+    for e in Journal(s.state_dir).list():
+        if e.get("kind") != kind or e.get("status") not in ("unknown", "sent"):
+            continue
+        if e.get("base_url") and e["base_url"] != s.base_url:
+            continue
+        terms = e.get("terms") or {}
+        if any(terms.get(k) != v for k, v in target.items()):
+            continue
+        raise PolicyError(
+            f"An earlier {kind} payment for this order (journal {e['id']}, {e['status']}) has an unknown outcome; "
+            "paying again could charge twice. Nothing was signed.",
+            code="unresolved_payment",
+            details={"journal_id": e["id"], "status": e["status"], "created_at": e.get("created_at"), "label": e.get("label"),
+                     "reconcile": f"python scripts/reconcile.py {e['id']}"},
+            hint=f"Run reconcile.py {e['id']} (then --resend if the order is not found). Only if it stays unknown and the human "
+            "has checked the wallet's history, re-run with --ignore-unresolved.",
+        )
 
 
 def _limits(settings, expected_micros, what="the catalog price"):
@@ -213,6 +249,7 @@ def provision(ctx):
     }
     if expected is None:
         raise UsageError(f"Plan {plan_id} has no price in the catalog; refusing to pay an unchecked amount.", code="unpriced_plan")
+    refuse_unresolved(ctx, "provision", {"plan": plan_id, "region": region})
     call = PaidCall(
         kind="provision",
         path="/compute/provision",
@@ -326,6 +363,7 @@ def extend(ctx):
         from datetime import timedelta
 
         terms["expires_at_estimate"] = iso(old + timedelta(hours=hours))
+    refuse_unresolved(ctx, "extend", {"instance_id": iid})
     call = PaidCall(
         kind="extend",
         path=f"/compute/instances/{iid}/extend",
@@ -383,6 +421,7 @@ def topup(ctx):
     # JSON number, as the API expects; whole dollars stay integers.
     num = int(amount) if amount == amount.to_integral_value() else float(amount)
     body = {"amount": num, "network": network}
+    refuse_unresolved(ctx, "topup", {})
     call = PaidCall(
         kind="topup",
         path="/compute/credits/topup",
