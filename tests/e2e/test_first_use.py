@@ -85,3 +85,16 @@ def run(argv: list[str], env: dict):
 
 def subprocess_run(name: str, env: dict):
     return run([name, PLAN, REGION, "--days", "1", "--yes"], env)
+
+
+def test_contradictory_network_and_mpp_are_usage_errors(make_sandbox, tools, tmp_path):
+    sb = make_sandbox()
+    w = tools.fresh_wallet(sb.facilitator, usd=5)
+    env = wallet_env(sb, w, tmp_path)
+    before = balances(sb, w)
+    # --pay mpp used to pay on Tempo although --network base was named.
+    e = fail(run(["provision.py", PLAN, REGION, "--days", "1", "--yes", "--pay", "mpp", "--network", "base"], env), 2, "usage_error")
+    assert "--pay mpp" in e["error"]["hint"]
+    e = fail(run(["provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "tempo"], env), 2, "usage_error")
+    assert "--pay mpp" in e["error"]["hint"]
+    assert balances(sb, w) == before and journal_entries(tmp_path) == []

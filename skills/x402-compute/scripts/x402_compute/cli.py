@@ -35,6 +35,8 @@ EXIT_CODES_HELP = "exit codes: 0 ok, 1 API/runtime error, 2 usage, 3 refused by 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse would print usage text and exit 2
+        if message.startswith("argument --network") and "'tempo'" in message:
+            raise UsageError(message, hint="Tempo (USDC.e) is paid with MPP: use --pay mpp without --network.")
         raise UsageError(message, hint=f"Run {self.prog} --help for usage.")
 
 

@@ -119,6 +119,12 @@ def _journal_id() -> str:
 
 def _flow_options(ctx) -> dict:
     a = ctx.args
+    if getattr(a, "pay", None) == "mpp" and a.network is not None:
+        # Otherwise --network base --pay mpp would quietly pay on Tempo, not on Base.
+        raise UsageError(
+            f"--network {a.network} and --pay mpp contradict each other: --network names an x402 network, MPP always pays USDC.e on Tempo.",
+            hint=f"Drop --pay mpp to pay on {a.network}, or drop --network to pay with MPP on Tempo.",
+        )
     return {
         "confirm": lambda q, d: ctx.confirm(q, details=d),
         "progress": ctx.progress,
