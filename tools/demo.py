@@ -152,7 +152,8 @@ def main() -> int:
         say(f"5. destroy_instance.py {iid} --yes")
         des = steps.run("destroy_instance.py", iid, "--yes")
         if des:
-            say(f"  destroyed: {json.dumps({k: v for k, v in des.items() if k != 'ok'})[:200]}")
+            lost = des.get("prepaid_time_lost") or {}
+            say(f"  destroyed; {lost.get('hours')} prepaid hours" + (f" (about ${lost['usd']})" if lost.get("usd") else "") + " forfeited")
         summary["ok"] = all(r["ok"] is not False for r in steps.results)
         summary["skipped"] = [r["step"] for r in steps.results if r["ok"] is None]
     except SystemExit:
