@@ -98,3 +98,12 @@ def test_contradictory_network_and_mpp_are_usage_errors(make_sandbox, tools, tmp
     e = fail(run(["provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "tempo"], env), 2, "usage_error")
     assert "--pay mpp" in e["error"]["hint"]
     assert balances(sb, w) == before and journal_entries(tmp_path) == []
+
+
+def test_topup_uses_the_balance_scripts_key_names(make_sandbox, tools, tmp_path):
+    sb = make_sandbox()
+    w = tools.fresh_wallet(sb.facilitator, usd=5)
+    env = wallet_env(sb, w, tmp_path)
+    top = ok(run(["credits_topup.py", "--amount", "1.5", "--yes"], env))["credits"]
+    bal = ok(run(["credits_balance.py"], env))
+    assert top["deposited_usd"] == "1.50" and top["balance_usd"] == bal["balance_usd"] == "1.50"

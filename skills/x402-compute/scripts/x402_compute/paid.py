@@ -444,8 +444,13 @@ def topup(ctx):
     if result.quote is not None:
         return _quote_output(result)
     b = result.body if isinstance(result.body, dict) else {}
-    out = {"credits": {"deposited": b.get("deposited"), "new_balance": b.get("new_balance")}, "payment": result.payment()}
-    return Output(out, f"deposited {b.get('deposited')} USD; balance {b.get('new_balance')}; tx {result.tx_hash}")
+    dep, bal = b.get("deposited"), b.get("new_balance")
+    # deposited_usd / balance_usd: the names credits_balance.py uses, as strings like there.
+    from .money import to_decimal
+
+    credits = {"deposited": dep, "new_balance": bal, "deposited_usd": usd(to_decimal(dep)), "balance_usd": usd(to_decimal(bal))}
+    out = {"credits": credits, "payment": result.payment()}
+    return Output(out, f"deposited ${credits['deposited_usd']}; balance ${credits['balance_usd']}; tx {result.tx_hash}")
 
 
 # -- reconcile --------------------------------------------------------------------------------
@@ -557,7 +562,8 @@ def reconcile(ctx):
         order = ctx.client.get_instance(iid) if iid else {}
         old = parse_time((entry.get("context") or {}).get("old_expires_at"))
         new = parse_time(order.get("expires_at"))
-        out["order"] = {"id": iid, "old_expires_at": (entry.get("context") or {}).get("old_expires_at"), "expires_at": order.get("expires_at")}
+        out["order"] = {"id": iid, "old_expires_at": (entry.get("context") or {}).get("old_expires_at"), "expires_at": order.get("expires_at"),
+                        "new_expires_at": order.get("expires_at")}  # extend_instance.py's name for it
         found = bool(old and new and new > old)
         if found and entry.get("status") in ("sent", "unknown"):
             journal.update(entry["id"], "settled", order_id=iid, reason="reconciled: expiry moved later")
