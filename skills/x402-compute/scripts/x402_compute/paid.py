@@ -161,8 +161,9 @@ def refuse_unresolved(ctx, kind: str, target: dict) -> None:
             code="unresolved_payment",
             details={"journal_id": e["id"], "status": e["status"], "created_at": e.get("created_at"), "label": e.get("label"),
                      "reconcile": f"python scripts/reconcile.py {e['id']}"},
-            hint=f"Run reconcile.py {e['id']} (then --resend if the order is not found). Only if it stays unknown and the human "
-            "has checked the wallet's history, re-run with --ignore-unresolved.",
+            hint=f"Run reconcile.py {e['id']}: it looks the order up and now also asks the chain whether the payment was used "
+            "(if it was never used and has expired, the entry becomes expired and paying again is allowed); --resend if the order "
+            "is not found. Only if it stays unknown and the human has checked the wallet's history, re-run with --ignore-unresolved.",
         )
 
 
@@ -498,6 +499,8 @@ def reconcile(ctx):
     if a.resend:
         if entry.get("status") == "settled":
             raise UsageError("That payment already settled; nothing to resend.", code="already_settled", details={"order_id": entry.get("order_id")})
+        if entry.get("status") == "expired":
+            raise UsageError("That payment expired unused on chain; it can never settle, so resending it is pointless.", code="already_expired")
         if entry.get("status") == "rejected":
             raise UsageError("The server refused that payment; resending the same payload would be refused again.", code="already_rejected", details={"reason": entry.get("reason")})
         if entry.get("method") != "credits" and not entry.get("payment_header_value"):
@@ -571,12 +574,39 @@ def reconcile(ctx):
         out["credits"] = ctx.client.credits_balance()
         found = None  # a balance cannot prove which deposit landed
     out["found"] = found
+    chain = None
+    if entry.get("status") in ("sent", "unknown") and entry.get("method") != "credits":
+        from .payments.onchain import check
+        from .payments.rpc import JsonRpc
+
+        chain = check(entry, JsonRpc(s))  # read-only: one chain query, never a signature
+        out["onchain"] = chain
+        if chain["state"] == "expired_unused" and not found and journal.get(entry["id"]).get("status") in ("sent", "unknown"):
+            journal.update(entry["id"], "expired", reason=f"reconciled: never used on chain ({chain.get('query')}) and no longer valid")
     out["journal"] = public(journal.get(entry["id"]))
+    resend = f"`reconcile.py {entry['id']} --resend` re-sends the same signed payment (the server returns the first result, never a second charge)"
+    state = (chain or {}).get("state")
     if found:
         advice = "The order exists: the payment went through. Do not pay again."
+    elif state == "used":
+        advice = f"The chain shows the payment was used (the money moved), but the order is not visible yet. Do not pay again; {resend}."
+    elif state == "expired_unused":
+        advice = "The chain shows the payment was never used and can no longer settle; the journal entry is now expired. Paying again is safe."
+    elif state == "unused":
+        advice = f"The chain shows the payment unused but still valid until {iso_ts(chain.get('valid_before'))}: it may still settle. Do not pay again; {resend}."
     elif found is False:
-        advice = f"No matching order yet. Check again in a minute; if it stays missing, `reconcile.py {entry['id']} --resend` re-sends the same signed payment (the server returns the first result, never a second charge)."
+        advice = f"No matching order yet. Check again in a minute; if it stays missing, {resend}."
     else:
         advice = "Compare the balance with the journal entry; --resend re-sends the same signed payment if needed."
+    if state == "unknown":
+        advice += f" The chain could not tell whether the payment settled ({chain.get('reason')}); do not pay again until it can."
     out["advice"] = advice
     return Output(out, advice)
+
+
+def iso_ts(ts) -> str:
+    from datetime import datetime, timezone
+
+    if not isinstance(ts, (int, float)):
+        return "an unknown time"
+    return iso(datetime.fromtimestamp(ts, timezone.utc))

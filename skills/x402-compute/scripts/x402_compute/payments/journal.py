@@ -9,7 +9,8 @@ The stored payment header is a bearer instrument (whoever holds it can settle it
 once), hence 0600 and never printed: ``public()`` strips it.
 
 Statuses: ``sent`` → ``settled`` | ``rejected`` | ``unknown`` (and ``not_sent`` when
-the connection provably failed before any byte left).
+the connection provably failed before any byte left), and ``expired`` when reconcile.py read from the
+chain that a ``sent``/``unknown`` payment was never used and its validity has passed (it can never settle).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from ..errors import ComputeError, UsageError
 from ..state import read_json, write_private_json
 
-STATUSES = ("sent", "settled", "rejected", "unknown", "not_sent")
+STATUSES = ("sent", "settled", "rejected", "unknown", "not_sent", "expired")
 SECRET_FIELDS = ("payment_header_value",)
 _ID = re.compile(r"^[0-9a-f]{32}$")
 

@@ -9,6 +9,9 @@ What the schemes ask a chain (and nothing else):
   and only when the user opts in to creating a missing recipient token account
   (``--create-recipient-account``): ``getBalance`` (the payer's SOL covers it), ``sendTransaction``
   (base64) and ``getSignatureStatuses`` (its confirmation) — the one write this client makes to a chain.
+- reconcile.py's read-only "did it settle?" check (``payments.onchain``): ``eth_call`` for
+  ``authorizationState`` / ``nonces`` / Permit2 ``nonceBitmap``, ``getSignatureStatuses``, and
+  ``eth_getTransactionReceipt`` on Tempo.
 
 ``Rpc`` is the interface the schemes use. ``JsonRpc`` answers it from ``Settings.rpc_url(network)``;
 tests inject any object with the same methods (e.g. one that reads the sandbox's in-process chains).
@@ -57,6 +60,9 @@ class Rpc(Protocol):
     def sol_send_transaction(self, network: str, tx_base64: str) -> str: ...
 
     def sol_signature_statuses(self, network: str, signatures: list[str]) -> list[dict | None]: ...
+
+    # Used only by reconcile.py's read-only check of an MPP payment.
+    def eth_receipt(self, network: str, tx_hash: str) -> dict | None: ...
 
 
 def _addr_word(address: str) -> bytes:
@@ -144,6 +150,13 @@ class JsonRpc:
             return bytes.fromhex(result[2:])
         except ValueError:
             raise ComputeError(f"{network} RPC eth_call returned non-hex data", code="rpc_bad_result") from None
+
+    def eth_receipt(self, network: str, tx_hash: str) -> dict | None:
+        """``eth_getTransactionReceipt``: None while the transaction is not (yet) included."""
+        result = self._call(network, "eth_getTransactionReceipt", [tx_hash])
+        if result is not None and not isinstance(result, dict):
+            raise ComputeError(f"{network} RPC eth_getTransactionReceipt returned {result!r}", code="rpc_bad_result")
+        return result
 
     # ---- Solana ----
     def sol_latest_blockhash(self, network: str) -> str:
