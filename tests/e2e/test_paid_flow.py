@@ -240,11 +240,12 @@ def test_dropped_answer_resends_same_payment_once(make_sandbox, tools, tmp_path)
 class _Proxy:
     """A loopback proxy in front of the sandbox. ``strip_key``: behave like a server that ignores
     Idempotency-Key (compute-api.md §13 #11 is open for production). ``drop_paid``: forward that
-    many paid requests, then close the connection without passing the answer on."""
+    many paid requests, then close the connection without passing the answer on. ``swallow_paid``:
+    never forward a paid request (the signed payment never reaches the server), close instead."""
 
-    def __init__(self, upstream: str, *, strip_key: bool = False, drop_paid: int = 0):
+    def __init__(self, upstream: str, *, strip_key: bool = False, drop_paid: int = 0, swallow_paid: bool = False):
         proxy = self
-        self.strip_key, self.drop_paid, self.paid_requests = strip_key, drop_paid, 0
+        self.strip_key, self.drop_paid, self.paid_requests, self.swallow_paid = strip_key, drop_paid, 0, swallow_paid
         self.payment_headers: list[str] = []
 
         class H(BaseHTTPRequestHandler):
@@ -261,6 +262,9 @@ class _Proxy:
                 if paid:
                     proxy.paid_requests += 1
                     proxy.payment_headers += paid
+                    if proxy.swallow_paid:
+                        self.close_connection = True
+                        return
                 try:
                     r = requests.request(self.command, upstream + self.path, data=body, headers=hdrs, timeout=30)
                 except requests.RequestException:
@@ -309,6 +313,9 @@ def test_unknown_outcome_exit_4_one_charge_then_reconcile(make_sandbox, tools, t
 
         rec = ok(run_script("reconcile.py", jid, env=env))
         assert rec["found"] is True and rec["order"]["label"] == entry["label"]
+        # the chain agrees: the EIP-3009 authorization was used
+        assert rec["onchain"]["state"] == "used" and rec["onchain"]["scheme"] == "evm_eip3009"
+        assert "authorizationState" in rec["onchain"]["query"]
         assert rec["journal"]["status"] == "settled" and rec["journal"]["payment_header_value"] == "<stored, not shown>"
         lst = ok(run_script("reconcile.py", "--list", env=env))
         assert lst["entries"][0]["id"] == jid and entry["payment_header_value"] not in json.dumps(lst)
