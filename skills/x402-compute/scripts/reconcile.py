@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Find out what happened to a payment whose outcome was unknown (exit 4), without paying again.
 
-Looks the order up (by its label and creation time) from the local payment journal.
+Looks the order up (by its label and creation time) from the local payment journal, and for an
+entry still sent/unknown asks the chain (read-only) whether the payment was used: `onchain.state`
+is used, unused (may still settle), expired_unused (entry marked expired; paying again is safe) or unknown.
 --resend re-sends the identical stored payment with the same Idempotency-Key; the
 server then returns the first result instead of charging twice. Never signs anything."""
 
