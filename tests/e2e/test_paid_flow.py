@@ -479,3 +479,25 @@ def test_megaeth_permit2_with_gas_sponsoring_settles_through_the_proxy(make_sand
     info = sent["extensions"]["eip2612GasSponsoring"]["info"]
     assert info["spender"].lower() == "0x000000000022d473030f116ddee9f6b43ac78ba3" and info["from"].lower() == w["evm_address"].lower()
     assert "schema" in sent["extensions"]["eip2612GasSponsoring"]  # the server's schema is echoed, not dropped
+
+
+def test_instance_paid_by_the_solana_wallet_is_managed_with_it(sandbox, wallet, tmp_path):
+    """With both keys configured, management signs with the EVM key by default, but an x402
+    provision paid on Solana belongs to the Solana payer (the paid retry carries no auth). Every
+    script must find and manage it anyway: wait, details, list, extend, destroy."""
+    env = wallet_env(sandbox, wallet, tmp_path)  # PRIVATE_KEY and SOLANA_SECRET_KEY both set
+    doc = ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana",
+                        "--wait", "--wait-timeout", "60", "--poll-interval", "0.3", env=env))
+    iid = doc["order"]["id"]
+    assert doc["order"]["state"] == "running" and doc["payment"]["payer"] == wallet["solana_address"]
+    owners = json.loads((tmp_path / "state" / "instance-owners.json").read_text())
+    assert owners[iid] == {"chain": "solana", "address": wallet["solana_address"]}
+    assert ok(run_script("instance_details.py", iid, env=env))["instance"]["id"] == iid
+    assert iid in {i["id"] for i in ok(run_script("list_instances.py", env=env))["instances"]}
+    ext = ok(run_script("extend_instance.py", iid, "--hours", "24", "--yes", env=env))
+    assert ext["payment"]["network"] == "base"
+    assert ok(run_script("destroy_instance.py", iid, "--yes", env=env))
+    # An EVM-only identity does not see it: the owner really is the Solana wallet.
+    evm_only = {k: v for k, v in env.items() if not k.startswith("SOLANA_")}
+    ids = {i["id"] for i in ok(run_script("list_instances.py", "--all", env=evm_only))["instances"]}
+    assert iid not in ids

@@ -114,10 +114,11 @@ class SignatureAuth:
         }
 
 
-def signature_auth(settings) -> SignatureAuth:
+def signature_auth(settings, chain: str | None = None) -> SignatureAuth:
+    """Signed headers from the configured wallet of ``chain`` (default: the auth chain)."""
     from .wallets import evm_signer, solana_signer
 
-    chain = settings.auth_chain or "base"
+    chain = chain or settings.auth_chain or "base"
     signer = solana_signer(settings) if chain == "solana" else evm_signer(settings)
     return SignatureAuth(signer, chain)
 

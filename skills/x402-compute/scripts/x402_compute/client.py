@@ -22,6 +22,7 @@ class ComputeClient:
         self.transport = transport or Transport(settings.base_url, timeout=settings.timeout, verbose=verbose)
         self._auth: Auth | None = None
         self._sig_auth: Auth | None = None
+        self._chain_auth: dict[str, Auth] = {}
 
     # -- plumbing -----------------------------------------------------------------
     @property
@@ -43,10 +44,34 @@ class ComputeClient:
         from .state import State
 
         if not self.settings.api_key:
-            key = State(self.settings.state_dir).instance_key(instance_id)
+            state = State(self.settings.state_dir)
+            key = state.instance_key(instance_id)
             if key and not (self.settings.private_key or self.settings.solana_secret_key or self.settings.ows_wallet):
                 return ApiKeyAuth(key)
+            owner = state.owner(instance_id)
+            if owner and owner["chain"] != (self.settings.auth_chain or "base") and self._has_wallet(owner["chain"]):
+                return self._auth_for_chain(owner["chain"])
         return self.auth
+
+    def _has_wallet(self, chain: str) -> bool:
+        s = self.settings
+        return bool(s.solana_secret_key if chain == "solana" else s.private_key) or bool(s.ows_wallet)
+
+    def _auth_for_chain(self, chain: str) -> Auth:
+        from .auth import signature_auth
+
+        if chain not in self._chain_auth:
+            self._chain_auth[chain] = signature_auth(self.settings, chain)
+        return self._chain_auth[chain]
+
+    def remember_owner(self, instance_id: str, network: str, payer: str) -> None:
+        """Record that the wallet which paid on ``network`` owns ``instance_id``."""
+        from .networks import NETWORKS
+        from .state import State
+
+        net = NETWORKS.get(network)
+        if net and instance_id and payer:
+            State(self.settings.state_dir).remember_owner(instance_id, "solana" if net.family == "svm" else "base", payer)
 
     def send(
         self,
@@ -104,8 +129,20 @@ class ComputeClient:
 
     # -- instances ---------------------------------------------------------------
     def list_instances(self) -> list[dict]:
-        body = self.call("GET", "/compute/instances", "List instances", auth=self.auth)
-        return list(body.get("instances") or body.get("orders") or [])
+        """Every instance of the configured identities: with raw EVM and Solana keys and no API
+        key, each wallet owns what it paid for, so both are asked and the lists merged."""
+        auths = [self.auth]
+        s = self.settings
+        if not s.api_key and s.private_key and s.solana_secret_key and not s.env.get("COMPUTE_AUTH_CHAIN"):
+            other = "base" if (s.auth_chain or "base") == "solana" else "solana"
+            auths.append(self._auth_for_chain(other))
+        seen: dict[str, dict] = {}
+        for auth in auths:
+            body = self.call("GET", "/compute/instances", "List instances", auth=auth)
+            for o in body.get("instances") or body.get("orders") or []:
+                if isinstance(o, dict):
+                    seen.setdefault(str(o.get("id")), o)
+        return list(seen.values())
 
     def get_instance(self, instance_id: str) -> dict:
         from .instances import unwrap_order

@@ -275,6 +275,9 @@ def provision(ctx):
 
     order = unwrap_order(result.body)
     out: dict = {"order": _order_block(order, plan_id, region), "payment": result.payment(), "ssh": ssh_block(order)}
+    if result.method == "x402" and not call.auth_on_retry and out["payment"].get("payer"):
+        # The unauthenticated paid retry binds the order to the paying wallet: manage it with that one.
+        client.remember_owner(order.get("id"), out["payment"]["network"], out["payment"]["payer"])
     if isinstance(result.body, dict) and result.body.get("management_api_key"):
         # MPP's one-time management key: the only way to manage this instance. Save it (0600)
         # before anything else can fail, say where, and never print it in full.

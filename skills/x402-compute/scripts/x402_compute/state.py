@@ -7,6 +7,7 @@ Layout under ``$X402_COMPUTE_STATE_DIR`` (default
     instance-keys/<id>.key   per-instance management keys (MPP provisions)
     credentials/<id>.txt     one-time root passwords
     journal/<id>.json        paid requests, written before the payment leaves
+    instance-owners.json     which wallet (chain, address) paid for an instance
     payees.json              payee pinned per network on first use
 """
 
@@ -99,6 +100,19 @@ class State:
             return self.path("instance-keys", f"{instance_id}.key").read_text().strip() or None
         except FileNotFoundError:
             return None
+
+    # -- which wallet owns an instance ----------------------------------------------
+    # An x402 provision is bound to the wallet that paid (the paid retry carries no auth),
+    # which may be the Solana wallet while management signs with the EVM one.
+    def remember_owner(self, instance_id: str, chain: str, address: str) -> Path:
+        owners = read_json(self.path("instance-owners.json"), default={})
+        owners = owners if isinstance(owners, dict) else {}
+        owners[instance_id] = {"chain": chain, "address": address}
+        return write_private_json(self.path("instance-owners.json"), owners)
+
+    def owner(self, instance_id: str) -> dict | None:
+        rec = (read_json(self.path("instance-owners.json"), default={}) or {}).get(instance_id)
+        return rec if isinstance(rec, dict) and rec.get("chain") else None
 
     def save_credentials(self, instance_id: str, text: str) -> Path:
         return write_private(self.path("credentials", f"{instance_id}.txt"), text)

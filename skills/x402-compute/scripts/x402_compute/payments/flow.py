@@ -213,9 +213,12 @@ class PaymentFlow:
         self.signed_count = 0  # the invariant tests check: never more than one per run
 
     # -- auth -------------------------------------------------------------------------------
-    def _probe_auth(self, required: bool) -> Auth:
+    def _probe_auth(self, required: bool, call: PaidCall | None = None) -> Auth:
+        """Management auth for the unpaid request: the instance owner's wallet when the call
+        concerns an existing instance (extend), else the configured identity."""
+        iid = ((call.context or {}).get("instance_id") if call is not None else None)
         try:
-            return self.client.auth
+            return self.client.auth_for_instance(iid) if iid else self.client.auth
         except ConfigError:
             if required:
                 raise
@@ -237,7 +240,7 @@ class PaymentFlow:
         idem = str(uuid.uuid4())
         if call.use_credits:
             return self._credits(call, body, idem)
-        probe_auth = self._probe_auth(required=call.auth_on_retry)
+        probe_auth = self._probe_auth(required=call.auth_on_retry, call=call)
         resp = self._send(call, body, probe_auth, {})
         if 200 <= resp.status < 300:
             return PaidResult(resp.status, resp.json(), resp.headers, "none", note="The server answered the unpaid request with success: no payment was asked for, none was made.")
@@ -374,7 +377,7 @@ class PaymentFlow:
     def _credits(self, call: PaidCall, body: bytes, idem: str) -> PaidResult:
         """``use_credits``: the first request spends prepaid credits, so it is journalled and
         guarded like a payment (cap against the catalog price, confirmation, one resend)."""
-        auth = self._probe_auth(required=True)
+        auth = self._probe_auth(required=True, call=call)
         if call.limits.expected_micros is None:
             # No 402 names the amount here: the catalog price is the only thing the cap can be held against.
             raise PolicyError(
