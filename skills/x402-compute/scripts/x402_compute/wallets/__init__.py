@@ -29,7 +29,7 @@ def evm_signer(settings: Settings) -> "EvmSigner":
     if evm_uses_ows(settings):
         from .ows import OwsEvmSigner  # type: ignore[import-not-found]
 
-        return OwsEvmSigner.from_settings(settings)
+        return _checked_evm(OwsEvmSigner.from_settings(settings), settings)
     if not settings.private_key:
         raise ConfigError(
             "No EVM wallet configured.",
@@ -37,13 +37,38 @@ def evm_signer(settings: Settings) -> "EvmSigner":
         )
     from .evm import EvmSigner
 
-    signer = EvmSigner(settings.private_key)
-    if settings.wallet_address and settings.wallet_address.startswith("0x"):
-        if settings.wallet_address.lower() != signer.address.lower():
-            raise ConfigError(
-                f"PRIVATE_KEY belongs to {signer.address}, but WALLET_ADDRESS is {settings.wallet_address}.",
-                hint="Fix or unset WALLET_ADDRESS so that it matches the key.",
-            )
+    return _checked_evm(EvmSigner(settings.private_key), settings)
+
+
+def _source(signer) -> str:
+    """How an error names where a signer's key lives."""
+    name = getattr(signer, "wallet_name", None)
+    if name is not None:
+        return f"OWS wallet {name!r}"
+    return "SOLANA_SECRET_KEY" if signer.kind == "solana" else "PRIVATE_KEY"
+
+
+def _checked_evm(signer, settings: Settings):
+    """Refuse a key whose address disagrees with WALLET_ADDRESS (raw key or vault alike)."""
+    expected = settings.wallet_address
+    if expected and expected.startswith("0x") and expected.lower() != signer.address.lower():
+        raise ConfigError(
+            f"{_source(signer)} belongs to {signer.address}, but WALLET_ADDRESS is {expected}.",
+            hint=f"Fix or unset WALLET_ADDRESS so that it matches {_source(signer)}.",
+        )
+    return signer
+
+
+def _checked_solana(signer, settings: Settings):
+    """Refuse a key whose address disagrees with SOLANA_WALLET_ADDRESS (or a non-0x WALLET_ADDRESS)."""
+    expected = settings.solana_wallet_address
+    if not expected and settings.wallet_address and not settings.wallet_address.startswith("0x"):
+        expected = settings.wallet_address
+    if expected and expected != signer.address:
+        raise ConfigError(
+            f"{_source(signer)} belongs to {signer.address}, but the configured Solana address is {expected}.",
+            hint=f"Fix or unset SOLANA_WALLET_ADDRESS / WALLET_ADDRESS so that it matches {_source(signer)}.",
+        )
     return signer
 
 
@@ -53,7 +78,7 @@ def solana_signer(settings: Settings) -> "SolanaSigner":
     ):
         from .ows import OwsSolanaSigner  # type: ignore[import-not-found]
 
-        return OwsSolanaSigner.from_settings(settings)
+        return _checked_solana(OwsSolanaSigner.from_settings(settings), settings)
     if not settings.solana_secret_key:
         raise ConfigError(
             "No Solana wallet configured.",
@@ -61,13 +86,4 @@ def solana_signer(settings: Settings) -> "SolanaSigner":
         )
     from .solana import SolanaSigner
 
-    signer = SolanaSigner(settings.solana_secret_key)
-    expected = settings.solana_wallet_address
-    if not expected and settings.wallet_address and not settings.wallet_address.startswith("0x"):
-        expected = settings.wallet_address
-    if expected and expected != signer.address:
-        raise ConfigError(
-            f"SOLANA_SECRET_KEY belongs to {signer.address}, but the configured Solana address is {expected}.",
-            hint="Fix or unset SOLANA_WALLET_ADDRESS / WALLET_ADDRESS so that it matches the key.",
-        )
-    return signer
+    return _checked_solana(SolanaSigner(settings.solana_secret_key), settings)

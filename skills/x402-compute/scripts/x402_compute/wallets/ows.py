@@ -331,15 +331,8 @@ class OwsEvmSigner:
 
     @classmethod
     def from_settings(cls, settings) -> "OwsEvmSigner":
-        wallet, _ = _wallet_from_settings(settings)
-        signer = cls(wallet)
-        expected = settings.wallet_address
-        if expected and expected.startswith("0x") and expected.lower() != signer.address.lower():
-            raise ConfigError(
-                f"OWS wallet {wallet.name!r} has the EVM address {signer.address}, but WALLET_ADDRESS is {expected}.",
-                hint="Fix or unset WALLET_ADDRESS so that it matches the OWS wallet.",
-            )
-        return signer
+        """The configured vault's EVM account (``wallets.evm_signer`` cross-checks WALLET_ADDRESS)."""
+        return cls(_wallet_from_settings(settings)[0])
 
     def __repr__(self) -> str:
         return f"OwsEvmSigner({self.address}, wallet={self.wallet_name!r})"
@@ -384,17 +377,8 @@ class OwsSolanaSigner:
 
     @classmethod
     def from_settings(cls, settings) -> "OwsSolanaSigner":
-        wallet, _ = _wallet_from_settings(settings)
-        signer = cls(wallet)
-        expected = settings.solana_wallet_address
-        if not expected and settings.wallet_address and not settings.wallet_address.startswith("0x"):
-            expected = settings.wallet_address
-        if expected and expected != signer.address:
-            raise ConfigError(
-                f"OWS wallet {wallet.name!r} has the Solana address {signer.address}, but the configured Solana address is {expected}.",
-                hint="Fix or unset SOLANA_WALLET_ADDRESS / WALLET_ADDRESS so that it matches the OWS wallet.",
-            )
-        return signer
+        """The configured vault's Solana account (``wallets.solana_signer`` cross-checks the address)."""
+        return cls(_wallet_from_settings(settings)[0])
 
     def __repr__(self) -> str:
         return f"OwsSolanaSigner({self.address}, wallet={self.wallet_name!r})"
