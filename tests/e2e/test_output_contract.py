@@ -159,11 +159,11 @@ def _silent_server() -> socket.socket:
     return s
 
 
-@pytest.mark.parametrize("name,args", [("list_instances.py", []), ("browse_plans.py", [])])
-def test_sigint_during_a_network_wait_exits_130_with_one_json_doc(name, args, tmp_path):
+def _interrupt_mid_request(name: str, args: list[str], extra_env: dict, home) -> subprocess.CompletedProcess:
+    """Run ``name`` against a server that never answers; SIGINT it once its request is in flight."""
     srv = _silent_server()
     try:
-        env = clean_env({"COMPUTE_BASE_URL": f"http://127.0.0.1:{srv.getsockname()[1]}", "PRIVATE_KEY": EVM_KEY, "COMPUTE_TIMEOUT": "60"}, home=tmp_path)
+        env = clean_env({"COMPUTE_BASE_URL": f"http://127.0.0.1:{srv.getsockname()[1]}", **extra_env}, home=home)
         proc = subprocess.Popen([sys.executable, str(SCRIPTS / name), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         # Wait until the request is in flight: the connection shows up in the listen queue.
         srv.settimeout(20)
@@ -176,26 +176,19 @@ def test_sigint_during_a_network_wait_exits_130_with_one_json_doc(name, args, tm
             conn.close()
     finally:
         srv.close()
-    cp = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("name,args", [("list_instances.py", []), ("browse_plans.py", [])])
+def test_sigint_during_a_network_wait_exits_130_with_one_json_doc(name, args, tmp_path):
+    cp = _interrupt_mid_request(name, args, {"PRIVATE_KEY": EVM_KEY, "COMPUTE_TIMEOUT": "60"}, tmp_path)
     doc = _one_doc(cp, name)
-    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert cp.returncode == 130, (cp.returncode, cp.stdout, cp.stderr)
     assert doc["ok"] is False and doc["error"]["code"] == "interrupted", doc
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals")
 def test_sigint_output_text_mode_still_exits_130(tmp_path):
-    srv = _silent_server()
-    try:
-        env = clean_env({"COMPUTE_BASE_URL": f"http://127.0.0.1:{srv.getsockname()[1]}"}, home=tmp_path)
-        proc = subprocess.Popen([sys.executable, str(SCRIPTS / "browse_regions.py"), "-o", "text"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        srv.settimeout(20)
-        conn, _ = srv.accept()
-        try:
-            time.sleep(0.3)
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=20)
-        finally:
-            conn.close()
-    finally:
-        srv.close()
+    cp = _interrupt_mid_request("browse_regions.py", ["-o", "text"], {}, tmp_path)
+    proc, out, err = cp, cp.stdout, cp.stderr
     assert proc.returncode == 130 and out == "" and "interrupted" in err and "Traceback" not in err, (proc.returncode, out, err)
