@@ -63,7 +63,7 @@ class Response:
             return None
         try:
             return loads(self.content, parse_float=Decimal)
-        except (ValueError, RecursionError):  # RecursionError: a body nested thousands deep
+        except ValueError:  # not JSON, or nested deeper than loads() accepts
             return None
 
     @property
