@@ -5,40 +5,107 @@ registers its value; ``cli`` scrubs every document, text, progress line and trac
 it reaches stdout or stderr. This catches the paths no one thought of: a server that echoes
 our ``X-API-Key`` back in an error body, a library exception that quotes a key. Values the
 user asked to see (``--show``) are new secrets the process never registered, so they pass.
+
+Matching is by meaning, not by exact string: case-insensitive, a hex value with or without
+``0x``, and a payment header also in the forms a server could echo it in: base64 with or
+without padding, URL-safe, and the signature (or signed transaction) inside its decoded JSON.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from typing import Any
 
 # Request headers whose values are credentials (compared lower-case).
-SECRET_HEADERS = frozenset({"x-api-key", "x-auth-signature", "x-payment", "payment-signature", "authorization"})
+SECRET_HEADERS = frozenset({"x-api-key", "x-auth-signature", "x-payment", "payment-signature", "authorization", "payment-authorization"})
+PAYMENT_HEADERS = frozenset({"x-payment", "payment-signature"})  # base64 JSON x402 payloads
+# Fields of a decoded payment (x402 payload, MPP credential) that are bearer material.
+_SIGNED_FIELDS = frozenset({"signature", "transaction", "serializedtransaction", "credential"})
 _MIN_LEN = 6  # shorter values would scrub ordinary words; they are not worth guessing anyway
+_HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 
 _secrets: set[str] = set()
+_pattern: re.Pattern | None = None
 
 
 def register(value: Any) -> None:
+    global _pattern
     if not isinstance(value, str):
         return
     v = value.strip()
     if len(v) < _MIN_LEN:
         return
-    _secrets.add(v)
-    if v[:2].lower() == "0x" and len(v) - 2 >= _MIN_LEN:  # a hex key also appears without its prefix
-        _secrets.add(v[2:])
-        _secrets.add(v[2:].lower())
-    elif all(c in "0123456789abcdefABCDEF" for c in v):
-        _secrets.add(v.lower())
+    new = {v}
+    if _HEX.fullmatch(v) and v[:2].lower() == "0x" and len(v) - 2 >= _MIN_LEN:  # a hex key also appears without its prefix
+        new.add(v[2:])
+    if not new <= _secrets:
+        _secrets.update(new)
+        _pattern = None
+
+
+def carries_secret(headers: Any) -> bool:
+    """Whether a request with these headers carries a credential or a payment."""
+    return any(str(k).lower() in SECRET_HEADERS and v for k, v in dict(headers or {}).items())
+
+
+def register_header(name: str, value: Any) -> None:
+    """A credential or payment header value, with the encodings a server could echo it in."""
+    if not isinstance(value, str):
+        return
+    register(value)
+    lname = name.lower()
+    if lname in PAYMENT_HEADERS:
+        _register_b64_json(value.strip())
+    elif value[:8].lower() == "payment ":  # MPP: "Payment <base64url JSON credential>"
+        _register_b64_json(value[8:].strip())
 
 
 def register_headers(headers: Any) -> None:
     for k, v in dict(headers or {}).items():
         if str(k).lower() in SECRET_HEADERS:
-            register(v)
+            register_header(str(k), v)
+
+
+def _register_b64_json(text: str) -> None:
+    bare = text.rstrip("=")
+    register(bare)
+    std = bare.replace("-", "+").replace("_", "/")
+    register(std)
+    register(std.replace("+", "-").replace("/", "_"))  # URL-safe, unpadded
+    try:
+        doc = json.loads(base64.b64decode(std + "=" * (-len(std) % 4), validate=True))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return
+    _register_signed(doc, 0)
+
+
+def _register_signed(obj: Any, depth: int) -> None:
+    if depth > 8:
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if str(k).lower() in _SIGNED_FIELDS and isinstance(v, str):
+                register(v)
+            else:
+                _register_signed(v, depth + 1)
+    elif isinstance(obj, list):
+        for v in obj:
+            _register_signed(v, depth + 1)
 
 
 MASK = "***redacted***"
+
+
+def _compiled() -> re.Pattern:
+    global _pattern
+    if _pattern is None:
+        # Longest first: "0x…" before its bare hex, a whole header before a signature inside it.
+        alts = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(s) for s in alts), re.IGNORECASE)
+    return _pattern
 
 
 def scrub(obj: Any) -> Any:
@@ -46,10 +113,7 @@ def scrub(obj: Any) -> Any:
     if not _secrets:
         return obj
     if isinstance(obj, str):
-        if any(s in obj for s in _secrets):
-            for s in sorted(_secrets, key=len, reverse=True):  # longest first: "0x…" before its bare hex
-                obj = obj.replace(s, MASK)
-        return obj
+        return _compiled().sub(MASK, obj)
     if isinstance(obj, dict):
         return {scrub(k): scrub(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

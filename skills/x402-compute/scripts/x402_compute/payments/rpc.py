@@ -106,21 +106,26 @@ class JsonRpc:
     def _call(self, network: str, method: str, params: list) -> Any:
         import requests  # only when a payment actually needs the chain
 
+        from ..http import MAX_RPC_BODY_BYTES, bounded_request, describe_failure, new_session
+
         url = self._settings.rpc_url(network)
+        # What a chain says feeds a signature (chain id, nonce, blockhash) or reconcile's verdict.
+        self._settings.require_secure(url, f"{network} RPC requests")
         if self._session is None:
-            self._session = requests.Session()
+            self._session = new_session()
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         try:
-            resp = self._session.post(url, json=body, timeout=self._settings.timeout)
+            resp = bounded_request(self._session, "POST", url, deadline=self._settings.timeout, limit=MAX_RPC_BODY_BYTES,
+                                   what=f"{network} RPC {method}", json=body)
         except requests.RequestException as exc:
             raise NetworkError(
-                f"{network} RPC {method} failed: {type(exc).__name__}", retryable=True, details={"url": url}
+                f"{network} RPC {method} failed: {describe_failure(exc, self._settings.timeout)}", retryable=True, details={"url": url}
             ) from None
-        if resp.status_code != 200:
+        if resp.status != 200:
             raise NetworkError(
-                f"{network} RPC {method} answered HTTP {resp.status_code}",
-                status=resp.status_code,
-                retryable=resp.status_code >= 500 or resp.status_code == 429,
+                f"{network} RPC {method} answered HTTP {resp.status}",
+                status=resp.status,
+                retryable=resp.status >= 500 or resp.status == 429,
                 details={"url": url},
             )
         try:
