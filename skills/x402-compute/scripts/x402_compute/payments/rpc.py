@@ -182,13 +182,16 @@ class JsonRpc:
             if value is None:
                 return None
             data_b64 = value["data"][0] if isinstance(value["data"], list) else value["data"]
-            return AccountInfo(owner=str(value["owner"]), data=base64.b64decode(data_b64), lamports=int(value["lamports"]))
+            owner, lamports = value["owner"], value["lamports"]
+            if not isinstance(owner, str) or not isinstance(data_b64, str) or isinstance(lamports, bool) or not isinstance(lamports, int) or lamports < 0:
+                raise ValueError("unexpected field types")
+            return AccountInfo(owner=owner, data=base64.b64decode(data_b64, validate=True), lamports=lamports)
         except (TypeError, KeyError, IndexError, ValueError):
             raise ComputeError(f"{network} RPC getAccountInfo returned an unexpected shape", code="rpc_bad_result") from None
 
     def sol_rent_exempt_lamports(self, network: str, size: int) -> int:
         result = self._call(network, "getMinimumBalanceForRentExemption", [size])
-        if not isinstance(result, int):
+        if isinstance(result, bool) or not isinstance(result, int) or result < 0:
             raise ComputeError(f"{network} RPC getMinimumBalanceForRentExemption returned {result!r}", code="rpc_bad_result")
         return result
 
