@@ -29,6 +29,17 @@ def instance_id(value: str) -> str:
         ) from None
 
 
+_MANAGEMENT_KEY = re.compile(r"[A-Za-z0-9_.-]{8,256}")
+
+
+def management_key(value) -> str:
+    """A management API key the server handed out: one printable token (it is stored in a file
+    and later sent as a header), else ``bad_response``."""
+    if isinstance(value, str) and _MANAGEMENT_KEY.fullmatch(value):
+        return value
+    raise ComputeError("The server sent a management key that is not a plain token; refusing to store it.", code="bad_response")
+
+
 def plan_id(value: str) -> str:
     v = value.strip()
     if not _PLAN.fullmatch(v):
@@ -83,7 +94,7 @@ def shown(value: Any) -> str:
 
 def bad_response(field: str, value: Any, expected: str, status: int | None = None) -> ComputeError:
     return ComputeError(
-        f"The API answered with an invalid {field}: {shown(value)} is not {expected}.",
+        f"The server sent {shown(value)} as {field}, which is not {expected}; refusing to use it.",
         code="bad_response",
         status=status,
         details={"field": field, "received": shown(value), "expected": expected},
