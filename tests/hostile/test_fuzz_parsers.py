@@ -36,7 +36,7 @@ from x402_compute import http as xhttp  # noqa: E402
 from x402_compute import instances  # noqa: E402
 from x402_compute.config import Settings  # noqa: E402
 from x402_compute.errors import ComputeError  # noqa: E402
-from x402_compute.http import Response, json_depth, loads  # noqa: E402
+from x402_compute.http import Response, json_depth, json_depth_stepwise, loads  # noqa: E402
 from x402_compute.payments import challenge as ch  # noqa: E402
 from x402_compute.payments.rpc import JsonRpc  # noqa: E402
 from x402_compute.validate import server_instance_id  # noqa: E402
@@ -228,4 +228,13 @@ def _nesting(obj) -> int:
                     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(alphabet='[]{}"\\', max_size=4), inner, max_size=3)),
                     max_leaves=30))
 def test_json_depth_is_the_real_nesting(obj):
-    assert json_depth(json.dumps(obj)) == _nesting(obj)
+    assert json_depth(json.dumps(obj)) == json_depth_stepwise(json.dumps(obj)) == _nesting(obj)
+
+
+@FUZZ
+@given(st.text(alphabet='[]{}"\\ab,', max_size=200), st.one_of(st.none(), st.integers(min_value=0, max_value=5)))
+def test_both_depth_scans_agree_on_any_text(text, limit):
+    """The Python 3.10 path (no possessive regexes) measures what the 3.11+ path does, on any
+    text, closed strings or not."""
+    a, b = json_depth(text, limit), json_depth_stepwise(text, limit)
+    assert a == b or (limit is not None and a > limit and b > limit)
