@@ -116,3 +116,15 @@ def test_rpc_deep_or_quadratic_answers_are_typed_errors(hostile):
         with pytest.raises(ComputeError) as e:
             rpc(hostile, timeout=30).eth_chain_id("megaeth")
         assert e.value.code == "rpc_bad_result"
+
+
+def test_an_oversized_www_authenticate_is_not_read(hostile, hostile_env):
+    # 20 header lines of 60 KB each (http.client's own limit is 64 KB a line, 100 lines): merged,
+    # 1.2 MB of challenge text, more than the 1 MiB this client reads.
+    body = b'{"error": "Payment required"}'
+    line = b'WWW-Authenticate: Payment id="' + b"a" * 60_000 + b'", method="tempo", intent="charge"\r\n'
+    raw = b"HTTP/1.1 402 Payment Required\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body) + line * 20 + b"\r\n" + body
+    hostile.override("POST", "/compute/provision", Reply(raw=raw), when="unpaid")
+    code, doc, _ = run_script("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes", env=hostile_env())
+    assert code == 1 and doc["error"]["code"] == "bad_challenge" and "1048576" in doc["error"]["message"], doc
+    assert not hostile.paid_requests()
