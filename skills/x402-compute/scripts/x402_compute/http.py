@@ -52,50 +52,52 @@ def json_depth(text: str, limit: int | None = None) -> int:
     With ``limit``, stops as soon as the depth passes it (and returns that depth)."""
     if _JSON_TOKEN is None:
         return json_depth_stepwise(text, limit)
-    depth = peak = 0
-    for m in _JSON_TOKEN.finditer(text):
-        c = text[m.start()]
-        if c == '"':
-            continue
-        if c in "[{":
-            depth += m.end() - m.start()
-            if depth > peak:
-                peak = depth
-                if limit is not None and peak > limit:
-                    return peak
-        else:
-            depth -= m.end() - m.start()
-    return peak
+    return _peak(_bracket_runs(text), limit)
 
 
 def json_depth_stepwise(text: str, limit: int | None = None) -> int:
-    """``json_depth`` without possessive regexes (Python 3.10): the same single scan, stepping
-    through each string's escapes one at a time. Linear, constant memory, slower."""
+    """``json_depth`` without possessive regexes (the Python 3.10 path): the same single scan,
+    stepping through each string's escapes one at a time. Linear, constant memory, slower."""
+    return _peak(_bracket_runs_stepwise(text), limit)
+
+
+def _peak(runs, limit: int | None) -> int:
     depth = peak = 0
+    for run in runs:  # +n for n opening brackets in a row, -n for n closing ones
+        depth += run
+        if depth > peak:
+            peak = depth
+            if limit is not None and peak > limit:
+                return peak
+    return peak
+
+
+def _bracket_runs(text: str):
+    for m in _JSON_TOKEN.finditer(text):
+        c = text[m.start()]
+        if c != '"':
+            yield m.end() - m.start() if c in "[{" else m.start() - m.end()
+
+
+def _bracket_runs_stepwise(text: str):
     pos, n = 0, len(text)
     while True:
         m = _STRUCTURAL.search(text, pos)
         if m is None:
-            return peak
+            return
         pos = m.end()
         c = text[m.start()]
-        if c == '"':
-            while True:  # inside a string: skip plain runs, step over escape pairs
-                pos = _STRING_RUN.match(text, pos).end()
-                if pos >= n:
-                    return peak  # never closed: nothing after it counts
-                if text[pos] == '"':
-                    pos += 1
-                    break
-                pos += 2  # a backslash and the character it escapes
-        elif c in "[{":
-            depth += m.end() - m.start()
-            if depth > peak:
-                peak = depth
-                if limit is not None and peak > limit:
-                    return peak
-        else:
-            depth -= m.end() - m.start()
+        if c != '"':
+            yield m.end() - m.start() if c in "[{" else m.start() - m.end()
+            continue
+        while True:  # inside a string: skip plain runs, step over escape pairs
+            pos = _STRING_RUN.match(text, pos).end()
+            if pos >= n:
+                return  # never closed: nothing after it counts
+            if text[pos] == '"':
+                pos += 1
+                break
+            pos += 2  # a backslash and the character it escapes
 
 
 def loads(data: bytes | str, **kw: Any) -> Any:
