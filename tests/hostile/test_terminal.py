@@ -76,3 +76,15 @@ def test_a_destroy_prompt_is_escaped(hostile, hostile_env):
     assert_inert(proc.stderr)
     assert "Destroy" in proc.stderr
     assert not hostile.received("DELETE")
+
+
+def test_progress_lines_are_escaped(hostile, hostile_env):
+    # --wait reports each failed poll on stderr, quoting the server's error message.
+    def flaky(req, honest):
+        return json_reply(503, {"error": {"message": "busy" + EVIL["osc52"] + EVIL["clear"] + EVIL["bidi"]}})
+
+    hostile.override("GET", r"/compute/instances/[^/]+", flaky, times=3)  # one poll: a GET and its two retries
+    proc = run("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes", "--wait", "--poll-interval", "0.2", env=hostile_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "busy" in proc.stderr and "\\x1b]52" in proc.stderr, proc.stderr
+    assert_inert(proc.stderr)
