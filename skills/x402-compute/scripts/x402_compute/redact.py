@@ -27,12 +27,10 @@ _SIGNED_FIELDS = frozenset({"signature", "transaction", "serializedtransaction",
 _MIN_LEN = 6  # shorter values would scrub ordinary words; they are not worth guessing anyway
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 
-_secrets: set[str] = set()
-_pattern: re.Pattern | None = None
+_secrets: set[str] = set()  # lower-cased: matching ignores case
 
 
 def register(value: Any) -> None:
-    global _pattern
     if not isinstance(value, str):
         return
     v = value.strip()
@@ -41,9 +39,7 @@ def register(value: Any) -> None:
     new = {v}
     if _HEX.fullmatch(v) and v[:2].lower() == "0x" and len(v) - 2 >= _MIN_LEN:  # a hex key also appears without its prefix
         new.add(v[2:])
-    if not new <= _secrets:
-        _secrets.update(new)
-        _pattern = None
+    _secrets.update(x.lower() for x in new)
 
 
 def carries_secret(headers: Any) -> bool:
@@ -99,23 +95,36 @@ def _register_signed(obj: Any, depth: int) -> None:
 MASK = "***redacted***"
 
 
-def _compiled() -> re.Pattern:
-    global _pattern
-    if _pattern is None:
-        # Longest first: "0x…" before its bare hex, a whole header before a signature inside it.
-        alts = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(s) for s in alts), re.IGNORECASE)
-    return _pattern
+def _strings(obj: Any):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _strings(x)
 
 
 def scrub(obj: Any) -> Any:
     """``obj`` with every registered secret replaced, recursively through dicts and lists."""
     if not _secrets:
         return obj
+    # Which secrets occur at all, by a plain substring search over the lower-cased text (a process
+    # may hold hundreds: every journalled payment it read); the regex is built from those only.
+    low = "\n".join(_strings(obj)).lower()
+    hits = sorted((s for s in _secrets if s in low), key=len, reverse=True)  # "0x…" before its bare hex
+    if not hits:
+        return obj
+    return _sub(obj, re.compile("|".join(re.escape(h) for h in hits), re.IGNORECASE))
+
+
+def _sub(obj: Any, rx: re.Pattern) -> Any:
     if isinstance(obj, str):
-        return _compiled().sub(MASK, obj)
+        return rx.sub(MASK, obj)
     if isinstance(obj, dict):
-        return {scrub(k): scrub(v) for k, v in obj.items()}
+        return {_sub(k, rx): _sub(v, rx) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [scrub(x) for x in obj]
+        return [_sub(x, rx) for x in obj]
     return obj
