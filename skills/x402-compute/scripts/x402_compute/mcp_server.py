@@ -167,6 +167,11 @@ class ToolSpec:
         validator = jsonschema.Draft202012Validator(self.input_schema)
         errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
         if not errors:
+            # argparse drops a bare "--" even from --flag=-- and after the "--" separator, so the
+            # script would see another value than the one sent; no argument means "--" anyway.
+            dashes = sorted(k for k, v in arguments.items() if v == "--")
+            if dashes:
+                return UsageError(f"Invalid arguments for {self.name}: {dashes[0]}: '--' is not a valid value.")
             return None
         e = errors[0]
         where = ".".join(str(x) for x in e.absolute_path) or "arguments"
