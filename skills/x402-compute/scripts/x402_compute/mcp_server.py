@@ -763,12 +763,12 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="mcp_server.py",
         description=(
-            "Serve every x402-compute command as an MCP tool, over stdio (default) or Streamable HTTP on "
-            "127.0.0.1. Settings come from the environment or --env-file exactly as for the scripts. "
-            "Spending tools (provision, extend_instance, credits_topup) are refused until the server is "
-            "started with COMPUTE_MCP_ALLOW_SPEND=1; then the client's user is asked to approve each payment "
-            "when the client supports elicitation (payments up to COMPUTE_MCP_CONFIRM_ABOVE_USD, default 0, "
-            "are not asked about). stdout carries only MCP messages; logs go to stderr."
+            "Serve every x402-compute command as an MCP tool, over stdio (default) or Streamable HTTP\n"
+            "on 127.0.0.1. Settings come from the environment or --env-file exactly as for the scripts.\n\n"
+            "Spending tools (provision, extend_instance, credits_topup) are refused until the server is\n"
+            "started with COMPUTE_MCP_ALLOW_SPEND=1; then the client's user is asked to approve each\n"
+            "payment when the client supports elicitation (payments up to COMPUTE_MCP_CONFIRM_ABOVE_USD,\n"
+            "default 0, are not asked about). stdout carries only MCP messages; logs go to stderr."
         ),
         epilog="examples:\n  python scripts/mcp_server.py\n  COMPUTE_MCP_ALLOW_SPEND=1 python scripts/mcp_server.py --env-file ~/.x402-compute.env\n"
         "  python scripts/mcp_server.py --http 8765\n\nexit codes: 0 stopped, 2 usage or configuration error (a JSON document on stderr), 130 interrupted",
