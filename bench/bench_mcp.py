@@ -15,16 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_list_instances import API_KEY, SCRIPT, Stub, timed  # noqa: E402  the same stub and timer
+from bench_list_instances import SCRIPT, stub_env, timed  # noqa: E402  the same stub and timer
 
 SERVER = SCRIPT.with_name("mcp_server.py")
 
@@ -61,14 +57,8 @@ def main() -> None:
     args = ap.parse_args()
     runs = max(1, min(args.runs, 100))
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    with tempfile.TemporaryDirectory() as home:
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
-        env.update(HOME=home, X402_COMPUTE_STATE_DIR=os.path.join(home, "state"), COMPUTE_BASE_URL=url, COMPUTE_API_KEY=API_KEY)
+    with stub_env() as env:
         cold, tm, ts = anyio.run(measure, env, runs)
-    httpd.shutdown()
     mm, ms = statistics.median(tm) * 1000, statistics.median(ts) * 1000
     print(f"MCP list_instances, warm stdio session, {runs} runs: median {mm:.1f} ms (min {min(tm) * 1000:.1f}, max {max(tm) * 1000:.1f})")
     print(f"list_instances.py as a process,      {runs} runs: median {ms:.0f} ms (min {min(ts) * 1000:.0f}, max {max(ts) * 1000:.0f})")

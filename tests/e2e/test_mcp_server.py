@@ -26,10 +26,10 @@ import jsonschema
 import pytest
 import requests
 
+from tests.e2e.test_paid_flow import PLAN, REGION, journal_entries as journal, wallet_env
 from tests.helpers import SCRIPTS, clean_env, run_script
 
 SERVER = SCRIPTS / "mcp_server.py"
-PLAN, REGION = "vc2-1c-1gb", "lax"
 DAY_ATOMIC = 249_600  # $0.0104/h x 24 h, USDC on Base (6 decimals)
 TOOLS = {
     "browse_plans", "browse_regions", "browse_os", "quote_provision", "provision", "quote_extend", "extend_instance",
@@ -89,19 +89,6 @@ class Session:
     def close(self) -> None:
         self._cm.__exit__(None, None, None)
         self._log.close()
-
-
-def wallet_env(sb, w: dict, home: Path, **extra) -> dict:
-    env = dict(sb.env)
-    env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"],
-                "SOLANA_SECRET_KEY": w["solana_secret_key"], "SOLANA_WALLET_ADDRESS": w["solana_address"]})
-    env.update(extra)
-    return clean_env(env, home=home)
-
-
-def journal(home: Path) -> list[dict]:
-    d = home / "state" / "journal"
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
 
 
 def usdc(sb, w) -> int:

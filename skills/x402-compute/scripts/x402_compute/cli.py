@@ -48,11 +48,12 @@ class Output:
     exit_code: int = EXIT_OK
 
 
-def parser(prog: str, description: str, *, examples: str | None = None) -> argparse.ArgumentParser:
-    epilog = (("examples:\n" + examples.rstrip() + "\n\n") if examples else "") + EXIT_CODES_HELP
+def parser(prog: str, description: str, *, examples: str | None = None, output: bool = True, exit_codes: str = EXIT_CODES_HELP) -> argparse.ArgumentParser:
+    epilog = (("examples:\n" + examples.rstrip() + "\n\n") if examples else "") + exit_codes
     p = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("common options")
-    g.add_argument("--output", "-o", choices=("json", "text"), help="json (default when piped) or text (default at a terminal)")
+    if output:  # every script; not the MCP server, whose stdout is the protocol
+        g.add_argument("--output", "-o", choices=("json", "text"), help="json (default when piped) or text (default at a terminal)")
     g.add_argument("--base-url", metavar="URL", help="API base URL (default: COMPUTE_BASE_URL or https://compute.x402layer.cc)")
     g.add_argument("--env-file", metavar="PATH", help="read settings from this .env file (never read implicitly)")
     g.add_argument("--timeout", type=float, metavar="SECONDS", help="HTTP timeout (default 30)")

@@ -754,32 +754,21 @@ def _tool_result(doc: dict):
 # -- the command -------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, hint=f"Run {self.prog} --help for usage.")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="mcp_server.py",
-        description=(
-            "Serve every x402-compute command as an MCP tool, over stdio (default) or Streamable HTTP\n"
-            "on 127.0.0.1. Settings come from the environment or --env-file exactly as for the scripts.\n\n"
-            "Spending tools (provision, extend_instance, credits_topup) are refused until the server is\n"
-            "started with COMPUTE_MCP_ALLOW_SPEND=1; then the client's user is asked to approve each\n"
-            "payment when the client supports elicitation (payments up to COMPUTE_MCP_CONFIRM_ABOVE_USD,\n"
-            "default 0, are not asked about). stdout carries only MCP messages; logs go to stderr."
-        ),
-        epilog="examples:\n  python scripts/mcp_server.py\n  COMPUTE_MCP_ALLOW_SPEND=1 python scripts/mcp_server.py --env-file ~/.x402-compute.env\n"
-        "  python scripts/mcp_server.py --http 8765\n\nexit codes: 0 stopped, 2 usage or configuration error (a JSON document on stderr), 130 interrupted",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = cli.parser(
+        "mcp_server.py",
+        "Serve every x402-compute command as an MCP tool, over stdio (default) or Streamable HTTP\n"
+        "on 127.0.0.1. Settings come from the environment or --env-file exactly as for the scripts.\n\n"
+        "Spending tools (provision, extend_instance, credits_topup) are refused until the server is\n"
+        "started with COMPUTE_MCP_ALLOW_SPEND=1; then the client's user is asked to approve each\n"
+        "payment when the client supports elicitation (payments up to COMPUTE_MCP_CONFIRM_ABOVE_USD,\n"
+        "default 0, are not asked about). stdout carries only MCP messages; logs go to stderr.",
+        examples="python scripts/mcp_server.py\nCOMPUTE_MCP_ALLOW_SPEND=1 python scripts/mcp_server.py --env-file ~/.x402-compute.env\n"
+        "python scripts/mcp_server.py --http 8765",
+        output=False,
+        exit_codes="exit codes: 0 stopped, 2 usage or configuration error (a JSON document on stderr), 130 interrupted",
     )
     p.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio (0 = any free port)")
-    p.add_argument("--env-file", metavar="PATH", help="read settings from this .env file (never read implicitly)")
-    p.add_argument("--base-url", metavar="URL", help="API base URL (default: COMPUTE_BASE_URL or https://compute.x402layer.cc)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="HTTP timeout (default 30)")
-    p.add_argument("--verbose", "-v", action="store_true", help="log HTTP requests to stderr")
-    p.add_argument("--version", action="version", version=f"x402-compute {__version__}")
     return p
 
 
