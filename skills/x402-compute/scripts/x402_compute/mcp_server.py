@@ -46,9 +46,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from . import __version__, cli
+from . import __version__, cli, redact
 from .errors import EXIT_PAYMENT_UNKNOWN, ComputeError, ConfigError, ConfirmationRequired, PolicyError, UsageError
-from .redact import scrub
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent
 APPROVAL_TIMEOUT = 600.0  # seconds a payment waits for the human's answer before it is dropped
@@ -414,7 +413,7 @@ class McpContext(cli.Context):
 
     def progress(self, message: str) -> None:
         super().progress(message)  # the server's log (stderr), as the scripts do
-        self._run.report(scrub(message))
+        self._run.report(redact.scrub(message))
 
     def sleep(self, seconds: float) -> None:
         self._run.sleep(seconds)
@@ -436,7 +435,7 @@ class Run:
     """One tool call: the script's handler in a thread, and the channel back to the event loop.
 
     The thread posts ("progress", text), ("tick", None), ("ask", (message, schema)) and
-    ("done", Outcome) events; the request handler relays progress and answers "ask" by
+    ("done", document) events; the request handler relays progress and answers "ask" by
     eliciting (or, on protocol 2026-07-28, by returning an InputRequiredResult and resuming
     when the client retries with the answer)."""
 
@@ -461,20 +460,25 @@ class Run:
         threading.Thread(target=self._work, name=f"mcp-{self.spec.name}", daemon=False).start()
 
     def _work(self) -> None:
-        try:
-            if self.spec.kind == SPEND:
-                self._acquire_spend_lock()
-            out = cli.execute(self.spec.parser, self.spec.handler, self.argv, context=lambda args: McpContext(args, self))
-        except KeyboardInterrupt:
-            err = ComputeError("Interrupted.", code="interrupted")
-            out = cli.Outcome({"ok": False, "error": err.to_dict()}, None, 130)
-        except BaseException as e:  # noqa: BLE001 - the request must get an answer whatever happened
-            err = ComputeError(f"Internal error: {type(e).__name__}: {e}", code="internal_error")
-            out = cli.Outcome({"ok": False, "error": err.to_dict()}, None, 1)
-        finally:
-            self._release_spend_lock()
-            self.finished.set()
-        self._post(("done", out))
+        # The secrets this call loads and sends are scrubbed from what it reports, then forgotten.
+        with redact.scope():
+            try:
+                if self.spec.kind == SPEND:
+                    self._acquire_spend_lock()
+                out = cli.execute(self.spec.parser, self.spec.handler, self.argv, context=lambda args: McpContext(args, self))
+            except KeyboardInterrupt:
+                err = ComputeError("Interrupted.", code="interrupted")
+                out = cli.Outcome({"ok": False, "error": err.to_dict()}, None, 130)
+            except BaseException as e:  # noqa: BLE001 - the request must get an answer whatever happened
+                err = ComputeError(f"Internal error: {type(e).__name__}: {e}", code="internal_error")
+                out = cli.Outcome({"ok": False, "error": err.to_dict()}, None, 1)
+            finally:
+                self._release_spend_lock()
+            doc = cli.document(out.doc)
+        if out.exit_code == EXIT_PAYMENT_UNKNOWN:
+            doc = _payment_unknown(self.spec, doc)
+        self.finished.set()
+        self._post(("done", doc))
 
     def _acquire_spend_lock(self) -> None:
         told = False
@@ -522,7 +526,7 @@ class Run:
         if amount is not None and amount <= self.app.config.confirm_above_usd and not side_cost:
             self.report(f"Paying without a question: {amount} USD is within COMPUTE_MCP_CONFIRM_ABOVE_USD={self.app.config.confirm_above_usd}")
             return
-        self._post(("ask", (approval_message(question, terms), APPROVAL_SCHEMA)))
+        self._post(("ask", (redact.scrub(approval_message(question, terms)), APPROVAL_SCHEMA)))
         try:
             action, content = self._answers.get(timeout=APPROVAL_TIMEOUT)
         except queue.Empty:
@@ -714,7 +718,7 @@ class McpApp:
             kind, value = await run.next_event(ctx)
             if kind == "done":
                 self._runs.discard(run)
-                return self._result(run.spec, value)
+                return _tool_result(value)
             message, schema = value
             if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
                 # 2026-07-28 forbids server-to-client requests: the question rides the result and
@@ -732,12 +736,6 @@ class McpApp:
             except Exception as e:  # the client could not ask: treat as not approved
                 print(f"x402-compute mcp: elicitation failed ({type(e).__name__}: {e}); the payment is not approved", file=sys.stderr)
                 run.answer("cancel", None)
-
-    def _result(self, spec: ToolSpec, out: cli.Outcome):
-        doc = cli.document(out.doc)
-        if out.exit_code == EXIT_PAYMENT_UNKNOWN:
-            doc = _payment_unknown(spec, doc)
-        return _tool_result(doc)
 
     @staticmethod
     def _error(e: ComputeError):
