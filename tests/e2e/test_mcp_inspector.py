@@ -55,7 +55,8 @@ def test_inspector_lists_the_tools_and_calls_browse_plans(sandbox, tmp_path):
     server = [sys.executable, str(SCRIPTS / "mcp_server.py"), "--env-file", str(env_file)]
 
     def inspector(*args: str) -> tuple[dict, str]:
-        proc = subprocess.run([str(exe), "--cli", *server, *args], env=env, capture_output=True, text=True, timeout=120)
+        # A loaded CI machine can take longer than the Inspector's default 15 s to start the server.
+        proc = subprocess.run([str(exe), "--cli", "--connect-timeout", "120000", *server, *args], env=env, capture_output=True, text=True, timeout=240)
         assert proc.returncode == 0, f"inspector {args} exited {proc.returncode}: {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
         return json.loads(proc.stdout), proc.stderr
 

@@ -297,6 +297,47 @@ def test_cancelling_a_wait_stops_the_polling(on, sandbox):
     assert on.ok("list_instances", {})["ok"] is True  # the session goes on
 
 
+def test_cancelling_provision_during_its_wait_keeps_the_paid_machine_and_stops_polling(request, portal, sandbox, make_sandbox, wallet, tmp_path_factory):
+    slow = make_sandbox(boot_seconds=600, facilitator=sandbox.facilitator)  # the same chains, machines that do not boot
+    home = tmp_path_factory.mktemp("slow")
+    s = Session(portal, wallet_env(slow, wallet, home, COMPUTE_MCP_ALLOW_SPEND="1"), home / "server.log", elicit=False, args=("--verbose",))
+    s.home = home
+    request.addfinalizer(s.close)
+    before = usdc(sandbox, wallet)
+
+    async def provision_then_cancel():
+        waiting = anyio.Event()
+
+        async def progress(p, total, message):
+            if message and message.startswith("Waiting for"):
+                waiting.set()
+
+        async with anyio.create_task_group() as tg:
+            async def call():
+                await s.client.call_tool("provision", {"plan": PLAN, "region": REGION, "days": 1, "wait": True, "poll_interval": 0.2},
+                                         progress_callback=progress)
+            tg.start_soon(call)
+            with anyio.fail_after(60):
+                await waiting.wait()
+            await anyio.sleep(0.6)
+            tg.cancel_scope.cancel()
+
+    s.portal.call(provision_then_cancel)
+    # Paid and settled before the wait began; the cancelled call leaves the machine, which is paid for.
+    assert usdc(sandbox, wallet) == before - DAY_ATOMIC
+    [entry] = journal(home)
+    assert entry["status"] == "settled"
+    polls = lambda: s.log().count(f"GET {slow.base_url}/compute/instances/{entry['order_id']}")  # noqa: E731  (--verbose logs each request)
+    time.sleep(1.0)
+    seen = polls()
+    assert seen >= 2, s.log()[-2000:]
+    time.sleep(1.5)
+    assert polls() == seen, "the cancelled provision kept polling"
+    listed = s.ok("list_instances", {})["instances"]
+    assert [i["id"] for i in listed] == [entry["order_id"]]
+    s.ok("destroy_instance", {"instance_id": entry["order_id"], "confirm": True})
+
+
 # -- the other client kinds ----------------------------------------------------------------------
 
 
@@ -335,12 +376,13 @@ def test_a_client_that_cannot_be_asked_pays_once_spending_is_on(request, portal,
 
 
 @pytest.mark.parametrize("setting", [{"COMPUTE_MCP_ALLOW_SPEND": "maybe"}, {"COMPUTE_MCP_CONFIRM_ABOVE_USD": "lots"}])
-def test_a_bad_setting_stops_the_server_with_one_json_document_on_stderr(tmp_path, setting):
+def test_a_bad_setting_stops_the_server_before_serving_with_one_json_document(tmp_path, setting):
     proc = subprocess.run([sys.executable, str(SERVER)], env=clean_env(setting, home=tmp_path), input="",
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and proc.stdout == ""
-    doc = json.loads(proc.stderr)
+    assert proc.returncode == 2
+    doc = json.loads(proc.stdout)
     assert doc["ok"] is False and doc["error"]["code"] == "config_error" and next(iter(setting)) in doc["error"]["message"]
+    assert next(iter(setting)) in proc.stderr  # where hosts show it
 
 
 

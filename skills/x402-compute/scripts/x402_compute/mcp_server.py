@@ -764,15 +764,18 @@ def parser() -> argparse.ArgumentParser:
         examples="python scripts/mcp_server.py\nCOMPUTE_MCP_ALLOW_SPEND=1 python scripts/mcp_server.py --env-file ~/.x402-compute.env\n"
         "python scripts/mcp_server.py --http 8765",
         output=False,
-        exit_codes="exit codes: 0 stopped, 2 usage or configuration error (a JSON document on stderr), 130 interrupted",
+        exit_codes="exit codes: 0 stopped, 2 usage or configuration error before serving (one JSON document on stdout, as for every script), 130 interrupted",
     )
     p.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio (0 = any free port)")
     return p
 
 
 def _fail(e: ComputeError, code: int = 2) -> NoReturn:
-    # stdout belongs to the protocol: the one document goes to stderr, where hosts show server logs.
-    print(cli.dumps(cli.document({"ok": False, "error": e.to_dict()})), file=sys.stderr, flush=True)
+    # Before serving, the script contract holds: one JSON document on stdout. Hosts show a
+    # server's stderr, not what it wrote on stdout before the protocol began, so say it there too.
+    doc = cli.document({"ok": False, "error": e.to_dict()})
+    print(f"x402-compute mcp: not started: {doc['error']['message']}" + (f" ({doc['error']['hint']})" if doc["error"].get("hint") else ""), file=sys.stderr, flush=True)
+    print(cli.dumps(doc), flush=True)
     sys.exit(code)
 
 
