@@ -36,7 +36,7 @@ TOOLS = {
     "list_instances", "instance_details", "wait_for_instance", "resize_instance", "destroy_instance",
     "get_one_time_password", "create_api_key", "list_api_keys", "revoke_api_key", "credits_balance", "credits_topup",
     "budget_status", "reconcile",
-} - ({"budget_status"} if not (SCRIPTS / "budget.py").exists() else set())  # budget.py lands with the budget issue
+}
 SPENDING = {"provision", "extend_instance", "credits_topup"}
 
 
@@ -147,7 +147,7 @@ def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
         assert t.meta["x402-compute/spends"] is (name in SPENDING), name
         if name in SPENDING:
             assert not a.read_only_hint and a.destructive_hint
-    for name in {"browse_plans", "quote_provision", "quote_extend", "list_instances", "wait_for_instance", "budget_status"} & TOOLS:
+    for name in ("browse_plans", "quote_provision", "quote_extend", "list_instances", "wait_for_instance", "budget_status"):
         assert tools[name].annotations.read_only_hint is True, name
     for name in ("destroy_instance", "revoke_api_key"):
         assert tools[name].annotations.destructive_hint is True and "confirm" in tools[name].input_schema["properties"]
@@ -202,6 +202,11 @@ def test_quote_works_and_provision_is_refused_while_spending_is_off(off, sandbox
         assert "COMPUTE_MCP_ALLOW_SPEND=1" in doc["error"]["hint"]
     assert usdc(sandbox, wallet) == before and journal(off.home) == []
     assert off.asked == []
+    # A quote the policy would refuse is the same tool error as paying, with the quote in it.
+    refused = off.error("quote_provision", {"plan": PLAN, "region": REGION, "days": 200}, "spend_cap_exceeded")
+    assert refused["error"]["details"]["quote"]["signed"] is False
+    budget = off.ok("budget_status", {})
+    assert budget["budget"]["spent_usd"] in ("0", "0.00") and budget["budget"]["reserved_usd"] in ("0", "0.00")
 
 
 # -- paying, with the human asked (2026-07-28: InputRequiredResult) ------------------------------
@@ -250,6 +255,12 @@ def test_provision_paid_after_approval_then_wait_details_extend_destroy(on, sand
     gone = on.ok("destroy_instance", {"instance_id": iid, "confirm": True})
     assert gone["destroyed"] is True
     assert on.ok("instance_details", {"instance_id": iid})["instance"]["state"] == "destroyed"
+
+    # The budget saw both payments; the approval question showed what was left of it.
+    status = on.ok("budget_status", {"window": "7d"})
+    assert status["budget"]["spent_usd"].rstrip("0").rstrip(".") == "0.4992"
+    assert "Budget left after it" in on.asked[1]
+    assert ext["budget"]["spent_usd"] == status["budget"]["spent_usd"]
 
 
 def test_declined_or_dismissed_approval_signs_nothing(on, sandbox, wallet):
@@ -370,6 +381,32 @@ def test_a_client_that_cannot_be_asked_pays_once_spending_is_on(request, portal,
     assert key["api_key"] is None and len(key["key_last4"]) == 4 and saved.read_text().strip().endswith(key["key_last4"])
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
     assert saved.read_text().strip() not in s.log()
+
+
+def test_two_paying_calls_at_once_never_overrun_the_budget(request, portal, sandbox, wallet, tmp_path_factory):
+    """Handlers run in threads of one process here (each script payment has a process of its own):
+    two provisions sent together with a budget for one: one settles, the other is budget_exceeded."""
+    s = _session(request, portal, sandbox, wallet, tmp_path_factory, "budget", elicit=False,
+                 extra={"COMPUTE_MCP_ALLOW_SPEND": "1", "COMPUTE_BUDGET_USD": "0.3"})
+    before = usdc(sandbox, wallet)
+
+    async def both():
+        results = []
+
+        async def one(label):
+            results.append(await s.client.call_tool("provision", {"plan": PLAN, "region": REGION, "days": 1, "label": label}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "mcp-budget-a")
+            tg.start_soon(one, "mcp-budget-b")
+        return results
+
+    results = s.portal.call(both)
+    codes = sorted("ok" if not r.is_error else r.structured_content["error"]["code"] for r in results)
+    assert codes == ["budget_exceeded", "ok"], [r.structured_content for r in results]
+    assert usdc(sandbox, wallet) == before - DAY_ATOMIC
+    paid = next(r.structured_content for r in results if not r.is_error)
+    s.ok("destroy_instance", {"instance_id": paid["order"]["id"], "confirm": True})
 
 
 # -- the wire ------------------------------------------------------------------------------------

@@ -114,6 +114,6 @@ def test_approval_message_states_the_terms_without_control_characters():
     terms = {"summary": "vc2-1c-1gb in lax for 24 h", "hours": 24, "amount_usd": "0.2496", "asset_symbol": "USDC", "network": "base",
              "payee": "0xPayee\x1b]8;;evil\x07", "payee_status": "new", "budget": {"remaining_usd": "49.75", "limit_usd": "50", "window": "24h"}}
     msg = approval_message("Pay 0.2496 USDC on base?", terms)
-    for fact in ("vc2-1c-1gb in lax for 24 h", "Hours: 24", "0.2496 USDC", "Network: base", "(new)", "49.75 of 50 USD in the last 24h"):
+    for fact in ("vc2-1c-1gb in lax for 24 h", "Hours: 24", "0.2496 USDC", "Network: base", "(new)", "Budget left after it: 49.75 of 50 USD per 24h"):
         assert fact in msg, msg
     assert "\x1b" not in msg and "\x07" not in msg

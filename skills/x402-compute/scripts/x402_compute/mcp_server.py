@@ -391,8 +391,10 @@ def approval_message(question: str, terms: dict) -> str:
     if terms.get("payee"):
         add("Payee", f"{terms['payee']} ({terms.get('payee_status') or 'unchecked'})")
     budget = terms.get("budget")
-    if isinstance(budget, dict):
-        add("Budget left", f"{budget.get('remaining_usd')} of {budget.get('limit_usd')} USD in the last {budget.get('window')}")
+    if isinstance(budget, dict) and budget.get("remaining_usd") is not None:
+        add("Budget left after it", f"{budget['remaining_usd']} of {budget.get('limit_usd')} USD per {budget.get('window')}")
+    elif isinstance(budget, dict):
+        add("Budget", "off (COMPUTE_BUDGET_USD=off)")
     ra = terms.get("recipient_account")
     if isinstance(ra, dict) and ra.get("create"):
         add("Also", f"creates the payee's token account at your cost of {ra.get('create_total_sol')} SOL")
@@ -603,7 +605,7 @@ Flow: browse_plans (and browse_regions, browse_os) -> quote_provision -> provisi
 Every result is the JSON document of the matching script in scripts/: {"ok": true, ...}, or a tool error {"ok": false, "error": {"code", "message", "hint", ...}}.
 A hint naming a script flag (--days) means the tool argument of the same name in snake_case (days); a script name (instance_details.py) means the tool of that name.
 Spending tools (provision, extend_instance, credits_topup) are refused with spending_disabled unless the human started this server with COMPUTE_MCP_ALLOW_SPEND=1: tell the user, never look for another way to pay. The human may be asked to approve each payment; declined_by_user means stop.
-The spend cap, the budget, allow-lists, price checks and payee pinning are the human's settings: report refusals with their figures, never try to get around them.
+The spend cap, the rolling budget (budget_status shows it), allow-lists, price checks and payee pinning are the human's settings: report refusals (spend_cap_exceeded, budget_exceeded, network_not_allowed, instance_limit, ...) with their figures, never try to get around them.
 payment_unknown: the payment went out and its outcome is unknown. Call reconcile with the journal_id; never call the paying tool again for that order.
 destroy_instance and revoke_api_key need confirm: true: ask the user first.
 """
