@@ -76,12 +76,15 @@ def stub_env():
         httpd.shutdown()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_runs(doc: str) -> int:
+    """--runs N from the command line (default 15, 1 to 100)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15)
-    args = ap.parse_args()
-    runs = max(1, min(args.runs, 100))
+    return max(1, min(ap.parse_args().runs, 100))
 
+
+def main() -> None:
+    runs = parse_runs(__doc__)
     with stub_env() as env:
         url = env["COMPUTE_BASE_URL"]
         script = [sys.executable, str(SCRIPT), "--output", "json"]

@@ -12,7 +12,6 @@ them once. Also printed: the server's cold start (spawn + initialize + first cal
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_list_instances import SCRIPT, stub_env, timed  # noqa: E402  the same stub and timer
+from bench_list_instances import SCRIPT, parse_runs, stub_env, timed  # noqa: E402  the same stub and timer
 
 SERVER = SCRIPT.with_name("mcp_server.py")
 
@@ -52,11 +51,7 @@ async def measure(env: dict, runs: int) -> tuple[float, list[float], list[float]
 def main() -> None:
     import anyio
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=15)
-    args = ap.parse_args()
-    runs = max(1, min(args.runs, 100))
-
+    runs = parse_runs(__doc__)
     with stub_env() as env:
         cold, tm, ts = anyio.run(measure, env, runs)
     mm, ms = statistics.median(tm) * 1000, statistics.median(ts) * 1000
