@@ -36,6 +36,7 @@ TOOLS = {
     "list_instances", "instance_details", "wait_for_instance", "resize_instance", "destroy_instance",
     "get_one_time_password", "create_api_key", "list_api_keys", "revoke_api_key", "credits_balance", "credits_topup",
     "budget_status", "reconcile",
+    "quote_topup",  # not in the issue's list: with COMPUTE_REQUIRE_QUOTE=1 a top-up needs a quote_id too
 }
 SPENDING = {"provision", "extend_instance", "credits_topup"}
 
@@ -147,7 +148,7 @@ def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
         assert t.meta["x402-compute/spends"] is (name in SPENDING), name
         if name in SPENDING:
             assert not a.read_only_hint and a.destructive_hint
-    for name in ("browse_plans", "quote_provision", "quote_extend", "list_instances", "wait_for_instance", "budget_status"):
+    for name in ("browse_plans", "quote_provision", "quote_extend", "quote_topup", "list_instances", "wait_for_instance", "budget_status"):
         assert tools[name].annotations.read_only_hint is True, name
     for name in ("destroy_instance", "revoke_api_key"):
         assert tools[name].annotations.destructive_hint is True and "confirm" in tools[name].input_schema["properties"]
@@ -155,6 +156,9 @@ def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
     for name in SPENDING:
         props = tools[name].input_schema["properties"]
         assert not {"max_usd", "ignore_unresolved", "yes", "quote", "base_url", "env_file"} & set(props), name
+        assert "confirm_quote" in props, name
+    for name in ("quote_provision", "quote_extend", "quote_topup"):
+        assert not {"confirm_quote", "quote", "yes"} & set(tools[name].input_schema["properties"]), name
     assert "show" not in tools["get_one_time_password"].input_schema["properties"]
     assert not {"show", "save"} & set(tools["create_api_key"].input_schema["properties"])
     # Mirrors the script's flags: provision's parser, minus what the server owns.
@@ -261,6 +265,26 @@ def test_provision_paid_after_approval_then_wait_details_extend_destroy(on, sand
     assert status["budget"]["spent_usd"].rstrip("0").rstrip(".") == "0.4992"
     assert "Budget left after it" in on.asked[1]
     assert ext["budget"]["spent_usd"] == status["budget"]["spent_usd"]
+
+
+def test_a_quote_id_from_the_model_is_still_put_to_the_human(on, sandbox, wallet):
+    """confirm_quote stands for the human's approval in the scripts; over MCP the model passes it,
+    so the human is asked about the recorded quote first, and the flow pays exactly that or nothing."""
+    q = on.ok("quote_provision", {"plan": PLAN, "region": REGION, "days": 1, "label": "mcp-quoted"})["quote"]
+    before, entries = usdc(sandbox, wallet), len(journal(on.home))
+    on.answers = ["decline"]
+    on.error("provision", {"plan": PLAN, "region": REGION, "days": 1, "label": "mcp-quoted", "confirm_quote": q["quote_id"]}, "declined_by_user")
+    assert q["quote_id"] in on.asked[-1] and "0.2496" in on.asked[-1] and q["payee"].lower() in on.asked[-1].lower()
+    assert usdc(sandbox, wallet) == before and len(journal(on.home)) == entries
+    on.answers = ["accept"]
+    doc = on.ok("provision", {"plan": PLAN, "region": REGION, "days": 1, "label": "mcp-quoted", "confirm_quote": q["quote_id"]})
+    assert doc["order"]["label"] == "mcp-quoted" and doc["payment"]["amount_atomic"] == q["amount_atomic"]
+    assert usdc(sandbox, wallet) == before - DAY_ATOMIC
+    # Terms that differ from the quote are refused before anything is signed, whatever the human said.
+    on.answers = ["accept"]
+    on.error("provision", {"plan": PLAN, "region": REGION, "days": 2, "label": "mcp-quoted", "confirm_quote": q["quote_id"]}, "quote_changed")
+    assert usdc(sandbox, wallet) == before - DAY_ATOMIC
+    on.ok("destroy_instance", {"instance_id": doc["order"]["id"], "confirm": True})
 
 
 def test_declined_or_dismissed_approval_signs_nothing(on, sandbox, wallet):
@@ -370,9 +394,13 @@ def test_handshake_era_client_is_asked_above_the_threshold_only(legacy, sandbox,
 
 
 def test_a_client_that_cannot_be_asked_pays_once_spending_is_on(request, portal, sandbox, wallet, tmp_path_factory):
-    s = _session(request, portal, sandbox, wallet, tmp_path_factory, "noelicit", elicit=False, extra={"COMPUTE_MCP_ALLOW_SPEND": "1"})
+    s = _session(request, portal, sandbox, wallet, tmp_path_factory, "noelicit", elicit=False,
+                 extra={"COMPUTE_MCP_ALLOW_SPEND": "1", "COMPUTE_REQUIRE_QUOTE": "1"})
     before = usdc(sandbox, wallet)
-    doc = s.ok("provision", {"plan": PLAN, "region": REGION, "days": 1})
+    # COMPUTE_REQUIRE_QUOTE=1 holds over MCP as outside a terminal: only an approved quote is paid.
+    s.error("provision", {"plan": PLAN, "region": REGION, "days": 1}, "quote_required")
+    q = s.ok("quote_provision", {"plan": PLAN, "region": REGION, "days": 1})["quote"]
+    doc = s.ok("provision", {"plan": PLAN, "region": REGION, "days": 1, "confirm_quote": q["quote_id"]})
     assert usdc(sandbox, wallet) == before - DAY_ATOMIC
     s.ok("destroy_instance", {"instance_id": doc["order"]["id"], "confirm": True})
     # Secrets stay in their 0600 files: a saved API key is returned as its last four characters.

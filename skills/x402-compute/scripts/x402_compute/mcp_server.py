@@ -259,7 +259,7 @@ def _property(a: argparse.Action, group: str | None = None) -> dict:
 
 
 def _tools() -> tuple[ToolSpec, ...]:
-    quote = frozenset({"yes", "max_usd", "ignore_unresolved", "quote"}) | WAIT_OPTIONS
+    quote = frozenset({"yes", "max_usd", "ignore_unresolved", "quote", "confirm_quote"}) | WAIT_OPTIONS
     return (
         ToolSpec("browse_plans", "Browse plans", _script("browse_plans.py"), READ, "browse_plans.py"),
         ToolSpec("browse_regions", "Browse regions", _script("browse_regions.py"), READ, "browse_regions.py"),
@@ -272,8 +272,8 @@ def _tools() -> tuple[ToolSpec, ...]:
         ToolSpec(
             "provision", "Rent a machine (pays)", _script("provision.py"), SPEND, "provision.py PLAN REGION --yes", hidden=PAYING_HIDDEN,
             note="SPENDS MONEY. Refused (spending_disabled) unless the human started this server with COMPUTE_MCP_ALLOW_SPEND=1; "
-            "the human may be asked to approve the payment. Call quote_provision first. If it fails with payment_unknown, "
-            "call reconcile and never call provision again for that order.",
+            "the human may be asked to approve the payment. Call quote_provision first; confirm_quote: <its quote_id> then pays "
+            "exactly those terms or nothing. If it fails with payment_unknown, call reconcile and never call provision again for that order.",
         ),
         ToolSpec(
             "quote_extend", "Quote an extension", _script("extend_instance.py"), READ, "extend_instance.py ID --quote",
@@ -312,6 +312,10 @@ def _tools() -> tuple[ToolSpec, ...]:
             hidden=frozenset({"yes"}), confirm=True, idempotent=True,
         ),
         ToolSpec("credits_balance", "Credit balance", _script("credits_balance.py"), READ, "credits_balance.py"),
+        ToolSpec(
+            "quote_topup", "Quote a credits top-up", _script("credits_topup.py"), READ, "credits_topup.py --amount USD --quote",
+            fixed=("--quote",), hidden=quote, note="Signs and sends nothing. Works with spending disabled.",
+        ),
         ToolSpec(
             "credits_topup", "Buy credits (pays)", _script("credits_topup.py"), SPEND, "credits_topup.py --amount USD --yes", hidden=PAYING_HIDDEN,
             note="SPENDS MONEY. Refused (spending_disabled) unless the human started this server with COMPUTE_MCP_ALLOW_SPEND=1.",
@@ -373,6 +377,29 @@ def _amount_usd(terms: dict) -> Decimal | None:
         except InvalidOperation:
             return None
     return None
+
+
+def quote_terms(fields: dict) -> dict:
+    """A recorded quote's pinned fields (payments.quotes) in the terms shape approval_message reads."""
+    from .money import atomic_to_usd, plain
+    from .networks import NETWORKS
+
+    net = NETWORKS.get(fields.get("network") or "")
+    amount = None
+    if net is not None and str(fields.get("amount_atomic") or "").isdigit():
+        amount = plain(atomic_to_usd(int(fields["amount_atomic"]), net.decimals))
+    what = " ".join(str(fields[k]) for k in ("action", "plan", "instance_id") if fields.get(k))
+    where = f" in {fields['region']}" if fields.get("region") else ""
+    hours = f" for {fields['hours']} h" if fields.get("hours") else ""
+    return {
+        "summary": f"{what}{where}{hours}",
+        "amount_usd": amount,
+        "total_usd": fields.get("total_usd"),
+        "asset_symbol": net.symbol if net is not None else None,
+        "network": fields.get("network") or fields.get("method"),
+        "payee": fields.get("payee"),
+        "payee_status": "as quoted",
+    }
 
 
 def approval_message(question: str, terms: dict) -> str:
@@ -467,7 +494,7 @@ class Run:
             try:
                 if self.spec.kind == SPEND:
                     self._acquire_spend_lock()
-                out = cli.execute(self.spec.parser, self.spec.handler, self.argv, context=lambda args: McpContext(args, self))
+                out = cli.execute(self.spec.parser, self._handler, self.argv, context=lambda args: McpContext(args, self))
             except KeyboardInterrupt:
                 err = ComputeError("Interrupted.", code="interrupted")
                 out = cli.Outcome({"ok": False, "error": err.to_dict()}, None, 130)
@@ -481,6 +508,21 @@ class Run:
             doc = _payment_unknown(self.spec, doc)
         self.finished.set()
         self._post(("done", doc))
+
+    def _handler(self, ctx: "McpContext"):
+        if self.spec.kind == SPEND and getattr(ctx.args, "confirm_quote", None):
+            self._approve_quote(ctx)
+        return self.spec.handler(ctx)
+
+    def _approve_quote(self, ctx: "McpContext") -> None:
+        """--confirm-quote stands for the human's approval of that quote, so the payment flow asks
+        nothing more. Over MCP the model passes it: when the client can ask, the human approves the
+        recorded quote here first (same rules as any payment), and the flow then pays only terms
+        identical to it, or nothing."""
+        from .payments.quotes import Quotes
+
+        rec = Quotes(ctx.settings.state_dir).load(ctx.args.confirm_quote)  # the handler's own check, earlier
+        self.approve(f"Pay quote {rec['quote_id']} exactly as quoted?", quote_terms(rec["fields"]))
 
     def _acquire_spend_lock(self) -> None:
         told = False
