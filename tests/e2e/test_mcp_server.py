@@ -400,8 +400,14 @@ def test_a_client_that_cannot_be_asked_pays_once_spending_is_on(request, portal,
     # COMPUTE_REQUIRE_QUOTE=1 holds over MCP as outside a terminal: only an approved quote is paid.
     s.error("provision", {"plan": PLAN, "region": REGION, "days": 1}, "quote_required")
     q = s.ok("quote_provision", {"plan": PLAN, "region": REGION, "days": 1})["quote"]
-    doc = s.ok("provision", {"plan": PLAN, "region": REGION, "days": 1, "confirm_quote": q["quote_id"]})
+    doc = s.ok("provision", {"plan": PLAN, "region": REGION, "days": 1, "confirm_quote": q["quote_id"], "wait": True, "poll_interval": 0.2})
     assert usdc(sandbox, wallet) == before - DAY_ATOMIC
+    # No SSH key: the one-time root password goes to a 0600 file; the result names the file only.
+    pw = s.ok("get_one_time_password", {"instance_id": doc["order"]["id"]})
+    path = Path(pw["credentials_file"])
+    password = path.read_text().split("password=")[1].strip()
+    assert pw["password"] is None and len(password) >= 8 and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert password not in json.dumps(pw) and password not in s.log()
     s.ok("destroy_instance", {"instance_id": doc["order"]["id"], "confirm": True})
     # Secrets stay in their 0600 files: a saved API key is returned as its last four characters.
     key = s.ok("create_api_key", {"label": "mcp"})
