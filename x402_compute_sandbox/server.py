@@ -204,10 +204,12 @@ class Sandbox:
                  state_dir: str = ".sandbox", boot_seconds: float = 3.0, x402_version: int = 1,
                  recipient_atas: bool = True, auth_skew_seconds: float = 300.0,
                  resize_seconds: Optional[float] = None, facilitator=None, verbose: bool = False,
-                 permit2: bool = False):
+                 permit2: bool = False, ssh_time_limit: Optional[float] = None,
+                 ssh_output_limit: Optional[int] = None):
         if not is_loopback(host):
             raise ValueError(f"refusing to bind {host!r}: the sandbox listens on loopback only")
         from .app import App
+        from .ssh import DEFAULT_OUTPUT_LIMIT, DEFAULT_TIME_LIMIT, SshServers
         from .store import Store
         if facilitator is None:
             from .facilitator import Facilitator
@@ -215,9 +217,12 @@ class Sandbox:
         self.facilitator = facilitator
         self.state_dir = state_dir
         self.store = Store(state_dir)
+        ssh = SshServers(time_limit=DEFAULT_TIME_LIMIT if ssh_time_limit is None else ssh_time_limit,
+                         output_limit=DEFAULT_OUTPUT_LIMIT if ssh_output_limit is None else ssh_output_limit,
+                         verbose=verbose)
         self.app = App(facilitator=facilitator, store=self.store, x402_version=x402_version,
                        boot_seconds=boot_seconds, auth_skew_seconds=auth_skew_seconds,
-                       resize_seconds=resize_seconds)
+                       resize_seconds=resize_seconds, ssh=ssh)
         self.httpd = SandboxHTTPServer(self.app, host, port, verbose=verbose)
         self.base_url = self.httpd.base_url
         self.app.base_url = self.base_url
