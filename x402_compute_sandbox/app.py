@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from . import catalog
 from . import networks as nets
 from .auth import AuthError, Authenticator, Identity, hash_api_key, new_api_key, normalize_wallet
-from .payments import Idempotency, Offer, PaymentRefused, Payments
+from .payments import Idempotency, Offer, PaymentRefused, Payments, Principal, settled_credential
 from .provider import Provider, ProviderError, iso
 from .server import ApiError, Request, Response
 from .store import InsufficientCredits, Store
@@ -310,9 +310,10 @@ class App:
               offer: Callable[[Any], Offer], act: Callable[[Any, dict], tuple[Response, Optional[str]]],
               use_credits: Callable[[Any], bool], purpose: str) -> Response:
         key = self.idem.key_of(req)
+        principal = Principal(auth=Principal.auth_of(ident))
         with (self.idem.lock(key) if key else nullcontext()):
             if key:
-                replay = self.idem.replay(key, req)
+                replay = self.idem.replay(key, req, principal.auth)
                 if replay is not None:
                     # A replay of a paid answer is dropped too while faults remain, so N = 2 makes
                     # the client's one automatic resend fail as well: exit 4, then reconcile.py.
@@ -345,6 +346,8 @@ class App:
                 payment = {"method": settled.method, "network": settled.network,
                            "tx_hash": settled.transaction, "payer": settled.payer, "owner": owner,
                            "amount_usd_micros": price.amount_usd_micros}
+                principal = Principal(auth=principal.auth, payment=settled_credential(req, settled.method),
+                                      payer=normalize_wallet(settled.payer) if settled.payer else None)
                 try:
                     resp, order_id = act(spec, payment)
                 except Exception as exc:
@@ -368,7 +371,7 @@ class App:
                 resp.headers.update(settled.response_headers)
                 drop = self._take_drop_fault()
             if key:
-                self.idem.remember(key, req, resp)
+                self.idem.remember(key, req, resp, principal)
             resp.drop = drop
             return resp
 

@@ -196,9 +196,9 @@ def test_restart_route_changes_the_host_key_and_the_old_pin_is_refused(sandbox, 
     assert r.status_code == 409 and "not running" in r.json()["error"]
 
 
-def test_sandbox_restart_keeps_the_host_key(make_sandbox, tools, keypair, tmp_path):
+def test_sandbox_restart_keeps_the_host_key(make_sandbox, sandbox, tools, keypair, tmp_path):
     key, pub = keypair
-    first = make_sandbox()
+    first = make_sandbox(facilitator=sandbox.facilitator)
     inst = Instance(first, tools, ssh_key=pub)
     o = inst.active()
     known = pin(tmp_path, o)
@@ -206,7 +206,7 @@ def test_sandbox_restart_keeps_the_host_key(make_sandbox, tools, keypair, tmp_pa
     state = first.state_dir
     first.stop()
     assert refused(o["ip_address"], o["ssh_port"])
-    second = make_sandbox(state_dir=state)
+    second = make_sandbox(facilitator=sandbox.facilitator, state_dir=state)
     inst.sb = second
     again = inst.order()
     assert again["ssh_host_key_fingerprint"] == o["ssh_host_key_fingerprint"]
@@ -215,9 +215,9 @@ def test_sandbox_restart_keeps_the_host_key(make_sandbox, tools, keypair, tmp_pa
     assert r.returncode == 0 and r.stdout == "before\n"
 
 
-def test_time_and_output_bounds_kill_the_whole_process_group(make_sandbox, tools, keypair, tmp_path):
+def test_time_and_output_bounds_kill_the_whole_process_group(make_sandbox, sandbox, tools, keypair, tmp_path):
     key, pub = keypair
-    sb = make_sandbox(ssh_time_limit=1.5, ssh_output_limit=5000)
+    sb = make_sandbox(facilitator=sandbox.facilitator, ssh_time_limit=1.5, ssh_output_limit=5000)
     o = Instance(sb, tools, ssh_key=pub).active()
     argv = ssh_argv(o["ip_address"], o["ssh_port"], pin(tmp_path, o), key)
     started = time.monotonic()
@@ -280,9 +280,9 @@ def test_destroy_ends_sessions_and_closes_the_port(sandbox, tools, keypair, tmp_
     assert inst.order()["ssh_host_key_fingerprint"] == o["ssh_host_key_fingerprint"]   # still listed
 
 
-def test_expiry_closes_the_server(make_sandbox, tools, keypair, tmp_path):
+def test_expiry_closes_the_server(make_sandbox, sandbox, tools, keypair, tmp_path):
     key, pub = keypair
-    sb = make_sandbox()
+    sb = make_sandbox(facilitator=sandbox.facilitator)
     inst = Instance(sb, tools, ssh_key=pub)
     o = inst.active()
     assert ssh(ssh_argv(o["ip_address"], o["ssh_port"], pin(tmp_path, o), key), "true").returncode == 0
