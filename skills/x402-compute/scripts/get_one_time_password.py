@@ -19,7 +19,7 @@ p.add_argument("instance_id", help="the instance UUID (from list_instances.py)")
 p.add_argument("--show", action="store_true", help="also print the password on stdout")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     iid = instance_id(ctx.args.instance_id)
     saved = ctx.state.credentials_file(iid)
     ensure_dir(saved.parent)  # the password is shown once: make sure it can be stored before asking
@@ -63,4 +63,4 @@ def _one_line(value) -> str:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

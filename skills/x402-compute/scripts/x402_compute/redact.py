@@ -9,6 +9,11 @@ user asked to see (``--show``) are new secrets the process never registered, so 
 Matching is by meaning, not by exact string: case-insensitive, a hex value with or without
 ``0x``, and a payment header also in the forms a server could echo it in: base64 with or
 without padding, URL-safe, and the signature (or signed transaction) inside its decoded JSON.
+
+A script registers into one process-wide set. A long-running process (the MCP server) runs each
+command inside ``scope()``: what the command registers (its keys, every signed header it sent)
+is known to that command's thread only and dropped when it ends, so the set neither grows with
+every request nor changes under another thread's scrub.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 # Request headers whose values are credentials (compared lower-case).
 SECRET_HEADERS = frozenset({"x-api-key", "x-auth-signature", "x-payment", "payment-signature", "authorization", "payment-authorization"})
@@ -28,6 +35,17 @@ _MIN_LEN = 6  # shorter values would scrub ordinary words; they are not worth gu
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 
 _secrets: set[str] = set()  # lower-cased: matching ignores case
+_scoped: ContextVar[set[str] | None] = ContextVar("x402_compute_secrets", default=None)
+
+
+@contextmanager
+def scope() -> Iterator[None]:
+    """Secrets registered inside belong to this context (thread) only, and only until it ends."""
+    token = _scoped.set(set())
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
 
 
 def register(value: Any) -> None:
@@ -39,7 +57,8 @@ def register(value: Any) -> None:
     new = {v}
     if _HEX.fullmatch(v) and v[:2].lower() == "0x" and len(v) - 2 >= _MIN_LEN:  # a hex key also appears without its prefix
         new.add(v[2:])
-    _secrets.update(x.lower() for x in new)
+    into = _scoped.get()
+    (_secrets if into is None else into).update(x.lower() for x in new)
 
 
 def carries_secret(headers: Any) -> bool:
@@ -109,12 +128,14 @@ def _strings(obj: Any):
 
 def scrub(obj: Any) -> Any:
     """``obj`` with every registered secret replaced, recursively through dicts and lists."""
-    if not _secrets:
+    scoped = _scoped.get()
+    known = _secrets | scoped if scoped else _secrets
+    if not known:
         return obj
     # Which secrets occur at all, by a plain substring search over the lower-cased text (a process
     # may hold hundreds: every journalled payment it read); the regex is built from those only.
     low = "\n".join(_strings(obj)).lower()
-    hits = sorted((s for s in _secrets if s in low), key=len, reverse=True)  # "0x…" before its bare hex
+    hits = sorted((s for s in known if s in low), key=len, reverse=True)  # "0x…" before its bare hex
     if not hits:
         return obj
     return _sub(obj, re.compile("|".join(re.escape(h) for h in hits), re.IGNORECASE))
