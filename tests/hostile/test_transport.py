@@ -85,3 +85,17 @@ def test_doctor_reports_plain_http(hostile, hostile_env, allow):
     assert code == (0 if allow else 1)
     code, doc, _ = run_script("doctor.py", "--offline", env=hostile_env())  # loopback: fine
     assert {c["name"]: c["status"] for c in doc["checks"]}["transport"] == "ok"
+
+
+def test_no_mcp_tool_lets_a_model_lift_the_rule():
+    """--allow-insecure-http is the human's, given when the MCP server starts; no tool takes it."""
+    import argparse
+
+    from x402_compute import mcp_server
+
+    specs = [s for s in mcp_server._tools() if (mcp_server.SCRIPTS_DIR / s.mirrors.split()[0]).is_file()]
+    assert specs
+    for spec in specs:
+        assert "allow_insecure_http" not in spec.input_schema["properties"], spec.name
+    args = argparse.Namespace(env_file=None, base_url=None, timeout=None, verbose=False, allow_insecure_http=True)
+    assert "--allow-insecure-http" in mcp_server.ServerConfig.load(args).script_argv
