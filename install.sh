@@ -7,8 +7,8 @@
 #   bash install.sh [DIR] [options]
 #
 # Options (each also has an environment variable):
-#   --url URL        release archive: https://, http://, file:// or a local path
-#                    (X402_COMPUTE_ARCHIVE_URL)
+#   --url URL        release archive: https://, http:// (off this machine only with
+#                    --sha256), file:// or a local path (X402_COMPUTE_ARCHIVE_URL)
 #   --sha256 HEX     expected SHA-256 of the archive; by default it is read from
 #                    <URL>.sha256 beside the archive (X402_COMPUTE_ARCHIVE_SHA256)
 #   --python PATH    Python 3.10+ to build the virtual environment with
@@ -16,15 +16,21 @@
 #   --skip-check     do not run doctor.py at the end
 #   -h, --help       this text
 #
-# Re-running upgrades in place: only the bundle's own files (SKILL.md,
-# requirements.txt, scripts/, references/ ...) are replaced. Anything else in DIR
-# (.env, your notes) and the state directory (~/.local/state/x402-compute) is kept.
+# Re-running upgrades in place: only the bundle's own entries (SKILL.md,
+# requirements.txt, scripts/, references/) are replaced. Anything else in DIR
+# (.env, your notes) and the state directory (~/.local/state/x402-compute) is kept;
+# an archive carrying anything else, a link, or a path outside its folder is refused.
+# Plain http:// (off this machine) needs --sha256: the checksum beside an archive
+# fetched over plain http proves nothing. For tamper resistance, pin --sha256 with
+# the value from a second channel (the release page) whatever the URL.
 # No sudo; nothing is written outside DIR except a temporary folder beside it.
 
 set -euo pipefail
 
 DEFAULT_URL="https://github.com/x402-compute/x402-compute/releases/latest/download/x402-compute.tar.gz"
 MARKER=".x402-compute-install"   # lists the top-level entries this installer owns in DIR
+# The bundle's own top-level entries: the only names this installer ever writes or removes in DIR.
+BUNDLE_ENTRIES="SKILL.md requirements.txt scripts references"
 
 say() { printf 'x402-compute: %s\n' "$*" >&2; }
 die() {
@@ -41,13 +47,16 @@ Install the x402-compute agent skill into DIR (default ./x402-compute).
   bash install.sh [DIR] [--url URL] [--sha256 HEX] [--python PATH] [--skip-check]
   curl -fsSL <installer-url> | bash -s -- [DIR] [options]
 
-  --url URL       release archive: https://, http://, file:// or a local path (X402_COMPUTE_ARCHIVE_URL)
+  --url URL       release archive: https://, http:// (needs --sha256 unless on this machine), file:// or a local path (X402_COMPUTE_ARCHIVE_URL)
   --sha256 HEX    expected SHA-256 of the archive; default: read <URL>.sha256 (X402_COMPUTE_ARCHIVE_SHA256)
   --python PATH   Python 3.10+ for the virtual environment (X402_COMPUTE_PYTHON)
   --skip-check    do not run doctor.py --offline at the end
 
 Re-running upgrades in place and keeps your files in DIR (.env, notes) and the
 state directory (~/.local/state/x402-compute).
+
+A plain http:// URL to another machine needs --sha256. For tamper resistance, take
+the --sha256 value from a second channel (the release page) rather than <URL>.sha256.
 EOF
 }
 
@@ -87,8 +96,10 @@ fetch() {
   case "$src" in
     file://*) cp -- "${src#file://}" "$dest" 2>/dev/null ;;
     http://* | https://*)
+      local proto="=http,https"
+      case "$src" in https://*) proto="=https" ;; esac  # an https download never follows a redirect to http
       if command -v curl >/dev/null 2>&1; then
-        curl -fsSL --retry 2 --connect-timeout 20 -o "$dest" -- "$src"
+        curl -fsSL --retry 2 --connect-timeout 20 --proto "$proto" --proto-redir "$proto" -o "$dest" -- "$src"
       elif command -v wget >/dev/null 2>&1; then
         wget -q -O "$dest" -- "$src"
       else
@@ -101,6 +112,48 @@ PYEOF
       ;;
     *) cp -- "$src" "$dest" 2>/dev/null ;;
   esac
+}
+
+# is_loopback URL: true for http(s) URLs whose host is this machine (127.0.0.0/8, ::1, localhost)
+is_loopback() {
+  local rest host
+  rest="${1#*://}"
+  rest="${rest%%/*}"
+  rest="${rest##*@}"
+  case "$rest" in
+    \[*) host="${rest%%]*}"; host="${host#[}" ;;
+    *) host="${rest%%:*}" ;;
+  esac
+  host=$(printf '%s' "$host" | tr 'A-Z' 'a-z')
+  case "$host" in
+    localhost | ::1 | 0:0:0:0:0:0:0:1) return 0 ;;
+    127.*) case "$host" in *[!0-9.]*) return 1 ;; *) return 0 ;; esac ;;
+  esac
+  return 1
+}
+
+# check_archive FILE: fails, listing them, when the archive holds anything but the bundle's own entries
+check_archive() {
+  "$PY" - "$1" "$BUNDLE_ENTRIES" <<'PYEOF'
+import sys, tarfile
+allowed = set(sys.argv[2].split())
+bad = []
+try:
+    with tarfile.open(sys.argv[1], "r:gz") as tar:
+        for m in tar:
+            name = m.name[2:] if m.name.startswith("./") else m.name
+            parts = name.rstrip("/").split("/")
+            if name.startswith("/") or ".." in parts or parts[0] != "x402-compute":
+                bad.append(f"{m.name} (outside the x402-compute folder)")
+            elif not (m.isfile() or m.isdir()):
+                bad.append(f"{m.name} (a link or special file)")
+            elif len(parts) > 1 and parts[1] not in allowed:
+                bad.append(f"{m.name} (not part of the bundle)")
+except (tarfile.TarError, OSError, EOFError) as e:
+    bad.append(f"unreadable archive: {e}")
+print("\n".join(bad[:20]))
+sys.exit(1 if bad else 0)
+PYEOF
 }
 
 sha256_of() {
@@ -132,6 +185,14 @@ main() {
   done
   dir="${dir:-./x402-compute}"
   url="${url:-$DEFAULT_URL}"
+  case "$url" in
+    [Hh][Tt][Tt][Pp]://*)
+      if ! is_loopback "$url" && [ -z "$sum" ]; then
+        die "refusing to download $url over plain http without a pinned checksum: anyone on the way could replace both the archive and its .sha256." \
+          "Use the https:// URL, or pass --sha256 HEX with the checksum from a second channel (the release page over https)."
+      fi
+      ;;
+  esac
 
   PY=$(find_python "$python")
   say "using $("$PY" -V 2>&1) at $PY"
@@ -180,6 +241,9 @@ main() {
     "Re-run the installer to download again. If it keeps failing, do not install: report it."
   say "checksum ok ($got)"
 
+  local foreign
+  foreign=$(check_archive "$tmp/bundle.tar.gz") || die "the archive holds entries that are not the x402-compute bundle; nothing was installed:
+$foreign" "Check --url: it must point at an x402-compute release archive. Do not install an archive that carries other files."
   mkdir "$tmp/new"
   tar --no-same-owner -xzf "$tmp/bundle.tar.gz" -C "$tmp/new" 2>/dev/null || die "the archive could not be unpacked." "Re-run the installer; if it persists, report it."
   local src="$tmp/new/x402-compute"
@@ -213,14 +277,13 @@ main() {
   mkdir "$tmp/old"
   if [ -f "$dir/$MARKER" ]; then
     while IFS= read -r name; do
-      case "$name" in "" | .* | */* ) continue ;; esac
+      case " $BUNDLE_ENTRIES " in *" $name "*) ;; *) continue ;; esac  # never a user's file, whatever the marker says
       [ -e "$src/$name" ] || { [ -e "$dir/$name" ] && mv -- "$dir/$name" "$tmp/old/$name"; } || true
     done <"$dir/$MARKER"
   fi
   : >"$tmp/marker"
-  shopt -s dotglob nullglob
-  for path in "$src"/*; do
-    name=$(basename -- "$path")
+  for name in $BUNDLE_ENTRIES; do
+    [ -e "$src/$name" ] || continue
     if [ -e "$dir/$name" ] || [ -L "$dir/$name" ]; then
       mv -- "$dir/$name" "$tmp/old/$name"
     fi

@@ -218,3 +218,102 @@ def test_release_archive_is_reproducible_and_bundle_only(release, tmp_path):
     assert not any("sandbox" in n.split("/")[1] for n in names if "/" in n)
     assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
     assert len({m.mtime for m in members}) == 1
+
+
+# -- a tampered or foreign archive (issue 9, class 11) ------------------------------------------------
+
+def _evil_archive(release, out: Path, extra: list) -> tuple[Path, str]:
+    """The real release archive plus ``extra`` members: (name, bytes) for a file, (name, "->target") for a
+    symlink. Returns the archive and its SHA-256 (as if pinned by someone who was fooled)."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    archive, _ = release
+    raw = io.BytesIO()
+    with tarfile.open(archive) as src, tarfile.open(fileobj=raw, mode="w") as dst:
+        for m in src.getmembers():
+            dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+        for name, content in extra:
+            ti = tarfile.TarInfo(name)
+            if isinstance(content, str) and content.startswith("->"):
+                ti.type, ti.linkname = tarfile.SYMTYPE, content[2:]
+                dst.addfile(ti)
+            else:
+                ti.size = len(content)
+                dst.addfile(ti, io.BytesIO(content))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(gzip.compress(raw.getvalue()))
+    return out, hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("extra,why", [
+    ([("x402-compute/.env", b"PRIVATE_KEY=0xattacker\n")], "not part of the bundle"),
+    ([("x402-compute/notes.txt", b"replaced\n")], "not part of the bundle"),
+    ([("x402-compute/scripts/evil", "->/etc")], "a link or special file"),
+    ([("x402-compute/../escaped.txt", b"x")], "outside the x402-compute folder"),
+    ([("other/file.txt", b"x")], "outside the x402-compute folder"),
+], ids=["dotenv", "user-file", "symlink", "dotdot", "other-folder"])
+def test_an_archive_with_foreign_entries_is_refused_and_user_files_kept(release, tmp_path, extra, why):
+    evil, digest = _evil_archive(release, tmp_path / "served" / "x402-compute.tar.gz", extra)
+    home = tmp_path / "home"
+    home.mkdir()
+    target = tmp_path / "work" / "x402-compute"  # an existing install with the user's own files
+    target.mkdir(parents=True)
+    (target / "SKILL.md").write_text("---\nname: x402-compute\ndescription: old\n---\n")
+    (target / ".env").write_text("COMPUTE_MAX_SPEND_USD=5\n")
+    (target / "notes.txt").write_text("mine\n")
+    proc = run_install([str(target), "--url", str(evil), "--sha256", digest, "--skip-check"], install_env(home), timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "not the x402-compute bundle" in proc.stderr and why in proc.stderr and "nothing was installed" in proc.stderr
+    assert (target / ".env").read_text() == "COMPUTE_MAX_SPEND_USD=5\n" and (target / "notes.txt").read_text() == "mine\n"
+    assert sorted(p.name for p in target.iterdir()) == [".env", "SKILL.md", "notes.txt"]
+    assert not (tmp_path / "work" / "escaped.txt").exists()
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["x402-compute"]  # no temporary folder left
+
+
+def test_a_marker_naming_user_files_never_removes_them(installed, release):
+    """The marker lists what a previous install owned; a tampered one cannot make the upgrade
+    delete the user's files: only the bundle's own entry names are ever removed."""
+    archive, info = release
+    d = installed["dir"]
+    (d / "notes.txt").write_text("mine\n")
+    (d / ".env").write_text("X=1\n")
+    marker = d / ".x402-compute-install"
+    marker.write_text(marker.read_text() + "notes.txt\n.env\n")
+    proc = run_install([str(d), "--url", str(archive), "--sha256", info["sha256"], "--skip-check"], installed["env"])
+    assert proc.returncode == 0, proc.stderr
+    assert (d / "notes.txt").read_text() == "mine\n" and (d / ".env").read_text() == "X=1\n"
+    assert set(marker.read_text().split()) == {"SKILL.md", "requirements.txt", "scripts", "references"}
+
+
+def test_plain_http_off_this_machine_needs_a_pinned_checksum(release, server, tmp_path):
+    archive, info = release
+    home = tmp_path / "home"
+    home.mkdir()
+    env = install_env(home)
+    # 0.0.0.0 is not loopback by name, yet Linux delivers it to the test server on 127.0.0.1:
+    # nothing leaves the machine.
+    off_box = server.replace("127.0.0.1", "0.0.0.0") + "/" + archive.name
+    proc = run_install([str(tmp_path / "a"), "--url", off_box], env, timeout=60)
+    assert proc.returncode == 1 and "plain http without a pinned checksum" in proc.stderr and "--sha256" in proc.stderr
+    assert not (tmp_path / "a").exists()
+    # pinned: the download goes ahead (and a wrong pin is then a checksum mismatch, installing nothing)
+    proc = run_install([str(tmp_path / "b"), "--url", off_box, "--sha256", "0" * 64], env, timeout=60)
+    assert proc.returncode == 1 and "checksum mismatch" in proc.stderr, proc.stderr
+    # loopback http needs no pin (the sandbox's own server): it reads <URL>.sha256 as before
+    proc = run_install([str(tmp_path / "c"), "--url", f"{server}/nope.tar.gz"], env, timeout=60)
+    assert "plain http" not in proc.stderr and "could not download" in proc.stderr
+
+
+def test_the_installers_entry_list_is_the_bundle(release):
+    """install.sh installs only BUNDLE_ENTRIES: the release must carry exactly those."""
+    import re
+    import tarfile
+
+    archive, _ = release
+    listed = set(re.search(r'^BUNDLE_ENTRIES="([^"]+)"', (ROOT / "install.sh").read_text(), re.M).group(1).split())
+    with tarfile.open(archive) as tar:
+        top = {m.name.split("/")[1] for m in tar.getmembers() if m.name.count("/") >= 1}
+    assert top == listed

@@ -123,7 +123,8 @@ def test_state_root_is_0700_even_when_first_made_for_a_subfolder(tmp_path):
     from x402_compute.state import State
 
     root = tmp_path / "fresh" / "state"
-    State(root).save_credentials("i-1", "password=hunter22\n")
+    iid = "3f1c2a9e-0000-4000-8000-000000000001"
+    State(root).save_credentials(iid, "password=hunter22\n")
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(root / "credentials").st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(root / "credentials" / "i-1.txt").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(root / "credentials" / f"{iid}.txt").st_mode) == 0o600

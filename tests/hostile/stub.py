@@ -96,10 +96,11 @@ def huge(mib: float, *, prefix: bytes = b'{"plans": [', filler: bytes = b'{"id":
         yield block
 
 
-def quadratic_escapes(n: int) -> bytes:
-    """Valid JSON whose one string holds ``n`` escaped quotes: a regex that restarts at each
-    quote (``"(?:[^"\\\\]|\\\\.)*"``) rescans the rest of the body from every one of them."""
-    return b'{"plans": [], "note": "' + b'\\"' * n + b'"}'
+def quadratic_escapes(n: int, *, terminated: bool = True) -> bytes:
+    """JSON whose one string holds ``n`` escaped quotes. Unterminated, it makes a regex that
+    matches whole strings (``"(?:[^"\\\\]|\\\\.)*"``) fail from every one of those quotes and
+    rescan the rest of the body each time: quadratic."""
+    return b'{"plans": [], "note": "' + b'\\"' * n + (b'"}' if terminated else b"")
 
 
 def deep(n: int) -> bytes:
@@ -400,7 +401,7 @@ class HostileAPI:
             break
         if reply is None:
             reply = honest()
-        if key and req.payment and 200 <= reply.status < 300 and reply.stream is None and reply.raw is None:
+        if key and req.payment and 200 <= reply.status < 300 and reply.stream is None and reply.raw is None and not reply.drip:
             self._replays[key] = reply
         return reply
 

@@ -19,7 +19,7 @@ from x402_compute import errors  # noqa: E402
 from x402_compute.client import ComputeClient  # noqa: E402
 from x402_compute.config import load_settings  # noqa: E402
 
-BASE = "http://api.test"
+BASE = "https://api.test"
 IID = "3f1c2a9e-0000-4000-8000-000000000001"
 KEY = "x402c_" + "a" * 28 + "wxyz"
 EVM_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -81,8 +81,8 @@ def test_regions_and_os(api_client):
 def test_list_instances_with_api_key_and_orders_fallback(api_client):
     responses.get(f"{BASE}/compute/instances", match=[KEY_HEADER], json={"instances": [{"id": IID}]})
     assert api_client.list_instances() == [{"id": IID}]
-    responses.replace(responses.GET, f"{BASE}/compute/instances", json={"orders": [{"id": "x"}]})
-    assert api_client.list_instances() == [{"id": "x"}]
+    responses.replace(responses.GET, f"{BASE}/compute/instances", json={"orders": [{"id": IID.upper()}]})
+    assert api_client.list_instances() == [{"id": IID.upper()}]
 
 
 @responses.activate

@@ -144,17 +144,20 @@ def _mode(p) -> int:
     return stat.S_IMODE(os.stat(p).st_mode)
 
 
+IID = "3f1c2a9e-0000-4000-8000-000000000001"
+
+
 def test_state_files_0600_in_0700_dirs(tmp_path):
     old = os.umask(0o022)  # a permissive umask must not matter
     try:
         st = State(tmp_path / "state")
-        paths = [st.save_api_key("x402c_k"), st.save_instance_key("id", "x402c_i"), st.save_credentials("id", "username=root\n")]
+        paths = [st.save_api_key("x402c_k"), st.save_instance_key(IID, "x402c_i"), st.save_credentials(IID, "username=root\n")]
     finally:
         os.umask(old)
     for p in paths:
         assert _mode(p) == 0o600, p
         assert _mode(p.parent) == 0o700, p.parent
-    assert st.saved_api_key() == "x402c_k" and st.instance_key("id") == "x402c_i"
+    assert st.saved_api_key() == "x402c_k" and st.instance_key(IID) == "x402c_i"
     assert not [x for x in (tmp_path / "state").rglob(".*.tmp")]  # no temp files left behind
 
 
@@ -172,12 +175,14 @@ def test_write_private_never_world_readable_even_briefly(tmp_path, monkeypatch):
     assert seen == [0o600]
 
 
-def test_existing_loose_dir_is_tightened(tmp_path):
+def test_an_existing_folder_is_never_chmodded(tmp_path):
+    # The client only sets the mode of folders it creates (0700); one that exists may be shared
+    # (doctor.py reports a loose state folder instead).
     d = tmp_path / "state"
     d.mkdir(mode=0o755)
     os.chmod(d, 0o755)
-    State(d).save_api_key("k")
-    assert _mode(d) == 0o700
+    p = State(d).save_api_key("k")
+    assert _mode(d) == 0o755 and _mode(p) == 0o600 and _mode(p.parent) == 0o755
 
 
 def test_exclusive_write_refuses_overwrite(tmp_path):
@@ -225,7 +230,7 @@ def test_ip_null_until_assigned_and_ssh_block():
     assert public_ip(order(ip_address="")) is None
     assert ssh_block(order(ip_address="0.0.0.0")) is None
     b = ssh_block(order())
-    assert b == {"user": "root", "host": "203.0.113.5", "port": 22, "command": "ssh root@203.0.113.5", "auth": "ssh-key"}
+    assert b == {"user": "root", "host": "203.0.113.5", "port": 22, "argv": ["ssh", "root@203.0.113.5"], "command": "ssh root@203.0.113.5", "auth": "ssh-key"}
     b = ssh_block(order(ssh_port=2222, access_method="one_time_password_fallback"))
     assert b["command"] == "ssh -p 2222 root@203.0.113.5" and b["auth"] == "password" and "get_one_time_password" in b["note"]
 

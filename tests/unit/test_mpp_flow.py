@@ -200,9 +200,10 @@ def test_pay_mpp_without_an_mpp_offer(tmp_path):
 def test_extend_via_mpp_without_management_auth_refuses_before_signing(tmp_path):
     client = FakeClient(tmp_path, [r402({"WWW-Authenticate": mpp_header()})])
     flow = make_flow(client, pay="mpp", mpp_signer=lambda *a, **k: pytest.fail("signed without auth"))
-    call = PaidCall(kind="extend", path="/compute/instances/i/extend", body={"extend_hours": 24}, network="base",
+    iid = "3f1c2a9e-0000-4000-8000-000000000001"  # a real id: State refuses anything else as a file name
+    call = PaidCall(kind="extend", path=f"/compute/instances/{iid}/extend", body={"extend_hours": 24}, network="base",
                     limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id(),
-                    context={"instance_id": "i"}, what="Extend")
+                    context={"instance_id": iid}, what="Extend")
     with pytest.raises(Exception) as e:
         flow.run(call, client)
     assert getattr(e.value, "code", None) == "auth_required"

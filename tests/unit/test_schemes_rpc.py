@@ -15,7 +15,7 @@ from x402_compute.config import Settings  # noqa: E402
 from x402_compute.errors import ComputeError, ConfigError, NetworkError  # noqa: E402
 from x402_compute.payments.rpc import JsonRpc, erc20_nonces  # noqa: E402
 
-URL = "http://rpc.invalid/megaeth"
+URL = "https://rpc.invalid/megaeth"
 OWNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 TOKEN = "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7"
 

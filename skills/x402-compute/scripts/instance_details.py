@@ -22,7 +22,7 @@ def handler(ctx: cli.Context) -> cli.Output:
     d["prepaid_value_remaining_usd"] = plans.prepaid_value_usd(d["hours_left"], plan)
     ssh = d["ssh"]
     lines = [f"{k}: {'' if d.get(k) is None else d.get(k)}" for k in ("id", "label", "plan", "region", "state", "ip", "expires_at", "hours_left", "hourly_usd", "prepaid_value_remaining_usd")]
-    lines.append(f"ssh: {ssh['command']}" if ssh else "ssh: (no IP yet)" if d["state"] == "provisioning" else "ssh: -")
+    lines.append(f"ssh: {ssh['command']}" if ssh else f"ssh: unavailable ({d['ssh_unavailable']})")
     if ssh and ssh.get("note"):
         lines.append(f"note: {ssh['note']}")
     return cli.Output({"instance": d}, "\n".join(lines))

@@ -4,6 +4,9 @@
   ``{"ok": false, "error": {"code", "message", "status", "details", "retryable"}}``.
 - Human-readable text with ``--output text``, and by default when stdout is a terminal.
 - Logs and progress go to stderr.
+- Text meant for a terminal (``--output text``, tables, progress lines, prompts) has every
+  control character (ESC of ANSI/OSC sequences, CR, BEL, C1) and bidirectional override shown
+  escaped (``\x1b``): a server string can never drive the terminal. JSON stays byte-faithful.
 - Exit codes: 0 ok, 1 API or runtime error, 2 usage, 3 refused by policy or needs
   confirmation, 4 payment outcome unknown, 5 wait timed out, 130 interrupted.
 """
@@ -34,6 +37,20 @@ from .errors import (
 EXIT_CODES_HELP = "exit codes: 0 ok, 1 API/runtime error, 2 usage, 3 refused by policy or needs confirmation, 4 payment outcome unknown, 5 wait timed out, 130 interrupted"
 
 
+# Every C0 control but newline and tab, DEL and C1, and the invisible bidirectional controls
+# that reorder what a line appears to say: shown as \xNN / \uNNNN instead of acting on the
+# terminal. Escaping ESC alone disarms a whole ANSI/OSC sequence: the rest is plain text.
+_TERMINAL_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0)]}
+_TERMINAL_ESCAPES.update({c: f"\\u{c:04x}" for c in [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
+_CELL_ESCAPES = {**_TERMINAL_ESCAPES, 0x0A: "\\n", 0x09: "\\t"}
+
+
+def terminal_safe(text: str, *, one_line: bool = False) -> str:
+    """``text`` as a terminal may show it (see the module docstring); ``one_line`` also escapes
+    newlines and tabs (a table cell, a prompt)."""
+    return str(text).translate(_CELL_ESCAPES if one_line else _TERMINAL_ESCAPES)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse would print usage text and exit 2
         if message.startswith("argument --network") and "'tempo'" in message:
@@ -56,8 +73,10 @@ def parser(prog: str, description: str, *, examples: str | None = None, output: 
         g.add_argument("--output", "-o", choices=("json", "text"), help="json (default when piped) or text (default at a terminal)")
     g.add_argument("--base-url", metavar="URL", help="API base URL (default: COMPUTE_BASE_URL or https://compute.x402layer.cc)")
     g.add_argument("--env-file", metavar="PATH", help="read settings from this .env file (never read implicitly)")
-    g.add_argument("--timeout", type=float, metavar="SECONDS", help="HTTP timeout (default 30)")
+    g.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline for each HTTP exchange, connect to last byte (default: COMPUTE_TIMEOUT, else 30)")
     g.add_argument("--verbose", "-v", action="store_true", help="log HTTP requests to stderr")
+    g.add_argument("--allow-insecure-http", action="store_true",
+                   help="lab setups only: allow signed, paying or chain requests over plain http:// to a host other than this machine (refused by default)")
     g.add_argument("--version", action="version", version=f"x402-compute {__version__}")
     return p
 
@@ -82,6 +101,7 @@ class Context:
                 base_url=getattr(self.args, "base_url", None),
                 max_usd=getattr(self.args, "max_usd", None),
                 timeout=getattr(self.args, "timeout", None),
+                allow_insecure_http=bool(getattr(self.args, "allow_insecure_http", False)),
             )
         return self._settings
 
@@ -104,7 +124,7 @@ class Context:
         return sys.stdin.isatty() and sys.stderr.isatty()
 
     def progress(self, message: str) -> None:
-        print(scrub(message), file=sys.stderr, flush=True)
+        print(terminal_safe(scrub(message)), file=sys.stderr, flush=True)
 
     def sleep(self, seconds: float) -> None:
         """Pause between polls (``--wait``); another front door (the MCP server) makes it cancellable."""
@@ -120,7 +140,7 @@ class Context:
                 details=details,
                 hint=f"Not at a terminal, so nothing was done. Add {flag} once you have checked the details.",
             )
-        sys.stderr.write(scrub(f"{question} [y/N] "))
+        sys.stderr.write(terminal_safe(scrub(question), one_line=True) + " [y/N] ")
         sys.stderr.flush()
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
@@ -162,9 +182,9 @@ def _emit(doc: dict, text: str | None, mode: str) -> None:
             lines = [f"error ({err['code']}): {err['message']}"]
             if err.get("hint"):
                 lines.append(f"hint: {err['hint']}")
-            print("\n".join(lines), file=sys.stderr)
+            print(terminal_safe("\n".join(lines)), file=sys.stderr)
             return
-        print(text if text is not None else dumps(doc, pretty=True))
+        print(terminal_safe(text if text is not None else dumps(doc, pretty=True)))
         return
     print(dumps(doc))
 
@@ -205,7 +225,7 @@ def execute(
         raise  # --help / --version
     except Exception as e:  # a bug: still one JSON document, no traceback on stdout
         if os.environ.get("X402_COMPUTE_DEBUG") or getattr(args, "verbose", False):
-            sys.stderr.write(scrub(traceback.format_exc()))
+            sys.stderr.write(terminal_safe(scrub(traceback.format_exc())))
         err = ComputeError(f"Internal error: {type(e).__name__}: {e}", code="internal_error")
         return Outcome({"ok": False, "error": err.to_dict()}, None, EXIT_ERROR, args)
 
@@ -226,7 +246,7 @@ def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """A plain text table for humans; machines read the JSON."""
     if not rows:
         return "(none)"
-    cells = [[("" if r.get(k) is None else str(r.get(k))) for k, _ in columns] for r in rows]
+    cells = [[("" if r.get(k) is None else terminal_safe(r.get(k), one_line=True)) for k, _ in columns] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
     head = "  ".join(h.ljust(w) for (_, h), w in zip(columns, widths)).rstrip()
     body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]

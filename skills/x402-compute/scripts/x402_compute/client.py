@@ -14,12 +14,37 @@ from .errors import ComputeError
 from .http import Response, Transport, api_error
 
 PLAN_TYPES = ("vps", "vhp", "vdc", "vcg")
+# Catalog numbers every consumer (browse, quotes, the price check, resize, destroy) does
+# arithmetic on: checked once, here, as the catalog arrives.
+PRICE_FIELDS = ("our_hourly", "our_daily", "our_monthly", "monthly_cost", "vultr_monthly")
+SPEC_FIELDS = ("vcpu_count", "ram", "disk", "disk_count", "bandwidth", "gpu_vram_gb")
+MAX_PRICE_USD = 1_000_000  # per hour, day or month: far above any machine
+MAX_SPEC = 10**9  # MB of RAM, GB of disk or traffic, CPUs
+
+
+def checked_plan(plan: dict, where: str) -> dict:
+    """``plan`` once its numbers are sane (``bad_response`` otherwise): see ``money.server_number``."""
+    from .money import server_number
+
+    name = plan.get("id") if isinstance(plan.get("id"), str) and len(plan.get("id")) <= 64 else where
+    for key in PRICE_FIELDS:
+        server_number(plan.get(key), f"catalog plans[{name}].{key}", maximum=MAX_PRICE_USD)
+    for key in SPEC_FIELDS:
+        server_number(plan.get(key), f"catalog plans[{name}].{key}", maximum=MAX_SPEC)
+    return plan
+
+
+def _listed(body: dict, key: str) -> list:
+    items = body.get(key) or []
+    if not isinstance(items, list):
+        raise ComputeError(f"The API's {key} is not a list.", code="bad_response", details={"received": type(items).__name__})
+    return items
 
 
 class ComputeClient:
     def __init__(self, settings: Settings, *, transport: Transport | None = None, verbose: bool = False) -> None:
         self.settings = settings
-        self.transport = transport or Transport(settings.base_url, timeout=settings.timeout, verbose=verbose)
+        self.transport = transport or Transport(settings.base_url, timeout=settings.timeout, verbose=verbose, guard=settings.require_secure)
         self.auths = AuthResolver(settings)
         self.last_auth: str | None = None  # the credential of the last request (the scripts' "auth" field)
 
@@ -66,13 +91,18 @@ class ComputeClient:
         body = resp.json()
         if body is None and resp.content:
             raise ComputeError(f"{what}: the API answered with something that is not JSON.", code="bad_response", status=resp.status, details=resp.text[:500])
+        if body is not None and not isinstance(body, dict):
+            raise ComputeError(f"{what}: the API answered with a JSON {type(body).__name__}, not an object.", code="bad_response", status=resp.status, details=resp.text[:500])
         return body if body is not None else {}
 
     # -- catalog (public) -------------------------------------------------------
     def plans(self, plan_type: str | None = None) -> list[dict]:
         params = {"type": plan_type} if plan_type else None
         body = self.call("GET", "/compute/plans", "List plans", params=params)
-        return list(body.get("plans") or [])
+        plans = body.get("plans")
+        if plans is not None and not isinstance(plans, list):
+            raise ComputeError("List plans: the API's plan list is not a list.", code="bad_response", details={"received": type(plans).__name__})
+        return [checked_plan(p, f"#{i}") if isinstance(p, dict) else p for i, p in enumerate(plans or [])]
 
     def all_plans(self) -> list[dict]:
         """Every plan: the untyped call omits dedicated and GPU plans, so ask per type and merge."""
@@ -90,28 +120,39 @@ class ComputeClient:
         return None
 
     def regions(self) -> list[dict]:
-        return list(self.call("GET", "/compute/regions", "List regions").get("regions") or [])
+        return _listed(self.call("GET", "/compute/regions", "List regions"), "regions")
 
     def os_options(self) -> list[dict]:
-        return list(self.call("GET", "/compute/os", "List OS images").get("os_options") or [])
+        return _listed(self.call("GET", "/compute/os", "List OS images"), "os_options")
 
     # -- instances ---------------------------------------------------------------
     def list_instances(self) -> list[dict]:
         """Every instance of the configured identities: with raw EVM and Solana keys and no API
         key, each wallet owns what it paid for, so both are asked and the lists merged."""
+        from .validate import server_instance_id
+
         seen: dict[str, dict] = {}
         for auth in self.auths.listing():
             body = self.call("GET", "/compute/instances", "List instances", auth=auth)
-            for o in body.get("instances") or body.get("orders") or []:
+            items = body.get("instances") or body.get("orders") or []
+            if not isinstance(items, list):
+                raise ComputeError("List instances: the API's instance list is not a list.", code="bad_response", details={"received": type(items).__name__})
+            for i, o in enumerate(items):
                 if isinstance(o, dict):
-                    seen.setdefault(str(o.get("id")), o)
+                    # Ids from a listing are copied into commands, URLs and file names.
+                    seen.setdefault(server_instance_id(o.get("id"), f"instances[{i}].id"), o)
         return list(seen.values())
 
     def get_instance(self, instance_id: str) -> dict:
         from .instances import unwrap_order
 
+        from .validate import bad_response, server_instance_id
+
         path = f"/compute/instances/{instance_id}"
-        return unwrap_order(self.call("GET", path, "Get instance", auth=self.auth_for_instance(instance_id)))
+        order = unwrap_order(self.call("GET", path, "Get instance", auth=self.auth_for_instance(instance_id)))
+        if order.get("id") is not None and server_instance_id(order["id"]) != instance_id.lower():
+            raise bad_response("order.id", order["id"], f"the instance asked for ({instance_id})")
+        return order
 
     def destroy_instance(self, instance_id: str) -> dict:
         path = f"/compute/instances/{instance_id}"
@@ -134,14 +175,19 @@ class ComputeClient:
         return self.call("POST", "/compute/api-keys", "Create API key", ok=(200, 201), body=body, raw_body=None if body else b"", auth=self.signature_auth)
 
     def list_api_keys(self) -> list[dict]:
-        return list(self.call("GET", "/compute/api-keys", "List API keys", auth=self.auth).get("api_keys") or [])
+        return _listed(self.call("GET", "/compute/api-keys", "List API keys", auth=self.auth), "api_keys")
 
     def revoke_api_key(self, key_id: str) -> dict:
         return self.call("DELETE", f"/compute/api-keys/{key_id}", "Revoke API key", auth=self.signature_auth)
 
     # -- credits -------------------------------------------------------------------
     def credits_balance(self) -> dict:
-        return self.call("GET", "/compute/credits/balance", "Credits balance", auth=self.auth)
+        from .money import server_number
+
+        body = self.call("GET", "/compute/credits/balance", "Credits balance", auth=self.auth)
+        for key in ("balance", "total_deposited", "total_spent"):
+            server_number(body.get(key), f"credits {key}", maximum=MAX_PRICE_USD * 1000)
+        return body
 
     # -- paid requests (provision, extend, credits top-up) --------------------------------
     def paid(self, call, **flow_options):
@@ -150,4 +196,6 @@ class ComputeClient:
         journal); this client only sends them. Returns a ``PaidResult``."""
         from .payments.flow import PaymentFlow
 
+        if not flow_options.get("quote"):
+            self.settings.require_secure(self.settings.base_url, "a payment")
         return PaymentFlow(self.settings, self.auths, **flow_options).run(call, self)

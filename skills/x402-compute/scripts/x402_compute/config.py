@@ -13,12 +13,14 @@ environment, because naming a file is the more deliberate act.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -68,6 +70,7 @@ class Settings:
     require_quote: bool = False  # COMPUTE_REQUIRE_QUOTE: outside a terminal only an approved quote pays
     state_dir: Path = Path()
     timeout: float = 30.0
+    allow_insecure_http: bool = False
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # never leak secrets through a repr in a log
@@ -81,6 +84,17 @@ class Settings:
     def has_solana_key(self) -> bool:
         return bool(self.solana_secret_key)
 
+    def require_secure(self, url: str, what: str) -> None:
+        """Refuse to send ``what`` (a signed or paying request, or a chain read a payment relies
+        on) over plain http to a host other than this machine, unless ``--allow-insecure-http``."""
+        if insecure_http(url) and not self.allow_insecure_http:
+            raise ConfigError(
+                f"Refusing to send {what} over plain http to {urlsplit(url).hostname}: anyone on the network path could read it, "
+                "replay a signed request or take a payment. Only https, or http to this machine (127.0.0.1, localhost), is used for that.",
+                code="insecure_transport",
+                hint="Use the https:// URL; for a lab setup on a network you trust, pass --allow-insecure-http.",
+            )
+
     def rpc_url(self, network: str) -> str:
         url = self.rpc_urls.get(network) or ""
         if not url:
@@ -89,6 +103,22 @@ class Settings:
                 hint=f"Set {RPC_ENV.get(network, network.upper() + '_RPC_URL')}.",
             )
         return url
+
+
+def is_loopback(host: str | None) -> bool:
+    h = (host or "").strip("[]").lower()
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_http(url: str) -> bool:
+    """Plain http to a host other than this machine."""
+    u = urlsplit(url or "")
+    return u.scheme.lower() == "http" and not is_loopback(u.hostname)
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
@@ -142,13 +172,14 @@ def load_settings(
     base_url: str | None = None,
     max_usd: str | None = None,
     timeout: float | None = None,
+    allow_insecure_http: bool = False,
 ) -> Settings:
     env: dict[str, str] = dict(os.environ if environ is None else environ)
     env_file = env_file or env.get("COMPUTE_ENV_FILE")
     if env_file:
         env.update(_read_env_file(env_file))
 
-    s = Settings(env=env)
+    s = Settings(env=env, allow_insecure_http=allow_insecure_http)
     s.base_url = (base_url or env.get("COMPUTE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
     if not s.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"Base URL must start with http:// or https://, got {s.base_url!r}.")

@@ -237,13 +237,24 @@ def _loose(path: Path) -> int:
 
 
 def check_permissions(settings) -> list[Check]:
+    from .state import unsafe_dir
+
     checks = []
     root = Path(settings.state_dir)
-    if not root.exists():
+    why = unsafe_dir(root)
+    if why and root.exists():
+        checks.append(Check("state_dir", FAIL, f"{why}: another user could read or replace saved secrets, the journal or the payee pins, "
+                            f"so the client refuses to write there. Fix the owner and mode (chmod 700 {root}) or set X402_COMPUTE_STATE_DIR.",
+                            {"path": str(root), "problem": why}))
+    elif why:
+        checks.append(Check("state_dir", FAIL, f"{root} does not exist yet and {why}; the client refuses to create its state folder there. "
+                            "Set X402_COMPUTE_STATE_DIR to a folder under one only you can write to.", {"path": str(root), "problem": why}))
+    elif not root.exists():
         checks.append(Check("state_dir", OK, f"{root} (not created yet; it will be made 0700)", {"path": str(root)}))
     elif _loose(root):
         mode = oct(stat.S_IMODE(root.stat().st_mode))
-        checks.append(Check("state_dir", WARN, f"{root} is {mode}; others can list it. Run: chmod 700 {root}", {"path": str(root), "mode": mode}))
+        checks.append(Check("state_dir", WARN, f"{root} is {mode}: others can list the files in it (their contents stay 0600). "
+                            f"The client never changes the mode of a folder it did not create; run: chmod 700 {root}", {"path": str(root), "mode": mode}))
     else:
         checks.append(Check("state_dir", OK, f"{root} (0700)", {"path": str(root)}))
 
@@ -272,6 +283,23 @@ def check_permissions(settings) -> list[Check]:
     else:
         checks.append(Check("secret_files", OK, f"{len(secrets)} secret file(s), none readable by others", {"count": len(secrets)}))
     return checks
+
+
+def check_transport(settings) -> Check:
+    """Plain http off this machine: signed and paying requests (and chain reads) are refused."""
+    from .config import insecure_http
+
+    urls = {"base_url": settings.base_url}
+    urls.update({f"{net}_rpc": url for net, url in sorted(settings.rpc_urls.items()) if url})
+    plain = {name: url for name, url in urls.items() if insecure_http(url)}
+    if not plain:
+        return Check("transport", OK, "https, or http to this machine only", {"urls": urls})
+    listed = ", ".join(f"{name} {url}" for name, url in plain.items())
+    if settings.allow_insecure_http:
+        return Check("transport", WARN, f"plain http off this machine, allowed by --allow-insecure-http: {listed}. "
+                     "Anyone on the path can read and replay signed requests and payments.", {"insecure": plain})
+    return Check("transport", FAIL, f"plain http off this machine: {listed}. Signed, paying and chain requests to it are refused; "
+                 "use https (or --allow-insecure-http for a lab setup).", {"insecure": plain})
 
 
 # -- network ---------------------------------------------------------------------------
@@ -344,6 +372,7 @@ def run_checks(load_settings: Callable[[], Any], make_client: Callable[[], Any],
         checks.append(Check("config", FAIL, e.message + (f" {e.hint}" if e.hint else "")))
 
     if settings is not None:
+        checks.append(check_transport(settings))
         checks += check_credentials(settings)
         checks += check_permissions(settings)
         auth_ok = any(c.name == "management_auth" and c.status == OK for c in checks)

@@ -115,6 +115,13 @@ class NetworkError(ComputeError):
     code = "network_error"
 
 
+class ResponseTooLarge(NetworkError):
+    """The answer was bigger than this client reads (``http.MAX_BODY_BYTES``); it was cut off
+    unread. After a paid request that is no answer at all, hence a ``NetworkError``."""
+
+    code = "response_too_large"
+
+
 class PaymentOutcomeUnknown(ComputeError):
     """A signed payment left this machine and we cannot tell whether it settled.
 

@@ -1,13 +1,22 @@
 """Instance records as the API returns them, plus what users need beside the
 raw fields: a normalised ``state``, the IP as null until assigned, hours left,
-and an ``ssh`` block."""
+and an ``ssh`` block.
+
+Every string here came from the server. The ``ssh`` block is the one that ends up in a shell,
+so it is built only from a host that is an IP address or a DNS name, a port 1-65535 and a plain
+POSIX user name, quoted with ``shlex``; anything else gives ``"ssh": null`` and the reason in
+``ssh_unavailable``. No option (``-o...``) ever comes from the server."""
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime, timezone
 from typing import Any
 
+from .validate import is_host, is_port, is_posix_user, shown
+
 NO_IP = ("", "0.0.0.0", None)
+NO_ADDRESS = "no IP address yet"  # ssh_unavailable while the provider has not assigned one
 STATES = ("provisioning", "running", "stopped", "resizing", "suspended", "expired", "destroyed")
 
 
@@ -26,9 +35,15 @@ def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
 
 
-def public_ip(order: dict) -> str | None:
+def _raw_ip(order: dict) -> Any:
     ip = order.get("ip_address") or order.get("main_ip")
     return None if ip in NO_IP else ip
+
+
+def public_ip(order: dict) -> str | None:
+    """The instance's address, when the server sent a well-formed one (an IP, or a DNS name)."""
+    ip = _raw_ip(order)
+    return ip if is_host(ip) else None
 
 
 def normalized_state(order: dict, now: datetime | None = None) -> str:
@@ -61,17 +76,34 @@ def hours_left(order: dict, now: datetime | None = None) -> float | None:
     return round(max(0.0, (expires - now).total_seconds() / 3600), 2)
 
 
-def ssh_block(order: dict) -> dict | None:
-    ip = public_ip(order)
-    if not ip:
-        return None
-    port = order.get("ssh_port") or 22  # ssh_port: sandbox extension; the hosted service implies 22
+def ssh_fields(order: dict, *, user: Any = "root") -> dict:
+    """``{"ssh": block or None, "ssh_unavailable": None or why}`` for ``order``.
+
+    The block: ``user``, ``host``, ``port``, ``argv`` (run it as is: no shell involved),
+    ``command`` (the same argv quoted for a POSIX shell), ``auth`` and, for password instances,
+    a ``note``."""
+    raw = _raw_ip(order)
+    if raw is None:
+        return {"ssh": None, "ssh_unavailable": NO_ADDRESS}
+    if not is_host(raw):
+        return {"ssh": None, "ssh_unavailable": f"the server's address {shown(raw)} is not an IP address or a DNS name"}
+    port = order.get("ssh_port")  # ssh_port: sandbox extension; the hosted service implies 22
+    port = 22 if port is None else port
+    if not is_port(port):
+        return {"ssh": None, "ssh_unavailable": f"the server's SSH port {shown(port)} is not an integer from 1 to 65535"}
+    if not is_posix_user(user):
+        return {"ssh": None, "ssh_unavailable": f"the server's user name {shown(user)} is not a plain POSIX user name"}
+    argv = ["ssh", *([] if port == 22 else ["-p", str(port)]), f"{user}@{raw}"]
     password = order.get("access_method") == "one_time_password_fallback"
-    cmd = f"ssh root@{ip}" if port == 22 else f"ssh -p {port} root@{ip}"
-    block = {"user": "root", "host": ip, "port": int(port), "command": cmd, "auth": "password" if password else "ssh-key"}
+    block = {"user": user, "host": raw, "port": port, "argv": argv, "command": shlex.join(argv), "auth": "password" if password else "ssh-key"}
     if password:
         block["note"] = "No SSH key was given: fetch the one-time root password with get_one_time_password.py (works once)."
-    return block
+    return {"ssh": block, "ssh_unavailable": None}
+
+
+def ssh_block(order: dict, *, user: Any = "root") -> dict | None:
+    """The ``ssh`` block of ``ssh_fields``, or None (no usable address, port or user)."""
+    return ssh_fields(order, user=user)["ssh"]
 
 
 def unwrap_order(body: Any) -> dict:
@@ -102,6 +134,9 @@ def summary(order: dict, now: datetime | None = None) -> dict:
 
 def detail(order: dict, now: datetime | None = None) -> dict:
     d = summary(order, now)
-    d["ssh"] = ssh_block(order) if d["state"] not in ("destroyed", "expired") else None
+    if d["state"] in ("destroyed", "expired"):
+        d.update({"ssh": None, "ssh_unavailable": f"the instance is {d['state']}"})
+    else:
+        d.update(ssh_fields(order))
     d["raw"] = order
     return d

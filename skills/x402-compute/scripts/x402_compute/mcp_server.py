@@ -62,7 +62,9 @@ APPROVAL_SCHEMA = {
 SPENDS_META_KEY = "x402-compute/spends"
 
 # Options every script has that are the server's to set, never the model's.
-SERVER_OPTIONS = frozenset({"help", "version", "output", "base_url", "env_file", "timeout", "verbose"})
+# The server's own options, applied to every call; never a tool input (a model must not be able to
+# send signed or paying requests over plain http: --allow-insecure-http is the human's, at start).
+SERVER_OPTIONS = frozenset({"help", "version", "output", "base_url", "env_file", "timeout", "verbose", "allow_insecure_http"})
 # A paying tool never takes these: approval is the server's (spending switch, elicitation), a model
 # may not lift the human's cap or skip the unresolved-payment guard, and quoting is its own tool.
 PAYING_HIDDEN = frozenset({"quote", "yes", "max_usd", "ignore_unresolved"})
@@ -356,6 +358,8 @@ class ServerConfig:
             argv.append(f"--timeout={args.timeout}")
         if args.verbose:
             argv.append("--verbose")
+        if args.allow_insecure_http:
+            argv.append("--allow-insecure-http")
         return cls(allow in ("1", "true", "yes", "on"), parse_usd(above, "COMPUTE_MCP_CONFIRM_ABOVE_USD"), argv)
 
 

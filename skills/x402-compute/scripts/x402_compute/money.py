@@ -19,6 +19,31 @@ def to_decimal(value: Any) -> Decimal | None:
     return d if d.is_finite() else None
 
 
+MAX_PLACES = 18  # finer than any price or spec; more digits is no number a catalog means
+MAX_DIGITS = 40
+
+
+def server_number(value: Any, field: str, *, maximum: int) -> Decimal | None:
+    """A number the server sent (catalog price or spec, credit balance) as a Decimal, None when
+    absent; ``bad_response`` when it is no sane number: not numeric, NaN or infinite, negative,
+    above ``maximum``, or with more than ``MAX_PLACES`` decimals (``1e999999`` would otherwise
+    overflow Decimal arithmetic, ``1e-999999`` print a million zeros)."""
+    from .validate import bad_response
+
+    if value is None or value == "":
+        return None
+    expected = f"a number from 0 to {maximum}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+        raise bad_response(field, value, expected)
+    try:
+        d = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except (ArithmeticError, ValueError):
+        raise bad_response(field, value, expected) from None
+    if not d.is_finite() or d < 0 or d > maximum or len(d.as_tuple().digits) > MAX_DIGITS or (d and d.normalize().as_tuple().exponent < -MAX_PLACES):
+        raise bad_response(field, value, expected)
+    return d
+
+
 def usd(value: Decimal | None, places: int = 2) -> str | None:
     """A display string; more places for sub-cent hourly rates."""
     if value is None:

@@ -122,8 +122,8 @@ def classify_key(text: str) -> tuple[str, str]:
 
 
 def _write_token(path: Path, token: str) -> None:
-    # Not state.write_private: that one also tightens the parent directory to 0700, which is right
-    # for our state dir but not for a directory the user named. O_EXCL: never replace a file.
+    # Not state.write_private: that one creates missing folders and refuses one others can write
+    # to, rules for our state dir, not for a file the user named. O_EXCL: never replace a file.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         os.fchmod(fd, 0o600)

@@ -183,14 +183,18 @@ def prepaid_value_usd(hours_left: float | None, plan: dict | None) -> str | None
 
 
 def lookup_quietly(client, plan_id: str | None) -> dict | None:
-    """``find`` for display-only figures: a catalog failure must not fail the command."""
+    """``find`` for display-only figures: a catalog that cannot be read must not fail the
+    command, but one that answers with absurd numbers (``bad_response``) does: a figure the
+    user decides on (destroy's forfeited value) never silently goes missing."""
     from .errors import ComputeError
 
     if not plan_id:
         return None
     try:
         return find(client, plan_id)
-    except ComputeError:
+    except ComputeError as e:
+        if e.code == "bad_response":
+            raise
         return None
 
 

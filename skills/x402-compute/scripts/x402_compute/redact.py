@@ -6,6 +6,10 @@ it reaches stdout or stderr. This catches the paths no one thought of: a server 
 our ``X-API-Key`` back in an error body, a library exception that quotes a key. Values the
 user asked to see (``--show``) are new secrets the process never registered, so they pass.
 
+Matching is by meaning, not by exact string: case-insensitive, a hex value with or without
+``0x``, and a payment header also in the forms a server could echo it in: base64 with or
+without padding, URL-safe, and the signature (or signed transaction) inside its decoded JSON.
+
 A script registers into one process-wide set. A long-running process (the MCP server) runs each
 command inside ``scope()``: what the command registers (its keys, every signed header it sent)
 is known to that command's thread only and dropped when it ends, so the set neither grows with
@@ -14,15 +18,23 @@ every request nor changes under another thread's scrub.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Iterator
 
 # Request headers whose values are credentials (compared lower-case).
-SECRET_HEADERS = frozenset({"x-api-key", "x-auth-signature", "x-payment", "payment-signature", "authorization"})
+SECRET_HEADERS = frozenset({"x-api-key", "x-auth-signature", "x-payment", "payment-signature", "authorization", "payment-authorization"})
+PAYMENT_HEADERS = frozenset({"x-payment", "payment-signature"})  # base64 JSON x402 payloads
+# Fields of a decoded payment (x402 payload, MPP credential) that are bearer material.
+_SIGNED_FIELDS = frozenset({"signature", "transaction", "serializedtransaction", "credential"})
 _MIN_LEN = 6  # shorter values would scrub ordinary words; they are not worth guessing anyway
+_HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 
-_secrets: set[str] = set()
+_secrets: set[str] = set()  # lower-cased: matching ignores case
 _scoped: ContextVar[set[str] | None] = ContextVar("x402_compute_secrets", default=None)
 
 
@@ -42,40 +54,98 @@ def register(value: Any) -> None:
     v = value.strip()
     if len(v) < _MIN_LEN:
         return
+    new = {v}
+    if _HEX.fullmatch(v) and v[:2].lower() == "0x" and len(v) - 2 >= _MIN_LEN:  # a hex key also appears without its prefix
+        new.add(v[2:])
     into = _scoped.get()
-    into = _secrets if into is None else into
-    into.add(v)
-    if v[:2].lower() == "0x" and len(v) - 2 >= _MIN_LEN:  # a hex key also appears without its prefix
-        into.add(v[2:])
-        into.add(v[2:].lower())
-    elif all(c in "0123456789abcdefABCDEF" for c in v):
-        into.add(v.lower())
+    (_secrets if into is None else into).update(x.lower() for x in new)
+
+
+def carries_secret(headers: Any) -> bool:
+    """Whether a request with these headers carries a credential or a payment."""
+    return any(str(k).lower() in SECRET_HEADERS and v for k, v in dict(headers or {}).items())
+
+
+def register_header(name: str, value: Any) -> None:
+    """A credential or payment header value, with the encodings a server could echo it in."""
+    if not isinstance(value, str):
+        return
+    register(value)
+    lname = name.lower()
+    if lname in PAYMENT_HEADERS:
+        _register_b64_json(value.strip())
+    elif value[:8].lower() == "payment ":  # MPP: "Payment <base64url JSON credential>"
+        _register_b64_json(value[8:].strip())
 
 
 def register_headers(headers: Any) -> None:
     for k, v in dict(headers or {}).items():
         if str(k).lower() in SECRET_HEADERS:
-            register(v)
+            register_header(str(k), v)
+
+
+def _register_b64_json(text: str) -> None:
+    bare = text.rstrip("=")
+    register(bare)
+    std = bare.replace("-", "+").replace("_", "/")
+    register(std)
+    register(std.replace("+", "-").replace("/", "_"))  # URL-safe, unpadded
+    try:
+        doc = json.loads(base64.b64decode(std + "=" * (-len(std) % 4), validate=True))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return
+    _register_signed(doc, 0)
+
+
+def _register_signed(obj: Any, depth: int) -> None:
+    if depth > 8:
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if str(k).lower() in _SIGNED_FIELDS and isinstance(v, str):
+                register(v)
+            else:
+                _register_signed(v, depth + 1)
+    elif isinstance(obj, list):
+        for v in obj:
+            _register_signed(v, depth + 1)
 
 
 MASK = "***redacted***"
+
+
+def _strings(obj: Any):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _strings(x)
 
 
 def scrub(obj: Any) -> Any:
     """``obj`` with every registered secret replaced, recursively through dicts and lists."""
     scoped = _scoped.get()
     known = _secrets | scoped if scoped else _secrets
-    return _scrub(obj, sorted(known, key=len, reverse=True)) if known else obj  # longest first: "0x…" before its bare hex
-
-
-def _scrub(obj: Any, known: list[str]) -> Any:
-    if isinstance(obj, str):
-        if any(s in obj for s in known):
-            for s in known:
-                obj = obj.replace(s, MASK)
+    if not known:
         return obj
+    # Which secrets occur at all, by a plain substring search over the lower-cased text (a process
+    # may hold hundreds: every journalled payment it read); the regex is built from those only.
+    low = "\n".join(_strings(obj)).lower()
+    hits = sorted((s for s in known if s in low), key=len, reverse=True)  # "0x…" before its bare hex
+    if not hits:
+        return obj
+    return _sub(obj, re.compile("|".join(re.escape(h) for h in hits), re.IGNORECASE))
+
+
+def _sub(obj: Any, rx: re.Pattern) -> Any:
+    if isinstance(obj, str):
+        return rx.sub(MASK, obj)
     if isinstance(obj, dict):
-        return {_scrub(k, known): _scrub(v, known) for k, v in obj.items()}
+        return {_sub(k, rx): _sub(v, rx) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_scrub(x, known) for x in obj]
+        return [_sub(x, rx) for x in obj]
     return obj

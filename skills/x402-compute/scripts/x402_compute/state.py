@@ -9,34 +9,86 @@ Layout under ``$X402_COMPUTE_STATE_DIR`` (default
     journal/<id>.json        paid requests, written before the payment leaves
     instance-owners.json     which wallet (chain, address) paid for an instance
     payees.json              payee pinned per network on first use
+
+``<id>`` is always a UUID: ``State`` checks every id it turns into a file name, whoever
+passes it, and each path part is one plain name. Folders the client creates are 0700; one
+that already exists is never chmod-ed (it may be shared), and a folder another user could
+change (not ours, or writable by others; above it, not root's or ours, or writable by others
+without the sticky bit) is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import ComputeError
+from .errors import ComputeError, ConfigError
+
+
+def unsafe_dir(path: Path) -> str | None:
+    """Why another user could change what is stored in folder ``path`` (existing or about to be
+    made), or None.
+
+    ``path`` itself must be owned by this user and not writable by group or others; each folder
+    above it must be owned by this user or root, and if others may write to it, carry the sticky
+    bit (as /tmp does: then nobody else can rename or replace what is ours in it)."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    if uid is None:  # no POSIX ownership to check (Windows)
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        pass  # not made yet: only the folders above it matter
+    else:
+        if st.st_uid != uid:
+            return f"{path} belongs to another user (uid {st.st_uid})"
+        if st.st_mode & 0o022:
+            return f"{path} is writable by {'others' if st.st_mode & 0o002 else 'its group'} ({oct(stat.S_IMODE(st.st_mode))})"
+    for d in Path(path).resolve().parents:
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue
+        if st.st_uid not in (uid, 0):
+            return f"{d}, a folder above it, belongs to another user (uid {st.st_uid})"
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return f"{d}, a folder above it, is writable by others without the sticky bit ({oct(stat.S_IMODE(st.st_mode))})"
+    return None
 
 
 def ensure_dir(path: Path) -> Path:
-    # Missing ancestors are made 0700 too (mkdir(parents=True) would make them 0755): the state
-    # root is often first created on the way to a subfolder such as credentials/.
+    """Create ``path`` and any missing parents 0700, and refuse a folder others could change
+    (checked before anything is made, and again after).
+
+    A folder that already exists is never chmod-ed: it may be shared (a world-writable parent,
+    a home directory); doctor.py reports a loose state folder instead."""
+    path = Path(path)
+    _refuse_unsafe(path)
     for d in reversed([path, *path.parents]):
-        if not d.exists():
-            try:
-                d.mkdir(mode=0o700)
-            except FileExistsError:
-                pass
-    try:
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o700)
-    except OSError:
-        pass
+        if d.is_dir():
+            continue
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o700)  # ours, just made: exactly 0700 whatever the umask
+    _refuse_unsafe(path)
     return path
+
+
+def _refuse_unsafe(path: Path) -> None:
+    why = unsafe_dir(path)
+    if why:
+        raise ConfigError(
+            f"Refusing to store secrets in {path}: {why}.",
+            code="unsafe_state_dir",
+            hint="Point X402_COMPUTE_STATE_DIR at a folder only you can write to (the default is ~/.local/state/x402-compute), "
+            "or fix the folder's owner and mode (chmod 700). doctor.py reports it too.",
+        )
 
 
 def write_private(path: Path, data: str | bytes, *, exclusive: bool = False) -> Path:
@@ -68,11 +120,18 @@ def write_private_json(path: Path, obj: Any) -> Path:
 
 def read_json(path: Path, default: Any = None) -> Any:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         return default
     except ValueError:
         raise ComputeError(f"{path} is not valid JSON; fix or remove it.", code="state_corrupt") from None
+    if isinstance(data, dict) and data.get("payment_header_value"):
+        # A journalled payment is a secret this process now holds: a server may have echoed it
+        # into the entry's reason or body, and whatever prints the entry must not show it.
+        from . import redact
+
+        redact.register_header(str(data.get("payment_header_name") or "X-PAYMENT"), data["payment_header_value"])
+    return data
 
 
 class State:
@@ -80,9 +139,20 @@ class State:
         self.root = Path(root)
 
     def path(self, *parts: str) -> Path:
+        """A file under the state folder. Each part is one plain name, never a path of its own."""
+        for part in parts:
+            if not isinstance(part, str) or not part or part in (".", "..") or "/" in part or "\\" in part or "\0" in part:
+                raise ComputeError(f"Refusing to use {part!r} as a file name in the state folder.", code="bad_response")
         return self.root.joinpath(*parts)
 
-    # -- saved secrets -------------------------------------------------------------
+    def _instance_file(self, folder: str, instance_id: str, suffix: str) -> Path:
+        # The one place an instance id becomes a file name: whoever passes it (a paid answer,
+        # a listing, the user's argument), only a UUID gets through.
+        from .validate import server_instance_id
+
+        return self.path(folder, server_instance_id(instance_id, "instance id") + suffix)
+
+    # -- saved secrets -------------------------------------------------------------------------
     def save_api_key(self, key: str) -> Path:
         return write_private(self.path("api_key"), key + "\n")
 
@@ -93,26 +163,39 @@ class State:
             return None
 
     def save_instance_key(self, instance_id: str, key: str) -> Path:
-        return write_private(self.path("instance-keys", f"{instance_id}.key"), key + "\n")
+        return write_private(self._instance_file("instance-keys", instance_id, ".key"), key + "\n")
 
     def instance_key(self, instance_id: str) -> str | None:
         try:
-            return self.path("instance-keys", f"{instance_id}.key").read_text().strip() or None
+            key = self._instance_file("instance-keys", instance_id, ".key").read_text().strip() or None
         except FileNotFoundError:
             return None
+        from . import redact
 
-    # -- which wallet owns an instance ----------------------------------------------
+        redact.register(key)
+        return key
+
+    # -- which wallet owns an instance ----------------------------------------------------------
     # An x402 provision is bound to the wallet that paid (the paid retry carries no auth),
     # which may be the Solana wallet while management signs with the EVM one.
     def remember_owner(self, instance_id: str, chain: str, address: str) -> Path:
+        from .validate import server_instance_id
+
+        iid = server_instance_id(instance_id, "instance id")
         owners = read_json(self.path("instance-owners.json"), default={})
         owners = owners if isinstance(owners, dict) else {}
-        owners[instance_id] = {"chain": chain, "address": address}
+        owners[iid] = {"chain": chain, "address": address}
         return write_private_json(self.path("instance-owners.json"), owners)
 
     def owner(self, instance_id: str) -> dict | None:
-        rec = (read_json(self.path("instance-owners.json"), default={}) or {}).get(instance_id)
+        from .validate import server_instance_id
+
+        owners = read_json(self.path("instance-owners.json"), default={})
+        rec = owners.get(server_instance_id(instance_id, "instance id")) if isinstance(owners, dict) else None
         return rec if isinstance(rec, dict) and rec.get("chain") else None
 
+    def credentials_file(self, instance_id: str) -> Path:
+        return self._instance_file("credentials", instance_id, ".txt")
+
     def save_credentials(self, instance_id: str, text: str) -> Path:
-        return write_private(self.path("credentials", f"{instance_id}.txt"), text)
+        return write_private(self.credentials_file(instance_id), text)

@@ -30,6 +30,7 @@ V2_PAYMENT_HEADER = "PAYMENT-SIGNATURE"
 V2_REQUIRED_HEADER = "PAYMENT-REQUIRED"
 SETTLEMENT_HEADERS = ("PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE")
 MAX_HEADER_CHARS = 64 * 1024
+MAX_AUTH_HEADER_CHARS = 1024 * 1024  # every WWW-Authenticate line merged: read no more than this
 
 
 class ChallengeError(ComputeError):
@@ -254,6 +255,8 @@ def _mpp(headers: Mapping[str, str]) -> tuple[list[MppOffer], list[str]]:
     value = headers.get("WWW-Authenticate")
     if not value:
         return [], []
+    if len(value) > MAX_AUTH_HEADER_CHARS:
+        raise ChallengeError(f"The WWW-Authenticate header is larger than {MAX_AUTH_HEADER_CHARS} characters; not read.")
     offers, problems = [], []
     for scheme, params, raw in parse_auth_header(value):
         if scheme.lower() != "payment":

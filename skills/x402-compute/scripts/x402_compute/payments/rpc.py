@@ -106,21 +106,26 @@ class JsonRpc:
     def _call(self, network: str, method: str, params: list) -> Any:
         import requests  # only when a payment actually needs the chain
 
+        from ..http import MAX_RPC_BODY_BYTES, bounded_request, describe_failure, new_session
+
         url = self._settings.rpc_url(network)
+        # What a chain says feeds a signature (chain id, nonce, blockhash) or reconcile's verdict.
+        self._settings.require_secure(url, f"{network} RPC requests")
         if self._session is None:
-            self._session = requests.Session()
+            self._session = new_session()
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         try:
-            resp = self._session.post(url, json=body, timeout=self._settings.timeout)
+            resp = bounded_request(self._session, "POST", url, deadline=self._settings.timeout, limit=MAX_RPC_BODY_BYTES,
+                                   what=f"{network} RPC {method}", json=body)
         except requests.RequestException as exc:
             raise NetworkError(
-                f"{network} RPC {method} failed: {type(exc).__name__}", retryable=True, details={"url": url}
+                f"{network} RPC {method} failed: {describe_failure(exc, self._settings.timeout)}", retryable=True, details={"url": url}
             ) from None
-        if resp.status_code != 200:
+        if resp.status != 200:
             raise NetworkError(
-                f"{network} RPC {method} answered HTTP {resp.status_code}",
-                status=resp.status_code,
-                retryable=resp.status_code >= 500 or resp.status_code == 429,
+                f"{network} RPC {method} answered HTTP {resp.status}",
+                status=resp.status,
+                retryable=resp.status >= 500 or resp.status == 429,
                 details={"url": url},
             )
         try:
@@ -177,13 +182,16 @@ class JsonRpc:
             if value is None:
                 return None
             data_b64 = value["data"][0] if isinstance(value["data"], list) else value["data"]
-            return AccountInfo(owner=str(value["owner"]), data=base64.b64decode(data_b64), lamports=int(value["lamports"]))
+            owner, lamports = value["owner"], value["lamports"]
+            if not isinstance(owner, str) or not isinstance(data_b64, str) or isinstance(lamports, bool) or not isinstance(lamports, int) or lamports < 0:
+                raise ValueError("unexpected field types")
+            return AccountInfo(owner=owner, data=base64.b64decode(data_b64, validate=True), lamports=lamports)
         except (TypeError, KeyError, IndexError, ValueError):
             raise ComputeError(f"{network} RPC getAccountInfo returned an unexpected shape", code="rpc_bad_result") from None
 
     def sol_rent_exempt_lamports(self, network: str, size: int) -> int:
         result = self._call(network, "getMinimumBalanceForRentExemption", [size])
-        if not isinstance(result, int):
+        if isinstance(result, bool) or not isinstance(result, int) or result < 0:
             raise ComputeError(f"{network} RPC getMinimumBalanceForRentExemption returned {result!r}", code="rpc_bad_result")
         return result
 

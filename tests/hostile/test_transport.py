@@ -1,0 +1,101 @@
+"""Class 6: no credential, payment or chain read over plain http off this machine.
+
+``http://0.0.0.0:<port>`` stands for "a host that is not loopback": the check refuses it, and
+when allowed (``--allow-insecure-http``) Linux delivers it to the stub on 127.0.0.1, so these
+tests never send a byte off the machine. Loopback http (the sandbox) stays allowed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import import_lib, run_script
+
+import_lib()
+
+from x402_compute.config import Settings, insecure_http  # noqa: E402
+from x402_compute.errors import ConfigError  # noqa: E402
+from x402_compute.payments.rpc import JsonRpc  # noqa: E402
+
+
+def off_box(hostile) -> str:
+    return f"http://0.0.0.0:{hostile.port}"
+
+
+def test_the_loopback_rule():
+    assert not insecure_http("http://127.0.0.1:8402") and not insecure_http("http://localhost:1") and not insecure_http("http://[::1]:2")
+    assert not insecure_http("https://compute.x402layer.cc") and not insecure_http("http://127.9.9.9")
+    for url in ("http://compute.x402layer.cc", "http://0.0.0.0:1", "http://10.0.0.1", "http://localhost.evil.com", "HTTP://Example.com"):
+        assert insecure_http(url), url
+
+
+def test_a_signed_request_is_refused_before_it_leaves(hostile, hostile_env):
+    code, doc, _ = run_script("list_instances.py", env=hostile_env(COMPUTE_BASE_URL=off_box(hostile)))
+    assert code == 2 and doc["error"]["code"] == "insecure_transport"
+    assert "--allow-insecure-http" in doc["error"]["hint"] and "https" in doc["error"]["hint"]
+    assert hostile.requests == []  # not even the connection was made
+
+
+def test_an_api_key_is_refused_too(hostile, hostile_env):
+    code, doc, _ = run_script("list_instances.py", env=hostile_env(COMPUTE_BASE_URL=off_box(hostile), PRIVATE_KEY=None,
+                                                                   COMPUTE_API_KEY="x402c_" + "k" * 32))
+    assert code == 2 and doc["error"]["code"] == "insecure_transport" and hostile.requests == []
+
+
+def test_the_flag_allows_it_for_a_lab(hostile, hostile_env):
+    hostile.add_order()
+    code, doc, _ = run_script("list_instances.py", "--allow-insecure-http", env=hostile_env(COMPUTE_BASE_URL=off_box(hostile)))
+    assert code == 0 and doc["count"] == 1
+    assert hostile.received("GET", "/compute/instances")[0].headers.get("x-auth-signature")
+
+
+def test_the_public_catalog_needs_no_https(hostile, hostile_env):
+    code, doc, _ = run_script("browse_plans.py", env=hostile_env(COMPUTE_BASE_URL=off_box(hostile), PRIVATE_KEY=None))
+    assert code == 0 and doc["count"] == 2
+
+
+def test_a_payment_is_refused_before_anything_is_signed(hostile, hostile_env, tmp_path):
+    code, doc, _ = run_script("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes",
+                              env=hostile_env(COMPUTE_BASE_URL=off_box(hostile), PRIVATE_KEY=None, COMPUTE_AUTH_MODE=None,
+                                              SOLANA_SECRET_KEY=None))
+    # no management credential at all: only the payment itself could be exposed, and it is refused
+    assert code == 2 and doc["error"]["code"] == "insecure_transport", doc
+    assert not hostile.received("POST") and not hostile.paid_requests()
+    assert not (tmp_path / "home" / "state" / "journal").exists()
+
+
+def test_the_rpc_url_is_held_to_the_same_rule(hostile):
+    rpc = JsonRpc(Settings(rpc_urls={"megaeth": f"{off_box(hostile)}/rpc"}))
+    with pytest.raises(ConfigError) as e:
+        rpc.eth_chain_id("megaeth")
+    assert e.value.code == "insecure_transport" and "megaeth RPC" in e.value.message
+    assert hostile.requests == []
+    allowed = JsonRpc(Settings(rpc_urls={"megaeth": f"{off_box(hostile)}/rpc"}, allow_insecure_http=True))
+    assert allowed.eth_chain_id("megaeth") == 0x2105
+    assert JsonRpc(Settings(rpc_urls={"megaeth": f"{hostile.base_url}/rpc"})).eth_chain_id("megaeth") == 0x2105
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_doctor_reports_plain_http(hostile, hostile_env, allow):
+    env = hostile_env(COMPUTE_BASE_URL=off_box(hostile), BASE_RPC_URL="http://rpc.example.com/base")
+    code, doc, _ = run_script("doctor.py", "--offline", *(["--allow-insecure-http"] if allow else []), env=env)
+    check = {c["name"]: c for c in doc["checks"]}["transport"]
+    assert check["status"] == ("warn" if allow else "fail")
+    assert set(check["data"]["insecure"]) == {"base_url", "base_rpc"}
+    assert code == (0 if allow else 1)
+    code, doc, _ = run_script("doctor.py", "--offline", env=hostile_env())  # loopback: fine
+    assert {c["name"]: c["status"] for c in doc["checks"]}["transport"] == "ok"
+
+
+def test_no_mcp_tool_lets_a_model_lift_the_rule():
+    """--allow-insecure-http is the human's, given when the MCP server starts; no tool takes it."""
+    import argparse
+
+    from x402_compute import mcp_server
+
+    specs = [s for s in mcp_server._tools() if (mcp_server.SCRIPTS_DIR / s.mirrors.split()[0]).is_file()]
+    assert specs
+    for spec in specs:
+        assert "allow_insecure_http" not in spec.input_schema["properties"], spec.name
+    args = argparse.Namespace(env_file=None, base_url=None, timeout=None, verbose=False, allow_insecure_http=True)
+    assert "--allow-insecure-http" in mcp_server.ServerConfig.load(args).script_argv
