@@ -234,7 +234,8 @@ def signing_preimage(fields: list) -> bytes:
 
 def recover_sender(msg_hash: bytes, sig65: bytes) -> str:
     """secp256k1 recovery from r||s||v (v 27/28 as pympp writes it, or 0/1). Low-s only (EIP-2)."""
-    from eth_keys import keys
+    from .auth import ecc
+    keys = ecc()
     if len(sig65) != 65:
         raise TxRejected("unsupported_signature",
                          f"sender signature is {len(sig65)} bytes; the sandbox accepts plain 65-byte "
