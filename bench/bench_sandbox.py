@@ -107,6 +107,15 @@ def start_server(state_dir: str, permit2: bool = False, without_coincurve: bool 
     return proc, env
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a sandbox child, and kill it if it does not stop within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def signed_headers(private_key: str, method: str, path: str, body: bytes) -> dict:
     import hashlib
     from eth_account import Account
@@ -281,11 +290,7 @@ def main() -> int:
                     for caip2, label in (("eip155:8453", "base"), ("eip155:4663", "robinhood"),
                                          ("solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "solana"))]
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
         signed_native = None
         if not args.no_native:   # the same signed GETs, recovered by eth-keys' pure-Python backend
@@ -295,11 +300,7 @@ def main() -> int:
                 sigs = presigned(env3["PRIVATE_KEY"], "/compute/instances", total + args.concurrency)
                 signed_native = load(env3["COMPUTE_BASE_URL"] + "/compute/instances", sigs, total, args.concurrency)
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop(proc)
 
         # MegaETH through Permit2: a second sandbox child (permit2=True), after the first has stopped.
         os.makedirs(os.path.join(tmp, "permit2"))
@@ -315,11 +316,7 @@ def main() -> int:
                                  f"{row['permit2_allowance_used']}: not settled via Permit2")
             paid.append(row)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
     sponsored = "eip2612GasSponsoring" in probe["extensions"]
 
     result = {"concurrency": args.concurrency, "health": health, "instances_api_key": instances,

@@ -40,6 +40,7 @@ from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.eth_tester.defaults import API_ENDPOINTS
 
 from ..networks import PERMIT2_ADDRESS, X402_EXACT_PERMIT2_PROXY, Network
+from .state import PersistentChain, StateFile
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
 ARTIFACT_PATH = CONTRACTS_DIR / "TestToken.json"
@@ -115,12 +116,11 @@ def _b32(value: Union[str, bytes]) -> bytes:
     return value
 
 
-class EvmChain:
+class EvmChain(PersistentChain):
     """A local chain with the test token at `network.asset`; every method is thread-safe."""
 
     def __init__(self, network: Network, *, gas_accounts: Iterable[str] = (), token_initialize: bool = True,
                  permit2: bool = True, state_path: Optional[str] = None, seed: int = 0):
-        from .state import StateFile
         if network.kind != "evm":
             raise ValueError(f"{network.label} is not an EVM network")
         self.network = network
@@ -209,15 +209,6 @@ class EvmChain:
             db.executemany("INSERT OR REPLACE INTO kv(k, v) VALUES (?,?)", kv.dirty.items())
             db.executemany("DELETE FROM kv WHERE k=?", [(k,) for k in kv.deleted])
         kv.dirty, kv.deleted = {}, set()
-
-    def mark_initialized(self) -> None:
-        """Genesis and the test wallets' funding are complete: a restart resumes this chain."""
-        with self._lock:
-            self.state.mark_initialized()
-
-    def close(self) -> None:
-        with self._lock:
-            self.state.close()
 
     # ---- plumbing ------------------------------------------------------------------------------
     def refresh_time(self) -> int:
@@ -403,18 +394,16 @@ class EvmChain:
     # ---- standard reads and the one write of the JSON-RPC view (rpc.py formats them) -------------------
     def receipt(self, tx_hash: str) -> Optional[dict]:
         """eth-tester's receipt (snake_case), or None while no block holds the transaction."""
-        from eth_tester.exceptions import TransactionNotFound
-        with self._lock:
-            try:
-                return self.tester.get_transaction_receipt(tx_hash)
-            except TransactionNotFound:
-                return None
+        return self._mined(self.tester.get_transaction_receipt, tx_hash)
 
     def transaction(self, tx_hash: str) -> Optional[dict]:
+        return self._mined(self.tester.get_transaction_by_hash, tx_hash)
+
+    def _mined(self, read, tx_hash: str) -> Optional[dict]:
         from eth_tester.exceptions import TransactionNotFound
         with self._lock:
             try:
-                return self.tester.get_transaction_by_hash(tx_hash)
+                return read(tx_hash)
             except TransactionNotFound:
                 return None
 

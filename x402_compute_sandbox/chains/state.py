@@ -92,3 +92,19 @@ class StateFile:
 
     def close(self) -> None:
         self.db.close()
+
+
+class PersistentChain:
+    """What every local chain with a StateFile (`self.state`) and a lock (`self._lock`) offers its owner."""
+
+    state: StateFile
+    restored: bool
+
+    def mark_initialized(self) -> None:
+        """Genesis and the test wallets' funding are complete: a restart resumes this chain."""
+        with self._lock:
+            self.state.mark_initialized()
+
+    def close(self) -> None:
+        with self._lock:
+            self.state.close()

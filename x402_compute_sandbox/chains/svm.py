@@ -35,6 +35,7 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
 from ..networks import Network
+from .state import PersistentChain, StateFile
 
 TOKEN_PROGRAM_ID = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
 TOKEN_2022_PROGRAM_ID = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
@@ -72,12 +73,11 @@ def _pk(value: Union[str, Pubkey]) -> Pubkey:
     return value if isinstance(value, Pubkey) else Pubkey.from_string(value)
 
 
-class SvmChain:
+class SvmChain(PersistentChain):
     """LiteSVM with the network's stablecoin mint; every method is thread-safe."""
 
     def __init__(self, network: Network, fee_payer: Keypair, *, mint_authority: Optional[Pubkey] = None,
                  state_path: Optional[str] = None, seed: int = 0):
-        from .state import StateFile
         if network.kind != "svm":
             raise ValueError(f"{network.label} is not an SVM network")
         self.network = network
@@ -139,15 +139,6 @@ class SvmChain:
             db.executemany("INSERT OR REPLACE INTO accounts(address, lamports, data, owner, rent_epoch) "
                            "VALUES (?,?,?,?,?)", rows)
             self.state.set_meta("supply", self._supply)
-
-    def mark_initialized(self) -> None:
-        """Genesis and the test wallets' funding are complete: a restart resumes this chain."""
-        with self._lock:
-            self.state.mark_initialized()
-
-    def close(self) -> None:
-        with self._lock:
-            self.state.close()
 
     # ---- state helpers ---------------------------------------------------------------------------
     def _rent(self, size: int) -> int:
