@@ -40,7 +40,7 @@ _HEX = re.compile(r"^0x[0-9a-fA-F]*$")
 _B58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
 _U64_MAX = 2**64 - 1
 _TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
-MAX_LOG_BLOCKS = 10_000            # per eth_getLogs query, as hosted RPCs bound it
+MAX_LOG_BLOCKS = 2_000             # per eth_getLogs query, as hosted RPCs bound it (the chain is locked meanwhile)
 
 
 class RpcError(Exception):
