@@ -134,11 +134,22 @@ def presigned(private_key: str, path: str, count: int) -> list:
     return [signed_headers(private_key, "GET", path, b"") for _ in range(count)]
 
 
-def load(url: str, headers, total: int, concurrency: int) -> dict:
+def cpu_seconds(pid) -> float | None:
+    """User + system CPU time a process has used (Linux /proc), or None where that cannot be read."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def load(url: str, headers, total: int, concurrency: int, server_pid=None) -> dict:
     """`total` GETs spread over `concurrency` keep-alive clients; latency per request.
 
     `headers`: one dict for every request, or a list of total + concurrency dicts, one per request
-    (the first `concurrency` warm the connections)."""
+    (the first `concurrency` warm the connections). With `server_pid`, also the server's CPU time per
+    request: unlike rates and latencies it barely moves when other processes share the cores, and
+    1000 / it is what one core (the server runs under one GIL) could serve."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -170,13 +181,16 @@ def load(url: str, headers, total: int, concurrency: int) -> dict:
     for t in threads:
         t.start()
     barrier.wait()
+    cpu0 = cpu_seconds(server_pid) if server_pid else None
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
+    cpu1 = cpu_seconds(server_pid) if server_pid else None
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
-    return {"requests": len(latencies), "errors": errors[0], "seconds": round(elapsed, 3),
+    out_cpu = {} if cpu0 is None or cpu1 is None else {"server_cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / len(latencies), 3)}
+    return {**out_cpu, "requests": len(latencies), "errors": errors[0], "seconds": round(elapsed, 3),
             "rps": round(len(latencies) / elapsed, 1), "p50_ms": round(q[49] * 1000, 2),
             "p99_ms": round(q[98] * 1000, 2)}
 
@@ -281,11 +295,11 @@ def main() -> int:
                                        **signed_headers(env["PRIVATE_KEY"], "POST", "/compute/api-keys", raw)})
             r.raise_for_status()
             key_headers = {"X-API-Key": r.json()["api_key"]}
-            health = load(base + "/_sandbox/health", {}, total, args.concurrency)
-            instances = load(base + "/compute/instances", key_headers, total, args.concurrency)
+            health = load(base + "/_sandbox/health", {}, total, args.concurrency, proc.pid)
+            instances = load(base + "/compute/instances", key_headers, total, args.concurrency, proc.pid)
             sigs = presigned(env["PRIVATE_KEY"], "/compute/instances", total + args.concurrency)
-            signed = load(base + "/compute/instances", sigs, total, args.concurrency)
-            health2 = load(base + "/_sandbox/health", {}, total, args.concurrency)   # drift check
+            signed = load(base + "/compute/instances", sigs, total, args.concurrency, proc.pid)
+            health2 = load(base + "/_sandbox/health", {}, total, args.concurrency, proc.pid)   # drift check
             paid = [paid_provisions(env, caip2, label, provisions)
                     for caip2, label in (("eip155:8453", "base"), ("eip155:4663", "robinhood"),
                                          ("solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "solana"))]
@@ -298,7 +312,8 @@ def main() -> int:
             proc, env3 = start_server(os.path.join(tmp, "native"), without_coincurve=True)
             try:
                 sigs = presigned(env3["PRIVATE_KEY"], "/compute/instances", total + args.concurrency)
-                signed_native = load(env3["COMPUTE_BASE_URL"] + "/compute/instances", sigs, total, args.concurrency)
+                signed_native = load(env3["COMPUTE_BASE_URL"] + "/compute/instances", sigs, total, args.concurrency,
+                                     proc.pid)
             finally:
                 stop(proc)
 
@@ -344,8 +359,9 @@ def main() -> int:
         rows.append(("  same, pure-Python secp256k1", signed_native))
     rows.append(("GET /_sandbox/health (again)", health2))
     for name, row in rows:
+        cpu = row.get("server_cpu_ms_per_request")
         print(f"  {name:38s} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
-              f"  errors {row['errors']}")
+              f"  errors {row['errors']}" + (f"  server CPU {cpu:.3f} ms/req" if cpu is not None else ""))
     print(f"  ratio instances/health: {result['ratio_instances_to_health']}; signed/API key: "
           f"{result['ratio_signed_to_api_key']}; signed coincurve/pure-Python: "
           f"{result['ratio_signed_coincurve_to_pure_python']}; load average {result['load_average']}")
