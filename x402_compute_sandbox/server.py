@@ -354,7 +354,8 @@ class Sandbox:
             raise ValueError(f"refusing to bind {host!r}: the sandbox listens on loopback only")
         from .app import App
         from .ssh import DEFAULT_OUTPUT_LIMIT, DEFAULT_TIME_LIMIT, SshServers
-        from .store import Store
+        from .store import Store, private_state_dir
+        private_state_dir(state_dir)   # before the chains write their files there
         self._own_facilitator = facilitator is None
         if facilitator is None:
             from .facilitator import Facilitator

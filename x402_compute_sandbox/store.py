@@ -46,7 +46,7 @@ class InsufficientCredits(Exception):
         self.balance, self.required = balance, required
 
 
-_OWN_FILES = ("sandbox.sqlite3", "sandbox.env", "mpp-secret")
+_OWN_FILES = ("sandbox.sqlite3", "sandbox.env", "mpp-secret", "chains")
 
 
 class StateDirError(ValueError):

@@ -59,3 +59,11 @@ def test_restart_keeps_state(make_sandbox, tools):
     purposes = sorted(r[0] for r in db.execute("SELECT purpose FROM payments"))
     assert purposes == ["provision", "topup"]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # The chains' files are as private as the rest of the state folder.
+    import stat
+    chains = os.path.join(state, "chains")
+    assert stat.S_IMODE(os.stat(chains).st_mode) == 0o700
+    files = os.listdir(chains)
+    assert {"base.sqlite3", "solana.sqlite3", "tempo.sqlite3", "base.sqlite3-wal"} <= set(files)
+    for f in files:
+        assert stat.S_IMODE(os.stat(os.path.join(chains, f)).st_mode) == 0o600, f
