@@ -3,9 +3,13 @@
 Starts `python -m x402_compute_sandbox` as a child process on 127.0.0.1 (its own interpreter, so the
 load generator does not share the server's GIL), then measures:
 
-1. authenticated GET /compute/instances with an X-API-Key, at --concurrency clients (default 16),
-   beside the same load on GET /_sandbox/health (a route that does no work) in the same run;
-   requests/second, p50 and p99 latency, and the ratio of the two;
+1. authenticated GET /compute/instances with an X-API-Key, and with signed X-Auth-* headers (one
+   fresh signature and nonce per request, all signed before the clock starts; the server recovers
+   every signature), at --concurrency clients (default 16), beside the same load on
+   GET /_sandbox/health (a route that does no work) in the same run; requests/second, p50 and p99
+   latency, and the ratios. Then the signed GETs once more on a sandbox child whose `coincurve` import
+   is made to fail, so eth-keys' pure-Python backend recovers the signatures: the baseline that
+   shows what the sandbox's choice of coincurve buys (skip it with --no-native);
 2. paid provisions per second per network, each paid by the official x402 SDK client
    (x402 v2 challenge; Base and Robinhood by EIP-3009, Solana by a partially signed transfer built
    against the sandbox's /rpc/solana); MegaETH through Permit2 on a second sandbox child started with
@@ -17,7 +21,7 @@ load generator does not share the server's GIL), then measures:
 
 Request counts are bounded (--requests, --provisions). Loopback only.
 
-    .venv/bin/python bench/bench_sandbox.py [--requests 2000] [--concurrency 16] [--provisions 10] [--json]
+    .venv/bin/python bench/bench_sandbox.py [--requests 2000] [--concurrency 16] [--provisions 10] [--no-native] [--json]
 """
 from __future__ import annotations
 
@@ -68,13 +72,19 @@ def serve_permit2_child(state_dir: str, env_file: str) -> int:
     return 0
 
 
-def start_server(state_dir: str, permit2: bool = False) -> tuple[subprocess.Popen, dict]:
+# `python -m x402_compute_sandbox` with coincurve unimportable (the pure-Python eth-keys backend).
+WITHOUT_COINCURVE = ("import runpy, sys; sys.modules['coincurve'] = None; "
+                     "runpy.run_module('x402_compute_sandbox', run_name='__main__', alter_sys=True)")
+
+
+def start_server(state_dir: str, permit2: bool = False, without_coincurve: bool = False) -> tuple[subprocess.Popen, dict]:
     env_file = os.path.join(state_dir, "bench.env")
     if permit2:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-permit2-child",
                os.path.join(state_dir, "state"), env_file]
     else:
-        cmd = [sys.executable, "-m", "x402_compute_sandbox", "--host", "127.0.0.1", "--port", "0",
+        launcher = ["-c", WITHOUT_COINCURVE] if without_coincurve else ["-m", "x402_compute_sandbox"]
+        cmd = [sys.executable, *launcher, "--host", "127.0.0.1", "--port", "0",
                "--state-dir", os.path.join(state_dir, "state"), "--env-file", env_file,
                "--x402-version", "2", "--boot-seconds", "0.5"]
     proc = subprocess.Popen(
@@ -97,6 +107,15 @@ def start_server(state_dir: str, permit2: bool = False) -> tuple[subprocess.Pope
     return proc, env
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a sandbox child, and kill it if it does not stop within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def signed_headers(private_key: str, method: str, path: str, body: bytes) -> dict:
     import hashlib
     from eth_account import Account
@@ -110,22 +129,47 @@ def signed_headers(private_key: str, method: str, path: str, body: bytes) -> dic
             "X-Auth-Timestamp": ts, "X-Auth-Nonce": nonce, "X-Auth-Sig-Encoding": "hex"}
 
 
-def load(url: str, headers: dict, total: int, concurrency: int) -> dict:
-    """`total` GETs spread over `concurrency` keep-alive clients; latency per request."""
+def presigned(private_key: str, path: str, count: int) -> list:
+    """`count` signed header sets for GET `path`, each with its own nonce (nonces are single-use)."""
+    return [signed_headers(private_key, "GET", path, b"") for _ in range(count)]
+
+
+def cpu_seconds(pid) -> float | None:
+    """User + system CPU time a process has used (Linux /proc), or None where that cannot be read."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def load(url: str, headers, total: int, concurrency: int, server_pid=None) -> dict:
+    """`total` GETs spread over `concurrency` keep-alive clients; latency per request.
+
+    `headers`: one dict for every request, or a list of total + concurrency dicts, one per request
+    (the first `concurrency` warm the connections). With `server_pid`, also the server's CPU time per
+    request: unlike rates and latencies it barely moves when other processes share the cores, and
+    1000 / it is what one core (the server runs under one GIL) could serve."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
     per_client = [total // concurrency + (1 if i < total % concurrency else 0) for i in range(concurrency)]
     barrier = threading.Barrier(concurrency + 1)
+    if isinstance(headers, dict):
+        sets = [[headers] * (n + 1) for n in per_client]
+    else:
+        assert len(headers) >= total + concurrency, "one header set per request"
+        it = iter(headers)
+        sets = [[next(it) for _ in range(n + 1)] for n in per_client]
 
-    def worker(n: int) -> None:
+    def worker(n: int, mine_headers: list) -> None:
         mine = []
         with requests.Session() as s:
-            s.get(url, headers=headers)   # warm the connection outside the measurement
+            s.get(url, headers=mine_headers[0])   # warm the connection outside the measurement
             barrier.wait()
-            for _ in range(n):
+            for h in mine_headers[1:]:
                 t = time.perf_counter()
-                r = s.get(url, headers=headers)
+                r = s.get(url, headers=h)
                 mine.append(time.perf_counter() - t)
                 if r.status_code != 200:
                     with lock:
@@ -133,17 +177,20 @@ def load(url: str, headers: dict, total: int, concurrency: int) -> dict:
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in per_client]
+    threads = [threading.Thread(target=worker, args=(n, hs)) for n, hs in zip(per_client, sets)]
     for t in threads:
         t.start()
     barrier.wait()
+    cpu0 = cpu_seconds(server_pid) if server_pid else None
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
+    cpu1 = cpu_seconds(server_pid) if server_pid else None
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
-    return {"requests": len(latencies), "errors": errors[0], "seconds": round(elapsed, 3),
+    out_cpu = {} if cpu0 is None or cpu1 is None else {"server_cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / len(latencies), 3)}
+    return {**out_cpu, "requests": len(latencies), "errors": errors[0], "seconds": round(elapsed, 3),
             "rps": round(len(latencies) / elapsed, 1), "p50_ms": round(q[49] * 1000, 2),
             "p99_ms": round(q[98] * 1000, 2)}
 
@@ -228,6 +275,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=2000, help="GETs per route (bounded; max 20000)")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--provisions", type=int, default=10, help="paid provisions per network (max 100)")
+    ap.add_argument("--no-native", action="store_true",
+                    help="skip the baseline run of signed GETs with the pure-Python secp256k1 backend")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     ap.add_argument("--serve-permit2-child", nargs=2, metavar=("STATE_DIR", "ENV_FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -246,18 +295,27 @@ def main() -> int:
                                        **signed_headers(env["PRIVATE_KEY"], "POST", "/compute/api-keys", raw)})
             r.raise_for_status()
             key_headers = {"X-API-Key": r.json()["api_key"]}
-            health = load(base + "/_sandbox/health", {}, total, args.concurrency)
-            instances = load(base + "/compute/instances", key_headers, total, args.concurrency)
-            health2 = load(base + "/_sandbox/health", {}, total, args.concurrency)   # drift check
+            health = load(base + "/_sandbox/health", {}, total, args.concurrency, proc.pid)
+            instances = load(base + "/compute/instances", key_headers, total, args.concurrency, proc.pid)
+            sigs = presigned(env["PRIVATE_KEY"], "/compute/instances", total + args.concurrency)
+            signed = load(base + "/compute/instances", sigs, total, args.concurrency, proc.pid)
+            health2 = load(base + "/_sandbox/health", {}, total, args.concurrency, proc.pid)   # drift check
             paid = [paid_provisions(env, caip2, label, provisions)
                     for caip2, label in (("eip155:8453", "base"), ("eip155:4663", "robinhood"),
                                          ("solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "solana"))]
         finally:
-            proc.terminate()
+            stop(proc)
+
+        signed_native = None
+        if not args.no_native:   # the same signed GETs, recovered by eth-keys' pure-Python backend
+            os.makedirs(os.path.join(tmp, "native"))
+            proc, env3 = start_server(os.path.join(tmp, "native"), without_coincurve=True)
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                sigs = presigned(env3["PRIVATE_KEY"], "/compute/instances", total + args.concurrency)
+                signed_native = load(env3["COMPUTE_BASE_URL"] + "/compute/instances", sigs, total, args.concurrency,
+                                     proc.pid)
+            finally:
+                stop(proc)
 
         # MegaETH through Permit2: a second sandbox child (permit2=True), after the first has stopped.
         os.makedirs(os.path.join(tmp, "permit2"))
@@ -273,15 +331,16 @@ def main() -> int:
                                  f"{row['permit2_allowance_used']}: not settled via Permit2")
             paid.append(row)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
     sponsored = "eip2612GasSponsoring" in probe["extensions"]
 
     result = {"concurrency": args.concurrency, "health": health, "instances_api_key": instances,
+              "instances_signed": signed, "instances_signed_pure_python_ecc": signed_native,
               "health_again": health2, "ratio_instances_to_health": round(instances["rps"] / health["rps"], 3),
+              "ratio_signed_to_api_key": round(signed["rps"] / instances["rps"], 3),
+              "ratio_signed_coincurve_to_pure_python": (round(signed["rps"] / signed_native["rps"], 2)
+                                                        if signed_native else None),
+              "load_average": [round(x, 2) for x in os.getloadavg()],
               "paid_provisions": paid,
               "notes": ["megaeth (default sandbox) is not measured: the x402 SDK pays MegaUSD by Permit2, the "
                         "default sandbox settles the x402layer direct ERC-2612 permit route",
@@ -294,11 +353,18 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{args.concurrency} concurrent clients, {total} GETs per route (loopback, keep-alive)")
-    for name, row in (("GET /_sandbox/health", health), ("GET /compute/instances (X-API-Key)", instances),
-                      ("GET /_sandbox/health (again)", health2)):
+    rows = [("GET /_sandbox/health", health), ("GET /compute/instances (X-API-Key)", instances),
+            ("GET /compute/instances (X-Auth-*)", signed)]
+    if signed_native:
+        rows.append(("  same, pure-Python secp256k1", signed_native))
+    rows.append(("GET /_sandbox/health (again)", health2))
+    for name, row in rows:
+        cpu = row.get("server_cpu_ms_per_request")
         print(f"  {name:38s} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
-              f"  errors {row['errors']}")
-    print(f"  ratio instances/health: {result['ratio_instances_to_health']}")
+              f"  errors {row['errors']}" + (f"  server CPU {cpu:.3f} ms/req" if cpu is not None else ""))
+    print(f"  ratio instances/health: {result['ratio_instances_to_health']}; signed/API key: "
+          f"{result['ratio_signed_to_api_key']}; signed coincurve/pure-Python: "
+          f"{result['ratio_signed_coincurve_to_pure_python']}; load average {result['load_average']}")
     print("paid provisions (x402 SDK client, v2 challenge, sequential):")
     for row in paid:
         print(f"  {row['network']:15s} {row['per_second']:6.2f}/s  median {row['median_ms']:7.1f} ms  "

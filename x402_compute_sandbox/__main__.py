@@ -7,8 +7,9 @@
         [--ssh-time-limit 600] [--ssh-output-limit 8388608]
 
 State (orders, API keys, nonces, payments, credits, idempotency records) persists in SQLite under
---state-dir. The local chains are rebuilt at every start: on-chain balances reset to the funded
-test wallets. Test wallets and the sandbox's payees derive from --seed.
+--state-dir, and so do the local chains (--state-dir/chains/): balances, nonces, spent authorizations
+and transaction history carry over a restart like on a real chain. Delete the folder to start from
+genesis again. Test wallets and the sandbox's payees derive from --seed.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from .chains.state import StateMismatch
     from .server import Sandbox, is_loopback
     from .store import StateDirError, private_state_dir
     if not is_loopback(args.host):
@@ -77,6 +79,9 @@ def main(argv=None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    except StateMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     env_file = args.env_file or os.path.join(args.state_dir, "sandbox.env")
     sb.write_env_file(env_file)
     sb.start(background=False)
@@ -85,7 +90,8 @@ def main(argv=None) -> int:
              f"  base URL        {sb.base_url}",
              f"  x402 challenge  v{args.x402_version}",
              f"  state           {os.path.abspath(args.state_dir)} (SQLite; persists across restarts)",
-             "  chains          base, solana, megaeth, robinhood and the Tempo ledger: rebuilt at start, balances reset",
+             "  chains          base, solana, megaeth, robinhood and the Tempo ledger: "
+             + ("resumed from the state folder" if sb.facilitator.restored else "new, from genesis"),
              f"  env file (0600) {os.path.abspath(env_file)}  <- private keys are only in this file",
              "  test wallets (funded with 1000 USD of stablecoin on every network):"]
     for i, w in enumerate(sb.wallets):

@@ -138,11 +138,14 @@ class App:
         self.provider = Provider(store, boot_seconds=boot_seconds, resize_seconds=resize_seconds, ssh=ssh)
         self.payments = Payments(facilitator, x402_version=x402_version)
         # MPP (tempo charge) on the same 402s as x402. No Tempo chain runs offline: a ledger that
-        # verifies each 0x76 transaction stands in for it (tempo.py), funded for the test wallets.
+        # verifies each 0x76 transaction stands in for it (tempo.py), funded for the test wallets
+        # at genesis and kept in the state folder like the other chains.
         from .mpp import Mpp
         from .tempo import TempoLedger
-        self.tempo = TempoLedger(seed=getattr(facilitator, "seed", 0))
-        self.mpp = Mpp(self.tempo, state_dir=os.path.dirname(os.path.abspath(store.path)),
+        state_dir = os.path.dirname(os.path.abspath(store.path))
+        self.tempo = TempoLedger(seed=getattr(facilitator, "seed", 0),
+                                 state_path=os.path.join(state_dir, "chains", "tempo.sqlite3"))
+        self.mpp = Mpp(self.tempo, state_dir=state_dir,
                        recipient=facilitator.payee("base"), realm=urlsplit(self.base_url).netloc, api_keys=store)
         self.payments.hooks.append(self.mpp)
         self.idem = Idempotency(store)
@@ -192,6 +195,7 @@ class App:
 
     def stop(self) -> None:
         self.provider.stop()
+        self.tempo.close()
 
     # --- dispatch -------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
@@ -246,10 +250,17 @@ class App:
     def sandbox_balance(self, req: Request) -> Response:
         network = (req.query.get("network") or [""])[0]
         address = (req.query.get("address") or [""])[0]
+        if network == "tempo":
+            from eth_utils import is_address
+            from .tempo import DECIMALS, USDC_E
+            if not is_address(address):
+                raise ApiError(400, "Invalid address for this network", {"reason": "not an EVM address"})
+            return Response(200, {"network": "tempo", "address": address, "asset": USDC_E, "decimals": DECIMALS,
+                                  "balance": str(self.tempo.balance_of(address))})
         try:
             net = nets.get(network)
         except KeyError:
-            raise ApiError(400, "Unknown network", {"network": network, "accepted": list(_NETWORKS)})
+            raise ApiError(400, "Unknown network", {"network": network, "accepted": list(_NETWORKS) + ["tempo"]})
         if not address:
             raise ApiError(400, "`address` is required")
         try:

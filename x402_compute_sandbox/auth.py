@@ -5,7 +5,11 @@ normalised before hashing), the path only (no query), and the SHA-256 of the raw
 
     X402-COMPUTE-AUTH\\nv1\\n<chain>\\n<address>\\n<METHOD>\\n<path>\\n<sha256 hex>\\n<ts ms>\\n<nonce>
 
-EVM: EIP-191 personal_sign, recovered with eth-account and compared case-insensitively.
+EVM: EIP-191 personal_sign (keccak of "\x19Ethereum Signed Message:\n<len>" + message), the signer
+recovered and compared case-insensitively. The secp256k1 backend is chosen once (`ecc()`):
+coincurve (libsecp256k1, ~0.1 ms per recovery; in requirements/dev.lock and the `sandbox` extra)
+and, only if it is missing, eth-keys' pure-Python backend (~6 ms), with a warning, because every
+signed request pays for one recovery.
 Solana: raw ed25519 over the message bytes, verified with PyNaCl.
 
 A nonce is consumed as soon as a signature verifies, whatever the request's answer turns out to be
@@ -79,18 +83,53 @@ def _b58decode(s: str) -> bytes:
     return b"\x00" * pad + raw
 
 
-def _verify_evm(message: str, address: str, signature: str) -> bool:
-    # Heavy import kept here: eth_account costs ~0.5 s and only signature auth needs it.
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
+_ECC = None
 
+
+def ecc():
+    """eth-keys' KeyAPI on the fastest secp256k1 backend available, chosen once per process."""
+    global _ECC
+    if _ECC is None:
+        from eth_keys import KeyAPI
+        try:
+            from eth_keys.backends.coincurve import CoinCurveECCBackend
+            backend = CoinCurveECCBackend()   # raises when coincurve cannot be imported
+        except Exception:
+            import sys
+
+            from eth_keys.backends.native import NativeECCBackend
+            backend = NativeECCBackend()
+            print("sandbox: coincurve is not installed; signature recovery uses eth-keys' pure-Python backend "
+                  "(~6 ms per signed request). `pip install coincurve` (see requirements/dev.lock) fixes it.",
+                  file=sys.stderr)
+        _ECC = KeyAPI(backend)
+    return _ECC
+
+
+def recover_eip191(message: bytes, signature: bytes) -> Optional[str]:
+    """The lower-case address that signed `message` with personal_sign, or None if no key did.
+
+    v is 27/28 (or 0/1), as eth-account accepts it; r and s must be in range (high s is accepted, as
+    eth-account does)."""
+    from eth_hash.auto import keccak
+
+    if len(signature) != 65:
+        return None
+    v = signature[64] - 27 if signature[64] >= 27 else signature[64]
+    digest = keccak(b"\x19Ethereum Signed Message:\n" + str(len(message)).encode() + message)
+    api = ecc()
+    try:
+        sig = api.Signature(vrs=(v, int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")))
+        return api.ecdsa_recover(digest, sig).to_address()
+    except Exception:  # v not 0/1, r or s out of range, no point on the curve: not a valid signature
+        return None
+
+
+def _verify_evm(message: str, address: str, signature: str) -> bool:
     if not re.fullmatch(r"(0x)?[0-9a-fA-F]{130}", signature):
         raise AuthError("X-Auth-Signature must be 0x + 130 hex characters (65 bytes r||s||v)")
-    try:
-        recovered = Account.recover_message(encode_defunct(text=message), signature=signature)
-    except Exception:  # malformed r/s/v: the signature is simply not valid
-        return False
-    return recovered.lower() == address.lower()
+    recovered = recover_eip191(message.encode(), bytes.fromhex(signature[2:] if signature.startswith("0x") else signature))
+    return recovered is not None and recovered == address.lower()
 
 
 def _verify_solana(message: str, address: str, signature: str, encoding: str) -> bool:

@@ -147,9 +147,17 @@ def _address(value: Any, field: str) -> str:
 class Facilitator:
     """Local chains plus a facilitator that verifies and settles x402 `exact` payments on them."""
 
-    def __init__(self, seed: int = 0, *, recipient_atas: bool = True, permit2: bool = False):
+    def __init__(self, seed: int = 0, *, recipient_atas: bool = True, permit2: bool = False,
+                 state_dir: Optional[str] = None):
+        """`state_dir`: keep the chains in `<state_dir>/chains/` (chains/state.py) and resume them on the
+        next start, like real chains; None: in memory, gone with the process."""
+        import os
+
         from .chains.evm import EvmChain
         from .chains.svm import SvmChain
+
+        def state_path(label: str) -> Optional[str]:
+            return os.path.join(state_dir, "chains", f"{label}.sqlite3") if state_dir else None
 
         self.seed = seed
         self.permit2 = permit2
@@ -166,9 +174,9 @@ class Facilitator:
         self.chains: dict[str, Any] = {}
         for label, net in nets.NETWORKS.items():
             if net.kind == "evm":
-                self.chains[label] = EvmChain(net, gas_accounts=gas_accounts)
+                self.chains[label] = EvmChain(net, gas_accounts=gas_accounts, state_path=state_path(label), seed=seed)
             else:
-                self.chains[label] = SvmChain(net, self._fee_payer)
+                self.chains[label] = SvmChain(net, self._fee_payer, state_path=state_path(label), seed=seed)
         # The MegaETH route has the payee call transferFrom, so its key is registered on every EVM chain.
         for label, net in nets.NETWORKS.items():
             if net.kind == "evm":
@@ -177,10 +185,25 @@ class Facilitator:
         svm = self.chains["solana"]
         if recipient_atas:
             svm.create_ata(self._payee_wallet.solana_address)
-        for w in self._test_wallets:
-            for label, net in nets.NETWORKS.items():
+        # Genesis funding, once per chain: a resumed chain keeps the balances it had.
+        for label, net in nets.NETWORKS.items():
+            chain = self.chains[label]
+            if chain.restored:
+                continue
+            for w in self._test_wallets:
                 self.fund(label, self._owner_for(net, w), TEST_WALLET_USD * 10**net.decimals)
-            svm.airdrop_sol(w.solana_address, TEST_WALLET_SOL_LAMPORTS)
+                if net.kind == "svm":
+                    chain.airdrop_sol(w.solana_address, TEST_WALLET_SOL_LAMPORTS)
+            chain.mark_initialized()
+
+    @property
+    def restored(self) -> bool:
+        """Whether the chains were resumed from a state folder (rather than built from genesis)."""
+        return all(c.restored for c in self.chains.values())
+
+    def close(self) -> None:
+        for chain in self.chains.values():
+            chain.close()
 
     # ---- identity and funding ---------------------------------------------------------------------
     @staticmethod
@@ -728,6 +751,8 @@ class Facilitator:
         fee_sig = self._fee_payer.sign_message(message_bytes)
         signed = VersionedTransaction.populate(msg, [fee_sig] + list(tx.signatures[1:]))
         fingerprint = (net.label, "svm", str(tx.signatures[1] if n_signers > 1 else Signature.default()))
+        if chain.processed(str(fee_sig)):   # the chain's own history, kept across restarts
+            _reject("duplicate_settlement", "this transaction was already processed", payer)
         if fingerprint not in self._settled:
             try:
                 chain.simulate(signed)

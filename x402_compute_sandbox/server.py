@@ -338,8 +338,9 @@ class Sandbox:
     """The whole sandbox in one object: local chains + facilitator, SQLite store, app, HTTP server.
 
     State (orders, keys, nonces, payments, credits, idempotency records) lives in SQLite under
-    `state_dir` and survives a restart; the local chains are rebuilt at every start, so on-chain
-    balances reset to the funded test wallets.
+    `state_dir` and survives a restart, and so do the local chains (`state_dir/chains/`, unless a
+    `facilitator` is passed in): balances, nonces and spent authorizations carry over like on a
+    real chain.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8402, seed: int = 0,
@@ -353,10 +354,12 @@ class Sandbox:
             raise ValueError(f"refusing to bind {host!r}: the sandbox listens on loopback only")
         from .app import App
         from .ssh import DEFAULT_OUTPUT_LIMIT, DEFAULT_TIME_LIMIT, SshServers
-        from .store import Store
+        from .store import Store, private_state_dir
+        private_state_dir(state_dir)   # before the chains write their files there
+        self._own_facilitator = facilitator is None
         if facilitator is None:
             from .facilitator import Facilitator
-            facilitator = Facilitator(seed=seed, recipient_atas=recipient_atas, permit2=permit2)
+            facilitator = Facilitator(seed=seed, recipient_atas=recipient_atas, permit2=permit2, state_dir=state_dir)
         self.facilitator = facilitator
         self.state_dir = state_dir
         self.store = Store(state_dir)
@@ -424,3 +427,5 @@ class Sandbox:
         if self._thread:
             self._thread.join(timeout=5)
         self.store.close()
+        if self._own_facilitator:
+            self.facilitator.close()

@@ -1,7 +1,7 @@
 """SQLite persistence for the sandbox: orders, API keys, auth nonces, payments, credits, idempotency.
 
-Everything here survives a restart (the database lives under --state-dir, in WAL mode); the local
-chains do not (they are rebuilt, and balances reset, at every start).
+Everything here survives a restart (the database lives under --state-dir, in WAL mode), as do the
+local chains, each in its own file under --state-dir/chains/ (chains/state.py).
 
 One connection guarded by one lock: the sandbox's write rate is tiny, and a single writer makes
 "check then write" sequences (nonce reuse, credit spending, idempotency) atomic without relying on
@@ -46,7 +46,7 @@ class InsufficientCredits(Exception):
         self.balance, self.required = balance, required
 
 
-_OWN_FILES = ("sandbox.sqlite3", "sandbox.env", "mpp-secret")
+_OWN_FILES = ("sandbox.sqlite3", "sandbox.env", "mpp-secret", "chains")
 
 
 class StateDirError(ValueError):

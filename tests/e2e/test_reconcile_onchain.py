@@ -78,22 +78,35 @@ def test_eip3009_never_sent_is_unused_then_expired_and_unblocks(make_sandbox, to
 
 def test_solana_exit_4_settled_and_never_sent(make_sandbox, tools, tmp_path, monkeypatch, capsys):
     """The sandbox's facilitator pays the Solana fee, so the transaction id is its signature, not the
-    payer's: getSignatureStatuses([payer signature]) finds nothing either way. reconcile must say the
-    chain could not tell (never "expired, pay again"), and the entry stays blocking."""
+    payer's: reconcile looks for the payer's signature in the history of the payer's token account
+    (getSignaturesForAddress + getTransaction), after asking whether the blockhash can still land."""
     sb = make_sandbox()
     proxy, w, env, jid = _swallowed(sb, tools, tmp_path, "solana")
     try:
         (entry,) = journal_entries(tmp_path)
         rec = ok(run_script("reconcile.py", jid, env=env))
         chain = rec["onchain"]
-        assert chain["scheme"] == "svm_exact" and chain["state"] == "unknown" and "fee payer" in chain["reason"]
-        assert chain["query"] == f"getSignatureStatuses([{entry['nonce']}])"
+        assert chain["scheme"] == "svm_exact" and chain["state"] == "unused" and chain["blockhash_valid"] is True
+        assert "getSignaturesForAddress" in chain["query"] and "Do not pay again" in rec["advice"]
+        # Past the client's own estimate, but the chain still takes that blockhash: still unused, still blocking.
         rec = reconcile_at(monkeypatch, capsys, env, entry["valid_before"] + 1, jid)
-        assert rec["onchain"]["state"] == "unknown" and rec["journal"]["status"] == "unknown"
-        assert "do not pay again" in rec["advice"]
+        assert rec["onchain"]["state"] == "unused" and rec["journal"]["status"] == "unknown"
         fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana", env=env), 3, "unresolved_payment")
+        # The chain moves on (another payment makes a new block) and the old blockhash ages out.
+        tools.provision(sb, tools.fresh_wallet(sb.facilitator, usd=1), network="solana")
+        chain_obj = sb.facilitator.chain("solana")
+        with chain_obj._lock:   # white-box: pretend BLOCKHASH_TTL_SECONDS have passed for every issued blockhash
+            for h in chain_obj._issued:
+                chain_obj._issued[h] -= 10_000
+        rec = ok(run_script("reconcile.py", jid, env=env))
+        assert rec["onchain"]["state"] == "expired_unused" and rec["onchain"]["blockhash_valid"] is False
+        assert rec["journal"]["status"] == "expired" and "Paying again is safe" in rec["advice"]
     finally:
         proxy.stop()
+    direct = wallet_env(sb, w, tmp_path)
+    before = balances(sb, w)["solana"]
+    ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana", env=direct))
+    assert before - balances(sb, w)["solana"] == 249600
 
 
 def test_solana_exit_4_that_settled(make_sandbox, tools, tmp_path):
@@ -106,5 +119,7 @@ def test_solana_exit_4_that_settled(make_sandbox, tools, tmp_path):
                "payment_outcome_unknown")["error"]["details"]["journal_id"]
     assert before - balances(sb, w)["solana"] == 249600  # it did settle
     rec = ok(run_script("reconcile.py", jid, env=env))
-    # the chain read by the payer's signature cannot see it (see above): unknown, never "expired"
-    assert rec["onchain"]["state"] == "unknown" and rec["journal"]["status"] in ("unknown", "settled")
+    # Found in the payer's token account history: the transaction the facilitator sent, with the payer's signature.
+    (order,) = sb.app.provider.list(w["solana_address"])
+    assert rec["onchain"]["state"] == "used" and rec["onchain"]["transaction"] == order["tx_hash"]
+    assert rec["journal"]["status"] == "settled"

@@ -164,6 +164,7 @@ def test_a_shared_state_folder_is_refused_not_chmodded(tmp_path):
     r = subprocess.run([sys.executable, "-m", "x402_compute_sandbox", "--port", "0", "--state-dir", str(shared)],
                        cwd=root, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--state-dir" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(os.listdir(shared)) == ["notes.txt"]      # not even the chains were written there
 
 
 # --- Host header (DNS rebinding) ---------------------------------------------------------------

@@ -138,6 +138,75 @@ def test_ledger_refusals(ledger, kwargs, reason):
     assert ledger.balance_of(PAYEE) == 0
 
 
+def test_unset_fee_token_follows_the_tempo_fee_rules(ledger):
+    """Fee spec, TIP-20 level: every top-level call a transfer/transferWithMemo/startReward on one USD
+    TIP-20 contract, sender paying its own fee -> that token. Anything else falls back to pathUSD."""
+    payer = Account.from_key(KEY).address
+    d = tempo.decode_tx(build(fee_token=None, amount=7).sign(KEY).encode())
+    assert d.fee_token is None and tempo.fee_token_of(d) == tempo.USDC_E
+    fee = tempo.GAS_PER_CALL * tempo.GAS_PRICE // tempo.ATTO_PER_MICRO
+    before = ledger.balance_of(payer)
+    assert ledger.submit(d)["feeToken"] == tempo.USDC_E
+    assert before - ledger.balance_of(payer) == 7 + fee            # the fee came out of USDC.e
+    two = (PtCall.create(to=tempo.USDC_E, value=0, data=transfer_data(PAYEE, 1)),
+           PtCall.create(to=tempo.USDC_E, value=0, data=transfer_data(PAYEE, 2, b"\x02" * 32)))
+    d2 = tempo.decode_tx(build(fee_token=None, calls=two, gas_limit=2_000_000).sign(KEY).encode())
+    assert tempo.fee_token_of(d2) == tempo.USDC_E                  # several calls, one token: still that token
+    other = (PtCall.create(to=tempo.USDC_E, value=0, data=transfer_data(PAYEE, 1)),
+             PtCall.create(to=tempo.PATH_USD, value=0, data=transfer_data(PAYEE, 1)))
+    d3 = tempo.decode_tx(build(fee_token=None, calls=other, gas_limit=2_000_000).sign(KEY).encode())
+    assert tempo.fee_token_of(d3) == tempo.PATH_USD                # two contracts: the pathUSD fallback
+    approve = (PtCall.create(to=tempo.USDC_E, value=0, data=bytes.fromhex("095ea7b3") + bytes(64)),)
+    d4 = tempo.decode_tx(build(fee_token=None, calls=approve).sign(KEY).encode())
+    assert tempo.fee_token_of(d4) == tempo.PATH_USD                # not a transfer: the fallback too
+    with pytest.raises(tempo.TxRejected) as e:
+        ledger.submit(d3)
+    assert e.value.reason == "unsupported_fee_token" and tempo.PATH_USD in e.value.message
+
+
+def _resign_with_other_k(tx, key: str) -> bytes:
+    """The same signed payload under a second valid (low-s) ECDSA signature: another k than RFC 6979's."""
+    import secrets
+    from eth_keys.backends.native.ecdsa import fast_multiply, G, N, inv
+    z = int.from_bytes(tx.signing_hash, "big")
+    priv = int(key, 16)
+    while True:
+        k = secrets.randbelow(N - 1) + 1
+        rx, ry = fast_multiply(G, k)
+        r = rx % N
+        s = inv(k, N) * (z + r * priv) % N
+        if r and s:
+            break
+    v = ry & 1
+    if s > N // 2:
+        s, v = N - s, v ^ 1
+    fields = tempo.rlp_decode(tx.raw[1:])
+    fields[-1] = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + v])
+    return b"\x76" + tempo.rlp_encode(fields)
+
+
+def test_expiring_nonce_takes_any_nonce_and_guards_the_payload_not_just_the_hash(ledger):
+    """From T12 (TIP-1106) the expiring nonce is an opaque discriminator (viem puts a random 48-bit
+    value there); what cannot repeat is the transaction: its hash, and (T1B+) keccak(signing
+    payload || sender), so the same payload under a second signature is a replay too."""
+    d = tempo.decode_tx(build(nonce=0xDEADBEEF1234, amount=3).sign(KEY).encode())
+    assert d.nonce == 0xDEADBEEF1234
+    ledger.submit(d)
+    again = tempo.decode_tx(_resign_with_other_k(d, KEY))
+    assert again.sender == d.sender and again.hash != d.hash and again.replay_id == d.replay_id
+    with pytest.raises(tempo.TxRejected) as e:
+        ledger.submit(again)
+    assert e.value.reason == "already_known"
+    other = tempo.decode_tx(build(nonce=0xDEADBEEF1235, amount=3).sign(KEY).encode())
+    ledger.submit(other)                                           # another discriminator: another transaction
+    assert ledger.balance_of(PAYEE) == 6
+    import dataclasses
+    unbounded = dataclasses.replace(tempo.decode_tx(build(nonce=5).sign(KEY).encode()), valid_before=None)
+    with pytest.raises(tempo.TxRejected) as e:                     # valid_before stays required
+        ledger.submit(unbounded)
+    assert e.value.reason == "invalid_nonce"
+
+
 def test_sequential_nonce_key_zero(ledger):
     ledger.submit(tempo.decode_tx(build(nonce_key=0, nonce=0).sign(KEY).encode()))
     with pytest.raises(tempo.TxRejected):

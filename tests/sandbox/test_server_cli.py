@@ -36,7 +36,7 @@ def test_runs_and_writes_env_file(tmp_path):
             assert env.get(k), k
         assert env["COMPUTE_BASE_URL"] in banner and env["WALLET_ADDRESS"] in banner
         assert env["PRIVATE_KEY"] not in banner and env["SOLANA_SECRET_KEY"] not in banner
-        assert "balances reset" in banner
+        assert "new, from genesis" in banner
         url = env["COMPUTE_BASE_URL"]
         assert url.startswith("http://127.0.0.1:")
         assert requests.get(url + "/_sandbox/health", timeout=5).json() == {"ok": True}
@@ -49,3 +49,7 @@ def test_runs_and_writes_env_file(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    # The chains in that state folder were built from seed 0: another seed is refused, not mixed in.
+    other = subprocess.run([sys.executable, "-m", "x402_compute_sandbox", "--port", "0", "--seed", "1", "--state-dir",
+                            str(tmp_path / "state")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "--seed 0" in other.stderr and "--seed 1" in other.stderr, other.stderr

@@ -101,6 +101,10 @@ def test_sandbox_balance_and_faults_validation(sandbox):
     r = requests.get(sandbox.base_url + "/_sandbox/balance",
                      params={"network": "solana", "address": w["solana_address"]})
     assert r.status_code == 200 and int(r.json()["balance"]) == sandbox.facilitator.balance_of("solana", w["solana_address"])
+    r = requests.get(sandbox.base_url + "/_sandbox/balance", params={"network": "tempo", "address": w["evm_address"]})
+    assert r.status_code == 200 and r.json()["asset"] == "0x20C000000000000000000000b9537d11c60E8b50"
+    assert int(r.json()["balance"]) == sandbox.app.tempo.balance_of(w["evm_address"]) > 0
+    _err(requests.get(sandbox.base_url + "/_sandbox/balance?network=tempo&address=" + w["solana_address"]), 400)
     _err(requests.post(sandbox.base_url + "/_sandbox/faults", json={"drop_after_settle": -1}), 400)
     _err(requests.post(sandbox.base_url + "/_sandbox/faults", json={"drop_after_settle": "1"}), 400)
 

@@ -1,5 +1,5 @@
-"""Restart on the same state dir: orders, keys, nonces, credits, payments and idempotency survive;
-the chains are rebuilt."""
+"""Restart on the same state dir: orders, keys, nonces, credits, payments and idempotency survive,
+and so do the chains (balances, the spent authorization); see test_chain_persistence.py for a kill -9."""
 import json
 import os
 
@@ -47,10 +47,23 @@ def test_restart_keeps_state(make_sandbox, tools):
     r = requests.post(second.base_url + "/compute/provision", data=json.dumps(body, separators=(",", ":")),
                       headers={"Content-Type": "application/json", "Idempotency-Key": idem, **h})
     assert r.status_code == 201 and r.json()["order"]["id"] == oid
-    # Chains were rebuilt: the payer is back at its funded balance.
-    assert second.facilitator.balance_of("base", w["evm_address"]) == 1000 * 10 ** 6
+    # The chains were resumed: the payer's balance still shows both payments, and the first payment's
+    # authorization is still spent, so sending it again without the Idempotency-Key pays for nothing.
+    assert first.facilitator is not second.facilitator and second.facilitator.restored
+    assert second.facilitator.balance_of("base", w["evm_address"]) == 1000 * 10 ** 6 - 249_600 - 3 * 10 ** 6
+    again = requests.post(second.base_url + "/compute/provision", data=json.dumps(body, separators=(",", ":")),
+                          headers={"Content-Type": "application/json", "X-PAYMENT": tools.b64(payload), **h})
+    assert again.status_code == 402 and again.json()["error"] == "invalid_exact_evm_nonce_already_used"
     import sqlite3
     db = sqlite3.connect(os.path.join(state, "sandbox.sqlite3"))
     purposes = sorted(r[0] for r in db.execute("SELECT purpose FROM payments"))
     assert purposes == ["provision", "topup"]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # The chains' files are as private as the rest of the state folder.
+    import stat
+    chains = os.path.join(state, "chains")
+    assert stat.S_IMODE(os.stat(chains).st_mode) == 0o700
+    files = os.listdir(chains)
+    assert {"base.sqlite3", "solana.sqlite3", "tempo.sqlite3", "base.sqlite3-wal"} <= set(files)
+    for f in files:
+        assert stat.S_IMODE(os.stat(os.path.join(chains, f)).st_mode) == 0o600, f

@@ -83,6 +83,19 @@ def test_rpc_errors(sandbox):
     batch = requests.post(f"{sandbox.base_url}/rpc/base", json=[
         {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber"}])
     assert [x["id"] for x in batch.json()] == [1, 2]
+    # The standard reads refuse what a node refuses, with the parameter named.
+    for network, method, params in [
+            ("base", "eth_getTransactionReceipt", ["0x12"]), ("base", "eth_getLogs", [{"topics": ["0x12"]}]),
+            ("base", "eth_getLogs", [{"address": "nope"}]), ("base", "eth_getLogs", [{"fromBlock": "soon"}]),
+            ("base", "eth_getLogs", ["not an object"]), ("base", "eth_sendRawTransaction", ["0xzz"]),
+            ("base", "eth_getBlockByNumber", ["latest", "yes"]),
+            ("solana", "getTransaction", ["short"]), ("solana", "getSignaturesForAddress", [sandbox.facilitator.fee_payer(), {"limit": 0}]),
+            ("solana", "getTokenAccountBalance", [sandbox.facilitator.fee_payer()]),
+            ("solana", "getTokenAccountsByOwner", [sandbox.facilitator.fee_payer(), {}])]:
+        assert rpc(sandbox, network, method, params)["error"]["code"] == -32602, (method, params)
+    assert rpc(sandbox, "base", "eth_getTransactionReceipt", ["0x" + "ab" * 32])["result"] is None
+    head = int(rpc(sandbox, "base", "eth_blockNumber")["result"], 16)
+    assert rpc(sandbox, "base", "eth_getLogs", [{"fromBlock": hex(head + 5)}])["result"] == []
 
 
 def test_solana_send_transaction_and_statuses(make_sandbox):

@@ -78,16 +78,119 @@ def test_permit2_bitmap_bit():
     assert onchain.check(e, Stub(word=1 << 4), now=NOW + 61)["state"] == "expired_unused"
 
 
-def test_solana_conclusive_only_when_the_payer_signature_is_the_tx_id(monkeypatch):
-    e = entry("solana", "5sig")
-    ok = {"err": None, "confirmationStatus": "finalized"}
-    assert onchain.check(e, Stub(statuses=[ok]), now=NOW)["state"] == "used"
-    assert onchain.check(e, Stub(statuses=[{"err": "InsufficientFunds"}]), now=NOW)["state"] == "expired_unused"
+class SolStub(Stub):
+    """An RPC whose Solana history holds `history`: [(tx id, blockTime, signatures, err)], newest first."""
+
+    def __init__(self, *, history=(), alive=None, statuses=None):
+        super().__init__(statuses=statuses or [None])
+        self.history, self.alive = list(history), alive
+
+    def sol_blockhash_valid(self, network, blockhash):
+        self.calls.append(("isBlockhashValid", blockhash))
+        return self.alive
+
+    def sol_signatures_for_address(self, network, address, *, before=None, limit=100):
+        self.calls.append(("getSignaturesForAddress", address, before))
+        start = 0 if before is None else [h[0] for h in self.history].index(before) + 1
+        return [{"signature": h[0], "blockTime": h[1], "err": h[3]} for h in self.history[start:start + limit]]
+
+    def sol_transaction(self, network, sig):
+        self.calls.append(("getTransaction", sig))
+        (h,) = [h for h in self.history if h[0] == sig]
+        return {"slot": 9, "transaction": {"signatures": h[2]}, "meta": {"err": h[3]}}
+
+
+def sol_entry(created=NOW - 30, vb=NOW + 60):
+    """A journal entry holding a real partially signed x402 transfer (fee payer slot empty)."""
+    import base64
+    import json
+
+    from solders.hash import Hash
+    from solders.keypair import Keypair
+    from solders.pubkey import Pubkey
+    from solders.token.associated import get_associated_token_address
+
+    from tests.oracle import builders as b
+
+    payer = Keypair()
+    mint = Pubkey.from_string(NETWORKS["solana"].asset)
+    tx = b.svm_transaction(payer, fee_payer=Pubkey.new_unique(), mint=mint, pay_to=Pubkey.new_unique(), amount=5,
+                           blockhash=Hash.new_unique())
+    header = base64.b64encode(json.dumps({"x402Version": 1, "payload": b.svm_inner(tx)}).encode()).decode()
+    from datetime import datetime, timezone
+    e = entry("solana", str(tx.signatures[1]), vb=vb, payment_header_value=header, payment_header_name="X-PAYMENT",
+              created_at=datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    e["payer"] = str(payer.pubkey())
+    return e, str(get_associated_token_address(payer.pubkey(), mint)), str(tx.message.recent_blockhash)
+
+
+def test_solana_status_of_the_payer_signature_first():
+    e, _, _ = sol_entry()
+    assert onchain.check(e, SolStub(statuses=[{"err": None, "confirmationStatus": "finalized"}]), now=NOW)["state"] == "used"
+    assert onchain.check(e, SolStub(statuses=[{"err": "InsufficientFunds"}]), now=NOW)["state"] == "expired_unused"
+
+
+def test_solana_payment_found_in_the_source_account_history():
+    e, source, blockhash = sol_entry()
+    mine = e["nonce"]
+    rpc = SolStub(alive=True, history=[("other1", NOW, ["x", "y"], None), ("fac-sig", NOW - 10, ["fac-sig", mine], None),
+                                       ("older", NOW - 20, ["z"], None)])
+    r = onchain.check(e, rpc, now=NOW)
+    assert r["state"] == "used" and r["transaction"] == "fac-sig"
+    assert rpc.calls[1] == ("isBlockhashValid", blockhash)          # asked before the search
+    assert rpc.calls[2] == ("getSignaturesForAddress", source, None)
+    assert [c for c in rpc.calls if c[0] == "getTransaction"] == [("getTransaction", "other1"), ("getTransaction", "fac-sig")]
+    assert source in r["query"] and blockhash in r["query"]
+    failed = SolStub(alive=False, history=[("fac-sig", NOW, ["fac-sig", mine], {"InstructionError": [2, "Custom"]})])
+    r = onchain.check(e, failed, now=NOW)
+    assert r["state"] == "expired_unused" and r["failed"] is True   # landed, failed, moved nothing
+
+
+def test_solana_not_found_follows_the_chain_blockhash_not_the_clock():
+    e, _, _ = sol_entry(vb=NOW + 60)
+    history = [("a", NOW, ["a", "b"], None)]
+    # Still valid on chain: "unused" (it may land) even past the client's own estimate.
+    r = onchain.check(e, SolStub(alive=True, history=history), now=NOW + 3600)
+    assert r["state"] == "unused" and r["blockhash_valid"] is True and r["searched_transactions"] == 1
+    # Dead on chain before the search: nothing can land any more, even before valid_before.
+    assert onchain.check(e, SolStub(alive=False, history=history), now=NOW)["state"] == "expired_unused"
+    # The RPC does not say: valid_before decides.
+    assert onchain.check(e, SolStub(alive=None, history=history), now=NOW)["state"] == "unused"
+    assert onchain.check(e, SolStub(alive=None, history=history), now=NOW + 61)["state"] == "expired_unused"
+
+
+def test_solana_search_stops_at_the_signing_time_and_pages(monkeypatch):
+    e, source, _ = sol_entry(created=NOW - 30)
+    mine = e["nonce"]
+    old = [("o%d" % i, NOW - 300 - i, ["o%d" % i], None) for i in range(3)]
+    rpc = SolStub(alive=False, history=[("n1", NOW, ["n1"], None)] + old + [("fac", NOW - 400, ["fac", mine], None)])
+    r = onchain.check(e, rpc, now=NOW)
+    # Older than the journal entry (minus 2 minutes of clock skew): it cannot be this payment.
+    assert r["state"] == "expired_unused" and [c[1] for c in rpc.calls if c[0] == "getTransaction"] == ["n1"]
+    monkeypatch.setattr(onchain, "SOL_PAGE", 2)
+    recent = [("r%d" % i, NOW - i, ["r%d" % i], None) for i in range(5)] + [("fac", NOW - 6, ["fac", mine], None)]
+    rpc = SolStub(alive=True, history=recent)
+    assert onchain.check(e, rpc, now=NOW)["state"] == "used"
+    assert [c[2] for c in rpc.calls if c[0] == "getSignaturesForAddress"] == [None, "r1", "r3"]
+    monkeypatch.setattr(onchain, "SOL_HISTORY_TXS", 3)
+    r = onchain.check(e, SolStub(alive=True, history=recent), now=NOW)
+    assert r["state"] == "unknown" and "more than 3 transactions" in r["reason"]
+
+
+def test_solana_without_history_methods_or_payload_is_unknown():
+    e, _, _ = sol_entry()
     r = onchain.check(e, Stub(statuses=[None]), now=NOW + 61)
-    assert r["state"] == "unknown" and "fee payer" in r["reason"]  # facilitator pays the fee: proves nothing
+    assert r["state"] == "unknown" and "cannot read Solana history" in r["reason"]
+    r = onchain.check({**e, "payment_header_value": "!!"}, SolStub(alive=False), now=NOW + 61)
+    assert r["state"] == "unknown" and "signed transaction" in r["reason"]
+
+
+def test_solana_payer_as_fee_payer_needs_no_search(monkeypatch):
+    e, _, _ = sol_entry()
     monkeypatch.setattr(onchain, "_payer_signs_first", lambda entry: True)
-    assert onchain.check(e, Stub(statuses=[None]), now=NOW)["state"] == "unused"
-    assert onchain.check(e, Stub(statuses=[None]), now=NOW + 61)["state"] == "expired_unused"
+    rpc = SolStub(alive=True)
+    assert onchain.check(e, rpc, now=NOW)["state"] == "unused" and len(rpc.calls) == 1
+    assert onchain.check(e, SolStub(), now=NOW + 61)["state"] == "expired_unused"
 
 
 def test_mpp_receipt():

@@ -14,15 +14,22 @@ Why this shape (shared/reference/local-chains.md §3):
 - The pending block's timestamp is refreshed to the wall clock before every call and transaction:
   py-evm fixes it when the previous block is mined, and an idle sandbox would otherwise judge
   `validAfter`/`validBefore` against a stale time (x402 verifiers use the wall clock, local-chains §11.6).
+- With a `state_path`, py-evm's key-value store (trie nodes, blocks, receipts, the canonical head) is
+  written to SQLite after every write the chain makes (chains/state.py), and a chain found there is
+  resumed: balances, nonces, spent EIP-3009 authorizations, permit nonces and Permit2 nonce bitmaps
+  survive a restart as on a real chain.
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
+from eth.db.atomic import AtomicDB
+from eth.db.backends.memory import MemoryDB
 from eth_account import Account
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
@@ -33,6 +40,7 @@ from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.eth_tester.defaults import API_ENDPOINTS
 
 from ..networks import PERMIT2_ADDRESS, X402_EXACT_PERMIT2_PROXY, Network
+from .state import PersistentChain, StateFile
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
 ARTIFACT_PATH = CONTRACTS_DIR / "TestToken.json"
@@ -61,6 +69,28 @@ def _same_second_vm():
     return SandboxPragueVM
 
 
+class _TrackedDB(MemoryDB):
+    """py-evm's in-memory key-value store, remembering what changed since the last commit."""
+
+    def __init__(self, kv_store: Optional[dict] = None) -> None:
+        super().__init__(kv_store)
+        self.dirty: dict = {}
+        self.deleted: set = set()
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.kv_store[key] = value
+        self.dirty[key] = value
+        self.deleted.discard(key)
+
+    def __delitem__(self, key: bytes) -> None:
+        del self.kv_store[key]
+        self.dirty.pop(key, None)
+        self.deleted.add(key)
+
+
+_KV_SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL);"
+
+
 def load_artifact(name: str = "TestToken") -> dict:
     return json.loads((CONTRACTS_DIR / f"{name}.json").read_text())
 
@@ -86,18 +116,21 @@ def _b32(value: Union[str, bytes]) -> bytes:
     return value
 
 
-class EvmChain:
+class EvmChain(PersistentChain):
     """A local chain with the test token at `network.asset`; every method is thread-safe."""
 
     def __init__(self, network: Network, *, gas_accounts: Iterable[str] = (), token_initialize: bool = True,
-                 permit2: bool = True):
+                 permit2: bool = True, state_path: Optional[str] = None, seed: int = 0):
         if network.kind != "evm":
             raise ValueError(f"{network.label} is not an EVM network")
         self.network = network
         self.chain_id: int = network.chain_id
         self.asset: str = to_checksum_address(network.asset)
         self._lock = threading.RLock()
+        self._depth = 0
         artifact = load_artifact()
+        self.state = StateFile(state_path, seed=seed, schema=_KV_SCHEMA, tables=("kv",))
+        self.restored = self.state.restored
 
         # One eth-tester key (it signs the sandbox's own transactions) plus the token and gas accounts.
         state = PyEVMBackend.generate_genesis_state(num_accounts=1)
@@ -115,6 +148,16 @@ class EvmChain:
         for addr in gas_accounts:
             state[to_canonical_address(addr)] = {"balance": GAS_FUNDING_WEI, "nonce": 0, "storage": {}, "code": b""}
         self.backend = PyEVMBackend(genesis_state=state, vm_configuration=((0, _same_second_vm()),))
+        self._kv: Optional[_TrackedDB] = None
+        if self.restored:
+            # Resume the chain found in the state file: same class, its database, its canonical head.
+            self._kv = _TrackedDB(dict(self.state.db.execute("SELECT k, v FROM kv")))
+            self.backend.chain = type(self.backend.chain)(AtomicDB(self._kv))
+        elif state_path is not None:
+            atomic = self.backend.chain.chaindb.db
+            self._kv = _TrackedDB(atomic.wrapped_db.kv_store)
+            self._kv.dirty = dict(self._kv.kv_store)        # the genesis itself is new
+            atomic.wrapped_db = self._kv
         self.backend.chain.chain_id = self.chain_id                  # CHAINID opcode, tx building
         self.tester = EthereumTester(self.backend)
         # web3 shares one module-level endpoint table between providers; patch a private copy, or every
@@ -133,11 +176,39 @@ class EvmChain:
         self.proxy = self.w3.eth.contract(address=to_checksum_address(X402_EXACT_PERMIT2_PROXY),
                                           abi=proxy_artifact["abi"])
         self._keys: dict[str, str] = {}
-        if token_initialize:
+        if token_initialize and not self.restored:
             self._transact(self.token.functions.initialize(
                 network.eip712_name, network.eip712_version, network.symbol, network.decimals,
                 0, "0x0000000000000000000000000000000000000000",
             ))
+        with self._atomic():
+            pass                                                   # the genesis, when it is new
+
+    # ---- persistence ---------------------------------------------------------------------------
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """Group writes; when the outermost group ends, what changed is saved in one SQLite transaction.
+
+        Saved on error too: a failed write may still have moved the chain (a reverted-to snapshot, a
+        mined failing transaction), and what the chain holds in memory is the truth to keep.
+        """
+        with self._lock:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._commit()
+
+    def _commit(self) -> None:
+        kv = self._kv
+        if kv is None or not (kv.dirty or kv.deleted):
+            return
+        with self.state.tx() as db:
+            db.executemany("INSERT OR REPLACE INTO kv(k, v) VALUES (?,?)", kv.dirty.items())
+            db.executemany("DELETE FROM kv WHERE k=?", [(k,) for k in kv.deleted])
+        kv.dirty, kv.deleted = {}, set()
 
     # ---- plumbing ------------------------------------------------------------------------------
     def refresh_time(self) -> int:
@@ -164,7 +235,7 @@ class EvmChain:
         return acct.address
 
     def _transact_raw(self, tx: dict) -> str:
-        with self._lock:
+        with self._atomic():
             self.refresh_time()
             tx = {"from": self.operator, "gas": 100_000, **tx}
             return self.w3.eth.send_transaction(tx).to_0x_hex()
@@ -179,7 +250,7 @@ class EvmChain:
 
     def _transact(self, fn, sender: Optional[str] = None) -> str:
         """Simulate, then send; raise ChainRevert with the token's reason instead of mining a failure."""
-        with self._lock:
+        with self._atomic():
             sender = sender or self.operator
             self._call(fn, sender)
             try:
@@ -270,7 +341,7 @@ class EvmChain:
     def permit_and_transfer_from(self, owner: str, spender: str, value: int, deadline: int, v: int, r, s,
                                  to: Optional[str] = None) -> tuple[str, str]:
         """The x402layer MegaETH route: the payee redeems the permit, then pulls the funds."""
-        with self._lock:
+        with self._atomic():                                         # both saved together, or neither
             snapshot = self.tester.take_snapshot()
             permit_tx = self.permit(owner, spender, value, deadline, v, r, s)
             try:
@@ -319,3 +390,75 @@ class EvmChain:
         """The owner approves `spender` on the token; the owner's key must have been registered."""
         return self._transact(self.token.functions.approve(to_checksum_address(spender), int(value)),
                               sender=to_checksum_address(owner))
+
+    # ---- standard reads and the one write of the JSON-RPC view (rpc.py formats them) -------------------
+    def receipt(self, tx_hash: str) -> Optional[dict]:
+        """eth-tester's receipt (snake_case), or None while no block holds the transaction."""
+        return self._mined(self.tester.get_transaction_receipt, tx_hash)
+
+    def transaction(self, tx_hash: str) -> Optional[dict]:
+        return self._mined(self.tester.get_transaction_by_hash, tx_hash)
+
+    def _mined(self, read, tx_hash: str) -> Optional[dict]:
+        from eth_tester.exceptions import TransactionNotFound
+        with self._lock:
+            try:
+                return read(tx_hash)
+            except TransactionNotFound:
+                return None
+
+    def block_timestamp(self, number: int) -> int:
+        with self._lock:
+            return self.tester.get_block_by_number(number)["timestamp"]
+
+    def logs(self, from_block, to_block, address, topics) -> list:
+        """eth-tester's log filter over mined blocks: blocks as ints or tags, address a string or list,
+        topics positional (None = any, a list = any of)."""
+        with self._lock:
+            return list(self.tester.get_logs(from_block=from_block, to_block=to_block, address=address,
+                                             topics=topics))
+
+    def transaction_count(self, address: str, block="latest") -> int:
+        with self._lock:
+            return self.w3.eth.get_transaction_count(to_checksum_address(address), block)
+
+    def send_raw_transaction(self, raw: bytes) -> str:
+        """Include a signed transaction (mined at once, like every transaction here).
+
+        A node refuses a transaction signed for another chain and, by default, one without replay
+        protection (pre-EIP-155); py-evm checks neither for typed transactions, so it is done here.
+        A transaction that reverts is mined with status 0, as on a real chain.
+        """
+        got = raw_transaction_chain_id(raw)
+        if got is None:
+            raise ChainRevert("only replay-protected (EIP-155 or typed) transactions are accepted")
+        if got != self.chain_id:
+            raise ChainRevert(f"invalid chain id {got}: this chain is {self.chain_id}")
+        with self._atomic():
+            self.refresh_time()
+            try:
+                return self.tester.send_raw_transaction("0x" + raw.hex())
+            except (ValueError, TransactionFailed) as exc:     # eth-tester's ValidationError is a ValueError
+                raise ChainRevert(str(exc)) from exc
+
+
+def raw_transaction_chain_id(raw: bytes) -> Optional[int]:
+    """The chain id a signed transaction commits to (None: a pre-EIP-155 legacy transaction).
+
+    Typed transactions (EIP-2718 type < 0x7f) carry it as their first RLP field; legacy ones in v
+    (EIP-155: v = 35 + 2 * chain_id + parity). Raises ValueError on bytes that are no transaction.
+    """
+    import rlp
+    if not raw:
+        raise ValueError("empty transaction")
+    try:
+        if raw[0] < 0x7F:
+            fields = rlp.decode(raw[1:])
+            return int.from_bytes(fields[0], "big")
+        fields = rlp.decode(raw)
+    except rlp.exceptions.DecodingError as exc:
+        raise ValueError(f"not an RLP transaction: {exc}") from None
+    if not isinstance(fields, list) or len(fields) != 9:
+        raise ValueError("a legacy transaction is an RLP list of 9 fields")
+    v = int.from_bytes(fields[6], "big")
+    return (v - 35) // 2 if v >= 35 else None

@@ -682,7 +682,7 @@ def reconcile(ctx):
         from .payments.onchain import check
         from .payments.rpc import JsonRpc
 
-        chain = check(entry, JsonRpc(s))  # read-only: one chain query, never a signature
+        chain = check(entry, JsonRpc(s))  # read-only chain queries, never a signature
         out["onchain"] = chain
         if chain["state"] == "expired_unused" and not found and journal.get(entry["id"]).get("status") in ("sent", "unknown"):
             journal.update(entry["id"], "expired", reason=f"reconciled: never used on chain ({chain.get('query')}) and no longer valid")

@@ -16,12 +16,19 @@ What is asked, per scheme (``Signed.nonce`` says what the journal holds):
 EIP-3009        token ``authorizationState(payer, nonce)`` (bytes32 nonce)
 direct permit   token ``nonces(owner) > nonce`` (nonce journalled as ``"<nonce>:<deadline>"``)
 Permit2         Permit2 ``nonceBitmap(owner, nonce >> 8)`` bit ``nonce & 0xff``
-Solana          ``getSignatureStatuses([payer signature])``; only conclusive when the payer's
-                signature is the transaction id (the payer is the fee payer): with a
-                facilitator fee payer the id is the facilitator's signature, unknown here,
-                and a missing status proves nothing
+Solana          ``getSignatureStatuses([payer signature])`` (conclusive when the payer's
+                signature is the transaction id, i.e. the payer pays the fee); otherwise the
+                transaction id is the facilitator's signature, unknown here, so: first
+                ``isBlockhashValid(its blockhash)``, then the payer's token account history,
+                ``getSignaturesForAddress(source)`` back to just before the payment was signed,
+                and ``getTransaction`` of each until one carries the payer's signature
 MPP (Tempo)     ``eth_getTransactionReceipt(expected_tx_hash)``
 ==============  ==========================================================================
+
+The Solana search is conclusive because the transfer must write the payer's source token account,
+so a landed payment is in that account's history; the blockhash is asked *before* the search, so a
+blockhash already dead then means nothing can land after the search. While the blockhash is still
+valid, "not found" is ``unused`` (it may still land), whatever the client's own estimate says.
 
 EVM reads first check ``eth_chainId``: an RPC pointed at another chain answers "unused" for
 everything, and "unused + expired" is what tells the user paying again is safe.
@@ -40,6 +47,10 @@ SEL_NONCE_BITMAP = bytes.fromhex("4fe02b44")  # nonceBitmap(address,uint256)
 PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 
 STATES = ("used", "unused", "expired_unused", "unknown")
+# The Solana history search reads at most this many pages / transactions before giving up ("unknown").
+SOL_HISTORY_PAGES = 5
+SOL_HISTORY_TXS = 60
+SOL_PAGE = 100
 
 
 def _now() -> float:
@@ -114,10 +125,9 @@ def _consumed(entry: dict, rpc, scheme: str) -> tuple[bool | None, str, dict]:
                 # A transaction that failed on chain moved nothing and can never run again.
                 return False, how, {"failed": True, "err": status.get("err")}
             return True, how, {"confirmation_status": status.get("confirmationStatus")}
-        if not _payer_signs_first(entry):
-            return None, how, {"reason": "the transaction id is the fee payer's signature, which this client does not know; "
-                                         "no status for the payer's signature proves nothing"}
-        return False, how, {}
+        if _payer_signs_first(entry):
+            return False, how, {}
+        return _svm_history(entry, rpc, network, nonce)
     if scheme == "mpp_tempo":
         tx = entry.get("expected_tx_hash")
         if not tx:
@@ -132,17 +142,85 @@ def _consumed(entry: dict, rpc, scheme: str) -> tuple[bool | None, str, dict]:
     raise ComputeError(f"No on-chain check for scheme {scheme}.", code="unsupported_scheme")
 
 
+def _stored_svm_tx(entry: dict):
+    """The signed Solana transaction the journal holds (the payment payload), decoded."""
+    import base64
+
+    from solders.transaction import VersionedTransaction
+
+    from .challenge import b64_json
+
+    doc = b64_json(entry["payment_header_value"], entry.get("payment_header_name") or "X-PAYMENT")
+    return VersionedTransaction.from_bytes(base64.b64decode(doc["payload"]["transaction"]))
+
+
+def _epoch(iso: Any) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _svm_history(entry: dict, rpc, network: str, payer_sig: str) -> tuple[bool | None, str, dict]:
+    """Find the payer's signature among the transactions of its source token account (module doc)."""
+    if not all(callable(getattr(rpc, m, None)) for m in ("sol_blockhash_valid", "sol_signatures_for_address", "sol_transaction")):
+        return None, "getSignaturesForAddress", {"reason": "this RPC client cannot read Solana history"}
+    try:
+        tx = _stored_svm_tx(entry)
+    except Exception:
+        return None, "getSignaturesForAddress", {"reason": "the journal does not hold a readable signed transaction"}
+    from .schemes.svm_exact import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
+
+    msg = tx.message
+    keys = [str(k) for k in msg.account_keys]
+    # The TransferChecked instruction's first account is the source: the payer's token account.
+    transfer = next((ix for ix in msg.instructions if keys[ix.program_id_index] in (TOKEN_PROGRAM, TOKEN_2022_PROGRAM)
+                     and bytes(ix.data)[:1] == b"\x0c" and len(bytes(ix.accounts)) >= 4), None)
+    if transfer is None:
+        return None, "getSignaturesForAddress", {"reason": "the journalled transaction has no TransferChecked"}
+    source = keys[bytes(transfer.accounts)[0]]
+    blockhash = str(msg.recent_blockhash)
+    how = f"isBlockhashValid({blockhash}); getSignaturesForAddress({source}) + getTransaction"
+    alive = rpc.sol_blockhash_valid(network, blockhash)     # asked first: see the module doc
+    signed_at = _epoch(entry.get("created_at"))
+    cutoff = signed_at - 120 if signed_at else None          # nothing signed then can be older (clock skew allowance)
+    before, fetched = None, 0
+    for _ in range(SOL_HISTORY_PAGES):
+        page = rpc.sol_signatures_for_address(network, source, before=before, limit=SOL_PAGE)
+        for item in page:
+            bt = item.get("blockTime")
+            if cutoff is not None and isinstance(bt, (int, float)) and bt < cutoff:
+                return _not_found(how, alive, fetched)
+            if fetched >= SOL_HISTORY_TXS:
+                return None, how, {"reason": f"the payer's token account has more than {SOL_HISTORY_TXS} transactions "
+                                             "since the payment was signed; the search stopped"}
+            got = rpc.sol_transaction(network, item["signature"])
+            fetched += 1
+            sigs = (((got or {}).get("transaction") or {}).get("signatures")) or []
+            if payer_sig in sigs:
+                err = ((got or {}).get("meta") or {}).get("err")
+                facts = {"transaction": item["signature"], "slot": got.get("slot")}
+                if err is not None:
+                    return False, how, {**facts, "failed": True, "err": err}
+                return True, how, facts
+        if len(page) < SOL_PAGE:
+            return _not_found(how, alive, fetched)
+        before = page[-1]["signature"]
+    return None, how, {"reason": "the payer's token account history is longer than this check reads"}
+
+
+def _not_found(how: str, alive: bool | None, fetched: int) -> tuple[bool | None, str, dict]:
+    # blockhash_valid True: it may still land (never "expired", whatever the clock says); False: it
+    # never can; None: the RPC does not say, valid_before decides.
+    return False, how, {"searched_transactions": fetched, "blockhash_valid": alive}
+
+
 def _payer_signs_first(entry: dict) -> bool:
     """Whether the stored Solana transaction's first signer (whose signature is the tx id) is the payer."""
     try:
-        import base64
-
-        from solders.transaction import VersionedTransaction
-
-        from .challenge import b64_json
-
-        doc = b64_json(entry["payment_header_value"], entry.get("payment_header_name") or "X-PAYMENT")
-        tx = VersionedTransaction.from_bytes(base64.b64decode(doc["payload"]["transaction"]))
+        tx = _stored_svm_tx(entry)
         return str(tx.message.account_keys[0]) == entry.get("payer") and str(tx.signatures[0]) == entry.get("nonce")
     except Exception:
         return False
@@ -173,8 +251,10 @@ def check(entry: dict, rpc, *, now: float | None = None) -> dict:
         return out
     if consumed:
         out["state"] = "used"
-    elif facts.get("failed"):
+    elif facts.get("failed") or facts.get("blockhash_valid") is False:
         out["state"] = "expired_unused"
+    elif facts.get("blockhash_valid") is True:
+        out["state"] = "unused"
     elif isinstance(vb, int) and vb <= now:
         out["state"] = "expired_unused"
     else:

@@ -10,8 +10,9 @@ What the schemes ask a chain (and nothing else):
   (``--create-recipient-account``): ``getBalance`` (the payer's SOL covers it), ``sendTransaction``
   (base64) and ``getSignatureStatuses`` (its confirmation) — the one write this client makes to a chain.
 - reconcile.py's read-only "did it settle?" check (``payments.onchain``): ``eth_call`` for
-  ``authorizationState`` / ``nonces`` / Permit2 ``nonceBitmap``, ``getSignatureStatuses``, and
-  ``eth_getTransactionReceipt`` on Tempo.
+  ``authorizationState`` / ``nonces`` / Permit2 ``nonceBitmap``, ``eth_getTransactionReceipt`` on
+  Tempo; on Solana ``getSignatureStatuses``, ``isBlockhashValid``, and ``getSignaturesForAddress`` +
+  ``getTransaction`` to find the payer's transfer in its token account's history.
 
 ``Rpc`` is the interface the schemes use. ``JsonRpc`` answers it from ``Settings.rpc_url(network)``;
 tests inject any object with the same methods (e.g. one that reads the sandbox's in-process chains).
@@ -63,6 +64,14 @@ class Rpc(Protocol):
 
     # Used only by reconcile.py's read-only check of an MPP payment.
     def eth_receipt(self, network: str, tx_hash: str) -> dict | None: ...
+
+    # Used only by reconcile.py's read-only check of a Solana payment.
+    def sol_blockhash_valid(self, network: str, blockhash: str) -> bool | None: ...
+
+    def sol_signatures_for_address(self, network: str, address: str, *, before: str | None = None,
+                                   limit: int = 100) -> list[dict]: ...
+
+    def sol_transaction(self, network: str, signature: str) -> dict | None: ...
 
 
 def _addr_word(address: str) -> bytes:
@@ -217,6 +226,40 @@ class JsonRpc:
         if not isinstance(value, list) or len(value) != len(signatures):
             raise ComputeError(f"{network} RPC getSignatureStatuses returned {result!r}", code="rpc_bad_result")
         return [v if isinstance(v, dict) else None for v in value]
+
+
+    def sol_blockhash_valid(self, network: str, blockhash: str) -> bool | None:
+        """``isBlockhashValid``: whether a transaction built on ``blockhash`` can still land; None when the
+        RPC does not serve the method (then the caller falls back on its own estimate)."""
+        try:
+            result = self._call(network, "isBlockhashValid", [blockhash, {"commitment": "processed"}])
+        except ComputeError as e:
+            if isinstance(e.details, dict) and e.details.get("code") == -32601:
+                return None
+            raise
+        value = result.get("value") if isinstance(result, dict) else None
+        if not isinstance(value, bool):
+            raise ComputeError(f"{network} RPC isBlockhashValid returned {result!r}", code="rpc_bad_result")
+        return value
+
+    def sol_signatures_for_address(self, network: str, address: str, *, before: str | None = None,
+                                   limit: int = 100) -> list[dict]:
+        """``getSignaturesForAddress``, newest first: ``[{signature, slot, err, blockTime, ...}]``."""
+        cfg: dict = {"limit": limit, "commitment": "confirmed"}
+        if before:
+            cfg["before"] = before
+        result = self._call(network, "getSignaturesForAddress", [address, cfg])
+        if not isinstance(result, list) or not all(isinstance(r, dict) and isinstance(r.get("signature"), str) for r in result):
+            raise ComputeError(f"{network} RPC getSignaturesForAddress returned an unexpected shape", code="rpc_bad_result")
+        return result
+
+    def sol_transaction(self, network: str, signature: str) -> dict | None:
+        """``getTransaction`` (json encoding, versioned transactions accepted); None when unknown."""
+        result = self._call(network, "getTransaction",
+                            [signature, {"encoding": "json", "maxSupportedTransactionVersion": 0, "commitment": "confirmed"}])
+        if result is not None and not isinstance(result, dict):
+            raise ComputeError(f"{network} RPC getTransaction returned {result!r}", code="rpc_bad_result")
+        return result
 
 
 def _parse_hex_int(value: Any, network: str, method: str) -> int:
