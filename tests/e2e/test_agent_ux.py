@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import socket
 import stat
 import subprocess
 from datetime import timedelta
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import clean_env, import_lib, run_script
+from tests.helpers import clean_env, closed_port_url, fail, import_lib, ok, run_script
 
 import_lib()
 from x402_compute.instances import parse_time  # noqa: E402
@@ -27,20 +26,6 @@ from x402_compute.instances import parse_time  # noqa: E402
 A100_SLICE = "vcg-a100-1c-2g-6gb"
 NVIDIA_A100_GB = 80  # NVIDIA's A100 datasheet; Vultr deploys the 80 GB model
 WAIT = ("--wait-timeout", "60", "--poll-interval", "0.3")
-
-
-def ok(res):
-    code, doc, err = res
-    assert code == 0 and doc["ok"] is True, (code, doc, err)
-    return doc
-
-
-def fail(res, exit_code, error_code=None):
-    code, doc, err = res
-    assert code == exit_code and doc["ok"] is False, (code, doc, err)
-    if error_code:
-        assert doc["error"]["code"] == error_code, doc["error"]
-    return doc["error"]
 
 
 def sandbox_plans() -> list[dict]:
@@ -62,12 +47,7 @@ def public_env(sandbox, tmp_path):
 
 @pytest.fixture
 def dead_env(tmp_path):
-    """A closed port: a script that sends anything fails with network_error (exit 1), not exit 2."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return clean_env({"COMPUTE_BASE_URL": f"http://127.0.0.1:{port}", "PRIVATE_KEY": "0x" + "11" * 32}, home=tmp_path)
+    return clean_env({"COMPUTE_BASE_URL": closed_port_url(), "PRIVATE_KEY": "0x" + "11" * 32}, home=tmp_path)
 
 
 @pytest.fixture

@@ -6,19 +6,20 @@ The section lists, per script, every output field as a path (`plans[].gpu_fracti
 with and without --quote, destroy, credits), and their JSON is walked: every documented field
 must appear in some run, and every field a run prints must be documented. A field documented as
 "as in `<script>` `<path>`" is checked against that other entry (the ssh block, plan rows); one
-documented as the API's answer "unchanged" is not looked into."""
+documented as the API's answer "unchanged" is not looked into. "Every script" lists the
+top-level fields all scripts print."""
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import BUNDLE, clean_env, run_script
 
 API_MD = BUNDLE / "references" / "api.md"
+EVERY = "*"  # fields of "### Every script": printed by each script
 ALIAS_RE = re.compile(r"as in `([a-z_]+\.py)` `([^`]+)`")
 ROW_RE = re.compile(r"^\| `([a-z_][a-z0-9_.\[\]]*)` \| (.*) \|$")
 
@@ -30,9 +31,9 @@ def documented() -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], tupl
     fields: dict[tuple[str, str], str] = {}
     script = None
     for line in section.splitlines():
-        m = re.match(r"^### `([a-z_]+\.py)`$", line)
+        m = re.match(r"^### (?:`([a-z_]+\.py)`|(Every script))$", line)
         if m:
-            script = m.group(1)
+            script = m.group(1) or EVERY
             continue
         m = ROW_RE.match(line)
         if m and script:
@@ -54,8 +55,7 @@ class Observed:
     def add(self, script: str, doc: dict, where: str) -> dict:
         assert doc.get("ok") is True, (script, where, doc)
         for k, v in doc.items():
-            if k != "ok":
-                self._walk(script, k, v, f"{script} {where}")
+            self._walk(EVERY if (EVERY, k) in self.fields else script, k, v, f"{script} {where}")
         return doc
 
     def _walk(self, ns: str, path: str, value, where: str) -> None:
@@ -83,6 +83,7 @@ def test_the_section_parses_and_covers_the_fields_the_issue_names():
     assert ("list_instances.py", "instances[].ssh") in aliases  # list rows carry the ssh block
     assert all((s, p.removesuffix("[]")) in fields for s, p in aliases.values()), "an alias points to an undocumented entry"
     assert ("instance_details.py", "instance.raw") in opaque
+    assert (EVERY, "ok") in fields
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import clean_env, run_script
+from tests.helpers import clean_env, closed_port_url, fail, ok, run_script
 
 MISSING = "3f1c2a9e-0000-4000-8000-00000000dead"
 PLAN, REGION, OS_ID = "vc2-1c-2gb", "ewr", 2284
@@ -91,34 +91,12 @@ def wait_running(env, iid, timeout=20.0) -> dict:
         time.sleep(0.3)
 
 
-def ok(result):
-    code, doc, err = result
-    assert code == 0 and doc["ok"] is True, (code, doc, err)
-    return doc
-
-
-def fail(result, exit_code, error_code=None):
-    code, doc, err = result
-    assert code == exit_code and doc["ok"] is False, (code, doc, err)
-    e = doc["error"]
-    assert set(e) >= {"code", "message", "status", "details", "retryable"}
-    if error_code:
-        assert e["code"] == error_code, e
-    return e
-
-
 @pytest.fixture
 def dead_url_env(tmp_path):
     """An env pointing at a closed port: a script that reaches the network fails with network_error."""
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
     from eth_account import Account
 
-    return clean_env({"COMPUTE_BASE_URL": f"http://127.0.0.1:{port}", "PRIVATE_KEY": Account.create().key.hex(), "COMPUTE_API_KEY": "x402c_unused0000"}, home=tmp_path)
+    return clean_env({"COMPUTE_BASE_URL": closed_port_url(), "PRIVATE_KEY": Account.create().key.hex(), "COMPUTE_API_KEY": "x402c_unused0000"}, home=tmp_path)
 
 
 # -- catalog ----------------------------------------------------------------------------
