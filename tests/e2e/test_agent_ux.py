@@ -277,3 +277,27 @@ def test_ssh_key_auto_creates_one_key_sends_it_and_ssh_uses_it(sandbox, paying_e
     # An instance made without it gets no -i.
     plain = ok(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--yes", "--wait", *WAIT, env=env))
     assert "identity_file" not in plain["ssh"] and "-i" not in shlex.split(plain["ssh"]["command"])
+
+
+# -- an API key alone (what SKILL.md promises) -------------------------------------------------------
+
+def test_an_api_key_alone_manages_and_spends_credits_but_never_pays(sandbox, paying_env, tmp_path):
+    env = paying_env
+    ok(run_script("credits_topup.py", "--amount", "1", "--yes", env=env))
+    key = ok(run_script("create_api_key.py", "--label", "routine", "--show", env=env))["api_key"]
+    key_only = clean_env({"COMPUTE_BASE_URL": sandbox.base_url, "COMPUTE_API_KEY": key, "COMPUTE_AUTH_MODE": "api-key"}, home=tmp_path / "key")
+    orders_before = len(sandbox.app.store.all_orders())
+
+    # Paying needs a wallet: refused before anything is sent, no order made.
+    e = fail(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--yes", env=key_only), 2, "config_error")
+    assert "wallet" in e["message"].lower() and len(sandbox.app.store.all_orders()) == orders_before
+    fail(run_script("create_api_key.py", env=key_only), 2, "config_error")  # keys need a wallet signature
+
+    # Prepaid credits can be spent with the key, and the key manages and destroys what it sees.
+    doc = ok(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--use-credits", "--yes", env=key_only))
+    assert doc["payment"]["method"] == "credits" and doc["payment"]["tx_hash"] is None
+    iid = doc["order"]["id"]
+    assert any(r["id"] == iid for r in ok(run_script("list_instances.py", env=key_only))["instances"])
+    assert ok(run_script("credits_balance.py", env=key_only))["balance_usd"] == "0.75"  # 1.00 - 24 h × 0.0104
+    gone = ok(run_script("destroy_instance.py", iid, "--yes", env=key_only))
+    assert gone["instance"]["state"] == "destroyed" and sandbox.app.store.get_order(iid)["status"] == "destroyed"
