@@ -9,7 +9,6 @@ checked before any request.
 """
 
 from x402_compute import cli, plans
-from x402_compute.client import PLAN_TYPES
 from x402_compute.commands import catalog
 
 p = cli.parser(
@@ -23,7 +22,7 @@ p = cli.parser(
         "python scripts/browse_plans.py --provider digitalocean --max-hourly 0.05"
     ),
 )
-p.add_argument("--type", choices=PLAN_TYPES, help="vps (cloud), vhp (high performance), vdc (dedicated CPU), vcg (GPU)")
+p.add_argument("--type", choices=plans.PLAN_TYPES, help="vps (cloud), vhp (high performance), vdc (dedicated CPU), vcg (GPU)")
 p.add_argument("--provider", choices=sorted(plans.PROVIDER_ALIASES), help="vultr or digitalocean (do)")
 p.add_argument("--region", help="only plans offered in this region id (see browse_regions.py)")
 catalog.add_place_filters(p)

@@ -13,7 +13,7 @@ from .config import Settings
 from .errors import ComputeError
 from .http import Response, Transport, api_error
 
-PLAN_TYPES = ("vps", "vhp", "vdc", "vcg")
+from .plans import PLAN_TYPES
 
 
 class ComputeClient:

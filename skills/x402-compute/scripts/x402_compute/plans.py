@@ -14,6 +14,8 @@ from typing import Any, Iterable
 from .money import to_decimal, usd
 
 PROVIDERS = ("vultr", "digitalocean")
+# The API's plan types (`GET /compute/plans?type=`): cloud VPS, high performance, dedicated CPU, GPU.
+PLAN_TYPES = ("vps", "vhp", "vdc", "vcg")
 # The provider CLIs users know say "do"; accept it as a spelling of digitalocean.
 PROVIDER_ALIASES = {"do": "digitalocean", "digitalocean": "digitalocean", "vultr": "vultr"}
 
@@ -178,7 +180,7 @@ def regions_in(regions: Iterable[dict], *, country: str | None = None, continent
             raise UsageError(
                 f"No region is in {field} {want!r}.",
                 code=f"unknown_{field}",
-                details={f"known_{field}s": known},
+                details={"known_countries" if field == "country" else "known_continents": known},
                 hint=f"{flag} takes one of: {', '.join(known)}." if known else "The API lists no regions.",
             )
         rows = matched
