@@ -21,7 +21,7 @@ DOCS = [BUNDLE / "SKILL.md", *sorted((BUNDLE / "references").glob("*.md"))]
 README = ROOT / "README.md"
 ALL_DOCS = [*DOCS, README]
 # Landing in parallel work; while missing they are skipped, not failed.
-PLANNED_SCRIPTS: set[str] = {"budget.py"}  # issue 10 (the lead); credits_balance.py points to it
+PLANNED_SCRIPTS: set[str] = set()
 PLANNED_ENV: set[str] = set()
 ENV_NOT_OURS = {"HTTPS_PROXY", "PIP_INDEX_URL"}
 SCRIPT_RE = re.compile(r"\b([a-z_0-9]+\.py)\b")

@@ -125,7 +125,9 @@ def test_unreachable_api_is_one_json_error(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", SCRIPT_NAMES)
-def test_help_is_fast_and_imports_no_signing_library(name, tmp_path):
+def test_help_imports_no_signing_library(name, tmp_path):
+    """What keeps --help fast is what it does not import; how fast it is, bench/ measures (a wall-clock
+    bound here failed on a loaded machine without anything being wrong)."""
     probe = (
         "import runpy, sys\n"
         f"sys.argv = [{str(SCRIPTS / name)!r}, '--help']\n"
@@ -139,16 +141,13 @@ def test_help_is_fast_and_imports_no_signing_library(name, tmp_path):
         f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
         "sys.stderr.write('PROBE ' + repr((code, heavy)) + '\\n')\n"
     )
-    t0 = time.monotonic()
     proc = _run(["-c", probe], _env(tmp_path))
-    elapsed = time.monotonic() - t0
     line = [x for x in proc.stderr.splitlines() if x.startswith("PROBE ")]
     assert line, proc.stderr
     code, heavy = eval(line[0][6:])  # noqa: S307 - our own repr
     assert code in (0, None), (code, proc.stderr)
     assert heavy == [], f"{name} --help imported {heavy}"
     assert "usage:" in proc.stdout and "exit codes:" in proc.stdout
-    assert elapsed < 3.0, f"{name} --help took {elapsed:.2f}s"
 
 
 def _silent_server() -> socket.socket:

@@ -160,7 +160,7 @@ def test_rejected_payment_is_not_retried(sandbox, tools, tmp_path):
     doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 1, "payment_rejected")
     assert "insufficient" in doc["error"]["message"].lower() or "balance" in doc["error"]["message"].lower()
     (entry,) = journal_entries(tmp_path)
-    assert entry["status"] == "rejected" and [h["status"] for h in entry["history"]] == ["sent", "rejected"]
+    assert entry["status"] == "rejected" and [h["status"] for h in entry["history"]] == ["reserved", "sent", "rejected"]
 
 
 def test_preflight_checks_before_any_402(sandbox, wallet, tmp_path):
@@ -384,9 +384,10 @@ def test_missing_recipient_account_is_created_only_on_opt_in(make_sandbox, tools
     assert ra["create_total_sol"] == cost_sol and ra["payer"] == w["solana_address"]
     assert ra["token_account"] == str(chain.ata(payee))
     assert not chain.has_ata(payee) and _sol(sb, w) == sol_before and journal_entries(tmp_path) == []
-    # A quote without the flag says what is missing and how to proceed.
-    q = ok(run_script(*args, "--quote", env=env))["quote"]
-    assert q["policy"]["ok"] is False and q["policy"]["code"] == "recipient_token_account_missing"
+    # A quote without the flag fails as paying would (exit 3), saying what is missing and how to proceed.
+    doc = fail(run_script(*args, "--quote", env=env), 3, "recipient_token_account_missing")
+    q = doc["error"]["details"]["quote"]
+    assert q["signed"] is False and q["recipient_account"]["exists"] is False and q["recipient_account"]["create"] is False
 
     # Not at a terminal, the flag still needs --yes.
     fail(run_script(*args, "--create-recipient-account", env=env, input=""), 3, "confirmation_required")
@@ -429,7 +430,9 @@ def test_created_account_is_journalled_even_if_the_payment_is_not_signed(make_sa
     from x402_compute.client import ComputeClient
     from x402_compute.config import load_settings
     from x402_compute.errors import ComputeError
+    from x402_compute.auth import AuthResolver
     from x402_compute.payments.flow import PaidCall, PaymentFlow
+    from x402_compute.payments.options import Signers
     from x402_compute.payments.policy import Limits
 
     sb = make_sandbox(recipient_atas=False)
@@ -440,13 +443,13 @@ def test_created_account_is_journalled_even_if_the_payment_is_not_signed(make_sa
     def broken_signer(offer, settings):
         raise ComputeError("signer unavailable", code="signer_failed")
 
-    flow = PaymentFlow(ComputeClient(settings), confirm=lambda q, d: None, signer=broken_signer,
+    flow = PaymentFlow(settings, AuthResolver(settings), confirm=lambda q, d: None, signers=Signers(x402=broken_signer),
                        create_recipient_account=True)
     call = PaidCall(kind="topup", path="/compute/credits/topup", body={"amount": 1, "network": "solana"},
                     network="solana", limits=Limits(settings.max_spend_usd, "test", 1_000_000, "t"),
                     terms={"summary": "t"}, journal_id="ab" * 16, auth_on_retry=True, what="Top-up")
     with pytest.raises(ComputeError) as e:
-        flow.run(call)
+        flow.run(call, ComputeClient(settings))
     created = e.value.details["recipient_account_created"]
     assert sb.facilitator.chain("solana").has_ata(sb.facilitator.payee("solana"))
     (entry,) = journal_entries(tmp_path)

@@ -154,7 +154,9 @@ from decimal import Decimal  # noqa: E402
 from x402_compute.config import load_settings  # noqa: E402
 from x402_compute.errors import NetworkError, PaymentOutcomeUnknown, PaymentRequired  # noqa: E402
 from x402_compute.http import Response  # noqa: E402
+from x402_compute.auth import AuthResolver  # noqa: E402
 from x402_compute.payments.flow import PaidCall, PaymentFlow  # noqa: E402
+from x402_compute.payments.options import Signers  # noqa: E402
 from x402_compute.payments.journal import Journal, new_id  # noqa: E402
 from x402_compute.payments.policy import Limits  # noqa: E402
 
@@ -162,16 +164,12 @@ from x402_compute.payments.policy import Limits  # noqa: E402
 class FakeClient:
     """Answers ``send`` from a script of responses and records every request."""
 
+    env: dict = {}
+
     def __init__(self, tmp_path, answers):
-        self.settings = load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path), "COMPUTE_BASE_URL": "http://127.0.0.1:9"})
+        self.settings = load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path), "COMPUTE_BASE_URL": "http://127.0.0.1:9", **self.env})
         self.answers = list(answers)
         self.sent = []
-
-    @property
-    def auth(self):
-        from x402_compute.errors import ConfigError
-
-        raise ConfigError("no auth configured")
 
     def send(self, method, path, *, raw_body=None, auth=None, headers=None, **kw):
         self.sent.append({"method": method, "path": path, "body": raw_body, "headers": dict(headers or {})})
@@ -193,11 +191,11 @@ def run_flow(tmp_path, answers, network="base"):
         signs.append(offer)
         return Signed(payload={"n": len(signs)}, payer="0xme", nonce=f"0x{len(signs)}")
 
-    flow = PaymentFlow(client, confirm=lambda q, d: None, signer=signer)
+    flow = PaymentFlow(client.settings, AuthResolver(client.settings), confirm=lambda q, d: None, signers=Signers(x402=signer))
     call = PaidCall(kind="provision", path="/compute/provision", body={"plan": "p", "label": "x"}, network=network,
                     limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id())
     try:
-        return flow.run(call), client, signs, None
+        return flow.run(call, client), client, signs, None
     except Exception as e:  # noqa: BLE001
         return None, client, signs, e
 
@@ -323,20 +321,16 @@ def test_v1_requirement_with_a_json_float_is_journalled_and_paid(tmp_path):
 
 
 class _AuthedClient(FakeClient):
-    @property
-    def auth(self):
-        from x402_compute.auth import ApiKeyAuth
-
-        return ApiKeyAuth("x402c_test")
+    env = {"COMPUTE_API_KEY": "x402c_test"}
 
 
 def test_credits_without_a_catalog_price_are_refused_before_sending(tmp_path):
     # No 402 states the amount on the credits path: without a price the cap could not hold.
     client = _AuthedClient(tmp_path, [])
-    flow = PaymentFlow(client, confirm=lambda q, d: None, signer=lambda o, s: None)
+    flow = PaymentFlow(client.settings, AuthResolver(client.settings), confirm=lambda q, d: None, signers=Signers(x402=lambda o, s: None))
     call = PaidCall(kind="extend", path="/compute/instances/i/extend", body={"extend_hours": 24, "use_credits": True},
                     network="base", limits=Limits(Decimal(25), "default", None), terms={}, journal_id=new_id(),
                     use_credits=True)
     with pytest.raises(PolicyError) as e:
-        flow.run(call)
+        flow.run(call, client)
     assert e.value.code == "price_unknown" and client.sent == [] and Journal(tmp_path).list() == []

@@ -20,7 +20,9 @@ import_lib()
 from x402_compute.config import load_settings  # noqa: E402
 from x402_compute.errors import NetworkError, PaymentOutcomeUnknown, PaymentRequired, PolicyError  # noqa: E402
 from x402_compute.http import Response  # noqa: E402
+from x402_compute.auth import AuthResolver  # noqa: E402
 from x402_compute.payments.flow import PaidCall, PaymentFlow  # noqa: E402
+from x402_compute.payments.options import Signers  # noqa: E402
 from x402_compute.payments.journal import Journal, new_id  # noqa: E402
 from x402_compute.payments.policy import Limits  # noqa: E402
 from x402_compute.payments.schemes.mpp_tempo import MppSigned  # noqa: E402
@@ -50,20 +52,30 @@ class FakeClient:
         self.answers = list(answers)
         self.sent = []
 
-    @property
-    def auth(self):
-        from x402_compute.errors import ConfigError
-        raise ConfigError("no auth configured")
-
-    def auth_for_instance(self, iid):
-        return self.auth
-
     def send(self, method, path, *, raw_body=None, auth=None, headers=None, **kw):
         self.sent.append({"method": method, "path": path, "body": raw_body, "headers": dict(headers or {})})
         a = self.answers.pop(0)
         if isinstance(a, Exception):
             raise a
         return a
+
+
+class NoManagementAuth(AuthResolver):
+    """A wallet that pays, but no management credential (the scripted server asks for none)."""
+
+    def default(self):
+        from x402_compute.errors import ConfigError
+        raise ConfigError("no auth configured")
+
+
+def make_flow(client, *, x402_signer=None, mpp_signer=None, auths=None, **kw):
+    signers = Signers()
+    if x402_signer is not None:
+        signers.x402 = x402_signer
+    if mpp_signer is not None:
+        signers.mpp = mpp_signer
+    return PaymentFlow(client.settings, auths or NoManagementAuth(client.settings), confirm=lambda q, d: None,
+                       signers=signers, **kw)
 
 
 def r402(headers, body=None):
@@ -85,12 +97,12 @@ def run(tmp_path, answers, *, pay="auto", private_key=KEY, network="base", expec
     def x402_signer(offer, settings):
         raise AssertionError("x402 must not be signed here")
 
-    flow = PaymentFlow(client, confirm=lambda q, d: None, pay=pay, signer=x402_signer, mpp_signer=mpp_signer)
+    flow = make_flow(client, pay=pay, x402_signer=x402_signer, mpp_signer=mpp_signer)
     call = PaidCall(kind="provision", path="/compute/provision", body={"plan": "p", "label": "x"}, network=network,
                     network_explicit=network_explicit, limits=Limits(Decimal(25), "default", expected), terms={},
                     journal_id=new_id())
     try:
-        return flow.run(call), client, signs, None
+        return flow.run(call, client), client, signs, None
     except Exception as e:  # noqa: BLE001
         return None, client, signs, e
 
@@ -187,11 +199,10 @@ def test_pay_mpp_without_an_mpp_offer(tmp_path):
 
 def test_extend_via_mpp_without_management_auth_refuses_before_signing(tmp_path):
     client = FakeClient(tmp_path, [r402({"WWW-Authenticate": mpp_header()})])
-    flow = PaymentFlow(client, confirm=lambda q, d: None, pay="mpp",
-                       mpp_signer=lambda *a, **k: pytest.fail("signed without auth"))
+    flow = make_flow(client, pay="mpp", mpp_signer=lambda *a, **k: pytest.fail("signed without auth"))
     call = PaidCall(kind="extend", path="/compute/instances/i/extend", body={"extend_hours": 24}, network="base",
                     limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id(),
                     context={"instance_id": "i"}, what="Extend")
     with pytest.raises(Exception) as e:
-        flow.run(call)
+        flow.run(call, client)
     assert getattr(e.value, "code", None) == "auth_required"

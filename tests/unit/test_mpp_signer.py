@@ -30,13 +30,14 @@ from x402_compute.config import load_settings  # noqa: E402
 from x402_compute.errors import PolicyError  # noqa: E402
 from x402_compute.http import Response  # noqa: E402
 from x402_compute.payments import challenge as ch  # noqa: E402
-from x402_compute.payments.flow import PaidCall, PaymentFlow  # noqa: E402
+from x402_compute.payments.flow import PaidCall  # noqa: E402
 from x402_compute.payments.journal import new_id  # noqa: E402
 from x402_compute.payments.policy import Limits  # noqa: E402
 from x402_compute.payments.schemes.mpp_tempo import sign_mpp  # noqa: E402
 from x402_compute.wallets import ows as ows_wallets  # noqa: E402
 
 from tests.unit.test_mpp_flow import FakeClient as FlowFakeClient  # noqa: E402
+from tests.unit.test_mpp_flow import make_flow  # noqa: E402
 
 EVM_KEY = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 EVM_ADDR = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -175,11 +176,11 @@ def pay_through_flow(settings, header):
     receipt = b64url({"method": "tempo", "reference": "0xabc", "status": "success", "timestamp": "2026-01-01T00:00:00.000Z"})
     ok = Response(201, {"Payment-Receipt": receipt}, json.dumps({"order": {"id": "o1"}}).encode())
     client = FakeClient(settings, [Response(402, {"WWW-Authenticate": header}, b"{}"), ok])
-    flow = PaymentFlow(client, confirm=lambda q, d: None, pay="mpp")  # the real signer: sign_mpp
+    flow = make_flow(client, pay="mpp")  # the real signer: sign_mpp
     call = PaidCall(kind="provision", path="/compute/provision", body={"plan": "p", "label": "x"}, network="base",
                     limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id())
     try:
-        return flow.run(call), client, None
+        return flow.run(call, client), client, None
     except Exception as e:  # noqa: BLE001
         return None, client, e
 
@@ -214,10 +215,10 @@ def test_auto_pays_mpp_from_an_ows_wallet_when_it_is_the_only_offer(tmp_path, va
     only_mpp = Response(402, {"WWW-Authenticate": header}, b"{}")
     receipt = b64url({"method": "tempo", "reference": "0xabc", "status": "success", "timestamp": "2026-01-01T00:00:00.000Z"})
     client = FakeClient(settings, [only_mpp, only_mpp, Response(201, {"Payment-Receipt": receipt}, b'{"order":{"id":"o"}}')])
-    flow = PaymentFlow(client, confirm=lambda q, d: None, pay="auto")
+    flow = make_flow(client, pay="auto")
     call = PaidCall(kind="provision", path="/compute/provision", body={"plan": "p", "label": "x"}, network="base",
                     limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id())
-    res = flow.run(call)
+    res = flow.run(call, client)
     assert res.method == "mpp" and client.sent[-1]["headers"]["Authorization"] == ref_auth
 
 

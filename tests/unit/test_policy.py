@@ -84,7 +84,11 @@ def test_price_mismatch_with_one_cent_tolerance():
 def test_unknown_asset_and_scheme():
     assert code_of(lambda: check_offer(offer(asset="0x0000000000000000000000000000000000000bad"), limits())) == "unknown_asset"
     assert code_of(lambda: check_offer(offer("solana", asset=MINT.lower(), pay_to="x"), limits())) == "unknown_asset"  # base58 is case-sensitive
-    check_offer(offer("solana", asset=MINT, pay_to="x"), limits())
+    check_offer(offer("solana", asset=MINT, pay_to="11111111111111111111111111111111"), limits())
+    for bad in ("x", "0x" + "ab" * 20, "0" * 44):  # not a 32-byte base58 key: refused before any pin
+        assert code_of(lambda: check_offer(offer("solana", asset=MINT, pay_to=bad), limits())) == "bad_payee"
+    for bad in ("x", "0x1234", "0x" + "zz" * 20, MINT):
+        assert code_of(lambda: check_offer(offer("base", pay_to=bad), limits())) == "bad_payee"
     check_offer(offer(asset=USDC.lower()), limits())  # EVM hex is not
     assert code_of(lambda: check_offer(offer(scheme="upto"), limits())) == "unsupported_scheme"
     o = offer()

@@ -49,6 +49,7 @@ class Auth(Protocol):
 
 class NoAuth:
     identity = "none"
+    label = "none"
 
     def headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
         return {}
@@ -57,11 +58,12 @@ class NoAuth:
 class ApiKeyAuth:
     identity = "api-key"
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *, label: str = "api-key") -> None:
         from .redact import register
 
         register(key)
         self._key = key
+        self.label = label  # "api-key", or "management-key" for an instance's own key from an MPP provision
 
     @property
     def last4(self) -> str:
@@ -88,6 +90,13 @@ class SignatureAuth:
         self.chain = chain
         self._clock = clock
         self._nonce = nonce_factory
+
+    @property
+    def label(self) -> str:
+        """Which credential signs, as the scripts' ``auth`` field says it: ``wallet:base``,
+        ``wallet:solana`` or ``ows:<wallet>``."""
+        name = getattr(self.signer, "wallet_name", None)
+        return f"ows:{name}" if name is not None else f"wallet:{self.chain}"
 
     @property
     def address(self) -> str:
@@ -135,3 +144,120 @@ def management_auth(settings, *, require_signature: bool = False) -> Auth:
 
         raise ConfigError("COMPUTE_AUTH_MODE=api-key but no API key is configured.", hint="Set COMPUTE_API_KEY.")
     return signature_auth(settings)
+
+
+class AuthResolver:
+    """Who signs a request, decided in one place.
+
+    It owns the account-wide credential (an API key, else the wallet of ``COMPUTE_AUTH_CHAIN``), the
+    per-instance management key an MPP provision returned, the wallet that paid for an instance
+    (an x402 order belongs to the paying wallet: the paid request carries no management auth), and
+    the rules for the unpaid probe and the paid request of a payment. Auth objects are built once
+    and reused; the state folder is read here and nowhere else in the client.
+    """
+
+    def __init__(self, settings, state=None) -> None:
+        from .state import State
+
+        self.settings = settings
+        self.state = state if state is not None else State(settings.state_dir)
+        self._default: Auth | None = None
+        self._signature: Auth | None = None
+        self._chain: dict[str, Auth] = {}
+
+    # -- the account-wide credential ------------------------------------------------------------
+    def default(self) -> Auth:
+        """The API key when one is configured, else wallet signatures; ConfigError when neither."""
+        if self._default is None:
+            self._default = management_auth(self.settings)
+        return self._default
+
+    def signature(self) -> Auth:
+        """Wallet signatures only (creating and revoking API keys accept nothing else)."""
+        if self._signature is None:
+            self._signature = management_auth(self.settings, require_signature=True)
+        return self._signature
+
+    def for_chain(self, chain: str) -> Auth:
+        if chain not in self._chain:
+            self._chain[chain] = signature_auth(self.settings, chain)
+        return self._chain[chain]
+
+    def listing(self) -> list[Auth]:
+        """Every identity whose instances a listing must show: with raw EVM and Solana keys and no
+        API key, each wallet owns what it paid for, so both are asked."""
+        auths = [self.default()]
+        s = self.settings
+        if not s.api_key and s.private_key and s.solana_secret_key and not s.env.get("COMPUTE_AUTH_CHAIN"):
+            auths.append(self.for_chain("base" if (s.auth_chain or "base") == "solana" else "solana"))
+        return auths
+
+    # -- one instance ---------------------------------------------------------------------------
+    def for_instance(self, instance_id: str | None) -> Auth:
+        """An instance's own management key (from an MPP provision) when no account-wide credential
+        is configured; the wallet that paid for it when that is not the default signer; else the default."""
+        if not instance_id:
+            return self.default()
+        s = self.settings
+        if not s.api_key:
+            key = self.state.instance_key(instance_id)
+            if key and not (s.private_key or s.solana_secret_key or s.ows_wallet):
+                return ApiKeyAuth(key, label="management-key")
+            owner = self.state.owner(instance_id)
+            if owner and owner["chain"] != (s.auth_chain or "base") and self._has_wallet(owner["chain"]):
+                return self.for_chain(owner["chain"])
+        return self.default()
+
+    def _has_wallet(self, chain: str) -> bool:
+        s = self.settings
+        return bool(s.solana_secret_key if chain == "solana" else s.private_key) or bool(s.ows_wallet)
+
+    def remember_owner(self, instance_id: str, network: str, payer: str) -> None:
+        """Record that the wallet which paid on ``network`` owns ``instance_id``."""
+        from .networks import NETWORKS
+
+        net = NETWORKS.get(network)
+        if net and instance_id and payer:
+            self.state.remember_owner(instance_id, "solana" if net.family == "svm" else "base", payer)
+
+    # -- a payment's two requests ---------------------------------------------------------------
+    def probe(self, instance_id: str | None, *, required: bool) -> Auth:
+        """The unpaid request: the instance's credential when the call concerns one (extend), else
+        the default; no auth at all when none is configured and the call does not need it."""
+        from .errors import ConfigError
+
+        try:
+            return self.for_instance(instance_id)
+        except ConfigError:
+            if required:
+                raise
+            return NoAuth()
+
+    def paid(self, probe_auth: Auth, *, method: str, instance_id: str | None, needs_identity: bool) -> Auth:
+        """The request that carries the payment (``method``: x402 | mpp | credits).
+
+        - credits: the request itself spends the account's credits, so it needs the account.
+        - MPP on an existing instance or on anything needing an identity: the MPP credential does
+          not say whose instance this is, so management auth goes along (ConfigError without one).
+        - an API key goes on both requests (the order binds to it);
+        - otherwise signature auth is dropped (the probe spent its nonce; the payment names the
+          payer, who then owns the order), unless the call needs an identity: then fresh headers.
+        """
+        from .errors import ConfigError
+
+        if method == "credits":
+            return self.probe(instance_id, required=True)
+        if method == "mpp" and (needs_identity or instance_id):
+            try:
+                return self.for_instance(instance_id)
+            except ConfigError:
+                raise ConfigError(
+                    "Paying through MPP here needs management auth: the MPP payment does not identify the owner.",
+                    code="auth_required",
+                    hint="Set COMPUTE_API_KEY (or keep the saved per-instance key from an MPP provision), or PRIVATE_KEY for signed auth.",
+                ) from None
+        if isinstance(probe_auth, ApiKeyAuth):
+            return probe_auth
+        if needs_identity and not isinstance(probe_auth, NoAuth):
+            return probe_auth
+        return NoAuth()

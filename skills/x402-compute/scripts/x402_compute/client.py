@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .auth import Auth, encode_body, management_auth
+from .auth import Auth, AuthResolver, NoAuth, encode_body
 from .config import Settings
 from .errors import ComputeError
 from .http import Response, Transport, api_error
@@ -20,58 +20,24 @@ class ComputeClient:
     def __init__(self, settings: Settings, *, transport: Transport | None = None, verbose: bool = False) -> None:
         self.settings = settings
         self.transport = transport or Transport(settings.base_url, timeout=settings.timeout, verbose=verbose)
-        self._auth: Auth | None = None
-        self._sig_auth: Auth | None = None
-        self._chain_auth: dict[str, Auth] = {}
+        self.auths = AuthResolver(settings)
+        self.last_auth: str | None = None  # the credential of the last request (the scripts' "auth" field)
 
     # -- plumbing -----------------------------------------------------------------
     @property
     def auth(self) -> Auth:
-        if self._auth is None:
-            self._auth = management_auth(self.settings)
-        return self._auth
+        """The account-wide credential (see ``AuthResolver``)."""
+        return self.auths.default()
 
     @property
     def signature_auth(self) -> Auth:
-        if self._sig_auth is None:
-            self._sig_auth = management_auth(self.settings, require_signature=True)
-        return self._sig_auth
+        return self.auths.signature()
 
     def auth_for_instance(self, instance_id: str) -> Auth:
-        """A per-instance management key (saved from an MPP provision) wins when
-        no account-wide credential is configured."""
-        from .auth import ApiKeyAuth
-        from .state import State
-
-        if not self.settings.api_key:
-            state = State(self.settings.state_dir)
-            key = state.instance_key(instance_id)
-            if key and not (self.settings.private_key or self.settings.solana_secret_key or self.settings.ows_wallet):
-                return ApiKeyAuth(key)
-            owner = state.owner(instance_id)
-            if owner and owner["chain"] != (self.settings.auth_chain or "base") and self._has_wallet(owner["chain"]):
-                return self._auth_for_chain(owner["chain"])
-        return self.auth
-
-    def _has_wallet(self, chain: str) -> bool:
-        s = self.settings
-        return bool(s.solana_secret_key if chain == "solana" else s.private_key) or bool(s.ows_wallet)
-
-    def _auth_for_chain(self, chain: str) -> Auth:
-        from .auth import signature_auth
-
-        if chain not in self._chain_auth:
-            self._chain_auth[chain] = signature_auth(self.settings, chain)
-        return self._chain_auth[chain]
+        return self.auths.for_instance(instance_id)
 
     def remember_owner(self, instance_id: str, network: str, payer: str) -> None:
-        """Record that the wallet which paid on ``network`` owns ``instance_id``."""
-        from .networks import NETWORKS
-        from .state import State
-
-        net = NETWORKS.get(network)
-        if net and instance_id and payer:
-            State(self.settings.state_dir).remember_owner(instance_id, "solana" if net.family == "svm" else "base", payer)
+        self.auths.remember_owner(instance_id, network, payer)
 
     def send(
         self,
@@ -89,6 +55,8 @@ class ComputeClient:
         hdrs = dict(headers or {})
         if auth is not None:
             hdrs.update(auth.headers(method, path, data if data is not None else b""))
+            if not isinstance(auth, NoAuth):
+                self.last_auth = auth.label
         return self.transport.request(method, path, body=data, headers=hdrs, params=params, retry_reads=retry_reads)
 
     def call(self, method: str, path: str, what: str, *, ok: Iterable[int] = (200,), **kw) -> Any:
@@ -131,13 +99,8 @@ class ComputeClient:
     def list_instances(self) -> list[dict]:
         """Every instance of the configured identities: with raw EVM and Solana keys and no API
         key, each wallet owns what it paid for, so both are asked and the lists merged."""
-        auths = [self.auth]
-        s = self.settings
-        if not s.api_key and s.private_key and s.solana_secret_key and not s.env.get("COMPUTE_AUTH_CHAIN"):
-            other = "base" if (s.auth_chain or "base") == "solana" else "solana"
-            auths.append(self._auth_for_chain(other))
         seen: dict[str, dict] = {}
-        for auth in auths:
+        for auth in self.auths.listing():
             body = self.call("GET", "/compute/instances", "List instances", auth=auth)
             for o in body.get("instances") or body.get("orders") or []:
                 if isinstance(o, dict):
@@ -182,8 +145,9 @@ class ComputeClient:
 
     # -- paid requests (provision, extend, credits top-up) --------------------------------
     def paid(self, call, **flow_options):
-        """Run one paid request through the 402 flow (``payments.flow``): probe, offers,
-        policy, one signature, the paid retry, the journal. Returns a ``PaidResult``."""
+        """Run one paid request through the payment pipeline (``payments.flow``): the flow decides
+        every request (probe, offers, policy, budget, one signature, the paid request, the
+        journal); this client only sends them. Returns a ``PaidResult``."""
         from .payments.flow import PaymentFlow
 
-        return PaymentFlow(self, **flow_options).run(call)
+        return PaymentFlow(self.settings, self.auths, **flow_options).run(call, self)

@@ -14,6 +14,7 @@ environment, because naming a file is the more deliberate act.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -36,6 +37,10 @@ DEFAULT_RPC_URLS = {
 RPC_ENV = {net: f"{net.upper()}_RPC_URL" for net in DEFAULT_RPC_URLS}
 
 AUTH_MODES = ("auto", "private-key", "ows", "api-key")
+PAYMENT_NETWORKS = ("base", "solana", "megaeth", "robinhood", "tempo")
+DEFAULT_BUDGET_USD = 50
+DEFAULT_BUDGET_WINDOW_S = 24 * 3600
+BUDGET_WINDOW_MIN_S, BUDGET_WINDOW_MAX_S = 3600, 90 * 24 * 3600
 EVM_AUTH_CHAINS = ("base", "megaeth", "robinhood")
 
 
@@ -54,6 +59,12 @@ class Settings:
     max_spend_usd: Decimal = DEFAULT_MAX_SPEND_USD
     max_spend_source: str = "default"
     rpc_urls: dict[str, str] = field(default_factory=dict)
+    # The rolling budget over every payment (payments/budget.py): None = off.
+    budget_limit_micros: int | None = DEFAULT_BUDGET_USD * 10**6
+    budget_window_s: int = DEFAULT_BUDGET_WINDOW_S
+    budget_window: str = "24h"
+    allowed_networks: tuple[str, ...] = PAYMENT_NETWORKS
+    max_instances: int | None = None
     state_dir: Path = Path()
     timeout: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -170,6 +181,8 @@ def load_settings(
         s.max_spend_usd = parse_usd(env["COMPUTE_MAX_SPEND_USD"], "COMPUTE_MAX_SPEND_USD")
         s.max_spend_source = "COMPUTE_MAX_SPEND_USD"
 
+    _load_spend_controls(env, s)
+
     from . import redact
 
     for secret in (s.api_key, s.private_key, s.solana_secret_key):
@@ -184,6 +197,63 @@ def load_settings(
         except ValueError:
             raise ConfigError(f"COMPUTE_TIMEOUT must be seconds, got {env['COMPUTE_TIMEOUT']!r}.") from None
     return s
+
+
+def parse_window(text: str, what: str = "COMPUTE_BUDGET_WINDOW") -> int:
+    """``Nh`` or ``Nd`` (1h to 90d) in seconds."""
+    m = re.fullmatch(r"\s*([0-9]{1,4})\s*([hd])\s*", text or "")
+    seconds = int(m.group(1)) * (3600 if m.group(2) == "h" else 86400) if m else -1
+    if not BUDGET_WINDOW_MIN_S <= seconds <= BUDGET_WINDOW_MAX_S:
+        raise ConfigError(
+            f"{what} must be a window like 24h or 7d (whole hours or days, 1h to 90d), got {text!r}.",
+            code="config_error",
+            hint=f"Fix {what}, e.g. {what}=24h." if what.isupper() else "Use e.g. --window 7d.",
+        )
+    return seconds
+
+
+def _load_spend_controls(env: Mapping[str, str], s: Settings) -> None:
+    """COMPUTE_BUDGET_USD, COMPUTE_BUDGET_WINDOW, COMPUTE_ALLOWED_NETWORKS, COMPUTE_MAX_INSTANCES.
+
+    A value that cannot be read is an error naming the variable and the accepted form, never a
+    silent fallback to the default: these are the human's limits on an agent's spending. An empty
+    value is the default (``off`` is the only way to turn the budget off)."""
+    raw = (env.get("COMPUTE_BUDGET_USD") or "").strip()
+    if raw.lower() == "off":
+        s.budget_limit_micros = None
+    elif raw:
+        try:
+            limit = Decimal(raw)
+        except InvalidOperation:
+            limit = Decimal("NaN")
+        if not limit.is_finite() or limit < 0 or limit > MAX_USD:
+            raise ConfigError(
+                f"COMPUTE_BUDGET_USD must be a number of US dollars from 0 to {MAX_USD}, or off, got {raw!r}.",
+                hint="Ask the human which budget they want; e.g. COMPUTE_BUDGET_USD=50 (the default) or COMPUTE_BUDGET_USD=off.",
+            )
+        s.budget_limit_micros = int(limit * 10**6)  # whole micro-dollars, rounded down: never more than set
+    window = (env.get("COMPUTE_BUDGET_WINDOW") or "").strip()
+    if window:
+        s.budget_window_s, s.budget_window = parse_window(window), window.replace(" ", "").lower()
+    nets = (env.get("COMPUTE_ALLOWED_NETWORKS") or "").strip()
+    if nets:
+        names = [n.strip().lower() for n in nets.split(",") if n.strip()]
+        bad = [n for n in names if n not in PAYMENT_NETWORKS]
+        if bad or not names:
+            raise ConfigError(
+                f"COMPUTE_ALLOWED_NETWORKS must be a comma list of {', '.join(PAYMENT_NETWORKS)}, got {nets!r}"
+                + (f" ({', '.join(repr(b) for b in bad)} unknown)." if bad else "."),
+                hint="E.g. COMPUTE_ALLOWED_NETWORKS=base,solana; unset it to allow every network.",
+            )
+        s.allowed_networks = tuple(n for n in PAYMENT_NETWORKS if n in names)
+    limit_text = (env.get("COMPUTE_MAX_INSTANCES") or "").strip()
+    if limit_text:
+        if not re.fullmatch(r"[0-9]{1,6}", limit_text):
+            raise ConfigError(
+                f"COMPUTE_MAX_INSTANCES must be a whole number of instances (0 or more), got {limit_text!r}.",
+                hint="E.g. COMPUTE_MAX_INSTANCES=3; unset it for no limit.",
+            )
+        s.max_instances = int(limit_text)
 
 
 def resolve_auth_chain(env: Mapping[str, str], s: Settings) -> str:

@@ -124,6 +124,13 @@ class PaymentOutcomeUnknown(ComputeError):
     exit_code = EXIT_PAYMENT_UNKNOWN
 
 
+class Interrupted(ComputeError):
+    """Ctrl-C, when there is something to say with it (e.g. a payment that already settled)."""
+
+    code = "interrupted"
+    exit_code = EXIT_INTERRUPTED
+
+
 class WaitTimeout(ComputeError):
     """``--wait`` ran out of time; the resource exists and is paid for."""
 

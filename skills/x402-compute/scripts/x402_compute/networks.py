@@ -60,6 +60,25 @@ def network_key(name: str | None) -> str | None:
     return None
 
 
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def is_address(key: str, text: object) -> bool:
+    """A well-formed account address of that network's family: 0x + 40 hex on EVM chains and
+    Tempo, a base58 string of 32 bytes on Solana. (Form only: what it belongs to is the pins' job.)"""
+    if not isinstance(text, str):
+        return False
+    if NETWORKS[key].family == "svm":
+        if not 32 <= len(text) <= 44 or any(c not in _B58 for c in text):
+            return False
+        n = 0
+        for c in text:
+            n = n * 58 + _B58.index(c)
+        size = (n.bit_length() + 7) // 8 + (len(text) - len(text.lstrip("1")))
+        return size == 32
+    return len(text) == 42 and text[:2] == "0x" and all(c in "0123456789abcdefABCDEF" for c in text[2:])
+
+
 def is_canonical_asset(key: str, asset: str) -> bool:
     net = NETWORKS[key]
     if net.family == "svm":

@@ -7,22 +7,18 @@ The scripts stay thin: they add their own positional arguments and call one func
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from . import validate
 from .errors import ComputeError, ConfigError, UsageError
 from .instances import iso, parse_time, ssh_block, summary, unwrap_order
-from .money import usd, usd_to_micros
+from .money import plain, usd, usd_to_micros
 from .networks import X402_NETWORKS
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 5.0
-
-
-def usd_plain(d: Decimal) -> str:
-    """Exact dollars without trailing zeros or exponent (the same rule as payments.flow)."""
-    return format(d.normalize(), "f")
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -83,12 +79,16 @@ def duration_hours(args) -> int:
 
 
 def default_network(settings) -> str:
-    """The configured wallet decides: an EVM key pays on base, only a Solana key on solana."""
-    if settings.has_evm_key or (settings.ows_wallet and not settings.has_solana_key):
-        return "base"
-    if settings.has_solana_key:
-        return "solana"
-    return "base"
+    """The configured wallet decides: an EVM key pays on base, only a Solana key on solana; when
+    COMPUTE_ALLOWED_NETWORKS excludes that one, the first allowed network the wallet can pay on."""
+    evm = settings.has_evm_key or bool(settings.ows_wallet)
+    sol = settings.has_solana_key or bool(settings.ows_wallet)
+    preferred = "base" if settings.has_evm_key or (settings.ows_wallet and not settings.has_solana_key) else ("solana" if settings.has_solana_key else "base")
+    allowed = [n for n in settings.allowed_networks if n in X402_NETWORKS]
+    if preferred in allowed or not allowed:
+        return preferred
+    payable = [n for n in allowed if (sol if n == "solana" else evm)]
+    return (payable or allowed)[0]
 
 
 def read_ssh_key(args, ctx=None) -> str | None:
@@ -159,39 +159,8 @@ def _flow_options(ctx) -> dict:
         "accept_payee_change": a.accept_payee_change,
         "pay": getattr(a, "pay", None) or "auto",
         "create_recipient_account": bool(getattr(a, "create_recipient_account", False)),
+        "ignore_unresolved": bool(getattr(a, "ignore_unresolved", False)),
     }
-
-
-def refuse_unresolved(ctx, kind: str, target: dict) -> None:
-    """Stop before signing a second payment for an order whose first payment has an unknown
-    outcome (exit 4, or a run killed mid-flight): re-running the command is the one mistake
-    the journal cannot undo. ``target``: the terms that name the same order (plan and region,
-    the instance); every top-up matches."""
-    a = ctx.args
-    if a.quote or getattr(a, "ignore_unresolved", False):
-        return
-    from .errors import PolicyError
-    from .payments.journal import Journal
-
-    s = ctx.settings
-    for e in Journal(s.state_dir).list():
-        if e.get("kind") != kind or e.get("status") not in ("unknown", "sent"):
-            continue
-        if e.get("base_url") and e["base_url"] != s.base_url:
-            continue
-        terms = e.get("terms") or {}
-        if any(terms.get(k) != v for k, v in target.items()):
-            continue
-        raise PolicyError(
-            f"An earlier {kind} payment for this order (journal {e['id']}, {e['status']}) has an unknown outcome; "
-            "paying again could charge twice. Nothing was signed.",
-            code="unresolved_payment",
-            details={"journal_id": e["id"], "status": e["status"], "created_at": e.get("created_at"), "label": e.get("label"),
-                     "reconcile": f"python scripts/reconcile.py {e['id']}"},
-            hint=f"Run reconcile.py {e['id']}: it looks the order up and now also asks the chain whether the payment was used "
-            "(if it was never used and has expired, the entry becomes expired and paying again is allowed); --resend if the order "
-            "is not found. Only if it stays unknown and the human has checked the wallet's history, re-run with --ignore-unresolved.",
-        )
 
 
 def _limits(settings, expected_micros, what="the catalog price"):
@@ -212,6 +181,10 @@ def _quote_output(result, extra: dict | None = None):
     pol = q.get("policy")
     if isinstance(pol, dict):
         lines.append("policy: " + ", ".join(f"{k}={shown(v)}" for k, v in pol.items()))
+    b = q.get("budget")
+    if isinstance(b, dict):
+        lines.append(f"budget: {b.get('remaining_usd')} of {b.get('limit_usd')} USD per {b.get('window')} left after this payment"
+                     + (f" ({b['warning']})" if b.get("warning") else ""))
     ra = q.get("recipient_account")
     if ra and ra.get("exists") is False:
         lines.append(
@@ -222,6 +195,87 @@ def _quote_output(result, extra: dict | None = None):
     for m in q.get("mpp") or []:
         lines.append(f"mpp offer: {m['method']}/{m['intent']} {m['amount_usd']} USD on chain {m['chain_id']} to {m['recipient']}")
     return Output({"quote": q}, "\n".join(lines))
+
+
+@contextmanager
+def after_payment(result, client=None):
+    """Once a payment settled, no later failure of the run may hide it: every error raised inside
+    carries the ``payment`` block (journal id, network, amount, tx hash) and says not to pay
+    again. A malformed answer (the order cannot be identified) exits 4, like any unknown outcome;
+    a bug is never a bare internal_error; an interrupt still shows the payment."""
+    from .errors import EXIT_PAYMENT_UNKNOWN, ComputeError, Interrupted
+
+    def block() -> dict:
+        try:
+            return result.payment()
+        except Exception:  # noqa: BLE001 - the block must never be what fails
+            return {"journal_id": result.journal_id, "tx_hash": result.tx_hash, "method": result.method}
+
+    reconcile = f"python scripts/reconcile.py {result.journal_id}" if result.journal_id else None
+    dont = "The payment went through: do not pay again." + (f" Reconcile with: {reconcile}" if reconcile else "")
+    try:
+        yield
+    except ComputeError as e:
+        d = e.details if isinstance(e.details, dict) else ({} if e.details is None else {"details": e.details})
+        e.details = {**d, "payment": block(), **({"reconcile": reconcile} if reconcile else {})}
+        e.retryable = False
+        e.hint = f"{e.hint} {dont}" if e.hint else dont
+        if e.code == "bad_response":
+            e.exit_code = EXIT_PAYMENT_UNKNOWN
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted("Interrupted after the payment settled.", details={"payment": block()}, hint=dont) from None
+    except Exception as e:  # a bug after settlement: still the payment first, and never "try again"
+        err = ComputeError(
+            f"The payment settled, but handling the server's answer failed ({type(e).__name__}: {str(e)[:200]}).",
+            code="error_after_payment",
+            details={"payment": block(), **({"reconcile": reconcile} if reconcile else {})},
+            hint=dont,
+        )
+        err.exit_code = EXIT_PAYMENT_UNKNOWN
+        raise err from None
+
+
+def _paid_order(result) -> dict:
+    """The order of a settled provision; its id must be a UUID before anything uses it (a path,
+    a later request)."""
+    order = unwrap_order(result.body)
+    order["id"] = validate.server_instance_id(order.get("id"), "the paid answer's order id")
+    return order
+
+
+def _budget_out(out: dict, result) -> dict:
+    if result.budget is not None:
+        out["budget"] = result.budget
+    if result.auth:
+        out["auth"] = result.auth
+    return out
+
+
+def refuse_over_instance_limit(ctx) -> None:
+    """COMPUTE_MAX_INSTANCES: refuse a provision when the wallets already own that many live machines."""
+    s = ctx.settings
+    if s.max_instances is None:
+        return
+    from .errors import ComputeError, PolicyError
+
+    try:
+        live = [summary(o) for o in ctx.client.list_instances() if isinstance(o, dict)]
+    except ComputeError as e:
+        raise PolicyError(
+            f"COMPUTE_MAX_INSTANCES={s.max_instances} is set, but the live instances could not be counted ({e.message}). Nothing was signed.",
+            code="instance_limit",
+            details={"limit": s.max_instances},
+            hint="Check the connection and management auth, then try again.",
+        ) from None
+    live = [r for r in live if r["state"] not in ("destroyed", "expired")]
+    if len(live) >= s.max_instances:
+        raise PolicyError(
+            f"{len(live)} live instances already (COMPUTE_MAX_INSTANCES={s.max_instances}); refusing to provision another. Nothing was signed.",
+            code="instance_limit",
+            details={"limit": s.max_instances, "live": len(live), "instances": [r["id"] for r in live]},
+            hint="Destroy one the human no longer needs, or ask the human to raise COMPUTE_MAX_INSTANCES; never change it yourself.",
+        )
 
 
 # -- provision --------------------------------------------------------------------------------
@@ -279,11 +333,11 @@ def provision(ctx):
         "label": label,
         "hours": hours,
         "hourly_usd": str(hourly) if hourly is not None else None,
-        "total_usd": usd_plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
+        "total_usd": plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
     }
     if expected is None:
         raise UsageError(f"Plan {plan_id} has no price in the catalog; refusing to pay an unchecked amount.", code="unpriced_plan")
-    refuse_unresolved(ctx, "provision", {"plan": plan_id, "region": region})
+    refuse_over_instance_limit(ctx)
     call = PaidCall(
         kind="provision",
         path="/compute/provision",
@@ -294,51 +348,57 @@ def provision(ctx):
         terms=terms,
         journal_id=jid,
         use_credits=a.use_credits,
+        order_key={"plan": plan_id, "region": region},
         what="Provision",
     )
-    result = ctx.client.paid(call, **_flow_options(ctx))
+    result = client.paid(call, **_flow_options(ctx))
     if result.quote is not None:
         return _quote_output(result)
 
-    order = unwrap_order(result.body)
-    out: dict = {"order": _order_block(order, plan_id, region), "payment": result.payment(), "ssh": ssh_block_for(ctx, order)}
-    if getattr(ctx, "auto_ssh_key", None):
-        out["ssh_key"] = ctx.auto_ssh_key.block()
-    if result.method == "x402" and not call.auth_on_retry and out["payment"].get("payer"):
-        # The unauthenticated paid retry binds the order to the paying wallet: manage it with that one.
-        client.remember_owner(order.get("id"), out["payment"]["network"], out["payment"]["payer"])
-    if isinstance(result.body, dict) and result.body.get("management_api_key"):
-        # MPP's one-time management key: the only way to manage this instance. Save it (0600)
-        # before anything else can fail, say where, and never print it in full.
-        key = str(result.body["management_api_key"])
-        path = ctx.state.save_instance_key(order.get("id"), key)
-        out["management_api_key"] = {
-            "saved": True,
-            "file": str(path),
-            "last4": key[-4:],
-            "id": result.body.get("management_api_key_id"),
-            "note": "Shown once by the server; saved 0600. Scripts use it automatically for this instance when no other credential is configured.",
-        }
-    if a.wait or a.wait_ssh:
-        from .wait import wait_for_instance
+    with after_payment(result):
+        order = _paid_order(result)
+        out: dict = {"order": _order_block(order, plan_id, region), "payment": result.payment(), "ssh": ssh_block_for(ctx, order)}
+        if getattr(ctx, "auto_ssh_key", None):
+            out["ssh_key"] = ctx.auto_ssh_key.block()
+        _budget_out(out, result)
+        if result.method == "x402" and not call.auth_on_retry and out["payment"].get("payer"):
+            # The unauthenticated paid retry binds the order to the paying wallet: manage it with that one.
+            client.remember_owner(order["id"], out["payment"]["network"], out["payment"]["payer"])
+        mkey = result.body.get("management_api_key") if isinstance(result.body, dict) else None
+        if mkey and result.method == "mpp":
+            # MPP's one-time management key: the only way to manage this instance. Save it (0600)
+            # before anything else can fail, say where, and never print it in full. Only for an
+            # order this run paid by MPP: a key in any other answer is not ours to keep.
+            key = validate.management_key(mkey)
+            path = ctx.state.save_instance_key(order["id"], key)
+            out["management_api_key"] = {
+                "saved": True,
+                "file": str(path),
+                "last4": key[-4:],
+                "id": result.body.get("management_api_key_id"),
+                "note": "Shown once by the server; saved 0600. Scripts use it automatically for this instance when no other credential is configured.",
+            }
+        if a.wait or a.wait_ssh:
+            from .wait import wait_for_instance
 
-        ctx.progress(f"Waiting for {order.get('id')} (timeout {a.wait_timeout:g} s)")
-        order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress)
-        out["order"] = _order_block(order, plan_id, region)
-        out["ssh"] = ssh_block_for(ctx, order)
-        if banner:
-            out["ssh"]["banner"] = banner
-    o, p = out["order"], out["payment"]
-    text = "\n".join(
-        [
-            f"order {o['id']}: {o['state']} {o['plan']} in {o['region']}, ip {o['ip'] or '(not yet)'}, expires {o['expires_at']}",
-            f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {p.get('tx_hash')}",
-            f"ssh: {out['ssh']['command']}" if out.get("ssh") else
-            f"ssh: not yet (no IP); check with instance_details.py {o['id']} (the machine is paid for: do not provision again)",
-        ]
-        + ([f"note: {out['ssh']['note']}"] if (out.get("ssh") or {}).get("note") else [])
-    )
-    return Output(out, text)
+            ctx.progress(f"Waiting for {order['id']} (timeout {a.wait_timeout:g} s)")
+            order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress)
+            out["order"] = _order_block(order, plan_id, region)
+            out["ssh"] = ssh_block_for(ctx, order)
+            if banner and out["ssh"]:
+                out["ssh"]["banner"] = banner
+        o, p = out["order"], out["payment"]
+        text = "\n".join(
+            [
+                f"order {o['id']}: {o['state']} {o['plan']} in {o['region']}, ip {o['ip'] or '(not yet)'}, expires {o['expires_at']}",
+                f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {p.get('tx_hash')}",
+                f"ssh: {out['ssh']['command']}" if out.get("ssh") else
+                f"ssh: not yet (no IP); check with instance_details.py {o['id']} (the machine is paid for: do not provision again)",
+            ]
+            + ([f"note: {out['ssh']['note']}"] if (out.get("ssh") or {}).get("note") else [])
+            + ([f"budget: {out['budget']['remaining_usd']} of {out['budget']['limit_usd']} USD per {out['budget']['window']} left"] if out.get("budget") else [])
+        )
+        return Output(out, text)
 
 
 def _order_block(order: dict, plan_id: str, region: str) -> dict:
@@ -381,6 +441,8 @@ def extend(ctx):
     expected = expected_micros(plan, hours) if plan else None
     if plan_id and plan is None:
         price_note = f"plan {plan_id} is no longer in the catalog; price not checked"
+    elif plan is not None and expected is None:
+        price_note = f"plan {plan_id} has no price in the catalog; price not checked"
     hourly = hourly_usd(plan) if plan else None
     body: dict = {"extend_hours": hours, "network": network}
     if a.use_credits:
@@ -392,17 +454,28 @@ def extend(ctx):
         "plan": plan_id,
         "hours": hours,
         "hourly_usd": str(hourly) if hourly is not None else None,
-        "total_usd": usd_plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
+        "total_usd": plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
         "old_expires_at": before.get("expires_at"),
     }
     if price_note:
         terms["price_check"] = price_note
+        if s.max_spend_source != "--max-usd" and not a.quote:
+            # Nothing to hold the 402's amount against but the cap: then the cap must be a
+            # number the user chose for this payment, not a default that happens to be large.
+            from .errors import PolicyError
+
+            raise PolicyError(
+                f"Extending {iid}: the price cannot be checked ({price_note}), so the amount asked is bounded only by "
+                "the spend cap; give it explicitly with --max-usd. Nothing was sent.",
+                code="price_unknown",
+                details={"instance_id": iid, "cap_usd": str(s.max_spend_usd), "cap_source": s.max_spend_source},
+                hint="Quote first (--quote) to see the amount, tell the human, then re-run with --max-usd <that amount>.",
+            )
     old = parse_time(before.get("expires_at"))
     if old:
         from datetime import timedelta
 
         terms["expires_at_estimate"] = iso(old + timedelta(hours=hours))
-    refuse_unresolved(ctx, "extend", {"instance_id": iid})
     call = PaidCall(
         kind="extend",
         path=f"/compute/instances/{iid}/extend",
@@ -414,24 +487,28 @@ def extend(ctx):
         journal_id=_journal_id(),
         use_credits=a.use_credits,
         context={"instance_id": iid, "old_expires_at": before.get("expires_at")},
+        order_key={"instance_id": iid},
         what="Extend",
     )
-    result = ctx.client.paid(call, **_flow_options(ctx))
+    result = client.paid(call, **_flow_options(ctx))
     if result.quote is not None:
         return _quote_output(result)
-    order = unwrap_order(result.body)
-    out = {
-        "order": {"id": iid, "old_expires_at": before.get("expires_at"), "new_expires_at": order.get("expires_at"), "hours_added": hours},
-        "payment": result.payment(),
-    }
-    if price_note:
-        out["price_check"] = price_note
-    p = out["payment"]
-    text = (
-        f"instance {iid}: expiry {out['order']['old_expires_at']} -> {out['order']['new_expires_at']}\n"
-        f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {result.tx_hash}"
-    )
-    return Output(out, text)
+    with after_payment(result):
+        order = unwrap_order(result.body)
+        new_expiry = order.get("expires_at") if isinstance(order.get("expires_at"), str) else None
+        out = {
+            "order": {"id": iid, "old_expires_at": before.get("expires_at"), "new_expires_at": new_expiry, "hours_added": hours},
+            "payment": result.payment(),
+        }
+        _budget_out(out, result)
+        if price_note:
+            out["price_check"] = price_note
+        p = out["payment"]
+        text = (
+            f"instance {iid}: expiry {out['order']['old_expires_at']} -> {out['order']['new_expires_at']}\n"
+            f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {result.tx_hash}"
+        )
+        return Output(out, text)
 
 
 # -- credits top-up ---------------------------------------------------------------------------
@@ -460,7 +537,6 @@ def topup(ctx):
     # JSON number, as the API expects; whole dollars stay integers.
     num = int(amount) if amount == amount.to_integral_value() else float(amount)
     body = {"amount": num, "network": network}
-    refuse_unresolved(ctx, "topup", {})
     call = PaidCall(
         kind="topup",
         path="/compute/credits/topup",
@@ -476,14 +552,15 @@ def topup(ctx):
     result = ctx.client.paid(call, **_flow_options(ctx))
     if result.quote is not None:
         return _quote_output(result)
-    b = result.body if isinstance(result.body, dict) else {}
-    dep, bal = b.get("deposited"), b.get("new_balance")
-    # deposited_usd / balance_usd: the names credits_balance.py uses, as strings like there.
-    from .money import to_decimal
+    with after_payment(result):
+        b = result.body if isinstance(result.body, dict) else {}
+        dep, bal = b.get("deposited"), b.get("new_balance")
+        # deposited_usd / balance_usd: the names credits_balance.py uses, as strings like there.
+        from .money import to_decimal
 
-    credits = {"deposited": dep, "new_balance": bal, "deposited_usd": usd(to_decimal(dep)), "balance_usd": usd(to_decimal(bal))}
-    out = {"credits": credits, "payment": result.payment()}
-    return Output(out, f"deposited ${credits['deposited_usd']}; balance ${credits['balance_usd']}; tx {result.tx_hash}")
+        credits = {"deposited": dep, "new_balance": bal, "deposited_usd": usd(to_decimal(dep)), "balance_usd": usd(to_decimal(bal))}
+        out = _budget_out({"credits": credits, "payment": result.payment()}, result)
+        return Output(out, f"deposited ${credits['deposited_usd']}; balance ${credits['balance_usd']}; tx {result.tx_hash}")
 
 
 # -- reconcile --------------------------------------------------------------------------------
@@ -511,7 +588,6 @@ def reconcile(ctx):
     from datetime import timedelta
 
     from .cli import Output
-    from .errors import ComputeError
     from .payments.journal import Journal, public
 
     a = ctx.args
@@ -544,23 +620,19 @@ def reconcile(ctx):
                 code="base_url_mismatch",
                 hint=f"Re-run with --base-url {entry['base_url']}.",
             )
-        from .auth import NoAuth
-        from .payments.flow import deliver
+        from .auth import ApiKeyAuth, NoAuth
+        from .payments.flow import resend
 
+        auths = ctx.client.auths
+        iid = (entry.get("context") or {}).get("instance_id")
         if entry.get("auth_on_retry") or entry.get("method") == "credits":
-            iid = (entry.get("context") or {}).get("instance_id")
             # An MPP extend may be authorised only by the instance's saved management key.
-            auth = ctx.client.auth_for_instance(iid) if iid else ctx.client.auth
+            auth = auths.for_instance(iid)
         else:
-            from .auth import ApiKeyAuth
-
-            try:
-                auth = ctx.client.auth
-            except ComputeError:
-                auth = NoAuth()
+            auth = auths.probe(None, required=False)
             auth = auth if isinstance(auth, ApiKeyAuth) else NoAuth()
         ctx.progress(f"Resending the stored payment of journal {entry['id']} with Idempotency-Key {entry['idempotency_key']}")
-        result = deliver(ctx.client, journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress, allow_resend=False)
+        result = resend(ctx.client, journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress)
         out["resend"] = {"status": result.status, "tx_hash": result.tx_hash, "replayed": (result.headers or {}).get("Idempotent-Replayed") == "true"}
         order = unwrap_order(result.body)
         if order.get("id"):
@@ -642,3 +714,66 @@ def iso_ts(ts) -> str:
     if not isinstance(ts, (int, float)):
         return "an unknown time"
     return iso(datetime.fromtimestamp(ts, timezone.utc))
+
+
+# -- budget -----------------------------------------------------------------------------------
+
+_SCRIPT_OF = {"provision": "provision.py", "extend": "extend_instance.py", "topup": "credits_topup.py"}
+
+
+def budget_status(ctx):
+    """The rolling budget and the payments behind it. Read-only: the budget is the human's
+    setting (COMPUTE_BUDGET_USD, COMPUTE_BUDGET_WINDOW); no command raises it."""
+    from collections import defaultdict
+
+    from .cli import Output, table
+    from .config import parse_window
+    from .payments.budget import Budget, counts, entry_micros, usd as budget_usd
+
+    a = ctx.args
+    s = ctx.settings
+    look_s = parse_window(a.window, "--window") if a.window else s.budget_window_s
+    budget = Budget(s)
+    now = budget.clock()
+    rows, per_day = [], defaultdict(int)
+    for e in budget.entries(now, window_s=look_s):
+        created = parse_time(e.get("created_at"))
+        offer = e.get("offer") or {}
+        counted = counts(e, now)
+        micros = entry_micros(e)
+        rows.append({
+            "time": e.get("created_at"),
+            "script": _SCRIPT_OF.get(e.get("kind"), e.get("kind")),
+            "instance": e.get("order_id") or (e.get("context") or {}).get("instance_id"),
+            "method": e.get("method"),
+            "network": offer.get("network") or ("credits" if e.get("method") == "credits" else None),
+            "amount_usd": budget_usd(micros),
+            "outcome": e.get("status"),
+            "counts": counted,
+            "journal_id": e.get("id"),
+        })
+        if counted:
+            per_day[created.strftime("%Y-%m-%d")] += micros
+    days = [{"date": d, "usd": budget_usd(m)} for d, m in sorted(per_day.items())]
+    state = budget.status()
+    out = {
+        "budget": state,
+        "lookback": a.window or s.budget_window,
+        "payments": rows,
+        "per_day": days,
+        "limits": {
+            "per_payment_cap_usd": str(s.max_spend_usd),
+            "per_payment_cap_source": s.max_spend_source,
+            "allowed_networks": list(s.allowed_networks),
+            "max_instances": s.max_instances,
+        },
+    }
+    head = (f"budget: {state['spent_usd']} spent + {state['reserved_usd']} reserved of {state['limit_usd']} USD per {state['window']}; "
+            f"{state['remaining_usd']} USD left" if state["remaining_usd"] is not None else
+            f"budget: off ({state['spent_usd']} USD spent in the last {state['window']})")
+    lines = [head] + ([f"warning: {state['warning']}"] if state.get("warning") else [])
+    cols = [("time", "TIME"), ("script", "SCRIPT"), ("instance", "INSTANCE"), ("network", "NETWORK"), ("amount_usd", "USD"), ("outcome", "OUTCOME")]
+    lines += ["", table(rows, cols) if rows else "(no payments in the window)"]
+    if days:
+        lines += ["", table(days, [("date", "DAY"), ("usd", "COUNTED USD")])]
+    return Output(out, "\n".join(lines))

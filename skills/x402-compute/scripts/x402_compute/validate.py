@@ -22,6 +22,37 @@ def instance_id(value: str) -> str:
         ) from None
 
 
+def server_instance_id(value, what: str = "the instance id") -> str:
+    """An instance id the *server* sent: a UUID, or a ``bad_response`` error. Server ids become
+    file names (saved keys, passwords) and URL paths, so nothing else may pass."""
+    from .errors import ComputeError
+
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return str(uuid.UUID(value.strip()))
+        except ValueError:
+            pass
+    shown = repr(value)[:80]
+    raise ComputeError(
+        f"The server sent {what} {shown}, which is not a UUID; refusing to use it.",
+        code="bad_response",
+        details={"field": what, "received": shown},
+    )
+
+
+_MANAGEMENT_KEY = re.compile(r"^[A-Za-z0-9_.-]{8,256}$")
+
+
+def management_key(value) -> str:
+    """A management API key the server handed out: one printable token (it is stored in a file
+    and later sent as a header), else ``bad_response``."""
+    from .errors import ComputeError
+
+    if isinstance(value, str) and _MANAGEMENT_KEY.match(value):
+        return value
+    raise ComputeError("The server sent a management key that is not a plain token; refusing to store it.", code="bad_response")
+
+
 def plan_id(value: str) -> str:
     v = value.strip()
     if not _PLAN.match(v):

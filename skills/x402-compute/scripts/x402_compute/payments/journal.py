@@ -8,9 +8,10 @@ looking the order up, or by resending the *same* signed payload with the same
 The stored payment header is a bearer instrument (whoever holds it can settle it
 once), hence 0600 and never printed: ``public()`` strips it.
 
-Statuses: ``sent`` → ``settled`` | ``rejected`` | ``unknown`` (and ``not_sent`` when
-the connection provably failed before any byte left), and ``expired`` when reconcile.py read from the
-chain that a ``sent``/``unknown`` payment was never used and its validity has passed (it can never settle).
+Statuses: ``reserved`` (the budget guard took the amount; nothing is signed yet) → ``sent`` (signed
+and about to leave) → ``settled`` | ``rejected`` | ``unknown``; ``not_sent`` when signing failed or the
+connection provably failed before any byte left; ``expired`` when reconcile.py read from the chain
+that a ``sent``/``unknown`` payment was never used and its validity has passed (it can never settle).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from ..errors import ComputeError, UsageError
 from ..state import read_json, write_private_json
 
-STATUSES = ("sent", "settled", "rejected", "unknown", "not_sent", "expired")
+STATUSES = ("reserved", "sent", "settled", "rejected", "unknown", "not_sent", "expired")
 SECRET_FIELDS = ("payment_header_value",)
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -93,11 +94,26 @@ class Journal:
         write_private_json(self.path(entry_id), e)
         return e
 
-    def list(self) -> list[dict]:
+    def discard(self, entry_id: str) -> None:
+        """Remove a reservation that never became a payment (nothing was signed or spent)."""
+        e = self.get(entry_id)
+        if e.get("status") != "reserved" or e.get("payment_header_value") or e.get("recipient_account_created"):
+            raise ComputeError(f"Journal entry {entry_id} is a payment, not a bare reservation; it is kept.", code="journal_conflict")
+        self.path(entry_id).unlink(missing_ok=True)
+
+    def list(self, *, modified_since: float | None = None) -> list[dict]:
+        """Every entry, oldest first. ``modified_since`` (unix time) skips files untouched since
+        then without reading them: an entry is never created after its file was last written."""
         if not self.dir.is_dir():
             return []
         out = []
         for p in self.dir.glob("*.json"):
+            if modified_since is not None:
+                try:
+                    if p.stat().st_mtime < modified_since:
+                        continue
+                except OSError:
+                    continue
             try:
                 e = read_json(p)
             except ComputeError:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import PolicyError, UsageError
 from ..money import atomic_to_usd, micros_to_atomic, plain, price_usd_micros, to_decimal
-from ..networks import NETWORKS, is_canonical_asset
+from ..networks import NETWORKS, is_address, is_canonical_asset
 from ..state import read_json, write_private_json
 from .model import MppOffer, Offer
 
@@ -146,6 +146,12 @@ def check_offer(offer: Offer, limits: Limits) -> None:
             code="unknown_asset",
             details={"network": offer.key, "asset": offer.asset, "expected": net.asset},
         )
+    if not is_address(offer.key, offer.pay_to):
+        raise PolicyError(
+            f"The offer on {offer.key} names a payee that is not a {net.family.upper()} address ({offer.pay_to[:80]!r}). Nothing was signed.",
+            code="bad_payee",
+            details={"network": offer.key, "payee": offer.pay_to[:200]},
+        )
     _check_amount(offer, net, limits)
 
 
@@ -197,7 +203,7 @@ def check_mpp_offer(m: MppOffer, limits: Limits, *, now: datetime | None = None)
             code="unknown_asset",
             details={"network": "tempo", "asset": m.currency, "expected": net.asset},
         )
-    if not (isinstance(m.recipient, str) and len(m.recipient) == 42 and m.recipient.startswith("0x")):
+    if not is_address("tempo", m.recipient):
         raise PolicyError(f"The MPP charge names no valid recipient ({m.recipient!r}).", code="bad_payee")
     details = m.request.get("methodDetails") if isinstance(m.request.get("methodDetails"), dict) else {}
     if details.get("splits") or details.get("feePayer"):

@@ -1,0 +1,130 @@
+"""The budget's arithmetic and its guard, on a real journal with a controllable clock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.helpers import import_lib
+
+import_lib()
+from x402_compute.config import load_settings  # noqa: E402
+from x402_compute.payments.budget import Budget, BudgetExceeded, atomic_to_micros, counts, entry_micros  # noqa: E402
+from x402_compute.payments.journal import Journal, new_id  # noqa: E402
+
+T0 = float(int(time.time()))  # "now" (near the real time: the journal skips files not written since the window began)
+HOST = socket.gethostname()
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def settings(tmp_path, **env):
+    return load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path), **env})
+
+
+def add(tmp_path, at: float, micros: int, status: str = "settled", **more) -> dict:
+    return Journal(tmp_path).create({"id": new_id(), "kind": "provision", "method": "x402", "status": status,
+                                     "created_at": iso(at), "budget_micros": micros, **more})
+
+
+def budget(tmp_path, now: float = T0, **env) -> Budget:
+    return Budget(settings(tmp_path, **env), clock=lambda: now)
+
+
+def test_what_counts(tmp_path):
+    for status in ("settled", "unknown", "sent"):
+        add(tmp_path, T0 - 60, 1_000_000, status)
+    for status in ("rejected", "not_sent", "expired"):
+        add(tmp_path, T0 - 60, 5_000_000, status)
+    add(tmp_path, T0 - 60, 2_000_000, "reserved", pid=os.getpid(), host=HOST)  # in flight here: counts
+    add(tmp_path, T0 - 25 * 3600, 7_000_000)  # outside the window
+    st = budget(tmp_path).status()
+    assert st == {"limit_usd": "50", "window": "24h", "spent_usd": "3", "reserved_usd": "2", "remaining_usd": "45"}
+
+
+def test_a_dead_process_reservation_and_an_old_one_do_not_count(tmp_path):
+    dead = multiprocessing.Process(target=int)
+    dead.start()
+    dead.join()
+    host = HOST
+    add(tmp_path, T0 - 60, 1_000_000, "reserved", pid=dead.pid, host=host)  # its payment never left
+    add(tmp_path, T0 - 2 * 3600, 1_000_000, "reserved", pid=os.getpid(), host=host)  # older than any signing
+    add(tmp_path, T0 - 60, 1_000_000, "reserved", pid=dead.pid, host="elsewhere")  # can't tell: counts
+    assert budget(tmp_path).status()["reserved_usd"] == "1"
+
+
+def test_refusal_names_the_figures_and_when_enough_frees(tmp_path):
+    add(tmp_path, T0 - 20 * 3600, 30_000_000)
+    add(tmp_path, T0 - 10 * 3600, 15_000_000)
+    b = budget(tmp_path)
+    assert b.check(5_000_000)["remaining_usd"] == "0"  # exactly fits
+    with pytest.raises(BudgetExceeded) as e:
+        b.check(5_000_001)
+    d = e.value.details
+    assert e.value.exit_code == 3 and e.value.code == "budget_exceeded"
+    assert d == {"limit_usd": "50", "window": "24h", "spent_usd": "45", "reserved_usd": "0", "remaining_usd": "5",
+                 "requested_usd": "5.000001", "frees_at": datetime.fromtimestamp(T0 + 4 * 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    with pytest.raises(BudgetExceeded) as e:
+        b.check(60_000_000)  # above the whole budget: nothing ever frees it
+    assert e.value.details["frees_at"] is None and "above the whole budget" in e.value.hint
+    # Four hours later the first payment has rolled off.
+    assert budget(tmp_path, T0 + 4 * 3600 + 1).check(30_000_000)["remaining_usd"] == "5"
+
+
+def test_off_never_refuses_but_still_reports(tmp_path):
+    add(tmp_path, T0 - 60, 10**9)
+    b = budget(tmp_path, COMPUTE_BUDGET_USD="off")
+    assert b.check(10**9) == {"limit_usd": "off", "window": "24h", "spent_usd": "1000", "reserved_usd": "0", "remaining_usd": None}
+
+
+def test_warning_from_80_percent(tmp_path):
+    add(tmp_path, T0 - 60, 39_000_000)
+    assert "warning" not in budget(tmp_path).status()
+    assert "80%" in budget(tmp_path).check(1_000_000)["warning"]  # a quote: 40 of 50 after it
+
+
+def test_amounts_round_up_to_a_micro_dollar():
+    assert atomic_to_micros(249_600, 6) == 249_600
+    assert atomic_to_micros(1, 18) == 1 and atomic_to_micros(10**12, 18) == 1 and atomic_to_micros(10**12 + 1, 18) == 2
+    assert entry_micros({"offer": {"network": "megaeth", "amount_atomic": str(249_600 * 10**12)}}) == 249_600
+    assert entry_micros({"method": "credits"}) == 0
+    assert not counts({"status": "reserved", "created_at": "garbage"}, T0)
+
+
+def _reserve_one(state_dir: str, barrier, results) -> None:
+    s = load_settings(environ={"X402_COMPUTE_STATE_DIR": state_dir, "COMPUTE_BUDGET_USD": "3"})
+    barrier.wait()
+    try:
+        Budget(s).reserve(1_000_000, {"id": new_id(), "kind": "provision", "method": "x402", "terms": {}})
+        results.put("ok")
+    except BudgetExceeded:
+        results.put("refused")
+
+
+def test_the_guard_holds_across_processes(tmp_path):
+    """Eight processes reserve 1 USD each at the same instant against a 3 USD budget: three pass."""
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(8), ctx.Queue()
+    procs = [ctx.Process(target=_reserve_one, args=(str(tmp_path), barrier, results)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    got = sorted(results.get(timeout=5) for _ in procs)
+    assert got == ["ok"] * 3 + ["refused"] * 5
+    assert len(Journal(tmp_path).list()) == 3  # the refused ones wrote nothing
+
+
+def test_the_journal_skips_files_untouched_since_the_window(tmp_path):
+    old = add(tmp_path, T0 - 48 * 3600, 1)
+    p = Journal(tmp_path).path(old["id"])
+    os.utime(p, (T0 - 48 * 3600, T0 - 48 * 3600))  # as if last written two days ago
+    assert [e["id"] for e in Journal(tmp_path).list(modified_since=T0 - 24 * 3600)] == []
+    assert [e["id"] for e in Journal(tmp_path).list()] == [old["id"]]
