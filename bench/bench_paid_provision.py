@@ -6,8 +6,9 @@ run is: unpaid POST /compute/provision → 402 → build and sign one payment �
 retry → 201. Server time is measured inside the sandbox (every request its app handles,
 including our client's chain JSON-RPC reads); client cost = wall time − server time.
 
-- ours: ``ComputeClient.paid`` (probe with signed X-Auth headers, challenge parsing, policy,
-  journal write with fsync, payee pin, scheme signing, the paid retry);
+- ours: ``ComputeClient.paid`` (the unsigned probe, challenge parsing, policy, the budget guard
+  (lock, sum of the window's journal, fsynced reservation), two more fsynced journal writes
+  (sent, settled), payee pin, scheme signing, the paid retry); the guard's own time is its own column;
 - SDK: ``x402ClientSync`` with its EVM and SVM exact schemes; the paid retry by hand with
   ``requests``. Its default spend controls ($1 per payment, default assets only) are turned
   off, or USDG on eip155:4663 would be filtered out. Its Solana RPC reads are answered
@@ -116,6 +117,23 @@ def ours_runner(sb, w: dict, state_dir: Path):
     env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"], "SOLANA_SECRET_KEY": w["solana_secret_key"],
                 "SOLANA_WALLET_ADDRESS": w["solana_address"], "X402_COMPUTE_STATE_DIR": str(state_dir)})
     client = ComputeClient(load_settings(environ=env))
+    from x402_compute.payments.budget import Budget
+
+    guard = {"total": 0.0}
+    reserve = Budget.reserve
+
+    def timed_reserve(self, *a, **k):
+        t0 = time.perf_counter()
+        try:
+            return reserve(self, *a, **k)
+        finally:
+            guard["total"] += time.perf_counter() - t0
+
+    Budget.reserve = timed_reserve  # this process only: the bench's own instrument
+
+    def take_guard() -> float:
+        t, guard["total"] = guard["total"], 0.0
+        return t
 
     def run(network: str) -> None:
         jid = new_id()
@@ -125,6 +143,7 @@ def ours_runner(sb, w: dict, state_dir: Path):
         res = client.paid(call, confirm=lambda q, d: None)
         assert res.status in (200, 201), res.status
 
+    run.take_guard = take_guard  # type: ignore[attr-defined]
     return run
 
 
@@ -173,15 +192,23 @@ def measure(run, network: str, clock: ServerClock, warmup: int, runs: int) -> di
             run(network)
     except Exception as e:  # noqa: BLE001 - report, do not hide
         return {"error": f"{type(e).__name__}: {str(e)[:120]}"}
-    walls, servers = [], []
+    walls, servers, guards = [], [], []
+    take_guard = getattr(run, "take_guard", None)
     for _ in range(runs):
         clock.take()
+        if take_guard:
+            take_guard()
         t0 = time.perf_counter()
         run(network)
         walls.append(time.perf_counter() - t0)
         servers.append(clock.take())
+        if take_guard:
+            guards.append(take_guard())
     clients = [wl - sv for wl, sv in zip(walls, servers)]
-    return {"wall_ms": 1000 * statistics.median(walls), "server_ms": 1000 * statistics.median(servers), "client_ms": 1000 * statistics.median(clients)}
+    out = {"wall_ms": 1000 * statistics.median(walls), "server_ms": 1000 * statistics.median(servers), "client_ms": 1000 * statistics.median(clients)}
+    if guards:
+        out["guard_ms"] = 1000 * statistics.median(guards)
+    return out
 
 
 def main() -> int:
@@ -241,7 +268,7 @@ def main() -> int:
             sb2.stop()
 
         print(f"paid provision, x402 v2, loopback sandbox; median of {runs} runs (after {warmup} warm-up) per cell")
-        print(f"{'network':<15} {'ours wall':>10} {'ours srv':>9} {'ours client':>12} | {'sdk wall':>9} {'sdk srv':>8} {'sdk client':>11} | {'client ratio ours/sdk':>22}")
+        print(f"{'network':<15} {'ours wall':>10} {'ours srv':>9} {'ours client':>12} {'ours guard':>11} | {'sdk wall':>9} {'sdk srv':>8} {'sdk client':>11} | {'client ratio ours/sdk':>22}")
         out = []
         for net, o, s in rows:
             def cells(d, w):
@@ -249,7 +276,8 @@ def main() -> int:
                     return f"{'-':>{w[0]}} {'-':>{w[1]}} {'-':>{w[2]}}"
                 return f"{d['wall_ms']:>{w[0]}.1f} {d['server_ms']:>{w[1]}.1f} {d['client_ms']:>{w[2]}.1f}"
             ratio = (o["client_ms"] / s["client_ms"]) if ("error" not in o and "error" not in s and s["client_ms"] > 0) else None
-            print(f"{net:<15} {cells(o, (10, 9, 12))} | {cells(s, (9, 8, 11))} | {(f'{ratio:.2f}x' if ratio else s.get('error', '-')):>22}")
+            guard = f"{o['guard_ms']:>11.2f}" if "guard_ms" in o else f"{'-':>11}"
+            print(f"{net:<15} {cells(o, (10, 9, 12))} {guard} | {cells(s, (9, 8, 11))} | {(f'{ratio:.2f}x' if ratio else s.get('error', '-')):>22}")
             for who, d in (("ours", o), ("sdk", s)):
                 if "error" in d and not d["error"].startswith("n/a"):
                     print(f"  {net} {who}: {d['error']}")
@@ -257,8 +285,9 @@ def main() -> int:
             if "/" in net:
                 row["route"] = net.split("/")[1]
             out.append(row)
-        print("(ms; client = wall − time inside the sandbox's request handler; ours includes the X-Auth probe signature,")
-        print(" policy, the 0600 journal write with fsync and the payee pin; the SDK's Solana RPC is in-process)")
+        print("(ms; client = wall − time inside the sandbox's request handler; ours includes policy, the budget guard")
+        print(" (its own column: lock + window sum + fsynced reservation), the 0600 journal writes with fsync and the")
+        print(" payee pin; the SDK's Solana RPC is in-process)")
         print("megaeth: default sandbox, direct ERC-2612 permit (our client); the SDK pays MegaUSD only by Permit2.")
         print("megaeth/permit2: second sandbox with permit2=True; its 402 asks for assetTransferMethod permit2 and "
               + ("advertises" if sponsored else "does not advertise") + " eip2612GasSponsoring;")

@@ -57,11 +57,12 @@ def test_signing_hash_sender_and_hash_match_pytempo():
 def test_sponsored_preimage_rule_matches_pytempo():
     # The sender commits to an empty fee token and 0x00 in the fee-payer slot; once the fee payer
     # has co-signed, the encoded slot holds its [v, r, s] and the rule must still reproduce the hash.
-    tx = build(awaiting_fee_payer=True).sign(KEY)
+    vb = int(time.time()) + 60  # one validity for both builds (two clock reads can straddle a second)
+    tx = build(awaiting_fee_payer=True, valid_before=vb).sign(KEY)
     cosigned = tx.sign(OTHER_KEY, for_fee_payer=True)
     d = tempo.decode_tx(cosigned.encode())
     assert d.sponsored
-    assert d.signing_hash == build(awaiting_fee_payer=True).get_signing_hash()
+    assert d.signing_hash == build(awaiting_fee_payer=True, valid_before=vb).get_signing_hash()
     assert d.sender == Account.from_key(KEY).address
 
 

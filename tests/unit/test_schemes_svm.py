@@ -4,6 +4,7 @@ mint facts from the chain, and the missing-recipient-account refusal. A stub Rpc
 from __future__ import annotations
 
 import base64
+import itertools
 import struct
 
 import base58
@@ -54,8 +55,14 @@ class StubRpc:
         self.blockhash = blockhash
         self.asked: list = []
 
+    _serial = itertools.count()
+
     def cache_key(self, network):
-        return ("stub", id(self), network)
+        # Unique per stub for the life of the process (id() is reused once a stub is collected,
+        # which would hand a new stub the old one's cached mint and destination facts).
+        if not hasattr(self, "_key"):
+            self._key = next(StubRpc._serial)
+        return ("stub", self._key, network)
 
     def sol_account_info(self, network, address):
         self.asked.append(address)

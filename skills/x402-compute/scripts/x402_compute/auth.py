@@ -222,16 +222,23 @@ class AuthResolver:
 
     # -- a payment's two requests ---------------------------------------------------------------
     def probe(self, instance_id: str | None, *, required: bool) -> Auth:
-        """The unpaid request: the instance's credential when the call concerns one (extend), else
-        the default; no auth at all when none is configured and the call does not need it."""
+        """The unpaid request: the instance's credential when the call concerns one (extend), the
+        account's when the paid request needs an identity (``required``: a top-up); an API key
+        always (the order binds to it); otherwise, and when nothing is configured, no auth."""
         from .errors import ConfigError
 
         try:
-            return self.for_instance(instance_id)
+            auth = self.for_instance(instance_id)
         except ConfigError:
             if required:
                 raise
             return NoAuth()
+        if isinstance(auth, SignatureAuth) and not required and not instance_id:
+            # A new order (provision) binds to whoever pays, and the paid request carries no
+            # signature: signing the probe too would only hand the server one more header it
+            # could replay for minutes (the signed message does not name the host), and cost a signature.
+            return NoAuth()
+        return auth
 
     def paid(self, probe_auth: Auth, *, method: str, instance_id: str | None, needs_identity: bool) -> Auth:
         """The request that carries the payment (``method``: x402 | mpp | credits).

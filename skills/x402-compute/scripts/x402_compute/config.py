@@ -65,6 +65,7 @@ class Settings:
     budget_window: str = "24h"
     allowed_networks: tuple[str, ...] = PAYMENT_NETWORKS
     max_instances: int | None = None
+    require_quote: bool = False  # COMPUTE_REQUIRE_QUOTE: outside a terminal only an approved quote pays
     state_dir: Path = Path()
     timeout: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -213,7 +214,8 @@ def parse_window(text: str, what: str = "COMPUTE_BUDGET_WINDOW") -> int:
 
 
 def _load_spend_controls(env: Mapping[str, str], s: Settings) -> None:
-    """COMPUTE_BUDGET_USD, COMPUTE_BUDGET_WINDOW, COMPUTE_ALLOWED_NETWORKS, COMPUTE_MAX_INSTANCES.
+    """COMPUTE_BUDGET_USD, COMPUTE_BUDGET_WINDOW, COMPUTE_ALLOWED_NETWORKS, COMPUTE_MAX_INSTANCES,
+    COMPUTE_REQUIRE_QUOTE.
 
     A value that cannot be read is an error naming the variable and the accepted form, never a
     silent fallback to the default: these are the human's limits on an agent's spending. An empty
@@ -246,6 +248,10 @@ def _load_spend_controls(env: Mapping[str, str], s: Settings) -> None:
                 hint="E.g. COMPUTE_ALLOWED_NETWORKS=base,solana; unset it to allow every network.",
             )
         s.allowed_networks = tuple(n for n in PAYMENT_NETWORKS if n in names)
+    rq = (env.get("COMPUTE_REQUIRE_QUOTE") or "").strip().lower()
+    if rq not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise ConfigError(f"COMPUTE_REQUIRE_QUOTE must be 1 or 0, got {rq!r}.", hint="Set COMPUTE_REQUIRE_QUOTE=1 to pay only approved quotes outside a terminal.")
+    s.require_quote = rq in ("1", "true", "yes", "on")
     limit_text = (env.get("COMPUTE_MAX_INSTANCES") or "").strip()
     if limit_text:
         if not re.fullmatch(r"[0-9]{1,6}", limit_text):

@@ -34,8 +34,9 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True) -> 
         help="payment protocol: x402, or mpp (Tempo USDC.e over WWW-Authenticate: Payment; needs an EVM wallet (PRIVATE_KEY or an OWS vault) and Python 3.11+); auto = x402 on the network, else MPP when it is the only offer your wallet can pay and --network was not named",
     )
     g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25)")
-    g.add_argument("--quote", action="store_true", help="show the price and payment terms; sign and send nothing")
-    g.add_argument("--yes", "-y", action="store_true", help="pay without asking (required when not at a terminal)")
+    g.add_argument("--quote", action="store_true", help="show the price and payment terms with a quote_id (valid 10 minutes); sign and send nothing")
+    g.add_argument("--confirm-quote", metavar="QUOTE_ID", help="pay exactly the quote the human approved: refused (quote_changed) if the fresh terms differ in any way")
+    g.add_argument("--yes", "-y", action="store_true", help="pay without asking (required when not at a terminal; with COMPUTE_REQUIRE_QUOTE=1 only --confirm-quote pays there)")
     g.add_argument("--accept-payee-change", action="store_true", help="accept a payee that differs from the one pinned for this network")
     g.add_argument(
         "--create-recipient-account",
@@ -144,7 +145,28 @@ def _journal_id() -> str:
     return new_id()
 
 
-def _flow_options(ctx) -> dict:
+def _approved_quote(ctx) -> dict | None:
+    """The recorded quote named by --confirm-quote; and COMPUTE_REQUIRE_QUOTE: outside a terminal,
+    --yes alone does not pay. Checked before any request."""
+    a = ctx.args
+    if a.quote and a.confirm_quote:
+        raise UsageError("--quote and --confirm-quote contradict each other.", hint="Quote first, then pay with --confirm-quote <quote_id>.")
+    if a.confirm_quote:
+        from .payments.quotes import Quotes
+
+        return Quotes(ctx.settings.state_dir).load(a.confirm_quote)
+    if ctx.settings.require_quote and not a.quote and not ctx.interactive():
+        from .errors import PolicyError
+
+        raise PolicyError(
+            "COMPUTE_REQUIRE_QUOTE=1: outside a terminal only an approved quote is paid. Nothing was sent.",
+            code="quote_required",
+            hint="Run the same command with --quote, show the quote to the human, and pay with --confirm-quote <quote_id> once they approve.",
+        )
+    return None
+
+
+def _flow_options(ctx, approved: dict | None = None) -> dict:
     a = ctx.args
     if getattr(a, "pay", None) == "mpp" and a.network is not None:
         # Otherwise --network base --pay mpp would quietly pay on Tempo, not on Base.
@@ -160,6 +182,7 @@ def _flow_options(ctx) -> dict:
         "pay": getattr(a, "pay", None) or "auto",
         "create_recipient_account": bool(getattr(a, "create_recipient_account", False)),
         "ignore_unresolved": bool(getattr(a, "ignore_unresolved", False)),
+        "approved": approved,
     }
 
 
@@ -299,6 +322,7 @@ def provision(ctx):
         except OSError as e:
             raise UsageError(f"Cannot read --user-data file {a.user_data}: {e.strerror}.") from None
     network = a.network or default_network(s)
+    approved = _approved_quote(ctx)
     client = ctx.client
 
     plan = next((p for p in client.all_plans() if p.get("id") == plan_id), None)
@@ -309,8 +333,9 @@ def provision(ctx):
         raise UsageError("No default OS image for this provider.", hint="Pass --os-id (see browse_os.py).")
     hourly = hourly_usd(plan)
     expected = expected_micros(plan, hours)
-    jid = _journal_id()
-    label = validate.label(a.label) if a.label else f"x402-{jid[:8]}"
+    # An approved quote fixes the order's label (by default it carries the journal id) and that journal id.
+    jid = approved["journal_id"] if approved else _journal_id()
+    label = validate.label(a.label) if a.label else (approved["fields"].get("label") if approved else None) or f"x402-{jid[:8]}"
 
     body: dict = {"plan": plan_id, "region": region, "os_id": int(os_id), "label": label}
     if a.hostname:
@@ -331,6 +356,7 @@ def provision(ctx):
         "region": region,
         "os_id": int(os_id),
         "label": label,
+        "hostname": a.hostname,
         "hours": hours,
         "hourly_usd": str(hourly) if hourly is not None else None,
         "total_usd": plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
@@ -351,7 +377,7 @@ def provision(ctx):
         order_key={"plan": plan_id, "region": region},
         what="Provision",
     )
-    result = client.paid(call, **_flow_options(ctx))
+    result = client.paid(call, **_flow_options(ctx, approved))
     if result.quote is not None:
         return _quote_output(result)
 
@@ -427,6 +453,7 @@ def extend(ctx):
     iid = validate.instance_id(a.instance_id)
     hours = duration_hours(a)
     network = a.network or default_network(s)
+    approved = _approved_quote(ctx)
     client = ctx.client
 
     # The instance's plan gives the price to check; reading it needs management auth.
@@ -459,7 +486,7 @@ def extend(ctx):
     }
     if price_note:
         terms["price_check"] = price_note
-        if s.max_spend_source != "--max-usd" and not a.quote:
+        if s.max_spend_source != "--max-usd" and not a.quote and not approved:
             # Nothing to hold the 402's amount against but the cap: then the cap must be a
             # number the user chose for this payment, not a default that happens to be large.
             from .errors import PolicyError
@@ -484,13 +511,13 @@ def extend(ctx):
         network_explicit=a.network is not None,
         limits=_limits(s, expected),
         terms=terms,
-        journal_id=_journal_id(),
+        journal_id=approved["journal_id"] if approved else _journal_id(),
         use_credits=a.use_credits,
         context={"instance_id": iid, "old_expires_at": before.get("expires_at")},
         order_key={"instance_id": iid},
         what="Extend",
     )
-    result = client.paid(call, **_flow_options(ctx))
+    result = client.paid(call, **_flow_options(ctx, approved))
     if result.quote is not None:
         return _quote_output(result)
     with after_payment(result):
@@ -534,6 +561,7 @@ def topup(ctx):
     s = ctx.settings
     amount = _amount(a.amount)
     network = a.network or default_network(s)
+    approved = _approved_quote(ctx)
     # JSON number, as the API expects; whole dollars stay integers.
     num = int(amount) if amount == amount.to_integral_value() else float(amount)
     body = {"amount": num, "network": network}
@@ -545,11 +573,11 @@ def topup(ctx):
         network_explicit=a.network is not None,
         limits=_limits(s, usd_to_micros(amount), "the top-up amount asked"),
         terms={"action": "topup", "summary": f"credits top-up of {usd(amount)} USD", "total_usd": usd(amount)},
-        journal_id=_journal_id(),
+        journal_id=approved["journal_id"] if approved else _journal_id(),
         auth_on_retry=True,  # the credits land on the authenticated account
         what="Credits top-up",
     )
-    result = ctx.client.paid(call, **_flow_options(ctx))
+    result = ctx.client.paid(call, **_flow_options(ctx, approved))
     if result.quote is not None:
         return _quote_output(result)
     with after_payment(result):

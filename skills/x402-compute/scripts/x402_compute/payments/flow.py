@@ -40,6 +40,7 @@ from .journal import Journal, public
 from .model import Challenge, MppOffer, Offer, Signed
 from .options import CreditsOption, MppOption, Payment, Signers, X402Option, mpp_offer_terms, mpp_terms, offer_terms
 from .policy import Limits, PayeePins
+from .quotes import Quotes
 
 
 @dataclass
@@ -164,6 +165,7 @@ class PaymentFlow:
         pay: str = "auto",
         create_recipient_account: bool = False,
         ignore_unresolved: bool = False,
+        approved: dict | None = None,
         signers: Signers | None = None,
         budget: Budget | None = None,
     ) -> None:
@@ -178,6 +180,8 @@ class PaymentFlow:
         self.pay = pay
         self.create_recipient_account = create_recipient_account
         self.ignore_unresolved = ignore_unresolved
+        self.approved = approved  # a recorded quote (--confirm-quote): pay exactly that, or nothing
+        self.quotes = Quotes(settings.state_dir)
         self.signers = signers or Signers()
         self.journal = Journal(settings.state_dir)
         self.pins = PayeePins(settings.state_dir)
@@ -215,10 +219,23 @@ class PaymentFlow:
                 e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "quote": {**terms, "signed": False}}
             raise
         if self.quote:
+            terms.update(self.quotes.record(terms, call.journal_id))
             return PaidResult(402, None, None, option.method, quote={**terms, "signed": False},
                               offer=getattr(option, "offer", None), mpp_offer=getattr(option, "charge", None))
 
-        self.confirm(option.question(f"{call.kind} ({call.terms.get('summary') or call.path})", terms), terms)
+        if self.approved is not None:
+            # The human approved exactly these terms (--confirm-quote): that is the confirmation.
+            self.quotes.check(self.approved, terms)
+            used = next((e for e in self.journal.list() if e.get("id") == call.journal_id), None)
+            if used is not None:
+                raise PolicyError(
+                    f"Quote {self.approved['quote_id']} was already used (journal {used['id']}, {used.get('status')}). Nothing was signed.",
+                    code="quote_used",
+                    details={"journal_id": used["id"], "status": used.get("status")},
+                    hint="A quote pays once. Quote again if the human wants another one.",
+                )
+        else:
+            self.confirm(option.question(f"{call.kind} ({call.terms.get('summary') or call.path})", terms), terms)
         if self.signed_count:
             raise ComputeError("Refusing to sign a second payment in one run.", code="internal_error")
         self.signed_count += 1

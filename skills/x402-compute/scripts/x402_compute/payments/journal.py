@@ -16,6 +16,7 @@ that a ``sent``/``unknown`` payment was never used and its validity has passed (
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from datetime import datetime, timezone
@@ -103,24 +104,40 @@ class Journal:
 
     def list(self, *, modified_since: float | None = None) -> list[dict]:
         """Every entry, oldest first. ``modified_since`` (unix time) skips files untouched since
-        then without reading them: an entry is never created after its file was last written."""
+        then: an entry is never created after its file was last written. A file unchanged since
+        this process last read it (same size and nanosecond mtime) is not parsed again: one paid
+        run lists the journal several times (unresolved payments, the budget twice)."""
         if not self.dir.is_dir():
             return []
         out = []
-        for p in self.dir.glob("*.json"):
-            if modified_since is not None:
+        with os.scandir(self.dir) as it:
+            for d in it:
+                if not d.name.endswith(".json") or not _ID.match(d.name[:-5]):
+                    continue
                 try:
-                    if p.stat().st_mtime < modified_since:
-                        continue
+                    st = d.stat()
                 except OSError:
                     continue
-            try:
-                e = read_json(p)
-            except ComputeError:
-                continue
-            if isinstance(e, dict):
-                out.append(e)
+                if modified_since is not None and st.st_mtime < modified_since:
+                    continue
+                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+                hit = _PARSED.get(d.path)
+                if hit is not None and hit[0] == key:
+                    e = hit[1]
+                else:
+                    try:
+                        e = read_json(Path(d.path))
+                    except ComputeError:
+                        continue
+                    if not isinstance(e, dict):
+                        continue
+                    _PARSED[d.path] = (key, e)
+                out.append(dict(e))
         return sorted(out, key=lambda e: e.get("created_at") or "")
+
+
+# path -> ((mtime_ns, size, inode), parsed entry): files this process already read
+_PARSED: dict[str, tuple[tuple[int, int, int], dict]] = {}
 
 
 def public(entry: dict) -> dict:

@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .solana import SolanaSigner
 
 
+_RAW_EVM: dict = {}
+
+
 def evm_uses_ows(settings: Settings) -> bool:
     """Whether the EVM wallet is an OWS vault: the one rule ``evm_signer`` and the payment choice share."""
     return settings.auth_mode == "ows" or bool(settings.auth_mode == "auto" and settings.ows_wallet and not settings.private_key)
@@ -35,9 +38,12 @@ def evm_signer(settings: Settings) -> "EvmSigner":
             "No EVM wallet configured.",
             hint="Set PRIVATE_KEY (or PRIVATE_KEY_FILE), or use an API key for management.",
         )
-    from .evm import EvmSigner
+    signer = _RAW_EVM.get(settings.private_key)
+    if signer is None:  # parse a key once per process: it costs an elliptic-curve multiplication
+        from .evm import EvmSigner
 
-    return _checked_evm(EvmSigner(settings.private_key), settings)
+        signer = _RAW_EVM.setdefault(settings.private_key, EvmSigner(settings.private_key))
+    return _checked_evm(signer, settings)
 
 
 def _source(signer) -> str:

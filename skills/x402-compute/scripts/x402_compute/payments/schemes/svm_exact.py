@@ -147,16 +147,29 @@ def _memo(offer: Offer) -> bytes | None:
 
 def _existing_destination(rpc: Any, network: str, *, layout: str, pay_to: Pubkey, mint: Pubkey,
                           program: Pubkey) -> Pubkey | None:
-    """Where the transfer can land today: ATA(payTo), or (upstream layout) payTo itself; else None."""
+    """Where the transfer can land today: ATA(payTo), or (upstream layout) payTo itself; else None.
+
+    A destination found is remembered for this process (a token account does not disappear between
+    the recipient check before the quote and the signing a moment later); a missing one is always
+    asked again (it may just have been created)."""
+    key = (rpc_cache_key(rpc, network), str(pay_to), str(mint), str(program), layout)
+    if key in _destination_cache:
+        return _destination_cache[key]
     ata = get_associated_token_address(pay_to, mint, program)
+    found = None
     if rpc.sol_account_info(network, str(ata)) is not None:
-        return ata
-    if layout == "upstream":
+        found = ata
+    elif layout == "upstream":
         # Upstream pays straight into payTo when payTo already is a token account of this mint.
         acct = rpc.sol_account_info(network, str(pay_to))
         if acct is not None and acct.owner == str(program) and len(acct.data) >= TOKEN_ACCOUNT_LEN and acct.data[:32] == bytes(mint):
-            return pay_to
-    return None
+            found = pay_to
+    if found is not None:
+        _destination_cache[key] = found
+    return found
+
+
+_destination_cache: dict = {}
 
 
 def lamports_to_sol(lamports: int) -> str:
