@@ -79,3 +79,58 @@ def closed_port_url() -> str:
     port = s.getsockname()[1]
     s.close()
     return f"http://127.0.0.1:{port}"
+
+
+# --- SSH: the system client against the sandbox's instance servers ------------------------------
+SSH = "/usr/bin/ssh"
+
+
+def ssh_keypair(folder: Path, name: str = "id_ed25519") -> tuple[Path, str]:
+    """(private key path, public key line): ssh-keygen's when it is installed, else cryptography's."""
+    import shutil
+
+    key = Path(folder) / name
+    if shutil.which("ssh-keygen"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "x402-test", "-f", str(key)], check=True)
+    else:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        k = ed25519.Ed25519PrivateKey.generate()
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                     serialization.NoEncryption()))
+        pub = k.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        Path(str(key) + ".pub").write_text(pub.decode() + " x402-test\n")
+    return key, Path(str(key) + ".pub").read_text().strip()
+
+
+def openssh_fingerprint(public_line: str) -> str:
+    """SHA256 fingerprint computed here, independently of the sandbox (RFC 4253 key blob, base64)."""
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(public_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def known_hosts(folder: Path, ip: str, port: int, public_line: str, name: str = "known_hosts") -> Path:
+    path = Path(folder) / name
+    kind, blob = public_line.split()[:2]
+    path.write_text(f"[{ip}]:{port} {kind} {blob}\n")
+    return path
+
+
+def ssh_argv(ip: str, port: int, known: Path, identity: Path | None = None, *, user: str = "root",
+             batch: bool = True, extra: tuple = ()) -> list[str]:
+    """The system ssh client with nothing from the user's config: the host key must be the pinned one."""
+    argv = [SSH, "-F", "/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+            "-p", str(port)]
+    if batch:
+        argv += ["-o", "BatchMode=yes"]
+    if identity is not None:
+        argv += ["-i", str(identity), "-o", "IdentitiesOnly=yes", "-o", "PasswordAuthentication=no",
+                 "-o", "KbdInteractiveAuthentication=no"]
+    return argv + list(extra) + [f"{user}@{ip}"]

@@ -5,18 +5,25 @@ Starts the sandbox on a free loopback port (temp state dir, 2 s boot time), then
 skill's scripts exactly as a user would, each as its own process with ``--env-file`` and a
 temporary X402_COMPUTE_STATE_DIR:
 
-    browse_plans.py → provision.py (cheapest Vultr plan, --days 1, --yes --wait --wait-ssh)
-    → instance_details.py → extend_instance.py --hours 24 --yes → destroy_instance.py --yes
+    browse_plans.py → provision.py (cheapest Vultr plan, --days 1, --yes --wait --wait-ssh,
+    with a key pair made for the demo) → instance_details.py → extend_instance.py --hours 24
+    --yes → a real `ssh root@<ip> -p <port> 'uname -a'` into the instance, the host key pinned
+    to the one the API published → destroy_instance.py --yes (and the SSH port is closed)
 
-Each step's key facts go to stderr; one JSON summary goes to stdout. Exits non-zero if any
-step fails, and always stops the sandbox. The wallets are the sandbox's test wallets on
-local chains: nothing real is spent.
+The key pair comes from ssh-keygen (asyncssh when ssh-keygen is absent); the login uses the
+system ssh client with -F /dev/null (asyncssh when ssh is absent). Each step's key facts go to
+stderr; one JSON summary goes to stdout. Exits non-zero if any step fails, and always stops the
+sandbox. The wallets are the sandbox's test wallets on local chains: nothing real is spent.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,6 +62,71 @@ def wait_health(base: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the sandbox did not answer /_sandbox/health within {timeout:g} s")
+
+
+def make_keypair(folder: Path) -> tuple[Path, str]:
+    """An ed25519 key pair for the demo: (private key path, how it was made)."""
+    key = folder / "id_ed25519"
+    if shutil.which("ssh-keygen"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "x402-demo", "-f", str(key)],
+                       check=True, stdin=subprocess.DEVNULL)
+        return key, "ssh-keygen"
+    import asyncssh
+
+    k = asyncssh.generate_private_key("ssh-ed25519", comment="x402-demo")
+    k.write_private_key(str(key))
+    os.chmod(key, 0o600)
+    k.write_public_key(str(key) + ".pub")
+    return key, "asyncssh"
+
+
+HOST_KEY_LINE = re.compile(r"^ssh-ed25519 [A-Za-z0-9+/]{40,}={0,2}$")
+
+
+def pinned_host(raw: dict) -> tuple[str, int, str, str]:
+    """(ip, port, host public key line, fingerprint) from the API's order, each checked before use:
+    the server's strings become an argv and a known_hosts line only once validated."""
+    ip, port, line, fp = (raw.get("ip_address"), raw.get("ssh_port"), raw.get("ssh_host_public_key"),
+                          raw.get("ssh_host_key_fingerprint"))
+    if not isinstance(ip, str) or not ipaddress.ip_address(ip).is_loopback or ip.count(".") != 3:
+        raise RuntimeError(f"unexpected instance address {ip!r}: the sandbox hands out 127.x.y.z only")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise RuntimeError(f"unexpected ssh_port {port!r}")
+    if not isinstance(line, str) or not HOST_KEY_LINE.match(line):
+        raise RuntimeError("the instance published no usable ssh-ed25519 host key")
+    digest = hashlib.sha256(base64.b64decode(line.split()[1])).digest()
+    if fp != "SHA256:" + base64.b64encode(digest).decode().rstrip("="):
+        raise RuntimeError("the published host key fingerprint does not match the published key")
+    return ip, port, line, fp
+
+
+def printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def ssh_uname(key: Path, ip: str, port: int, host_key: str, folder: Path) -> tuple[str, str, list[str]]:
+    """Log in as root and run `uname -a`: (its output, the client used, the command line shown)."""
+    known = folder / "known_hosts"
+    known.write_text(f"[{ip}]:{port} {host_key}\n")
+    argv = ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-p", str(port), f"root@{ip}", "uname -a"]
+    if shutil.which("ssh"):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ssh exited {proc.returncode}: {printable(proc.stderr.strip())[:300]}")
+        return proc.stdout.strip(), "ssh", argv
+    import asyncio
+
+    import asyncssh
+
+    async def run() -> str:
+        async with asyncssh.connect(ip, port, username="root", client_keys=[str(key)], known_hosts=str(known),
+                                    config=None, agent_path=None) as conn:
+            res = await conn.run("uname -a", check=True, timeout=60)
+            return str(res.stdout).strip()
+
+    return asyncio.run(run()), "asyncssh", argv
 
 
 class Steps:
@@ -123,8 +195,9 @@ def main() -> int:
                 region = region if region in locs else locs[0]
             say(f"  {plans.get('count')} plans; picked {plan} in {region} at {cands[0].get('hourly_usd') if cands else '?'} USD/h")
 
-        say(f"2. provision.py {plan} {region} --days 1 --yes --wait --wait-ssh")
-        prov = steps.run("provision.py", plan, region, "--days", "1", "--yes", "--wait", "--wait-ssh", "--poll-interval", "0.5", "--wait-timeout", "120")
+        key, made_by = make_keypair(tmp)
+        say(f"2. provision.py {plan} {region} --days 1 --yes --wait --wait-ssh --ssh-key-file {key}.pub  (key pair from {made_by})")
+        prov = steps.run("provision.py", plan, region, "--days", "1", "--yes", "--wait", "--wait-ssh", "--ssh-key-file", f"{key}.pub", "--poll-interval", "0.5", "--wait-timeout", "120")
         if not prov:
             raise SystemExit(1)
         order, pay, ssh = prov["order"], prov["payment"], prov.get("ssh") or {}
@@ -137,9 +210,12 @@ def main() -> int:
 
         say(f"3. instance_details.py {iid}")
         det = steps.run("instance_details.py", iid)
+        raw: dict = {}
         if det:
             inst = det.get("instance") or det
+            raw = inst.get("raw") or {}
             say(f"  state {inst.get('state')}, ip {inst.get('ip')}, hours left {inst.get('hours_left')}")
+            say(f"  host key {printable(str(raw.get('ssh_host_key_fingerprint')))} ({printable(str(raw.get('ssh_host_key_type')))})")
 
         say(f"4. extend_instance.py {iid} --hours 24 --yes")
         ext = steps.run("extend_instance.py", iid, "--hours", "24", "--yes")
@@ -149,11 +225,34 @@ def main() -> int:
             summary["payments"].append({"step": "extend", "amount_usd": p["amount_usd"], "network": p["network"], "tx_hash": p["tx_hash"]})
             summary["instance"]["expires_at"] = o["new_expires_at"]
 
-        say(f"5. destroy_instance.py {iid} --yes")
+        say("5. log in: ssh root@<ip> -p <port> 'uname -a' (host key pinned to the published one)")
+        t0 = time.monotonic()
+        try:
+            ip, port, host_key, fp = pinned_host(raw)
+            uname, client, argv = ssh_uname(key, ip, port, host_key, tmp)
+            took = round(time.monotonic() - t0, 2)
+            say(f"  $ {' '.join(argv[:-1])} 'uname -a'" if client == "ssh" else
+                "  (no ssh client here: asyncssh logged in the same way, the host key pinned)")
+            say(f"  {printable(uname)}")
+            summary["ssh_login"] = {"client": client, "host_key_fingerprint": fp, "uname": printable(uname), "seconds": took}
+            steps.results.append({"step": "ssh uname -a", "ok": True, "exit_code": 0, "seconds": took})
+        except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as e:
+            say(f"  FAILED: {e}")
+            steps.results.append({"step": "ssh uname -a", "ok": False, "error": str(e)})
+
+        say(f"6. destroy_instance.py {iid} --yes")
         des = steps.run("destroy_instance.py", iid, "--yes")
         if des:
             lost = des.get("prepaid_time_lost") or {}
             say(f"  destroyed; {lost.get('hours')} prepaid hours" + (f" (about ${lost['usd']})" if lost.get("usd") else "") + " forfeited")
+            if "ssh_login" in summary:
+                try:
+                    socket.create_connection((ip, port), timeout=3).close()
+                    closed = False
+                except OSError:
+                    closed = True
+                say(f"  SSH port {'closed' if closed else 'STILL OPEN'}")
+                steps.results.append({"step": "ssh port closed after destroy", "ok": closed})
         summary["ok"] = all(r["ok"] is not False for r in steps.results)
         summary["skipped"] = [r["step"] for r in steps.results if r["ok"] is None]
     except SystemExit:

@@ -3,6 +3,8 @@
     python -m x402_compute_sandbox [--host 127.0.0.1] [--port 8402] [--seed 0]
         [--state-dir .sandbox] [--boot-seconds 3] [--x402-version 1|2] [--env-file PATH]
         [--no-recipient-atas] [--permit2] [--auth-skew-seconds 300] [--verbose]
+        [--request-timeout 10] [--idle-timeout 30] [--max-connections 64]
+        [--ssh-time-limit 600] [--ssh-output-limit 8388608]
 
 State (orders, API keys, nonces, payments, credits, idempotency records) persists in SQLite under
 --state-dir. The local chains are rebuilt at every start: on-chain balances reset to the funded
@@ -33,22 +35,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--auth-skew-seconds", type=float, default=300.0,
                    help="accepted X-Auth-Timestamp clock skew (nonces are remembered for twice as long)")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    p.add_argument("--request-timeout", type=float, default=10.0,
+                   help="seconds a request may take to arrive in full once its first byte is in (slow clients get 408)")
+    p.add_argument("--idle-timeout", type=float, default=30.0,
+                   help="seconds a keep-alive connection may wait between requests")
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="connections served at once (one thread each); more wait, then get 503")
+    p.add_argument("--ssh-time-limit", type=float, default=600.0,
+                   help="seconds an SSH command or shell on an instance may run before it is killed (exit 124)")
+    p.add_argument("--ssh-output-limit", type=int, default=8 * 1024 * 1024,
+                   help="bytes an SSH command or shell may write before it is killed (exit 125)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     from .server import Sandbox, is_loopback
+    from .store import StateDirError, private_state_dir
     if not is_loopback(args.host):
         print(f"error: --host {args.host} is not a loopback address; the sandbox binds 127.0.0.0/8 or ::1 only",
               file=sys.stderr)
+        return 2
+    if (args.request_timeout <= 0 or args.idle_timeout <= 0 or args.max_connections < 1
+            or args.ssh_time_limit <= 0 or args.ssh_output_limit < 1):
+        print("error: --request-timeout, --idle-timeout, --ssh-time-limit and --ssh-output-limit must be positive "
+              "and --max-connections at least 1", file=sys.stderr)
+        return 2
+    try:
+        private_state_dir(args.state_dir)
+    except StateDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print("x402-compute sandbox: building local chains (a few seconds)...", file=sys.stderr)
     try:
         sb = Sandbox(host=args.host, port=args.port, seed=args.seed, state_dir=args.state_dir,
                      boot_seconds=args.boot_seconds, x402_version=args.x402_version,
                      recipient_atas=not args.no_recipient_atas, auth_skew_seconds=args.auth_skew_seconds,
-                     verbose=args.verbose, permit2=args.permit2)
+                     verbose=args.verbose, permit2=args.permit2, request_timeout=args.request_timeout,
+                     idle_timeout=args.idle_timeout, max_connections=args.max_connections,
+                     ssh_time_limit=args.ssh_time_limit, ssh_output_limit=args.ssh_output_limit)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -12,6 +12,8 @@ Test/dev extensions (not part of the hosted API):
          the next N paid x402 requests settle and act, then the connection is closed unanswered;
          replays of a paid answer (same Idempotency-Key) count too, so N = 2 gives exit 4
     POST /rpc/<network>                         JSON-RPC reads of the local chains (rpc.py)
+    POST /_sandbox/instances/<id>/ssh/restart {"new_host_key": true}
+         restart one active instance's SSH server, by default with a new host key
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from urllib.parse import urlsplit
 from . import catalog
 from . import networks as nets
 from .auth import AuthError, Authenticator, Identity, hash_api_key, new_api_key, normalize_wallet
-from .payments import Idempotency, Offer, PaymentRefused, Payments
+from .payments import Idempotency, Offer, PaymentRefused, Payments, Principal, settled_credential
 from .provider import Provider, ProviderError, iso
 from .server import ApiError, Request, Response
 from .store import InsufficientCredits, Store
@@ -107,6 +109,19 @@ def _network(body: dict) -> Optional[str]:
     return v
 
 
+def _ssh_key_blob_ok(line: str) -> bool:
+    """The base64 part decodes and starts with the key type the line names (what sshd checks first)."""
+    import base64
+    import binascii
+    kind, blob = line.split()[:2]
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    n = int.from_bytes(raw[:4], "big")
+    return len(raw) > 4 + n and raw[4:4 + n] == kind.encode()
+
+
 def _uuid(value: str, what: str) -> str:
     if not _UUID.match(value):
         raise ApiError(400, f"Invalid {what} id: expected a UUID", {"id": value[:100]})
@@ -115,12 +130,12 @@ def _uuid(value: str, what: str) -> str:
 
 class App:
     def __init__(self, *, facilitator, store: Store, x402_version: int = 1, boot_seconds: float = 3.0,
-                 auth_skew_seconds: float = 300.0, resize_seconds: Optional[float] = None):
+                 auth_skew_seconds: float = 300.0, resize_seconds: Optional[float] = None, ssh=None):
         self.f = facilitator
         self.store = store
         self._base_url = "http://127.0.0.1:8402"   # set by the runner once the port is bound
         self.auth = Authenticator(store, auth_skew_seconds)
-        self.provider = Provider(store, boot_seconds=boot_seconds, resize_seconds=resize_seconds)
+        self.provider = Provider(store, boot_seconds=boot_seconds, resize_seconds=resize_seconds, ssh=ssh)
         self.payments = Payments(facilitator, x402_version=x402_version)
         # MPP (tempo charge) on the same 402s as x402. No Tempo chain runs offline: a ledger that
         # verifies each 0x76 transaction stands in for it (tempo.py), funded for the test wallets.
@@ -141,6 +156,7 @@ class App:
             ("GET", r"/_sandbox/balance", self.sandbox_balance),
             ("GET", r"/_sandbox/faults", self.get_faults),
             ("POST", r"/_sandbox/faults", self.set_faults),
+            ("POST", r"/_sandbox/instances/([^/]+)/ssh/restart", self.restart_ssh),
             ("POST", r"/rpc/([^/]+)", self.rpc_call),
             ("GET", r"/compute/plans", self.plans),
             ("GET", r"/compute/regions", self.regions),
@@ -262,6 +278,13 @@ class App:
                 return True
             return False
 
+    def restart_ssh(self, req: Request, order_id: str) -> Response:
+        body = _body(req)
+        new_key = body.get("new_host_key", True)
+        if not isinstance(new_key, bool):
+            raise _bad("new_host_key", "`new_host_key` must be a boolean")
+        return Response(200, self.provider.restart_ssh(_uuid(order_id, "instance"), new_host_key=new_key))
+
     def rpc_call(self, req: Request, network: str) -> Response:
         if network == "tempo":
             return Response(200, self.tempo.handle_http(req.body))
@@ -287,9 +310,10 @@ class App:
               offer: Callable[[Any], Offer], act: Callable[[Any, dict], tuple[Response, Optional[str]]],
               use_credits: Callable[[Any], bool], purpose: str) -> Response:
         key = self.idem.key_of(req)
+        principal = Principal(auth=Principal.auth_of(ident))
         with (self.idem.lock(key) if key else nullcontext()):
             if key:
-                replay = self.idem.replay(key, req)
+                replay = self.idem.replay(key, req, principal.auth)
                 if replay is not None:
                     # A replay of a paid answer is dropped too while faults remain, so N = 2 makes
                     # the client's one automatic resend fail as well: exit 4, then reconcile.py.
@@ -322,6 +346,8 @@ class App:
                 payment = {"method": settled.method, "network": settled.network,
                            "tx_hash": settled.transaction, "payer": settled.payer, "owner": owner,
                            "amount_usd_micros": price.amount_usd_micros}
+                principal = Principal(auth=principal.auth, payment=settled_credential(req, settled.method),
+                                      payer=normalize_wallet(settled.payer) if settled.payer else None)
                 try:
                     resp, order_id = act(spec, payment)
                 except Exception as exc:
@@ -345,7 +371,7 @@ class App:
                 resp.headers.update(settled.response_headers)
                 drop = self._take_drop_fault()
             if key:
-                self.idem.remember(key, req, resp)
+                self.idem.remember(key, req, resp, principal)
             resp.drop = drop
             return resp
 
@@ -387,8 +413,9 @@ class App:
                 raise _bad("hostname", "`hostname` must be letters, digits, dots and hyphens")
             ssh_key = _opt_str(body, "ssh_public_key", 16 * 1024)
             ssh_key = ssh_key.strip() if ssh_key else None
-            if ssh_key and not _SSH_KEY.match(ssh_key):
-                raise _bad("ssh_public_key", "`ssh_public_key` is not an OpenSSH public key line")
+            if ssh_key and not (_SSH_KEY.match(ssh_key) and _ssh_key_blob_ok(ssh_key)):
+                raise _bad("ssh_public_key", "`ssh_public_key` is not an OpenSSH public key line "
+                                             "(\"<type> <base64 key> [comment]\", e.g. a .pub file's line)")
             if plan["provider"] == "digitalocean" and not ssh_key:
                 raise _bad("ssh_public_key", "DigitalOcean instances require `ssh_public_key`: there is no "
                                              "password fallback on DigitalOcean")

@@ -235,6 +235,48 @@ class Payments:
                           response_headers={resp_header: b64json(sr)})
 
 
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.strip().encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def payment_credentials(request: Request) -> list[str]:
+    """Digests of every payment credential the request carries (x402 headers, MPP Authorization)."""
+    found = [f"x402:{_digest(request.headers.get(h))}" for h in PAYMENT_HEADERS if request.headers.get(h)]
+    auth = (request.headers.get("Authorization") or "").strip()
+    scheme, _, cred = auth.partition(" ")
+    if scheme.lower() == "payment" and cred.strip():
+        found.append(f"mpp:{_digest(cred)}")
+    return found
+
+
+def settled_credential(request: Request, method: str) -> Optional[str]:
+    """The digest of the credential that paid: the MPP one for `mpp`, else the x402 header used."""
+    want = "mpp:" if method == "mpp" else "x402:"
+    return next((c for c in payment_credentials(request) if c.startswith(want)), None)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a request, for Idempotency-Key replays (see `Idempotency`).
+
+    auth     "api_key:<key id>" or "wallet:<address>" (a signature) when management auth was sent
+    payment  digest of the payment credential that settled ("x402:<sha256>" / "mpp:<sha256>")
+    payer    the payer the settlement proved (normalised address)
+    """
+    auth: Optional[str] = None
+    payment: Optional[str] = None
+    payer: Optional[str] = None
+
+    @staticmethod
+    def auth_of(ident) -> Optional[str]:
+        if ident is None:
+            return None
+        return f"api_key:{ident.api_key_id}" if ident.method == "api_key" else f"wallet:{ident.wallet}"
+
+    def to_json(self) -> str:
+        return json.dumps({"auth": self.auth, "payment": self.payment, "payer": self.payer}, sort_keys=True)
+
+
 class Idempotency:
     """`Idempotency-Key` on paid POSTs: one outcome per key.
 
@@ -243,6 +285,14 @@ class Idempotency:
     Only successful outcomes are stored: a 402 challenge or a refused payment leaves the key
     free, so the probe and the paid retry may share it. A per-key lock serialises concurrent
     retries, so two of them cannot both pay.
+
+    A stored answer is replayed only to the credential that made the first request:
+      - it sent management auth: the same API key (by id), or a signature by the same wallet;
+      - it paid without management auth: the identical payment credential again (what a client
+        resends after a lost answer), or a signature by the wallet the settlement proved paid.
+    A replay with no credential at all is a 401, with another credential a 409: neither gets the
+    stored body (which may hold the one-time management key of an MPP provision). Records from
+    before this rule (no principal stored) are replayed to nobody.
     """
 
     HEADER = "Idempotency-Key"
@@ -270,10 +320,24 @@ class Idempotency:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def replay(self, key: str, request: Request) -> Optional[Response]:
+    def replay(self, key: str, request: Request, auth: Optional[str]) -> Optional[Response]:
+        """The stored answer for `key`, if the request may have it; `auth` is Principal.auth_of."""
         rec = self.store.idem_get(key)
         if rec is None:
             return None
+        owner = rec.get("principal")
+        payments = payment_credentials(request)
+        same = owner is not None and (
+            auth == owner.auth if owner.auth else
+            (owner.payment is not None and owner.payment in payments)
+            or (owner.payer is not None and auth == f"wallet:{owner.payer}"))
+        if not same:
+            if auth is None and not payments:
+                raise ApiError(401, "This Idempotency-Key belongs to an earlier request made with credentials: "
+                                    "resend it with the same API key, wallet signature or payment",
+                               {"idempotency_key": key})
+            raise ApiError(409, "Idempotency-Key was already used by another credential",
+                           {"idempotency_key": key})
         if rec["fingerprint"] != self.fingerprint(request):
             raise ApiError(409, "Idempotency-Key was already used for a different request",
                            {"idempotency_key": key})
@@ -281,7 +345,7 @@ class Idempotency:
         headers["Idempotent-Replayed"] = "true"
         return Response(rec["status"], rec["body"], headers)
 
-    def remember(self, key: str, request: Request, response: Response) -> None:
+    def remember(self, key: str, request: Request, response: Response, principal: Principal) -> None:
         if 200 <= response.status < 300:
             self.store.idem_put(key, self.fingerprint(request), response.status, response.headers,
-                                response.encoded())
+                                response.encoded(), principal.to_json())

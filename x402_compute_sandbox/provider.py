@@ -1,4 +1,4 @@
-"""Provider emulation: instance lifecycle, provider rules, and SSH banner listeners on loopback.
+"""Provider emulation: instance lifecycle, provider rules, and each instance's SSH server on loopback.
 
 Lifecycle (time-driven; `refresh` applies it on every read and a ticker thread applies it in the
 background so listeners open on time even when nobody is polling):
@@ -13,12 +13,21 @@ background so listeners open on time even when nobody is polling):
 
 Instance addresses are loopback only: 127.0.<n>.<m>, unique per instance (127.0.0.1 if binding
 that address fails). `ssh_port` is an extension: the hosted service implies port 22.
+
+Each active instance runs a real SSH server (ssh.py) in `<state-dir>/instances/<id>/`: it accepts
+the provision's public key and, on Vultr, the one-time password once revealed (only its salted
+SHA-256 is kept). Extension fields of the order: `ssh_host_key_fingerprint` (OpenSSH
+`SHA256:...`), `ssh_host_key_type` and `ssh_host_public_key` (the known_hosts form); they are
+null until the instance first becomes active. Destroy and expiry close the server and delete
+the instance folder.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import secrets
-import selectors
-import socket
+import shutil
 import string
 import sys
 import threading
@@ -29,9 +38,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Optional
 
 from . import catalog
-
-SSH_BANNER = b"SSH-2.0-x402sandbox\r\n"
-_CONN_LINGER_SECONDS = 5.0
+from .ssh import InstanceSpec, SshServers
 
 
 class ProviderError(Exception):
@@ -50,126 +57,20 @@ def iso(ts: Optional[float]) -> Optional[str]:
         f"{int(round(ts * 1000)) % 1000:03d}Z"
 
 
-class SshListeners:
-    """Loopback TCP listeners that greet every connection with an SSH banner line.
-
-    One selector thread serves them all; a connection gets the banner, then is closed when the
-    peer closes or after a few seconds, so a client that writes its own ident line is not reset
-    before it has read ours.
-    """
-
-    def __init__(self):
-        self._sel = selectors.DefaultSelector()
-        self._lock = threading.Lock()
-        self._listeners: dict[str, socket.socket] = {}
-        self._conns: dict[socket.socket, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sandbox-ssh", daemon=True)
-        self._thread.start()
-
-    def open(self, key: str, ip: str, port: int = 0) -> tuple[str, int]:
-        self.close(key)
-        sock = None
-        for host, p in ((ip, port), (ip, 0), ("127.0.0.1", 0)):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.bind((host, p))
-                s.listen(16)
-                sock = s
-                break
-            except OSError:
-                s.close()
-        if sock is None:
-            raise ProviderError(503, "could not bind an SSH listener on loopback")
-        sock.setblocking(False)
-        with self._lock:
-            self._listeners[key] = sock
-            self._sel.register(sock, selectors.EVENT_READ, ("listen", key))
-        return sock.getsockname()[0], sock.getsockname()[1]
-
-    def close(self, key: str) -> None:
-        with self._lock:
-            sock = self._listeners.pop(key, None)
-            if sock is not None:
-                try:
-                    self._sel.unregister(sock)
-                except (KeyError, ValueError):
-                    pass
-                sock.close()
-
-    def is_open(self, key: str) -> bool:
-        with self._lock:
-            return key in self._listeners
-
-    def shutdown(self) -> None:
-        self._stop.set()
-        for key in list(self._listeners):
-            self.close(key)
-        self._thread.join(timeout=2)
-        with self._lock:
-            for c in list(self._conns):
-                self._drop(c)
-            self._sel.close()
-
-    def _drop(self, conn: socket.socket) -> None:
-        self._conns.pop(conn, None)
-        try:
-            self._sel.unregister(conn)
-        except (KeyError, ValueError):
-            pass
-        conn.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                events = self._sel.select(timeout=0.2)
-            except (OSError, ValueError):
-                time.sleep(0.05)
-                continue
-            now = time.monotonic()
-            with self._lock:
-                for skey, _ in events:
-                    kind = skey.data[0] if isinstance(skey.data, tuple) else None
-                    sock = skey.fileobj
-                    if kind == "listen":
-                        try:
-                            conn, _addr = sock.accept()
-                        except OSError:
-                            continue
-                        try:
-                            conn.setblocking(True)
-                            conn.settimeout(1.0)
-                            conn.sendall(SSH_BANNER)
-                            conn.setblocking(False)
-                            self._conns[conn] = now + _CONN_LINGER_SECONDS
-                            self._sel.register(conn, selectors.EVENT_READ, ("conn", None))
-                        except OSError:
-                            conn.close()
-                    elif kind == "conn":
-                        try:
-                            data = sock.recv(4096)
-                        except OSError:
-                            data = b""
-                        if not data:
-                            self._drop(sock)
-                for c, deadline in list(self._conns.items()):
-                    if deadline < now:
-                        self._drop(c)
-
-
 def _round_cents(d: Decimal) -> Decimal:
     return d.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 class Provider:
     def __init__(self, store, *, boot_seconds: float = 3.0, resize_seconds: Optional[float] = None,
-                 clock=time.time):
+                 clock=time.time, ssh: Optional[SshServers] = None):
         self.store = store
+        self.instances_dir = os.path.join(os.path.dirname(os.path.abspath(store.path)), "instances")
         self.boot_seconds = max(0.0, float(boot_seconds))
         self.resize_seconds = self.boot_seconds if resize_seconds is None else float(resize_seconds)
         self.clock = clock
         self._lock = threading.RLock()
-        self.listeners = SshListeners()
+        self.ssh = ssh or SshServers()
         # order id -> when its next time-driven transition is due; the ticker touches only those
         # that are due, so a sandbox with many running instances does not re-read them all.
         self._due: dict[str, float] = {}
@@ -195,7 +96,7 @@ class Provider:
         self._stop.set()
         if self._ticker:
             self._ticker.join(timeout=2)
-        self.listeners.shutdown()
+        self.ssh.shutdown()
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(0.05):
@@ -212,14 +113,57 @@ class Provider:
                 print(f"sandbox provider ticker: {exc!r}", file=sys.stderr)
 
     # --- state machine --------------------------------------------------------------------------
-    def _open_listener(self, order: dict) -> None:
-        ip, port = self.listeners.open(order["id"], order.get("_ip") or "127.0.0.1",
-                                       order.get("ssh_port") or 0)
-        order["ip_address"], order["ssh_port"], order["_listening"] = ip, port, True
+    def _open_listener(self, order: dict, new_host_key: bool = False) -> None:
+        oid = order["id"]
+        pw_check = None
+        if order["provider"] == "vultr":
+            pw_check = lambda pw: self.check_password(oid, pw)  # noqa: E731
+        spec = InstanceSpec(instance_id=oid, folder=os.path.join(self.instances_dir, oid),
+                            authorized_key=order.get("_ssh_public_key"), check_password=pw_check)
+        try:
+            ip, port, key = self.ssh.open(spec, order.get("_ip") or "127.0.0.1", order.get("ssh_port") or 0,
+                                          new_host_key=new_host_key)
+        except OSError as exc:
+            raise ProviderError(503, f"could not start the instance's SSH server: {exc}")
+        order.update(ip_address=ip, ssh_port=port, _listening=True, ssh_host_key_fingerprint=key.fingerprint,
+                     ssh_host_key_type=key.key_type, ssh_host_public_key=key.public_line)
 
-    def _close_listener(self, order: dict) -> None:
-        self.listeners.close(order["id"])
+    def _close_listener(self, order: dict, remove: bool = False) -> None:
+        """Stop the SSH server (connections and commands end); `remove` also deletes the instance
+        folder (host key and scratch files), as destroy and expiry do."""
+        self.ssh.close(order["id"])
         order["_listening"] = False
+        if remove:
+            shutil.rmtree(os.path.join(self.instances_dir, order["id"]), ignore_errors=True)
+
+    def check_password(self, order_id: str, password: str) -> bool:
+        """The instance's revealed one-time password (the SSH server asks, on its own thread)."""
+        order = self.store.get_order(order_id)
+        rec = (order or {}).get("_password_hash")
+        if not rec or order["status"] in ("destroyed", "expired"):
+            return False
+        digest = hashlib.sha256(bytes.fromhex(rec["salt"]) + password.encode("utf-8", "surrogateescape")).hexdigest()
+        return hmac.compare_digest(digest, rec["sha256"])
+
+    def restart_ssh(self, order_id: str, new_host_key: bool = True) -> dict:
+        """Test-only: restart one active instance's SSH server, by default with a new host key."""
+        with self._lock:
+            order = self.store.get_order(order_id)
+            if order is None:
+                raise ProviderError(404, "Instance not found", {"id": order_id})
+            order = self.refresh(order)
+            if not order.get("_listening"):
+                raise ProviderError(409, f"The instance's SSH server is not running (status: {order['status']})",
+                                    {"status": order["status"]})
+            before = order.get("ssh_host_key_fingerprint")
+            self._close_listener(order)
+            self._open_listener(order, new_host_key=new_host_key)
+            self.store.put_order(order)
+            return {"id": order["id"], "ip_address": order["ip_address"], "ssh_port": order["ssh_port"],
+                    "previous_host_key_fingerprint": before,
+                    "ssh_host_key_fingerprint": order["ssh_host_key_fingerprint"],
+                    "ssh_host_key_type": order["ssh_host_key_type"],
+                    "ssh_host_public_key": order["ssh_host_public_key"]}
 
     def refresh(self, order: dict) -> dict:
         """Apply every time-based transition that is due; persist when something changed."""
@@ -232,7 +176,7 @@ class Provider:
                 self._due.pop(order["id"], None)
                 return order
             if now >= order["_expires"]:
-                self._close_listener(order)
+                self._close_listener(order, remove=True)
                 order.update(status="expired", vultr_status="expired", power_status="stopped")
                 if vultr:
                     order["server_status"] = "none"
@@ -319,11 +263,13 @@ class Provider:
             "payment_method": payment["method"], "payment_network": payment.get("network"),
             "tx_hash": payment.get("tx_hash"), "wallet_address": owner,
             "access_method": "ssh_key" if ssh_public_key else "one_time_password_fallback",
+            "ssh_host_key_fingerprint": None, "ssh_host_key_type": None, "ssh_host_public_key": None,
             "metadata": {},
             "owner": owner, "_created": now, "_boot_at": now + self.boot_seconds,
             "_expires": now + hours * 3600, "_ip": ip, "_listening": False,
             "_password_revealed": False, "_resize_until": None,
             "_paid_micros": payment["amount_usd_micros"], "_user_data": user_data,
+            "_ssh_public_key": ssh_public_key,
         }
         if vultr:
             order["server_status"] = "none"
@@ -371,7 +317,7 @@ class Provider:
             order = self.refresh(self.store.get_order(order["id"]))
             if order["status"] == "destroyed":
                 raise ProviderError(409, "Instance already destroyed", {"destroyed_at": order["destroyed_at"]})
-            self._close_listener(order)
+            self._close_listener(order, remove=True)
             order.update(status="destroyed", vultr_status="destroyed", power_status="stopped",
                          destroyed_at=iso(self.clock()), _resize_until=None)
             if order["provider"] == "vultr":
@@ -395,6 +341,9 @@ class Provider:
             alphabet = string.ascii_letters + string.digits + "-_@#%"
             pw = "".join(secrets.choice(alphabet) for _ in range(20))
             order["_password_revealed"] = True
+            # Only a salted SHA-256 is kept, for the SSH server (20 random characters: ~118 bits).
+            salt = secrets.token_bytes(16)
+            order["_password_hash"] = {"salt": salt.hex(), "sha256": hashlib.sha256(salt + pw.encode()).hexdigest()}
             self.store.put_order(order)
             return {"method": "one_time_password", "username": "root",
                     "ip_address": order["ip_address"], "password": pw}

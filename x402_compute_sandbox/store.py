@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS credits (
     deposited INTEGER NOT NULL DEFAULT 0, spent INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
-    headers TEXT NOT NULL, body BLOB NOT NULL, created REAL NOT NULL);
+    headers TEXT NOT NULL, body BLOB NOT NULL, created REAL NOT NULL, principal TEXT);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
@@ -46,15 +46,50 @@ class InsufficientCredits(Exception):
         self.balance, self.required = balance, required
 
 
+_OWN_FILES = ("sandbox.sqlite3", "sandbox.env", "mpp-secret")
+
+
+class StateDirError(ValueError):
+    """The state folder cannot be made private; the message says why and what to do."""
+
+
+def private_state_dir(state_dir: str) -> str:
+    """Create the state folder with mode 0700, or tighten an existing one that is the sandbox's (empty,
+    or already holding its files). A shared folder (e.g. the working directory or /tmp) is refused
+    rather than chmod-ed: it holds test keys, API key hashes and the MPP secret."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    st = os.stat(state_dir)
+    if st.st_mode & 0o077:
+        entries = os.listdir(state_dir)
+        if st.st_uid != os.getuid() or (entries and not any(f in entries for f in _OWN_FILES)):
+            raise StateDirError(f"the state folder {state_dir} is open to other users (mode "
+                                f"{st.st_mode & 0o777:04o}) and is not the sandbox's own; pass --state-dir "
+                                "a folder of its own (it is created with mode 0700)")
+        os.chmod(state_dir, 0o700)
+    return state_dir
+
+
+def _private_file(path: str) -> None:
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 class Store:
     def __init__(self, state_dir: str):
-        os.makedirs(state_dir, exist_ok=True)
+        private_state_dir(state_dir)
         self.path = os.path.join(state_dir, "sandbox.sqlite3")
+        # 0600 before SQLite opens it; SQLite gives the -wal and -shm files the database's mode.
+        _private_file(self.path)
+        for extra in ("-wal", "-shm", "-journal"):
+            if os.path.exists(self.path + extra):
+                os.chmod(self.path + extra, 0o600)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        if "principal" not in {r[1] for r in self._db.execute("PRAGMA table_info(idempotency)")}:
+            self._db.execute("ALTER TABLE idempotency ADD COLUMN principal TEXT")   # state from before it
 
     def close(self) -> None:
         with self._lock:
@@ -192,12 +227,17 @@ class Store:
 
     # --- idempotency ----------------------------------------------------------------------------
     def idem_get(self, key: str) -> Optional[dict]:
-        row = self._one("SELECT fingerprint, status, headers, body FROM idempotency WHERE key=?", (key,))
+        """The stored answer; `principal` is who may have it replayed (payments.Principal, None for
+        records written before principals were kept)."""
+        row = self._one("SELECT fingerprint, status, headers, body, principal FROM idempotency WHERE key=?", (key,))
         if not row:
             return None
-        return {"fingerprint": row[0], "status": row[1], "headers": json.loads(row[2]), "body": row[3]}
+        from .payments import Principal
+        return {"fingerprint": row[0], "status": row[1], "headers": json.loads(row[2]), "body": row[3],
+                "principal": Principal(**json.loads(row[4])) if row[4] else None}
 
-    def idem_put(self, key: str, fingerprint: str, status: int, headers: dict, body: bytes) -> None:
+    def idem_put(self, key: str, fingerprint: str, status: int, headers: dict, body: bytes, principal: str) -> None:
         with self.tx() as db:
-            db.execute("INSERT OR IGNORE INTO idempotency(key, fingerprint, status, headers, body, created) "
-                       "VALUES (?,?,?,?,?,?)", (key, fingerprint, status, json.dumps(headers), body, time.time()))
+            db.execute("INSERT OR IGNORE INTO idempotency(key, fingerprint, status, headers, body, created, principal) "
+                       "VALUES (?,?,?,?,?,?,?)",
+                       (key, fingerprint, status, json.dumps(headers), body, time.time(), principal))

@@ -172,7 +172,7 @@ def test_preflight_checks_before_any_402(sandbox, wallet, tmp_path):
     fail(run_script("provision.py", PLAN, REGION, "--hours", "23", "--yes", env=env), 2, "usage_error")
     fail(run_script("provision.py", PLAN, REGION, "--yes", env=env), 2, "usage_error")  # no silent default duration
     key = tmp_path / "id.pub"
-    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLE test\n")
+    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test\n")   # a well-formed key: the sandbox checks the blob
     q = ok(run_script("provision.py", "do:s-1vcpu-1gb", "nyc3", "--days", "1", "--quote", "--ssh-key-file", str(key), env=env))
     assert q["quote"]["os_id"] == 160232537  # the DigitalOcean Ubuntu 24.04 image, not Vultr's 2284
     assert journal_entries(tmp_path) == []

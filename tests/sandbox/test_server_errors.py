@@ -128,7 +128,7 @@ def test_keep_alive_and_content_length(sandbox):
         assert int(r1.headers["Content-Length"]) == len(r1.content)
         assert r1.status_code == r2.status_code == 200
     with socket.create_connection(("127.0.0.1", int(sandbox.base_url.rsplit(":", 1)[1]))) as sock:
-        req = b"GET /_sandbox/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        req = b"GET /_sandbox/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         sock.sendall(req + req)
         data = b""
         while data.count(b"HTTP/1.1 200") < 2:

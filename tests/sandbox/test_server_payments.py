@@ -260,16 +260,16 @@ def test_idempotency(sandbox, tools):
     assert again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["X-PAYMENT-RESPONSE"] == first.headers["X-PAYMENT-RESPONSE"]
-    # Even without any payment header the key replays the stored outcome.
+    # Without the credential that paid, the key replays nothing (tests/sandbox/test_hardening.py has the rest).
     bare = requests.post(sandbox.base_url + "/compute/provision", data=raw,
                          headers={"Content-Type": "application/json", "Idempotency-Key": key})
-    assert bare.status_code == 201 and bare.json() == first.json()
+    assert bare.status_code == 401 and "order" not in bare.json()
     assert _balances(sandbox, w, "base") == after_first
     assert len(_instances(sandbox, w, tools)) == 1
-    # Same key, different body -> 409.
+    # Same key and credential, different body -> 409.
     other = requests.post(sandbox.base_url + "/compute/provision", json=dict(PROVISION, label="other"),
-                          headers={"Idempotency-Key": key})
-    assert other.status_code == 409
+                          headers={"Idempotency-Key": key, "X-PAYMENT": tools.b64(payload)})
+    assert other.status_code == 409 and "different request" in other.json()["error"]
 
 
 def test_drop_after_settle_then_retry_with_same_key(sandbox, tools):
