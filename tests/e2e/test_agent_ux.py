@@ -8,6 +8,7 @@ the client code under test; the SSH key is checked with OpenSSH's own ssh-keygen
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import stat
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import clean_env, closed_port_url, fail, import_lib, ok, run_script
+from tests.helpers import clean_env, closed_port_url, fail, import_lib, known_hosts, ok, run_script
 
 import_lib()
 from x402_compute.instances import parse_time  # noqa: E402
@@ -224,7 +225,7 @@ needs_openssh = pytest.mark.skipif(not (shutil.which("ssh-keygen") and shutil.wh
 def test_ssh_key_auto_creates_one_key_sends_it_and_ssh_uses_it(sandbox, paying_env, monkeypatch, tmp_path):
     env = paying_env
     sent: list[str | None] = []
-    real_create = sandbox.app.provider.create
+    real_create = sandbox.app.provider.create  # the server side: what public key the API received
 
     def create(**kw):
         sent.append(kw.get("ssh_public_key"))
@@ -260,6 +261,22 @@ def test_ssh_key_auto_creates_one_key_sends_it_and_ssh_uses_it(sandbox, paying_e
     config = subprocess.run(["ssh", "-G", *argv[1:]], capture_output=True, text=True, check=True).stdout.lower().splitlines()
     assert f"identityfile {priv}".lower() in config
     assert f"hostname {ssh['host']}" in config and f"port {ssh['port']}" in config and "user root" in config
+
+    # And it logs in on the sandbox's SSH server: the block's own command, with only the host key
+    # pinned and no other identity anywhere (empty HOME, no agent, no config).
+    raw = ok(run_script("instance_details.py", doc["order"]["id"], env=env))["instance"]["raw"]
+    known = known_hosts(tmp_path, ssh["host"], ssh["port"], raw["ssh_host_public_key"])
+    pin = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes",
+           "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10"]
+    bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "empty-home")}
+    (tmp_path / "empty-home").mkdir()
+    login = subprocess.run([argv[0], *pin, *argv[1:], "echo logged-in-with-the-auto-key"], env=bare, capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+    assert login.returncode == 0 and login.stdout.strip() == "logged-in-with-the-auto-key", login.stderr
+    # Control: the same command without its -i is refused, so the auto key is what let it in.
+    no_key = [a for i, a in enumerate(argv) if a != "-i" and (i == 0 or argv[i - 1] != "-i")]
+    refused = subprocess.run([no_key[0], *pin, *no_key[1:], "true"], env=bare, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 255 and "-i" in argv
 
     # A second machine (DigitalOcean needs a key) reuses the same pair, byte for byte.
     raw = priv.read_bytes()
