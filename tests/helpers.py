@@ -50,6 +50,37 @@ def run_script(name: str, *args: str, env: dict, input: str | None = None, timeo
     return proc.returncode, doc, proc.stderr
 
 
+def ok(result: tuple[int, dict, str]) -> dict:
+    """The document of a ``run_script`` result that must have succeeded (exit 0, ``ok: true``)."""
+    code, doc, err = result
+    assert code == 0 and doc["ok"] is True, (code, doc, err)
+    return doc
+
+
+def fail(result: tuple[int, dict, str], exit_code: int, error_code: str | None = None) -> dict:
+    """The ``error`` of a ``run_script`` result that must have failed with ``exit_code`` (and
+    ``error_code``), in the documented error shape."""
+    code, doc, err = result
+    assert code == exit_code and doc["ok"] is False, (code, doc, err)
+    e = doc["error"]
+    assert set(e) >= {"code", "message", "status", "details", "retryable"}
+    if error_code:
+        assert e["code"] == error_code, e
+    return e
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on: a script that sends anything there fails with
+    ``network_error`` (exit 1), so an exit 2 proves the check ran before any request."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
 # --- SSH: the system client against the sandbox's instance servers ------------------------------
 SSH = "/usr/bin/ssh"
 

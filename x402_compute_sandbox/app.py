@@ -22,7 +22,6 @@ import re
 import sys
 import threading
 import traceback
-import uuid
 from contextlib import nullcontext
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Optional

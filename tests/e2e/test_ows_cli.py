@@ -7,8 +7,6 @@ come back out on stdout/stderr unless asked for."""
 
 from __future__ import annotations
 
-import base64
-import os
 import stat
 from pathlib import Path
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import clean_env, run_script
+from tests.helpers import clean_env, closed_port_url, fail, ok, run_script
 
 MISSING = "3f1c2a9e-0000-4000-8000-00000000dead"
 PLAN, REGION, OS_ID = "vc2-1c-2gb", "ewr", 2284
@@ -91,34 +91,12 @@ def wait_running(env, iid, timeout=20.0) -> dict:
         time.sleep(0.3)
 
 
-def ok(result):
-    code, doc, err = result
-    assert code == 0 and doc["ok"] is True, (code, doc, err)
-    return doc
-
-
-def fail(result, exit_code, error_code=None):
-    code, doc, err = result
-    assert code == exit_code and doc["ok"] is False, (code, doc, err)
-    e = doc["error"]
-    assert set(e) >= {"code", "message", "status", "details", "retryable"}
-    if error_code:
-        assert e["code"] == error_code, e
-    return e
-
-
 @pytest.fixture
 def dead_url_env(tmp_path):
     """An env pointing at a closed port: a script that reaches the network fails with network_error."""
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
     from eth_account import Account
 
-    return clean_env({"COMPUTE_BASE_URL": f"http://127.0.0.1:{port}", "PRIVATE_KEY": Account.create().key.hex(), "COMPUTE_API_KEY": "x402c_unused0000"}, home=tmp_path)
+    return clean_env({"COMPUTE_BASE_URL": closed_port_url(), "PRIVATE_KEY": Account.create().key.hex(), "COMPUTE_API_KEY": "x402c_unused0000"}, home=tmp_path)
 
 
 # -- catalog ----------------------------------------------------------------------------
@@ -213,6 +191,7 @@ def test_list_and_details(env, instance):
     doc = ok(run_script("list_instances.py", env=env))
     row = next(r for r in doc["instances"] if r["id"] == iid)
     assert row["state"] == "running" and row["label"] == "e2e-main"
+    assert row["ssh"] == inst["ssh"]  # list rows carry the same ssh block as the details
     assert ok(run_script("list_instances.py", "--label", "E2E-MAIN", env=env))["count"] >= 1
     assert any(r["id"] == iid for r in ok(run_script("list_instances.py", "--expiring-within", "25", env=env))["instances"])
     assert not any(r["id"] == iid for r in ok(run_script("list_instances.py", "--expiring-within", "1", env=env))["instances"])
@@ -284,13 +263,18 @@ def test_password_show_prints_it(sandbox, wallet, env):
 
 def test_destroy_needs_yes_then_forfeits_prepaid_time(sandbox, wallet, env):
     iid = provision(sandbox, wallet["key"], label="e2e-destroy")["id"]
+    ip = wait_running(env, iid)["ip"]
     e = fail(run_script("destroy_instance.py", iid, env=env), 3, "confirmation_required")
+    assert e["details"]["state"] == "running" and e["details"]["ip"] == ip  # what is about to go
     lost = e["details"]["prepaid_time_lost"]
     assert 23 < lost["hours"] <= 24 and lost["hourly_usd"] == "0.0208" and 0.45 < float(lost["usd"]) <= 0.50
     assert ok(run_script("instance_details.py", iid, env=env))["instance"]["state"] != "destroyed"  # still there
 
     doc = ok(run_script("destroy_instance.py", iid, "--yes", env=env))
     assert doc["destroyed"] is True and doc["prepaid_time_lost"]["usd"]
+    # The instance as it is after the destroy, read back from the server, not the record from before.
+    assert doc["instance"]["state"] == "destroyed" and doc["instance"]["ip"] is None and doc["instance"]["hours_left"] == 0
+    assert sandbox.app.store.get_order(iid)["status"] == "destroyed"
     assert ok(run_script("instance_details.py", iid, env=env))["instance"]["state"] == "destroyed"
     assert not any(r["id"] == iid for r in ok(run_script("list_instances.py", env=env))["instances"])
     assert any(r["id"] == iid and r["state"] == "destroyed" for r in ok(run_script("list_instances.py", "--all", env=env))["instances"])
@@ -387,6 +371,15 @@ def test_credits_balance(env, wallet):
     doc = ok(run_script("credits_balance.py", env=env))
     assert doc["wallet"].lower() == wallet["address"].lower()
     assert doc["balance_usd"] == "0.00" and doc["total_deposited_usd"] == "0.00"
+    # It says what it does not count, and where all spending is.
+    assert doc["scope"] == "prepaid_credits_only" and "prepaid credits only" in doc["note"] and "budget.py" in doc["note"]
+    import subprocess
+    import sys
+
+    from tests.helpers import SCRIPTS
+
+    help_text = " ".join(subprocess.run([sys.executable, str(SCRIPTS / "credits_balance.py"), "--help"], capture_output=True, text=True, timeout=60).stdout.split())
+    assert "prepaid credits only" in help_text and "budget.py" in help_text
 
 
 def test_no_credentials_is_a_config_error(sandbox, tmp_path):

@@ -1,7 +1,6 @@
 """The local EVM chains and the test token: real chain ids, real addresses, FiatToken behaviour."""
 from __future__ import annotations
 
-import os
 import time
 
 import pytest

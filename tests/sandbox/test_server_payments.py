@@ -375,7 +375,6 @@ def test_x402_sdk_client_pays(sandbox, tools):
     from x402 import x402ClientSync
     from x402.mechanisms.evm import EthAccountSigner
     from x402.mechanisms.evm.exact import register_exact_evm_client
-    from x402.schemas import PaymentRequired
 
     w = tools.fresh_wallet(sandbox.facilitator, usd=5)
     client = register_exact_evm_client(x402ClientSync(), EthAccountSigner(Account.from_key(w["evm_private_key"])))

@@ -4,8 +4,6 @@ code/status/details/retryable, which requests are retried, transport failures)."
 
 from __future__ import annotations
 
-import json
-import re
 
 import pytest
 import requests

@@ -12,6 +12,7 @@ p = cli.parser(
     __doc__,
     examples=(
         "python scripts/provision.py vc2-1c-1gb lax --days 1 --quote\n"
+        "python scripts/provision.py vc2-1c-1gb lax --days 1 --ssh-key auto --yes --wait-ssh\n"
         "python scripts/provision.py vcg-a100-1c-2g-6gb lax --months 1 --ssh-key-file ~/.ssh/id_ed25519.pub --yes --wait-ssh\n"
         "python scripts/provision.py do:s-1vcpu-1gb nyc3 --days 2 --ssh-key-file ~/.ssh/id_ed25519.pub --network solana --yes"
     ),
@@ -23,7 +24,8 @@ g = p.add_argument_group("machine")
 g.add_argument("--os-id", type=int, help="OS image id from browse_os.py (default: Ubuntu 24.04 of the plan's provider)")
 g.add_argument("--label", help="instance label (default: x402-<journal id prefix>, used by reconcile.py)")
 g.add_argument("--hostname", help="hostname the machine gets (default: the provider's)")
-g.add_argument("--ssh-public-key", metavar="KEY", help="SSH public key text (required for DigitalOcean)")
+g.add_argument("--ssh-key", choices=("auto",), help="auto: use the skill's own ed25519 key pair (created once in the state folder, private key 0600, never printed) and put -i in the ssh block; use it when the human has no key of their own")
+g.add_argument("--ssh-public-key", metavar="KEY", help="SSH public key text (DigitalOcean needs a key: this, --ssh-key-file or --ssh-key auto)")
 g.add_argument("--ssh-key-file", metavar="PATH", help="file holding the SSH public key (e.g. ~/.ssh/id_ed25519.pub)")
 g.add_argument("--user-data", metavar="FILE", help="cloud-init user data file run at first boot")
 paid.add_payment_options(p)

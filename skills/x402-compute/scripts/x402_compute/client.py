@@ -12,8 +12,8 @@ from .auth import Auth, AuthResolver, NoAuth, encode_body
 from .config import Settings
 from .errors import ComputeError
 from .http import Response, Transport, api_error
+from .plans import PLAN_TYPES
 
-PLAN_TYPES = ("vps", "vhp", "vdc", "vcg")
 # Catalog numbers every consumer (browse, quotes, the price check, resize, destroy) does
 # arithmetic on: checked once, here, as the catalog arrives.
 PRICE_FIELDS = ("our_hourly", "our_daily", "our_monthly", "monthly_cost", "vultr_monthly")

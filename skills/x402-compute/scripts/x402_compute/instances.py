@@ -124,7 +124,8 @@ def summary(order: dict, now: datetime | None = None) -> dict:
         "plan": order.get("plan") or order.get("vultr_plan"),
         "region": order.get("region") or order.get("vultr_region"),
         "state": state,
-        "ip": public_ip(order),
+        # A destroyed machine has no address, whatever its record still carries.
+        "ip": None if state == "destroyed" else public_ip(order),
         "expires_at": order.get("expires_at"),
         # A destroyed machine has no prepaid time left, whatever its old expiry says.
         "hours_left": 0.0 if state == "destroyed" else hours_left(order, now),

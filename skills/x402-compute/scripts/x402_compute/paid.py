@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from . import validate, wait
-from .errors import ConfigError, UsageError
+from .errors import ComputeError, ConfigError, UsageError
 from .instances import iso, parse_time, ssh_block, summary, unwrap_order
 from .money import plain, usd, usd_to_micros
 from .networks import X402_NETWORKS
@@ -92,9 +92,22 @@ def default_network(settings) -> str:
     return (payable or allowed)[0]
 
 
-def read_ssh_key(args) -> str | None:
-    if getattr(args, "ssh_public_key", None) and getattr(args, "ssh_key_file", None):
-        raise UsageError("Give either --ssh-public-key or --ssh-key-file, not both.")
+def read_ssh_key(args, ctx=None) -> str | None:
+    """The public key to send: ``--ssh-public-key``, ``--ssh-key-file``, or with ``--ssh-key auto``
+    the skill's own key pair (created once in the state folder; ``ctx.auto_ssh_key`` then says
+    which, for the ``ssh`` blocks and the output)."""
+    given = [f for f, v in (("--ssh-key auto", getattr(args, "ssh_key", None)), ("--ssh-public-key", getattr(args, "ssh_public_key", None)),
+                            ("--ssh-key-file", getattr(args, "ssh_key_file", None))) if v]
+    if len(given) > 1:
+        raise UsageError(f"Give one of --ssh-key auto, --ssh-public-key or --ssh-key-file, not {' and '.join(given)}.")
+    if getattr(args, "ssh_key", None) == "auto":
+        from .sshkeys import ensure_auto_key
+
+        key = ensure_auto_key(ctx.state)
+        ctx.auto_ssh_key = key
+        if key.created:
+            ctx.progress(f"Created the skill's SSH key {key.private_key_file} ({key.fingerprint}); its public key goes to the instance")
+        return key.public_key
     text = args.ssh_public_key
     if args.ssh_key_file:
         path = Path(args.ssh_key_file).expanduser()
@@ -110,6 +123,20 @@ def read_ssh_key(args) -> str | None:
     if not text.startswith(("ssh-", "ecdsa-", "sk-")) or len(text.split()) < 2:
         raise UsageError("The SSH public key does not look like one (expected e.g. 'ssh-ed25519 AAAA... comment').")
     return text
+
+
+def ssh_block_for(ctx, order: dict) -> dict | None:
+    """The order's ``ssh`` block; with ``--ssh-key auto`` the instance is recorded as holding the
+    skill's key (before it has an IP, so later scripts know too) and the block says ``-i``."""
+    from . import sshkeys
+
+    key = getattr(ctx, "auto_ssh_key", None)
+    if key is not None and isinstance(order.get("id"), str):
+        try:
+            sshkeys.remember(ctx.state, order["id"], key)
+        except (OSError, ComputeError) as e:  # the machine is paid for: a note, never a failure that hides it
+            ctx.progress(f"warning: could not record that {order['id']} uses {key.private_key_file}: {e}; log in with ssh -i {key.private_key_file}")
+    return sshkeys.ssh_block_for(ctx.state, order)
 
 
 def _journal_id() -> str:
@@ -287,7 +314,7 @@ def provision(ctx):
     plan_id = validate.plan_id(a.plan)
     region = validate.region_id(a.region)
     hours = duration_hours(a)
-    ssh_key = read_ssh_key(a)
+    ssh_key = read_ssh_key(a, ctx)
     user_data = None
     if a.user_data:
         try:
@@ -356,7 +383,9 @@ def provision(ctx):
 
     with after_payment(result):
         order = _paid_order(result)
-        out: dict = {"order": _order_block(order, plan_id, region), "payment": result.payment(), "ssh": ssh_block(order)}
+        out: dict = {"order": _order_block(order, plan_id, region), "payment": result.payment(), "ssh": ssh_block_for(ctx, order)}
+        if getattr(ctx, "auto_ssh_key", None):
+            out["ssh_key"] = ctx.auto_ssh_key.block()
         _budget_out(out, result)
         if result.method == "x402" and not call.auth_on_retry and out["payment"].get("payer"):
             # The unauthenticated paid retry binds the order to the paying wallet: manage it with that one.
@@ -381,7 +410,7 @@ def provision(ctx):
             ctx.progress(f"Waiting for {order['id']} (timeout {a.wait_timeout:g} s)")
             order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress, sleep=ctx.sleep)
             out["order"] = _order_block(order, plan_id, region)
-            out["ssh"] = ssh_block(order)
+            out["ssh"] = ssh_block_for(ctx, order)
             if banner and out["ssh"]:
                 out["ssh"]["banner"] = banner
         o, p = out["order"], out["payment"]

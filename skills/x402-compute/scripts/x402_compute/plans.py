@@ -14,6 +14,8 @@ from typing import Any, Iterable
 from .money import to_decimal, usd
 
 PROVIDERS = ("vultr", "digitalocean")
+# The API's plan types (`GET /compute/plans?type=`): cloud VPS, high performance, dedicated CPU, GPU.
+PLAN_TYPES = ("vps", "vhp", "vdc", "vcg")
 # The provider CLIs users know say "do"; accept it as a spelling of digitalocean.
 PROVIDER_ALIASES = {"do": "digitalocean", "digitalocean": "digitalocean", "vultr": "vultr"}
 
@@ -54,8 +56,20 @@ def is_gpu(plan: dict) -> bool:
     return bool(plan.get("gpu_type")) or str(plan.get("type") or "").lower() in ("gpu", "vcg")
 
 
+def gpu_fields(plan: dict | None) -> dict:
+    """What a plan's GPU is: ``gpu_model``, ``gpu_count``, ``gpu_vram_gb``, ``gpu_fraction`` (share
+    of one physical GPU; 1 for whole GPUs) and ``gpu_summary`` ("1/40 of an A100 (2 GB VRAM)"),
+    each None when unknown or when the plan has no GPU. For plan listings and quotes alike."""
+    from .gpus import describe
+
+    plan = plan or {}
+    if not is_gpu(plan):
+        return describe(None, None)
+    return describe(plan.get("gpu_type"), plan.get("gpu_vram_gb"))
+
+
 def row(plan: dict) -> dict:
-    """One plan as scripts show it: the API's own numbers, USD as strings."""
+    """One plan as scripts show it: the API's own numbers, USD as strings, the GPU named."""
     ram = _int(plan.get("ram"))
     return {
         "id": plan.get("id"),
@@ -66,7 +80,7 @@ def row(plan: dict) -> dict:
         "disk_gb": _int(plan.get("disk")),
         "bandwidth_gb": _int(plan.get("bandwidth")),
         "gpu_type": plan.get("gpu_type"),
-        "gpu_vram_gb": _int(plan.get("gpu_vram_gb")),
+        **gpu_fields(plan),
         "hourly_usd": usd(hourly(plan), 4),
         "daily_usd": usd(daily(plan), 2),
         "monthly_usd": usd(monthly(plan), 2),
@@ -74,9 +88,25 @@ def row(plan: dict) -> dict:
     }
 
 
-def _sort_key(plan: dict) -> tuple:
+SORTS = ("price", "ram", "vcpu")
+_SPEC_OF_SORT = {"ram": "ram", "vcpu": "vcpu_count"}
+
+
+def _sort_key(plan: dict, by: str = "price") -> tuple:
     h = hourly(plan)
-    return (h is None, h if h is not None else Decimal(0), str(plan.get("id") or ""))
+    price = (h is None, h if h is not None else Decimal(0))
+    if by in _SPEC_OF_SORT:  # ascending, plans without the figure last, then the cheaper first
+        spec = to_decimal(plan.get(_SPEC_OF_SORT[by]))
+        return (spec is None, spec if spec is not None else Decimal(0), *price, str(plan.get("id") or ""))
+    return (*price, str(plan.get("id") or ""))
+
+
+def _at_least(plan: dict, key: str, minimum: Decimal | None, scale: int = 1) -> bool:
+    """A plan without the figure never passes a minimum on it."""
+    if minimum is None:
+        return True
+    have = to_decimal(plan.get(key))
+    return have is not None and have >= minimum * scale
 
 
 def select(
@@ -84,11 +114,20 @@ def select(
     *,
     provider_name: str | None = None,
     region: str | None = None,
+    regions: set[str] | None = None,
     gpu: bool = False,
     gpu_type: str | None = None,
+    whole_gpu: bool = False,
+    min_gpu_vram_gb: Decimal | None = None,
     max_hourly: Decimal | None = None,
+    min_ram_gb: Decimal | None = None,
+    min_vcpu: int | None = None,
+    min_disk_gb: Decimal | None = None,
+    sort: str = "price",
 ) -> list[dict]:
-    """Filter, then sort by hourly price (plans without a price last)."""
+    """Filter, then sort ascending by hourly price (default), RAM or vCPUs; plans without the
+    sort figure last. ``regions``: keep plans offered in at least one of these region ids."""
+    gpu_only = gpu or bool(gpu_type) or whole_gpu or min_gpu_vram_gb is not None
     out = []
     for p in plans:
         if not isinstance(p, dict):
@@ -97,16 +136,65 @@ def select(
             continue
         if region and region not in (p.get("locations") or []):
             continue
-        if (gpu or gpu_type) and not is_gpu(p):
+        if regions is not None and not regions.intersection(p.get("locations") or []):
+            continue
+        if gpu_only and not is_gpu(p):
             continue
         if gpu_type and gpu_type.lower() not in str(p.get("gpu_type") or "").lower():
+            continue
+        if whole_gpu and gpu_fields(p)["gpu_fraction"] != 1:
+            continue
+        if not _at_least(p, "gpu_vram_gb", min_gpu_vram_gb):
             continue
         if max_hourly is not None:
             h = hourly(p)
             if h is None or h > max_hourly:
                 continue
+        if not (_at_least(p, "ram", min_ram_gb, 1024) and _at_least(p, "vcpu_count", Decimal(min_vcpu) if min_vcpu is not None else None)
+                and _at_least(p, "disk", min_disk_gb)):
+            continue
         out.append(p)
-    return sorted(out, key=_sort_key)
+    return sorted(out, key=lambda p: _sort_key(p, sort))
+
+
+# -- regions -----------------------------------------------------------------------------
+
+def _place_key(text: Any) -> str:
+    # "North America", "north-america" and "NORTH_AMERICA" name the same continent.
+    return "".join(ch for ch in str(text or "").lower() if ch.isalpha())
+
+
+def regions_in(regions: Iterable[dict], *, country: str | None = None, continent: str | None = None) -> list[dict]:
+    """The region records in ``country`` (ISO 3166 alpha-2) and/or ``continent``. A value that
+    no region carries is a usage error listing the values that exist, so a spelling the API does
+    not use ("Oceania" where it says "Australia") is never mistaken for "nothing there"."""
+    from .errors import UsageError
+
+    rows = [r for r in regions if isinstance(r, dict)]
+    for flag, field, want in (("--country", "country", country), ("--continent", "continent", continent)):
+        if want is None:
+            continue
+        matched = [r for r in rows if _place_key(r.get(field)) == _place_key(want)]
+        if not matched:
+            known = sorted({str(r.get(field)) for r in regions if isinstance(r, dict) and r.get(field)})
+            raise UsageError(
+                f"No region is in {field} {want!r}.",
+                code=f"unknown_{field}",
+                details={"known_countries" if field == "country" else "known_continents": known},
+                hint=f"{flag} takes one of: {', '.join(known)}." if known else "The API lists no regions.",
+            )
+        rows = matched
+    return rows
+
+
+def locations_of(catalog: Iterable[dict], provider_name: str | None = None) -> set[str]:
+    """Every region id where the catalog's plans (of ``provider_name``) can be placed: the region
+    records of the hosted API carry no provider, the plans' ``locations`` do."""
+    return {loc for p in catalog if isinstance(p, dict) and (not provider_name or provider(p) == provider_name) for loc in (p.get("locations") or [])}
+
+
+def region_row(r: dict) -> dict:
+    return {"id": r.get("id"), "city": r.get("city"), "country": r.get("country"), "continent": r.get("continent"), "provider": r.get("provider")}
 
 
 # -- lookup ------------------------------------------------------------------------
@@ -182,6 +270,47 @@ def prepaid_value_usd(hours_left: float | None, plan: dict | None) -> str | None
     return usd(h * Decimal(str(hours_left)), 2)
 
 
+def forfeited(hours_left: float | None, plan: dict | None) -> dict:
+    """What destroying an instance gives up: its prepaid hours, their value at the plan's rate."""
+    return {"hours": hours_left, "usd": prepaid_value_usd(hours_left, plan), "hourly_usd": hourly_usd(plan)}
+
+
+def resize_estimate(current: dict | None, target: dict | None, expires_at: Any, now: Any = None) -> dict:
+    """The published resize credit rule (compute-api.md §5), computed locally: the unused prepaid
+    dollars carry over and the expiry moves to where they run out at the new rate.
+
+        remaining_hours_before = (expires_at - now) in hours
+        remaining_credit       = remaining_hours_before × old hourly, rounded half-up to cents
+        remaining_hours_after  = remaining_credit / new hourly
+        new_expires_at         = now + remaining_hours_after
+
+    The service's exact rounding is unpublished (the sandbox rounds the credit to cents), so
+    these are estimates; None where a price or the expiry is unknown."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import ROUND_HALF_UP
+
+    from .instances import iso, parse_time
+
+    now = now or datetime.now(timezone.utc)
+    out: dict[str, Any] = {"remaining_hours_before": None, "remaining_credit_usd": None, "remaining_hours_after": None, "new_expires_at": None}
+    expires = parse_time(expires_at)
+    h0, h1 = (hourly(current) if current else None), (hourly(target) if target else None)
+    if expires is None:
+        return out
+    before = max(Decimal(0), Decimal(str((expires - now).total_seconds())) / 3600)
+    out["remaining_hours_before"] = float(before.quantize(Decimal("0.01")))
+    if h0 is None:
+        return out
+    credit = (before * h0).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    out["remaining_credit_usd"] = str(credit)
+    if not h1:
+        return out
+    after = credit / h1
+    out["remaining_hours_after"] = float(after.quantize(Decimal("0.01")))
+    out["new_expires_at"] = iso(now + timedelta(seconds=float(after * 3600)))
+    return out
+
+
 def lookup_quietly(client, plan_id: str | None) -> dict | None:
     """``find`` for display-only figures: a catalog that cannot be read must not fail the
     command, but one that answers with absurd numbers (``bad_response``) does: a figure the
@@ -203,24 +332,30 @@ def hourly_usd(plan: dict | None) -> str | None:
 
 
 def resize_preflight(current: dict | None, target: dict | None, catalog: list[dict], region: str | None, *, confirm_disk_resize: bool) -> dict:
-    """Check the documented resize rules before calling the API; return what
-    the change means. Raises ``PolicyError`` (exit 3) for a Vultr downgrade
-    and for DigitalOcean disk growth without ``confirm_disk_resize``."""
+    """Check the documented resize rules before calling the API; return what the change means,
+    with ``checks``: the rules checked and passed, in order. Raises ``UsageError`` (exit 2) for an
+    unknown or identical plan and ``PolicyError`` (exit 3) for another provider, a region the plan
+    is not offered in, a Vultr downgrade and DigitalOcean disk growth without ``confirm_disk_resize``."""
     from .errors import PolicyError, UsageError
 
     if target is None:
         raise UsageError("The target plan is not in the catalog.", code="unknown_plan", hint="See browse_plans.py.")
-    preview: dict[str, Any] = {"to": row(target), "from": row(current) if current else None}
+    checks = ["target_plan_in_catalog"]
+    preview: dict[str, Any] = {"to": row(target), "from": row(current) if current else None, "checks": checks}
     if current is None:  # unknown current plan: the server will judge
         return preview
     if current.get("id") == target.get("id"):
         raise UsageError(f"The instance is already on {target.get('id')}.", code="same_plan")
+    checks.append("different_plan")
     prov = provider(current)
     targets = [p.get("id") for p in upgrade_targets(current, catalog, region)]
     if provider(target) != prov:
         raise PolicyError(f"Cannot resize across providers ({prov} → {provider(target)}).", code="provider_mismatch", details={"allowed_targets": targets})
+    checks.append("same_provider")
     if region and region not in (target.get("locations") or []):
         raise PolicyError(f"{target.get('id')} is not offered in {region}.", code="region_unavailable", details={"allowed_targets": targets})
+    if region:
+        checks.append("offered_in_region")
     less = smaller_in(current, target)
     if less and prov == "vultr":
         raise PolicyError(
@@ -229,6 +364,8 @@ def resize_preflight(current: dict | None, target: dict | None, catalog: list[di
             details={"smaller_in": less, "allowed_targets": targets},
             hint="Pick one of details.allowed_targets, or provision a new, smaller instance.",
         )
+    if prov == "vultr":
+        checks.append("vultr_upgrade_only")
     preview["grows_disk"] = grows_disk(current, target)
     if preview["grows_disk"] and prov == "digitalocean" and not confirm_disk_resize:
         raise PolicyError(
@@ -237,4 +374,6 @@ def resize_preflight(current: dict | None, target: dict | None, catalog: list[di
             details={"from_disk_gb": _int(current.get("disk")), "to_disk_gb": _int(target.get("disk"))},
             hint="Re-run with --confirm-disk-resize if that is what you want, or pick a plan with the same disk.",
         )
+    if prov == "digitalocean":
+        checks.append("disk_growth_confirmed" if preview["grows_disk"] else "disk_not_grown")
     return preview

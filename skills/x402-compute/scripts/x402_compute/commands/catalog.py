@@ -1,0 +1,114 @@
+"""The catalog commands: browse_plans.py, browse_regions.py (public, no credentials)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from decimal import Decimal, InvalidOperation
+
+from .. import cli, plans
+from ..config import parse_usd
+from ..validate import plan_id, region_id
+
+# -- argument types: checked by argparse before any request; a bad value names the flag and the form
+
+_MAX_SPEC = Decimal(10**7)  # far above any machine; keeps the comparison arithmetic sane
+
+
+def gigabytes(text: str) -> Decimal:
+    try:
+        d = Decimal(text.strip())
+    except (InvalidOperation, AttributeError):
+        d = None
+    if d is None or not d.is_finite() or d < 0 or d > _MAX_SPEC:
+        raise argparse.ArgumentTypeError(f"takes a number of GB, e.g. 2 or 0.5 (got {text!r})")
+    return d
+
+
+def count(text: str) -> int:
+    if not re.fullmatch(r"\s*\d{1,6}\s*", text or ""):
+        raise argparse.ArgumentTypeError(f"takes a whole number, e.g. 2 (got {text!r})")
+    return int(text)
+
+
+def country(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{2}", (text or "").strip()):
+        raise argparse.ArgumentTypeError(f"takes a two-letter ISO 3166 country code, e.g. US or DE (got {text!r})")
+    return text.strip().upper()
+
+
+def continent(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z _-]{1,39}", (text or "").strip()):
+        raise argparse.ArgumentTypeError(f"takes a continent name as browse_regions.py shows it, e.g. Europe or 'North America' (got {text!r})")
+    return text.strip()
+
+
+def add_place_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--country", type=country, metavar="CC", help="only regions in this country (two-letter ISO code, e.g. US, DE)")
+    p.add_argument("--continent", type=continent, metavar="NAME", help="only regions on this continent (e.g. Europe, 'North America'; case and spaces ignored)")
+
+
+# -- browse_plans -------------------------------------------------------------------------------
+
+PLAN_COLUMNS = [("id", "PLAN"), ("provider", "PROVIDER"), ("vcpu", "VCPU"), ("ram_mb", "RAM MB"), ("disk_gb", "DISK GB"),
+                ("gpu_summary", "GPU"), ("hourly_usd", "$/HOUR"), ("daily_usd", "$/DAY"), ("monthly_usd", "$/MONTH")]
+
+
+def browse_plans(ctx: cli.Context) -> cli.Output:
+    a = ctx.args
+    region = region_id(a.region) if a.region else None
+    max_hourly = parse_usd(a.max_hourly, "--max-hourly") if a.max_hourly is not None else None
+    if a.limit is not None and a.limit < 1:
+        from ..errors import UsageError
+
+        raise UsageError("--limit must be at least 1.")
+    client = ctx.client
+    places = None
+    if a.country or a.continent:
+        places = {r.get("id") for r in plans.regions_in(client.regions(), country=a.country, continent=a.continent)}
+    catalog = client.plans(a.type) if a.type else client.all_plans()
+    chosen = plans.select(
+        catalog,
+        provider_name=plans.PROVIDER_ALIASES.get(a.provider or ""),
+        region=region,
+        regions=places,
+        gpu=a.gpu,
+        gpu_type=a.gpu_type,
+        whole_gpu=a.whole_gpu,
+        min_gpu_vram_gb=a.min_gpu_vram,
+        max_hourly=max_hourly,
+        min_ram_gb=a.min_ram,
+        min_vcpu=a.min_vcpu,
+        min_disk_gb=a.min_disk,
+        sort=a.sort,
+    )
+    rows = []
+    for x in chosen[: a.limit]:
+        r = plans.row(x)
+        if places is not None or region:
+            # Where this plan can go among the places asked for: the region ids provision.py takes.
+            r["matching_locations"] = [loc for loc in r["locations"] if (places is None or loc in places) and (not region or loc == region)]
+        rows.append(r)
+    return cli.Output({"count": len(rows), "matched": len(chosen), "plans": rows}, cli.table(rows, PLAN_COLUMNS))
+
+
+# -- browse_regions ------------------------------------------------------------------------------
+
+def browse_regions(ctx: cli.Context) -> cli.Output:
+    from ..errors import UsageError
+
+    a = ctx.args
+    plan = plan_id(a.plan) if a.plan else None
+    client = ctx.client
+    regions = [r for r in client.regions() if isinstance(r, dict)]
+    if a.country or a.continent:
+        regions = plans.regions_in(regions, country=a.country, continent=a.continent)
+    if a.provider or plan:
+        catalog = [plans.find(client, plan)] if plan else client.all_plans()
+        if plan and catalog[0] is None:
+            raise UsageError(f"Plan {plan!r} is not in the catalog.", hint="See browse_plans.py.")
+        allowed = plans.locations_of(catalog, plans.PROVIDER_ALIASES.get(a.provider or ""))
+        regions = [r for r in regions if r.get("id") in allowed]
+    rows = [plans.region_row(r) for r in regions]
+    text = cli.table(rows, [("id", "REGION"), ("city", "CITY"), ("country", "COUNTRY"), ("continent", "CONTINENT"), ("provider", "PROVIDER")])
+    return cli.Output({"count": len(rows), "regions": rows}, text)

@@ -1,0 +1,170 @@
+"""The commands on existing instances: list_instances.py, instance_details.py, resize_instance.py,
+destroy_instance.py (management auth; nothing here pays)."""
+
+from __future__ import annotations
+
+from .. import cli, plans
+from ..errors import ComputeError, Conflict
+from ..instances import detail, summary, unwrap_order
+from ..sshkeys import ssh_block_for
+from ..validate import instance_id, plan_id
+
+GONE = ("destroyed", "expired")
+RESIZABLE = ("running", "stopped")  # the API's "active" instances
+LIST_COLUMNS = [("id", "ID"), ("label", "LABEL"), ("plan", "PLAN"), ("region", "REGION"), ("state", "STATE"), ("ip", "IP"),
+                ("expires_at", "EXPIRES"), ("hours_left", "HOURS LEFT")]
+
+
+def _ssh(ctx: cli.Context, order: dict, state: str) -> dict | None:
+    # A machine that is gone has no way in, whatever address its record still carries.
+    return None if state in GONE else ssh_block_for(ctx.state, order)
+
+
+def list_row(ctx: cli.Context, order: dict) -> dict:
+    row = summary(order)
+    row["ssh"] = _ssh(ctx, order, row["state"])
+    return row
+
+
+# -- list_instances -------------------------------------------------------------------------
+
+def list_instances(ctx: cli.Context) -> cli.Output:
+    a = ctx.args
+    rows = [list_row(ctx, o) for o in ctx.client.list_instances() if isinstance(o, dict)]
+    if not a.all and a.state not in GONE:
+        rows = [r for r in rows if r["state"] not in GONE]
+    if a.state:
+        rows = [r for r in rows if r["state"] == a.state]
+    if a.label:
+        rows = [r for r in rows if a.label.lower() in (r.get("label") or "").lower()]
+    if a.expiring_within is not None:
+        rows = [r for r in rows if r["hours_left"] is not None and r["hours_left"] <= a.expiring_within]
+    return cli.Output({"count": len(rows), "instances": rows}, cli.table(rows, LIST_COLUMNS))
+
+
+# -- instance_details -----------------------------------------------------------------------
+
+def instance_details(ctx: cli.Context) -> cli.Output:
+    iid = instance_id(ctx.args.instance_id)
+    order = ctx.client.get_instance(iid)
+    d = detail(order)
+    d["ssh"] = _ssh(ctx, order, d["state"])
+    plan = plans.lookup_quietly(ctx.client, d["plan"]) if d["state"] not in GONE else None
+    d["hourly_usd"] = plans.hourly_usd(plan)
+    d["prepaid_value_remaining_usd"] = plans.prepaid_value_usd(d["hours_left"], plan)
+    ssh = d["ssh"]
+    keys = ("id", "label", "plan", "region", "state", "ip", "expires_at", "hours_left", "hourly_usd", "prepaid_value_remaining_usd")
+    lines = [f"{k}: {'' if d.get(k) is None else d.get(k)}" for k in keys]
+    lines.append(f"ssh: {ssh['command']}" if ssh else f"ssh: unavailable ({d['ssh_unavailable']})")
+    if ssh and ssh.get("note"):
+        lines.append(f"note: {ssh['note']}")
+    return cli.Output({"instance": d}, "\n".join(lines))
+
+
+# -- resize_instance ------------------------------------------------------------------------
+
+def _downtime(provider: str | None) -> str:
+    how = "DigitalOcean powers the droplet off to resize" if provider == "digitalocean" else "its status is resizing until the provider is done"
+    return f"The instance is unavailable while it resizes ({how}); running work stops and SSH sessions drop."
+
+
+def resize_quote(ctx: cli.Context, iid: str, target_id: str, *, confirm_disk_resize: bool) -> dict:
+    """Everything resize_instance.py checks and expects, without calling the API's resize:
+    the rule checks, the old and new expiry, the credit carried over and the downtime."""
+    inst = summary(ctx.client.get_instance(iid))
+    catalog = ctx.client.all_plans()
+    by_id = {x.get("id"): x for x in catalog}
+    current, target = by_id.get(inst["plan"]), by_id.get(target_id)
+    preview = plans.resize_preflight(current, target, catalog, inst["region"], confirm_disk_resize=confirm_disk_resize)
+    provider = plans.provider(target) if target else None
+    irreversible = bool(preview.get("grows_disk")) and provider == "digitalocean"
+    est = plans.resize_estimate(current, target, inst["expires_at"])
+    return {
+        "action": "resize",
+        "instance_id": iid,
+        "state": inst["state"],
+        "provider": provider,
+        "region": inst["region"],
+        "from_plan": inst["plan"],
+        "to_plan": target_id,
+        "checks": preview["checks"],
+        "hourly_usd_before": plans.hourly_usd(current),
+        "hourly_usd_after": plans.hourly_usd(target),
+        "old_expires_at": inst["expires_at"],
+        "new_expires_at_estimate": est["new_expires_at"],
+        "remaining_hours_before": est["remaining_hours_before"],
+        "remaining_hours_after_estimate": est["remaining_hours_after"],
+        "remaining_credit_usd_estimate": est["remaining_credit_usd"],
+        "downtime": _downtime(provider),
+        "irreversible": irreversible,
+        "plans": {"from": preview["from"], "to": preview["to"]},
+        "sent": False,
+    }
+
+
+def resize(ctx: cli.Context) -> cli.Output:
+    a = ctx.args
+    iid, target_id = instance_id(a.instance_id), plan_id(a.plan)
+    q = resize_quote(ctx, iid, target_id, confirm_disk_resize=a.confirm_disk_resize)
+    if a.quote:
+        if q["state"] not in RESIZABLE:
+            # What the real run would meet (409): a quote must never read as a go.
+            raise Conflict(
+                f"Instance {iid} is {q['state']}: the API refuses a resize (409) until it is running again. Nothing was sent.",
+                details={"quote": q},
+                hint="Check it with instance_details.py and quote again once its state is running.",
+            )
+        text = "\n".join([
+            f"resize {iid}: {q['from_plan']} -> {q['to_plan']} ({q['provider']}, {q['region']}); nothing was sent",
+            f"checks passed: {', '.join(q['checks'])}",
+            f"expiry: {q['old_expires_at']} -> about {q['new_expires_at_estimate']}",
+            f"credit carried over: about ${q['remaining_credit_usd_estimate']} ({q['remaining_hours_before']} h -> about {q['remaining_hours_after_estimate']} h)",
+            f"downtime: {q['downtime']}",
+            *(["irreversible: the disk grows and can never be shrunk back"] if q["irreversible"] else []),
+        ])
+        return cli.Output({"quote": q}, text)
+    ctx.progress(f"resizing {iid} from {q['from_plan']} to {target_id}: {q['downtime']}")
+    try:
+        r = ctx.client.resize(iid, target_id, confirm_disk_resize=a.confirm_disk_resize)
+    except Conflict as e:
+        e.hint = "The instance must be active and not already resizing; check it with instance_details.py and retry later."
+        raise
+    keys = ("provider", "from_plan", "to_plan", "old_expires_at", "new_expires_at", "remaining_credit", "remaining_hours_before", "remaining_hours_after", "provider_action_id")
+    data = {"instance_id": iid, **{k: r.get(k) for k in keys}, "plans": q["plans"], "response": r}
+    text = f"resizing {iid}: {data['from_plan'] or q['from_plan']} -> {data['to_plan'] or target_id}\nexpiry: {data['old_expires_at']} -> {data['new_expires_at']}\ncredit kept: ${data['remaining_credit']}"
+    return cli.Output(data, text)
+
+
+# -- destroy_instance -----------------------------------------------------------------------
+
+def _after_destroy(ctx: cli.Context, iid: str, response: dict, before: dict) -> dict:
+    """The instance as it is after the DELETE: read back from the API; if it cannot be read, the
+    DELETE's own order record; else the record from before, marked destroyed (the DELETE answered
+    success)."""
+    try:
+        return summary(ctx.client.get_instance(iid))
+    except ComputeError as e:
+        ctx.progress(f"destroyed; reading {iid} back failed ({e.code}), showing the DELETE's answer")
+    order = unwrap_order(response)
+    if order.get("id") == iid:
+        return summary(order)
+    return {**before, "state": "destroyed", "ip": None, "hours_left": 0.0}
+
+
+def destroy(ctx: cli.Context) -> cli.Output:
+    iid = instance_id(ctx.args.instance_id)
+    inst = summary(ctx.client.get_instance(iid))
+    if inst["state"] == "destroyed":
+        raise ComputeError(f"Instance {iid} is already destroyed.", code="already_destroyed", details=inst)
+    lost = plans.forfeited(inst["hours_left"], plans.lookup_quietly(ctx.client, inst["plan"]))
+    usd = f" (about ${lost['usd']})" if lost["usd"] else ""
+    ctx.confirm(
+        f"Destroy {iid} ({inst['label'] or inst['plan']}, {inst['ip'] or 'no IP'})? This deletes its disk and forfeits {lost['hours']} prepaid hours{usd}.",
+        details={**inst, "prepaid_time_lost": lost},
+    )
+    r = ctx.client.destroy_instance(iid)
+    after = _after_destroy(ctx, iid, r, inst)
+    return cli.Output(
+        {"destroyed": True, "instance": after, "prepaid_time_lost": lost, "response": r},
+        f"destroyed {iid}: state {after['state']}, ip {after['ip'] or '-'}; {lost['hours']} prepaid hours{usd} forfeited",
+    )
