@@ -14,8 +14,8 @@ A run, in order:
    expiry (this window), nothing is paid (``already_paid``); a payment with an unknown outcome
    stops it (the pipeline's ``unresolved_payment``). Else one extension by whole blocks of
    ``--block-hours`` (at least the service's 24 h minimum), enough to get back above the
-   threshold, but never more hours than reaching the target needs (rounded up to whole hours,
-   at least 24).
+   threshold; the last extension before the target pays exactly the whole hours that reach it
+   (at least 24) when that costs less than a block now and a minimum one later.
 
 State: ``<state>/keepalive/<instance-id>.json`` (0600: target, stop, last action) and
 ``<instance-id>.lock``.
@@ -63,12 +63,15 @@ def parse_until(text: str) -> datetime:
 
 
 def extension_hours(expires_in: float, min_hours_left: float, block_hours: int, to_target: float | None) -> int:
-    """Whole blocks enough to get back to ``min_hours_left`` (at least one), but not more than
-    reaching the target needs (whole hours, never under the service's 24 h minimum)."""
+    """Whole blocks enough to get back to ``min_hours_left`` (at least one). Near the target, the
+    whole hours that reach it instead (never under the service's 24 h minimum) whenever that is
+    less than these blocks plus the one more minimum extension a later run would then have to pay."""
     blocks = max(1, math.ceil((min_hours_left - expires_in) / block_hours))
     hours = blocks * block_hours
     if to_target is not None:
-        hours = min(hours, max(BLOCK_HOURS, math.ceil(to_target - 1e-9)))
+        need = max(BLOCK_HOURS, math.ceil(to_target - 1e-9))
+        if need < hours + BLOCK_HOURS:
+            hours = need
     return hours
 
 
