@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -60,18 +61,32 @@ def timed(cmd: list[str], env: dict) -> float:
     return dt
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=15)
-    args = ap.parse_args()
-    runs = max(1, min(args.runs, 100))
-
+@contextmanager
+def stub_env():
+    """The stub on a free loopback port and an environment whose scripts list its 20 instances."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    with tempfile.TemporaryDirectory() as home:
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
-        env.update(HOME=home, X402_COMPUTE_STATE_DIR=os.path.join(home, "state"), COMPUTE_BASE_URL=url, COMPUTE_API_KEY=API_KEY)
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
+            env.update(HOME=home, X402_COMPUTE_STATE_DIR=os.path.join(home, "state"), COMPUTE_BASE_URL=url, COMPUTE_API_KEY=API_KEY)
+            yield env
+    finally:
+        httpd.shutdown()
+
+
+def parse_runs(doc: str) -> int:
+    """--runs N from the command line (default 15, 1 to 100)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=15)
+    return max(1, min(ap.parse_args().runs, 100))
+
+
+def main() -> None:
+    runs = parse_runs(__doc__)
+    with stub_env() as env:
+        url = env["COMPUTE_BASE_URL"]
         script = [sys.executable, str(SCRIPT), "--output", "json"]
         floor = [sys.executable, "-c", f"import requests; r = requests.get({url + '/compute/instances'!r}, headers={{'X-API-Key': {API_KEY!r}}}); r.raise_for_status(); print(r.text)"]
         timed(script, env), timed(floor, env)  # warm the page cache and .pyc files
@@ -79,7 +94,6 @@ def main() -> None:
         for _ in range(runs):
             ts.append(timed(script, env))
             tf.append(timed(floor, env))
-    httpd.shutdown()
     ms, mf = statistics.median(ts) * 1000, statistics.median(tf) * 1000
     print(f"list_instances.py (API key, 20 instances), {runs} runs: median {ms:.0f} ms (min {min(ts) * 1000:.0f}, max {max(ts) * 1000:.0f})")
     print(f"python -c 'import requests; requests.get(url)',  {runs} runs: median {mf:.0f} ms (min {min(tf) * 1000:.0f}, max {max(tf) * 1000:.0f})")

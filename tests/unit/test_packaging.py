@@ -37,5 +37,5 @@ def test_bundle_requirements_match_pyproject_runtime_deps():
     extras = {d for group in project["optional-dependencies"].values() for d in group}
     normalise = lambda d: d.replace(" ", "").replace("'", '"')
     assert {normalise(d) for d in bundle} == {normalise(d) for d in project["dependencies"]} | {
-        normalise(d) for d in extras if d.startswith(("pympp", "open-wallet-standard"))
+        normalise(d) for d in extras if d.startswith(("pympp", "open-wallet-standard", "mcp"))
     }

@@ -26,7 +26,7 @@ def _provider(o: dict) -> str | None:
     return None if not isinstance(oid, int) else ("digitalocean" if oid >= _DO_ID_FLOOR else "vultr")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     a = ctx.args
     want = plans.PROVIDER_ALIASES.get(a.provider or "")
     rows = [
@@ -43,4 +43,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

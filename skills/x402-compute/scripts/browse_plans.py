@@ -25,7 +25,7 @@ p.add_argument("--max-hourly", metavar="USD", help="only plans at or below this 
 p.add_argument("--limit", type=int, metavar="N", help="show at most N plans (cheapest first)")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     a = ctx.args
     region = region_id(a.region) if a.region else None
     max_hourly = parse_usd(a.max_hourly, "--max-hourly") if a.max_hourly is not None else None
@@ -41,4 +41,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -15,7 +15,7 @@ p.add_argument("--provider", choices=sorted(plans.PROVIDER_ALIASES), help="vultr
 p.add_argument("--plan", help="only regions where this plan is offered")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     a = ctx.args
     plan = plan_id(a.plan) if a.plan else None
     regions = [r for r in ctx.client.regions() if isinstance(r, dict)]
@@ -33,4 +33,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -14,5 +14,7 @@ p = cli.parser(
 )
 p.add_argument("--window", metavar="Nh|Nd", help="list payments this far back (1h to 90d; default: the budget's own window)")
 
+handler = paid.budget_status
+
 if __name__ == "__main__":
-    cli.run(p, paid.budget_status)
+    cli.run(p, handler)

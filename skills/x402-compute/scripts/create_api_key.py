@@ -19,7 +19,7 @@ p.add_argument("--save", action="store_true", help="store the key in the state d
 p.add_argument("--show", action="store_true", help="print the full key on stdout (it cannot be shown again)")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     a = ctx.args
     name = label(a.label) if a.label is not None else None
     r = ctx.client.create_api_key(name)
@@ -39,4 +39,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -7,7 +7,7 @@ from x402_compute.money import to_decimal, usd
 p = cli.parser("credits_balance.py", __doc__, examples="python scripts/credits_balance.py")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     r = ctx.client.credits_balance()
     # Strings such as "150.00", or the number 0 for a wallet that never deposited.
     fig = {k: usd(to_decimal(r.get(k)) if r.get(k) is not None else None, 2) for k in ("balance", "total_deposited", "total_spent")}
@@ -17,4 +17,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -11,5 +11,7 @@ p = cli.parser(
 p.add_argument("--amount", required=True, metavar="USD", help="dollars to deposit (at least 1, whole cents)")
 paid.add_payment_options(p, credits=False)
 
+handler = paid.topup
+
 if __name__ == "__main__":
-    cli.run(p, paid.topup)
+    cli.run(p, handler)

@@ -16,7 +16,7 @@ p.add_argument("instance_id", help="the instance UUID (from list_instances.py)")
 cli.add_yes(p, "destroy")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     iid = instance_id(ctx.args.instance_id)
     inst = summary(ctx.client.get_instance(iid))
     if inst["state"] == "destroyed":
@@ -31,4 +31,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -18,7 +18,7 @@ p = cli.parser(
 p.add_argument("--offline", action="store_true", help="skip the checks that need the network (API, clock skew, credentials accepted)")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     report = run_checks(lambda: ctx.settings, lambda: ctx.client, offline=ctx.args.offline)
     rows = report["checks"]
     text = cli.table(rows, [("status", "STATUS"), ("name", "CHECK"), ("detail", "DETAIL")])
@@ -37,4 +37,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

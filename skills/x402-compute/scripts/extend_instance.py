@@ -15,5 +15,7 @@ p.add_argument("instance_id", help="instance (order) id from list_instances.py")
 paid.add_duration_options(p, what="extension")
 paid.add_payment_options(p)
 
+handler = paid.extend
+
 if __name__ == "__main__":
-    cli.run(p, paid.extend)
+    cli.run(p, handler)

@@ -18,7 +18,7 @@ p.add_argument("instance_id", help="the instance UUID (from list_instances.py)")
 p.add_argument("--show", action="store_true", help="also print the password on stdout")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     iid = instance_id(ctx.args.instance_id)
     saved = ctx.state.path("credentials", f"{iid}.txt")
     try:
@@ -52,4 +52,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

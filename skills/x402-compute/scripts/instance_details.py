@@ -14,7 +14,7 @@ p = cli.parser(
 p.add_argument("instance_id", help="the instance UUID (from list_instances.py)")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     iid = instance_id(ctx.args.instance_id)
     d = detail(ctx.client.get_instance(iid))
     plan = plans.lookup_quietly(ctx.client, d["plan"]) if d["state"] not in ("destroyed", "expired") else None
@@ -29,4 +29,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

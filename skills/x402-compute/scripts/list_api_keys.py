@@ -7,7 +7,7 @@ p = cli.parser("list_api_keys.py", __doc__, examples="python scripts/list_api_ke
 p.add_argument("--active", action="store_true", help="hide revoked keys")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     rows = [
         {"id": k.get("id"), "label": k.get("label"), "key_last4": k.get("key_last4"), "created_at": k.get("created_at"), "revoked_at": k.get("revoked_at"), "active": not k.get("revoked_at")}
         for k in ctx.client.list_api_keys()
@@ -20,4 +20,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -17,7 +17,7 @@ p.add_argument("--label", help="only instances whose label contains this text")
 p.add_argument("--expiring-within", type=float, metavar="HOURS", help="only instances that expire within HOURS (extend them with extend_instance.py)")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     a = ctx.args
     rows = [summary(o) for o in ctx.client.list_instances() if isinstance(o, dict)]
     if not a.all and a.state not in ("destroyed", "expired"):
@@ -33,4 +33,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -120,7 +120,7 @@ TEXT = {
 }
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     a = ctx.args
     admin = OwsAdmin(a.vault, lambda: ctx.settings)
     run = {
@@ -140,4 +140,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -22,12 +22,14 @@ paid.add_duration_options(p, what="prepaid period")
 g = p.add_argument_group("machine")
 g.add_argument("--os-id", type=int, help="OS image id from browse_os.py (default: Ubuntu 24.04 of the plan's provider)")
 g.add_argument("--label", help="instance label (default: x402-<journal id prefix>, used by reconcile.py)")
-g.add_argument("--hostname")
+g.add_argument("--hostname", help="hostname the machine gets (default: the provider's)")
 g.add_argument("--ssh-public-key", metavar="KEY", help="SSH public key text (required for DigitalOcean)")
 g.add_argument("--ssh-key-file", metavar="PATH", help="file holding the SSH public key (e.g. ~/.ssh/id_ed25519.pub)")
 g.add_argument("--user-data", metavar="FILE", help="cloud-init user data file run at first boot")
 paid.add_payment_options(p)
 paid.add_wait_options(p)
 
+handler = paid.provision
+
 if __name__ == "__main__":
-    cli.run(p, paid.provision)
+    cli.run(p, handler)

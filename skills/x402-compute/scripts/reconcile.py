@@ -18,5 +18,7 @@ p.add_argument("journal_id", nargs="?", help="journal id (or a unique prefix) pr
 p.add_argument("--list", action="store_true", help="list journal entries (the signed payments are never shown)")
 p.add_argument("--resend", action="store_true", help="re-send the same stored payment with the same Idempotency-Key")
 
+handler = paid.reconcile
+
 if __name__ == "__main__":
-    cli.run(p, paid.reconcile)
+    cli.run(p, handler)

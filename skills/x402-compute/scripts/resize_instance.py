@@ -26,7 +26,7 @@ p.add_argument("--confirm-disk-resize", action="store_true", help="allow a perma
 p.add_argument("--yes", "-y", action="store_true", help="accepted for compatibility; resizing needs no other confirmation")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     a = ctx.args
     iid, target_id = instance_id(a.instance_id), plan_id(a.plan)
     inst = summary(ctx.client.get_instance(iid))
@@ -46,4 +46,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -11,7 +11,7 @@ p.add_argument("key_id", help="the key's id (from list_api_keys.py), not the key
 cli.add_yes(p, "revoke")
 
 
-def main(ctx: cli.Context) -> cli.Output:
+def handler(ctx: cli.Context) -> cli.Output:
     kid = api_key_id(ctx.args.key_id)
     try:  # only for the preview and the saved-key check; the DELETE decides
         key = next((k for k in ctx.client.list_api_keys() if isinstance(k, dict) and k.get("id") == kid), {})
@@ -31,4 +31,4 @@ def main(ctx: cli.Context) -> cli.Output:
 
 
 if __name__ == "__main__":
-    cli.run(p, main)
+    cli.run(p, handler)

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -47,13 +48,15 @@ class Output:
     exit_code: int = EXIT_OK
 
 
-def parser(prog: str, description: str, *, examples: str | None = None, http_timeout: bool = True) -> argparse.ArgumentParser:
+def parser(prog: str, description: str, *, examples: str | None = None, output: bool = True, exit_codes: str = EXIT_CODES_HELP,
+           http_timeout: bool = True) -> argparse.ArgumentParser:
     """The common options every script has. ``http_timeout=False``: the script's own ``--timeout``
     means something else (ssh_exec.py: the command's limit); HTTP then uses COMPUTE_TIMEOUT."""
-    epilog = (("examples:\n" + examples.rstrip() + "\n\n") if examples else "") + EXIT_CODES_HELP
+    epilog = (("examples:\n" + examples.rstrip() + "\n\n") if examples else "") + exit_codes
     p = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("common options")
-    g.add_argument("--output", "-o", choices=("json", "text"), help="json (default when piped) or text (default at a terminal)")
+    if output:  # every script; not the MCP server, whose stdout is the protocol
+        g.add_argument("--output", "-o", choices=("json", "text"), help="json (default when piped) or text (default at a terminal)")
     g.add_argument("--base-url", metavar="URL", help="API base URL (default: COMPUTE_BASE_URL or https://compute.x402layer.cc)")
     g.add_argument("--env-file", metavar="PATH", help="read settings from this .env file (never read implicitly)")
     if http_timeout:
@@ -106,6 +109,10 @@ class Context:
 
     def progress(self, message: str) -> None:
         print(scrub(message), file=sys.stderr, flush=True)
+
+    def sleep(self, seconds: float) -> None:
+        """Pause between polls (``--wait``); another front door (the MCP server) makes it cancellable."""
+        time.sleep(seconds)
 
     def confirm(self, question: str, *, details: Any = None, flag: str = "--yes") -> None:
         """Go ahead if ``--yes`` was given or the user says yes at a terminal; else raise."""
@@ -166,31 +173,57 @@ def _emit(doc: dict, text: str | None, mode: str) -> None:
     print(dumps(doc))
 
 
-def run(p: argparse.ArgumentParser, handler: Callable[[Context], Output | dict], argv: list[str] | None = None) -> NoReturn:
+@dataclass
+class Outcome:
+    """What one command produced: the JSON document (not yet scrubbed), its text form, the exit code."""
+
+    doc: dict
+    text: str | None
+    exit_code: int
+    args: argparse.Namespace | None = None
+
+
+def execute(
+    p: argparse.ArgumentParser,
+    handler: Callable[[Context], Output | dict],
+    argv: list[str] | None = None,
+    *,
+    context: Callable[[argparse.Namespace], Context] = Context,
+) -> Outcome:
+    """Parse ``argv`` with the script's parser, run its handler, map every outcome to one document.
+
+    ``run`` prints it; the MCP server (``mcp_server.py``) returns it as a tool result, so both
+    front doors share the parsing, the handler and the error mapping."""
     args = None
     try:
         args = p.parse_args(argv)
-        result = handler(Context(args))
+        result = handler(context(args))
         out = result if isinstance(result, Output) else Output(result)
-        _emit({"ok": True, **out.data}, out.text, _mode(args))
-        code = out.exit_code
+        return Outcome({"ok": True, **out.data}, out.text, out.exit_code, args)
     except ComputeError as e:
-        _emit({"ok": False, "error": e.to_dict()}, None, _mode(args))
-        code = e.exit_code
+        return Outcome({"ok": False, "error": e.to_dict()}, None, e.exit_code, args)
     except KeyboardInterrupt:
         err = ComputeError("Interrupted.", code="interrupted")
-        _emit({"ok": False, "error": err.to_dict()}, None, _mode(args))
-        code = EXIT_INTERRUPTED
+        return Outcome({"ok": False, "error": err.to_dict()}, None, EXIT_INTERRUPTED, args)
     except SystemExit:
         raise  # --help / --version
     except Exception as e:  # a bug: still one JSON document, no traceback on stdout
         if os.environ.get("X402_COMPUTE_DEBUG") or getattr(args, "verbose", False):
             sys.stderr.write(scrub(traceback.format_exc()))
         err = ComputeError(f"Internal error: {type(e).__name__}: {e}", code="internal_error")
-        _emit({"ok": False, "error": err.to_dict()}, None, _mode(args))
-        code = EXIT_ERROR
+        return Outcome({"ok": False, "error": err.to_dict()}, None, EXIT_ERROR, args)
+
+
+def document(doc: dict) -> dict:
+    """The document exactly as the scripts print it (secrets scrubbed, Decimals as JSON numbers), as data."""
+    return json.loads(dumps(scrub(doc)))
+
+
+def run(p: argparse.ArgumentParser, handler: Callable[[Context], Output | dict], argv: list[str] | None = None) -> NoReturn:
+    out = execute(p, handler, argv)
+    _emit(out.doc, out.text, _mode(out.args))
     sys.stdout.flush()
-    sys.exit(code)
+    sys.exit(out.exit_code)
 
 
 def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

@@ -30,7 +30,7 @@ SKEW_FAIL_S = 240
 # distribution name -> module to import
 IMPORT_NAMES = {"python-dotenv": "dotenv", "eth-account": "eth_account", "pynacl": "nacl", "open-wallet-standard": "ows", "pympp": "mpp"}
 # Features, not the core: missing ones disable OWS vaults or MPP, so they warn.
-OPTIONAL = {"open-wallet-standard": "OWS vault wallets", "pympp": "MPP (--pay mpp)"}
+OPTIONAL = {"open-wallet-standard": "OWS vault wallets", "pympp": "MPP (--pay mpp)", "mcp": "the MCP server (mcp_server.py)"}
 # Used when requirements.txt is not beside the library (e.g. a pip install).
 FALLBACK_REQUIREMENTS = ("requests>=2.31,<3", "python-dotenv>=1.0,<2", "eth-account>=0.13.7,<0.15",
                          "solders>=0.27.1,<0.30", "base58>=2.1,<3", "pynacl>=1.5,<2")

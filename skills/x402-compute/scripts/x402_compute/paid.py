@@ -11,14 +11,14 @@ from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from . import validate
+from . import validate, wait
 from .errors import ConfigError, UsageError
 from .instances import iso, parse_time, ssh_block, summary, unwrap_order
 from .money import plain, usd, usd_to_micros
 from .networks import X402_NETWORKS
 
-DEFAULT_WAIT_TIMEOUT = 600.0
-DEFAULT_POLL_INTERVAL = 5.0
+DEFAULT_WAIT_TIMEOUT = wait.DEFAULT_TIMEOUT
+DEFAULT_POLL_INTERVAL = wait.DEFAULT_INTERVAL
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -383,7 +383,7 @@ def provision(ctx):
             ctx.progress(f"Waiting for {order['id']} (timeout {a.wait_timeout:g} s)")
             host_key: dict = {}
             order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh,
-                                              progress=ctx.progress, pinned=host_key.update)
+                                              progress=ctx.progress, sleep=ctx.sleep, pinned=host_key.update)
             out["order"] = _order_block(order, plan_id, region)
             out["ssh"] = ssh_block(order)
             if banner and out["ssh"]:

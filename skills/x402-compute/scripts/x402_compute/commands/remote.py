@@ -31,8 +31,12 @@ class CommandTimeout(ComputeError):
 
 
 def add_command_argument(p) -> None:
-    """COMMAND: the positional words, and everything after the first ``--`` as it is (argparse
-    alone would read a ``-a`` there as one of our options, or refuse words after an option)."""
+    """COMMAND: the positional words, and every word after the first ``--`` exactly as given
+    (argparse alone would read a ``-a`` there as one of our options, or refuse words after an
+    option). The instance id may come before the ``--`` or be its first word (the MCP server
+    puts every positional after it)."""
+    from ..errors import UsageError as _Usage
+
     p.add_argument("command", nargs="*", metavar="COMMAND", help="the command to run (after --)")
     parse = p.parse_known_args
 
@@ -40,13 +44,18 @@ def add_command_argument(p) -> None:
         import sys
 
         args = list(sys.argv[1:] if args is None else args)
-        rest = None
-        if "--" in args:
-            i = args.index("--")
-            args, rest = args[:i], args[i + 1 :]
-        ns, extras = parse(args, namespace)
-        if rest is not None:
-            ns.command = [*(ns.command or []), *rest]
+        if "--" not in args:
+            return parse(args, namespace)
+        i = args.index("--")
+        left, rest = args[:i], args[i + 1 :]
+        try:
+            ns, extras = parse(left, namespace)
+        except _Usage:
+            if not rest:
+                raise
+            ns, extras = parse([*left, "--", rest[0]], namespace)  # the id is the first word after --
+            rest = rest[1:]
+        ns.command = [*(ns.command or []), *rest]
         return ns, extras
 
     p.parse_known_args = parse_known_args
