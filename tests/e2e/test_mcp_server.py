@@ -34,7 +34,7 @@ TOOLS = {
     "browse_plans", "browse_regions", "browse_os", "quote_provision", "provision", "quote_extend", "extend_instance",
     "list_instances", "instance_details", "wait_for_instance", "resize_instance", "destroy_instance",
     "get_one_time_password", "create_api_key", "list_api_keys", "revoke_api_key", "credits_balance", "credits_topup",
-    "budget_status", "reconcile",
+    "budget_status", "reconcile", "ssh_exec",
     "quote_topup",  # not in the list: with COMPUTE_REQUIRE_QUOTE=1 a top-up needs a quote_id too
 }
 SPENDING = {"provision", "extend_instance", "credits_topup"}
@@ -151,6 +151,12 @@ def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
         assert tools[name].annotations.read_only_hint is True, name
     for name in ("destroy_instance", "revoke_api_key"):
         assert tools[name].annotations.destructive_hint is True and "confirm" in tools[name].input_schema["properties"]
+    # ssh_exec: destructive, not spending; the human's host key decision and local files are not the model's.
+    ssh = tools["ssh_exec"]
+    assert ssh.annotations.destructive_hint is True and ssh.annotations.read_only_hint is False
+    assert ssh.input_schema["properties"]["command"]["type"] == "array" and ssh.input_schema["required"] == ["instance_id", "command"]
+    assert {"command_timeout", "max_output", "identity", "user", "client"} <= set(ssh.input_schema["properties"])
+    assert not {"accept_host_key_change", "stdin_file"} & set(ssh.input_schema["properties"])
     # What a model must not set: the human's cap and guards, the server's URL and settings, secrets on stdout.
     for name in SPENDING:
         props = tools[name].input_schema["properties"]
@@ -192,6 +198,24 @@ def test_malformed_calls_are_errors_not_crashes(off):
     doc = off.error("destroy_instance", {"instance_id": "--yes", "confirm": True}, "usage_error")
     assert "instance" in doc["error"]["message"].lower()
     assert off.ok("browse_regions", {"provider": "vultr"})["count"] > 0  # the session is still fine
+
+
+def test_ssh_exec_runs_a_command_within_its_bounds(off, sandbox, tools, wallet, tmp_path):
+    from tests.helpers import ssh_keypair
+
+    key, pub = ssh_keypair(tmp_path)
+    iid = tools.provision(sandbox, wallet, ssh_public_key=pub)["order"]["id"]
+    off.ok("wait_for_instance", {"instance_id": iid, "wait_ssh": True, "poll_interval": 0.2})
+    base = {"instance_id": iid, "identity": str(key)}
+    doc = off.ok("ssh_exec", {**base, "command": ["uname", "-a"]})
+    assert doc["stdout"] == subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout
+    assert doc["host_key"]["status"] == "matched"  # pinned by wait_for_instance
+    # Words stay words, whatever they hold (a "--" or an option-looking word included).
+    doc = off.ok("ssh_exec", {**base, "command": ["printf", "%s|", "--", "-x", "a b"], "max_output": 4})
+    assert doc["stdout"] == "--|-" and doc["truncated"]["stdout"] is True and doc["bytes"]["stdout"] == 10
+    err = off.error("ssh_exec", {**base, "command": ["echo early; sleep 30"], "command_timeout": 2}, "command_timeout")
+    assert err["error"]["details"]["stdout"] == "early\n"
+    off.error("ssh_exec", {**base, "command": []}, "usage_error")
 
 
 def test_quote_works_and_provision_is_refused_while_spending_is_off(off, sandbox, wallet):

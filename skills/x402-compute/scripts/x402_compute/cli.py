@@ -65,7 +65,10 @@ class Output:
     exit_code: int = EXIT_OK
 
 
-def parser(prog: str, description: str, *, examples: str | None = None, output: bool = True, exit_codes: str = EXIT_CODES_HELP) -> argparse.ArgumentParser:
+def parser(prog: str, description: str, *, examples: str | None = None, output: bool = True, exit_codes: str = EXIT_CODES_HELP,
+           http_timeout: bool = True) -> argparse.ArgumentParser:
+    """The common options every script has. ``http_timeout=False``: the script's own ``--timeout``
+    means something else (ssh_exec.py: the command's limit); HTTP then uses COMPUTE_TIMEOUT."""
     epilog = (("examples:\n" + examples.rstrip() + "\n\n") if examples else "") + exit_codes
     p = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("common options")
@@ -73,7 +76,8 @@ def parser(prog: str, description: str, *, examples: str | None = None, output: 
         g.add_argument("--output", "-o", choices=("json", "text"), help="json (default when piped) or text (default at a terminal)")
     g.add_argument("--base-url", metavar="URL", help="API base URL (default: COMPUTE_BASE_URL or https://compute.x402layer.cc)")
     g.add_argument("--env-file", metavar="PATH", help="read settings from this .env file (never read implicitly)")
-    g.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline for each HTTP exchange, connect to last byte (default: COMPUTE_TIMEOUT, else 30)")
+    if http_timeout:
+        g.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline for each HTTP exchange, connect to last byte (default: COMPUTE_TIMEOUT, else 30)")
     g.add_argument("--verbose", "-v", action="store_true", help="log HTTP requests to stderr")
     g.add_argument("--allow-insecure-http", action="store_true",
                    help="lab setups only: allow signed, paying or chain requests over plain http:// to a host other than this machine (refused by default)")

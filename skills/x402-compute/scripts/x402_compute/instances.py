@@ -76,6 +76,24 @@ def hours_left(order: dict, now: datetime | None = None) -> float | None:
     return round(max(0.0, (expires - now).total_seconds() / 3600), 2)
 
 
+# needs_extension: a live instance with fewer hours than this left (keepalive.py's default --min-hours-left).
+MIN_HOURS_LEFT = 6.0
+
+
+def expires_in_hours(order: dict, now: datetime | None = None) -> float | None:
+    """Hours until ``expires_at``: negative once it has passed, None when unknown."""
+    expires = parse_time(order.get("expires_at"))
+    if not expires:
+        return None
+    now = now or datetime.now(timezone.utc)
+    return round((expires - now).total_seconds() / 3600, 2)
+
+
+def needs_extension(state: str, expires_in: float | None, min_hours_left: float = MIN_HOURS_LEFT) -> bool:
+    """True for a live instance (not destroyed or expired) with less than ``min_hours_left`` hours to go."""
+    return state not in ("destroyed", "expired") and expires_in is not None and expires_in < min_hours_left
+
+
 def ssh_fields(order: dict, *, user: Any = "root") -> dict:
     """``{"ssh": block or None, "ssh_unavailable": None or why}`` for ``order``.
 
@@ -118,6 +136,7 @@ def unwrap_order(body: Any) -> dict:
 def summary(order: dict, now: datetime | None = None) -> dict:
     now = now or datetime.now(timezone.utc)
     state = normalized_state(order, now)
+    expires_in = None if state == "destroyed" else expires_in_hours(order, now)
     return {
         "id": order.get("id"),
         "label": order.get("label"),
@@ -129,6 +148,8 @@ def summary(order: dict, now: datetime | None = None) -> dict:
         "expires_at": order.get("expires_at"),
         # A destroyed machine has no prepaid time left, whatever its old expiry says.
         "hours_left": 0.0 if state == "destroyed" else hours_left(order, now),
+        "expires_in_hours": expires_in,
+        "needs_extension": needs_extension(state, expires_in),
         "created_at": order.get("created_at"),
     }
 

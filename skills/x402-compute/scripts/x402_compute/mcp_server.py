@@ -191,7 +191,7 @@ class ToolSpec:
             if value is None:
                 continue
             if not a.option_strings:
-                positionals.append(_text(value, a))
+                positionals.extend(_text(v, a) for v in value) if isinstance(value, list) else positionals.append(_text(value, a))
             elif isinstance(a, argparse._StoreTrueAction):
                 if value:
                     opts.append(_long_flag(a))
@@ -242,6 +242,8 @@ def _property(a: argparse.Action, group: str | None = None) -> dict:
         prop = {"type": "integer"}
     elif a.type is float:
         prop = {"type": "number"}
+    elif a.type is None and a.nargs == "*" and not a.option_strings:  # ssh_exec's COMMAND words
+        prop = {"type": "array", "items": {"type": "string"}, "minItems": 1}
     elif a.type is None and a.nargs in (None, "?"):
         # USD amounts are decimal text in the scripts (exact); a JSON number is accepted too.
         prop = {"anyOf": [{"type": "string"}, {"type": "number"}]} if a.metavar == "USD" else {"type": "string"}
@@ -291,6 +293,14 @@ def _tools() -> tuple[ToolSpec, ...]:
         ToolSpec(
             "wait_for_instance", "Wait for a machine", _wait_command, READ, "provision.py ... --wait (for an existing instance)",
             note="Sends progress notifications while the machine boots and stops at once when the call is cancelled.",
+        ),
+        ToolSpec(
+            "ssh_exec", "Run a command on a machine", _script("ssh_exec.py"), DESTRUCTIVE, "ssh_exec.py ID -- COMMAND...",
+            hidden=frozenset({"accept_host_key_change", "stdin_file"}),
+            note="Runs the command on the machine over SSH, as root by default: it can change or delete anything there. command is a "
+            "list of words: one word is a shell command line, several are passed as exactly those words. Bounded by timeout (default "
+            "120 s, then the error command_timeout with the output so far) and max_output per stream; a non-zero exit_status is still a "
+            "result. The host key is pinned on first contact; host_key_changed or host_key_mismatch means stop and tell the user.",
         ),
         ToolSpec("resize_instance", "Resize a machine", _script("resize_instance.py"), DESTRUCTIVE, "resize_instance.py ID PLAN", hidden=frozenset({"yes"})),
         ToolSpec(

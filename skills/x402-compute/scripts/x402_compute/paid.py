@@ -24,7 +24,7 @@ DEFAULT_POLL_INTERVAL = wait.DEFAULT_INTERVAL
 # -- options ----------------------------------------------------------------------------------
 
 
-def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True) -> None:
+def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True, unresolved: bool = True) -> None:
     g = p.add_argument_group("payment")
     g.add_argument("--network", choices=X402_NETWORKS, help="pay on this network (default: base with an EVM key, solana with only a Solana key)")
     g.add_argument(
@@ -47,6 +47,8 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True) -> 
     )
     if credits:
         g.add_argument("--use-credits", action="store_true", help="pay from prepaid credits (needs management auth)")
+    if not unresolved:  # keepalive.py: an unattended run always stops at an unknown outcome
+        return
     g.add_argument(
         "--ignore-unresolved",
         action="store_true",
@@ -408,11 +410,15 @@ def provision(ctx):
             from .wait import wait_for_instance
 
             ctx.progress(f"Waiting for {order['id']} (timeout {a.wait_timeout:g} s)")
-            order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress, sleep=ctx.sleep)
+            host_key: dict = {}
+            order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh,
+                                              progress=ctx.progress, sleep=ctx.sleep, pinned=host_key.update)
             out["order"] = _order_block(order, plan_id, region)
             out["ssh"] = ssh_block_for(ctx, order)
             if banner and out["ssh"]:
                 out["ssh"]["banner"] = banner
+            if host_key:
+                out["host_key"] = host_key
         o, p = out["order"], out["payment"]
         text = "\n".join(
             [
@@ -444,33 +450,52 @@ def _order_block(order: dict, plan_id: str, region: str) -> dict:
 
 
 def extend(ctx):
-    from .cli import Output
-    from .payments.flow import PaidCall
-    from .payments.policy import expected_micros, hourly_usd
-
     a = ctx.args
-    s = ctx.settings
     iid = validate.instance_id(a.instance_id)
     hours = duration_hours(a)
-    network = a.network or default_network(s)
     approved = _approved_quote(ctx)
-    client = ctx.client
-
     # The instance's plan gives the price to check; reading it needs management auth.
     before: dict = {}
-    price_note = None
+    no_auth = None
     try:
-        before = client.get_instance(iid)
+        before = ctx.client.get_instance(iid)
     except ConfigError:
-        price_note = "price not checked against the catalog: no management auth to read the instance's plan"
+        no_auth = "price not checked against the catalog: no management auth to read the instance's plan"
+    call, price_note = extend_call(ctx, iid, hours, before, approved=approved, price_note=no_auth)
+    result = ctx.client.paid(call, **_flow_options(ctx, approved))
+    if result.quote is not None:
+        return _quote_output(result)
+    with after_payment(result):
+        return extend_output(result, iid, hours, before, price_note)
+
+
+def extension_price(client, before: dict, hours: int) -> dict:
+    """The catalog's view of extending the instance ``before`` by ``hours``: ``plan``, ``hourly``
+    and ``expected`` micro-dollars (None when unknown), and ``note`` when the price cannot be checked."""
+    from .payments.policy import expected_micros, hourly_usd
+
     plan_id = before.get("plan") or before.get("vultr_plan")
     plan = next((p for p in client.all_plans() if p.get("id") == plan_id), None) if plan_id else None
     expected = expected_micros(plan, hours) if plan else None
+    note = None
     if plan_id and plan is None:
-        price_note = f"plan {plan_id} is no longer in the catalog; price not checked"
+        note = f"plan {plan_id} is no longer in the catalog; price not checked"
     elif plan is not None and expected is None:
-        price_note = f"plan {plan_id} has no price in the catalog; price not checked"
-    hourly = hourly_usd(plan) if plan else None
+        note = f"plan {plan_id} has no price in the catalog; price not checked"
+    return {"plan": plan_id, "hourly": hourly_usd(plan) if plan else None, "expected": expected, "note": note}
+
+
+def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | None = None, price_note: str | None = None):
+    """The paid call extending ``iid`` (whose current order is ``before``) by ``hours``, and the
+    price note, if the price could not be checked. extend_instance.py and keepalive.py pay with it."""
+    from .payments.flow import PaidCall
+
+    a = ctx.args
+    s = ctx.settings
+    network = a.network or default_network(s)
+    price = extension_price(ctx.client, before, hours)
+    price_note = price["note"] or price_note
+    expected, hourly = price["expected"], price["hourly"]
     body: dict = {"extend_hours": hours, "network": network}
     if a.use_credits:
         body["use_credits"] = True
@@ -478,7 +503,7 @@ def extend(ctx):
         "action": "extend",
         "summary": f"instance {iid} by {hours} h",
         "instance_id": iid,
-        "plan": plan_id,
+        "plan": price["plan"],
         "hours": hours,
         "hourly_usd": str(hourly) if hourly is not None else None,
         "total_usd": plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
@@ -517,25 +542,28 @@ def extend(ctx):
         order_key={"instance_id": iid},
         what="Extend",
     )
-    result = client.paid(call, **_flow_options(ctx, approved))
-    if result.quote is not None:
-        return _quote_output(result)
-    with after_payment(result):
-        order = unwrap_order(result.body)
-        new_expiry = order.get("expires_at") if isinstance(order.get("expires_at"), str) else None
-        out = {
-            "order": {"id": iid, "old_expires_at": before.get("expires_at"), "new_expires_at": new_expiry, "hours_added": hours},
-            "payment": result.payment(),
-        }
-        _budget_out(out, result)
-        if price_note:
-            out["price_check"] = price_note
-        p = out["payment"]
-        text = (
-            f"instance {iid}: expiry {out['order']['old_expires_at']} -> {out['order']['new_expires_at']}\n"
-            f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {result.tx_hash}"
-        )
-        return Output(out, text)
+    return call, price_note
+
+
+def extend_output(result, iid: str, hours: int, before: dict, price_note: str | None):
+    """What a settled extension prints (call it inside ``after_payment(result)``)."""
+    from .cli import Output
+
+    order = unwrap_order(result.body)
+    new_expiry = order.get("expires_at") if isinstance(order.get("expires_at"), str) else None
+    out = {
+        "order": {"id": iid, "old_expires_at": before.get("expires_at"), "new_expires_at": new_expiry, "hours_added": hours},
+        "payment": result.payment(),
+    }
+    _budget_out(out, result)
+    if price_note:
+        out["price_check"] = price_note
+    p = out["payment"]
+    text = (
+        f"instance {iid}: expiry {out['order']['old_expires_at']} -> {out['order']['new_expires_at']}\n"
+        f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {result.tx_hash}"
+    )
+    return Output(out, text)
 
 
 # -- credits top-up ---------------------------------------------------------------------------

@@ -4,7 +4,15 @@ MCP server (``parser`` and ``handler`` below), the same loop without a payment b
 "Running" is the normalised state from ``instances.py`` *and* a real IP (the API shows
 0.0.0.0 until the provider has booted the machine). With ``--wait-ssh``, also until the
 SSH port answers with an SSH banner (``SSH-``), which is what "usable" means to a user:
-a TCP accept alone can come from a half-booted machine or a provider's proxy.
+a TCP accept alone can come from a half-booted machine or a provider's proxy. Then the
+host key: a key-exchange-only probe (``ssh-keyscan``, else asyncssh; no login) reads the key
+the machine presents and ``hostkeys.py`` pins it, so this check and every later login
+(``ssh_exec.py``) agree on the machine's identity: it must match what the API publishes at
+first contact, and the pin afterwards (else exit 3, ``host_key_mismatch`` / ``host_key_changed``).
+
+Polling backs off: the first check is immediate, then 1 s, 2 s, 4 s ... up to the poll
+interval, starting again at 1 s whenever the state moves on, so a machine that is ready in
+20 s is seen within about a second or two of it rather than up to a whole interval later.
 
 Progress goes to stderr. A timeout raises WaitTimeout (exit 5) carrying the instance id
 and expires_at, because the machine exists and is paid for.
@@ -23,6 +31,7 @@ BANNER_PREFIX = b"SSH-"
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_INTERVAL = 5.0
 MIN_INTERVAL = 0.1  # a zero interval would poll the API in a tight loop
+FIRST_INTERVAL = 1.0  # the first pause; doubled up to the poll interval
 
 
 def ssh_banner(host: str, port: int, timeout: float = 3.0) -> str | None:
@@ -47,6 +56,14 @@ def ssh_banner(host: str, port: int, timeout: float = 3.0) -> str | None:
         return None
 
 
+def backoff(interval: float, first: float = FIRST_INTERVAL):
+    """Pauses between polls: ``first``, doubling, capped at ``interval`` (never above it)."""
+    pause = min(first, interval)
+    while True:
+        yield pause
+        pause = min(pause * 2, interval)
+
+
 def wait_for_instance(
     client,
     instance_id: str,
@@ -58,11 +75,20 @@ def wait_for_instance(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     banner: Callable[[str, int], str | None] = ssh_banner,
+    host_keys=None,
+    scan=None,
+    pinned: Callable[[dict], None] | None = None,
 ) -> tuple[dict, str | None]:
-    """(the running order, the SSH banner or None). Raises WaitTimeout."""
+    """(the running order, the SSH banner or None). Raises WaitTimeout.
+
+    With ``ssh``, the host key is pinned too (``host_keys``: a ``hostkeys.HostKeys``, by default
+    the client's state folder; ``scan``: the key probe, by default ssh-keyscan or asyncssh);
+    ``pinned`` receives the ``host_key`` block."""
     deadline = clock() + timeout
     order: dict = {"id": instance_id}
     last_state = None
+    pauses = backoff(interval)
+    key_check = _KeyCheck(client, instance_id, host_keys, scan, progress) if ssh else None
     while True:
         try:
             order = client.get_instance(instance_id) or order
@@ -77,6 +103,8 @@ def wait_for_instance(
         ip = public_ip(order)
         if state != last_state:
             progress(f"instance {instance_id}: {state}" + (f" at {ip}" if ip else ""))
+            if last_state is not None:
+                pauses = backoff(interval)  # it moved on: look again soon
             last_state = state
         if state in ("destroyed", "expired", "suspended"):
             raise ComputeError(f"Instance {instance_id} is {state}; it will not become usable.", code="instance_unusable", details={"instance_id": instance_id, "state": state})
@@ -86,17 +114,52 @@ def wait_for_instance(
             port = int(order.get("ssh_port") or 22)
             line = banner(ip, port)
             if line:
-                progress(f"SSH answers on {ip}:{port}: {line}")
-                return order, line
+                block = key_check(order, ip, port)
+                if block is not None:
+                    progress(f"SSH answers on {ip}:{port}: {line}")
+                    if pinned is not None and block:
+                        pinned(block)
+                    return order, line
         remaining = deadline - clock()
         if remaining <= 0:
-            what = "an SSH banner" if (state == "running" and ip) else "the running state"
+            what = "an SSH banner and host key" if (state == "running" and ip) else "the running state"
             raise WaitTimeout(
                 f"Timed out after {timeout:g} s waiting for {what} on instance {instance_id} (now {state}). The machine exists and is paid for.",
                 details={"instance_id": instance_id, "state": state, "ip": ip, "expires_at": order.get("expires_at")},
                 hint=f"Check again later with instance_details.py {instance_id}; it stays paid until expires_at.",
             )
-        sleep(min(interval, max(remaining, 0.05)))
+        sleep(min(next(pauses), max(remaining, 0.05)))
+
+
+class _KeyCheck:
+    """Once SSH answers: read the key the machine presents and pin it (hostkeys.py). Returns the
+    ``host_key`` block, ``{}`` when no probe is available (banner only, said on stderr), or None
+    while the key exchange does not complete (keep waiting)."""
+
+    def __init__(self, client, instance_id: str, host_keys, scan, progress) -> None:
+        from . import hostkeys
+
+        self.instance_id = instance_id
+        self.keys = host_keys if host_keys is not None else hostkeys.HostKeys(client.settings.state_dir)
+        self.scan = scan if scan is not None else hostkeys.scanner()
+        self.progress = progress
+        self.warned = False
+
+    def __call__(self, order: dict, ip: str, port: int) -> dict | None:
+        from .hostkeys import published
+
+        if self.scan is None:
+            if not self.warned:
+                self.progress("warning: neither ssh-keyscan nor asyncssh is installed: the host key was not read or pinned")
+                self.warned = True
+            return {}
+        presented = self.scan(ip, port, key_type=published(order).type)
+        if not presented:
+            self.progress(f"SSH answers on {ip}:{port} but the key exchange did not complete yet")
+            return None
+        block = self.keys.check(self.instance_id, order, presented)
+        self.progress(f"host key {block['fingerprint']} ({block['type']}): {block['status']}, verified by {block['verified_by']}")
+        return block
 
 
 # -- the command: wait for an existing instance -------------------------------------------------
@@ -108,11 +171,11 @@ def parser():
     p = make(
         "wait_for_instance",
         "Block until an instance is running with a public IP and, with --wait-ssh, until its SSH port answers "
-        "with an SSH banner; prints the instance as instance_details.py does. Never pays: the machine is "
+        "with an SSH banner and its host key is pinned; prints the instance as instance_details.py does. Never pays: the machine is "
         "already paid for, and a timeout (exit 5) leaves it running until expires_at.",
     )
     p.add_argument("instance_id", help="the instance UUID (from provision or list_instances.py)")
-    p.add_argument("--wait-ssh", action="store_true", help="also wait until SSH answers with a banner")
+    p.add_argument("--wait-ssh", action="store_true", help="also wait until SSH answers with a banner, and pin its host key (exit 3 if it is not the published or pinned one)")
     p.add_argument("--wait-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="give up waiting after this long (default 600)")
     p.add_argument("--poll-interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS", help="seconds between status checks (default 5)")
     return p
@@ -131,9 +194,11 @@ def handler(ctx):
     if not a.poll_interval >= MIN_INTERVAL:
         raise UsageError(f"--poll-interval must be at least {MIN_INTERVAL} seconds.")
     ctx.progress(f"Waiting for {iid} (timeout {a.wait_timeout:g} s)")
-    order, banner = wait_for_instance(ctx.client, iid, timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress, sleep=ctx.sleep)
+    host_key: dict = {}
+    order, banner = wait_for_instance(ctx.client, iid, timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress,
+                                      sleep=ctx.sleep, pinned=host_key.update)
     d = detail(order)
     if banner and d["ssh"]:
         d["ssh"]["banner"] = banner
     ssh = d["ssh"]
-    return Output({"instance": d}, f"instance {iid}: {d['state']} at {d['ip']}" + (f"\nssh: {ssh['command']}" if ssh else ""))
+    return Output({"instance": d, **({"host_key": host_key} if host_key else {})}, f"instance {iid}: {d['state']} at {d['ip']}" + (f"\nssh: {ssh['command']}" if ssh else ""))

@@ -1,0 +1,295 @@
+"""keepalive.py: keep an instance alive until a target time. One run is one check and at most one
+paid extension, so cron or an agent's scheduler drives it; each payment goes through the one
+payment pipeline (spend cap, rolling budget, payee pin, quote, journal), like extend_instance.py.
+
+A run, in order:
+1. A recorded stop (the first refusal or unknown payment outcome of an earlier run) refuses it
+   (``keepalive_stopped``, exit 3) until the human fixed the cause and runs it with ``--resume``.
+2. The target: ``--until T``, or ``--for D`` anchored at the first run with that same value
+   (recorded, so a cron line saying ``--for 3d`` does not push the target forward every run).
+3. Under a per-instance lock (a second run waits for the first, then sees its result), the
+   instance is read. Expiry at or after the target: ``done``, nothing more to pay. At least
+   ``--min-hours-left`` hours left: ``none``, and ``next_action_at`` says when that changes.
+4. Otherwise: if the journal already holds a payment extending this instance from this same
+   expiry (this window), nothing is paid (``already_paid``); a payment with an unknown outcome
+   stops it (the pipeline's ``unresolved_payment``). Else one extension by whole blocks of
+   ``--block-hours`` (at least the service's 24 h minimum), enough to get back above the
+   threshold; the last extension before the target pays exactly the whole hours that reach it
+   (at least 24) when that costs less than a block now and a minimum one later.
+
+State: ``<state>/keepalive/<instance-id>.json`` (0600: target, stop, last action) and
+``<instance-id>.lock``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import re
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+from .. import paid, validate
+from ..errors import ComputeError, PaymentRequired, PolicyError, UsageError
+from ..instances import expires_in_hours, iso, normalized_state, parse_time
+
+BLOCK_HOURS = 24  # the service's minimum extension
+MAX_AHEAD = timedelta(days=366)
+LOCK_WAIT_S = 120.0
+_DURATION = re.compile(r"(\d{1,5})\s*([hdw])")
+_UNIT_HOURS = {"h": 1, "d": 24, "w": 168}
+# Refusals that stop keepalive for good (until --resume), besides every exit-4 outcome. Not those
+# that only mean "ask the human now" (a confirmation, an approved quote) or "try again".
+_TRANSIENT = {"confirmation_required", "cancelled", "quote_required", "quote_changed", "quote_expired", "quote_used",
+              "unknown_quote", "challenge_expired", "keepalive_stopped", "keepalive_busy"}
+
+
+def parse_duration(text: str) -> timedelta:
+    m = _DURATION.fullmatch(str(text).strip().lower())
+    if not m or int(m.group(1)) == 0:
+        raise UsageError(f"--for {text!r} is not a duration.", hint="Use whole hours, days or weeks: 36h, 3d, 2w.")
+    return timedelta(hours=int(m.group(1)) * _UNIT_HOURS[m.group(2)])
+
+
+def parse_until(text: str) -> datetime:
+    dt = parse_time(text)
+    if dt is None:
+        raise UsageError(f"--until {text!r} is not an ISO 8601 time.", hint="E.g. 2030-01-31T18:00:00Z (no offset means UTC).")
+    return dt
+
+
+def extension_hours(expires_in: float, min_hours_left: float, block_hours: int, to_target: float | None) -> int:
+    """Whole blocks enough to get back to ``min_hours_left`` (at least one). Near the target, the
+    whole hours that reach it instead (never under the service's 24 h minimum) whenever that is
+    less than these blocks plus the one more minimum extension a later run would then have to pay."""
+    blocks = max(1, math.ceil((min_hours_left - expires_in) / block_hours))
+    hours = blocks * block_hours
+    if to_target is not None:
+        need = max(BLOCK_HOURS, math.ceil(to_target - 1e-9))
+        if need < hours + BLOCK_HOURS:
+            hours = need
+    return hours
+
+
+class Record:
+    """What keepalive remembers about one instance (0600 JSON)."""
+
+    def __init__(self, state_dir, instance_id: str) -> None:
+        self.dir = Path(state_dir) / "keepalive"
+        self.path = self.dir / f"{instance_id}.json"
+        self.lock_path = self.dir / f"{instance_id}.lock"
+
+    def load(self) -> dict:
+        from ..state import read_json
+
+        data = read_json(self.path, default={})
+        return data if isinstance(data, dict) else {}
+
+    def save(self, data: dict) -> None:
+        from ..state import write_private_json
+
+        write_private_json(self.path, data)
+
+    @contextmanager
+    def locked(self, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+        from ..state import ensure_dir
+
+        ensure_dir(self.dir)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise ComputeError(
+                            f"Another keepalive run for this instance has held its lock for {wait_s:g} s; nothing was done.",
+                            code="keepalive_busy",
+                            retryable=True,
+                            hint="It may be waiting at a prompt. Run again later.",
+                        ) from None
+                    time.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def _target(a, record: dict, now: datetime) -> dict:
+    if a.until is not None:
+        until = parse_until(a.until)
+        return {"until": iso(until), "set_by": "--until", "anchored_at": None}
+    set_by = f"--for {a.for_}"
+    old = record.get("target") if isinstance(record.get("target"), dict) else {}
+    if old.get("set_by") == set_by and parse_time(old.get("until")):
+        return {"until": old["until"], "set_by": set_by, "anchored_at": old.get("anchored_at")}
+    return {"until": iso(now + parse_duration(a.for_)), "set_by": set_by, "anchored_at": iso(now)}
+
+
+def _same_window(entries: list[dict], iid: str, expires: datetime, base_url: str, now: float) -> dict | None:
+    """A journalled extension of ``iid`` from this same expiry that settled or is being paid by a
+    live process. (An unknown outcome is left to the pipeline, which refuses it.)"""
+    from ..payments.budget import _pid_gone, counts
+
+    for e in entries:
+        ctx = e.get("context") or {}
+        if e.get("kind") != "extend" or ctx.get("instance_id") != iid or parse_time(ctx.get("old_expires_at")) != expires:
+            continue
+        if e.get("base_url") and e["base_url"] != base_url:
+            continue
+        status = e.get("status")
+        if status == "settled" or (status == "reserved" and counts(e, now)) or (status == "sent" and e.get("pid") is not None and not _pid_gone(e)):
+            return e
+    return None
+
+
+def _stop_worthy(e: ComputeError) -> bool:
+    if e.code in _TRANSIENT:
+        return False
+    return e.exit_code in (3, 4) or isinstance(e, PaymentRequired)
+
+
+def keepalive(ctx):
+
+    a = ctx.args
+    iid = validate.instance_id(a.instance_id)
+    if not 0 < a.min_hours_left <= 720:
+        raise UsageError("--min-hours-left must be more than 0 and at most 720 hours.")
+    if not BLOCK_HOURS <= a.block_hours <= 8760:
+        raise UsageError(f"--block-hours must be from {BLOCK_HOURS} (the service's minimum) to 8760.")
+    if a.dry_run and (a.quote or a.confirm_quote):
+        raise UsageError("--dry-run asks nothing of the server; drop --quote / --confirm-quote, or --dry-run.")
+    now = datetime.now(timezone.utc)
+    rec = Record(ctx.settings.state_dir, iid)
+    record = rec.load()
+    target = _target(a, record, now)
+    until = parse_time(target["until"])
+    if until > now + MAX_AHEAD:
+        raise UsageError(f"The target {target['until']} is more than a year away.", hint="Keep a machine alive for at most a year per target.")
+    stopped = record.get("stopped")
+    if stopped and not a.resume:
+        raise PolicyError(
+            f"keepalive for {iid} stopped at {stopped.get('at')}: {stopped.get('message')} Nothing was done.",
+            code="keepalive_stopped",
+            details={"instance_id": iid, "stopped": stopped},
+            hint="Tell the human why it stopped. Once they have fixed the cause (reconciled the payment, raised the budget), "
+            "they run keepalive.py again with --resume.",
+        )
+    if a.dry_run or a.quote:
+        return _decide(ctx, iid, target, now, record, rec, paying=False)
+    with rec.locked():
+        record = rec.load()  # what the run that held the lock wrote
+        if a.resume:
+            record.pop("stopped", None)
+        record["target"] = target
+        rec.save(record)
+        try:
+            return _decide(ctx, iid, target, now, record, rec, paying=True)
+        except ComputeError as e:
+            if _stop_worthy(e):
+                record = rec.load()
+                record["stopped"] = {"at": iso(datetime.now(timezone.utc)), "code": e.code, "message": e.message,
+                                     **({"journal_id": e.details.get("journal_id")} if isinstance(e.details, dict) and e.details.get("journal_id") else {})}
+                rec.save(record)
+                e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "keepalive": "stopped"}
+                e.hint = (e.hint + " " if e.hint else "") + "keepalive stopped for this instance: later runs refuse until run with --resume."
+            raise
+
+
+def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Record, *, paying: bool):
+    from ..cli import Output
+
+    a = ctx.args
+    order = ctx.client.get_instance(iid)
+    state = normalized_state(order)
+    if state in ("destroyed", "expired"):
+        raise ComputeError(f"Instance {iid} is {state}; there is nothing to keep alive.", code="instance_unusable",
+                           details={"instance_id": iid, "state": state}, hint="Stop scheduling keepalive.py for it.")
+    expires = parse_time(order.get("expires_at"))
+    if expires is None:
+        raise ComputeError(f"The server sent no usable expires_at for instance {iid}; cannot tell how long it has left.",
+                           code="bad_response", details={"instance_id": iid, "expires_at": str(order.get("expires_at"))[:80]})
+    until = parse_time(target["until"])
+    left = expires_in_hours(order, now)
+    out = {
+        "instance_id": iid,
+        "expires_at": order.get("expires_at"),
+        "hours_left": round(max(0.0, left), 2),
+        "target": target,
+        "min_hours_left": a.min_hours_left,
+        "block_hours": a.block_hours,
+    }
+
+    def result(action: str, message: str, next_at: datetime | None, **more) -> "Output":
+        doc = {"action": action, "message": message, **out, **more, "done": next_at is None,
+               "next_action_at": iso(max(next_at, now)) if next_at else None}
+        if paying:
+            latest = rec.load()
+            latest["last"] = {"at": iso(now), "action": action, "expires_at": doc["expires_at"],
+                              **({"journal_id": more["payment"].get("journal_id")} if more.get("payment") else {})}
+            rec.save(latest)
+        when = f"next action at {doc['next_action_at']}" if next_at else "target reached: stop scheduling keepalive.py"
+        return Output(doc, f"{action}: {message}\n{when}")
+
+    if expires >= until or now >= until:
+        return result("done", f"expiry {iso(expires)} is at or after the target {target['until']}; nothing to pay.", None)
+    threshold_at = expires - timedelta(hours=a.min_hours_left)
+    if left >= a.min_hours_left:
+        return result("none", f"{left:g} h left, at least the {a.min_hours_left:g} h threshold; nothing to pay.", threshold_at)
+
+    hours = extension_hours(left, a.min_hours_left, a.block_hours, (until - expires).total_seconds() / 3600)
+    new_expiry = expires + timedelta(hours=hours)
+    next_at = None if new_expiry >= until else new_expiry - timedelta(hours=a.min_hours_left)
+    if a.dry_run:
+        from ..payments.budget import Budget
+
+        price = paid.extension_price(ctx.client, order, hours)
+        extension = {"hours": hours, "old_expires_at": order.get("expires_at"), "expires_at_estimate": iso(new_expiry),
+                     "hourly_usd": str(price["hourly"]) if price["hourly"] is not None else None,
+                     "estimated_usd": _usd(price["expected"]), "price_check": price["note"]}
+        budget = Budget(ctx.settings)
+        try:
+            block = budget.check(price["expected"] or 0)
+            refusal = None
+        except PolicyError as e:
+            block, refusal = budget.status(), {"code": e.code, "message": e.message}
+        return result("would_extend", f"{left:g} h left, under the {a.min_hours_left:g} h threshold: would extend by {hours} h"
+                      + (f" for about {extension['estimated_usd']} USD" if extension["estimated_usd"] else "") + ". Nothing was sent.",
+                      next_at, extension=extension, budget=block, **({"would_be_refused": refusal} if refusal else {}))
+
+    if paying:
+        from ..payments.journal import Journal
+
+        prior = _same_window(Journal(ctx.settings.state_dir).list(), iid, expires, ctx.settings.base_url, time.time())
+        if prior is not None:
+            return result("already_paid", f"journal {prior['id']} ({prior.get('status')}) already extends this instance from {order.get('expires_at')}; "
+                          "not paying for the same window twice. The new expiry is not visible yet: check again later "
+                          f"(reconcile.py {prior['id']} looks it up).", datetime.now(timezone.utc) + timedelta(minutes=5),
+                          journal_id=prior["id"])
+    approved = paid._approved_quote(ctx)
+    call, price_note = paid.extend_call(ctx, iid, hours, order, approved=approved)
+    res = ctx.client.paid(call, **paid._flow_options(ctx, approved))
+    if res.quote is not None:
+        q = paid._quote_output(res)
+        return Output({"action": "quote", **out, "extension": {"hours": hours, "expires_at_estimate": iso(new_expiry)}, **q.data}, q.text)
+    with paid.after_payment(res):
+        ext = paid.extend_output(res, iid, hours, order, price_note)
+        got = parse_time(ext.data["order"].get("new_expires_at")) or new_expiry
+        out["expires_at"] = ext.data["order"].get("new_expires_at") or out["expires_at"]
+        out["hours_left"] = round(max(0.0, (got - datetime.now(timezone.utc)).total_seconds() / 3600), 2)
+        next_at = None if got >= until else got - timedelta(hours=a.min_hours_left)
+        paid_usd = ext.data["payment"].get("amount_usd")
+        return result("extended", f"extended by {hours} h" + (f", paid {paid_usd} USD" if paid_usd else "") + f"; expires {out['expires_at']}.",
+                      next_at, extension={"hours": hours, "old_expires_at": order.get("expires_at"), "new_expires_at": ext.data["order"].get("new_expires_at")},
+                      **{k: v for k, v in ext.data.items() if k != "order"})
+
+
+def _usd(micros: int | None) -> str | None:
+    from ..payments.budget import usd
+
+    return usd(micros) if micros is not None else None

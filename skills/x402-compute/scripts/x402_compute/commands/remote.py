@@ -1,0 +1,229 @@
+"""ssh_exec.py: one command on an instance over SSH, one JSON document back.
+
+How the remote command is formed from ``COMMAND...`` (the remote login shell runs it, as with
+``ssh``): one argument is sent as it is, a shell command line (pipes, ``&&``, redirections
+work; quote it once for your local shell); several arguments are each quoted for a POSIX shell
+and joined, so the remote program receives exactly those words (plain ``ssh`` would join them
+with spaces and let the remote shell split them again). ``remote_command`` in the output is the
+exact string sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shlex
+from pathlib import Path
+
+from .. import validate
+from ..errors import ComputeError, EXIT_WAIT_TIMEOUT, UsageError
+
+MAX_COMMAND = 64 * 1024
+MAX_TIMEOUT = 24 * 3600.0
+
+
+class CommandTimeout(ComputeError):
+    """The command did not finish within ``--timeout``; the partial output is in the details."""
+
+    code = "command_timeout"
+    exit_code = EXIT_WAIT_TIMEOUT
+
+
+def add_command_argument(p) -> None:
+    """COMMAND: the positional words, and every word after the first ``--`` exactly as given
+    (argparse alone would read a ``-a`` there as one of our options, or refuse words after an
+    option). The instance id may come before the ``--`` or be its first word (the MCP server
+    puts every positional after it)."""
+    from ..errors import UsageError as _Usage
+
+    p.add_argument("command", nargs="*", metavar="COMMAND", help="the command to run (after --)")
+    parse = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        import sys
+
+        args = list(sys.argv[1:] if args is None else args)
+        if "--" not in args:
+            return parse(args, namespace)
+        i = args.index("--")
+        left, rest = args[:i], args[i + 1 :]
+        try:
+            ns, extras = parse(left, namespace)
+        except _Usage:
+            if not rest:
+                raise
+            ns, extras = parse([*left, "--", rest[0]], namespace)  # the id is the first word after --
+            rest = rest[1:]
+        ns.command = [*(ns.command or []), *rest]
+        return ns, extras
+
+    p.parse_known_args = parse_known_args
+
+
+def remote_command(words: list[str]) -> str:
+    """The string sent as the remote command (see the module docstring)."""
+    if not words or not "".join(words).strip():
+        raise UsageError("Give the command to run after the instance id, e.g. ssh_exec.py ID -- uname -a.", code="no_command")
+    if any("\0" in w for w in words):
+        raise UsageError("The command contains a NUL character, which cannot be sent.")
+    text = words[0] if len(words) == 1 else shlex.join(words)
+    if len(text.encode()) > MAX_COMMAND:
+        raise UsageError(f"The command is longer than {MAX_COMMAND // 1024} KiB; put it in a file and pass it with --stdin-file (e.g. ssh_exec.py ID --stdin-file job.sh -- sh -s).")
+    return text
+
+
+def _readable_file(value: str | None, flag: str) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise UsageError(f"{flag} {value}: no readable file there.")
+    return path.resolve()
+
+
+def _target_of(order: dict) -> tuple[str, int]:
+    """The host and port to connect to: from the order, each checked before it reaches an argv
+    (an IP address or DNS name; a port 1-65535)."""
+    raw = order.get("ip_address") or order.get("main_ip")
+    port = order.get("ssh_port")
+    port = 22 if port is None else port
+    host_ok = False
+    if isinstance(raw, str) and 0 < len(raw) <= 253:
+        try:
+            ipaddress.ip_address(raw)
+            host_ok = True
+        except ValueError:
+            labels = raw.rstrip(".").split(".")
+            host_ok = all(re.fullmatch(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", part) for part in labels) and not labels[-1].isdigit()
+    if not host_ok:
+        raise ComputeError(f"The server sent {str(raw)[:80]!r} as the instance's address, which is not an IP address or a DNS name; refusing to connect.", code="bad_response")
+    if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
+        raise ComputeError(f"The server sent {str(port)[:40]!r} as the SSH port, which is not an integer from 1 to 65535; refusing to connect.", code="bad_response")
+    return raw, port
+
+
+_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")  # never starts with "-"
+
+
+def ssh_exec(ctx):
+    from .. import hostkeys, sshrun
+    from ..cli import Output
+    from ..instances import normalized_state
+
+    a = ctx.args
+    iid = validate.instance_id(a.instance_id)
+    command = remote_command(list(a.command))
+    if not 0 < a.command_timeout <= MAX_TIMEOUT:
+        raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds.")
+    if not 0 < a.max_output <= sshrun.MAX_CAP:
+        raise UsageError(f"--max-output must be from 1 to {sshrun.MAX_CAP} bytes.")
+    if not _USER.fullmatch(a.user):
+        raise UsageError(f"--user {a.user!r} is not a plain POSIX user name.")
+    identity = _readable_file(a.identity, "--identity")
+    if identity is None:  # an instance given the skill's own key (--ssh-key auto) logs in with it
+        from ..sshkeys import identity_for
+
+        auto = identity_for(ctx.state, iid)
+        identity = Path(auto) if auto else None
+    stdin = _readable_file(a.stdin_file, "--stdin-file")
+    client_name = sshrun.pick_client(a.client)
+
+    order = ctx.client.get_instance(iid)
+    state = normalized_state(order)
+    if state != "running":
+        raise ComputeError(
+            f"Instance {iid} is {state}, not running: there is nothing to log into yet." if state == "provisioning" else
+            f"Instance {iid} is {state}: commands run only on a running instance.",
+            code="instance_not_running",
+            details={"instance_id": iid, "state": state},
+            retryable=state in ("provisioning", "resizing"),
+            hint=f"Wait for it: provision.py --wait-ssh, or instance_details.py {iid} until it is running." if state in ("provisioning", "resizing") else None,
+        )
+    host, port = _target_of(order)
+    keys = hostkeys.HostKeys(ctx.settings.state_dir)
+    pub = hostkeys.published(order)
+    pins = keys.pinned(iid)
+    probe = hostkeys.scanner("openssh" if client_name == "openssh" else "python") or hostkeys.scanner()
+
+    def presented() -> list:
+        return probe(host, port, key_type=pub.type) if probe is not None else []
+
+    if pins and not a.accept_host_key_change:
+        # The client checks the pin itself during the connection (StrictHostKeyChecking).
+        host_key = {"fingerprint": pins[0].fingerprint, "type": pins[0].type, "status": "matched", "verified_by": "pin",
+                    "known_hosts_file": str(keys.file(iid)), "host_key_alias": keys.alias(iid)}
+    else:
+        if probe is None:
+            raise ComputeError("Cannot read the machine's host key: neither ssh-keyscan nor asyncssh is installed.", code="ssh_client_missing",
+                               hint="Install the OpenSSH client or the Python package asyncssh.")
+        keys_now = presented()
+        if not keys_now:
+            raise ComputeError(
+                f"No SSH key exchange with {host}:{port}: the machine's SSH server does not answer yet.",
+                code="ssh_unreachable",
+                retryable=True,
+                details={"instance_id": iid, "host": host, "port": port},
+                hint="Wait until it is up (provision.py --wait-ssh) and try again.",
+            )
+        host_key = keys.check(iid, order, keys_now, accept_change=a.accept_host_key_change)
+    if host_key["status"] != "matched":
+        ctx.progress(f"host key {host_key['fingerprint']} ({host_key['type']}) {host_key['status']}, verified by {host_key['verified_by']}")
+
+    target = sshrun.Target(host, port, a.user, keys.file(iid), keys.alias(iid), identity)
+    res = sshrun.run(client_name, target, command, stdin=stdin, timeout=a.command_timeout, cap=a.max_output)
+    connection = {"host": host, "port": port, "user": a.user, "client": res.client}
+    if res.failure == "host_key":
+        raise hostkeys.changed(iid, keys.pinned(iid), presented(), pub, keys.file(iid))
+    if res.failure:
+        raise _failure(iid, res, connection, identity)
+    doc = {
+        "instance_id": iid,
+        "command": list(a.command),
+        "remote_command": command,
+        "exit_status": res.exit_status,
+        "signal": res.signal,
+        "stdout": res.stdout.text(),
+        "stderr": res.stderr.text(),
+        "truncated": {"stdout": res.stdout.truncated, "stderr": res.stderr.truncated},
+        "bytes": {"stdout": res.stdout.total, "stderr": res.stderr.total},
+        "duration_s": res.duration_s,
+        "host_key": host_key,
+        "connection": connection,
+    }
+    if res.timed_out:
+        raise CommandTimeout(
+            f"The command did not finish within {a.command_timeout:g} s; the connection was closed.",
+            details={k: doc[k] for k in ("instance_id", "remote_command", "stdout", "stderr", "truncated", "bytes", "duration_s", "host_key", "connection")},
+            hint="The output so far is in details. A command that ignores its closed connection may still run on the machine: "
+            "wrap long jobs in 'timeout N ...' or start them in the background (nohup ... &) and poll.",
+        )
+    cut = [k for k in ("stdout", "stderr") if doc["truncated"][k]]
+    text = doc["stdout"] + ("" if doc["stdout"].endswith("\n") or not doc["stdout"] else "\n")
+    if doc["stderr"]:
+        text += "--- stderr ---\n" + doc["stderr"] + ("" if doc["stderr"].endswith("\n") else "\n")
+    text += (f"[exit {res.exit_status if res.exit_status is not None else 'signal ' + str(res.signal)}, {res.duration_s:g} s"
+             + (f", {' and '.join(cut)} cut at {a.max_output} bytes" if cut else "") + f", host key {host_key['fingerprint']}]")
+    return Output(doc, text)
+
+
+def _failure(iid: str, res, connection: dict, identity: Path | None) -> ComputeError:
+    log = res.log[-600:]
+    if res.failure == "auth":
+        return ComputeError(
+            f"The machine refused the login as {connection['user']} (no accepted key).",
+            code="ssh_auth_failed",
+            details={"instance_id": iid, "connection": connection, "client_log": log},
+            hint=("Pass the private key whose public half was given at provision with --identity FILE." if identity is None else
+                  f"{identity} is not the key this instance accepts (or it is passphrase-protected: load it into ssh-agent and drop --identity).")
+            + " An instance provisioned without a key accepts only its one-time password, which ssh_exec.py does not use.",
+        )
+    if res.failure == "connect":
+        return ComputeError(
+            f"Could not connect to {connection['host']}:{connection['port']}.",
+            code="ssh_unreachable",
+            retryable=True,
+            details={"instance_id": iid, "connection": connection, "client_log": log},
+            hint="Check that the instance is running (instance_details.py) and try again.",
+        )
+    return ComputeError("The SSH client failed before the command ran.", code="ssh_failed", details={"instance_id": iid, "connection": connection, "client_log": log})

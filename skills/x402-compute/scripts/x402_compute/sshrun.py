@@ -1,0 +1,306 @@
+"""Run one command on a machine over SSH, within bounds: the system ``ssh`` client when installed,
+else asyncssh (imported only here, only when used).
+
+What every run guarantees:
+- the host key is checked against the instance's pin file (``hostkeys.py``) under its alias, and
+  never updated by the client: ``StrictHostKeyChecking=yes`` / asyncssh's ``known_hosts``;
+- no user or system ssh configuration is read (``-F /dev/null`` / ``config=[]``), every option is
+  one this module chooses (no agent, X11 or port forwarding, no TTY, no ControlMaster, no
+  passwords), the host, port and user were validated by the caller, and the argv is a list:
+  no shell ever sees a value the server sent;
+- stdout and stderr are each kept up to ``cap`` bytes (the rest is read, counted and dropped);
+- the command gets ``timeout`` seconds, connection included; then the client is stopped and the
+  connection closed. A remote command that ignores its closed connection may keep running on
+  the machine: wrap it in ``timeout N ...`` there for a hard limit.
+
+The system client's own messages go to a private log file (``-E``), not to the command's
+stderr, which is how a failure of ssh itself (exit 255 with a message) is told apart from a
+command that exits 255.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CAP = 64 * 1024
+MAX_CAP = 16 * 1024 * 1024
+DEFAULT_TIMEOUT = 120.0
+LOG_CAP = 2048
+CONNECT_TIMEOUT = 15.0
+CLIENTS = ("auto", "openssh", "python")
+_CHUNK = 64 * 1024
+# What the environment of the system ssh client keeps: where it finds the user's keys and agent.
+_ENV_KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "SSH_AUTH_SOCK", "TMPDIR", "SYSTEMROOT")
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str  # an IP address or DNS name (validated by the caller)
+    port: int
+    user: str  # a plain POSIX user name (validated by the caller)
+    known_hosts: Path  # the instance's pin file
+    alias: str  # the name the pins are filed under (HostKeyAlias)
+    identity: Path | None = None  # a private key file; None: the client's default keys and agent
+
+
+class Capture:
+    """The first ``cap`` bytes of a stream, and how many there were in all."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.data)
+
+    def text(self) -> str:
+        return bytes(self.data).decode("utf-8", "replace")
+
+
+@dataclass
+class Run:
+    client: str  # "openssh" | "asyncssh"
+    stdout: Capture
+    stderr: Capture
+    exit_status: int | None = None
+    signal: str | None = None  # the remote signal's name, when the client reports it (asyncssh)
+    timed_out: bool = False
+    duration_s: float = 0.0
+    failure: str | None = None  # ssh itself failed: "host_key" | "auth" | "connect" | "ssh"
+    log: str = ""  # the client's own messages (capped; may quote the server)
+    connected: bool = field(default=True)
+
+
+def pick_client(name: str = "auto") -> str:
+    """``openssh`` or ``python`` for ``name``; a ComputeError when that client is missing."""
+    from .errors import ComputeError
+
+    if name not in CLIENTS:
+        raise ValueError(name)
+    if name in ("auto", "openssh") and shutil.which("ssh"):
+        return "openssh"
+    if name in ("auto", "python"):
+        import importlib.util
+
+        if importlib.util.find_spec("asyncssh") is not None:
+            return "python"
+    raise ComputeError(
+        "No SSH client is available" + (" (the system ssh client was asked for)." if name == "openssh" else "."),
+        code="ssh_client_missing",
+        hint="Install the OpenSSH client (e.g. apt-get install openssh-client) or the Python package asyncssh (pip install -r requirements.txt).",
+    )
+
+
+def run(client: str, target: Target, command: str, *, stdin: Path | None = None, timeout: float = DEFAULT_TIMEOUT, cap: int = DEFAULT_CAP) -> Run:
+    return (run_openssh if client == "openssh" else run_asyncssh)(target, command, stdin=stdin, timeout=timeout, cap=cap)
+
+
+# -- the system client ---------------------------------------------------------------------------
+
+
+def _config_path(path: Path) -> str:
+    """A file path as an ``ssh -o`` value: ``%`` doubled (ssh expands %-tokens in these options),
+    and double-quoted when it holds a space or a quote (ssh splits option values like a shell)."""
+    text = str(path).replace("%", "%%")
+    if any(c.isspace() or c in "\"'\\" for c in text):
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+def openssh_argv(t: Target, command: str, *, log_file: Path, connect_timeout: float = CONNECT_TIMEOUT, ssh: str = "ssh") -> list[str]:
+    opts = [
+        ("BatchMode", "yes"),
+        ("StrictHostKeyChecking", "yes"),
+        ("UserKnownHostsFile", _config_path(t.known_hosts)),
+        ("GlobalKnownHostsFile", "/dev/null"),
+        ("HostKeyAlias", t.alias),
+        ("UpdateHostKeys", "no"),
+        ("CheckHostIP", "no"),
+        ("ConnectTimeout", str(max(1, int(connect_timeout)))),
+        ("ServerAliveInterval", "15"),
+        ("ServerAliveCountMax", "3"),
+        ("LogLevel", "ERROR"),
+        ("ForwardAgent", "no"),
+        ("ForwardX11", "no"),
+        ("ClearAllForwardings", "yes"),
+        ("PermitLocalCommand", "no"),
+        ("ControlMaster", "no"),
+        ("ControlPath", "none"),
+        ("RequestTTY", "no"),
+        ("PasswordAuthentication", "no"),
+        ("KbdInteractiveAuthentication", "no"),
+    ]
+    if t.identity is not None:
+        opts += [("IdentitiesOnly", "yes"), ("IdentityFile", _config_path(t.identity))]
+    argv = [ssh, "-F", "/dev/null", "-E", str(log_file), "-T"]
+    for k, v in opts:
+        argv += ["-o", f"{k}={v}"]
+    # "--" ends ssh's options for good: nothing after the host (the command) is read as one.
+    return argv + ["-p", str(t.port), "-l", t.user, "--", t.host, command]
+
+
+def _classify(log: str) -> str:
+    low = log.lower()
+    if "host key verification failed" in low or "remote host identification has changed" in low or "host key for" in low:
+        return "host_key"
+    if "permission denied" in low or "too many authentication failures" in low:
+        return "auth"
+    if any(s in low for s in ("connection refused", "timed out", "no route to host", "could not resolve", "network is unreachable",
+                               "connection closed", "connection reset", "kex_exchange_identification")):
+        return "connect"
+    return "ssh"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_openssh(t: Target, command: str, *, stdin: Path | None = None, timeout: float = DEFAULT_TIMEOUT, cap: int = DEFAULT_CAP) -> Run:
+    out, err = Capture(cap), Capture(cap)
+    res = Run("openssh", out, err)
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
+    with tempfile.TemporaryDirectory(prefix="x402-ssh-") as tmp:  # 0700: the client's log is ours alone
+        log_file = Path(tmp) / "ssh.log"
+        argv = openssh_argv(t, command, log_file=log_file, connect_timeout=min(CONNECT_TIMEOUT, timeout), ssh=shutil.which("ssh") or "ssh")
+        start = time.monotonic()
+        deadline = start + timeout
+        stdin_f = open(stdin, "rb") if stdin is not None else subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(argv, stdin=stdin_f, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+        finally:
+            if stdin is not None:
+                stdin_f.close()
+        try:
+            sel = selectors.DefaultSelector()
+            sel.register(proc.stdout, selectors.EVENT_READ, out)
+            sel.register(proc.stderr, selectors.EVENT_READ, err)
+            open_streams = 2
+            while open_streams:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    res.timed_out = True
+                    break
+                for key, _ in sel.select(min(left, 1.0)):
+                    chunk = os.read(key.fd, _CHUNK)
+                    if chunk:
+                        key.data.feed(chunk)
+                    else:
+                        sel.unregister(key.fileobj)
+                        open_streams -= 1
+            sel.close()
+            if not res.timed_out:
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    res.timed_out = True
+            if res.timed_out:
+                _stop(proc)
+        except BaseException:
+            _stop(proc)
+            raise
+        finally:
+            proc.stdout.close()
+            proc.stderr.close()
+        res.duration_s = round(time.monotonic() - start, 3)
+        try:
+            with open(log_file, "rb") as f:
+                res.log = f.read(LOG_CAP).decode("utf-8", "replace").strip()
+        except FileNotFoundError:
+            res.log = ""
+    if res.timed_out:
+        return res
+    rc = proc.returncode
+    if rc == 255 and res.log:
+        res.failure = _classify(res.log)
+        res.connected = res.failure not in ("host_key", "auth", "connect")
+    else:
+        res.exit_status = rc
+    return res
+
+
+# -- the Python client ---------------------------------------------------------------------------
+
+
+def run_asyncssh(t: Target, command: str, *, stdin: Path | None = None, timeout: float = DEFAULT_TIMEOUT, cap: int = DEFAULT_CAP) -> Run:
+    import asyncio
+
+    import asyncssh  # only a login pays for the import
+
+    out, err = Capture(cap), Capture(cap)
+    res = Run("asyncssh", out, err, connected=False)
+
+    async def pump(stream, capture: Capture) -> None:
+        while True:
+            chunk = await stream.read(_CHUNK)
+            if not chunk:
+                return
+            capture.feed(chunk)
+
+    async def session() -> None:
+        opts: dict = {
+            "port": t.port,
+            "username": t.user,
+            "known_hosts": [str(t.known_hosts)],
+            "host_key_alias": t.alias,
+            "config": [],
+            "connect_timeout": min(CONNECT_TIMEOUT, timeout),
+            "password_auth": False,
+            "kbdint_auth": False,
+            "agent_forwarding": False,
+        }
+        if t.identity is not None:
+            opts.update(client_keys=[str(t.identity)], agent_path=None)
+        async with asyncssh.connect(t.host, **opts) as conn:
+            res.connected = True
+            proc = await conn.create_process(command, stdin=str(stdin) if stdin is not None else asyncssh.DEVNULL, encoding=None)
+            await asyncio.gather(pump(proc.stdout, out), pump(proc.stderr, err))
+            await proc.wait()
+            res.exit_status = proc.exit_status if proc.exit_signal is None else None
+            if proc.exit_signal is not None:
+                res.signal = str(proc.exit_signal[0])
+
+    start = time.monotonic()
+    try:
+        asyncio.run(asyncio.wait_for(session(), timeout))
+    except asyncssh.HostKeyNotVerifiable as e:
+        res.failure, res.log = "host_key", str(e)[:LOG_CAP]
+    except asyncssh.PermissionDenied as e:
+        res.failure, res.log = "auth", str(e)[:LOG_CAP]
+    except (asyncio.TimeoutError, TimeoutError) as e:
+        if res.connected:
+            res.timed_out = True
+        else:
+            res.failure, res.log = "connect", f"no connection within {timeout:g} s ({type(e).__name__})"
+    except OSError as e:
+        res.failure, res.log = "connect", str(e)[:LOG_CAP]
+    except (asyncssh.Error, ValueError, asyncssh.KeyImportError) as e:
+        res.failure, res.log = ("connect" if not res.connected else "ssh"), str(e)[:LOG_CAP]
+    res.duration_s = round(time.monotonic() - start, 3)
+    if res.failure and res.connected and res.failure == "connect":
+        res.failure = "ssh"
+    return res

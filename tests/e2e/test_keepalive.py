@@ -1,0 +1,107 @@
+"""keepalive.py against the sandbox: extensions settle on the local chain (the payer's balance is
+the proof), one when under the threshold and none above it; the budget stops it, for good until
+--resume; two runs at once pay for one window once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+
+
+from tests.e2e.test_paid_flow import fail, journal_entries, ok, wallet_env
+from tests.helpers import SCRIPTS, import_lib, run_script
+
+import_lib()
+from x402_compute.instances import parse_time  # noqa: E402
+
+HOURLY = 10_400  # vc2-1c-1gb: 0.0104 USD per hour, in USDC atomic units (6 decimals)
+PRICE_24H = 24 * HOURLY
+
+
+def near(a, b) -> bool:  # next_action_at is printed to the second
+    return abs((a - b).total_seconds()) < 1
+
+
+class Rented:
+    """A machine provisioned for 24 h (directly, as any client would), managed by the scripts."""
+
+    def __init__(self, sandbox, tools, home, **env) -> None:
+        self.sandbox, self.home = sandbox, home
+        self.w = tools.fresh_wallet(sandbox.facilitator, usd=5)
+        self.id = tools.provision(sandbox, self.w, hours=24)["order"]["id"]
+        self.env = wallet_env(sandbox, self.w, home, **env)
+
+    def balance(self) -> int:
+        return self.sandbox.facilitator.balance_of("base", self.w["evm_address"])
+
+    def expires(self):
+        return parse_time(ok(run_script("instance_details.py", self.id, env=self.env))["instance"]["expires_at"])
+
+    def keepalive(self, *args: str, env: dict | None = None):
+        return run_script("keepalive.py", self.id, "--for", "3d", *args, env=env or self.env, timeout=120)
+
+    def extends(self) -> list[dict]:
+        return [e for e in journal_entries(self.home) if e["kind"] == "extend"]
+
+
+def test_extends_once_under_the_threshold_and_not_above(sandbox, tools, tmp_path):
+    m = Rented(sandbox, tools, tmp_path)
+    start_balance, start_expiry = m.balance(), m.expires()
+    # 24 h left, threshold 6 h: nothing to do, and it says when that changes.
+    doc = ok(m.keepalive("--yes"))
+    assert doc["action"] == "none" and doc["done"] is False
+    assert near(parse_time(doc["next_action_at"]), start_expiry - timedelta(hours=6))
+    # A threshold of 30 h: the dry run says what it would pay, from the catalog, and pays nothing.
+    doc = ok(m.keepalive("--min-hours-left", "30", "--dry-run"))
+    assert doc["action"] == "would_extend" and doc["extension"]["hours"] == 24 and doc["extension"]["estimated_usd"] == "0.2496"
+    assert m.balance() == start_balance and m.extends() == []
+    # The real run: one 24 h block, settled on chain for exactly its price, expiry 24 h later.
+    doc = ok(m.keepalive("--min-hours-left", "30", "--yes"))
+    assert doc["action"] == "extended" and doc["extension"]["hours"] == 24
+    assert doc["payment"]["amount_atomic"] == str(PRICE_24H) and doc["payment"]["tx_hash"]
+    assert m.balance() == start_balance - PRICE_24H
+    assert m.expires() == start_expiry + timedelta(hours=24) == parse_time(doc["expires_at"])
+    assert near(parse_time(doc["next_action_at"]), start_expiry + timedelta(hours=24 - 30))
+    # 48 h left now, above 30: no second payment.
+    doc = ok(m.keepalive("--min-hours-left", "30", "--yes"))
+    assert doc["action"] == "none" and m.balance() == start_balance - PRICE_24H and len(m.extends()) == 1
+    # The target (3 days from the first run) is 24 h and seconds away: 25 whole hours reach it, then done.
+    doc = ok(m.keepalive("--min-hours-left", "60", "--yes"))
+    assert doc["action"] == "extended" and doc["extension"]["hours"] == 25 and doc["payment"]["amount_atomic"] == str(25 * HOURLY)
+    assert doc["done"] is True and doc["next_action_at"] is None
+    assert ok(m.keepalive("--min-hours-left", "60", "--yes"))["action"] == "done"
+    assert len(m.extends()) == 2
+
+
+def test_the_budget_stops_it_until_resumed(sandbox, tools, tmp_path):
+    m = Rented(sandbox, tools, tmp_path, COMPUTE_BUDGET_USD="0.4")  # room for one extension, not two
+    before = m.balance()
+    assert ok(m.keepalive("--min-hours-left", "30", "--yes"))["action"] == "extended"
+    err = fail(m.keepalive("--min-hours-left", "50", "--yes"), 3, "budget_exceeded")["error"]
+    assert err["details"]["keepalive"] == "stopped" and "--resume" in err["hint"]
+    # Stopped: even with the budget raised, later runs refuse until the human resumes it.
+    raised = {**m.env, "COMPUTE_BUDGET_USD": "1"}
+    err = fail(m.keepalive("--min-hours-left", "50", "--yes", env=raised), 3, "keepalive_stopped")["error"]
+    assert err["details"]["stopped"]["code"] == "budget_exceeded"
+    assert m.balance() == before - PRICE_24H and len(m.extends()) == 1
+    doc = ok(m.keepalive("--min-hours-left", "50", "--yes", "--resume", env=raised))
+    assert doc["action"] == "extended" and doc["extension"]["hours"] == 25
+    assert m.balance() == before - PRICE_24H - 25 * HOURLY
+
+
+def test_two_runs_at_once_pay_for_one_window_once(sandbox, tools, tmp_path):
+    m = Rented(sandbox, tools, tmp_path)
+    before, expiry = m.balance(), m.expires()
+    argv = [sys.executable, str(SCRIPTS / "keepalive.py"), m.id, "--for", "3d", "--min-hours-left", "30", "--yes"]
+    procs = [subprocess.Popen(argv, env=m.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    docs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, (out, err)
+        docs.append(json.loads(out))
+    actions = sorted(d["action"] for d in docs)
+    assert actions == ["extended", "none", "none"], docs
+    assert m.balance() == before - PRICE_24H and len(m.extends()) == 1
+    assert m.expires() == expiry + timedelta(hours=24)
