@@ -29,9 +29,11 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True, unr
     g.add_argument("--network", choices=X402_NETWORKS, help="pay on this network (default: base with an EVM key, solana with only a Solana key)")
     g.add_argument(
         "--pay",
-        choices=("auto", "x402", "mpp"),
+        choices=("auto", "x402", "mpp", "stripe"),
         default="auto",
-        help="payment protocol: x402, or mpp (Tempo USDC.e over WWW-Authenticate: Payment; needs an EVM wallet (PRIVATE_KEY or an OWS vault) and Python 3.11+); auto = x402 on the network, else MPP when it is the only offer your wallet can pay and --network was not named",
+        help="payment protocol: x402, or mpp (Tempo USDC.e over WWW-Authenticate: Payment; needs an EVM wallet (PRIVATE_KEY or an OWS vault) and Python 3.11+), "
+        "or stripe (an MPP card charge paid with a Stripe Shared Payment Token from STRIPE_SECRET_KEY and STRIPE_PAYMENT_METHOD; never chosen by auto); "
+        "auto = x402 on the network, else MPP when it is the only offer your wallet can pay and --network was not named",
     )
     g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25)")
     g.add_argument("--quote", action="store_true", help="show the price and payment terms with a quote_id (valid 10 minutes); sign and send nothing")
@@ -170,11 +172,13 @@ def _approved_quote(ctx) -> dict | None:
 
 def _flow_options(ctx, approved: dict | None = None) -> dict:
     a = ctx.args
-    if getattr(a, "pay", None) == "mpp" and a.network is not None:
-        # Otherwise --network base --pay mpp would quietly pay on Tempo, not on Base.
+    pay = getattr(a, "pay", None)
+    if pay in ("mpp", "stripe") and a.network is not None:
+        # Otherwise --network base --pay mpp would quietly pay on Tempo (or by card), not on Base.
+        rail = "MPP always pays USDC.e on Tempo" if pay == "mpp" else "--pay stripe pays by card"
         raise UsageError(
-            f"--network {a.network} and --pay mpp contradict each other: --network names an x402 network, MPP always pays USDC.e on Tempo.",
-            hint=f"Drop --pay mpp to pay on {a.network}, or drop --network to pay with MPP on Tempo.",
+            f"--network {a.network} and --pay {pay} contradict each other: --network names an x402 network, {rail}.",
+            hint=f"Drop --pay {pay} to pay on {a.network}, or drop --network to pay with --pay {pay}.",
         )
     return {
         "confirm": lambda q, d: ctx.confirm(q, details=d),
@@ -218,7 +222,8 @@ def _quote_output(result, extra: dict | None = None):
             + ("" if ra.get("create") else f"; pass {ra['create_with']} to create it")
         )
     for m in q.get("mpp") or []:
-        lines.append(f"mpp offer: {m['method']}/{m['intent']} {m['amount_usd']} USD on chain {m['chain_id']} to {m['recipient']}")
+        where = f"on chain {m['chain_id']}" if m.get("chain_id") is not None else f"in {m.get('currency')}"
+        lines.append(f"mpp offer: {m['method']}/{m['intent']} {m['amount_usd']} USD {where} to {m['recipient']} ({m.get('pay_with')})")
     return Output({"quote": q}, "\n".join(lines))
 
 
@@ -393,7 +398,7 @@ def provision(ctx):
             # The unauthenticated paid retry binds the order to the paying wallet: manage it with that one.
             client.remember_owner(order["id"], out["payment"]["network"], out["payment"]["payer"])
         mkey = result.body.get("management_api_key") if isinstance(result.body, dict) else None
-        if mkey and result.method == "mpp":
+        if mkey and result.method in ("mpp", "stripe"):
             # MPP's one-time management key: the only way to manage this instance. Save it (0600)
             # before anything else can fail, say where, and never print it in full. Only for an
             # order this run paid by MPP: a key in any other answer is not ours to keep.
@@ -704,7 +709,14 @@ def reconcile(ctx):
         since = parse_time(entry.get("created_at"))
         since = since - timedelta(minutes=10) if since else None
         matches = []
-        for o in ctx.client.list_instances():
+        try:
+            listing = ctx.client.list_instances()
+        except ConfigError:
+            if not entry.get("order_id"):
+                raise
+            # No account credential (e.g. paid by card or MPP): the order's own saved key still reads it.
+            listing = [ctx.client.get_instance(entry["order_id"])]
+        for o in listing:
             if not isinstance(o, dict) or o.get("label") != entry.get("label"):
                 continue
             created = parse_time(o.get("created_at"))
@@ -735,7 +747,16 @@ def reconcile(ctx):
         found = None  # a balance cannot prove which deposit landed
     out["found"] = found
     chain = None
-    if entry.get("status") in ("sent", "unknown") and entry.get("method") != "credits":
+    if entry.get("method") == "stripe":
+        # A card payment is on no chain: Stripe says whether its Shared Payment Token was spent.
+        from .payments.schemes.mpp_stripe import token_state
+
+        out["stripe"] = {"payment_intent": entry.get("tx_hash"), "spt": entry.get("spt")}
+        if entry.get("status") in ("sent", "unknown"):
+            chain = out["stripe"] = token_state(entry, s)
+            if chain["state"] == "expired_unused" and not found and journal.get(entry["id"]).get("status") in ("sent", "unknown"):
+                journal.update(entry["id"], "expired", reason=f"reconciled: Stripe says the token was never spent ({chain.get('query')}) and can no longer be")
+    elif entry.get("status") in ("sent", "unknown") and entry.get("method") != "credits":
         from .payments.onchain import check
         from .payments.rpc import JsonRpc
 
@@ -760,6 +781,9 @@ def reconcile(ctx):
         advice = "Compare the balance with the journal entry; --resend re-sends the same signed payment if needed."
     if state == "unknown":
         advice += f" The chain could not tell whether the payment settled ({chain.get('reason')}); do not pay again until it can."
+    if entry.get("method") == "stripe":
+        advice = advice.replace("The chain shows", "Stripe shows").replace("(the money moved)", "(the card was charged)").replace(
+            "The chain could not tell", "Stripe could not tell").replace("on chain", "at Stripe")
     out["advice"] = advice
     return Output(out, advice)
 
