@@ -146,3 +146,34 @@ def test_secret_key_file_works_and_pay_stripe_contradicts_network(sb, tmp_path):
     f.chmod(0o600)
     ok(provision(sb, tmp_path, "--yes", STRIPE_SECRET_KEY=None, STRIPE_SECRET_KEY_FILE=str(f)))
     fail(provision(sb, tmp_path / "n", "--yes", "--network", "base"), 2)
+
+
+def test_unknown_outcome_exits_4_and_reconcile_asks_stripe(sb, tmp_path):
+    import requests
+    assert requests.post(sb.base_url + "/_sandbox/faults", json={"drop_after_settle": 2}, timeout=5).status_code == 200
+    before = len(emulator(sb).intents)
+    e = fail(provision(sb, tmp_path, "--yes"), 4, "payment_outcome_unknown")
+    assert len(emulator(sb).intents) == before + 1                  # charged once, never twice
+    jid = e["details"]["journal_id"]
+    # paying again for the same order is refused until reconciled: no second token is created
+    calls = stripe_calls(sb)
+    fail(provision(sb, tmp_path, "--yes"), 3, "unresolved_payment")
+    assert stripe_calls(sb) == calls
+    rec = ok(run_script("reconcile.py", jid, env=env_for(sb, tmp_path)))
+    data = rec.get("data", rec)
+    assert data["stripe"]["state"] == "used" and data["stripe"]["query"].startswith("GET /shared_payment/issued_tokens/")
+    assert "Stripe shows" in data["advice"] and "Do not pay again" in data["advice"]
+    # --resend replays the stored answer (same credential, same Idempotency-Key): settled, no new charge
+    res = ok(run_script("reconcile.py", jid, "--resend", env=env_for(sb, tmp_path)))
+    assert res.get("data", res)["resend"]["replayed"] is True
+    assert len(emulator(sb).intents) == before + 1
+
+
+def test_extend_by_card_uses_the_saved_management_key(sb, tmp_path):
+    doc = ok(provision(sb, tmp_path, "--yes"))
+    iid = doc.get("data", doc)["order"]["id"]
+    before = len(emulator(sb).intents)
+    ext = ok(run_script("extend_instance.py", iid, "--hours", "24", "--pay", "stripe", "--yes", env=env_for(sb, tmp_path), timeout=120))
+    pay = ext.get("data", ext)["payment"]
+    assert pay["method"] == "stripe" and len(emulator(sb).intents) == before + 1
+    assert emulator(sb).intents[pay["payment_intent"]]["amount"] == int(pay["amount_atomic"])

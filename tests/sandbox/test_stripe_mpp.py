@@ -242,3 +242,25 @@ def test_env_file_holds_the_stripe_test_values_0600(sb, tmp_path):
     for k in ("STRIPE_SECRET_KEY", "STRIPE_PAYMENT_METHOD", "STRIPE_API_BASE"):
         assert f"{k}={sb.env[k]}" in text
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_whole_card_payment_connects_to_loopback_only(sb, monkeypatch):
+    """Every socket the process opens while a card payment is made and verified (the test's own
+    requests, the SPT call, pympp's PaymentIntent call) goes to 127.0.0.0/8."""
+    import ipaddress
+    import socket
+    seen = []
+    real = socket.socket.connect
+
+    def connect(self, address):
+        seen.append(address)
+        return real(self, address)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    ch = stripe_challenge(probe(sb))["stripe"]
+    r = post(sb, credential(sb.env, ch))
+    assert r.status_code == 201, r.text
+    monkeypatch.undo()
+    hosts = {a[0] for a in seen if isinstance(a, tuple)}
+    assert hosts and all(ipaddress.ip_address(h).is_loopback for h in hosts), hosts
+    ports = {a[1] for a in seen if isinstance(a, tuple)}
+    assert int(sb.env["STRIPE_API_BASE"].split(":")[2].split("/")[0]) in ports   # the emulator was reached

@@ -708,15 +708,16 @@ def reconcile(ctx):
     if kind == "provision":
         since = parse_time(entry.get("created_at"))
         since = since - timedelta(minutes=10) if since else None
-        matches = []
+        matches: list = []
         try:
             listing = ctx.client.list_instances()
-        except ConfigError:
-            if not entry.get("order_id"):
-                raise
-            # No account credential (e.g. paid by card or MPP): the order's own saved key still reads it.
-            listing = [ctx.client.get_instance(entry["order_id"])]
-        for o in listing:
+        except ConfigError as e:
+            # No account credential (e.g. paid by card or MPP): the order's own saved key still reads
+            # it; without an order id the lookup cannot run, but the payment check below still can.
+            listing = [ctx.client.get_instance(entry["order_id"])] if entry.get("order_id") else None
+            if listing is None:
+                out["lookup"] = {"error": e.message, "hint": e.hint}
+        for o in listing or []:
             if not isinstance(o, dict) or o.get("label") != entry.get("label"):
                 continue
             created = parse_time(o.get("created_at"))
@@ -726,7 +727,7 @@ def reconcile(ctx):
         if entry.get("order_id"):
             matches = [o for o in matches if o.get("id") == entry["order_id"]] or matches
         out["matches"] = [summary(o) for o in matches]
-        found = bool(matches)
+        found = bool(matches) if listing is not None else None
         if len(matches) == 1:
             out["order"] = summary(matches[0])
             out["ssh"] = ssh_block(matches[0])
