@@ -177,3 +177,12 @@ def test_extend_by_card_uses_the_saved_management_key(sb, tmp_path):
     pay = ext.get("data", ext)["payment"]
     assert pay["method"] == "stripe" and len(emulator(sb).intents) == before + 1
     assert emulator(sb).intents[pay["payment_intent"]]["amount"] == int(pay["amount_atomic"])
+
+
+def test_a_server_without_card_charges_is_refused_before_any_stripe_call(sandbox, sb, tmp_path):
+    """The session sandbox runs without --stripe (like the hosted service today)."""
+    n = stripe_calls(sb)
+    env = env_for(sb, tmp_path, COMPUTE_BASE_URL=sandbox.base_url)
+    res = run_script("provision.py", PLAN, REGION, "--days", "1", "--pay", "stripe", "--yes", env=env, timeout=120)
+    e = fail(res, 1, "stripe_not_offered")
+    assert e["details"]["mpp"][0]["method"] == "tempo" and stripe_calls(sb) == n

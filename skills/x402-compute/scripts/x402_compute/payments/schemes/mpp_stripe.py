@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from ...errors import ComputeError, ConfigError, NetworkError
 from ..model import MppOffer
 
 ISSUE_PATH = "/shared_payment/issued_tokens"
+MAX_SPT_LIFETIME_S = 3600
 
 
 @dataclass
@@ -128,8 +130,10 @@ def sign_stripe(offer: MppOffer, settings) -> StripeSigned:
     made: dict = {}
 
     async def create_token(p) -> str:
+        # The grant lives as long as the challenge, and never more than an hour whatever the server says.
+        expires_at = min(p.expires_at, int(time.time()) + MAX_SPT_LIFETIME_S)
         made["spt"] = create_spt(settings, amount=p.amount, currency=p.currency, network_id=p.network_id,
-                                 payment_method=p.payment_method, expires_at=p.expires_at, timeout=settings.timeout)
+                                 payment_method=p.payment_method, expires_at=expires_at, timeout=settings.timeout)
         return made["spt"]
 
     method = StripeMethod(create_token=create_token, payment_method=settings.stripe_payment_method)
@@ -152,8 +156,6 @@ def token_state(entry: dict, settings, *, now: float | None = None) -> dict:
     ``valid_before``: it may still be spent), ``expired_unused`` (expired or revoked, never spent)
     or ``unknown`` (with a reason). The PaymentIntent id is known when the answer arrived
     (``payment_intent``); Stripe shows the SPT's PaymentIntent only to the seller."""
-    import time
-
     import httpx
 
     now = time.time() if now is None else now
