@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from . import validate, wait
+from . import plans, validate, wait
 from .errors import ComputeError, ConfigError, UsageError
 from .instances import iso, parse_time, ssh_block, summary, unwrap_order
 from .money import plain, usd, usd_to_micros
@@ -272,8 +272,6 @@ def _paid_order(result) -> dict:
 def _budget_out(out: dict, result) -> dict:
     if result.budget is not None:
         out["budget"] = result.budget
-    if result.auth:
-        out["auth"] = result.auth
     return out
 
 
@@ -351,10 +349,12 @@ def provision(ctx):
     if a.use_credits:
         body["use_credits"] = True
 
+    gpu = plans.gpu_fields(plan) if plans.is_gpu(plan or {}) else {}
     terms = {
         "action": "provision",
-        "summary": f"{plan_id} in {region} for {hours} h",
+        "summary": f"{plan_id}{' (' + gpu['gpu_summary'] + ')' if gpu.get('gpu_summary') else ''} in {region} for {hours} h",
         "plan": plan_id,
+        **gpu,
         "region": region,
         "os_id": int(os_id),
         "label": label,
