@@ -13,15 +13,6 @@ BUNDLE = ROOT / "skills" / "x402-compute"
 SCRIPTS = BUNDLE / "scripts"
 
 
-def import_lib():
-    """Make ``x402_compute`` importable the way the scripts see it."""
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
-    import x402_compute
-
-    return x402_compute
-
-
 def clean_env(extra: dict | None = None, *, home: str | os.PathLike | None = None) -> dict:
     """A minimal environment: no wallet or API settings leak in from the caller."""
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")}

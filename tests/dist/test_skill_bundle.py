@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BUNDLE, ROOT, SCRIPTS, import_lib
+from tests.helpers import BUNDLE, ROOT, SCRIPTS
 
 DOCS = [BUNDLE / "SKILL.md", *sorted((BUNDLE / "references").glob("*.md"))]
 README = ROOT / "README.md"
@@ -91,7 +91,6 @@ def env_read_by_code() -> frozenset[str]:
         names |= set(re.findall(r"""["']([A-Z][A-Z0-9_]+)["']\s+in\s+env""", src))
         for base in re.findall(r"""_secret\(\s*env\s*,\s*["']([A-Z][A-Z0-9_]+)["']""", src):
             names |= {base, f"{base}_FILE"}
-    import_lib()
     from x402_compute import config
 
     names |= set(config.RPC_ENV.values())
@@ -189,7 +188,6 @@ def test_sandbox_flags_are_all_documented():
 
 
 def test_exit_codes_match_the_code():
-    import_lib()
     from x402_compute import errors
 
     codes = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}

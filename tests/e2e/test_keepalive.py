@@ -9,12 +9,10 @@ import subprocess
 import sys
 from datetime import timedelta
 
+from x402_compute.instances import parse_time
 
 from tests.e2e.test_paid_flow import fail, journal_entries, ok, wallet_env
-from tests.helpers import SCRIPTS, import_lib, run_script
-
-import_lib()
-from x402_compute.instances import parse_time  # noqa: E402
+from tests.helpers import SCRIPTS, run_script
 
 HOURLY = 10_400  # vc2-1c-1gb: 0.0104 USD per hour, in USDC atomic units (6 decimals)
 PRICE_24H = 24 * HOURLY

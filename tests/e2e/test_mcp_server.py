@@ -25,7 +25,8 @@ import jsonschema
 import pytest
 import requests
 
-from tests.e2e.test_paid_flow import PLAN, REGION, journal_entries as journal, wallet_env
+from tests.e2e.test_paid_flow import PLAN, REGION, wallet_env
+from tests.e2e.test_paid_flow import journal_entries as journal
 from tests.helpers import SCRIPTS, clean_env, run_script
 
 SERVER = SCRIPTS / "mcp_server.py"
@@ -490,7 +491,6 @@ def test_a_bad_setting_stops_the_server_before_serving_with_one_json_document(tm
     doc = json.loads(proc.stdout)
     assert doc["ok"] is False and doc["error"]["code"] == "config_error" and next(iter(setting)) in doc["error"]["message"]
     assert next(iter(setting)) in proc.stderr  # where hosts show it
-
 
 
 def test_stdout_carries_only_protocol_messages(sandbox, wallet, tmp_path):

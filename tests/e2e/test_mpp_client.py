@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import clean_env, import_lib, run_script
+from tests.helpers import clean_env, run_script
 
 pytest.importorskip("mpp")
-import_lib()
 
 from eth_account import Account  # noqa: E402
 

@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from x402_compute.instances import parse_time
 
-from tests.helpers import clean_env, import_lib, run_script
-
-import_lib()
-from x402_compute.instances import parse_time  # noqa: E402
+from tests.helpers import clean_env, run_script
 
 PLAN, REGION = "vc2-1c-1gb", "lax"
 NETS = ("base", "solana", "megaeth", "robinhood")
@@ -427,10 +425,10 @@ def test_create_recipient_account_needs_enough_sol(make_sandbox, tools, tmp_path
 
 
 def test_created_account_is_journalled_even_if_the_payment_is_not_signed(make_sandbox, tools, tmp_path):
+    from x402_compute.auth import AuthResolver
     from x402_compute.client import ComputeClient
     from x402_compute.config import load_settings
     from x402_compute.errors import ComputeError
-    from x402_compute.auth import AuthResolver
     from x402_compute.payments.flow import PaidCall, PaymentFlow
     from x402_compute.payments.options import Signers
     from x402_compute.payments.policy import Limits

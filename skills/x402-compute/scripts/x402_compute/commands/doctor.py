@@ -104,7 +104,7 @@ def _marker_applies(marker: str) -> bool:
 
 
 def requirements(bundle_root: Path | None = None) -> list[tuple[str, str]]:
-    root = bundle_root or Path(__file__).resolve().parents[2]
+    root = bundle_root or Path(__file__).resolve().parents[3]  # commands/ -> x402_compute/ -> scripts/ -> the bundle
     try:
         lines = (root / "requirements.txt").read_text().splitlines()
     except OSError:
