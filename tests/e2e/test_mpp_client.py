@@ -118,6 +118,28 @@ def test_extend_via_mpp_sends_management_auth(sandbox, tmp_path, auth):
     assert "price_check" not in d            # the plan was read with that auth, so the price was checked
 
 
+def test_a_lost_mpp_answer_resent_by_reconcile_still_saves_the_management_key(sandbox, tmp_path):
+    import requests
+
+    key = fresh_tempo_key(sandbox)
+    env = env_for(sandbox, tmp_path, key)
+    # The payment settles but neither the answer nor the resend's answer comes back: exit 4.
+    assert requests.post(sandbox.base_url + "/_sandbox/faults", json={"drop_after_settle": 2}, timeout=5).status_code == 200
+    code, doc, err = provision(sandbox, tmp_path, key)
+    assert code == 4 and doc["error"]["code"] == "payment_outcome_unknown", (doc, err)
+    jid = doc["error"]["details"]["payment"]["journal_id"]
+    assert not (tmp_path / "state" / "instance-keys").exists() or not list((tmp_path / "state" / "instance-keys").iterdir())
+    # The stored payment re-sent: the server replays its first answer, the one-time key included.
+    got = ok(run_script("reconcile.py", jid, "--resend", env=env, timeout=120))
+    mk, oid = got["management_api_key"], got["order"]["id"]
+    path = Path(mk["file"])
+    assert path.name.startswith(oid) and stat.S_IMODE(path.stat().st_mode) == 0o600
+    full = path.read_text().strip()
+    assert full.startswith("x402c_") and full.endswith(mk["last4"]) and full not in json.dumps(got)
+    # With no wallet configured, that key manages the instance.
+    assert ok(run_script("instance_details.py", oid, env=env_for(sandbox, tmp_path, None)))["auth"] == "management-key"
+
+
 def test_mpp_quote_signs_nothing(sandbox, tmp_path):
     key = fresh_tempo_key(sandbox)
     before = sandbox.app.tempo.balance_of(Account.from_key(key).address)

@@ -400,20 +400,10 @@ def provision(ctx):
         if result.method == "x402" and not call.auth_on_retry and out["payment"].get("payer"):
             # The unauthenticated paid retry binds the order to the paying wallet: manage it with that one.
             client.remember_owner(order["id"], out["payment"]["network"], out["payment"]["payer"])
-        mkey = result.body.get("management_api_key") if isinstance(result.body, dict) else None
-        if mkey and result.method == "mpp":
-            # MPP's one-time management key: the only way to manage this instance. Save it (0600)
-            # before anything else can fail, say where, and never print it in full. Only for an
-            # order this run paid by MPP: a key in any other answer is not ours to keep.
-            key = validate.management_key(mkey)
-            path = ctx.state.save_instance_key(order["id"], key)
-            out["management_api_key"] = {
-                "saved": True,
-                "file": str(path),
-                "last4": key[-4:],
-                "id": result.body.get("management_api_key_id"),
-                "note": "Shown once by the server; saved 0600. Scripts use it automatically for this instance when no other credential is configured.",
-            }
+        if result.method == "mpp":
+            saved = save_management_key(ctx, order["id"], result.body)
+            if saved:
+                out["management_api_key"] = saved
         if a.wait or a.wait_ssh:
             from ..wait import wait_for_instance
 
@@ -439,6 +429,24 @@ def provision(ctx):
             + ([f"budget: {out['budget']['remaining_usd']} of {out['budget']['limit_usd']} USD per {out['budget']['window']} left"] if out.get("budget") else [])
         )
         return Output(out, text)
+
+
+def save_management_key(ctx, order_id: str, body) -> dict | None:
+    """MPP's one-time management key, the only way to manage an MPP-paid instance: saved (0600)
+    before anything else can fail, described without the key itself. Only for an order this run
+    paid (or re-sent) by MPP: a key in any other answer is not ours to keep."""
+    mkey = body.get("management_api_key") if isinstance(body, dict) else None
+    if not mkey:
+        return None
+    key = validate.management_key(mkey)
+    path = ctx.state.save_instance_key(order_id, key)
+    return {
+        "saved": True,
+        "file": str(path),
+        "last4": key[-4:],
+        "id": body.get("management_api_key_id"),
+        "note": "Shown once by the server; saved 0600. Scripts use it automatically for this instance when no other credential is configured.",
+    }
 
 
 def _order_block(order: dict, plan_id: str, region: str) -> dict:

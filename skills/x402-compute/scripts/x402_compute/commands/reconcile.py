@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from .. import validate
 from ..cli import Output, table
 from ..instances import summary, unwrap_order
 from ..payments import reconcile as rec
 from ..payments.journal import Journal, public
-from .paid import ssh_out
+from .paid import save_management_key, ssh_out
 
 LIST_COLUMNS = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"), ("status", "STATUS"), ("label", "LABEL"),
                 ("amount_usd", "USD"), ("network", "NETWORK"), ("order_id", "ORDER")]
@@ -49,7 +50,12 @@ def _resend(ctx, journal: Journal, entry: dict) -> Output:
     out: dict = {"journal": public(entry), "resend": {"status": result.status, "tx_hash": result.tx_hash, "replayed": (result.headers or {}).get("Idempotent-Replayed") == "true"}}
     order = unwrap_order(result.body)
     if order.get("id"):
+        order["id"] = validate.server_instance_id(order["id"], "the re-sent answer's order id")
         out["order"] = summary(order)
+        if entry.get("kind") == "provision" and entry.get("method") == "mpp":
+            saved = save_management_key(ctx, order["id"], result.body)  # the replayed answer carries it again
+            if saved:
+                out["management_api_key"] = saved
     out["journal"] = public(journal.get(entry["id"]))
     out["found"] = True
     return Output(out, f"resent: HTTP {result.status}; order {order.get('id')}; tx {result.tx_hash}")
