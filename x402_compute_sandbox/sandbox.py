@@ -68,7 +68,7 @@ class Sandbox:
                "SOLANA_SECRET_KEY": w["solana_secret_key"], "SOLANA_WALLET_ADDRESS": w["solana_address"]}
         for label in self.facilitator.networks():
             env[f"{label.upper()}_RPC_URL"] = f"{self.base_url}/rpc/{label}"
-        env["TEMPO_RPC_URL"] = f"{self.base_url}/rpc/tempo"   # the MPP ledger's JSON-RPC (tempo.py)
+        env["TEMPO_RPC_URL"] = f"{self.base_url}/rpc/tempo"   # the MPP ledger's JSON-RPC (tempo/rpc.py)
         return env
 
     def write_env_file(self, path: str) -> str:

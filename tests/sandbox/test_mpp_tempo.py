@@ -1,4 +1,4 @@
-"""The sandbox's Tempo stand-in (x402_compute_sandbox/tempo.py), with pytempo as the independent oracle.
+"""The sandbox's Tempo stand-in (x402_compute_sandbox/tempo/), with pytempo as the independent oracle.
 
 The signing-hash rule (local-chains.md §8) is proven here: transactions built and signed by
 pytempo (the library pympp signs with) decode to the same fields, the same signing hash and the
