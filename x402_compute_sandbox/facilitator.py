@@ -27,9 +27,8 @@ from . import wallets
 from .networks import Network
 from .schemes import PaymentRejected, evm_eip3009, evm_permit, evm_permit2, reject, svm_exact, uint
 from .schemes._evm import address
+from .wallets import TEST_WALLET_COUNT, TEST_WALLET_USD
 
-TEST_WALLET_COUNT = 3
-TEST_WALLET_USD = 1_000   # whole dollars of stablecoin per test wallet per network
 TEST_WALLET_SOL_LAMPORTS = 10**9
 
 

@@ -245,7 +245,7 @@ def test_rpc_methods(ledger):
 
 def test_default_funding_is_the_sandbox_test_wallets():
     from x402_compute_sandbox import wallets
-    from x402_compute_sandbox.facilitator import TEST_WALLET_COUNT, TEST_WALLET_USD
+    from x402_compute_sandbox.wallets import TEST_WALLET_COUNT, TEST_WALLET_USD
     led = tempo.TempoLedger(seed=0)
     for i in range(TEST_WALLET_COUNT):
         addr = wallets.evm_address(wallets.evm_key(0, "test", i))

@@ -29,6 +29,8 @@ import threading
 import time
 from typing import Callable, Optional
 
+from .. import wallets
+from ..chains.state import StateFile
 from .codec import (CHAIN_ID, DECIMALS, EXPIRING_NONCE_KEY, EXPIRING_NONCE_MAX_SECONDS, GAS_PER_CALL, GAS_PRICE,
                     TOPIC_TRANSFER, TOPIC_TRANSFER_WITH_MEMO, TX_TYPE, USDC_E, TempoTx, Transfer, TxRejected,
                     checksum, decode_transfer, fee_token_of, keccak, word)
@@ -55,10 +57,8 @@ class Ledger:
     found there is resumed instead of funding the test wallets again.
     """
 
-    def __init__(self, seed: int = 0, *, funded: Optional[list] = None, fund_usd: int = 1_000,
+    def __init__(self, seed: int = 0, *, funded: Optional[list] = None, fund_usd: int = wallets.TEST_WALLET_USD,
                  clock: Callable[[], float] = time.time, state_path: Optional[str] = None):
-        from .. import wallets
-        from ..chains.state import StateFile
         self.clock = clock
         self._lock = threading.RLock()
         self._balances: dict[str, int] = {}          # lower-case address -> USDC.e atomic units
@@ -81,8 +81,7 @@ class Ledger:
         self.block_number = 1
         self.block_time = int(clock())
         if funded is None:
-            from ..facilitator import TEST_WALLET_COUNT
-            funded = [wallets.evm_address(wallets.evm_key(seed, "test", i)) for i in range(TEST_WALLET_COUNT)]
+            funded = [wallets.evm_address(wallets.evm_key(seed, "test", i)) for i in range(wallets.TEST_WALLET_COUNT)]
         with self._lock, self.state.tx():
             for addr in funded:
                 self.fund(addr, fund_usd * 10**DECIMALS)
