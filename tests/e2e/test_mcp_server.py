@@ -34,7 +34,7 @@ TOOLS = {
     "browse_plans", "browse_regions", "browse_os", "quote_provision", "provision", "quote_extend", "extend_instance",
     "list_instances", "instance_details", "wait_for_instance", "resize_instance", "destroy_instance",
     "get_one_time_password", "create_api_key", "list_api_keys", "revoke_api_key", "credits_balance", "credits_topup",
-    "budget_status", "reconcile", "ssh_exec",
+    "budget_status", "reconcile", "ssh_exec", "quote_resize",
     "quote_topup",  # not in the list: with COMPUTE_REQUIRE_QUOTE=1 a top-up needs a quote_id too
 }
 SPENDING = {"provision", "extend_instance", "credits_topup"}
@@ -147,7 +147,7 @@ def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
         assert t.meta["x402-compute/spends"] is (name in SPENDING), name
         if name in SPENDING:
             assert not a.read_only_hint and a.destructive_hint
-    for name in ("browse_plans", "quote_provision", "quote_extend", "quote_topup", "list_instances", "wait_for_instance", "budget_status"):
+    for name in ("browse_plans", "quote_provision", "quote_extend", "quote_topup", "quote_resize", "list_instances", "wait_for_instance", "budget_status"):
         assert tools[name].annotations.read_only_hint is True, name
     for name in ("destroy_instance", "revoke_api_key"):
         assert tools[name].annotations.destructive_hint is True and "confirm" in tools[name].input_schema["properties"]
@@ -162,8 +162,9 @@ def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
         props = tools[name].input_schema["properties"]
         assert not {"max_usd", "ignore_unresolved", "yes", "quote", "base_url", "env_file"} & set(props), name
         assert "confirm_quote" in props, name
-    for name in ("quote_provision", "quote_extend", "quote_topup"):
+    for name in ("quote_provision", "quote_extend", "quote_topup", "quote_resize"):
         assert not {"confirm_quote", "quote", "yes"} & set(tools[name].input_schema["properties"]), name
+    assert "quote" not in tools["resize_instance"].input_schema["properties"]  # the dry run is its own read-only tool
     assert "show" not in tools["get_one_time_password"].input_schema["properties"]
     assert not {"show", "save"} & set(tools["create_api_key"].input_schema["properties"])
     # Mirrors the script's flags: provision's parser, minus what the server owns.
@@ -216,6 +217,18 @@ def test_ssh_exec_runs_a_command_within_its_bounds(off, sandbox, tools, wallet, 
     err = off.error("ssh_exec", {**base, "command": ["echo early; sleep 30"], "command_timeout": 2}, "command_timeout")
     assert err["error"]["details"]["stdout"] == "early\n"
     off.error("ssh_exec", {**base, "command": []}, "usage_error")
+
+
+def test_quote_resize_is_a_read_only_dry_run(off, sandbox, tools, wallet):
+    iid = tools.provision(sandbox, wallet)["order"]["id"]
+    off.ok("wait_for_instance", {"instance_id": iid, "poll_interval": 0.2})
+    q = off.ok("quote_resize", {"instance_id": iid, "plan": "vc2-2c-4gb"})["quote"]
+    assert (q["action"], q["from_plan"], q["to_plan"], q["sent"]) == ("resize", "vc2-1c-1gb", "vc2-2c-4gb", False)
+    assert "vultr_upgrade_only" in q["checks"]
+    # Nothing changed on the server: the instance still has its plan.
+    assert off.ok("instance_details", {"instance_id": iid})["instance"]["plan"] == "vc2-1c-1gb"
+    # A plan of another provider is refused by the same checks the script runs.
+    off.error("quote_resize", {"instance_id": iid, "plan": "do:s-1vcpu-2gb"}, "provider_mismatch")
 
 
 def test_quote_works_and_provision_is_refused_while_spending_is_off(off, sandbox, wallet):

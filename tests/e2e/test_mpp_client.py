@@ -85,7 +85,7 @@ def test_provision_via_mpp_settles_once_and_saves_the_management_key(sandbox, tm
     # With no wallet configured at all, the saved key manages that instance.
     oid = data["order"]["id"]
     got = ok(run_script("instance_details.py", oid, env=env_for(sandbox, tmp_path, None)))
-    assert json.dumps(got).count(oid) >= 1
+    assert json.dumps(got).count(oid) >= 1 and got["auth"] == "management-key"
 
     # A replay of the same credential (no Idempotency-Key) is refused and nothing more is provisioned.
     import requests

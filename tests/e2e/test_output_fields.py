@@ -108,6 +108,8 @@ def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, t
     run("browse_regions.py")
     run("browse_os.py")
     run("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--quote")
+    gpu = run("provision.py", "vcg-a100-1c-2g-6gb", "ewr", "--days", "1", "--quote")["quote"]  # the sandbox's 2 GB A100 slice
+    assert gpu["gpu_fraction"] == 0.025 and "1/40 of an A100 (2 GB VRAM)" in gpu["summary"]
     wait = ("--wait-timeout", "60", "--poll-interval", "0.3")
     keyed = run("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--ssh-key", "auto", "--yes", "--wait-ssh", *wait)
     pw = run("provision.py", "vc2-1c-2gb", "ewr", "--days", "1", "--yes", "--wait", *wait)

@@ -30,6 +30,13 @@ def value_for(prop: dict):
     if "enum" in prop:
         return st.sampled_from(prop["enum"])
     t = prop.get("type")
+    if "pattern" in prop:
+        return st.from_regex(prop["pattern"], fullmatch=True)
+    if t == "array":
+        return st.lists(TEXT, min_size=prop.get("minItems", 0), max_size=4)
+    if t in ("integer", "number") and ("minimum" in prop or "maximum" in prop):
+        lo, hi = prop.get("minimum", -10**6), prop.get("maximum", 10**6)
+        return st.integers(min_value=lo, max_value=hi) if t == "integer" else st.floats(min_value=lo, max_value=hi, allow_nan=False)
     if t == "boolean":
         return st.booleans()
     if t == "integer":
@@ -86,12 +93,21 @@ def test_any_valid_arguments_reach_the_script_unchanged(name, data):
         got = getattr(ns, a.dest)
         if a.type is float:
             assert got == pytest.approx(float(want)), (a.dest, want, got)
+        elif hasattr(a.type, "json_schema"):  # a checked type: the script gets what it makes of the text
+            assert got == a.type(str(int(want) if isinstance(want, float) and want.is_integer() else want)), (a.dest, want, got)
+        elif isinstance(want, list):
+            assert got == want, (a.dest, want, got)
         elif a.type is None and not isinstance(a, argparse._StoreTrueAction):
             assert got == str(want), (a.dest, want, got)
         else:
             assert got == want, (a.dest, want, got)
     # The server's settings, the fixed flags, and nothing the model did not ask for.
-    assert ns.env_file == "/tmp/x.env" and ns.base_url == "http://127.0.0.1:1" and ns.timeout == 5.0 and ns.verbose
+    assert ns.env_file == "/tmp/x.env" and ns.base_url == "http://127.0.0.1:1" and ns.verbose
+    # The HTTP deadline reaches every script that has one; ssh_exec's --timeout is the remote command's limit.
+    if any(a.dest == "timeout" for a in spec.parser._actions):
+        assert ns.timeout == 5.0
+    else:
+        assert "--timeout=5.0" not in argv
     assert ns.output == "json"
     if "quote" in vars(ns):
         assert ns.quote is ("--quote" in spec.fixed)

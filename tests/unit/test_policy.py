@@ -13,7 +13,8 @@ from tests.helpers import import_lib
 import_lib()
 from x402_compute.errors import PolicyError, UsageError  # noqa: E402
 from x402_compute.payments.model import Offer  # noqa: E402
-from x402_compute.payments.policy import Limits, PayeePins, check_offer, check_order, expected_micros, hourly_usd, offer_usd  # noqa: E402
+from x402_compute.payments.policy import Limits, PayeePins, check_offer, check_order  # noqa: E402
+from x402_compute.plans import expected_micros, hourly  # noqa: E402
 
 USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 USDM = "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7"
@@ -37,10 +38,10 @@ def code_of(fn):
 
 
 def test_hourly_fallbacks_are_decimal():
-    assert hourly_usd({"our_hourly": Decimal("0.0104")}) == Decimal("0.0104")
-    assert hourly_usd({"our_daily": Decimal("0.2496")}) == Decimal("0.0104")
-    assert hourly_usd({"our_monthly": 5}) == Decimal(5) / 720
-    assert hourly_usd({}) is None
+    assert hourly({"our_hourly": Decimal("0.0104")}) == Decimal("0.0104")
+    assert hourly({"our_daily": Decimal("0.2496")}) == Decimal("0.0104")
+    assert hourly({"our_monthly": 5}) == Decimal(5) / 720
+    assert hourly({}) is None
     # 0.1 × 3 is exact in Decimal (it is not in binary floats)
     assert expected_micros({"our_hourly": Decimal("0.1")}, 30) == 3_000_000
     # ceil to the micro-dollar: $5/720 × 24 = 0.1666… → 166667
@@ -49,7 +50,6 @@ def test_hourly_fallbacks_are_decimal():
 
 def test_ok_offer_passes():
     check_offer(offer(), limits())
-    assert offer_usd(offer()) == Decimal("0.2496")
 
 
 def test_cap_exceeded():

@@ -117,6 +117,10 @@ class Context:
             self._client = ComputeClient(self.settings, verbose=bool(getattr(self.args, "verbose", False)))
         return self._client
 
+    def auth_used(self) -> str:
+        """Which credential the run's requests carried (``none`` when it sent none)."""
+        return self._client.auth_used if self._client is not None else "none"
+
     @property
     def state(self):
         from .state import State
@@ -217,9 +221,12 @@ def execute(
     args = None
     try:
         args = p.parse_args(argv)
-        result = handler(context(args))
+        ctx = context(args)
+        result = handler(ctx)
         out = result if isinstance(result, Output) else Output(result)
-        return Outcome({"ok": True, **out.data}, out.text, out.exit_code, args)
+        data = {"ok": True, **out.data}
+        data.setdefault("auth", ctx.auth_used())
+        return Outcome(data, out.text, out.exit_code, args)
     except ComputeError as e:
         return Outcome({"ok": False, "error": e.to_dict()}, None, e.exit_code, args)
     except KeyboardInterrupt:

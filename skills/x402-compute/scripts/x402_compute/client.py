@@ -46,7 +46,8 @@ class ComputeClient:
         self.settings = settings
         self.transport = transport or Transport(settings.base_url, timeout=settings.timeout, verbose=verbose, guard=settings.require_secure)
         self.auths = AuthResolver(settings)
-        self.last_auth: str | None = None  # the credential of the last request (the scripts' "auth" field)
+        self.last_auth: str | None = None  # the credential of the last request
+        self.auths_used: list[str] = []  # every credential this client sent, in order (the scripts' "auth" field)
 
     # -- plumbing -----------------------------------------------------------------
     @property
@@ -82,6 +83,8 @@ class ComputeClient:
             hdrs.update(auth.headers(method, path, data if data is not None else b""))
             if not isinstance(auth, NoAuth):
                 self.last_auth = auth.label
+                if auth.label not in self.auths_used:
+                    self.auths_used.append(auth.label)
         return self.transport.request(method, path, body=data, headers=hdrs, params=params, retry_reads=retry_reads)
 
     def call(self, method: str, path: str, what: str, *, ok: Iterable[int] = (200,), **kw) -> Any:
@@ -94,6 +97,12 @@ class ComputeClient:
         if body is not None and not isinstance(body, dict):
             raise ComputeError(f"{what}: the API answered with a JSON {type(body).__name__}, not an object.", code="bad_response", status=resp.status, details=resp.text[:500])
         return body if body is not None else {}
+
+    @property
+    def auth_used(self) -> str:
+        """The scripts' ``auth`` field: the credential(s) the run's requests carried, ``none`` if none
+        did (``wallet:base+wallet:solana`` when a listing asked both wallets)."""
+        return "+".join(self.auths_used) or "none"
 
     # -- catalog (public) -------------------------------------------------------
     def plans(self, plan_type: str | None = None) -> list[dict]:

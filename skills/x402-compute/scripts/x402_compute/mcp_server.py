@@ -199,7 +199,18 @@ class ToolSpec:
                 opts.append(f"{_long_flag(a)}={_text(value, a)}")
         if self.confirm and arguments.get("confirm") is True:
             opts.append("--yes")
-        return [*server_argv, "--output", "json", *self.fixed, *opts, *(["--", *positionals] if positionals else [])]
+        return [*self._server_options(server_argv), "--output", "json", *self.fixed, *opts, *(["--", *positionals] if positionals else [])]
+
+    def _server_options(self, server_argv: list[str]) -> list[str]:
+        """The server's ``--flag=value`` options this script has with the same meaning: ssh_exec's
+        ``--timeout`` is the remote command's limit, not the server's HTTP deadline, so it is not passed."""
+        by_flag = {f: a.dest for a in self.parser._actions for f in a.option_strings}
+        out = []
+        for opt in server_argv:
+            flag = opt.split("=", 1)[0]
+            if by_flag.get(flag) == flag[2:].replace("-", "_"):
+                out.append(opt)
+        return out
 
     def tool(self):
         import mcp_types as types
@@ -242,6 +253,8 @@ def _property(a: argparse.Action, group: str | None = None) -> dict:
         prop = {"type": "integer"}
     elif a.type is float:
         prop = {"type": "number"}
+    elif isinstance(getattr(a.type, "json_schema", None), dict):  # a checked type that says what it takes
+        prop = dict(a.type.json_schema)
     elif a.type is None and a.nargs == "*" and not a.option_strings:  # ssh_exec's COMMAND words
         prop = {"type": "array", "items": {"type": "string"}, "minItems": 1}
     elif a.type is None and a.nargs in (None, "?"):
@@ -302,7 +315,13 @@ def _tools() -> tuple[ToolSpec, ...]:
             "120 s, then the error command_timeout with the output so far) and max_output per stream; a non-zero exit_status is still a "
             "result. The host key is pinned on first contact; host_key_changed or host_key_mismatch means stop and tell the user.",
         ),
-        ToolSpec("resize_instance", "Resize a machine", _script("resize_instance.py"), DESTRUCTIVE, "resize_instance.py ID PLAN", hidden=frozenset({"yes"})),
+        ToolSpec(
+            "quote_resize", "Quote a resize", _script("resize_instance.py"), READ, "resize_instance.py ID PLAN --quote",
+            fixed=("--quote",), hidden=frozenset({"yes", "quote"}),
+            note="The checks, the old and new expiry, the credit carried over and the downtime; calls nothing that changes the machine.",
+        ),
+        ToolSpec("resize_instance", "Resize a machine", _script("resize_instance.py"), DESTRUCTIVE, "resize_instance.py ID PLAN",
+                 hidden=frozenset({"yes", "quote"}), note="Call quote_resize first to see what the change means."),
         ToolSpec(
             "destroy_instance", "Destroy a machine", _script("destroy_instance.py"), DESTRUCTIVE, "destroy_instance.py ID --yes",
             hidden=frozenset({"yes"}), confirm=True, idempotent=True,

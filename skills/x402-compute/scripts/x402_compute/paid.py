@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from . import validate, wait
+from . import plans, validate, wait
 from .errors import ComputeError, ConfigError, UsageError
-from .instances import iso, parse_time, ssh_block, summary, unwrap_order
+from .instances import iso, parse_time, summary, unwrap_order
 from .money import plain, usd, usd_to_micros
 from .networks import X402_NETWORKS
 
@@ -139,6 +139,14 @@ def ssh_block_for(ctx, order: dict) -> dict | None:
         except (OSError, ComputeError) as e:  # the machine is paid for: a note, never a failure that hides it
             ctx.progress(f"warning: could not record that {order['id']} uses {key.private_key_file}: {e}; log in with ssh -i {key.private_key_file}")
     return sshkeys.ssh_block_for(ctx.state, order)
+
+
+def ssh_out(ctx, order: dict) -> dict:
+    """``ssh`` (as ``ssh_block_for``) and ``ssh_unavailable``: why there is no block (null when there is one)."""
+    from .instances import ssh_fields
+
+    block = ssh_block_for(ctx, order)
+    return {"ssh": block, "ssh_unavailable": None if block else ssh_fields(order)["ssh_unavailable"]}
 
 
 def _journal_id() -> str:
@@ -272,8 +280,6 @@ def _paid_order(result) -> dict:
 def _budget_out(out: dict, result) -> dict:
     if result.budget is not None:
         out["budget"] = result.budget
-    if result.auth:
-        out["auth"] = result.auth
     return out
 
 
@@ -309,7 +315,7 @@ def refuse_over_instance_limit(ctx) -> None:
 def provision(ctx):
     from .cli import Output
     from .payments.flow import PaidCall
-    from .payments.policy import check_order, default_os_id, expected_micros, hourly_usd
+    from .payments.policy import check_order, default_os_id
 
     a = ctx.args
     s = ctx.settings
@@ -327,14 +333,14 @@ def provision(ctx):
     approved = _approved_quote(ctx)
     client = ctx.client
 
-    plan = next((p for p in client.all_plans() if p.get("id") == plan_id), None)
+    plan = plans.find(client, plan_id)
     os_options = client.os_options() if plan is not None else []
     os_id = a.os_id if a.os_id is not None else (default_os_id(plan, os_options) if plan else None)
     check_order(plan, plan_id, region, os_id, os_options, ssh_key)
     if os_id is None:
         raise UsageError("No default OS image for this provider.", hint="Pass --os-id (see browse_os.py).")
-    hourly = hourly_usd(plan)
-    expected = expected_micros(plan, hours)
+    hourly = plans.hourly(plan)
+    expected = plans.expected_micros(plan, hours)
     # An approved quote fixes the order's label (by default it carries the journal id) and that journal id.
     jid = approved["journal_id"] if approved else _journal_id()
     label = validate.label(a.label) if a.label else (approved["fields"].get("label") if approved else None) or f"x402-{jid[:8]}"
@@ -351,10 +357,12 @@ def provision(ctx):
     if a.use_credits:
         body["use_credits"] = True
 
+    gpu = plans.gpu_fields(plan) if plans.is_gpu(plan or {}) else {}
     terms = {
         "action": "provision",
-        "summary": f"{plan_id} in {region} for {hours} h",
+        "summary": f"{plan_id}{' (' + gpu['gpu_summary'] + ')' if gpu.get('gpu_summary') else ''} in {region} for {hours} h",
         "plan": plan_id,
+        **gpu,
         "region": region,
         "os_id": int(os_id),
         "label": label,
@@ -385,7 +393,7 @@ def provision(ctx):
 
     with after_payment(result):
         order = _paid_order(result)
-        out: dict = {"order": _order_block(order, plan_id, region), "payment": result.payment(), "ssh": ssh_block_for(ctx, order)}
+        out: dict = {"order": _order_block(order, plan_id, region), "payment": result.payment(), **ssh_out(ctx, order)}
         if getattr(ctx, "auto_ssh_key", None):
             out["ssh_key"] = ctx.auto_ssh_key.block()
         _budget_out(out, result)
@@ -414,7 +422,7 @@ def provision(ctx):
             order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh,
                                               progress=ctx.progress, sleep=ctx.sleep, pinned=host_key.update)
             out["order"] = _order_block(order, plan_id, region)
-            out["ssh"] = ssh_block_for(ctx, order)
+            out.update(ssh_out(ctx, order))
             if banner and out["ssh"]:
                 out["ssh"]["banner"] = banner
             if host_key:
@@ -472,17 +480,16 @@ def extend(ctx):
 def extension_price(client, before: dict, hours: int) -> dict:
     """The catalog's view of extending the instance ``before`` by ``hours``: ``plan``, ``hourly``
     and ``expected`` micro-dollars (None when unknown), and ``note`` when the price cannot be checked."""
-    from .payments.policy import expected_micros, hourly_usd
 
     plan_id = before.get("plan") or before.get("vultr_plan")
-    plan = next((p for p in client.all_plans() if p.get("id") == plan_id), None) if plan_id else None
-    expected = expected_micros(plan, hours) if plan else None
+    plan = plans.find(client, plan_id) if plan_id else None
+    expected = plans.expected_micros(plan, hours) if plan else None
     note = None
     if plan_id and plan is None:
         note = f"plan {plan_id} is no longer in the catalog; price not checked"
     elif plan is not None and expected is None:
         note = f"plan {plan_id} has no price in the catalog; price not checked"
-    return {"plan": plan_id, "hourly": hourly_usd(plan) if plan else None, "expected": expected, "note": note}
+    return {"plan": plan_id, "hourly": plans.hourly(plan) if plan else None, "expected": expected, "note": note}
 
 
 def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | None = None, price_note: str | None = None):
@@ -717,7 +724,7 @@ def reconcile(ctx):
         found = bool(matches)
         if len(matches) == 1:
             out["order"] = summary(matches[0])
-            out["ssh"] = ssh_block(matches[0])
+            out.update(ssh_out(ctx, matches[0]))
             if entry.get("status") in ("sent", "unknown"):
                 journal.update(entry["id"], "settled", order_id=matches[0].get("id"), reason="reconciled: order found by label")
     elif kind == "extend":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Iterable
 
-from .money import to_decimal, usd
+from .money import price_usd_micros, to_decimal, usd
 
 PROVIDERS = ("vultr", "digitalocean")
 # The API's plan types (`GET /compute/plans?type=`): cloud VPS, high performance, dedicated CPU, GPU.
@@ -30,8 +30,24 @@ def provider(plan: dict) -> str | None:
     return "digitalocean" if pid.startswith("do:") else ("vultr" if pid else None)
 
 
+HOURS_PER_DAY = 24
+HOURS_PER_MONTH = 720
+
+
 def hourly(plan: dict) -> Decimal | None:
-    return to_decimal(plan.get("our_hourly"))
+    """The plan's hourly rate, the one every price shown or checked comes from: ``our_hourly``,
+    else ``our_daily``/24, else ``our_monthly``/720 (positive figures only)."""
+    for key, per in (("our_hourly", 1), ("our_daily", HOURS_PER_DAY), ("our_monthly", HOURS_PER_MONTH)):
+        d = to_decimal(plan.get(key))
+        if d is not None and d > 0:
+            return d / per if per != 1 else d
+    return None
+
+
+def expected_micros(plan: dict, hours: int) -> int | None:
+    """Catalog price of ``hours`` of ``plan`` in micro-USD (rounded up), or None if unpriced."""
+    h = hourly(plan)
+    return None if h is None else price_usd_micros(h, hours)
 
 
 def daily(plan: dict) -> Decimal | None:
@@ -328,6 +344,7 @@ def lookup_quietly(client, plan_id: str | None) -> dict | None:
 
 
 def hourly_usd(plan: dict | None) -> str | None:
+    """``hourly`` as the scripts print it (a USD string, 4 places), None without a plan or price."""
     return usd(hourly(plan), 4) if plan else None
 
 

@@ -43,6 +43,13 @@ def continent(text: str) -> str:
     return text.strip()
 
 
+# JSON Schemas for the MCP server's tool inputs (mcp_server._property): what each parser takes.
+gigabytes.json_schema = {"type": "number", "minimum": 0, "maximum": int(_MAX_SPEC)}
+count.json_schema = {"type": "integer", "minimum": 0, "maximum": 999_999}
+country.json_schema = {"type": "string", "pattern": "^[A-Za-z]{2}$"}
+continent.json_schema = {"type": "string", "pattern": "^[A-Za-z][A-Za-z _-]{1,39}$"}
+
+
 def add_place_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--country", type=country, metavar="CC", help="only regions in this country (two-letter ISO code, e.g. US, DE)")
     p.add_argument("--continent", type=continent, metavar="NAME", help="only regions on this continent (e.g. Europe, 'North America'; case and spaces ignored)")

@@ -10,9 +10,7 @@ exact string sent.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import shlex
 from pathlib import Path
 
@@ -84,26 +82,21 @@ def _readable_file(value: str | None, flag: str) -> Path | None:
 
 def _target_of(order: dict) -> tuple[str, int]:
     """The host and port to connect to: from the order, each checked before it reaches an argv
-    (an IP address or DNS name; a port 1-65535)."""
+    (an IP address or DNS name; a port 1-65535). A malformed one is ``bad_response``, whatever
+    state the record claims: a hostile address must be named, not read as "no address yet"."""
+    from ..instances import NO_IP
+    from ..validate import is_host, is_port, shown
+
     raw = order.get("ip_address") or order.get("main_ip")
     port = order.get("ssh_port")
     port = 22 if port is None else port
-    host_ok = False
-    if isinstance(raw, str) and 0 < len(raw) <= 253:
-        try:
-            ipaddress.ip_address(raw)
-            host_ok = True
-        except ValueError:
-            labels = raw.rstrip(".").split(".")
-            host_ok = all(re.fullmatch(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", part) for part in labels) and not labels[-1].isdigit()
-    if not host_ok:
-        raise ComputeError(f"The server sent {str(raw)[:80]!r} as the instance's address, which is not an IP address or a DNS name; refusing to connect.", code="bad_response")
-    if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
-        raise ComputeError(f"The server sent {str(port)[:40]!r} as the SSH port, which is not an integer from 1 to 65535; refusing to connect.", code="bad_response")
+    if raw not in NO_IP and not is_host(raw):
+        raise ComputeError(f"The server sent {shown(raw)} as the instance's address, which is not an IP address or a DNS name; refusing to connect.", code="bad_response")
+    if not is_port(port):
+        raise ComputeError(f"The server sent {shown(port)} as the SSH port, which is not an integer from 1 to 65535; refusing to connect.", code="bad_response")
     return raw, port
 
 
-_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")  # never starts with "-"
 
 
 def ssh_exec(ctx):
@@ -118,7 +111,7 @@ def ssh_exec(ctx):
         raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds.")
     if not 0 < a.max_output <= sshrun.MAX_CAP:
         raise UsageError(f"--max-output must be from 1 to {sshrun.MAX_CAP} bytes.")
-    if not _USER.fullmatch(a.user):
+    if not validate.is_posix_user(a.user):
         raise UsageError(f"--user {a.user!r} is not a plain POSIX user name.")
     identity = _readable_file(a.identity, "--identity")
     if identity is None:  # an instance given the skill's own key (--ssh-key auto) logs in with it
@@ -130,6 +123,7 @@ def ssh_exec(ctx):
     client_name = sshrun.pick_client(a.client)
 
     order = ctx.client.get_instance(iid)
+    host, port = _target_of(order)
     state = normalized_state(order)
     if state != "running":
         raise ComputeError(
@@ -140,7 +134,6 @@ def ssh_exec(ctx):
             retryable=state in ("provisioning", "resizing"),
             hint=f"Wait for it: provision.py --wait-ssh, or instance_details.py {iid} until it is running." if state in ("provisioning", "resizing") else None,
         )
-    host, port = _target_of(order)
     keys = hostkeys.HostKeys(ctx.settings.state_dir)
     pub = hostkeys.published(order)
     pins = keys.pinned(iid)

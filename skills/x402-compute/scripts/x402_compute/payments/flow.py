@@ -80,7 +80,6 @@ class PaidResult:
     receipt: dict | None = None  # the decoded MPP Payment-Receipt
     recipient_account_created: dict | None = None  # the opt-in Solana side transaction, when one ran
     budget: dict | None = None  # the budget block after this payment
-    auth: str | None = None  # the credential of the paid request ("api-key", "wallet:base", ...)
 
     def payment(self) -> dict:
         """The ``payment`` block of the output."""
@@ -259,8 +258,6 @@ class PaymentFlow:
             self.progress(f"Paying {terms.get('amount_usd')} {terms.get('asset_symbol')} on {option.network} (journal {entry['id']})")
         result = yield from deliver(self.journal, entry, paid_auth, call.what, progress=self.progress)
         result.method = option.method
-        used = paid_auth if not _is_none(paid_auth) else probe_auth
-        result.auth = None if _is_none(used) else used.label
         if option.method == "x402":
             result.offer, result.signed, result.recipient_account_created = option.offer, payment.signed, option.created
         elif option.method == "mpp":

@@ -19,37 +19,15 @@ from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 from ..errors import PolicyError, UsageError
-from ..money import atomic_to_usd, micros_to_atomic, plain, price_usd_micros, to_decimal
+from ..money import atomic_to_usd, micros_to_atomic, plain
 from ..networks import NETWORKS, is_address, is_canonical_asset
 from ..state import read_json, write_private_json
 from .model import MppOffer, Offer
 
 PRICE_TOLERANCE_MICROS = 10_000  # one cent: the service's rounding rule is unpublished
-HOURS_PER_DAY = 24
-HOURS_PER_MONTH = 720
 
 
 # -- catalog ----------------------------------------------------------------------------------
-
-
-def hourly_usd(plan: dict) -> Decimal | None:
-    """The plan's hourly rate: ``our_hourly``, else ``our_daily``/24, else ``our_monthly``/720."""
-    h = to_decimal(plan.get("our_hourly"))
-    if h is not None and h > 0:
-        return h
-    d = to_decimal(plan.get("our_daily"))
-    if d is not None and d > 0:
-        return d / HOURS_PER_DAY
-    m = to_decimal(plan.get("our_monthly"))
-    if m is not None and m > 0:
-        return m / HOURS_PER_MONTH
-    return None
-
-
-def expected_micros(plan: dict, hours: int) -> int | None:
-    """Catalog price of ``hours`` of ``plan`` in micro-USD (rounded up), or None if unpriced."""
-    h = hourly_usd(plan)
-    return None if h is None else price_usd_micros(h, hours)
 
 
 def check_order(plan: dict | None, plan_id: str, region: str, os_id: int | None, os_options: list[dict], ssh_key: str | None) -> None:
@@ -110,11 +88,6 @@ def offer_decimals(offer: Offer) -> int:
     if offer.key is None:
         raise PolicyError(f"Unknown payment network {offer.network!r}.", code="unknown_network")
     return NETWORKS[offer.key].decimals
-
-
-def offer_usd(offer: Offer) -> Decimal:
-    """USD of an offer: atomic amount / 10^decimals of that network's asset (18 on MegaETH)."""
-    return atomic_to_usd(offer.amount, offer_decimals(offer))
 
 
 def cap_atomic(cap_usd: Decimal, decimals: int) -> int:

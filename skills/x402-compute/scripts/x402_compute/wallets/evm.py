@@ -65,7 +65,3 @@ class EvmSigner:
         sig = self._key.sign_msg_hash(digest)
         return sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big") + bytes([sig.v + 27])
 
-    @property
-    def private_key_hex(self) -> str:
-        """For libraries that insist on a raw key (pympp). Never print it."""
-        return self._key.to_hex()
