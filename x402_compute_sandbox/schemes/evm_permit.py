@@ -1,5 +1,5 @@
 """megaeth: the x402layer direct ERC-2612 permit (spender = payTo), settled by `permit` + `transferFrom`
-sent by the payee, whose key the facilitator holds (x402.md §5.3)."""
+sent by the payee, whose key the facilitator holds (x402.md §6)."""
 from __future__ import annotations
 
 import time

@@ -1,4 +1,4 @@
-"""solana: a partially signed SPL `TransferChecked` transaction whose fee payer is ours (x402.md §9),
+"""solana: a partially signed SPL `TransferChecked` transaction whose fee payer is ours (x402.md §9.4),
 inspected instruction by instruction, co-signed, simulated and executed by LiteSVM's token program."""
 from __future__ import annotations
 
