@@ -11,7 +11,7 @@
     .app, .sandbox  the App and the Sandbox objects (for white-box checks)
 
 `make_sandbox(**opts)` (function scope) — more servers for one test, stopped at its end. Options are
-those of `x402_compute_sandbox.server.Sandbox` (x402_version=2, recipient_atas=False,
+those of `x402_compute_sandbox.sandbox.Sandbox` (x402_version=2, recipient_atas=False,
 auth_skew_seconds=…, boot_seconds=…, state_dir=… to restart on an existing state, facilitator=…
 to reuse chains). Returns the same kind of handle, plus `.stop()` for restart tests.
 
@@ -46,7 +46,7 @@ class SandboxHandle:
 
 
 def _start(state_dir: str, **opts) -> SandboxHandle:
-    from x402_compute_sandbox.server import Sandbox
+    from x402_compute_sandbox.sandbox import Sandbox
 
     opts.setdefault("host", "127.0.0.1")
     opts.setdefault("port", 0)

@@ -1,4 +1,4 @@
-"""The sandbox's Tempo stand-in (x402_compute_sandbox/tempo.py), with pytempo as the independent oracle.
+"""The sandbox's Tempo stand-in (x402_compute_sandbox/tempo/), with pytempo as the independent oracle.
 
 The signing-hash rule (local-chains.md §8) is proven here: transactions built and signed by
 pytempo (the library pympp signs with) decode to the same fields, the same signing hash and the
@@ -246,7 +246,7 @@ def test_rpc_methods(ledger):
 
 def test_default_funding_is_the_sandbox_test_wallets():
     from x402_compute_sandbox import wallets
-    from x402_compute_sandbox.facilitator import TEST_WALLET_COUNT, TEST_WALLET_USD
+    from x402_compute_sandbox.wallets import TEST_WALLET_COUNT, TEST_WALLET_USD
     led = tempo.TempoLedger(seed=0)
     for i in range(TEST_WALLET_COUNT):
         addr = wallets.evm_address(wallets.evm_key(0, "test", i))
