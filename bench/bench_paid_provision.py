@@ -219,7 +219,7 @@ def main() -> int:
     runs, warmup = max(1, min(a.runs, 50)), max(0, min(a.warmup, 5))
 
     from x402_compute_sandbox.networks import PERMIT2_ADDRESS
-    from x402_compute_sandbox.server import Sandbox
+    from x402_compute_sandbox.sandbox import Sandbox
 
     tmp = Path(tempfile.mkdtemp(prefix="x402-bench-paid-"))
     try:

@@ -51,7 +51,7 @@ def serve_permit2_child(state_dir: str, env_file: str) -> int:
     """Child process: a permit2=True sandbox whose first test wallet has approved Permit2 (setup)."""
     sys.path.insert(0, str(ROOT))
     from x402_compute_sandbox import networks
-    from x402_compute_sandbox.server import Sandbox
+    from x402_compute_sandbox.sandbox import Sandbox
 
     assert networks.PERMIT2_ADDRESS == PERMIT2_ADDRESS
     sb = Sandbox(host="127.0.0.1", port=0, state_dir=state_dir, boot_seconds=0.5, x402_version=2, permit2=True)

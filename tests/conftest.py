@@ -11,7 +11,7 @@
     .app, .sandbox  the App and the Sandbox objects (for white-box checks)
 
 `make_sandbox(**opts)` (function scope) — more servers for one test, stopped at its end. Options are
-those of `x402_compute_sandbox.server.Sandbox` (x402_version=2, recipient_atas=False,
+those of `x402_compute_sandbox.sandbox.Sandbox` (x402_version=2, recipient_atas=False,
 auth_skew_seconds=…, boot_seconds=…, state_dir=… to restart on an existing state, facilitator=…
 to reuse chains). Returns the same kind of handle, plus `.stop()` for restart tests.
 
@@ -46,7 +46,7 @@ class SandboxHandle:
 
 
 def _start(state_dir: str, **opts) -> SandboxHandle:
-    from x402_compute_sandbox.server import Sandbox
+    from x402_compute_sandbox.sandbox import Sandbox
 
     opts.setdefault("host", "127.0.0.1")
     opts.setdefault("port", 0)
@@ -120,6 +120,7 @@ class Tools:
                  ts=None, nonce=None, address=None) -> dict:
         import time
         import uuid
+
         from eth_account import Account
         from eth_account.messages import encode_defunct
         ts = int(time.time() * 1000) if ts is None else ts
@@ -135,6 +136,7 @@ class Tools:
         import base64
         import time
         import uuid
+
         from solders.keypair import Keypair
         kp = Keypair.from_base58_string(secret_b58)
         ts = int(time.time() * 1000) if ts is None else ts
@@ -179,9 +181,10 @@ class Tools:
         """A new random wallet funded with `usd` of stablecoin on every network (and SOL for nothing: the
         sandbox's fee payer pays Solana fees)."""
         import os
+
+        import base58
         from eth_account import Account
         from solders.keypair import Keypair
-        import base58
         key = "0x" + os.urandom(32).hex()
         kp = Keypair()
         w = {"evm_private_key": key, "evm_address": Account.from_key(key).address,
@@ -210,6 +213,7 @@ class Tools:
         probe consumed) plus the payment header.
         """
         import json
+
         import requests
         raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
         h = {"Content-Type": "application/json", **(headers or {})}
@@ -240,6 +244,7 @@ class Tools:
     def api_key(cls, sb, wallet: dict, label: str = "test") -> str:
         """Create an API key for the wallet (signature auth) and return it."""
         import json
+
         import requests
         raw = json.dumps({"label": label}).encode()
         h = cls.evm_auth(wallet["evm_private_key"], "POST", "/compute/api-keys", raw)

@@ -55,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from .chains.state import StateMismatch
-    from .server import Sandbox, is_loopback
+    from .sandbox import Sandbox
+    from .server import is_loopback
     from .store import StateDirError, private_state_dir
     if not is_loopback(args.host):
         print(f"error: --host {args.host} is not a loopback address; the sandbox binds 127.0.0.0/8 or ::1 only",

@@ -137,7 +137,7 @@ class App:
         self.provider = Provider(store, boot_seconds=boot_seconds, resize_seconds=resize_seconds, ssh=ssh)
         self.payments = Payments(facilitator, x402_version=x402_version)
         # MPP (tempo charge) on the same 402s as x402. No Tempo chain runs offline: a ledger that
-        # verifies each 0x76 transaction stands in for it (tempo.py), funded for the test wallets
+        # verifies each 0x76 transaction stands in for it (tempo/), funded for the test wallets
         # at genesis and kept in the state folder like the other chains.
         from .mpp import Mpp
         from .tempo import TempoLedger

@@ -26,14 +26,14 @@ The chains' own locks serialise access (the chains are not safe for concurrent u
 from __future__ import annotations
 
 import base64
-import json
-import math
 import re
 from contextlib import nullcontext
 from typing import Any
 
 from . import networks as nets
 from .chains.svm import ui_amount
+from .jsonrpc import RpcError, answer
+from .jsonrpc import address as _address
 from .server import Request, Response
 
 _HEX = re.compile(r"^0x[0-9a-fA-F]*$")
@@ -41,12 +41,6 @@ _B58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
 _U64_MAX = 2**64 - 1
 _TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 MAX_LOG_BLOCKS = 2_000             # per eth_getLogs query, as hosted RPCs bound it (the chain is locked meanwhile)
-
-
-class RpcError(Exception):
-    def __init__(self, code: int, message: str, data: Any = None):
-        super().__init__(message)
-        self.code, self.message, self.data = code, message, data
 
 
 def _param(params: list, i: int, default: Any = None) -> Any:
@@ -63,20 +57,6 @@ def _block(tag: Any) -> Any:
     raise RpcError(-32602, f"invalid block parameter {tag!r}")
 
 
-def _address(value: Any) -> str:
-    from eth_utils import is_address, to_checksum_address
-    if not isinstance(value, str) or not is_address(value):
-        raise RpcError(-32602, f"invalid address {value!r}")
-    return to_checksum_address(value)
-
-
-def _valid_id(rid: Any) -> bool:
-    """A JSON-RPC id is a string, a number or null (echoing NaN or Infinity would not be JSON)."""
-    if rid is None or isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)):
-        return True
-    return isinstance(rid, float) and math.isfinite(rid)
-
-
 class Rpc:
     def __init__(self, facilitator):
         self.f = facilitator
@@ -87,39 +67,12 @@ class Rpc:
         except KeyError:
             return Response(404, {"error": f"Unknown network {network!r}",
                                   "details": {"accepted": list(nets.LABELS)}})
-        try:
-            body = json.loads(req.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            return Response(200, {"jsonrpc": "2.0", "id": None,
-                                  "error": {"code": -32700, "message": "Parse error"}})
-        if isinstance(body, list):
-            if not body:
-                return Response(200, {"jsonrpc": "2.0", "id": None,
-                                      "error": {"code": -32600, "message": "Empty batch"}})
-            return Response(200, [self._one(net, item) for item in body[:100]])
-        return Response(200, self._one(net, body))
 
-    def _one(self, net, call: Any) -> dict:
-        if not isinstance(call, dict) or not isinstance(call.get("method"), str) \
-                or not _valid_id(call.get("id")):
-            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Invalid Request"}}
-        rid = call.get("id")
-        params = call.get("params", [])
-        if not isinstance(params, list):
-            params = [params] if params is not None else []
-        try:
-            if net.kind == "evm":
-                result = self._evm(net, call["method"], params)
-            else:
-                result = self._svm(call["method"], params)
-            return {"jsonrpc": "2.0", "id": rid, "result": result}
-        except RpcError as err:
-            error = {"code": err.code, "message": err.message}
-            if err.data is not None:
-                error["data"] = err.data
-            return {"jsonrpc": "2.0", "id": rid, "error": error}
-        except Exception as exc:  # a chain-side failure of a read (e.g. a reverting eth_call)
-            return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32000, "message": str(exc)[:300]}}
+        def method(name: str, params: list) -> Any:
+            return self._evm(net, name, params) if net.kind == "evm" else self._svm(name, params)
+
+        # internal_errors: a chain-side failure of a read (e.g. a reverting eth_call) is a -32000 answer
+        return Response(200, answer(req.body, method, internal_errors=True))
 
     # --- EVM ------------------------------------------------------------------------------------
     def _evm(self, net, method: str, params: list) -> Any:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import base58
 
+TEST_WALLET_COUNT = 3     # funded test wallets, indices 0..2 of role "test"
+TEST_WALLET_USD = 1_000   # whole dollars of stablecoin per test wallet per network (Tempo's USDC.e too)
+
 # secp256k1 group order: a private key must be in [1, n).
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BUNDLE, ROOT, SCRIPTS, import_lib
+from tests.helpers import BUNDLE, ROOT, SCRIPTS
 
 DOCS = [BUNDLE / "SKILL.md", *sorted((BUNDLE / "references").glob("*.md"))]
 README = ROOT / "README.md"
@@ -91,7 +91,6 @@ def env_read_by_code() -> frozenset[str]:
         names |= set(re.findall(r"""["']([A-Z][A-Z0-9_]+)["']\s+in\s+env""", src))
         for base in re.findall(r"""_secret\(\s*env\s*,\s*["']([A-Z][A-Z0-9_]+)["']""", src):
             names |= {base, f"{base}_FILE"}
-    import_lib()
     from x402_compute import config
 
     names |= set(config.RPC_ENV.values())
@@ -140,7 +139,7 @@ def doc_commands() -> list[tuple[str, str, list[str], str | None]]:
         for line in doc.read_text().splitlines():
             for m in SCRIPT_RE.finditer(line):
                 script = m.group(1)
-                if script in ("build_release.py", "demo.py", "conftest.py", "helpers.py") or script.startswith("bench_"):
+                if script in ("build_release.py", "demo.py", "conftest.py", "helpers.py") or script.startswith(("bench_", "test_")):
                     continue
                 rest = line[m.end():]
                 rest = re.split(r"`|\||,\s|(?<=\s)or\s|\bthen\b", rest)[0]  # the command ends at the code span / cell / prose
@@ -189,7 +188,6 @@ def test_sandbox_flags_are_all_documented():
 
 
 def test_exit_codes_match_the_code():
-    import_lib()
     from x402_compute import errors
 
     codes = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}

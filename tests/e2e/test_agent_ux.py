@@ -18,11 +18,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from x402_compute.instances import parse_time
 
-from tests.helpers import clean_env, closed_port_url, fail, import_lib, known_hosts, ok, run_script
-
-import_lib()
-from x402_compute.instances import parse_time  # noqa: E402
+from tests.helpers import clean_env, closed_port_url, fail, known_hosts, ok, run_script
 
 A100_SLICE = "vcg-a100-1c-2g-6gb"
 NVIDIA_A100_GB = 80  # NVIDIA's A100 datasheet; Vultr deploys the 80 GB model

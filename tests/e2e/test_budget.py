@@ -13,8 +13,18 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.e2e.test_paid_flow import PLAN, REGION, _Proxy, balances, fail, journal_entries, ok, wallet_env
-from tests.helpers import SCRIPTS, run_script
+from tests.helpers import (
+    PLAN,
+    REGION,
+    SCRIPTS,
+    Proxy,
+    balances,
+    fail_doc,
+    journal_entries,
+    ok,
+    run_script,
+    wallet_env,
+)
 
 PRICE_ATOMIC = 249_600  # 0.2496 USDC
 ARGS = ("provision.py", PLAN, REGION, "--days", "1")
@@ -26,7 +36,7 @@ def _iso(dt: datetime) -> str:
 
 def test_eight_processes_at_once_with_a_budget_for_three(make_sandbox, tools, tmp_path):
     sb = make_sandbox()
-    proxy = _Proxy(sb.base_url)
+    proxy = Proxy(sb.base_url)
     try:
         w = tools.fresh_wallet(sb.facilitator, usd=20)
         env = wallet_env(sb, w, tmp_path, COMPUTE_BASE_URL=proxy.url, COMPUTE_BUDGET_USD="0.7488")
@@ -69,7 +79,7 @@ def test_quote_and_result_carry_the_budget_and_a_warning_at_80_percent(sandbox, 
     assert code == 0 and doc["budget"]["remaining_usd"] == "0.1008"
     assert "83%" in doc["budget"]["warning"] and "warning: 83%" in err
     # A third does not fit: the quote already says so, exit 3 with the same code and the figures.
-    q = fail(run_script(*ARGS, "--quote", env=env), 3, "budget_exceeded")
+    q = fail_doc(run_script(*ARGS, "--quote", env=env), 3, "budget_exceeded")
     assert q["error"]["details"]["remaining_usd"] == "0.1008" and q["error"]["details"]["quote"]["amount_usd"] == "0.2496"
     b = ok(run_script("budget.py", env=env))
     assert b["budget"]["spent_usd"] == "0.4992" and len(b["payments"]) == 2
@@ -95,7 +105,7 @@ def test_the_window_rolls(sandbox, tools, tmp_path):
     _settled_entry(tmp_path, now - timedelta(hours=25), 900_000)  # out of the 24 h window: does not count
     recent = now - timedelta(hours=23, minutes=50)
     _settled_entry(tmp_path, recent, 800_000)  # in it: 0.8 of 1
-    doc = fail(run_script(*ARGS, "--yes", env=env), 3, "budget_exceeded")
+    doc = fail_doc(run_script(*ARGS, "--yes", env=env), 3, "budget_exceeded")
     det = doc["error"]["details"]
     assert det["spent_usd"] == "0.8" and det["remaining_usd"] == "0.2"
     frees = datetime.fromisoformat(det["frees_at"].replace("Z", "+00:00"))
@@ -115,7 +125,7 @@ def test_off_disables_it(sandbox, tools, tmp_path):
     doc = ok(run_script(*ARGS, "--yes", env=env))
     assert doc["budget"]["limit_usd"] == "off" and doc["budget"]["remaining_usd"] is None
     # ...but an empty value is the default (50 USD), not off.
-    fail(run_script(*ARGS, "--yes", env={**env, "COMPUTE_BUDGET_USD": ""}), 3, "budget_exceeded")
+    fail_doc(run_script(*ARGS, "--yes", env={**env, "COMPUTE_BUDGET_USD": ""}), 3, "budget_exceeded")
 
 
 @pytest.mark.parametrize("var, value", [
@@ -135,17 +145,17 @@ def test_a_malformed_setting_is_a_configuration_error_before_anything_is_sent(tm
 
 
 def test_allowed_networks_and_instance_limit_refuse_before_signing(sandbox, tools, tmp_path):
-    proxy = _Proxy(sandbox.base_url)
+    proxy = Proxy(sandbox.base_url)
     try:
         w = tools.fresh_wallet(sandbox.facilitator, usd=5)
         env = wallet_env(sandbox, w, tmp_path, COMPUTE_BASE_URL=proxy.url, COMPUTE_ALLOWED_NETWORKS="solana,tempo")
-        doc = fail(run_script(*ARGS, "--network", "base", "--yes", env=env), 3, "network_not_allowed")
+        doc = fail_doc(run_script(*ARGS, "--network", "base", "--yes", env=env), 3, "network_not_allowed")
         assert doc["error"]["details"]["allowed"] == ["solana", "tempo"] and proxy.paid_requests == 0
         # With no --network, the default is the first allowed network the wallets can pay on.
         doc = ok(run_script(*ARGS, "--yes", env=env))
         assert doc["payment"]["network"] == "solana" and proxy.paid_requests == 1
         # One live instance and a limit of one: the next provision is refused before anything is signed.
-        doc = fail(run_script(*ARGS, "--yes", env={**env, "COMPUTE_MAX_INSTANCES": "1"}), 3, "instance_limit")
+        doc = fail_doc(run_script(*ARGS, "--yes", env={**env, "COMPUTE_MAX_INSTANCES": "1"}), 3, "instance_limit")
         assert doc["error"]["details"]["live"] == 1 and proxy.paid_requests == 1
         ok(run_script(*ARGS, "--yes", env={**env, "COMPUTE_MAX_INSTANCES": "2"}))
         assert proxy.paid_requests == 2
@@ -154,10 +164,10 @@ def test_allowed_networks_and_instance_limit_refuse_before_signing(sandbox, tool
 
 
 def test_an_unknown_outcome_counts_until_reconciled_unused(make_sandbox, tools, tmp_path, monkeypatch, capsys):
-    from tests.e2e.test_reconcile_onchain import _swallowed, reconcile_at
+    from tests.helpers import reconcile_at, swallowed_payment
 
     sb = make_sandbox()
-    proxy, w, env, jid = _swallowed(sb, tools, tmp_path, "base")
+    proxy, w, env, jid = swallowed_payment(sb, tools, tmp_path, "base")
     try:
         b = ok(run_script("budget.py", env=env))
         row = next(r for r in b["payments"] if r["journal_id"] == jid)
@@ -183,18 +193,18 @@ def test_topups_count_when_bought_and_credits_spent_do_not_count_again(sandbox, 
     assert credits_row["amount_usd"] == "0" and credits_row["outcome"] == "settled"
     # 1 + 0 + 0.2496 fits 1.3; one more x402 provision would not, and leaves no journal entry.
     ok(run_script(*ARGS, "--yes", env=env))
-    fail(run_script(*ARGS, "--yes", env=env), 3, "budget_exceeded")
+    fail_doc(run_script(*ARGS, "--yes", env=env), 3, "budget_exceeded")
     assert len(journal_entries(tmp_path)) == 3
 
 
 def test_mpp_payments_count(sandbox, tmp_path):
     pytest.importorskip("mpp")
-    from tests.e2e.test_mpp_client import env_for, fresh_tempo_key
+    from tests.helpers import fresh_tempo_key, tempo_env
 
     key = fresh_tempo_key(sandbox)
-    env = env_for(sandbox, tmp_path, key, COMPUTE_BUDGET_USD="0.3")
+    env = tempo_env(sandbox, tmp_path, key, COMPUTE_BUDGET_USD="0.3")
     doc = ok(run_script(*ARGS, "--pay", "mpp", "--yes", env=env, timeout=120))
     assert doc["payment"]["method"] == "mpp" and doc["budget"]["spent_usd"] == "0.2496"
-    fail(run_script(*ARGS, "--pay", "mpp", "--yes", env=env, timeout=120), 3, "budget_exceeded")
+    fail_doc(run_script(*ARGS, "--pay", "mpp", "--yes", env=env, timeout=120), 3, "budget_exceeded")
     # Tempo can be excluded like any network.
-    fail(run_script(*ARGS, "--pay", "mpp", "--yes", env={**env, "COMPUTE_ALLOWED_NETWORKS": "base"}, timeout=120), 3, "network_not_allowed")
+    fail_doc(run_script(*ARGS, "--pay", "mpp", "--yes", env={**env, "COMPUTE_ALLOWED_NETWORKS": "base"}, timeout=120), 3, "network_not_allowed")

@@ -8,8 +8,16 @@ import sys
 
 import requests
 
-from tests.e2e.test_paid_flow import PLAN, REGION, balances, fail, journal_entries, ok, wallet_env
-from tests.helpers import SCRIPTS
+from tests.helpers import (
+    PLAN,
+    REGION,
+    SCRIPTS,
+    balances,
+    fail_doc,
+    journal_entries,
+    ok,
+    wallet_env,
+)
 
 
 def _text(name: str, *args: str, env: dict) -> subprocess.CompletedProcess:
@@ -24,13 +32,13 @@ def test_rerun_after_exit_4_is_refused_until_reconciled(make_sandbox, tools, tmp
     before = balances(sb, w)["base"]
     # Two drops: the paid answer and the client's one automatic resend (a replay) are both lost.
     assert requests.post(sb.base_url + "/_sandbox/faults", json={"drop_after_settle": 2}, timeout=5).status_code == 200
-    e = fail(subprocess_run("provision.py", env), 4, "payment_outcome_unknown")
+    e = fail_doc(subprocess_run("provision.py", env), 4, "payment_outcome_unknown")
     jid = e["error"]["details"]["journal_id"]
     paid_once = balances(sb, w)["base"]
     assert before - paid_once == 249600
 
     # The agent's mistake: running the paid command again. Refused before anything is signed.
-    e = fail(subprocess_run("provision.py", env), 3, "unresolved_payment")
+    e = fail_doc(subprocess_run("provision.py", env), 3, "unresolved_payment")
     assert e["error"]["details"]["journal_id"] == jid and f"reconcile.py {jid}" in e["error"]["hint"]
     assert balances(sb, w)["base"] == paid_once
     # A quote signs nothing, so it is not blocked.
@@ -93,9 +101,9 @@ def test_contradictory_network_and_mpp_are_usage_errors(make_sandbox, tools, tmp
     env = wallet_env(sb, w, tmp_path)
     before = balances(sb, w)
     # --pay mpp used to pay on Tempo although --network base was named.
-    e = fail(run(["provision.py", PLAN, REGION, "--days", "1", "--yes", "--pay", "mpp", "--network", "base"], env), 2, "usage_error")
+    e = fail_doc(run(["provision.py", PLAN, REGION, "--days", "1", "--yes", "--pay", "mpp", "--network", "base"], env), 2, "usage_error")
     assert "--pay mpp" in e["error"]["hint"]
-    e = fail(run(["provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "tempo"], env), 2, "usage_error")
+    e = fail_doc(run(["provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "tempo"], env), 2, "usage_error")
     assert "--pay mpp" in e["error"]["hint"]
     assert balances(sb, w) == before and journal_entries(tmp_path) == []
 

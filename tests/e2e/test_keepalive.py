@@ -9,12 +9,9 @@ import subprocess
 import sys
 from datetime import timedelta
 
+from x402_compute.instances import parse_time
 
-from tests.e2e.test_paid_flow import fail, journal_entries, ok, wallet_env
-from tests.helpers import SCRIPTS, import_lib, run_script
-
-import_lib()
-from x402_compute.instances import parse_time  # noqa: E402
+from tests.helpers import SCRIPTS, fail_doc, journal_entries, ok, run_script, wallet_env
 
 HOURLY = 10_400  # vc2-1c-1gb: 0.0104 USD per hour, in USDC atomic units (6 decimals)
 PRICE_24H = 24 * HOURLY
@@ -79,11 +76,11 @@ def test_the_budget_stops_it_until_resumed(sandbox, tools, tmp_path):
     m = Rented(sandbox, tools, tmp_path, COMPUTE_BUDGET_USD="0.4")  # room for one extension, not two
     before = m.balance()
     assert ok(m.keepalive("--min-hours-left", "30", "--yes"))["action"] == "extended"
-    err = fail(m.keepalive("--min-hours-left", "50", "--yes"), 3, "budget_exceeded")["error"]
+    err = fail_doc(m.keepalive("--min-hours-left", "50", "--yes"), 3, "budget_exceeded")["error"]
     assert err["details"]["keepalive"] == "stopped" and "--resume" in err["hint"]
     # Stopped: even with the budget raised, later runs refuse until the human resumes it.
     raised = {**m.env, "COMPUTE_BUDGET_USD": "1"}
-    err = fail(m.keepalive("--min-hours-left", "50", "--yes", env=raised), 3, "keepalive_stopped")["error"]
+    err = fail_doc(m.keepalive("--min-hours-left", "50", "--yes", env=raised), 3, "keepalive_stopped")["error"]
     assert err["details"]["stopped"]["code"] == "budget_exceeded"
     assert m.balance() == before - PRICE_24H and len(m.extends()) == 1
     doc = ok(m.keepalive("--min-hours-left", "50", "--yes", "--resume", env=raised))

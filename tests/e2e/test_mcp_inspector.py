@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_mcp_server import TOOLS
-from tests.helpers import ROOT, SCRIPTS
+from tests.helpers import MCP_TOOLS, ROOT, SCRIPTS
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 CACHE = ROOT / ".cache" / "mcp-inspector-2.12.0"
@@ -64,7 +63,7 @@ def test_inspector_lists_the_tools_and_calls_browse_plans(sandbox, tmp_path):
     listed, log = inspector("--method", "tools/list", "--strict")
     assert "Issue:" not in log, log  # --strict reports each schema portability problem (exit 6 on errors)
     names = [t["name"] for t in listed["tools"]]
-    assert sorted(names) == sorted(TOOLS)
+    assert sorted(names) == sorted(MCP_TOOLS)
 
     called, _ = inspector("--method", "tools/call", "--tool-name", "browse_plans", "--tool-arg", "limit=2", "--tool-arg", "provider=vultr")
     doc = called["structuredContent"]

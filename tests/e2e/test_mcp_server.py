@@ -25,18 +25,19 @@ import jsonschema
 import pytest
 import requests
 
-from tests.e2e.test_paid_flow import PLAN, REGION, journal_entries as journal, wallet_env
-from tests.helpers import SCRIPTS, clean_env, run_script
+from tests.helpers import (
+    MCP_TOOLS,
+    PLAN,
+    REGION,
+    SCRIPTS,
+    clean_env,
+    run_script,
+    wallet_env,
+)
+from tests.helpers import journal_entries as journal
 
 SERVER = SCRIPTS / "mcp_server.py"
 DAY_ATOMIC = 249_600  # $0.0104/h x 24 h, USDC on Base (6 decimals)
-TOOLS = {
-    "browse_plans", "browse_regions", "browse_os", "quote_provision", "provision", "quote_extend", "extend_instance",
-    "list_instances", "instance_details", "wait_for_instance", "resize_instance", "destroy_instance",
-    "get_one_time_password", "create_api_key", "list_api_keys", "revoke_api_key", "credits_balance", "credits_topup",
-    "budget_status", "reconcile", "ssh_exec", "quote_resize",
-    "quote_topup",  # not in the issue's list: with COMPUTE_REQUIRE_QUOTE=1 a top-up needs a quote_id too
-}
 SPENDING = {"provision", "extend_instance", "credits_topup"}
 
 
@@ -136,7 +137,7 @@ def legacy(request, portal, sandbox, wallet, tmp_path_factory):
 
 def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
     tools = {t.name: t for t in off.portal.call(off.client.list_tools).tools}
-    assert set(tools) == TOOLS
+    assert set(tools) == MCP_TOOLS
     for name, t in tools.items():
         jsonschema.Draft202012Validator.check_schema(t.input_schema)
         jsonschema.Draft202012Validator.check_schema(t.output_schema)
@@ -492,7 +493,6 @@ def test_a_bad_setting_stops_the_server_before_serving_with_one_json_document(tm
     assert next(iter(setting)) in proc.stderr  # where hosts show it
 
 
-
 def test_stdout_carries_only_protocol_messages(sandbox, wallet, tmp_path):
     """Raw pipes, no SDK: every stdout line is one JSON-RPC message; logs (--verbose HTTP lines,
     progress) go to stderr; a garbage line does not stop the session."""
@@ -565,7 +565,7 @@ def test_streamable_http_on_loopback(portal, sandbox, wallet, tmp_path):
                 return names, r, off
 
         names, r, refused = portal.call(use)
-        assert names == TOOLS
+        assert names == MCP_TOOLS
         assert r.structured_content["ok"] is True and r.structured_content["count"] == 2
         assert refused.is_error and refused.structured_content["error"]["code"] == "spending_disabled"
         # Bound to loopback only, and a page on another origin cannot drive it (DNS rebinding).

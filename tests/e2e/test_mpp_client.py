@@ -9,32 +9,21 @@ from __future__ import annotations
 import json
 import os
 import stat
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import clean_env, import_lib, run_script
+from tests.helpers import fresh_tempo_key, run_script, tempo_env
 
 pytest.importorskip("mpp")
-import_lib()
 
 from eth_account import Account  # noqa: E402
 
 PLAN, REGION = "vc2-1c-1gb", "lax"
 
 
-def fresh_tempo_key(sb, usd: int = 50) -> str:
-    key = "0x" + uuid.uuid4().hex * 2
-    sb.app.tempo.fund(Account.from_key(key).address, usd * 10**6)
-    return key
 
 
-def env_for(sb, home: Path, key: str | None, **extra) -> dict:
-    env = {"COMPUTE_BASE_URL": sb.base_url, "TEMPO_RPC_URL": sb.env["TEMPO_RPC_URL"], **extra}
-    if key:
-        env["PRIVATE_KEY"] = key
-    return clean_env(env, home=home)
 
 
 def ok(res):
@@ -45,7 +34,7 @@ def ok(res):
 
 def provision(sb, home, key, *more):
     return run_script("provision.py", PLAN, REGION, "--days", "1", "--pay", "mpp", "--yes", *more,
-                      env=env_for(sb, home, key), timeout=120)
+                      env=tempo_env(sb, home, key), timeout=120)
 
 
 def test_provision_via_mpp_settles_once_and_saves_the_management_key(sandbox, tmp_path):
@@ -84,7 +73,7 @@ def test_provision_via_mpp_settles_once_and_saves_the_management_key(sandbox, tm
 
     # With no wallet configured at all, the saved key manages that instance.
     oid = data["order"]["id"]
-    got = ok(run_script("instance_details.py", oid, env=env_for(sandbox, tmp_path, None)))
+    got = ok(run_script("instance_details.py", oid, env=tempo_env(sandbox, tmp_path, None)))
     assert json.dumps(got).count(oid) >= 1 and got["auth"] == "management-key"
 
     # A replay of the same credential (no Idempotency-Key) is refused and nothing more is provisioned.
@@ -111,7 +100,7 @@ def test_extend_via_mpp_sends_management_auth(sandbox, tmp_path, auth):
         extra["COMPUTE_API_KEY"] = Path(data["management_api_key"]["file"]).read_text().strip()
     # else: PRIVATE_KEY both pays (Tempo) and signs X-Auth-* (the payer owns the MPP-provisioned instance).
     res = run_script("extend_instance.py", oid, "--days", "1", "--pay", "mpp", "--yes",
-                     env=env_for(sandbox, tmp_path, key, **extra), timeout=120)
+                     env=tempo_env(sandbox, tmp_path, key, **extra), timeout=120)
     doc = ok(res)
     d = doc["data"] if "data" in doc else doc
     assert d["payment"]["method"] == "mpp" and d["payment"]["receipt"]["status"] == "success"
@@ -119,11 +108,33 @@ def test_extend_via_mpp_sends_management_auth(sandbox, tmp_path, auth):
     assert "price_check" not in d            # the plan was read with that auth, so the price was checked
 
 
+def test_a_lost_mpp_answer_resent_by_reconcile_still_saves_the_management_key(sandbox, tmp_path):
+    import requests
+
+    key = fresh_tempo_key(sandbox)
+    env = tempo_env(sandbox, tmp_path, key)
+    # The payment settles but neither the answer nor the resend's answer comes back: exit 4.
+    assert requests.post(sandbox.base_url + "/_sandbox/faults", json={"drop_after_settle": 2}, timeout=5).status_code == 200
+    code, doc, err = provision(sandbox, tmp_path, key)
+    assert code == 4 and doc["error"]["code"] == "payment_outcome_unknown", (doc, err)
+    jid = doc["error"]["details"]["payment"]["journal_id"]
+    assert not (tmp_path / "state" / "instance-keys").exists() or not list((tmp_path / "state" / "instance-keys").iterdir())
+    # The stored payment re-sent: the server replays its first answer, the one-time key included.
+    got = ok(run_script("reconcile.py", jid, "--resend", env=env, timeout=120))
+    mk, oid = got["management_api_key"], got["order"]["id"]
+    path = Path(mk["file"])
+    assert path.name.startswith(oid) and stat.S_IMODE(path.stat().st_mode) == 0o600
+    full = path.read_text().strip()
+    assert full.startswith("x402c_") and full.endswith(mk["last4"]) and full not in json.dumps(got)
+    # With no wallet configured, that key manages the instance.
+    assert ok(run_script("instance_details.py", oid, env=tempo_env(sandbox, tmp_path, None)))["auth"] == "management-key"
+
+
 def test_mpp_quote_signs_nothing(sandbox, tmp_path):
     key = fresh_tempo_key(sandbox)
     before = sandbox.app.tempo.balance_of(Account.from_key(key).address)
     res = run_script("provision.py", PLAN, REGION, "--days", "1", "--pay", "mpp", "--quote",
-                     env=env_for(sandbox, tmp_path, key), timeout=120)
+                     env=tempo_env(sandbox, tmp_path, key), timeout=120)
     doc = ok(res)
     q = (doc["data"] if "data" in doc else doc)["quote"]
     assert q["method"] == "mpp" and q["signed"] is False and q["policy"]["ok"] is True
@@ -134,7 +145,7 @@ def test_mpp_quote_signs_nothing(sandbox, tmp_path):
 def test_mpp_cap_refuses_before_signing(sandbox, tmp_path):
     key = fresh_tempo_key(sandbox)
     code, doc, err = run_script("provision.py", PLAN, REGION, "--days", "1", "--pay", "mpp", "--yes",
-                                "--max-usd", "0.01", env=env_for(sandbox, tmp_path, key), timeout=120)
+                                "--max-usd", "0.01", env=tempo_env(sandbox, tmp_path, key), timeout=120)
     assert code == 3 and doc["error"]["code"] == "spend_cap_exceeded", (doc, err)
 
 
@@ -156,7 +167,7 @@ def test_provision_via_mpp_from_an_ows_vault(sandbox, tmp_path):
                                          ed25519_key=os.urandom(32).hex())
     payer = next(a["address"] for a in info["accounts"] if a["chain_id"].startswith("eip155:"))
     assert payer.lower() == wallet["evm_address"].lower()
-    env = env_for(sandbox, tmp_path, None, COMPUTE_AUTH_MODE="ows", OWS_WALLET="sb", OWS_VAULT_PATH=vault,
+    env = tempo_env(sandbox, tmp_path, None, COMPUTE_AUTH_MODE="ows", OWS_WALLET="sb", OWS_VAULT_PATH=vault,
                   OWS_PASSPHRASE=passphrase)
     assert "PRIVATE_KEY" not in env and "PRIVATE_KEY_FILE" not in env
 

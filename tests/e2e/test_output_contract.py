@@ -20,9 +20,7 @@ import time
 
 import pytest
 
-from tests.helpers import SCRIPTS, clean_env, import_lib
-
-import_lib()
+from tests.helpers import SCRIPTS, clean_env
 
 SCRIPT_NAMES = sorted(p.name for p in SCRIPTS.glob("*.py") if not p.name.startswith("_"))
 # A server, not a command: started without flags it serves MCP on stdio until EOF, and its stdout

@@ -103,10 +103,10 @@ def test_import_mnemonic_from_env_and_keys_from_stdin(env):
 
 
 def test_address_and_sign_message_verify_independently(env, keyed):
+    import base58
     from eth_account import Account
     from eth_account.messages import encode_defunct
     from nacl.signing import VerifyKey
-    import base58
 
     assert (keyed["evm_address"], keyed["solana_address"]) == (EVM_ADDR, SOL_ADDR)
     doc = ok(ows("address", "--wallet", "keyed", env=env))

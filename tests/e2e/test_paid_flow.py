@@ -10,55 +10,27 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
 from datetime import timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
+from x402_compute.instances import parse_time
 
-from tests.helpers import clean_env, import_lib, run_script
-
-import_lib()
-from x402_compute.instances import parse_time  # noqa: E402
-
-PLAN, REGION = "vc2-1c-1gb", "lax"
-NETS = ("base", "solana", "megaeth", "robinhood")
-
-
-def wallet_env(sb, w: dict, home: Path, **extra) -> dict:
-    env = dict(sb.env)
-    env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"],
-                "SOLANA_SECRET_KEY": w["solana_secret_key"], "SOLANA_WALLET_ADDRESS": w["solana_address"]})
-    env.update(extra)
-    return clean_env(env, home=home)
-
-
-def owner(sb, w: dict, network: str) -> str:
-    return w["solana_address"] if sb.facilitator.network(network).kind == "svm" else w["evm_address"]
-
-
-def balances(sb, w: dict) -> dict:
-    return {n: sb.facilitator.balance_of(n, owner(sb, w, n)) for n in NETS}
-
-
-def journal_entries(home: Path) -> list[dict]:
-    d = home / "state" / "journal"
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
-
-
-def ok(res):
-    code, doc, err = res
-    assert code == 0 and doc["ok"] is True, (code, doc, err)
-    return doc
-
-
-def fail(res, code: int, err_code: str):
-    rc, doc, err = res
-    assert rc == code and doc["ok"] is False and doc["error"]["code"] == err_code, (rc, doc, err)
-    return doc
+from tests.helpers import (
+    NETS,
+    PLAN,
+    REGION,
+    Proxy,
+    balances,
+    fail_doc,
+    journal_entries,
+    ok,
+    owner,
+    run_script,
+    wallet_env,
+)
 
 
 @pytest.fixture
@@ -120,20 +92,20 @@ def test_quote_signs_nothing(sandbox, wallet, tmp_path):
 def test_not_at_a_terminal_without_yes_is_refused(sandbox, wallet, tmp_path):
     env = wallet_env(sandbox, wallet, tmp_path)
     before = balances(sandbox, wallet)
-    fail(run_script("provision.py", PLAN, REGION, "--days", "1", env=env, input=""), 3, "confirmation_required")
+    fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", env=env, input=""), 3, "confirmation_required")
     assert balances(sandbox, wallet) == before and journal_entries(tmp_path) == []
 
 
 def test_spend_cap_refuses_before_signing(sandbox, wallet, tmp_path):
     env = wallet_env(sandbox, wallet, tmp_path)
     before = balances(sandbox, wallet)
-    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--max-usd", "0.20", env=env), 3, "spend_cap_exceeded")
+    doc = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--max-usd", "0.20", env=env), 3, "spend_cap_exceeded")
     assert doc["error"]["details"]["cap_source"] == "--max-usd"
     env_cap = wallet_env(sandbox, wallet, tmp_path, COMPUTE_MAX_SPEND_USD="0.10")
-    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana", env=env_cap), 3, "spend_cap_exceeded")
+    doc = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana", env=env_cap), 3, "spend_cap_exceeded")
     assert doc["error"]["details"]["cap_source"] == "COMPUTE_MAX_SPEND_USD"
     # default cap: 25 USD; a month of a GPU plan is far above it
-    gpu = fail(run_script("provision.py", "vcg-a100-1c-2g-6gb", "ewr", "--months", "1", "--yes", env=env), 3, "spend_cap_exceeded")
+    gpu = fail_doc(run_script("provision.py", "vcg-a100-1c-2g-6gb", "ewr", "--months", "1", "--yes", env=env), 3, "spend_cap_exceeded")
     assert gpu["error"]["details"]["cap_source"] == "default"
     assert balances(sandbox, wallet) == before and journal_entries(tmp_path) == []
 
@@ -146,7 +118,7 @@ def test_changed_payee_is_refused_until_accepted(sandbox, make_sandbox, wallet, 
     w2 = tools.fresh_wallet(other.facilitator, usd=5)
     env2 = wallet_env(other, w2, tmp_path)  # same state dir: the pin from the first sandbox applies
     before = balances(other, w2)
-    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env2), 3, "payee_changed")
+    doc = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env2), 3, "payee_changed")
     assert doc["error"]["details"]["pinned"] == sandbox.facilitator.payee("base")
     assert balances(other, w2) == before and len(journal_entries(tmp_path)) == 1
     ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--accept-payee-change", env=env2))
@@ -157,7 +129,7 @@ def test_changed_payee_is_refused_until_accepted(sandbox, make_sandbox, wallet, 
 def test_rejected_payment_is_not_retried(sandbox, tools, tmp_path):
     w = tools.fresh_wallet(sandbox.facilitator, usd=0)  # signs fine, cannot pay
     env = wallet_env(sandbox, w, tmp_path)
-    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 1, "payment_rejected")
+    doc = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 1, "payment_rejected")
     assert "insufficient" in doc["error"]["message"].lower() or "balance" in doc["error"]["message"].lower()
     (entry,) = journal_entries(tmp_path)
     assert entry["status"] == "rejected" and [h["status"] for h in entry["history"]] == ["reserved", "sent", "rejected"]
@@ -165,12 +137,12 @@ def test_rejected_payment_is_not_retried(sandbox, tools, tmp_path):
 
 def test_preflight_checks_before_any_402(sandbox, wallet, tmp_path):
     env = wallet_env(sandbox, wallet, tmp_path)
-    fail(run_script("provision.py", "do:s-1vcpu-1gb", "nyc3", "--days", "1", "--yes", env=env), 2, "ssh_key_required")
-    fail(run_script("provision.py", PLAN, "nyc3", "--days", "1", "--yes", env=env), 2, "region_not_offered")
-    fail(run_script("provision.py", "no-such-plan", REGION, "--days", "1", "--yes", env=env), 2, "unknown_plan")
-    fail(run_script("provision.py", PLAN, REGION, "--os-id", "160232537", "--days", "1", "--yes", env=env), 2, "os_provider_mismatch")
-    fail(run_script("provision.py", PLAN, REGION, "--hours", "23", "--yes", env=env), 2, "usage_error")
-    fail(run_script("provision.py", PLAN, REGION, "--yes", env=env), 2, "usage_error")  # no silent default duration
+    fail_doc(run_script("provision.py", "do:s-1vcpu-1gb", "nyc3", "--days", "1", "--yes", env=env), 2, "ssh_key_required")
+    fail_doc(run_script("provision.py", PLAN, "nyc3", "--days", "1", "--yes", env=env), 2, "region_not_offered")
+    fail_doc(run_script("provision.py", "no-such-plan", REGION, "--days", "1", "--yes", env=env), 2, "unknown_plan")
+    fail_doc(run_script("provision.py", PLAN, REGION, "--os-id", "160232537", "--days", "1", "--yes", env=env), 2, "os_provider_mismatch")
+    fail_doc(run_script("provision.py", PLAN, REGION, "--hours", "23", "--yes", env=env), 2, "usage_error")
+    fail_doc(run_script("provision.py", PLAN, REGION, "--yes", env=env), 2, "usage_error")  # no silent default duration
     key = tmp_path / "id.pub"
     key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test\n")   # a well-formed key: the sandbox checks the blob
     q = ok(run_script("provision.py", "do:s-1vcpu-1gb", "nyc3", "--days", "1", "--quote", "--ssh-key-file", str(key), env=env))
@@ -211,7 +183,7 @@ def test_wait_ssh_reaches_the_banner(sandbox, wallet, tmp_path):
 def test_wait_timeout_exit_5(make_sandbox, tools, tmp_path):
     sb = make_sandbox(boot_seconds=30)
     w = tools.fresh_wallet(sb.facilitator, usd=5)
-    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--wait", "--wait-timeout", "1", "--poll-interval", "0.2",
+    doc = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--wait", "--wait-timeout", "1", "--poll-interval", "0.2",
                           env=wallet_env(sb, w, tmp_path)), 5, "wait_timeout")
     assert doc["error"]["details"]["instance_id"] and doc["error"]["details"]["expires_at"]
 
@@ -237,70 +209,17 @@ def test_dropped_answer_resends_same_payment_once(make_sandbox, tools, tmp_path)
     assert entry["status"] == "settled" and entry["replayed"] is True
 
 
-class _Proxy:
-    """A loopback proxy in front of the sandbox. ``strip_key``: behave like a server that ignores
-    Idempotency-Key (compute-api.md §13 #11 is open for production). ``drop_paid``: forward that
-    many paid requests, then close the connection without passing the answer on. ``swallow_paid``:
-    never forward a paid request (the signed payment never reaches the server), close instead."""
-
-    def __init__(self, upstream: str, *, strip_key: bool = False, drop_paid: int = 0, swallow_paid: bool = False):
-        proxy = self
-        self.strip_key, self.drop_paid, self.paid_requests, self.swallow_paid = strip_key, drop_paid, 0, swallow_paid
-        self.payment_headers: list[str] = []
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def _go(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                skip = ("host", "content-length", "connection") + (("idempotency-key",) if proxy.strip_key else ())
-                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in skip}
-                paid = [v for k, v in hdrs.items() if k.lower() in ("x-payment", "payment-signature")]
-                if paid:
-                    proxy.paid_requests += 1
-                    proxy.payment_headers += paid
-                    if proxy.swallow_paid:
-                        self.close_connection = True
-                        return
-                try:
-                    r = requests.request(self.command, upstream + self.path, data=body, headers=hdrs, timeout=30)
-                except requests.RequestException:
-                    r = None
-                if r is None or (paid and proxy.drop_paid > 0):
-                    if paid and r is not None:
-                        proxy.drop_paid -= 1
-                    self.close_connection = True  # the work is done upstream; the answer is lost
-                    return
-                self.send_response(r.status_code)
-                for k, v in r.headers.items():
-                    if k.lower() not in ("content-length", "connection", "transfer-encoding", "content-encoding"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(r.content)))
-                self.end_headers()
-                self.wfile.write(r.content)
-
-            do_GET = do_POST = do_DELETE = _go
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
 
 
 def test_unknown_outcome_exit_4_one_charge_then_reconcile(make_sandbox, tools, tmp_path):
     sb = make_sandbox()
-    proxy = _Proxy(sb.base_url, strip_key=True)
+    proxy = Proxy(sb.base_url, strip_key=True)
     try:
         w = tools.fresh_wallet(sb.facilitator, usd=5)
         env = wallet_env(sb, w, tmp_path, COMPUTE_BASE_URL=proxy.url)
         before = balances(sb, w)
         _set_drop(sb, 1)
-        doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 4, "payment_outcome_unknown")
+        doc = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 4, "payment_outcome_unknown")
         d = doc["error"]["details"]
         jid = d["journal_id"]
         assert d["reconcile"].endswith(jid)
@@ -328,20 +247,20 @@ def test_reconcile_resend_returns_the_first_result(make_sandbox, tools, tmp_path
     """Both answers lost (exit 4); ``reconcile.py --resend`` re-sends the stored payment with the
     same key and the server replays the first result: no second charge, the journal settles."""
     sb = make_sandbox()
-    proxy = _Proxy(sb.base_url, drop_paid=2)
+    proxy = Proxy(sb.base_url, drop_paid=2)
     try:
         w = tools.fresh_wallet(sb.facilitator, usd=5)
         env = wallet_env(sb, w, tmp_path, COMPUTE_BASE_URL=proxy.url)
         before = balances(sb, w)
-        jid = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 4, "payment_outcome_unknown")["error"]["details"]["journal_id"]
+        jid = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 4, "payment_outcome_unknown")["error"]["details"]["journal_id"]
         assert before["base"] - balances(sb, w)["base"] == 249600
         # a bearer payment is never sent to another host than the one it was made for
-        fail(run_script("reconcile.py", jid, "--resend", env=wallet_env(sb, w, tmp_path)), 2, "base_url_mismatch")
+        fail_doc(run_script("reconcile.py", jid, "--resend", env=wallet_env(sb, w, tmp_path)), 2, "base_url_mismatch")
         rec = ok(run_script("reconcile.py", jid, "--resend", env=env))
         assert rec["resend"]["replayed"] is True and rec["journal"]["status"] == "settled"
         assert rec["order"]["id"] and proxy.paid_requests == 3 and len(set(proxy.payment_headers)) == 1
         assert before["base"] - balances(sb, w)["base"] == 249600
-        fail(run_script("reconcile.py", jid, "--resend", env=env), 2, "already_settled")
+        fail_doc(run_script("reconcile.py", jid, "--resend", env=env), 2, "already_settled")
     finally:
         proxy.stop()
 
@@ -368,7 +287,7 @@ def test_missing_recipient_account_is_created_only_on_opt_in(make_sandbox, tools
     before, sol_before = balances(sb, w), _sol(sb, w)
 
     # Without the flag: a clear refusal naming the cost and the flag; nothing signed, nothing spent.
-    doc = fail(run_script(*args, "--yes", env=env), 3, "recipient_token_account_missing")
+    doc = fail_doc(run_script(*args, "--yes", env=env), 3, "recipient_token_account_missing")
     err = doc["error"]
     assert err["details"]["create_total_lamports"] == cost and err["details"]["create_cost_lamports"] == rent
     assert err["details"]["create_total_sol"] == cost_sol and "--create-recipient-account" in err["hint"]
@@ -385,12 +304,12 @@ def test_missing_recipient_account_is_created_only_on_opt_in(make_sandbox, tools
     assert ra["token_account"] == str(chain.ata(payee))
     assert not chain.has_ata(payee) and _sol(sb, w) == sol_before and journal_entries(tmp_path) == []
     # A quote without the flag fails as paying would (exit 3), saying what is missing and how to proceed.
-    doc = fail(run_script(*args, "--quote", env=env), 3, "recipient_token_account_missing")
+    doc = fail_doc(run_script(*args, "--quote", env=env), 3, "recipient_token_account_missing")
     q = doc["error"]["details"]["quote"]
     assert q["signed"] is False and q["recipient_account"]["exists"] is False and q["recipient_account"]["create"] is False
 
     # Not at a terminal, the flag still needs --yes.
-    fail(run_script(*args, "--create-recipient-account", env=env, input=""), 3, "confirmation_required")
+    fail_doc(run_script(*args, "--create-recipient-account", env=env, input=""), 3, "confirmation_required")
     assert not chain.has_ata(payee) and _sol(sb, w) == sol_before
 
     # With the flag and --yes: created (exactly rent + fee from the payer's SOL), then paid.
@@ -419,7 +338,7 @@ def test_create_recipient_account_needs_enough_sol(make_sandbox, tools, tmp_path
     fac.native_fund("solana", w["solana_address"], 1_000_000)  # less than rent + fee
     env = wallet_env(sb, w, tmp_path)
     before = balances(sb, w)
-    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--network", "solana", "--yes",
+    doc = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--network", "solana", "--yes",
                           "--create-recipient-account", env=env), 3, "insufficient_sol")
     assert doc["error"]["details"]["payer_sol_lamports"] == 1_000_000
     assert not fac.chain("solana").has_ata(fac.payee("solana"))
@@ -427,10 +346,10 @@ def test_create_recipient_account_needs_enough_sol(make_sandbox, tools, tmp_path
 
 
 def test_created_account_is_journalled_even_if_the_payment_is_not_signed(make_sandbox, tools, tmp_path):
+    from x402_compute.auth import AuthResolver
     from x402_compute.client import ComputeClient
     from x402_compute.config import load_settings
     from x402_compute.errors import ComputeError
-    from x402_compute.auth import AuthResolver
     from x402_compute.payments.flow import PaidCall, PaymentFlow
     from x402_compute.payments.options import Signers
     from x402_compute.payments.policy import Limits
@@ -455,7 +374,7 @@ def test_created_account_is_journalled_even_if_the_payment_is_not_signed(make_sa
     (entry,) = journal_entries(tmp_path)
     assert entry["status"] == "not_sent" and entry["recipient_account_created"] == created
     assert "payment_header_value" not in entry
-    fail(run_script("reconcile.py", entry["id"], "--resend", env=wallet_env(sb, w, tmp_path)), 2, "nothing_to_resend")
+    fail_doc(run_script("reconcile.py", entry["id"], "--resend", env=wallet_env(sb, w, tmp_path)), 2, "nothing_to_resend")
 
 
 def test_megaeth_permit2_with_gas_sponsoring_settles_through_the_proxy(make_sandbox, tools, tmp_path):

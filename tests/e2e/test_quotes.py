@@ -6,8 +6,16 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.test_paid_flow import PLAN, REGION, balances, fail, journal_entries, ok, wallet_env
-from tests.helpers import run_script
+from tests.helpers import (
+    PLAN,
+    REGION,
+    balances,
+    fail_doc,
+    journal_entries,
+    ok,
+    run_script,
+    wallet_env,
+)
 
 ARGS = ("provision.py", PLAN, REGION, "--days", "1")
 
@@ -26,7 +34,7 @@ def test_confirm_quote_pays_exactly_the_quote(sandbox, tools, tmp_path):
     (entry,) = journal_entries(tmp_path)
     assert entry["label"] == q["label"] and q["label"] == f"x402-{entry['id'][:8]}"
     # A quote pays once.
-    fail(run_script(*ARGS, "--confirm-quote", qid, env=env), 3, "quote_used")
+    fail_doc(run_script(*ARGS, "--confirm-quote", qid, env=env), 3, "quote_used")
     assert balances(sandbox, w)["base"] == before - int(q["amount_atomic"])
 
 
@@ -36,7 +44,7 @@ def test_an_explicit_label_and_hostname_are_part_of_the_quote(sandbox, tools, tm
     q = ok(run_script(*ARGS, "--label", "web", "--hostname", "web1", "--quote", env=env))["quote"]
     assert q["label"] == "web" and q["hostname"] == "web1"
     # The same command with another label is another order: refused, the difference named.
-    doc = fail(run_script(*ARGS, "--label", "db", "--hostname", "web1", "--confirm-quote", q["quote_id"], env=env), 3, "quote_changed")
+    doc = fail_doc(run_script(*ARGS, "--label", "db", "--hostname", "web1", "--confirm-quote", q["quote_id"], env=env), 3, "quote_changed")
     assert doc["error"]["details"]["differences"] == {"label": {"quoted": "web", "now": "db"}}
     assert journal_entries(tmp_path) == []
     doc = ok(run_script(*ARGS, "--label", "web", "--hostname", "web1", "--confirm-quote", q["quote_id"], env=env))
@@ -52,28 +60,28 @@ def test_expired_and_unknown_quotes(sandbox, tools, tmp_path):
     rec = json.loads(path.read_text())
     rec["expires_at"] -= 601
     path.write_text(json.dumps(rec))
-    fail(run_script(*ARGS, "--confirm-quote", q["quote_id"], env=env), 3, "quote_expired")
-    fail(run_script(*ARGS, "--confirm-quote", "0123456789abcdef", env=env), 2, "unknown_quote")
-    fail(run_script(*ARGS, "--confirm-quote", "../../etc", env=env), 2, "unknown_quote")
+    fail_doc(run_script(*ARGS, "--confirm-quote", q["quote_id"], env=env), 3, "quote_expired")
+    fail_doc(run_script(*ARGS, "--confirm-quote", "0123456789abcdef", env=env), 2, "unknown_quote")
+    fail_doc(run_script(*ARGS, "--confirm-quote", "../../etc", env=env), 2, "unknown_quote")
     assert journal_entries(tmp_path) == []
 
 
 def test_require_quote_makes_yes_alone_insufficient(sandbox, tools, tmp_path):
     w = tools.fresh_wallet(sandbox.facilitator, usd=5)
     env = wallet_env(sandbox, w, tmp_path, COMPUTE_REQUIRE_QUOTE="1")
-    doc = fail(run_script(*ARGS, "--yes", env=env), 3, "quote_required")
+    doc = fail_doc(run_script(*ARGS, "--yes", env=env), 3, "quote_required")
     assert "--confirm-quote" in doc["error"]["hint"] and journal_entries(tmp_path) == []
     q = ok(run_script(*ARGS, "--quote", env=env))["quote"]
     ok(run_script(*ARGS, "--confirm-quote", q["quote_id"], env=env))
-    fail(run_script(*ARGS, "--yes", env={**env, "COMPUTE_REQUIRE_QUOTE": "maybe"}), 2, "config_error")
+    fail_doc(run_script(*ARGS, "--yes", env={**env, "COMPUTE_REQUIRE_QUOTE": "maybe"}), 2, "config_error")
 
 
 def test_a_quote_the_policy_would_refuse_exits_3_with_the_same_code(sandbox, tools, tmp_path):
     w = tools.fresh_wallet(sandbox.facilitator, usd=5)
     env = wallet_env(sandbox, w, tmp_path)
-    doc = fail(run_script(*ARGS, "--quote", "--max-usd", "0.1", env=env), 3, "spend_cap_exceeded")
+    doc = fail_doc(run_script(*ARGS, "--quote", "--max-usd", "0.1", env=env), 3, "spend_cap_exceeded")
     quote = doc["error"]["details"]["quote"]
     assert quote["amount_usd"] == "0.2496" and quote["signed"] is False and "quote_id" not in quote
-    paying = fail(run_script(*ARGS, "--yes", "--max-usd", "0.1", env=env), 3, "spend_cap_exceeded")
+    paying = fail_doc(run_script(*ARGS, "--yes", "--max-usd", "0.1", env=env), 3, "spend_cap_exceeded")
     assert paying["error"]["message"] == doc["error"]["message"]
     assert not (tmp_path / "state" / "quotes").exists() or not any((tmp_path / "state" / "quotes").iterdir())

@@ -6,51 +6,25 @@ in-process with the on-chain check's clock moved forward; everything else is the
 
 from __future__ import annotations
 
-import json
-import os
-import runpy
-import sys
-
-import pytest
 import requests
 
-from tests.e2e.test_paid_flow import PLAN, REGION, _Proxy, balances, fail, journal_entries, ok, wallet_env
-from tests.helpers import SCRIPTS, run_script
-
-
-def reconcile_at(monkeypatch, capsys, env: dict, now: float, *args: str):
-    """reconcile.py in this process, the chain check's clock set to ``now``."""
-    import x402_compute.payments.onchain as onchain
-
-    monkeypatch.setattr(onchain, "_now", lambda: now)
-    for k in list(os.environ):
-        if k not in env:
-            monkeypatch.delenv(k)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setattr(sys, "argv", ["reconcile.py", *args])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as ex:
-        runpy.run_path(str(SCRIPTS / "reconcile.py"), run_name="__main__")
-    doc = json.loads(capsys.readouterr().out)
-    assert ex.value.code == 0 and doc["ok"] is True, doc
-    return doc
-
-
-def _swallowed(sb, tools, tmp_path, network):
-    proxy = _Proxy(sb.base_url, swallow_paid=True)
-    w = tools.fresh_wallet(sb.facilitator, usd=5)
-    env = wallet_env(sb, w, tmp_path, COMPUTE_BASE_URL=proxy.url)
-    before = balances(sb, w)
-    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", network, env=env), 4, "payment_outcome_unknown")
-    assert proxy.paid_requests == 2 and len(set(proxy.payment_headers)) == 1  # signed once, never delivered
-    assert balances(sb, w) == before
-    return proxy, w, env, doc["error"]["details"]["journal_id"]
+from tests.helpers import (
+    PLAN,
+    REGION,
+    balances,
+    fail_doc,
+    journal_entries,
+    ok,
+    reconcile_at,
+    run_script,
+    swallowed_payment,
+    wallet_env,
+)
 
 
 def test_eip3009_never_sent_is_unused_then_expired_and_unblocks(make_sandbox, tools, tmp_path, monkeypatch, capsys):
     sb = make_sandbox()
-    proxy, w, env, jid = _swallowed(sb, tools, tmp_path, "base")
+    proxy, w, env, jid = swallowed_payment(sb, tools, tmp_path, "base")
     try:
         (entry,) = journal_entries(tmp_path)
         assert entry["status"] == "unknown"
@@ -58,7 +32,7 @@ def test_eip3009_never_sent_is_unused_then_expired_and_unblocks(make_sandbox, to
         assert rec["found"] is False and rec["onchain"]["state"] == "unused" and rec["onchain"]["valid_before"] == entry["valid_before"]
         assert rec["journal"]["status"] == "unknown" and "Do not pay again" in rec["advice"] and "--resend" in rec["advice"]
         # still blocked: it may settle until valid_before
-        e = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 3, "unresolved_payment")
+        e = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", env=env), 3, "unresolved_payment")
         assert "asks the chain" in e["error"]["hint"]
 
         rec = reconcile_at(monkeypatch, capsys, env, entry["valid_before"] + 1, jid)
@@ -66,7 +40,7 @@ def test_eip3009_never_sent_is_unused_then_expired_and_unblocks(make_sandbox, to
         assert "Paying again is safe" in rec["advice"]
         (entry,) = journal_entries(tmp_path)
         assert entry["status"] == "expired" and entry["history"][-1]["status"] == "expired"
-        fail(run_script("reconcile.py", jid, "--resend", env=env), 2, "already_expired")
+        fail_doc(run_script("reconcile.py", jid, "--resend", env=env), 2, "already_expired")
     finally:
         proxy.stop()
     # no longer refused: paying (directly, not through the swallowing proxy) goes through once
@@ -81,7 +55,7 @@ def test_solana_exit_4_settled_and_never_sent(make_sandbox, tools, tmp_path, mon
     payer's: reconcile looks for the payer's signature in the history of the payer's token account
     (getSignaturesForAddress + getTransaction), after asking whether the blockhash can still land."""
     sb = make_sandbox()
-    proxy, w, env, jid = _swallowed(sb, tools, tmp_path, "solana")
+    proxy, w, env, jid = swallowed_payment(sb, tools, tmp_path, "solana")
     try:
         (entry,) = journal_entries(tmp_path)
         rec = ok(run_script("reconcile.py", jid, env=env))
@@ -91,7 +65,7 @@ def test_solana_exit_4_settled_and_never_sent(make_sandbox, tools, tmp_path, mon
         # Past the client's own estimate, but the chain still takes that blockhash: still unused, still blocking.
         rec = reconcile_at(monkeypatch, capsys, env, entry["valid_before"] + 1, jid)
         assert rec["onchain"]["state"] == "unused" and rec["journal"]["status"] == "unknown"
-        fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana", env=env), 3, "unresolved_payment")
+        fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana", env=env), 3, "unresolved_payment")
         # The chain moves on (another payment makes a new block) and the old blockhash ages out.
         tools.provision(sb, tools.fresh_wallet(sb.facilitator, usd=1), network="solana")
         chain_obj = sb.facilitator.chain("solana")
@@ -115,7 +89,7 @@ def test_solana_exit_4_that_settled(make_sandbox, tools, tmp_path):
     env = wallet_env(sb, w, tmp_path)
     before = balances(sb, w)["solana"]
     assert requests.post(sb.base_url + "/_sandbox/faults", json={"drop_after_settle": 2}, timeout=5).status_code == 200
-    jid = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana", env=env), 4,
+    jid = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", "solana", env=env), 4,
                "payment_outcome_unknown")["error"]["details"]["journal_id"]
     assert before - balances(sb, w)["solana"] == 249600  # it did settle
     rec = ok(run_script("reconcile.py", jid, env=env))

@@ -14,9 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.helpers import SCRIPTS, clean_env, import_lib
-
-import_lib()
+from tests.helpers import SCRIPTS, clean_env
 
 API_KEY = "x402c_" + "s3cr3tK3y" * 4
 EVM_KEY = "0x" + "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"

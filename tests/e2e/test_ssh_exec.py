@@ -11,8 +11,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.test_paid_flow import PLAN, REGION, fail, ok, wallet_env
-from tests.helpers import SSH, openssh_fingerprint, run_script, ssh_keypair
+from tests.helpers import (
+    PLAN,
+    REGION,
+    SSH,
+    fail_doc,
+    ok,
+    openssh_fingerprint,
+    run_script,
+    ssh_keypair,
+    wallet_env,
+)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SSH), reason=f"the system ssh client ({SSH}) is not installed")
 CLIENTS = ["openssh", "python"]
@@ -92,7 +101,7 @@ def test_output_caps_and_the_time_limit_hold(machine, client):
     assert doc["truncated"] == {"stdout": True, "stderr": True} and doc["bytes"] == {"stdout": 300000, "stderr": 5000}
     # The limit: exit 5 with what was printed so far; the remote command is gone with its connection.
     marker = machine.home_folder / f"late-{client}"
-    err = fail(machine.exec("--client", client, "--timeout", "3", "--", f"echo before; sleep 20; touch {marker.name}"), 5, "command_timeout")
+    err = fail_doc(machine.exec("--client", client, "--timeout", "3", "--", f"echo before; sleep 20; touch {marker.name}"), 5, "command_timeout")
     d = err["error"]["details"]
     assert d["stdout"] == "before\n" and 3 <= d["duration_s"] < 15
     assert not marker.exists()
@@ -108,7 +117,7 @@ def test_a_changed_host_key_is_refused(sandbox, tools, tmp_path):
     new_fp = r.json()["ssh_host_key_fingerprint"]
     marker = m.home_folder / "ran"
     for client in CLIENTS:
-        err = fail(m.exec("--client", client, "--", f"touch {marker.name}"), 3, "host_key_changed")["error"]
+        err = fail_doc(m.exec("--client", client, "--", f"touch {marker.name}"), 3, "host_key_changed")["error"]
         assert err["details"]["pinned_fingerprints"] == [first["fingerprint"]]
         assert err["details"]["presented_fingerprints"] == [new_fp] == [err["details"]["published_fingerprint"]]
         assert not marker.exists() and m.pin.read_text() == pinned
@@ -119,10 +128,10 @@ def test_a_changed_host_key_is_refused(sandbox, tools, tmp_path):
 
 
 def test_refusals_before_any_connection(machine, tmp_path):
-    fail(machine.exec("--"), 2, "no_command")
-    fail(machine.exec("--user", "-oProxyCommand=x", "--", "true"), 2, "usage_error")
-    fail(machine.exec("--identity", str(tmp_path / "missing"), "--", "true", identity=False), 2, "usage_error")
-    fail(machine.exec("--timeout", "0", "--", "true"), 2, "usage_error")
+    fail_doc(machine.exec("--"), 2, "no_command")
+    fail_doc(machine.exec("--user", "-oProxyCommand=x", "--", "true"), 2, "usage_error")
+    fail_doc(machine.exec("--identity", str(tmp_path / "missing"), "--", "true", identity=False), 2, "usage_error")
+    fail_doc(machine.exec("--timeout", "0", "--", "true"), 2, "usage_error")
     stranger, _ = ssh_keypair(tmp_path, "stranger")
-    err = fail(machine.exec("--identity", str(stranger), "--", "true", identity=False), 1, "ssh_auth_failed")["error"]
+    err = fail_doc(machine.exec("--identity", str(stranger), "--", "true", identity=False), 1, "ssh_auth_failed")["error"]
     assert "not the key this instance accepts" in err["hint"] and err["details"]["connection"]["user"] == "root"

@@ -9,8 +9,18 @@ import subprocess
 
 import pytest
 
-from tests.e2e.test_paid_flow import PLAN, REGION, ok, wallet_env
-from tests.helpers import SSH, known_hosts, openssh_fingerprint, run_script, ssh_argv, ssh_keypair
+from tests.helpers import (
+    PLAN,
+    REGION,
+    SSH,
+    known_hosts,
+    ok,
+    openssh_fingerprint,
+    run_script,
+    ssh_argv,
+    ssh_keypair,
+    wallet_env,
+)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SSH), reason=f"the system ssh client ({SSH}) is not installed")
 

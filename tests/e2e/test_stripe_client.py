@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import clean_env, fail, import_lib, ok, run_script
+from tests.helpers import clean_env, fail, ok, run_script
 
 pytest.importorskip("mpp")
-import_lib()
 
 PLAN, REGION = "vc2-1c-1gb", "lax"
 

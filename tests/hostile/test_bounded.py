@@ -12,15 +12,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from x402_compute.config import Settings
+from x402_compute.errors import ComputeError, NetworkError
+from x402_compute.payments.rpc import JsonRpc
 
-from tests.helpers import import_lib, run_script
+from tests.helpers import run_script
 from tests.hostile.stub import Reply, deep, huge, quadratic_escapes
-
-import_lib()
-
-from x402_compute.config import Settings  # noqa: E402
-from x402_compute.errors import ComputeError, NetworkError  # noqa: E402
-from x402_compute.payments.rpc import JsonRpc  # noqa: E402
 
 
 def browse(hostile_env, timeout="10"):

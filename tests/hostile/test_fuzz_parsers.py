@@ -23,23 +23,18 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
+from x402_compute import http as xhttp
+from x402_compute import instances
+from x402_compute.config import Settings
+from x402_compute.errors import ComputeError
+from x402_compute.http import Response, json_depth, json_depth_stepwise, loads
+from x402_compute.payments import challenge as ch
+from x402_compute.payments.rpc import JsonRpc
+from x402_compute.validate import server_instance_id
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-from tests.helpers import import_lib  # noqa: E402
-
-import_lib()
-
-from x402_compute import http as xhttp  # noqa: E402
-from x402_compute import instances  # noqa: E402
-from x402_compute.config import Settings  # noqa: E402
-from x402_compute.errors import ComputeError  # noqa: E402
-from x402_compute.http import Response, json_depth, json_depth_stepwise, loads  # noqa: E402
-from x402_compute.payments import challenge as ch  # noqa: E402
-from x402_compute.payments.rpc import JsonRpc  # noqa: E402
-from x402_compute.validate import server_instance_id  # noqa: E402
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])

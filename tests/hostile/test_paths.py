@@ -14,14 +14,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from x402_compute import errors
+from x402_compute.state import State
 
-from tests.helpers import import_lib, run_script
+from tests.helpers import run_script
 from tests.hostile.stub import json_reply
-
-import_lib()
-
-from x402_compute import errors  # noqa: E402
-from x402_compute.state import State  # noqa: E402
 
 TRAVERSALS = ["../../../outside", "/tmp/abs-outside", "..", "a/b", "3f1c2a9e-0000-4000-8000-000000000001/../../x",
               "3f1c2a9e-0000-4000-8000-000000000001\n", "", None, 42, {"id": "x"}]

@@ -8,14 +8,11 @@ tests never send a byte off the machine. Loopback http (the sandbox) stays allow
 from __future__ import annotations
 
 import pytest
+from x402_compute.config import Settings, insecure_http
+from x402_compute.errors import ConfigError
+from x402_compute.payments.rpc import JsonRpc
 
-from tests.helpers import import_lib, run_script
-
-import_lib()
-
-from x402_compute.config import Settings, insecure_http  # noqa: E402
-from x402_compute.errors import ConfigError  # noqa: E402
-from x402_compute.payments.rpc import JsonRpc  # noqa: E402
+from tests.helpers import run_script
 
 
 def off_box(hostile) -> str:

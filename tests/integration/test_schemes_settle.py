@@ -17,20 +17,15 @@ import base64
 import copy
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-
 from solders.pubkey import Pubkey  # noqa: E402
+from x402_compute.config import Settings
+from x402_compute.errors import PolicyError
+from x402_compute.networks import network_key
+from x402_compute.payments.model import Offer
+from x402_compute.payments.rpc import AccountInfo
+from x402_compute.payments.schemes import sign_offer
 
-from x402_compute.config import Settings  # noqa: E402
-from x402_compute.errors import PolicyError  # noqa: E402
-from x402_compute.networks import network_key  # noqa: E402
-from x402_compute.payments.model import Offer  # noqa: E402
-from x402_compute.payments.rpc import AccountInfo  # noqa: E402
-from x402_compute.payments.schemes import sign_offer  # noqa: E402
-from x402_compute_sandbox.facilitator import Facilitator  # noqa: E402
+from x402_compute_sandbox.facilitator import Facilitator
 
 RESOURCE = "http://127.0.0.1:8402/compute/provision"
 USD = 1_234_567   # $1.234567 in USD micros

@@ -13,7 +13,6 @@ from types import SimpleNamespace
 from solders.transaction import VersionedTransaction
 from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
-
 from x402.mechanisms.evm.signers import EthAccountSignerWithRPC, FacilitatorWeb3Signer
 from x402.mechanisms.svm.signers import FacilitatorKeypairSigner
 

@@ -9,7 +9,7 @@ sandbox's ledger:
 
 mppx 0.11.0 with viem 2.57.20 (tests/oracle/mppx/package-lock.json pins the whole tree) leaves the
 Tempo fee token unset and puts a random discriminator in the expiring nonce, so both settle only if
-the ledger follows Tempo's current rules (tempo.py). Each must settle exactly once: one ledger
+the ledger follows Tempo's current rules (tempo/ledger.py). Each must settle exactly once: one ledger
 transaction from the payer, the exact amount plus gas out of its USDC.e, the amount into the payee.
 
 npm installs the tree once into `.cache/mppx-<hash of the lock>/` at the repository root (git

@@ -11,7 +11,6 @@ import pytest
 from eth_account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
-
 from x402 import x402ClientSync, x402FacilitatorSync
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import ExactEvmScheme, register_exact_evm_facilitator
@@ -19,7 +18,11 @@ from x402.mechanisms.evm.exact.v1.client import ExactEvmSchemeV1
 from x402.mechanisms.svm import KeypairSigner
 from x402.mechanisms.svm.exact import ExactSvmScheme, register_exact_svm_facilitator
 from x402.mechanisms.svm.exact.v1.client import ExactSvmSchemeV1
-from x402.schemas import parse_payment_payload, parse_payment_required, parse_payment_requirements
+from x402.schemas import (
+    parse_payment_payload,
+    parse_payment_required,
+    parse_payment_requirements,
+)
 
 from tests.oracle import bridges
 from tests.oracle import builders as b

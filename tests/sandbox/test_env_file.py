@@ -5,13 +5,10 @@ import os
 import stat
 from pathlib import Path
 
-from tests.helpers import import_lib
-
 
 def test_env_file_gives_the_client_its_own_state_folder(sandbox, tmp_path, monkeypatch):
     path = sandbox.sandbox.write_env_file(str(tmp_path / "sandbox.env"))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    import_lib()
     from x402_compute.config import load_settings
 
     # A user whose shell points at their real state folder still gets the sandbox's own.

@@ -12,12 +12,12 @@ import uuid
 import pytest
 import requests
 
+from x402_compute_sandbox import mpp as smpp
+from x402_compute_sandbox import tempo
+
 pytest.importorskip("mpp")
 
 from eth_account import Account  # noqa: E402
-
-from x402_compute_sandbox import mpp as smpp  # noqa: E402
-from x402_compute_sandbox import tempo  # noqa: E402
 
 PLAN = {"plan": "vc2-1c-1gb", "region": "ewr", "os_id": 2284, "label": "mpp", "prepaid_hours": 24}
 

@@ -1,4 +1,4 @@
-"""The sandbox's Tempo stand-in (x402_compute_sandbox/tempo.py), with pytempo as the independent oracle.
+"""The sandbox's Tempo stand-in (x402_compute_sandbox/tempo/), with pytempo as the independent oracle.
 
 The signing-hash rule (local-chains.md §8) is proven here: transactions built and signed by
 pytempo (the library pympp signs with) decode to the same fields, the same signing hash and the
@@ -11,13 +11,13 @@ import time
 
 import pytest
 
+from x402_compute_sandbox import tempo
+
 pytest.importorskip("pytempo")
 
 from eth_account import Account  # noqa: E402
 from pytempo import Call as PtCall  # noqa: E402
 from pytempo import TempoTransaction  # noqa: E402
-
-from x402_compute_sandbox import tempo  # noqa: E402
 
 KEY = "0x" + "11" * 32
 OTHER_KEY = "0x" + "22" * 32
@@ -167,7 +167,8 @@ def test_unset_fee_token_follows_the_tempo_fee_rules(ledger):
 def _resign_with_other_k(tx, key: str) -> bytes:
     """The same signed payload under a second valid (low-s) ECDSA signature: another k than RFC 6979's."""
     import secrets
-    from eth_keys.backends.native.ecdsa import fast_multiply, G, N, inv
+
+    from eth_keys.backends.native.ecdsa import G, N, fast_multiply, inv
     z = int.from_bytes(tx.signing_hash, "big")
     priv = int(key, 16)
     while True:
@@ -245,7 +246,7 @@ def test_rpc_methods(ledger):
 
 def test_default_funding_is_the_sandbox_test_wallets():
     from x402_compute_sandbox import wallets
-    from x402_compute_sandbox.facilitator import TEST_WALLET_COUNT, TEST_WALLET_USD
+    from x402_compute_sandbox.wallets import TEST_WALLET_COUNT, TEST_WALLET_USD
     led = tempo.TempoLedger(seed=0)
     for i in range(TEST_WALLET_COUNT):
         addr = wallets.evm_address(wallets.evm_key(0, "test", i))

@@ -15,12 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from x402_compute_sandbox import mpp as smpp
+from x402_compute_sandbox import tempo
+
 pytest.importorskip("mpp")
 
 from eth_account import Account  # noqa: E402
-
-from x402_compute_sandbox import mpp as smpp  # noqa: E402
-from x402_compute_sandbox import tempo  # noqa: E402
 
 PAYER_KEY = "0x" + "a1" * 32
 POOR_KEY = "0x" + "a2" * 32
@@ -278,7 +278,9 @@ def test_problem_body_shape():
 
 
 def test_jcs_and_memo_helpers_match_pympp():
-    from mpp._canonical import canonical_b64url  # the reference implementation (rfc8785)
+    from mpp._canonical import (
+        canonical_b64url,  # the reference implementation (rfc8785)
+    )
     from mpp.methods.tempo._attribution import encode
     obj = {"b": [1, "x"], "a": {"z": True, "é": None, "A": "ü"}, "methodDetails": {"chainId": 4217}}
     assert smpp.b64url(smpp.jcs(obj)) == canonical_b64url(obj)

@@ -282,9 +282,12 @@ def test_invalidated_nonce_and_bad_eip2612_extension_are_refused(fac, chain):
 
 def sdk_payload(fac, chain, wallet, r):
     from x402 import x402ClientSync
-    from x402.extensions.eip2612_gas_sponsoring import declare_eip2612_gas_sponsoring_extension
+    from x402.extensions.eip2612_gas_sponsoring import (
+        declare_eip2612_gas_sponsoring_extension,
+    )
     from x402.mechanisms.evm.exact import ExactEvmScheme
     from x402.schemas import parse_payment_required
+
     from tests.oracle import bridges
 
     signer = bridges.evm_client_signer_with_rpc(Account.from_key(wallet["evm_private_key"]), chain)

@@ -1,7 +1,7 @@
 """Management auth over loopback HTTP: X-Auth-* signatures (golden vectors), nonces, skew, API keys."""
 import json
-import sqlite3
 import os
+import sqlite3
 import time
 import uuid
 

@@ -2,8 +2,8 @@
 credits, and the ambiguous-outcome fault."""
 import json
 import math
-import sqlite3
 import os
+import sqlite3
 import time
 from decimal import Decimal
 

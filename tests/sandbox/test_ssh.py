@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import SSH, import_lib, known_hosts, openssh_fingerprint, ssh_argv, ssh_keypair
+from tests.helpers import SSH, known_hosts, openssh_fingerprint, ssh_argv, ssh_keypair
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SSH), reason=f"the system ssh client ({SSH}) is not installed")
 
@@ -312,8 +312,7 @@ def test_another_os_user_cannot_connect(sandbox, tools, keypair):
     # The banner may go out before the check closes the connection; the key exchange never starts.
     assert nobody.returncode == 0, nobody.stderr
     assert int(nobody.stdout) < 100, nobody.stdout
-    import_lib()
-    from x402_compute.wait import ssh_banner   # the same user still gets in
+    from x402_compute.wait import ssh_banner  # the same user still gets in
     assert ssh_banner(o["ip_address"], o["ssh_port"]).startswith("SSH-2.0-x402sandbox")
 
 

@@ -4,13 +4,9 @@ both against the committed signatures and with independent verifiers."""
 import base64
 
 import pytest
-
-from tests.helpers import import_lib
-
-lib = import_lib()
-from x402_compute.auth import SignatureAuth, auth_message, encode_body  # noqa: E402
-from x402_compute.wallets.evm import EvmSigner  # noqa: E402
-from x402_compute.wallets.solana import SolanaSigner  # noqa: E402
+from x402_compute.auth import SignatureAuth, auth_message, encode_body
+from x402_compute.wallets.evm import EvmSigner
+from x402_compute.wallets.solana import SolanaSigner
 
 EVM_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 EVM_ADDR = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -55,9 +51,9 @@ def test_evm_golden_headers_and_independent_recovery():
 
 
 def test_solana_golden_headers_and_independent_verification():
+    import base58
     from nacl.exceptions import BadSignatureError
     from nacl.signing import VerifyKey
-    import base58
 
     h = _auth(SolanaSigner(SOL_KEYPAIR), "solana").headers("GET", "/compute/instances", b"")
     assert h["X-Auth-Address"] == SOL_ADDR
@@ -71,7 +67,9 @@ def test_solana_golden_headers_and_independent_verification():
 
 
 def test_solana_json_array_key_gives_same_address():
-    import base58, json
+    import json
+
+    import base58
 
     arr = json.dumps(list(base58.b58decode(SOL_KEYPAIR)))
     assert SolanaSigner(arr).address == SOL_ADDR

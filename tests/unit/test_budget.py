@@ -9,13 +9,15 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute.config import load_settings  # noqa: E402
-from x402_compute.payments.budget import Budget, BudgetExceeded, atomic_to_micros, counts, entry_micros  # noqa: E402
-from x402_compute.payments.journal import Journal, new_id  # noqa: E402
+from x402_compute.config import load_settings
+from x402_compute.payments.budget import (
+    Budget,
+    BudgetExceeded,
+    atomic_to_micros,
+    counts,
+    entry_micros,
+)
+from x402_compute.payments.journal import Journal, new_id
 
 T0 = float(int(time.time()))  # "now" (near the real time: the journal skips files not written since the window began)
 HOST = socket.gethostname()

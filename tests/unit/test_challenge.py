@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from decimal import Decimal
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute.payments import challenge as ch  # noqa: E402
-from x402_compute.payments.model import Signed  # noqa: E402
+from x402_compute.auth import AuthResolver
+from x402_compute.config import load_settings
+from x402_compute.errors import (
+    NetworkError,
+    PaymentOutcomeUnknown,
+    PaymentRequired,
+    PolicyError,
+)
+from x402_compute.http import Response
+from x402_compute.payments import challenge as ch
+from x402_compute.payments.flow import PaidCall, PaymentFlow
+from x402_compute.payments.journal import Journal, new_id
+from x402_compute.payments.model import Signed
+from x402_compute.payments.options import Signers
+from x402_compute.payments.policy import Limits
 
 BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 PAYEE = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
@@ -149,17 +160,6 @@ def test_settlement_and_rejection_reason():
 
 # -- the flow's answers to 402s a real server is hard to make produce (fake transport) ----------
 
-from decimal import Decimal  # noqa: E402
-
-from x402_compute.config import load_settings  # noqa: E402
-from x402_compute.errors import NetworkError, PaymentOutcomeUnknown, PaymentRequired  # noqa: E402
-from x402_compute.http import Response  # noqa: E402
-from x402_compute.auth import AuthResolver  # noqa: E402
-from x402_compute.payments.flow import PaidCall, PaymentFlow  # noqa: E402
-from x402_compute.payments.options import Signers  # noqa: E402
-from x402_compute.payments.journal import Journal, new_id  # noqa: E402
-from x402_compute.payments.policy import Limits  # noqa: E402
-
 
 class FakeClient:
     """Answers ``send`` from a script of responses and records every request."""
@@ -236,10 +236,6 @@ def test_not_sent_is_not_ambiguous(tmp_path):
 
 
 # -- the audit: hostile numbers, floats in the requirement, credits without a price --------------
-
-import time  # noqa: E402
-
-from x402_compute.errors import PolicyError  # noqa: E402
 
 
 def _v1_raw(amount_json: bytes, extra_json: bytes = b"") -> Response:

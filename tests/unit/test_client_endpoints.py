@@ -4,18 +4,13 @@ code/status/details/retryable, which requests are retried, transport failures)."
 
 from __future__ import annotations
 
-
 import pytest
 import requests
 import responses
 from responses import matchers
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute import errors  # noqa: E402
-from x402_compute.client import ComputeClient  # noqa: E402
-from x402_compute.config import load_settings  # noqa: E402
+from x402_compute import errors
+from x402_compute.client import ComputeClient
+from x402_compute.config import load_settings
 
 BASE = "https://api.test"
 IID = "3f1c2a9e-0000-4000-8000-000000000001"
@@ -116,9 +111,9 @@ def test_destroy_password_resize(api_client):
 def test_signed_body_hash_matches_sent_bytes(sig_client):
     import hashlib
 
-    from x402_compute.auth import auth_message
     from eth_account import Account
     from eth_account.messages import encode_defunct
+    from x402_compute.auth import auth_message
 
     responses.post(f"{BASE}/compute/instances/{IID}/resize", json={})
     sig_client.resize(IID, "vc2-2c-4gb")

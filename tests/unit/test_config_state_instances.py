@@ -9,16 +9,20 @@ import stat
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute import errors  # noqa: E402
-from x402_compute.auth import ApiKeyAuth, SignatureAuth, management_auth  # noqa: E402
-from x402_compute.config import DEFAULT_BASE_URL, load_settings  # noqa: E402
-from x402_compute.instances import detail, hours_left, normalized_state, public_ip, ssh_block, summary, unwrap_order  # noqa: E402
-from x402_compute.state import State, write_private  # noqa: E402
-from x402_compute.wallets import evm_signer, solana_signer  # noqa: E402
+from x402_compute import errors
+from x402_compute.auth import ApiKeyAuth, SignatureAuth, management_auth
+from x402_compute.config import DEFAULT_BASE_URL, load_settings
+from x402_compute.instances import (
+    detail,
+    hours_left,
+    normalized_state,
+    public_ip,
+    ssh_block,
+    summary,
+    unwrap_order,
+)
+from x402_compute.state import State, write_private
+from x402_compute.wallets import evm_signer, solana_signer
 
 EVM_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 EVM_ADDR = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

@@ -3,10 +3,7 @@ environment markers decide what applies, and optional features only warn."""
 
 import sys
 
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute import doctor  # noqa: E402
+from x402_compute.commands import doctor
 
 
 def _bundle(tmp_path, text):

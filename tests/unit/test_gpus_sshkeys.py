@@ -15,12 +15,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute import gpus, plans, sshkeys  # noqa: E402
-from x402_compute.state import State  # noqa: E402
+from x402_compute import gpus, plans, sshkeys
+from x402_compute.state import State
 
 needs_ssh_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="OpenSSH's ssh-keygen is not installed")
 

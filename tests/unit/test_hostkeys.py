@@ -9,13 +9,17 @@ import subprocess
 import uuid
 
 import pytest
+from x402_compute import sshrun
+from x402_compute.errors import ComputeError
+from x402_compute.hostkeys import (
+    HostKey,
+    HostKeyChanged,
+    HostKeyMismatch,
+    HostKeys,
+    published,
+)
 
-from tests.helpers import import_lib, openssh_fingerprint, ssh_keypair
-
-import_lib()
-from x402_compute import sshrun  # noqa: E402
-from x402_compute.errors import ComputeError  # noqa: E402
-from x402_compute.hostkeys import HostKey, HostKeyChanged, HostKeyMismatch, HostKeys, published  # noqa: E402
+from tests.helpers import openssh_fingerprint, ssh_keypair
 
 IID = str(uuid.uuid4())
 needs_keygen = pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="ssh-keygen is not installed")

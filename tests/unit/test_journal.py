@@ -6,12 +6,8 @@ import os
 import stat
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute.errors import UsageError  # noqa: E402
-from x402_compute.payments.journal import Journal, new_id, public  # noqa: E402
+from x402_compute.errors import UsageError
+from x402_compute.payments.journal import Journal, new_id, public
 
 
 def entry(**over):

@@ -6,13 +6,9 @@ from argparse import Namespace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute.commands.keepalive import _target, extension_hours, parse_duration  # noqa: E402
-from x402_compute.errors import UsageError  # noqa: E402
-from x402_compute.instances import needs_extension, summary  # noqa: E402
+from x402_compute.commands.keepalive import _target, extension_hours, parse_duration
+from x402_compute.errors import UsageError
+from x402_compute.instances import needs_extension, summary
 
 
 @pytest.mark.parametrize("left, threshold, block, to_target, hours", [

@@ -11,12 +11,8 @@ import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute import mcp_server  # noqa: E402
-from x402_compute.mcp_server import SERVER_OPTIONS, approval_message  # noqa: E402
+from x402_compute import mcp_server
+from x402_compute.mcp_server import SERVER_OPTIONS, approval_message
 
 SPECS = {s.name: s for s in mcp_server._tools() if (mcp_server.SCRIPTS_DIR / (s.mirrors.split()[0])).is_file() or s.name == "wait_for_instance"}
 SERVER_ARGV = ["--env-file=/tmp/x.env", "--base-url=http://127.0.0.1:1", "--timeout=5.0", "--verbose"]

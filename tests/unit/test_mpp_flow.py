@@ -13,19 +13,20 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute.config import load_settings  # noqa: E402
-from x402_compute.errors import NetworkError, PaymentOutcomeUnknown, PaymentRequired, PolicyError  # noqa: E402
-from x402_compute.http import Response  # noqa: E402
-from x402_compute.auth import AuthResolver  # noqa: E402
-from x402_compute.payments.flow import PaidCall, PaymentFlow  # noqa: E402
-from x402_compute.payments.options import Signers  # noqa: E402
-from x402_compute.payments.journal import Journal, new_id  # noqa: E402
-from x402_compute.payments.policy import Limits  # noqa: E402
-from x402_compute.payments.schemes.mpp_tempo import MppSigned  # noqa: E402
+from x402_compute.auth import AuthResolver
+from x402_compute.config import load_settings
+from x402_compute.errors import (
+    NetworkError,
+    PaymentOutcomeUnknown,
+    PaymentRequired,
+    PolicyError,
+)
+from x402_compute.http import Response
+from x402_compute.payments.flow import PaidCall, PaymentFlow
+from x402_compute.payments.journal import Journal, new_id
+from x402_compute.payments.options import Signers
+from x402_compute.payments.policy import Limits
+from x402_compute.payments.schemes.mpp_tempo import MppSigned
 
 USDC_E = "0x20C000000000000000000000b9537d11c60E8b50"
 PAYEE = "0x" + "5e" * 20

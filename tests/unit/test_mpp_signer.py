@@ -17,27 +17,23 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from x402_compute.config import load_settings
+from x402_compute.errors import PolicyError
+from x402_compute.http import Response
+from x402_compute.payments import challenge as ch
+from x402_compute.payments.flow import PaidCall
+from x402_compute.payments.journal import new_id
+from x402_compute.payments.policy import Limits
+from x402_compute.payments.schemes.mpp_tempo import sign_mpp
+from x402_compute.wallets import ows as ows_wallets
 
-from tests.helpers import import_lib
+from tests.unit.test_mpp_flow import FakeClient as FlowFakeClient
+from tests.unit.test_mpp_flow import make_flow
 
-import_lib()
 pytest.importorskip("mpp.methods.tempo.client")
 ows = pytest.importorskip("ows")
 
 from mpp.methods.tempo import client as tc  # noqa: E402
-
-from x402_compute.config import load_settings  # noqa: E402
-from x402_compute.errors import PolicyError  # noqa: E402
-from x402_compute.http import Response  # noqa: E402
-from x402_compute.payments import challenge as ch  # noqa: E402
-from x402_compute.payments.flow import PaidCall  # noqa: E402
-from x402_compute.payments.journal import new_id  # noqa: E402
-from x402_compute.payments.policy import Limits  # noqa: E402
-from x402_compute.payments.schemes.mpp_tempo import sign_mpp  # noqa: E402
-from x402_compute.wallets import ows as ows_wallets  # noqa: E402
-
-from tests.unit.test_mpp_flow import FakeClient as FlowFakeClient  # noqa: E402
-from tests.unit.test_mpp_flow import make_flow  # noqa: E402
 
 EVM_KEY = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 EVM_ADDR = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute.errors import NetworkError  # noqa: E402
-from x402_compute.networks import NETWORKS  # noqa: E402
-from x402_compute.payments import onchain  # noqa: E402
+from x402_compute.errors import NetworkError
+from x402_compute.networks import NETWORKS
+from x402_compute.payments import onchain
 
 PAYER = "0x" + "ab" * 20
 NOW = 1_800_000_000

@@ -9,20 +9,17 @@ import base64
 import json
 
 import pytest
+from x402_compute.auth import SignatureAuth, auth_message
+from x402_compute.config import load_settings
+from x402_compute.errors import ConfigError, PolicyError
+from x402_compute.wallets import evm_signer, solana_signer
+from x402_compute.wallets import ows as ows_wallets
+from x402_compute.wallets.evm import EvmSigner
+from x402_compute.wallets.ows import OwsEvmSigner, OwsSolanaSigner, typed_data_json
+from x402_compute.wallets.solana import SolanaSigner
 
-from tests.helpers import import_lib
-
-lib = import_lib()
 ows = pytest.importorskip("ows")
 
-from x402_compute.auth import SignatureAuth, auth_message  # noqa: E402
-from x402_compute.config import load_settings  # noqa: E402
-from x402_compute.errors import ConfigError, PolicyError  # noqa: E402
-from x402_compute.wallets import evm_signer, solana_signer  # noqa: E402
-from x402_compute.wallets import ows as ows_wallets  # noqa: E402
-from x402_compute.wallets.evm import EvmSigner  # noqa: E402
-from x402_compute.wallets.ows import OwsEvmSigner, OwsSolanaSigner, typed_data_json  # noqa: E402
-from x402_compute.wallets.solana import SolanaSigner  # noqa: E402
 
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
 MNEMONIC_EVM = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"

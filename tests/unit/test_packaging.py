@@ -2,8 +2,9 @@
 a subpackage added without a line there installs fine from a checkout and
 breaks only for pip users."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from tests.helpers import ROOT, SCRIPTS
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute import errors, plans  # noqa: E402
+from x402_compute import errors, plans
 
 
 def P(pid, hourly=None, vcpu=None, ram=None, disk=None, provider=None, locations=("lax",), **kw):

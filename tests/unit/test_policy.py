@@ -7,14 +7,10 @@ import stat
 from decimal import Decimal
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute.errors import PolicyError, UsageError  # noqa: E402
-from x402_compute.payments.model import Offer  # noqa: E402
-from x402_compute.payments.policy import Limits, PayeePins, check_offer, check_order  # noqa: E402
-from x402_compute.plans import expected_micros, hourly  # noqa: E402
+from x402_compute.errors import PolicyError, UsageError
+from x402_compute.payments.model import Offer
+from x402_compute.payments.policy import Limits, PayeePins, check_offer, check_order
+from x402_compute.plans import expected_micros, hourly
 
 USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 USDM = "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7"

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute import redact  # noqa: E402
+from x402_compute import redact
 
 MASK = redact.MASK
 

@@ -6,22 +6,21 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from tests.helpers import import_lib
-
-import_lib()
-
-from eth_account import Account  # noqa: E402
-from eth_account.messages import encode_typed_data  # noqa: E402
-
-from x402_compute.config import Settings  # noqa: E402
-from x402_compute.errors import ComputeError, ConfigError, PaymentRequired  # noqa: E402
-from x402_compute.networks import NETWORKS  # noqa: E402
-from x402_compute.payments.model import Offer  # noqa: E402
-from x402_compute.payments.rpc import SEL_ALLOWANCE, SEL_NONCES  # noqa: E402
-from x402_compute.payments.schemes import scheme_for, sign_offer  # noqa: E402
-from x402_compute.payments.schemes import evm_eip3009, evm_permit, evm_permit2  # noqa: E402
-from x402_compute.wallets.evm import EvmSigner  # noqa: E402
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from x402_compute.config import Settings
+from x402_compute.errors import ComputeError, ConfigError, PaymentRequired
+from x402_compute.networks import NETWORKS
+from x402_compute.payments.model import Offer
+from x402_compute.payments.rpc import SEL_ALLOWANCE, SEL_NONCES
+from x402_compute.payments.schemes import (
+    evm_eip3009,
+    evm_permit,
+    evm_permit2,
+    scheme_for,
+    sign_offer,
+)
+from x402_compute.wallets.evm import EvmSigner
 
 ANVIL0_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 ANVIL0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

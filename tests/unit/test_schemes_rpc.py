@@ -6,14 +6,9 @@ from __future__ import annotations
 import pytest
 import requests
 import responses
-
-from tests.helpers import import_lib
-
-import_lib()
-
-from x402_compute.config import Settings  # noqa: E402
-from x402_compute.errors import ComputeError, ConfigError, NetworkError  # noqa: E402
-from x402_compute.payments.rpc import JsonRpc, erc20_nonces  # noqa: E402
+from x402_compute.config import Settings
+from x402_compute.errors import ComputeError, ConfigError, NetworkError
+from x402_compute.payments.rpc import JsonRpc, erc20_nonces
 
 URL = "https://rpc.invalid/megaeth"
 OWNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

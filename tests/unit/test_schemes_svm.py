@@ -10,24 +10,18 @@ import struct
 import base58
 import pytest
 from nacl.signing import VerifyKey
-
-from tests.helpers import import_lib
-
-import_lib()
-
-from solders.hash import Hash  # noqa: E402
-from solders.keypair import Keypair  # noqa: E402
-from solders.message import to_bytes_versioned  # noqa: E402
-from solders.pubkey import Pubkey  # noqa: E402
-from solders.signature import Signature  # noqa: E402
-from solders.token.associated import get_associated_token_address  # noqa: E402
-from solders.transaction import VersionedTransaction  # noqa: E402
-
-from x402_compute.config import Settings  # noqa: E402
-from x402_compute.errors import ComputeError, ConfigError, PaymentRequired, PolicyError  # noqa: E402
-from x402_compute.payments.model import Offer  # noqa: E402
-from x402_compute.payments.rpc import AccountInfo  # noqa: E402
-from x402_compute.payments.schemes import sign_offer, svm_exact  # noqa: E402
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.message import to_bytes_versioned
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.token.associated import get_associated_token_address
+from solders.transaction import VersionedTransaction
+from x402_compute.config import Settings
+from x402_compute.errors import ComputeError, ConfigError, PaymentRequired, PolicyError
+from x402_compute.payments.model import Offer
+from x402_compute.payments.rpc import AccountInfo
+from x402_compute.payments.schemes import sign_offer, svm_exact
 
 TOKEN = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
 TOKEN_2022 = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")

@@ -6,14 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from tests.helpers import import_lib
-
-import_lib()
-from x402_compute.config import load_settings  # noqa: E402
-from x402_compute.errors import ConfigError, PolicyError  # noqa: E402
-from x402_compute.payments.model import MppOffer  # noqa: E402
-from x402_compute.payments.options import StripeOption, mpp_terms  # noqa: E402
-from x402_compute.payments.policy import Limits, check_stripe_offer  # noqa: E402
+from x402_compute.config import load_settings
+from x402_compute.errors import ConfigError, PolicyError
+from x402_compute.payments.model import MppOffer
+from x402_compute.payments.options import StripeOption, mpp_terms
+from x402_compute.payments.policy import Limits, check_stripe_offer
 
 KEY = "sk_test_" + "a1" * 20
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from x402_compute.errors import WaitTimeout
+from x402_compute.hostkeys import HostKey, HostKeyChanged, HostKeys
+from x402_compute.wait import backoff, wait_for_instance
 
-from tests.helpers import import_lib, ssh_keypair
-
-import_lib()
-from x402_compute.errors import WaitTimeout  # noqa: E402
-from x402_compute.hostkeys import HostKey, HostKeyChanged, HostKeys  # noqa: E402
-from x402_compute.wait import backoff, wait_for_instance  # noqa: E402
+from tests.helpers import ssh_keypair
 
 
 class Clock:

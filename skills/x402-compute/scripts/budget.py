@@ -5,7 +5,8 @@ the window's payments (time, script, instance, network, amount, outcome) and a p
 
 Read-only. There is no command to raise the budget: the human changes the setting."""
 
-from x402_compute import cli, paid
+from x402_compute import cli
+from x402_compute.commands import budget
 
 p = cli.parser(
     "budget.py",
@@ -14,7 +15,7 @@ p = cli.parser(
 )
 p.add_argument("--window", metavar="Nh|Nd", help="list payments this far back (1h to 90d; default: the budget's own window)")
 
-handler = paid.budget_status
+handler = budget.budget_status
 
 if __name__ == "__main__":
     cli.run(p, handler)

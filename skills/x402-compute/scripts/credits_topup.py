@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Buy prepaid credits (USD) with an x402 payment; spend them with --use-credits."""
 
-from x402_compute import cli, paid
+from x402_compute import cli
+from x402_compute.commands import paid
 
 p = cli.parser(
     "credits_topup.py",

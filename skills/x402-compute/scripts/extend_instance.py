@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Add prepaid time to an instance and pay over HTTP 402 (x402); prints old and new expiry."""
 
-from x402_compute import cli, paid
+from x402_compute import cli
+from x402_compute.commands import paid
 
 p = cli.parser(
     "extend_instance.py",

@@ -5,10 +5,7 @@ your state directory and only the file's path is printed (--show to print it).
 """
 
 from x402_compute import cli
-from x402_compute.errors import ComputeError, Conflict
-from x402_compute.instances import NO_ADDRESS, public_ip, ssh_fields
-from x402_compute.state import ensure_dir
-from x402_compute.validate import instance_id
+from x402_compute.commands import manage
 
 p = cli.parser(
     "get_one_time_password.py",
@@ -19,47 +16,7 @@ p.add_argument("instance_id", help="the instance UUID (from list_instances.py)")
 p.add_argument("--show", action="store_true", help="also print the password on stdout")
 
 
-def handler(ctx: cli.Context) -> cli.Output:
-    iid = instance_id(ctx.args.instance_id)
-    saved = ctx.state.credentials_file(iid)
-    ensure_dir(saved.parent)  # the password is shown once: make sure it can be stored before asking
-    try:
-        body = ctx.client.reveal_password(iid)
-    except Conflict as e:
-        where = f"the file from the first call is at {saved}" if saved.exists() else f"the file from the first call would be at {saved}, if it was made here"
-        e.code = "password_already_revealed"
-        e.message = f"The one-time password was already revealed; it cannot be shown again: {where}."
-        e.hint = "Use the saved file; without it, redeploy the instance, or provision the next one with an SSH key (--ssh-key-file)."
-        e.details = {"credentials_file": str(saved) if saved.exists() else None, "server": e.details}
-        raise
-    access = body.get("access") if isinstance(body.get("access"), dict) else body
-    user, password = access.get("username") or "root", access.get("password")
-    ip = access.get("ip_address") or access.get("main_ip")
-    if not password or not isinstance(password, str):
-        raise ComputeError("The API answered without a password.", code="bad_response", details=sorted(access))
-    # The password is shown once: save it whatever else in the answer is wrong. The server's user
-    # name and address are written escaped (one line each); only checked ones reach the ssh block.
-    path = ctx.state.save_credentials(iid, f"username={_one_line(user)}\nip={_one_line(ip)}\npassword={password}\n")
-    ctx.progress(f"Saved the one-time password to {path} (mode 0600). It cannot be fetched again.")
-    # The reveal answer has no SSH port (the sandbox's machines are not on 22): take the ssh
-    # block from the instance itself. The password is already saved, so a failure here is harmless.
-    try:
-        fields = ssh_fields(ctx.client.get_instance(iid), user=user)
-    except ComputeError:
-        fields = {"ssh": None, "ssh_unavailable": NO_ADDRESS}
-    if fields["ssh"] is None and fields["ssh_unavailable"] == NO_ADDRESS and ip:
-        fields = ssh_fields({"ip_address": ip}, user=user)
-    ssh = fields["ssh"]
-    if ssh:
-        ssh = {**{k: v for k, v in ssh.items() if k != "note"}, "auth": "password"}  # the note says to run this script
-    data = {"instance_id": iid, "username": user, "ip": public_ip({"ip_address": ip}), "credentials_file": str(path), "ssh": ssh,
-            "ssh_unavailable": fields["ssh_unavailable"], "password": password if ctx.args.show else None}
-    text = f"credentials saved to {path}\nssh: {ssh['command'] if ssh else fields['ssh_unavailable']}" + (f"\npassword: {password}" if ctx.args.show else "")
-    return cli.Output(data, text)
-
-
-def _one_line(value) -> str:
-    return "" if value is None else str(value).encode("unicode_escape").decode("ascii")
+handler = manage.get_one_time_password
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 budget, quote, journal); stops at the target, at the first refusal and at an unknown payment
 outcome; never pays twice for the same window. Prints what it did and when it next needs to act."""
 
-from x402_compute import cli, paid
+from x402_compute import cli
+from x402_compute.commands import paid
 from x402_compute.commands import keepalive
 from x402_compute.instances import MIN_HOURS_LEFT
 

@@ -5,7 +5,8 @@ Checks the plan, region and OS against the catalog, reads the 402's offers, refu
 anything above the spend cap, the catalog price or to a changed payee, signs one
 payment, and prints the order, the payment (with tx hash) and how to SSH in."""
 
-from x402_compute import cli, paid
+from x402_compute import cli
+from x402_compute.commands import paid
 
 p = cli.parser(
     "provision.py",

@@ -7,7 +7,8 @@ is used, unused (may still settle), expired_unused (entry marked expired; paying
 --resend re-sends the identical stored payment with the same Idempotency-Key; the
 server then returns the first result instead of charging twice. Never signs anything."""
 
-from x402_compute import cli, paid
+from x402_compute import cli
+from x402_compute.commands import reconcile
 
 p = cli.parser(
     "reconcile.py",
@@ -18,7 +19,7 @@ p.add_argument("journal_id", nargs="?", help="journal id (or a unique prefix) pr
 p.add_argument("--list", action="store_true", help="list journal entries (the signed payments are never shown)")
 p.add_argument("--resend", action="store_true", help="re-send the same stored payment with the same Idempotency-Key")
 
-handler = paid.reconcile
+handler = reconcile.reconcile
 
 if __name__ == "__main__":
     cli.run(p, handler)

@@ -119,3 +119,33 @@ def browse_regions(ctx: cli.Context) -> cli.Output:
     rows = [plans.region_row(r) for r in regions]
     text = cli.table(rows, [("id", "REGION"), ("city", "CITY"), ("country", "COUNTRY"), ("continent", "CONTINENT"), ("provider", "PROVIDER")])
     return cli.Output({"count": len(rows), "regions": rows}, text)
+
+
+# -- browse_os ---------------------------------------------------------------------------
+
+# DigitalOcean image ids are 9-digit numbers, Vultr's a few thousand: used only
+# when the API's record carries no provider field.
+_DO_ID_FLOOR = 1_000_000
+
+
+def _os_provider(o: dict) -> str | None:
+    if isinstance(o.get("provider"), str) and o["provider"]:
+        return o["provider"].lower()
+    oid = o.get("id")
+    return None if not isinstance(oid, int) else ("digitalocean" if oid >= _DO_ID_FLOOR else "vultr")
+
+
+def browse_os(ctx: cli.Context) -> cli.Output:
+    a = ctx.args
+    want = plans.PROVIDER_ALIASES.get(a.provider or "")
+    rows = [
+        {"id": o.get("id"), "name": o.get("name"), "family": o.get("family"), "arch": o.get("arch"), "provider": _os_provider(o)}
+        for o in ctx.client.os_options()
+        if isinstance(o, dict)
+    ]
+    if want:
+        rows = [r for r in rows if r["provider"] == want]
+    if a.family:
+        rows = [r for r in rows if a.family.lower() in str(r["family"] or "").lower()]
+    text = cli.table(rows, [("id", "OS ID"), ("name", "NAME"), ("family", "FAMILY"), ("arch", "ARCH"), ("provider", "PROVIDER")])
+    return cli.Output({"count": len(rows), "os_options": rows}, text)

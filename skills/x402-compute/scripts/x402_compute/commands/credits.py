@@ -1,4 +1,4 @@
-"""credits_balance.py: the prepaid credit account (credits_topup.py is a paid command in paid.py)."""
+"""credits_balance.py: the prepaid credit account (credits_topup.py is a paid command: commands/paid.py)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
-from .. import paid, validate
+from .. import validate
+from . import paid
 from ..errors import ComputeError, PaymentRequired, PolicyError, UsageError
 from ..instances import expires_in_hours, iso, normalized_state, parse_time
 

@@ -1,11 +1,11 @@
 """The commands on existing instances: list_instances.py, instance_details.py, resize_instance.py,
-destroy_instance.py (management auth; nothing here pays)."""
+destroy_instance.py, get_one_time_password.py (management auth; nothing here pays)."""
 
 from __future__ import annotations
 
 from .. import cli, plans
 from ..errors import ComputeError, Conflict
-from ..instances import detail, summary, unwrap_order
+from ..instances import NO_ADDRESS, detail, public_ip, ssh_fields, summary, unwrap_order
 from ..sshkeys import ssh_block_for
 from ..validate import instance_id, plan_id
 
@@ -168,3 +168,50 @@ def destroy(ctx: cli.Context) -> cli.Output:
         {"destroyed": True, "instance": after, "prepaid_time_lost": lost, "response": r},
         f"destroyed {iid}: state {after['state']}, ip {after['ip'] or '-'}; {lost['hours']} prepaid hours{usd} forfeited",
     )
+
+
+# -- get_one_time_password -------------------------------------------------------------
+
+def get_one_time_password(ctx: cli.Context) -> cli.Output:
+    iid = instance_id(ctx.args.instance_id)
+    saved = ctx.state.credentials_file(iid)
+    from ..state import ensure_dir
+
+    ensure_dir(saved.parent)  # the password is shown once: make sure it can be stored before asking
+    try:
+        body = ctx.client.reveal_password(iid)
+    except Conflict as e:
+        where = f"the file from the first call is at {saved}" if saved.exists() else f"the file from the first call would be at {saved}, if it was made here"
+        e.code = "password_already_revealed"
+        e.message = f"The one-time password was already revealed; it cannot be shown again: {where}."
+        e.hint = "Use the saved file; without it, redeploy the instance, or provision the next one with an SSH key (--ssh-key-file)."
+        e.details = {"credentials_file": str(saved) if saved.exists() else None, "server": e.details}
+        raise
+    access = body.get("access") if isinstance(body.get("access"), dict) else body
+    user, password = access.get("username") or "root", access.get("password")
+    ip = access.get("ip_address") or access.get("main_ip")
+    if not password or not isinstance(password, str):
+        raise ComputeError("The API answered without a password.", code="bad_response", details=sorted(access))
+    # The password is shown once: save it whatever else in the answer is wrong. The server's user
+    # name and address are written escaped (one line each); only checked ones reach the ssh block.
+    path = ctx.state.save_credentials(iid, f"username={_one_line(user)}\nip={_one_line(ip)}\npassword={password}\n")
+    ctx.progress(f"Saved the one-time password to {path} (mode 0600). It cannot be fetched again.")
+    # The reveal answer has no SSH port (the sandbox's machines are not on 22): take the ssh
+    # block from the instance itself. The password is already saved, so a failure here is harmless.
+    try:
+        fields = ssh_fields(ctx.client.get_instance(iid), user=user)
+    except ComputeError:
+        fields = {"ssh": None, "ssh_unavailable": NO_ADDRESS}
+    if fields["ssh"] is None and fields["ssh_unavailable"] == NO_ADDRESS and ip:
+        fields = ssh_fields({"ip_address": ip}, user=user)
+    ssh = fields["ssh"]
+    if ssh:
+        ssh = {**{k: v for k, v in ssh.items() if k != "note"}, "auth": "password"}  # the note says to run this script
+    data = {"instance_id": iid, "username": user, "ip": public_ip({"ip_address": ip}), "credentials_file": str(path), "ssh": ssh,
+            "ssh_unavailable": fields["ssh_unavailable"], "password": password if ctx.args.show else None}
+    text = f"credentials saved to {path}\nssh: {ssh['command'] if ssh else fields['ssh_unavailable']}" + (f"\npassword: {password}" if ctx.args.show else "")
+    return cli.Output(data, text)
+
+
+def _one_line(value) -> str:
+    return "" if value is None else str(value).encode("unicode_escape").decode("ascii")

@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__
+from .. import __version__
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MIN_PYTHON = (3, 10)
@@ -104,7 +104,7 @@ def _marker_applies(marker: str) -> bool:
 
 
 def requirements(bundle_root: Path | None = None) -> list[tuple[str, str]]:
-    root = bundle_root or Path(__file__).resolve().parents[2]
+    root = bundle_root or Path(__file__).resolve().parents[3]  # commands/ -> x402_compute/ -> scripts/ -> the bundle
     try:
         lines = (root / "requirements.txt").read_text().splitlines()
     except OSError:
@@ -165,8 +165,8 @@ def check_dependencies(bundle_root: Path | None = None) -> Check:
 
 def check_credentials(settings) -> list[Check]:
     """Which management auth and payment wallets are configured, and do keys match addresses."""
-    from .errors import ComputeError
-    from .wallets import evm_signer, solana_signer
+    from ..errors import ComputeError
+    from ..wallets import evm_signer, solana_signer
 
     checks: list[Check] = []
     wallets: dict[str, str] = {}
@@ -237,7 +237,7 @@ def _loose(path: Path) -> int:
 
 
 def check_permissions(settings) -> list[Check]:
-    from .state import unsafe_dir
+    from ..state import unsafe_dir
 
     checks = []
     root = Path(settings.state_dir)
@@ -287,7 +287,7 @@ def check_permissions(settings) -> list[Check]:
 
 def check_transport(settings) -> Check:
     """Plain http off this machine: signed and paying requests (and chain reads) are refused."""
-    from .config import insecure_http
+    from ..config import insecure_http
 
     urls = {"base_url": settings.base_url}
     urls.update({f"{net}_rpc": url for net, url in sorted(settings.rpc_urls.items()) if url})
@@ -306,7 +306,7 @@ def check_transport(settings) -> Check:
 
 def check_api(client, settings) -> list[Check]:
     """One GET of the public catalog: does the API answer, and how far off is our clock?"""
-    from .errors import ComputeError
+    from ..errors import ComputeError
 
     t0 = time.time()
     try:
@@ -347,7 +347,7 @@ def check_api(client, settings) -> list[Check]:
 
 def check_auth_accepted(client) -> Check:
     """An authenticated read (GET /compute/instances) with the configured credentials."""
-    from .errors import AuthError, ComputeError
+    from ..errors import AuthError, ComputeError
 
     try:
         n = len(client.list_instances())
@@ -361,7 +361,7 @@ def check_auth_accepted(client) -> Check:
 # -- all together --------------------------------------------------------------------------
 
 def run_checks(load_settings: Callable[[], Any], make_client: Callable[[], Any], *, offline: bool) -> dict[str, Any]:
-    from .errors import ComputeError
+    from ..errors import ComputeError
 
     checks = [check_python(), check_dependencies()]
     settings = None
@@ -395,3 +395,24 @@ def run_checks(load_settings: Callable[[], Any], make_client: Callable[[], Any],
         "summary": counts,
         "checks": [c.to_dict() for c in checks],
     }
+
+
+def doctor(ctx):
+    """doctor.py: the checks, as one report; exit 1 when any failed."""
+    from ..cli import Output, table
+
+    report = run_checks(lambda: ctx.settings, lambda: ctx.client, offline=ctx.args.offline)
+    rows = report["checks"]
+    text = table(rows, [("status", "STATUS"), ("name", "CHECK"), ("detail", "DETAIL")])
+    if report["healthy"]:
+        return Output(report, text)
+    failed = [c["name"] for c in rows if c["status"] == FAIL]
+    error = {
+        "code": "doctor_failed",
+        "message": f"{len(failed)} check(s) failed: {', '.join(failed)}.\n{text}",
+        "status": None,
+        "details": None,
+        "retryable": False,
+        "hint": "Fix what each failed check says, then run doctor.py again.",
+    }
+    return Output({**report, "ok": False, "error": error}, text, exit_code=1)

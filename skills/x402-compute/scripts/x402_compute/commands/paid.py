@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from . import plans, validate, wait
-from .errors import ComputeError, ConfigError, UsageError
-from .instances import iso, parse_time, summary, unwrap_order
-from .money import plain, usd, usd_to_micros
-from .networks import X402_NETWORKS
+from .. import plans, validate, wait
+from ..errors import ComputeError, ConfigError, UsageError
+from ..instances import iso, parse_time, summary, unwrap_order
+from ..money import plain, usd, usd_to_micros
+from ..networks import X402_NETWORKS
 
 DEFAULT_WAIT_TIMEOUT = wait.DEFAULT_TIMEOUT
 DEFAULT_POLL_INTERVAL = wait.DEFAULT_INTERVAL
@@ -105,7 +105,7 @@ def read_ssh_key(args, ctx=None) -> str | None:
     if len(given) > 1:
         raise UsageError(f"Give one of --ssh-key auto, --ssh-public-key or --ssh-key-file, not {' and '.join(given)}.")
     if getattr(args, "ssh_key", None) == "auto":
-        from .sshkeys import ensure_auto_key
+        from ..sshkeys import ensure_auto_key
 
         key = ensure_auto_key(ctx.state)
         ctx.auto_ssh_key = key
@@ -132,7 +132,7 @@ def read_ssh_key(args, ctx=None) -> str | None:
 def ssh_block_for(ctx, order: dict) -> dict | None:
     """The order's ``ssh`` block; with ``--ssh-key auto`` the instance is recorded as holding the
     skill's key (before it has an IP, so later scripts know too) and the block says ``-i``."""
-    from . import sshkeys
+    from .. import sshkeys
 
     key = getattr(ctx, "auto_ssh_key", None)
     if key is not None and isinstance(order.get("id"), str):
@@ -145,14 +145,14 @@ def ssh_block_for(ctx, order: dict) -> dict | None:
 
 def ssh_out(ctx, order: dict) -> dict:
     """``ssh`` (as ``ssh_block_for``) and ``ssh_unavailable``: why there is no block (null when there is one)."""
-    from .instances import ssh_fields
+    from ..instances import ssh_fields
 
     block = ssh_block_for(ctx, order)
     return {"ssh": block, "ssh_unavailable": None if block else ssh_fields(order)["ssh_unavailable"]}
 
 
 def _journal_id() -> str:
-    from .payments.journal import new_id
+    from ..payments.journal import new_id
 
     return new_id()
 
@@ -164,11 +164,11 @@ def _approved_quote(ctx) -> dict | None:
     if a.quote and a.confirm_quote:
         raise UsageError("--quote and --confirm-quote contradict each other.", hint="Quote first, then pay with --confirm-quote <quote_id>.")
     if a.confirm_quote:
-        from .payments.quotes import Quotes
+        from ..payments.quotes import Quotes
 
         return Quotes(ctx.settings.state_dir).load(a.confirm_quote)
     if ctx.settings.require_quote and not a.quote and not ctx.interactive():
-        from .errors import PolicyError
+        from ..errors import PolicyError
 
         raise PolicyError(
             "COMPUTE_REQUIRE_QUOTE=1: outside a terminal only an approved quote is paid. Nothing was sent.",
@@ -201,13 +201,13 @@ def _flow_options(ctx, approved: dict | None = None) -> dict:
 
 
 def _limits(settings, expected_micros, what="the catalog price"):
-    from .payments.policy import Limits
+    from ..payments.policy import Limits
 
     return Limits(settings.max_spend_usd, settings.max_spend_source, expected_micros, what)
 
 
 def _quote_output(result, extra: dict | None = None):
-    from .cli import Output
+    from ..cli import Output
 
     q = dict(result.quote or {})
     q.update(extra or {})
@@ -241,7 +241,7 @@ def after_payment(result, client=None):
     carries the ``payment`` block (journal id, network, amount, tx hash) and says not to pay
     again. A malformed answer (the order cannot be identified) exits 4, like any unknown outcome;
     a bug is never a bare internal_error; an interrupt still shows the payment."""
-    from .errors import EXIT_PAYMENT_UNKNOWN, ComputeError, Interrupted
+    from ..errors import EXIT_PAYMENT_UNKNOWN, ComputeError, Interrupted
 
     def block() -> dict:
         try:
@@ -293,7 +293,7 @@ def refuse_over_instance_limit(ctx) -> None:
     s = ctx.settings
     if s.max_instances is None:
         return
-    from .errors import ComputeError, PolicyError
+    from ..errors import ComputeError, PolicyError
 
     try:
         live = [summary(o) for o in ctx.client.list_instances() if isinstance(o, dict)]
@@ -318,9 +318,9 @@ def refuse_over_instance_limit(ctx) -> None:
 
 
 def provision(ctx):
-    from .cli import Output
-    from .payments.flow import PaidCall
-    from .payments.policy import check_order, default_os_id
+    from ..cli import Output
+    from ..payments.flow import PaidCall
+    from ..payments.policy import check_order, default_os_id
 
     a = ctx.args
     s = ctx.settings
@@ -405,22 +405,12 @@ def provision(ctx):
         if result.method == "x402" and not call.auth_on_retry and out["payment"].get("payer"):
             # The unauthenticated paid retry binds the order to the paying wallet: manage it with that one.
             client.remember_owner(order["id"], out["payment"]["network"], out["payment"]["payer"])
-        mkey = result.body.get("management_api_key") if isinstance(result.body, dict) else None
-        if mkey and result.method in ("mpp", "stripe"):
-            # MPP's one-time management key: the only way to manage this instance. Save it (0600)
-            # before anything else can fail, say where, and never print it in full. Only for an
-            # order this run paid by MPP: a key in any other answer is not ours to keep.
-            key = validate.management_key(mkey)
-            path = ctx.state.save_instance_key(order["id"], key)
-            out["management_api_key"] = {
-                "saved": True,
-                "file": str(path),
-                "last4": key[-4:],
-                "id": result.body.get("management_api_key_id"),
-                "note": "Shown once by the server; saved 0600. Scripts use it automatically for this instance when no other credential is configured.",
-            }
+        if result.method in ("mpp", "stripe"):
+            saved = save_management_key(ctx, order["id"], result.body)
+            if saved:
+                out["management_api_key"] = saved
         if a.wait or a.wait_ssh:
-            from .wait import wait_for_instance
+            from ..wait import wait_for_instance
 
             ctx.progress(f"Waiting for {order['id']} (timeout {a.wait_timeout:g} s)")
             host_key: dict = {}
@@ -444,6 +434,24 @@ def provision(ctx):
             + ([f"budget: {out['budget']['remaining_usd']} of {out['budget']['limit_usd']} USD per {out['budget']['window']} left"] if out.get("budget") else [])
         )
         return Output(out, text)
+
+
+def save_management_key(ctx, order_id: str, body) -> dict | None:
+    """MPP's one-time management key, the only way to manage an MPP-paid instance: saved (0600)
+    before anything else can fail, described without the key itself. Only for an order this run
+    paid (or re-sent) by MPP: a key in any other answer is not ours to keep."""
+    mkey = body.get("management_api_key") if isinstance(body, dict) else None
+    if not mkey:
+        return None
+    key = validate.management_key(mkey)
+    path = ctx.state.save_instance_key(order_id, key)
+    return {
+        "saved": True,
+        "file": str(path),
+        "last4": key[-4:],
+        "id": body.get("management_api_key_id"),
+        "note": "Shown once by the server; saved 0600. Scripts use it automatically for this instance when no other credential is configured.",
+    }
 
 
 def _order_block(order: dict, plan_id: str, region: str) -> dict:
@@ -500,7 +508,7 @@ def extension_price(client, before: dict, hours: int) -> dict:
 def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | None = None, price_note: str | None = None):
     """The paid call extending ``iid`` (whose current order is ``before``) by ``hours``, and the
     price note, if the price could not be checked. extend_instance.py and keepalive.py pay with it."""
-    from .payments.flow import PaidCall
+    from ..payments.flow import PaidCall
 
     a = ctx.args
     s = ctx.settings
@@ -526,7 +534,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
         if s.max_spend_source != "--max-usd" and not a.quote and not approved:
             # Nothing to hold the 402's amount against but the cap: then the cap must be a
             # number the user chose for this payment, not a default that happens to be large.
-            from .errors import PolicyError
+            from ..errors import PolicyError
 
             raise PolicyError(
                 f"Extending {iid}: the price cannot be checked ({price_note}), so the amount asked is bounded only by "
@@ -559,7 +567,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
 
 def extend_output(result, iid: str, hours: int, before: dict, price_note: str | None):
     """What a settled extension prints (call it inside ``after_payment(result)``)."""
-    from .cli import Output
+    from ..cli import Output
 
     order = unwrap_order(result.body)
     new_expiry = order.get("expires_at") if isinstance(order.get("expires_at"), str) else None
@@ -594,8 +602,8 @@ def _amount(text: str) -> Decimal:
 
 
 def topup(ctx):
-    from .cli import Output
-    from .payments.flow import PaidCall
+    from ..cli import Output
+    from ..payments.flow import PaidCall
 
     a = ctx.args
     s = ctx.settings
@@ -624,244 +632,9 @@ def topup(ctx):
         b = result.body if isinstance(result.body, dict) else {}
         dep, bal = b.get("deposited"), b.get("new_balance")
         # deposited_usd / balance_usd: the names credits_balance.py uses, as strings like there.
-        from .money import to_decimal
+        from ..money import to_decimal
 
         credits = {"deposited": dep, "new_balance": bal, "deposited_usd": usd(to_decimal(dep)), "balance_usd": usd(to_decimal(bal))}
         out = _budget_out({"credits": credits, "payment": result.payment()}, result)
         return Output(out, f"deposited ${credits['deposited_usd']}; balance ${credits['balance_usd']}; tx {result.tx_hash}")
 
-
-# -- reconcile --------------------------------------------------------------------------------
-
-
-def _entry_row(e: dict) -> dict:
-    offer = e.get("offer") or {}
-    return {
-        "id": e.get("id"),
-        "created_at": e.get("created_at"),
-        "kind": e.get("kind"),
-        "method": e.get("method"),
-        "status": e.get("status"),
-        "label": e.get("label"),
-        "network": offer.get("network"),
-        "amount_usd": offer.get("amount_usd") or (e.get("terms") or {}).get("total_usd"),
-        "order_id": e.get("order_id"),
-        "tx_hash": e.get("tx_hash"),
-    }
-
-
-def reconcile(ctx):
-    """Look a journalled payment's order up instead of paying again; ``--resend`` re-sends
-    the identical stored payload with the same Idempotency-Key. Never signs."""
-    from datetime import timedelta
-
-    from .cli import Output
-    from .payments.journal import Journal, public
-
-    a = ctx.args
-    s = ctx.settings
-    journal = Journal(s.state_dir)
-    if a.list or not a.journal_id:
-        rows = [_entry_row(e) for e in journal.list()]
-        from .cli import table
-
-        cols = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"), ("status", "STATUS"), ("label", "LABEL"),
-                ("amount_usd", "USD"), ("network", "NETWORK"), ("order_id", "ORDER")]
-        text = table(rows, cols) if rows else "(no journal entries)"
-        return Output({"count": len(rows), "entries": rows}, text)
-
-    entry = journal.find(a.journal_id)
-    out: dict = {"journal": public(entry)}
-    if a.resend:
-        if entry.get("status") == "settled":
-            raise UsageError("That payment already settled; nothing to resend.", code="already_settled", details={"order_id": entry.get("order_id")})
-        if entry.get("status") == "expired":
-            raise UsageError("That payment expired unused on chain; it can never settle, so resending it is pointless.", code="already_expired")
-        if entry.get("status") == "rejected":
-            raise UsageError("The server refused that payment; resending the same payload would be refused again.", code="already_rejected", details={"reason": entry.get("reason")})
-        if entry.get("method") != "credits" and not entry.get("payment_header_value"):
-            # E.g. the recipient account was created but the payment itself was never signed.
-            raise UsageError("No payment was signed for that entry; there is nothing to resend.", code="nothing_to_resend", details={"reason": entry.get("reason")})
-        if entry.get("base_url") and entry["base_url"] != s.base_url:
-            raise UsageError(
-                f"That payment was made to {entry['base_url']}, not {s.base_url}; refusing to send it elsewhere.",
-                code="base_url_mismatch",
-                hint=f"Re-run with --base-url {entry['base_url']}.",
-            )
-        from .auth import ApiKeyAuth, NoAuth
-        from .payments.flow import resend
-
-        auths = ctx.client.auths
-        iid = (entry.get("context") or {}).get("instance_id")
-        if entry.get("auth_on_retry") or entry.get("method") == "credits":
-            # An MPP extend may be authorised only by the instance's saved management key.
-            auth = auths.for_instance(iid)
-        else:
-            auth = auths.probe(None, required=False)
-            auth = auth if isinstance(auth, ApiKeyAuth) else NoAuth()
-        ctx.progress(f"Resending the stored payment of journal {entry['id']} with Idempotency-Key {entry['idempotency_key']}")
-        result = resend(ctx.client, journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress)
-        out["resend"] = {"status": result.status, "tx_hash": result.tx_hash, "replayed": (result.headers or {}).get("Idempotent-Replayed") == "true"}
-        order = unwrap_order(result.body)
-        if order.get("id"):
-            out["order"] = summary(order)
-        entry = journal.get(entry["id"])
-        out["journal"] = public(entry)
-        out["found"] = True
-        return Output(out, f"resent: HTTP {result.status}; order {order.get('id')}; tx {result.tx_hash}")
-
-    kind = entry.get("kind")
-    found = None
-    if kind == "provision":
-        since = parse_time(entry.get("created_at"))
-        since = since - timedelta(minutes=10) if since else None
-        matches: list = []
-        try:
-            listing = ctx.client.list_instances()
-        except ConfigError as e:
-            # No account credential (e.g. paid by card or MPP): the order's own saved key still reads
-            # it; without an order id the lookup cannot run, but the payment check below still can.
-            listing = [ctx.client.get_instance(entry["order_id"])] if entry.get("order_id") else None
-            if listing is None:
-                out["lookup"] = {"error": e.message, "hint": e.hint}
-        for o in listing or []:
-            if not isinstance(o, dict) or o.get("label") != entry.get("label"):
-                continue
-            created = parse_time(o.get("created_at"))
-            if since and created and created < since:
-                continue
-            matches.append(o)
-        if entry.get("order_id"):
-            matches = [o for o in matches if o.get("id") == entry["order_id"]] or matches
-        out["matches"] = [summary(o) for o in matches]
-        found = bool(matches) if listing is not None else None
-        if len(matches) == 1:
-            out["order"] = summary(matches[0])
-            out.update(ssh_out(ctx, matches[0]))
-            if entry.get("status") in ("sent", "unknown"):
-                journal.update(entry["id"], "settled", order_id=matches[0].get("id"), reason="reconciled: order found by label")
-    elif kind == "extend":
-        iid = (entry.get("context") or {}).get("instance_id")
-        order = ctx.client.get_instance(iid) if iid else {}
-        old = parse_time((entry.get("context") or {}).get("old_expires_at"))
-        new = parse_time(order.get("expires_at"))
-        out["order"] = {"id": iid, "old_expires_at": (entry.get("context") or {}).get("old_expires_at"), "expires_at": order.get("expires_at"),
-                        "new_expires_at": order.get("expires_at")}  # extend_instance.py's name for it
-        found = bool(old and new and new > old)
-        if found and entry.get("status") in ("sent", "unknown"):
-            journal.update(entry["id"], "settled", order_id=iid, reason="reconciled: expiry moved later")
-    elif kind == "topup":
-        out["credits"] = ctx.client.credits_balance()
-        found = None  # a balance cannot prove which deposit landed
-    out["found"] = found
-    chain = None
-    if entry.get("method") == "stripe":
-        # A card payment is on no chain: Stripe says whether its Shared Payment Token was spent.
-        from .payments.schemes.mpp_stripe import token_state
-
-        out["stripe"] = {"payment_intent": entry.get("tx_hash"), "spt": entry.get("spt")}
-        if entry.get("status") in ("sent", "unknown"):
-            chain = out["stripe"] = token_state(entry, s)
-            if chain["state"] == "expired_unused" and not found and journal.get(entry["id"]).get("status") in ("sent", "unknown"):
-                journal.update(entry["id"], "expired", reason=f"reconciled: Stripe says the token was never spent ({chain.get('query')}) and can no longer be")
-    elif entry.get("status") in ("sent", "unknown") and entry.get("method") != "credits":
-        from .payments.onchain import check
-        from .payments.rpc import JsonRpc
-
-        chain = check(entry, JsonRpc(s))  # read-only chain queries, never a signature
-        out["onchain"] = chain
-        if chain["state"] == "expired_unused" and not found and journal.get(entry["id"]).get("status") in ("sent", "unknown"):
-            journal.update(entry["id"], "expired", reason=f"reconciled: never used on chain ({chain.get('query')}) and no longer valid")
-    out["journal"] = public(journal.get(entry["id"]))
-    resend = f"`reconcile.py {entry['id']} --resend` re-sends the same signed payment (the server returns the first result, never a second charge)"
-    state = (chain or {}).get("state")
-    if found:
-        advice = "The order exists: the payment went through. Do not pay again."
-    elif state == "used":
-        advice = f"The chain shows the payment was used (the money moved), but the order is not visible yet. Do not pay again; {resend}."
-    elif state == "expired_unused":
-        advice = "The chain shows the payment was never used and can no longer settle; the journal entry is now expired. Paying again is safe."
-    elif state == "unused":
-        advice = f"The chain shows the payment unused but still valid until {iso_ts(chain.get('valid_before'))}: it may still settle. Do not pay again; {resend}."
-    elif found is False:
-        advice = f"No matching order yet. Check again in a minute; if it stays missing, {resend}."
-    else:
-        advice = "Compare the balance with the journal entry; --resend re-sends the same signed payment if needed."
-    if state == "unknown":
-        advice += f" The chain could not tell whether the payment settled ({chain.get('reason')}); do not pay again until it can."
-    if entry.get("method") == "stripe":
-        advice = advice.replace("The chain shows", "Stripe shows").replace("(the money moved)", "(the card was charged)").replace(
-            "The chain could not tell", "Stripe could not tell").replace("on chain", "at Stripe")
-    out["advice"] = advice
-    return Output(out, advice)
-
-
-def iso_ts(ts) -> str:
-    from datetime import datetime, timezone
-
-    if not isinstance(ts, (int, float)):
-        return "an unknown time"
-    return iso(datetime.fromtimestamp(ts, timezone.utc))
-
-
-# -- budget -----------------------------------------------------------------------------------
-
-_SCRIPT_OF = {"provision": "provision.py", "extend": "extend_instance.py", "topup": "credits_topup.py"}
-
-
-def budget_status(ctx):
-    """The rolling budget and the payments behind it. Read-only: the budget is the human's
-    setting (COMPUTE_BUDGET_USD, COMPUTE_BUDGET_WINDOW); no command raises it."""
-    from collections import defaultdict
-
-    from .cli import Output, table
-    from .config import parse_window
-    from .payments.budget import Budget, counts, entry_micros, usd as budget_usd
-
-    a = ctx.args
-    s = ctx.settings
-    look_s = parse_window(a.window, "--window") if a.window else s.budget_window_s
-    budget = Budget(s)
-    now = budget.clock()
-    rows, per_day = [], defaultdict(int)
-    for e in budget.entries(now, window_s=look_s):
-        created = parse_time(e.get("created_at"))
-        offer = e.get("offer") or {}
-        counted = counts(e, now)
-        micros = entry_micros(e)
-        rows.append({
-            "time": e.get("created_at"),
-            "script": _SCRIPT_OF.get(e.get("kind"), e.get("kind")),
-            "instance": e.get("order_id") or (e.get("context") or {}).get("instance_id"),
-            "method": e.get("method"),
-            "network": offer.get("network") or ("credits" if e.get("method") == "credits" else None),
-            "amount_usd": budget_usd(micros),
-            "outcome": e.get("status"),
-            "counts": counted,
-            "journal_id": e.get("id"),
-        })
-        if counted:
-            per_day[created.strftime("%Y-%m-%d")] += micros
-    days = [{"date": d, "usd": budget_usd(m)} for d, m in sorted(per_day.items())]
-    state = budget.status()
-    out = {
-        "budget": state,
-        "lookback": a.window or s.budget_window,
-        "payments": rows,
-        "per_day": days,
-        "limits": {
-            "per_payment_cap_usd": str(s.max_spend_usd),
-            "per_payment_cap_source": s.max_spend_source,
-            "allowed_networks": list(s.allowed_networks),
-            "max_instances": s.max_instances,
-        },
-    }
-    head = (f"budget: {state['spent_usd']} spent + {state['reserved_usd']} reserved of {state['limit_usd']} USD per {state['window']}; "
-            f"{state['remaining_usd']} USD left" if state["remaining_usd"] is not None else
-            f"budget: off ({state['spent_usd']} USD spent in the last {state['window']})")
-    lines = [head] + ([f"warning: {state['warning']}"] if state.get("warning") else [])
-    cols = [("time", "TIME"), ("script", "SCRIPT"), ("instance", "INSTANCE"), ("network", "NETWORK"), ("amount_usd", "USD"), ("outcome", "OUTCOME")]
-    lines += ["", table(rows, cols) if rows else "(no payments in the window)"]
-    if days:
-        lines += ["", table(days, [("date", "DAY"), ("usd", "COUNTED USD")])]
-    return Output(out, "\n".join(lines))

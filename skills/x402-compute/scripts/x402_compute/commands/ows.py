@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import ComputeError, ConfigError, UsageError
-from .wallets import ows as W
+from ..errors import ComputeError, ConfigError, UsageError
+from ..wallets import ows as W
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
@@ -53,7 +53,7 @@ def wallet_summary(info: Mapping) -> dict:
 
 def chain_id(name: str) -> str:
     """A chain for OWS: our network names to CAIP-2, 'evm' to Base; anything else is passed through."""
-    from .networks import NETWORKS
+    from ..networks import NETWORKS
 
     low = name.strip().lower()
     if low == "evm":
@@ -458,7 +458,7 @@ class OwsAdmin:
             return {"key": key, "token": token, "use": "OWS_PASSPHRASE=<token> (with OWS_WALLET)", "warning": "Shown once; it cannot be displayed again.", "warnings": warnings}
         try:
             if target is None:
-                from .state import write_private
+                from ..state import write_private
 
                 target = self._settings().state_dir / "ows-keys" / f"{res['id']}.token"
                 write_private(target, token + "\n", exclusive=True)
@@ -494,3 +494,64 @@ class OwsAdmin:
         except RuntimeError as e:
             raise W.map_error(e, vault=self.vault) from None
         return {"revoked": key}
+
+
+# -- ows_cli.py: the subcommands and their text for people ------------------------------
+
+def _created(verb: str, d: dict) -> str:
+    w = d["wallet"]
+    return f"{verb} wallet {w['name']} ({w['id']})\n  EVM:    {w['evm_address']}\n  Solana: {w['solana_address']}"
+
+
+def _notes(text: str, d: dict) -> str:
+    return text + "".join(f"\nnote: {w}" for w in d.get("warnings", []))
+
+
+def _key_rows(d: dict) -> list[dict]:
+    return [{**r, "wallets": ",".join(w["name"] or w["id"] for w in r["wallets"]), "policy_ids": ",".join(r["policy_ids"])} for r in d["keys"]]
+
+
+# What a human sees with -o text; the JSON document is the contract and comes from the library.
+TEXT = {
+    "wallet-list": lambda d: _table(d["wallets"], [("name", "NAME"), ("id", "ID"), ("evm_address", "EVM"), ("solana_address", "SOLANA")]),
+    "wallet-create": lambda d: _created("Created", d) + (f"\n  Mnemonic (shown once): {d['mnemonic']}" if "mnemonic" in d else "\n" + d["backup"]),
+    "wallet-import": lambda d: _notes(_created("Imported", d), d),
+    "address": lambda d: d["address"] if "chain" in d else f"EVM:    {d['evm']}\nSolana: {d['solana']}",
+    "sign-message": lambda d: d["signature"],
+    "key-create": lambda d: _notes(
+        f"Created API key {d['key']['name']} ({d['key']['id']}); token written to {d['token_file']} (mode 0600).\nUse: {d['use']}"
+        if "token_file" in d
+        else f"Created API key {d['key']['name']} ({d['key']['id']})\nToken (shown once): {d['token']}",
+        d,
+    ),
+    "key-list": lambda d: _table(_key_rows(d), [("name", "NAME"), ("id", "ID"), ("wallets", "WALLETS"), ("policy_ids", "POLICIES"), ("expires_at", "EXPIRES")]),
+    "key-revoke": lambda d: f"Revoked {d['revoked']['name']} ({d['revoked']['id']}).",
+}
+
+
+def ows_command(ctx):
+    """ows_cli.py: run the chosen subcommand; the JSON document comes from ``OwsAdmin``."""
+    from ..cli import Output
+
+    a = ctx.args
+    admin = OwsAdmin(a.vault, lambda: ctx.settings)
+    run = {
+        "wallet-list": lambda: admin.list_wallets(),
+        "wallet-create": lambda: admin.create_wallet(a.name, words=a.words, show_mnemonic=a.show_mnemonic, allow_empty_passphrase=a.no_passphrase),
+        "wallet-import": lambda: admin.import_wallet(
+            a.name, mnemonic_env=a.mnemonic_env, private_key_env=a.private_key_env, solana_key_env=a.solana_key_env, stdin=a.stdin, allow_empty_passphrase=a.no_passphrase
+        ),
+        "address": lambda: admin.address(a.wallet, a.chain),
+        "sign-message": lambda: admin.sign_message(a.wallet, a.message, chain=a.chain, encoding=a.encoding),
+        "key-create": lambda: admin.create_key(a.name, wallets=a.wallet, policies=a.policy, allow_chains=a.allow_chain, expires_at=a.expires_at, save=a.save),
+        "key-list": lambda: admin.list_keys(),
+        "key-revoke": lambda: admin.revoke_key(a.id, ctx.confirm),
+    }
+    data = run[a.command]()
+    return Output(data, TEXT[a.command](data))
+
+
+def _table(rows, columns):
+    from ..cli import table
+
+    return table(rows, columns)

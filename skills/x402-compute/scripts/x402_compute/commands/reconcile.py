@@ -1,0 +1,65 @@
+"""reconcile.py: look a journalled payment's order up instead of paying again (the logic is in
+``payments.reconcile``); ``--resend`` re-sends the identical stored payload. Never signs."""
+
+from __future__ import annotations
+
+from .. import validate
+from ..cli import Output, table
+from ..instances import summary, unwrap_order
+from ..payments import reconcile as rec
+from ..payments.journal import Journal, public
+from .paid import save_management_key, ssh_out
+
+LIST_COLUMNS = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"), ("status", "STATUS"), ("label", "LABEL"),
+                ("amount_usd", "USD"), ("network", "NETWORK"), ("order_id", "ORDER")]
+
+
+def reconcile(ctx) -> Output:
+    a = ctx.args
+    s = ctx.settings
+    journal = Journal(s.state_dir)
+    if a.list or not a.journal_id:
+        rows = [rec.entry_row(e) for e in journal.list()]
+        return Output({"count": len(rows), "entries": rows}, table(rows, LIST_COLUMNS) if rows else "(no journal entries)")
+
+    entry = journal.find(a.journal_id)
+    if a.resend:
+        return _resend(ctx, journal, entry)
+    found, out, order = rec.look_up(ctx.client, journal, entry)
+    out = {"journal": public(entry), **out}
+    if order is not None:
+        out.update(ssh_out(ctx, order))
+    out["found"] = found
+    card = entry.get("method") == "stripe"
+    if card:
+        out["stripe"] = chain = rec.ask_stripe(journal, entry, s, found)  # read-only, never a payment
+    else:
+        from ..payments.rpc import JsonRpc
+
+        chain = rec.ask_chain(journal, entry, JsonRpc(s), found)  # read-only chain queries, never a signature
+        if chain is not None:
+            out["onchain"] = chain
+    out["journal"] = public(journal.get(entry["id"]))
+    out["advice"] = rec.advice(entry["id"], found, chain, card=card)
+    return Output(out, out["advice"])
+
+
+def _resend(ctx, journal: Journal, entry: dict) -> Output:
+    from ..payments.flow import resend
+
+    rec.check_resendable(entry, ctx.settings.base_url)
+    auth = rec.resend_auth(ctx.client.auths, entry)
+    ctx.progress(f"Resending the stored payment of journal {entry['id']} with Idempotency-Key {entry['idempotency_key']}")
+    result = resend(ctx.client, journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress)
+    out: dict = {"journal": public(entry), "resend": {"status": result.status, "tx_hash": result.tx_hash, "replayed": (result.headers or {}).get("Idempotent-Replayed") == "true"}}
+    order = unwrap_order(result.body)
+    if order.get("id"):
+        order["id"] = validate.server_instance_id(order["id"], "the re-sent answer's order id")
+        out["order"] = summary(order)
+        if entry.get("kind") == "provision" and entry.get("method") in ("mpp", "stripe"):
+            saved = save_management_key(ctx, order["id"], result.body)  # the replayed answer carries it again
+            if saved:
+                out["management_api_key"] = saved
+    out["journal"] = public(journal.get(entry["id"]))
+    out["found"] = True
+    return Output(out, f"resent: HTTP {result.status}; order {order.get('id')}; tx {result.tx_hash}")

@@ -1,0 +1,107 @@
+"""The library's rooms and the direction of its imports (references/layout.md).
+
+Scripts call commands; commands use the payment pipeline, wallets, the client and the leaf
+helpers; nothing below the commands imports them back. Checked on the source (ast), with
+imports inside functions counted as edges too, so a lazy import cannot hide a wrong direction."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.helpers import SCRIPTS
+
+LIB = SCRIPTS / "x402_compute"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SCRIPTS).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, *, top_level_only: bool) -> set[str]:
+    """The x402_compute modules ``path`` imports (relative imports resolved)."""
+    tree = ast.parse(path.read_text())
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rsplit(".", 1)[0]
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    out: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("x402_compute")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if not mod.startswith("x402_compute"):
+                continue
+            out.add(mod)
+            for a in node.names:  # "from . import paid" names a module
+                if (LIB.parent / (mod + "." + a.name).replace(".", "/")).with_suffix(".py").exists():
+                    out.add(f"{mod}.{a.name}")
+    return out
+
+
+def library() -> dict[str, Path]:
+    return {module_name(p): p for p in LIB.rglob("*.py")}
+
+
+def test_nothing_below_the_commands_imports_them():
+    mods = library()
+    assert "x402_compute.commands.paid" in mods and "x402_compute.payments.reconcile" in mods
+    wrong = {
+        (name, dep)
+        for name, path in mods.items()
+        if not name.startswith("x402_compute.commands")
+        for dep in imports(path, top_level_only=False)
+        if dep.startswith("x402_compute.commands")
+    }
+    assert not wrong, f"modules outside commands/ import command code: {sorted(wrong)}"
+
+
+def test_payments_and_wallets_do_not_reach_up_to_the_client_or_the_cli():
+    up = ("x402_compute.cli", "x402_compute.client", "x402_compute.mcp_server", "x402_compute.commands")
+    wrong = {
+        (name, dep)
+        for name, path in library().items()
+        if name.startswith(("x402_compute.payments", "x402_compute.wallets"))
+        for dep in imports(path, top_level_only=False)
+        if dep.startswith(up)
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_module_level_imports_have_no_cycle():
+    mods = library()
+    graph = {name: {d for d in imports(path, top_level_only=True) if d in mods and d != name} for name, path in mods.items()}
+    # A package's __init__ is imported on the way to its modules: that edge is not a cycle.
+    graph = {n: {d for d in deps if not n.startswith(d + ".")} for n, deps in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(n: str, stack: list[str]) -> None:
+        state[n] = 1
+        for d in sorted(graph[n]):
+            if state.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]) if d in stack else d)
+            if d not in state:
+                visit(d, stack + [d])
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n, [n])
+
+
+def test_every_script_is_its_parser_plus_one_call():
+    # The handler is a command from x402_compute.commands (or mcp_server's main); functions left in
+    # a script only build its parser.
+    for script in sorted(SCRIPTS.glob("*.py")):
+        tree = ast.parse(script.read_text())
+        handlers = [n.value for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "handler" for t in n.targets)]
+        if script.name != "mcp_server.py":
+            assert len(handlers) == 1 and isinstance(handlers[0], ast.Attribute), f"{script.name}: handler = <commands module>.<command>"
+        for n in tree.body:
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert "ctx" not in {arg.arg for arg in n.args.args}, f"{script.name}: {n.name} runs the command; move it into x402_compute/commands/"
