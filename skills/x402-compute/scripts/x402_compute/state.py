@@ -67,6 +67,9 @@ def ensure_dir(path: Path) -> Path:
     A folder that already exists is never chmod-ed: it may be shared (a world-writable parent,
     a home directory); doctor.py reports a loose state folder instead."""
     path = Path(path)
+    if str(path) in _CHECKED and path.is_dir():
+        # Once found safe, only this user or root could make it unsafe: one check per process.
+        return path
     _refuse_unsafe(path)
     for d in reversed([path, *path.parents]):
         if d.is_dir():
@@ -77,7 +80,11 @@ def ensure_dir(path: Path) -> Path:
             continue
         os.chmod(d, 0o700)  # ours, just made: exactly 0700 whatever the umask
     _refuse_unsafe(path)
+    _CHECKED.add(str(path))
     return path
+
+
+_CHECKED: set[str] = set()  # folders ensure_dir created or found safe in this process
 
 
 def _refuse_unsafe(path: Path) -> None:
