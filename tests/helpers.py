@@ -248,7 +248,7 @@ def swallowed_payment(sb, tools, tmp_path, network):
     w = tools.fresh_wallet(sb.facilitator, usd=5)
     env = wallet_env(sb, w, tmp_path, COMPUTE_BASE_URL=proxy.url)
     before = balances(sb, w)
-    doc = fail(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", network, env=env), 4, "payment_outcome_unknown")
+    doc = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--network", network, env=env), 4, "payment_outcome_unknown")
     assert proxy.paid_requests == 2 and len(set(proxy.payment_headers)) == 1  # signed once, never delivered
     assert balances(sb, w) == before
     return proxy, w, env, doc["error"]["details"]["journal_id"]

@@ -24,6 +24,8 @@ from tests.helpers import (
     REGION,
     Proxy,
     balances,
+    clean_env,
+    closed_port_url,
     fail_doc,
     journal_entries,
     ok,
@@ -423,3 +425,14 @@ def test_instance_paid_by_the_solana_wallet_is_managed_with_it(sandbox, wallet, 
     evm_only = {k: v for k, v in env.items() if not k.startswith("SOLANA_")}
     ids = {i["id"] for i in ok(run_script("list_instances.py", "--all", env=evm_only))["instances"]}
     assert iid not in ids
+
+
+@pytest.mark.parametrize("flag, value", [("--poll-interval", "0"), ("--poll-interval", "-1"), ("--wait-timeout", "0")])
+def test_wait_options_are_checked_before_paying(tmp_path, flag, value):
+    # A closed port: a script that sent anything would fail with network_error (exit 1), so exit 2
+    # proves the check ran before the 402 probe, let alone a payment. (Over MCP a zero interval
+    # used to poll the API in a tight loop after the payment.)
+    env = clean_env({"COMPUTE_BASE_URL": closed_port_url(), "PRIVATE_KEY": "0x" + "11" * 32}, home=tmp_path)
+    code, doc, _ = run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--wait", flag, value, env=env)
+    assert code == 2 and doc["error"]["code"] == "usage_error" and flag in doc["error"]["message"]
+    assert not journal_entries(tmp_path)

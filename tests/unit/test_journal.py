@@ -59,3 +59,26 @@ def test_find_by_prefix_and_bad_ids(tmp_path):
             j.find(bad)
     with pytest.raises(UsageError):
         j.get("0" * 32)
+
+
+def test_only_the_write_before_the_payment_leaves_is_forced_to_disk(tmp_path, monkeypatch):
+    # fsync'd descriptors, told apart as the entry's file or its folder.
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    j = Journal(tmp_path)
+    e = j.create(entry(status="reserved", payment_header_value=None))
+    assert synced == []  # a reservation: nothing signed, nothing to lose
+    j.update(e["id"], note_spent="a Solana account")  # money spent while signing: forced
+    assert synced == ["file", "folder"]
+    synced.clear()
+    j.update(e["id"], "sent", payment_header_value="SECRET-BEARER")
+    assert synced == ["file", "folder"]  # on disk, name included, before the payment leaves
+    synced.clear()
+    j.update(e["id"], "settled", order_id="o")
+    assert synced == [] and j.get(e["id"])["status"] == "settled"  # atomic, seen at once, not forced

@@ -155,15 +155,15 @@ class DeadlineExceeded(requests.exceptions.ReadTimeout):
 class _Deadline:
     """A watchdog for one exchange: once ``seconds`` have passed, it shuts down the socket of every
     connection the exchange took from the pool (and keeps doing so until the exchange ends), so a
-    blocked read returns at once whatever the HTTP library is doing."""
+    blocked read returns at once whatever the HTTP library is doing. The watching is done by one
+    thread per process (``_Watchdog``), not one per exchange: starting a thread for every request
+    cost more than the request on a loopback sandbox (bench_paid_provision.py)."""
 
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + max(0.0, seconds)
         self.expired = False
         self._conns: list = []
         self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="x402-compute-deadline", daemon=True)
 
     def remaining(self) -> float:
         return max(0.0, self.end - time.monotonic())
@@ -174,24 +174,61 @@ class _Deadline:
             if self.expired:
                 _shut(conn)
 
+    def fire(self) -> None:
+        """Past the deadline: shut every connection taken so far (again on each call, for one that
+        was still connecting the last time)."""
+        with self._lock:
+            self.expired = True
+            for conn in self._conns:
+                _shut(conn)
+
     def __enter__(self) -> "_Deadline":
         _tracking.deadline = self
-        self._thread.start()
+        _WATCHDOG.watch(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._done.set()
+        _WATCHDOG.forget(self)
         _tracking.deadline = None
 
-    def _watch(self) -> None:
-        if self._done.wait(self.remaining()):
-            return
-        while not self._done.is_set():
-            with self._lock:
-                self.expired = True
-                for conn in self._conns:
-                    _shut(conn)
-            self._done.wait(0.05)  # a connection still connecting gets its socket shut when it has one
+
+class _Watchdog:
+    """The one thread that fires every running exchange's deadline (started on first use)."""
+
+    RETRY = 0.05  # an expired exchange still running is shut again this often
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active: set[_Deadline] = set()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, d: _Deadline) -> None:
+        with self._cond:
+            self._active.add(d)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="x402-compute-deadline", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def forget(self, d: _Deadline) -> None:
+        with self._cond:
+            self._active.discard(d)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                wait = None
+                for d in list(self._active):
+                    left = d.end - now
+                    if left <= 0:
+                        d.fire()
+                        left = self.RETRY
+                    wait = left if wait is None else min(wait, left)
+                self._cond.wait(wait)
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _shut(conn) -> None:

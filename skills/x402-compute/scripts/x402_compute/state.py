@@ -67,6 +67,9 @@ def ensure_dir(path: Path) -> Path:
     A folder that already exists is never chmod-ed: it may be shared (a world-writable parent,
     a home directory); doctor.py reports a loose state folder instead."""
     path = Path(path)
+    if str(path) in _CHECKED and path.is_dir():
+        # Once found safe, only this user or root could make it unsafe: one check per process.
+        return path
     _refuse_unsafe(path)
     for d in reversed([path, *path.parents]):
         if d.is_dir():
@@ -77,7 +80,11 @@ def ensure_dir(path: Path) -> Path:
             continue
         os.chmod(d, 0o700)  # ours, just made: exactly 0700 whatever the umask
     _refuse_unsafe(path)
+    _CHECKED.add(str(path))
     return path
+
+
+_CHECKED: set[str] = set()  # folders ensure_dir created or found safe in this process
 
 
 def _refuse_unsafe(path: Path) -> None:
@@ -91,8 +98,10 @@ def _refuse_unsafe(path: Path) -> None:
         )
 
 
-def write_private(path: Path, data: str | bytes, *, exclusive: bool = False) -> Path:
-    """Create ``path`` with mode 0600 from the first byte (no chmod race), atomically."""
+def write_private(path: Path, data: str | bytes, *, exclusive: bool = False, durable: bool = True) -> Path:
+    """Create ``path`` with mode 0600 from the first byte (no chmod race), atomically (a reader
+    sees the old content or the new, never a part). ``durable``: on disk before this returns,
+    the file's bytes and its name (the folder is synced too), so a power cut cannot lose it."""
     ensure_dir(path.parent)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if exclusive and path.exists():
@@ -103,7 +112,8 @@ def write_private(path: Path, data: str | bytes, *, exclusive: bool = False) -> 
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -111,11 +121,17 @@ def write_private(path: Path, data: str | bytes, *, exclusive: bool = False) -> 
         except OSError:
             pass
         raise
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     return path
 
 
-def write_private_json(path: Path, obj: Any) -> Path:
-    return write_private(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_private_json(path: Path, obj: Any, *, durable: bool = True) -> Path:
+    return write_private(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", durable=durable)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

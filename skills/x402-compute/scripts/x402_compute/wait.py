@@ -24,7 +24,7 @@ import socket
 import time
 from typing import Callable
 
-from .errors import ApiError, ComputeError, NetworkError, NotFound, WaitTimeout
+from .errors import ApiError, ComputeError, NetworkError, NotFound, UsageError, WaitTimeout
 from .instances import normalized_state, public_ip
 
 BANNER_PREFIX = b"SSH-"
@@ -54,6 +54,15 @@ def ssh_banner(host: str, port: int, timeout: float = 3.0) -> str | None:
             return None
     except OSError:
         return None
+
+
+def check_wait_options(a) -> None:
+    """--wait-timeout and --poll-interval, checked before anything is sent (provision checks them
+    before it pays: a zero interval would poll the API in a tight loop after the payment)."""
+    if not a.wait_timeout > 0:
+        raise UsageError("--wait-timeout must be a positive number of seconds.")
+    if not a.poll_interval >= MIN_INTERVAL:
+        raise UsageError(f"--poll-interval must be at least {MIN_INTERVAL} seconds.")
 
 
 def backoff(interval: float, first: float = FIRST_INTERVAL):
@@ -183,16 +192,12 @@ def parser():
 
 def handler(ctx):
     from .cli import Output
-    from .errors import UsageError
     from .instances import detail
     from .validate import instance_id
 
     a = ctx.args
     iid = instance_id(a.instance_id)
-    if not a.wait_timeout > 0:
-        raise UsageError("--wait-timeout must be a positive number of seconds.")
-    if not a.poll_interval >= MIN_INTERVAL:
-        raise UsageError(f"--poll-interval must be at least {MIN_INTERVAL} seconds.")
+    check_wait_options(a)
     ctx.progress(f"Waiting for {iid} (timeout {a.wait_timeout:g} s)")
     host_key: dict = {}
     order, banner = wait_for_instance(ctx.client, iid, timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress,

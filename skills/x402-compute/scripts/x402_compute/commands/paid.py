@@ -327,6 +327,7 @@ def provision(ctx):
     plan_id = validate.plan_id(a.plan)
     region = validate.region_id(a.region)
     hours = duration_hours(a)
+    wait.check_wait_options(a)
     ssh_key = read_ssh_key(a, ctx)
     user_data = None
     if a.user_data:

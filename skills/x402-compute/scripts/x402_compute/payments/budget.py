@@ -14,7 +14,8 @@ does not count again (the top-up that bought the credits did). What counts, from
 ``rejected``, ``not_sent`` and ``expired`` never count.
 
 The guard (``reserve``) runs under an exclusive lock on the state folder (fcntl): sum what
-counts, check the amount fits, write the reservation into the journal (fsync), release. Two
+counts, check the amount fits, write the reservation into the journal (atomic; visible to every
+other process at once), release. Two
 processes paying at once can therefore never both pass when together they exceed the budget.
 
 All sums are integer micro-dollars; a payment in an 18-decimal token is rounded *up* to a
@@ -226,7 +227,7 @@ class Budget:
 
     def reserve(self, micros: int, entry: dict) -> tuple[dict, dict]:
         """Under the lock: check ``micros`` fits, then create ``entry`` in the journal as a
-        ``reserved`` reservation of ``micros`` (fsynced). Returns (entry, budget block after it)."""
+        ``reserved`` reservation of ``micros``. Returns (entry, budget block after it)."""
         with self._locked():
             now = self.clock()
             spent, reserved, counted = self.tally(now)

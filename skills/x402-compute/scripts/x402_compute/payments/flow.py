@@ -13,8 +13,9 @@
           → who signs the paid request → the rolling budget (read)
       → --quote stops here (a refusal raises exactly what paying would, with the quote in details)
       → the user confirms (or --yes)
-      → under the state folder's lock: the budget again, and a journal reservation (0600, fsync)
+      → under the state folder's lock: the budget again, and a journal reservation (0600)
       → sign one payment (Solana opt-in: first create the recipient's account) → journal "sent"
+        (fsynced, file and folder, before the payment leaves: the one write a power cut must not lose)
       → pin the payee (only now: the offer passed every check and is signed)
       → deliver: the identical method, path and body bytes + payment header + Idempotency-Key;
         2xx with a JSON object settled | 402 rejected (never pay again) | anything else, a

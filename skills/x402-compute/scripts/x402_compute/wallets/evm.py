@@ -52,10 +52,16 @@ class EvmSigner:
         return self.sign_hash(_eip191_digest(encode_defunct(text=text)))
 
     def sign_typed_data(self, typed: dict) -> bytes:
-        """EIP-712 (the full eth_signTypedData_v4 shape)."""
-        from eth_account.messages import encode_typed_data
+        """EIP-712 (the full eth_signTypedData_v4 shape): hashed directly for the messages this
+        client signs (``x402_compute.eip712``), by eth-account for anything else."""
+        from ..eip712 import digest
 
-        return self.sign_hash(_eip191_digest(encode_typed_data(full_message=typed)))
+        d = digest(typed)
+        if d is None:
+            from eth_account.messages import encode_typed_data
+
+            d = _eip191_digest(encode_typed_data(full_message=typed))
+        return self.sign_hash(d)
 
     def sign_hash(self, digest: bytes, *, chain: str | None = None) -> bytes:
         """Raw secp256k1 signature of a 32-byte digest, v = 27/28.
