@@ -4,7 +4,7 @@
         [--state-dir .sandbox] [--boot-seconds 3] [--x402-version 1|2] [--env-file PATH]
         [--no-recipient-atas] [--permit2] [--auth-skew-seconds 300] [--verbose]
         [--request-timeout 10] [--idle-timeout 30] [--max-connections 64]
-        [--ssh-time-limit 600] [--ssh-output-limit 8388608]
+        [--ssh-time-limit 600] [--ssh-output-limit 8388608] [--stripe]
 
 State (orders, API keys, nonces, payments, credits, idempotency records) persists in SQLite under
 --state-dir, and so do the local chains (--state-dir/chains/): balances, nonces, spent authorizations
@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds an SSH command or shell on an instance may run before it is killed (exit 124)")
     p.add_argument("--ssh-output-limit", type=int, default=8 * 1024 * 1024,
                    help="bytes an SSH command or shell may write before it is killed (exit 125)")
+    p.add_argument("--stripe", action="store_true",
+                   help="also offer MPP card charges (method stripe) on paid routes, verified by pympp against a "
+                        "local Stripe emulation on 127.0.0.1; writes test STRIPE_* values into the env file")
     return p.parse_args(argv)
 
 
@@ -76,7 +79,8 @@ def main(argv=None) -> int:
                      recipient_atas=not args.no_recipient_atas, auth_skew_seconds=args.auth_skew_seconds,
                      verbose=args.verbose, permit2=args.permit2, request_timeout=args.request_timeout,
                      idle_timeout=args.idle_timeout, max_connections=args.max_connections,
-                     ssh_time_limit=args.ssh_time_limit, ssh_output_limit=args.ssh_output_limit)
+                     ssh_time_limit=args.ssh_time_limit, ssh_output_limit=args.ssh_output_limit,
+                     stripe=args.stripe)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -97,6 +101,9 @@ def main(argv=None) -> int:
              "  test wallets (funded with 1000 USD of stablecoin on every network):"]
     for i, w in enumerate(sb.wallets):
         lines.append(f"    [{i}] evm {w['evm_address']}  solana {w['solana_address']}")
+    if sb.stripe is not None:
+        lines.append(f"  stripe          MPP card charges; Stripe emulation at {sb.stripe.emulator.api_base} "
+                     "(test key and card in the env file)")
     lines += [f"  use it:          set -a; . {env_file}; set +a", bar]
     print("\n".join(lines), file=sys.stderr, flush=True)
     try:

@@ -33,7 +33,7 @@ class Sandbox:
                  resize_seconds: Optional[float] = None, facilitator=None, verbose: bool = False,
                  permit2: bool = False, request_timeout: float = REQUEST_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS, ssh_time_limit: Optional[float] = None,
-                 ssh_output_limit: Optional[int] = None):
+                 ssh_output_limit: Optional[int] = None, stripe: bool = False):
         if not is_loopback(host):
             raise ValueError(f"refusing to bind {host!r}: the sandbox listens on loopback only")
         private_state_dir(state_dir)   # before the chains write their files there
@@ -49,6 +49,10 @@ class Sandbox:
         self.app = App(facilitator=facilitator, store=self.store, x402_version=x402_version,
                        boot_seconds=boot_seconds, auth_skew_seconds=auth_skew_seconds,
                        resize_seconds=resize_seconds, ssh=ssh)
+        self.stripe = None   # --stripe: MPP card charges against a local Stripe emulation (stripe_mpp.py)
+        if stripe:
+            from .stripe_mpp import StripeMpp
+            self.stripe = StripeMpp.enable(self.app, state_dir)
         self.httpd = SandboxHTTPServer(self.app, host, port, verbose=verbose, request_timeout=request_timeout,
                                        idle_timeout=idle_timeout, max_connections=max_connections)
         self.base_url = self.httpd.base_url
@@ -69,6 +73,8 @@ class Sandbox:
         for label in self.facilitator.networks():
             env[f"{label.upper()}_RPC_URL"] = f"{self.base_url}/rpc/{label}"
         env["TEMPO_RPC_URL"] = f"{self.base_url}/rpc/tempo"   # the MPP ledger's JSON-RPC (tempo/rpc.py)
+        if self.stripe is not None:
+            env.update(self.stripe.env())
         return env
 
     def write_env_file(self, path: str) -> str:
@@ -103,6 +109,8 @@ class Sandbox:
             self.httpd.shutdown()   # returns at once when serve_forever already ended
         self.httpd.server_close()
         self.app.stop()
+        if self.stripe is not None:
+            self.stripe.close()
         if self._thread:
             self._thread.join(timeout=5)
         self.store.close()

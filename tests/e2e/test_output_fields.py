@@ -91,7 +91,7 @@ def wallet(sandbox, tools):
     return tools.fresh_wallet(sandbox.facilitator, usd=50)
 
 
-def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, tmp_path):
+def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, tmp_path, make_sandbox):
     env = dict(sandbox.env)
     env.update({"PRIVATE_KEY": wallet["evm_private_key"], "WALLET_ADDRESS": wallet["evm_address"]})
     env = clean_env(env, home=tmp_path)
@@ -126,6 +126,13 @@ def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, t
     run("credits_topup.py", "--amount", "1", "--quote")
     run("credits_topup.py", "--amount", "1", "--yes")
     run("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--use-credits", "--yes")  # paid from those credits
+    # by card, against a sandbox that offers card charges (--stripe), with only its STRIPE_* test values
+    card = make_sandbox(stripe=True)
+    card_env = clean_env({k: card.env[k] for k in ("COMPUTE_BASE_URL", "STRIPE_SECRET_KEY", "STRIPE_PAYMENT_METHOD", "STRIPE_API_BASE")},
+                         home=tmp_path / "card")
+    code, doc, err = run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--pay", "stripe", "--yes", env=card_env, timeout=120)
+    assert code == 0, (doc, err)
+    obs.add("provision.py", doc, "--pay stripe --yes")
 
     undocumented = sorted(f"{s}: {p} (printed by {', '.join(sorted(obs.seen[(s, p)]))})" for s, p in obs.seen if (s, p) not in obs.fields)
     assert not undocumented, "printed but not documented in api.md 'What the scripts print': " + "; ".join(undocumented)

@@ -21,7 +21,7 @@ def test_runs_and_writes_env_file(tmp_path):
     env_file = tmp_path / "sb.env"
     proc = subprocess.Popen([sys.executable, "-m", "x402_compute_sandbox", "--port", "0", "--state-dir",
                              str(tmp_path / "state"), "--env-file", str(env_file), "--boot-seconds", "0.2",
-                             "--x402-version", "2"],
+                             "--x402-version", "2", "--stripe"],
                             cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         banner, deadline = "", time.time() + 60
@@ -46,6 +46,19 @@ def test_runs_and_writes_env_file(tmp_path):
         assert r.json()["result"] == hex(8453)
         from eth_account import Account
         assert Account.from_key(env["PRIVATE_KEY"]).address == env["WALLET_ADDRESS"]
+        # --stripe: test card values in the env file (never in the banner), and with that file alone
+        # (no wallet in the environment) a provision pays by card.
+        assert env["STRIPE_SECRET_KEY"].startswith("sk_test_") and env["STRIPE_PAYMENT_METHOD"].startswith("pm_")
+        assert env["STRIPE_API_BASE"].startswith("http://127.0.0.1:") and env["STRIPE_API_BASE"] in banner
+        assert env["STRIPE_SECRET_KEY"] not in banner
+        probe = requests.post(url + "/compute/provision", json={"plan": "vc2-1c-1gb", "region": "lax", "os_id": 2284})
+        assert probe.status_code == 402 and 'method="stripe"' in probe.headers["WWW-Authenticate"]
+        from tests.helpers import clean_env, run_script
+        code, doc, err = run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--pay", "stripe", "--yes",
+                                    "--env-file", str(env_file), env=clean_env(home=tmp_path / "home"), timeout=120)
+        assert code == 0 and doc["ok"] is True, (code, doc, err)
+        assert doc.get("data", doc)["payment"]["method"] == "stripe"
+        assert env["STRIPE_SECRET_KEY"] not in err + str(doc)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

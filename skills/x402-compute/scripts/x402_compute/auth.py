@@ -241,7 +241,7 @@ class AuthResolver:
         return auth
 
     def paid(self, probe_auth: Auth, *, method: str, instance_id: str | None, needs_identity: bool) -> Auth:
-        """The request that carries the payment (``method``: x402 | mpp | credits).
+        """The request that carries the payment (``method``: x402 | mpp | stripe | credits).
 
         - credits: the request itself spends the account's credits, so it needs the account.
         - MPP on an existing instance or on anything needing an identity: the MPP credential does
@@ -254,7 +254,7 @@ class AuthResolver:
 
         if method == "credits":
             return self.probe(instance_id, required=True)
-        if method == "mpp" and (needs_identity or instance_id):
+        if method in ("mpp", "stripe") and (needs_identity or instance_id):
             try:
                 return self.for_instance(instance_id)
             except ConfigError:

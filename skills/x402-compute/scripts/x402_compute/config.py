@@ -39,7 +39,8 @@ DEFAULT_RPC_URLS = {
 RPC_ENV = {net: f"{net.upper()}_RPC_URL" for net in DEFAULT_RPC_URLS}
 
 AUTH_MODES = ("auto", "private-key", "ows", "api-key")
-PAYMENT_NETWORKS = ("base", "solana", "megaeth", "robinhood", "tempo")
+PAYMENT_NETWORKS = ("base", "solana", "megaeth", "robinhood", "tempo", "stripe")  # "stripe": MPP card charges
+DEFAULT_STRIPE_API_BASE = "https://api.stripe.com/v1"
 DEFAULT_BUDGET_USD = 50
 DEFAULT_BUDGET_WINDOW_S = 24 * 3600
 BUDGET_WINDOW_MIN_S, BUDGET_WINDOW_MAX_S = 3600, 90 * 24 * 3600
@@ -71,6 +72,11 @@ class Settings:
     state_dir: Path = Path()
     timeout: float = 30.0
     allow_insecure_http: bool = False
+    # MPP card charges (--pay stripe): the user's own Stripe account creates the Shared Payment Token.
+    stripe_secret_key: str | None = None
+    stripe_secret_key_source: str | None = None  # "STRIPE_SECRET_KEY" | "STRIPE_SECRET_KEY_FILE"
+    stripe_payment_method: str | None = None
+    stripe_api_base: str = DEFAULT_STRIPE_API_BASE
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # never leak secrets through a repr in a log
@@ -214,10 +220,11 @@ def load_settings(
         s.max_spend_source = "COMPUTE_MAX_SPEND_USD"
 
     _load_spend_controls(env, s)
+    _load_stripe(env, s)
 
     from . import redact
 
-    for secret in (s.api_key, s.private_key, s.solana_secret_key):
+    for secret in (s.api_key, s.private_key, s.solana_secret_key, s.stripe_secret_key):
         redact.register(secret)
 
     s.rpc_urls = {net: env.get(var) or DEFAULT_RPC_URLS[net] for net, var in RPC_ENV.items()}
@@ -291,6 +298,39 @@ def _load_spend_controls(env: Mapping[str, str], s: Settings) -> None:
                 hint="E.g. COMPUTE_MAX_INSTANCES=3; unset it for no limit.",
             )
         s.max_instances = int(limit_text)
+
+
+def _load_stripe(env: Mapping[str, str], s: Settings) -> None:
+    """STRIPE_SECRET_KEY (or STRIPE_SECRET_KEY_FILE), STRIPE_PAYMENT_METHOD, STRIPE_API_BASE.
+
+    Only their form is checked here (a wrong value is an error naming the variable); whether they
+    are set at all matters only when a payment uses them (StripeOption.preflight)."""
+    s.stripe_secret_key, s.stripe_secret_key_source = _secret(env, "STRIPE_SECRET_KEY")
+    key = s.stripe_secret_key
+    if key and not re.fullmatch(r"(sk|rk)_(test|live)_[A-Za-z0-9]{8,247}", key):
+        raise ConfigError(
+            f"{s.stripe_secret_key_source} is not a Stripe secret key (sk_test_…, sk_live_… or a restricted rk_… key).",
+            code="config_error",
+            hint="Copy the secret key from the Stripe dashboard (Developers → API keys); never a publishable pk_ key.",
+        )
+    pm = (env.get("STRIPE_PAYMENT_METHOD") or "").strip() or None
+    if pm and not re.fullmatch(r"pm_[A-Za-z0-9_]{1,250}", pm):
+        raise ConfigError(
+            f"STRIPE_PAYMENT_METHOD must be a Stripe PaymentMethod id (pm_…), got {pm[:40]!r}.",
+            code="config_error",
+            hint="Use the id of the card saved in your Stripe account, e.g. pm_1Pxyz….",
+        )
+    s.stripe_payment_method = pm
+    base = (env.get("STRIPE_API_BASE") or "").strip().rstrip("/")
+    if base:
+        u = urlsplit(base)
+        if u.scheme.lower() not in ("http", "https") or not u.hostname or u.query or u.fragment:
+            raise ConfigError(
+                f"STRIPE_API_BASE must be an http(s) URL such as {DEFAULT_STRIPE_API_BASE}, got {base[:80]!r}.",
+                code="config_error",
+                hint="Unset STRIPE_API_BASE to use Stripe itself; set it only for a local emulation (the sandbox's env file does).",
+            )
+        s.stripe_api_base = base
 
 
 def resolve_auth_chain(env: Mapping[str, str], s: Settings) -> str:

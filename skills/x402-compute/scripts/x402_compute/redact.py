@@ -30,7 +30,7 @@ from typing import Any, Iterator
 SECRET_HEADERS = frozenset({"x-api-key", "x-auth-signature", "x-payment", "payment-signature", "authorization", "payment-authorization"})
 PAYMENT_HEADERS = frozenset({"x-payment", "payment-signature"})  # base64 JSON x402 payloads
 # Fields of a decoded payment (x402 payload, MPP credential) that are bearer material.
-_SIGNED_FIELDS = frozenset({"signature", "transaction", "serializedtransaction", "credential"})
+_SIGNED_FIELDS = frozenset({"signature", "transaction", "serializedtransaction", "credential", "spt"})
 _MIN_LEN = 6  # shorter values would scrub ordinary words; they are not worth guessing anyway
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 

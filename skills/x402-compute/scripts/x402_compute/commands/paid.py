@@ -29,9 +29,11 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True, unr
     g.add_argument("--network", choices=X402_NETWORKS, help="pay on this network (default: base with an EVM key, solana with only a Solana key)")
     g.add_argument(
         "--pay",
-        choices=("auto", "x402", "mpp"),
+        choices=("auto", "x402", "mpp", "stripe"),
         default="auto",
-        help="payment protocol: x402, or mpp (Tempo USDC.e over WWW-Authenticate: Payment; needs an EVM wallet (PRIVATE_KEY or an OWS vault) and Python 3.11+); auto = x402 on the network, else MPP when it is the only offer your wallet can pay and --network was not named",
+        help="payment protocol: x402, or mpp (Tempo USDC.e over WWW-Authenticate: Payment; needs an EVM wallet (PRIVATE_KEY or an OWS vault) and Python 3.11+), "
+        "or stripe (an MPP card charge paid with a Stripe Shared Payment Token from STRIPE_SECRET_KEY and STRIPE_PAYMENT_METHOD; never chosen by auto); "
+        "auto = x402 on the network, else MPP when it is the only offer your wallet can pay and --network was not named",
     )
     g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25)")
     g.add_argument("--quote", action="store_true", help="show the price and payment terms with a quote_id (valid 10 minutes); sign and send nothing")
@@ -178,11 +180,13 @@ def _approved_quote(ctx) -> dict | None:
 
 def _flow_options(ctx, approved: dict | None = None) -> dict:
     a = ctx.args
-    if getattr(a, "pay", None) == "mpp" and a.network is not None:
-        # Otherwise --network base --pay mpp would quietly pay on Tempo, not on Base.
+    pay = getattr(a, "pay", None)
+    if pay in ("mpp", "stripe") and a.network is not None:
+        # Otherwise --network base --pay mpp would quietly pay on Tempo (or by card), not on Base.
+        rail = "MPP always pays USDC.e on Tempo" if pay == "mpp" else "--pay stripe pays by card"
         raise UsageError(
-            f"--network {a.network} and --pay mpp contradict each other: --network names an x402 network, MPP always pays USDC.e on Tempo.",
-            hint=f"Drop --pay mpp to pay on {a.network}, or drop --network to pay with MPP on Tempo.",
+            f"--network {a.network} and --pay {pay} contradict each other: --network names an x402 network, {rail}.",
+            hint=f"Drop --pay {pay} to pay on {a.network}, or drop --network to pay with --pay {pay}.",
         )
     return {
         "confirm": lambda q, d: ctx.confirm(q, details=d),
@@ -226,7 +230,8 @@ def _quote_output(result, extra: dict | None = None):
             + ("" if ra.get("create") else f"; pass {ra['create_with']} to create it")
         )
     for m in q.get("mpp") or []:
-        lines.append(f"mpp offer: {m['method']}/{m['intent']} {m['amount_usd']} USD on chain {m['chain_id']} to {m['recipient']}")
+        where = f"on chain {m['chain_id']}" if m.get("chain_id") is not None else f"in {m.get('currency')}"
+        lines.append(f"mpp offer: {m['method']}/{m['intent']} {m['amount_usd']} USD {where} to {m['recipient']} ({m.get('pay_with')})")
     return Output({"quote": q}, "\n".join(lines))
 
 
@@ -401,7 +406,7 @@ def provision(ctx):
         if result.method == "x402" and not call.auth_on_retry and out["payment"].get("payer"):
             # The unauthenticated paid retry binds the order to the paying wallet: manage it with that one.
             client.remember_owner(order["id"], out["payment"]["network"], out["payment"]["payer"])
-        if result.method == "mpp":
+        if result.method in ("mpp", "stripe"):
             saved = save_management_key(ctx, order["id"], result.body)
             if saved:
                 out["management_api_key"] = saved

@@ -30,13 +30,17 @@ def reconcile(ctx) -> Output:
     if order is not None:
         out.update(ssh_out(ctx, order))
     out["found"] = found
-    from ..payments.rpc import JsonRpc
+    card = entry.get("method") == "stripe"
+    if card:
+        out["stripe"] = chain = rec.ask_stripe(journal, entry, s, found)  # read-only, never a payment
+    else:
+        from ..payments.rpc import JsonRpc
 
-    chain = rec.ask_chain(journal, entry, JsonRpc(s), found)  # read-only chain queries, never a signature
-    if chain is not None:
-        out["onchain"] = chain
+        chain = rec.ask_chain(journal, entry, JsonRpc(s), found)  # read-only chain queries, never a signature
+        if chain is not None:
+            out["onchain"] = chain
     out["journal"] = public(journal.get(entry["id"]))
-    out["advice"] = rec.advice(entry["id"], found, chain)
+    out["advice"] = rec.advice(entry["id"], found, chain, card=card)
     return Output(out, out["advice"])
 
 
@@ -52,7 +56,7 @@ def _resend(ctx, journal: Journal, entry: dict) -> Output:
     if order.get("id"):
         order["id"] = validate.server_instance_id(order["id"], "the re-sent answer's order id")
         out["order"] = summary(order)
-        if entry.get("kind") == "provision" and entry.get("method") == "mpp":
+        if entry.get("kind") == "provision" and entry.get("method") in ("mpp", "stripe"):
             saved = save_management_key(ctx, order["id"], result.body)  # the replayed answer carries it again
             if saved:
                 out["management_api_key"] = saved

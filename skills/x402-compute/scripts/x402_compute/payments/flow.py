@@ -5,6 +5,7 @@
       → 2xx: nothing to pay    → 402: every option it carries        request is the one that spends
       → ONE option: an x402 offer on the wanted network (else one more probe with X-Accept-Networks),
         or the MPP Tempo charge (--pay mpp, or --pay auto when it is the only payable offer),
+        or the MPP Stripe card charge (--pay stripe only: a card is never chosen automatically),
         or prepaid credits (use_credits)
       → the guards, written once for every option:
           allowed network → the option's policy (scheme, canonical asset, spend cap, catalog price)
@@ -22,7 +23,8 @@
 
 The flow never sends anything itself: ``steps`` yields each request (``Send``) and receives its
 answer, the way ``httpx.Auth.auth_flow`` does; ``drive`` sends them with the client. The three
-ways of paying are ``options.X402Option``, ``options.MppOption`` and ``options.CreditsOption``.
+ways of paying are ``options.X402Option``, ``options.MppOption``, ``options.StripeOption`` and
+``options.CreditsOption``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from . import challenge as ch
 from .budget import Budget
 from .journal import Journal, public
 from .model import Challenge, MppOffer, Offer, Signed
-from .options import CreditsOption, MppOption, Payment, Signers, X402Option, mpp_offer_terms, mpp_terms, offer_terms
+from .options import CreditsOption, MppOption, Payment, Signers, StripeOption, X402Option, mpp_offer_terms, mpp_terms, offer_terms, stripe_offer_terms
 from .policy import Limits, PayeePins
 from .quotes import Quotes
 
@@ -67,7 +69,7 @@ class PaidResult:
     status: int
     body: Any
     headers: Any
-    method: str  # "x402" | "mpp" | "credits" | "none"
+    method: str  # "x402" | "mpp" | "stripe" | "credits" | "none"
     note: str | None = None
     offer: Offer | None = None
     signed: Signed | None = None
@@ -98,6 +100,22 @@ class PaidResult:
                 "amount_usd": t["amount_usd"],
                 "payer": self.signed.payer if self.signed else None,
                 "payee": t["payee"],
+                **common,
+                "receipt": self.receipt,
+                "resent": self.resent,
+            }
+        if self.method == "stripe" and self.mpp_offer is not None:
+            t = stripe_offer_terms(self.mpp_offer)
+            return {
+                "method": "stripe",
+                "intent": t["intent"],
+                "network": "stripe",
+                "currency": t["asset"],
+                "amount_atomic": t["amount_atomic"],  # minor units (cents)
+                "amount_usd": t["amount_usd"],
+                "payer": self.signed.payer if self.signed else None,  # stripe:<payment method id>
+                "payee": t["payee"],  # the seller's Stripe network profile
+                "payment_intent": self.tx_hash,
                 **common,
                 "receipt": self.receipt,
                 "resent": self.resent,
@@ -169,8 +187,8 @@ class PaymentFlow:
         signers: Signers | None = None,
         budget: Budget | None = None,
     ) -> None:
-        if pay not in ("auto", "x402", "mpp"):
-            raise ValueError(f"pay must be auto, x402 or mpp, not {pay!r}")
+        if pay not in ("auto", "x402", "mpp", "stripe"):
+            raise ValueError(f"pay must be auto, x402, mpp or stripe, not {pay!r}")
         self.settings = settings
         self.auths = auths
         self.confirm = confirm
@@ -261,7 +279,7 @@ class PaymentFlow:
         result.method = option.method
         if option.method == "x402":
             result.offer, result.signed, result.recipient_account_created = option.offer, payment.signed, option.created
-        elif option.method == "mpp":
+        elif option.method in ("mpp", "stripe"):
             result.mpp_offer, result.signed = option.charge, payment.signed
         else:
             result.note = "Paid from prepaid credits (use_credits): the server answered the first request with success, so no on-chain payment was needed."
@@ -303,6 +321,17 @@ class PaymentFlow:
 
     def _choose(self, call: PaidCall, body: bytes, probe_auth: Auth, challenge: Challenge, terms: dict):
         """The one option to pay (a generator: it may ask once more with X-Accept-Networks)."""
+        if self.pay == "stripe":
+            m = _mpp_charge(challenge, "stripe")
+            if m is None:
+                raise PaymentRequired(
+                    "The server's 402 carries no MPP card charge (WWW-Authenticate: Payment method=stripe intent=charge).",
+                    code="stripe_not_offered",
+                    status=402,
+                    details={"mpp": mpp_terms(challenge) or None, "offered_networks": sorted({o.key or o.network for o in challenge.offers})},
+                    hint="This service does not take cards here: pay with x402 (--pay x402) or MPP on Tempo (--pay mpp).",
+                )
+            return StripeOption(challenge, m, self.signers, self.settings)
         if self.pay == "mpp":
             m = _tempo_charge(challenge)
             if m is None:
@@ -382,7 +411,7 @@ class PaymentFlow:
             "context": call.context,
             "offer": option.journal_offer(),
             "idempotency_key": idem,
-            "auth_on_retry": call.auth_on_retry or option.method == "credits" or (option.method == "mpp" and not _is_none(paid_auth)),
+            "auth_on_retry": call.auth_on_retry or option.method == "credits" or (option.method in ("mpp", "stripe") and not _is_none(paid_auth)),
         }
 
     def _sign(self, option, entry: dict) -> Payment:
@@ -428,8 +457,12 @@ def _has_evm_wallet(settings) -> bool:
     return bool(settings.private_key) or evm_uses_ows(settings)
 
 
+def _mpp_charge(challenge: Challenge, method: str) -> MppOffer | None:
+    return next((m for m in challenge.mpp if (m.method, m.intent) == (method, "charge")), None)
+
+
 def _tempo_charge(challenge: Challenge) -> MppOffer | None:
-    return next((m for m in challenge.mpp if (m.method, m.intent) == ("tempo", "charge")), None)
+    return _mpp_charge(challenge, "tempo")
 
 
 # -- delivery: shared by the flow and reconcile.py --resend ---------------------------------------------

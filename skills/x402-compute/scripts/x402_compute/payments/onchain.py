@@ -232,8 +232,8 @@ def check(entry: dict, rpc, *, now: float | None = None) -> dict:
     vb = entry.get("valid_before")
     out: dict[str, Any] = {"state": "unknown", "scheme": None, "network": (entry.get("offer") or {}).get("network"),
                            "valid_before": vb, "checked_at": int(now)}
-    if entry.get("method") == "credits":
-        out["reason"] = "a credits payment has no on-chain authorization"
+    if entry.get("method") in ("credits", "stripe"):
+        out["reason"] = f"a {entry['method']} payment has no on-chain authorization" + (" (reconcile.py asks Stripe about its token)" if entry["method"] == "stripe" else "")
         return out
     try:
         scheme = scheme_of(entry)

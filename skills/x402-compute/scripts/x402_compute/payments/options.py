@@ -9,6 +9,8 @@ option          what is paid                                signed by
 ==============  ==========================================  ==================================
 ``X402Option``  one ``accepts`` entry of an x402 402         ``schemes.sign_offer``
 ``MppOption``   a ``WWW-Authenticate: Payment`` tempo charge ``schemes.mpp_tempo.sign_mpp``
+``StripeOption`` a ``WWW-Authenticate: Payment`` stripe charge ``schemes.mpp_stripe.sign_stripe``
+                (a card, through a Shared Payment Token)  (the user's Stripe account)
 ``CreditsOption`` prepaid credits (``use_credits``)          nothing: the request spends them
 ==============  ==========================================  ==================================
 """
@@ -25,7 +27,7 @@ from ..networks import NETWORKS
 from . import challenge as ch
 from .budget import atomic_to_micros
 from .model import Challenge, MppOffer, Offer, Signed
-from .policy import Limits, cap_atomic, check_mpp_offer, check_offer, mpp_pin_view
+from .policy import STRIPE_CURRENCY_DECIMALS, Limits, cap_atomic, check_mpp_offer, check_offer, check_stripe_offer, mpp_pin_view, stripe_pin_view
 
 
 @dataclass
@@ -65,12 +67,19 @@ def _sign_mpp(offer: MppOffer, settings, **kw):
     return sign_mpp(offer, settings, **kw)
 
 
+def _sign_stripe(offer: MppOffer, settings):
+    from .schemes.mpp_stripe import sign_stripe  # pympp + httpx only on the card path
+
+    return sign_stripe(offer, settings)
+
+
 @dataclass
 class Signers:
     """The side-effecting parts of paying, injectable for tests."""
 
     x402: Callable[[Offer, Any], Signed] = _sign_x402
     mpp: Callable[..., Any] = _sign_mpp
+    stripe: Callable[..., Any] = _sign_stripe
     svm_recipient: Callable[[Offer, Any], dict | None] = _svm_recipient
     svm_create_recipient: Callable[..., dict | None] = _svm_create_recipient
 
@@ -116,6 +125,22 @@ def mpp_offer_terms(m: MppOffer) -> dict:
     }
 
 
+def _stripe_network_id(m: MppOffer) -> str | None:
+    d = m.request.get("methodDetails") if isinstance(m.request.get("methodDetails"), dict) else {}
+    return d.get("networkId") if isinstance(d.get("networkId"), str) else None
+
+
+def _mpp_usd(m: MppOffer) -> str | None:
+    if m.method == "tempo":
+        return plain(atomic_to_usd(m.amount, 6))  # TIP-20 tokens have 6 decimals
+    if m.method == "stripe" and m.currency in STRIPE_CURRENCY_DECIMALS:
+        return plain(atomic_to_usd(m.amount, STRIPE_CURRENCY_DECIMALS[m.currency]))  # minor units (cents)
+    return None
+
+
+_PAY_WITH = {("tempo", "charge"): "--pay mpp", ("stripe", "charge"): "--pay stripe"}
+
+
 def mpp_terms(challenge: Challenge) -> list[dict]:
     """Every MPP challenge of a 402, for quotes and errors."""
     return [
@@ -125,13 +150,29 @@ def mpp_terms(challenge: Challenge) -> list[dict]:
             "chain_id": m.chain_id,
             "currency": m.currency,
             "amount_atomic": str(m.amount),
-            "amount_usd": plain(atomic_to_usd(m.amount, 6)) if m.method == "tempo" else None,  # TIP-20 tokens have 6 decimals
-            "recipient": m.recipient,
+            "amount_usd": _mpp_usd(m),
+            "recipient": m.recipient or (_stripe_network_id(m) if m.method == "stripe" else None),
             "expires": m.expires,
-            "pay_with": "--pay mpp" if (m.method, m.intent) == ("tempo", "charge") else "not supported by this client",
+            "pay_with": _PAY_WITH.get((m.method, m.intent), "not supported by this client"),
         }
         for m in challenge.mpp
     ]
+
+
+def stripe_offer_terms(m: MppOffer) -> dict:
+    """A card charge's terms: amounts in the currency's minor units (cents), payee = the seller's
+    Stripe network profile."""
+    return {
+        "method": "stripe",
+        "network": "stripe",
+        "intent": m.intent,
+        "asset": m.currency,
+        "asset_symbol": m.currency.upper()[:8],
+        "amount_atomic": str(m.amount),
+        "amount_usd": _mpp_usd(m),
+        "payee": _stripe_network_id(m),
+        "expires": m.expires,
+    }
 
 
 # -- the options --------------------------------------------------------------------------------------
@@ -263,6 +304,56 @@ class MppOption:
 
     def journal_offer(self) -> dict:
         return {**mpp_offer_terms(self.charge), "challenge_id": self.charge.id}
+
+
+class StripeOption:
+    """An MPP ``stripe`` charge paid by card: the SPT is created (with the user's Stripe key) only
+    in ``sign``, after every guard and the budget reservation, so a refusal calls Stripe never."""
+
+    method = "stripe"
+    network = "stripe"
+
+    def __init__(self, challenge: Challenge, charge: MppOffer, signers: Signers, settings) -> None:
+        self.challenge, self.charge, self.signers, self.settings = challenge, charge, signers, settings
+        self.spt: str | None = None
+
+    def terms(self) -> dict:
+        return stripe_offer_terms(self.charge)
+
+    def budget_micros(self) -> int:
+        d = STRIPE_CURRENCY_DECIMALS.get(self.charge.currency)
+        return atomic_to_micros(self.charge.amount, d) if d is not None else 0
+
+    def check(self, limits: Limits) -> None:
+        check_stripe_offer(self.charge, limits)
+
+    def pin_view(self) -> Offer:
+        return stripe_pin_view(self.charge)
+
+    def preflight(self, terms: dict, *, quote: bool) -> None:
+        if quote:  # a quote shows the price without the card being configured
+            return
+        from .schemes.mpp_stripe import require_stripe
+
+        require_stripe(self.settings)
+
+    def question(self, what: str, terms: dict) -> str:
+        return f"Pay {terms['amount_usd']} USD by card (Stripe, {self.settings.stripe_payment_method}) to {terms['payee']} for {what}?"
+
+    def sign(self, progress, journal_note) -> Payment:
+        s = self.signers.stripe(self.charge, self.settings)
+        self.spt = s.spt
+        return Payment(
+            s.header,
+            s.authorization,
+            f"stripe:{s.payment_method}",
+            nonce=s.spt,
+            signed=Signed(payload={}, payer=f"stripe:{s.payment_method}", nonce=s.spt),
+            journal={"spt": s.spt},
+        )
+
+    def journal_offer(self) -> dict:
+        return {**stripe_offer_terms(self.charge), "challenge_id": self.charge.id}
 
 
 class CreditsOption:

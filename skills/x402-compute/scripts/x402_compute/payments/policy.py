@@ -13,6 +13,7 @@ for catalog prices (the API publishes USD numbers) and for display.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, Decimal
@@ -181,6 +182,52 @@ def check_mpp_offer(m: MppOffer, limits: Limits, *, now: datetime | None = None)
     details = m.request.get("methodDetails") if isinstance(m.request.get("methodDetails"), dict) else {}
     if details.get("splits") or details.get("feePayer"):
         raise PolicyError("The MPP charge asks for split payments or fee sponsorship, which this client does not sign.", code="unsupported_scheme")
+    _check_expiry(m, now)
+    _check_amount(mpp_pin_view(m), net, limits)
+
+
+STRIPE_CURRENCY_DECIMALS = {"usd": 2}  # the currencies a card charge is paid in: amounts are minor units (cents)
+
+
+@dataclass(frozen=True)
+class _MinorUnits:
+    decimals: int
+
+
+def check_stripe_offer(m: MppOffer, limits: Limits, *, now: datetime | None = None) -> None:
+    """An MPP stripe/charge: a USD amount in cents, a seller network profile, card payments,
+    within the cap and the catalog price. Raise PolicyError (exit 3) unless it may be paid."""
+    if (m.method, m.intent) != ("stripe", "charge"):
+        raise PolicyError(f"MPP challenge {m.method}/{m.intent} is not a Stripe charge.", code="unsupported_scheme",
+                          details={"method": m.method, "intent": m.intent})
+    if m.currency not in STRIPE_CURRENCY_DECIMALS:
+        raise PolicyError(
+            f"The card charge is in {m.currency[:16]!r}; only US dollars (usd) are paid, so the spend cap means what it says.",
+            code="unknown_asset",
+            details={"network": "stripe", "currency": m.currency[:16], "expected": "usd"},
+        )
+    details = m.request.get("methodDetails") if isinstance(m.request.get("methodDetails"), dict) else {}
+    net_id, types = details.get("networkId"), details.get("paymentMethodTypes")
+    if not isinstance(net_id, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,128}", net_id):
+        raise PolicyError("The card charge names no valid Stripe network profile (methodDetails.networkId).", code="bad_payee")
+    if not isinstance(types, list) or "card" not in types:
+        raise PolicyError("The card charge does not accept cards (methodDetails.paymentMethodTypes).", code="unsupported_scheme",
+                          details={"payment_method_types": types if isinstance(types, list) else None})
+    if m.amount < 1:
+        raise PolicyError("The card charge asks for nothing (amount 0).", code="bad_challenge")
+    _check_expiry(m, now)
+    _check_amount(stripe_pin_view(m), _MinorUnits(STRIPE_CURRENCY_DECIMALS[m.currency]), limits)
+
+
+def stripe_pin_view(m: MppOffer) -> Offer:
+    """A card charge as the payee pins see it: network "stripe", payee = the seller's network profile."""
+    details = m.request.get("methodDetails") if isinstance(m.request.get("methodDetails"), dict) else {}
+    net_id = details.get("networkId") if isinstance(details.get("networkId"), str) else ""
+    return Offer(version=0, scheme="exact", network="stripe", key="stripe", amount=m.amount, asset=m.currency,
+                 pay_to=net_id, max_timeout_seconds=None, extra={}, raw={})
+
+
+def _check_expiry(m: MppOffer, now: datetime | None) -> None:
     if m.expires:
         try:
             exp = datetime.fromisoformat(m.expires.replace("Z", "+00:00"))
@@ -188,7 +235,6 @@ def check_mpp_offer(m: MppOffer, limits: Limits, *, now: datetime | None = None)
             exp = None
         if exp is not None and exp.tzinfo is not None and exp <= (now or datetime.now(timezone.utc)):
             raise PolicyError(f"The MPP challenge expired at {m.expires}. Nothing was signed.", code="challenge_expired", hint="Run the command again for a fresh challenge.")
-    _check_amount(mpp_pin_view(m), net, limits)
 
 
 def mpp_pin_view(m: MppOffer) -> Offer:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..instances import iso, parse_time, summary
 from .journal import Journal
 
@@ -72,8 +72,16 @@ def look_up(client, journal: Journal, entry: dict) -> tuple[bool | None, dict, d
     if kind == "provision":
         since = parse_time(entry.get("created_at"))
         since = since - CLOCK_SLACK if since else None
-        matches = []
-        for o in client.list_instances():
+        matches: list = []
+        try:
+            listing = client.list_instances()
+        except ConfigError as e:
+            # No credential that lists instances (paid by card or MPP alone): the order's own saved
+            # key still reads it; without an order id the API cannot tell, the payment check still can.
+            if not entry.get("order_id"):
+                return None, {"lookup": {"error": e.message, "hint": e.hint}}, None
+            listing = [client.get_instance(entry["order_id"])]
+        for o in listing:
             if not isinstance(o, dict) or o.get("label") != entry.get("label"):
                 continue
             created = parse_time(o.get("created_at"))
@@ -117,7 +125,21 @@ def ask_chain(journal: Journal, entry: dict, rpc, found: bool | None) -> dict | 
     return chain
 
 
-def advice(entry_id: str, found: bool | None, chain: dict | None) -> str:
+def ask_stripe(journal: Journal, entry: dict, settings, found: bool | None) -> dict:
+    """A card payment is on no chain: its PaymentIntent when known and, for an entry still
+    ``sent``/``unknown``, what Stripe says about its Shared Payment Token (read-only, the user's key);
+    a token never spent and no longer usable, with no order found, makes the entry ``expired``."""
+    if entry.get("status") not in ("sent", "unknown"):
+        return {"payment_intent": entry.get("tx_hash"), "spt": entry.get("spt")}
+    from .schemes.mpp_stripe import token_state
+
+    state = token_state(entry, settings)
+    if state["state"] == "expired_unused" and not found and journal.get(entry["id"]).get("status") in ("sent", "unknown"):
+        journal.update(entry["id"], "expired", reason=f"reconciled: Stripe says the token was never spent ({state.get('query')}) and can no longer be")
+    return state
+
+
+def advice(entry_id: str, found: bool | None, chain: dict | None, *, card: bool = False) -> str:
     """One paragraph an agent can act on; it never says to pay again while the money may have moved."""
     resend = f"`reconcile.py {entry_id} --resend` re-sends the same signed payment (the server returns the first result, never a second charge)"
     state = (chain or {}).get("state")
@@ -135,6 +157,9 @@ def advice(entry_id: str, found: bool | None, chain: dict | None) -> str:
         text = "Compare the balance with the journal entry; --resend re-sends the same signed payment if needed."
     if state == "unknown":
         text += f" The chain could not tell whether the payment settled ({chain.get('reason')}); do not pay again until it can."
+    if card:  # the same evidence, from Stripe about the card's token instead of from a chain
+        text = text.replace("The chain shows", "Stripe shows").replace("(the money moved)", "(the card was charged)").replace(
+            "The chain could not tell", "Stripe could not tell").replace("on chain", "at Stripe")
     return text
 
 
