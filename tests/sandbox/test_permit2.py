@@ -183,6 +183,7 @@ def test_tampered_amount_or_recipient_is_refused(fac, chain):
 
 def test_wrong_witness_type_is_refused(fac, chain):
     w = fac.test_wallets()[2]
+    chain.register_key(w["evm_private_key"])  # its own approve below (xdist may run it first)
     r = req(fac, 300_000)
     amount = int(r["amount"])
     chain.approve(w["evm_address"], PERMIT2_ADDRESS, amount)
@@ -232,6 +233,7 @@ def test_wrong_witness_type_is_refused(fac, chain):
 
 def test_contract_time_checks_and_compact_signatures(fac, chain):
     w = fac.test_wallets()[2]
+    chain.register_key(w["evm_private_key"])  # its own approve below; no other test's order to rely on (xdist)
     r = req(fac, 100_000)
     amount = int(r["amount"])
     chain.approve(w["evm_address"], PERMIT2_ADDRESS, amount)
