@@ -205,6 +205,48 @@ class ConsumedStore:
 
 
 # --- results ------------------------------------------------------------------------------------
+def checked_echo(ch: dict, request: Any, *, method: str, intent: str, realm: str,
+                 challenge_id: Callable[[str, str, str, str, str], str], already_paid: Callable[[str], bool],
+                 clock: Callable[[], float]) -> tuple[dict, Any, Any]:
+    """The challenge a credential echoes, checked alike for every method this sandbox issues (Tempo,
+    Stripe): string fields, method and intent, the HMAC id over its parameters, the realm, not paid
+    before, not expired, decodable, issued for this endpoint and this body. Returns (fields, the
+    decoded request, the decoded opaque); the terms are the caller's to compare. Raises MppRefusal."""
+    fields = {}
+    for name in ("id", "realm", "method", "intent", "request", "expires", "digest", "opaque"):
+        v = ch.get(name)
+        if v is not None and not isinstance(v, str):
+            raise MppRefusal(402, "malformed-credential", f"challenge.{name} must be a string")
+        fields[name] = v or ""
+    if fields["method"] != method or fields["intent"] != intent:
+        raise MppRefusal(400, "method-unsupported", f"only method={method!r} intent={intent!r} is accepted here")
+    expected = challenge_id(fields["realm"], fields["request"], fields["expires"], fields["digest"], fields["opaque"])
+    if not hmac.compare_digest(expected.encode(), fields["id"].encode()):
+        raise MppRefusal(402, "invalid-challenge", "challenge id does not match its parameters "
+                                                  "(not issued by this server, or altered)")
+    if fields["realm"] != realm:
+        raise MppRefusal(402, "invalid-challenge", f"challenge realm {fields['realm']!r} is not {realm!r}")
+    if already_paid(fields["id"]):
+        raise MppRefusal(403, "verification-failed", "this challenge was already paid: credential replayed", fresh=False)
+    try:
+        expires_at = parse_rfc3339(fields["expires"])
+    except ValueError:
+        raise MppRefusal(402, "invalid-challenge", "challenge has no valid `expires`")
+    if clock() >= expires_at:
+        raise MppRefusal(402, "payment-expired", f"challenge expired at {fields['expires']}")
+    try:
+        req = json.loads(b64url_decode(fields["request"]).decode("utf-8"))
+        opaque = json.loads(b64url_decode(fields["opaque"]).decode("utf-8")) if fields["opaque"] else {}
+    except (ValueError, UnicodeDecodeError):
+        raise MppRefusal(402, "invalid-challenge", "challenge request/opaque do not decode")
+    route = f"{request.method.upper()} {request.path.rstrip('/')}"
+    if not isinstance(opaque, dict) or opaque.get("route") != route:
+        raise MppRefusal(402, "invalid-challenge", f"challenge was issued for another endpoint, not {route}")
+    if not hmac.compare_digest(fields["digest"].encode(), body_digest(request.body).encode()):
+        raise MppRefusal(402, "invalid-challenge", "request body differs from the one the challenge was issued for")
+    return fields, req, opaque
+
+
 class MppRefusal(Exception):
     """A refused credential: `status` with an RFC 9457 body; `fresh` = attach a new challenge."""
 
@@ -324,43 +366,11 @@ class Mpp:
         payload = cred.get("payload") if isinstance(cred, dict) else None
         if not isinstance(ch, dict) or not isinstance(payload, dict):
             raise MppRefusal(402, "malformed-credential", "credential needs `challenge` and `payload` objects")
-        fields = {}
-        for name in ("id", "realm", "method", "intent", "request", "expires", "digest", "opaque"):
-            v = ch.get(name)
-            if v is not None and not isinstance(v, str):
-                raise MppRefusal(402, "malformed-credential", f"challenge.{name} must be a string")
-            fields[name] = v or ""
-        if fields["method"] != METHOD or fields["intent"] != INTENT:
-            raise MppRefusal(400, "method-unsupported",
-                             f"only method={METHOD!r} intent={INTENT!r} is accepted here")
         if ch.get("header") not in (None, "", "Authorization"):
             raise MppRefusal(402, "invalid-challenge", "this server did not ask for another credential header")
-        expected = self._id(fields["realm"], fields["request"], fields["expires"], fields["digest"], fields["opaque"])
-        if not hmac.compare_digest(expected.encode(), fields["id"].encode()):
-            raise MppRefusal(402, "invalid-challenge", "challenge id does not match its parameters "
-                                                      "(not issued by this server, or altered)")
-        if fields["realm"] != self.realm:
-            raise MppRefusal(402, "invalid-challenge", f"challenge realm {fields['realm']!r} is not {self.realm!r}")
+        fields, req, opaque = checked_echo(ch, request, method=METHOD, intent=INTENT, realm=self.realm,
+                                           challenge_id=self._id, already_paid=self.consumed.seen, clock=self.clock)
         cid = fields["id"]
-        if self.consumed.seen(cid):
-            raise MppRefusal(403, "verification-failed", "this challenge was already paid: credential replayed",
-                             fresh=False)
-        try:
-            expires_at = parse_rfc3339(fields["expires"])
-        except ValueError:
-            raise MppRefusal(402, "invalid-challenge", "challenge has no valid `expires`")
-        if self.clock() >= expires_at:
-            raise MppRefusal(402, "payment-expired", f"challenge expired at {fields['expires']}")
-        try:
-            req = json.loads(b64url_decode(fields["request"]).decode("utf-8"))
-            opaque = json.loads(b64url_decode(fields["opaque"]).decode("utf-8")) if fields["opaque"] else {}
-        except (ValueError, UnicodeDecodeError):
-            raise MppRefusal(402, "invalid-challenge", "challenge request/opaque do not decode")
-        route = f"{request.method.upper()} {request.path.rstrip('/')}"
-        if not isinstance(opaque, dict) or opaque.get("route") != route:
-            raise MppRefusal(402, "invalid-challenge", f"challenge was issued for another endpoint, not {route}")
-        if not hmac.compare_digest(fields["digest"].encode(), body_digest(request.body).encode()):
-            raise MppRefusal(402, "invalid-challenge", "request body differs from the one the challenge was issued for")
         if req != self.request_for(amount_atomic):
             raise MppRefusal(402, "invalid-challenge",
                              f"challenge was issued for other payment terms; this request costs "

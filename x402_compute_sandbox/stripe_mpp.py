@@ -31,8 +31,8 @@ import time
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-from .mpp import (CHALLENGE_TTL_SECONDS, TOPUP_ROUTE, Challenge, MppRefusal, b64url, b64url_decode, body_digest, jcs,
-                  load_secret, parse_rfc3339, rfc3339)
+from .mpp import (CHALLENGE_TTL_SECONDS, TOPUP_ROUTE, Challenge, MppRefusal, b64url, b64url_decode, body_digest, checked_echo,
+                  jcs, load_secret, rfc3339)
 
 METHOD, INTENT = "stripe", "charge"
 STRIPE_PUBLIC_BASE = "https://api.stripe.com/v1"   # what pympp addresses; rewritten to the emulator
@@ -49,7 +49,6 @@ class LoopbackTransport:
     `sent` lists every URL actually sent (the proof, in tests, that no request left loopback)."""
 
     def __init__(self, api_base: str):
-        import httpx
         from .server import is_loopback
         if not is_loopback(urlsplit(api_base).hostname):
             raise ValueError(f"the Stripe API base {api_base!r} is not on loopback")
@@ -218,35 +217,9 @@ class StripeMpp:
         ch, payload = cred.get("challenge"), cred.get("payload")
         if not isinstance(payload, dict):
             raise MppRefusal(402, "malformed-credential", "credential needs a `payload` object")
-        fields = {}
-        for name in ("id", "realm", "method", "intent", "request", "expires", "digest", "opaque"):
-            v = ch.get(name)
-            if v is not None and not isinstance(v, str):
-                raise MppRefusal(402, "malformed-credential", f"challenge.{name} must be a string")
-            fields[name] = v or ""
-        if fields["intent"] != INTENT:
-            raise MppRefusal(400, "method-unsupported", f"only method={METHOD!r} intent={INTENT!r} is accepted")
-        expected = self._id(fields["realm"], fields["request"], fields["expires"], fields["digest"], fields["opaque"])
-        if not hmac.compare_digest(expected.encode(), fields["id"].encode()):
-            raise MppRefusal(402, "invalid-challenge", "challenge id does not match its parameters "
-                                                      "(not issued by this server, or altered)")
-        if fields["realm"] != self.realm:
-            raise MppRefusal(402, "invalid-challenge", f"challenge realm {fields['realm']!r} is not {self.realm!r}")
+        fields, req, opaque = checked_echo(ch, request, method=METHOD, intent=INTENT, realm=self.realm,
+                                           challenge_id=self._id, already_paid=self.paid.seen, clock=self.clock)
         cid = fields["id"]
-        if self.paid.seen(cid):
-            raise MppRefusal(403, "verification-failed", "this challenge was already paid: credential replayed", fresh=False)
-        try:
-            if self.clock() >= parse_rfc3339(fields["expires"]):
-                raise MppRefusal(402, "payment-expired", f"challenge expired at {fields['expires']}")
-            req = json.loads(b64url_decode(fields["request"]).decode("utf-8"))
-            opaque = json.loads(b64url_decode(fields["opaque"]).decode("utf-8")) if fields["opaque"] else {}
-        except (ValueError, UnicodeDecodeError):
-            raise MppRefusal(402, "invalid-challenge", "challenge expires/request/opaque do not decode")
-        route = f"{request.method.upper()} {request.path.rstrip('/')}"
-        if not isinstance(opaque, dict) or opaque.get("route") != route:
-            raise MppRefusal(402, "invalid-challenge", f"challenge was issued for another endpoint, not {route}")
-        if not hmac.compare_digest(fields["digest"].encode(), body_digest(request.body).encode()):
-            raise MppRefusal(402, "invalid-challenge", "request body differs from the one the challenge was issued for")
         if req != self.request_for(amount_usd_micros):
             raise MppRefusal(402, "invalid-challenge", f"challenge was issued for other payment terms; this request "
                                                       f"costs {cents(amount_usd_micros)} US cents")
