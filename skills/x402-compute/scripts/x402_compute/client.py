@@ -46,7 +46,6 @@ class ComputeClient:
         self.settings = settings
         self.transport = transport or Transport(settings.base_url, timeout=settings.timeout, verbose=verbose, guard=settings.require_secure)
         self.auths = AuthResolver(settings)
-        self.last_auth: str | None = None  # the credential of the last request
         self.auths_used: list[str] = []  # every credential this client sent, in order (the scripts' "auth" field)
 
     # -- plumbing -----------------------------------------------------------------
@@ -81,10 +80,8 @@ class ComputeClient:
         hdrs = dict(headers or {})
         if auth is not None:
             hdrs.update(auth.headers(method, path, data if data is not None else b""))
-            if not isinstance(auth, NoAuth):
-                self.last_auth = auth.label
-                if auth.label not in self.auths_used:
-                    self.auths_used.append(auth.label)
+            if not isinstance(auth, NoAuth) and auth.label not in self.auths_used:
+                self.auths_used.append(auth.label)
         return self.transport.request(method, path, body=data, headers=hdrs, params=params, retry_reads=retry_reads)
 
     def call(self, method: str, path: str, what: str, *, ok: Iterable[int] = (200,), **kw) -> Any:
