@@ -205,6 +205,12 @@ class ConsumedStore:
 
 
 # --- results ------------------------------------------------------------------------------------
+def challenge_mac(secret: bytes, *parts: str) -> str:
+    """A challenge id: HMAC-SHA256 over its parameters (realm, method, intent, request, expires,
+    digest, opaque), so only this server can issue one and none can be altered."""
+    return b64url(hmac.new(secret, "|".join(parts).encode("utf-8"), hashlib.sha256).digest())
+
+
 def checked_echo(ch: dict, request: Any, *, method: str, intent: str, realm: str,
                  challenge_id: Callable[[str, str, str, str, str], str], already_paid: Callable[[str], bool],
                  clock: Callable[[], float]) -> tuple[dict, Any, Any]:
@@ -317,8 +323,7 @@ class Mpp:
         return getattr(offer, "mpp", True) and any(r.match(request.path.rstrip("/")) for r in self.routes)
 
     def _id(self, realm: str, request_b64: str, expires: str, digest: str, opaque_b64: str) -> str:
-        msg = "|".join([realm, METHOD, INTENT, request_b64, expires, digest, opaque_b64])
-        return b64url(hmac.new(self._secret, msg.encode("utf-8"), hashlib.sha256).digest())
+        return challenge_mac(self._secret, realm, METHOD, INTENT, request_b64, expires, digest, opaque_b64)
 
     def request_for(self, amount_atomic: int) -> dict:
         return {"amount": str(amount_atomic), "currency": tempo.USDC_E, "recipient": self.recipient,

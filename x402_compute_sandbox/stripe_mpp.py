@@ -20,8 +20,6 @@ Settlement: method "mpp", network "stripe", transaction = the PaymentIntent id, 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -31,8 +29,8 @@ import time
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-from .mpp import (CHALLENGE_TTL_SECONDS, TOPUP_ROUTE, Challenge, MppRefusal, b64url, b64url_decode, body_digest, checked_echo,
-                  jcs, load_secret, rfc3339)
+from .mpp import (CHALLENGE_TTL_SECONDS, TOPUP_ROUTE, Challenge, MppRefusal, b64url, b64url_decode, body_digest, challenge_mac,
+                  checked_echo, jcs, load_secret, rfc3339)
 
 METHOD, INTENT = "stripe", "charge"
 STRIPE_PUBLIC_BASE = "https://api.stripe.com/v1"   # what pympp addresses; rewritten to the emulator
@@ -152,8 +150,7 @@ class StripeMpp:
 
     # --- challenge --------------------------------------------------------------------------------
     def _id(self, realm: str, request_b64: str, expires: str, digest: str, opaque_b64: str) -> str:
-        msg = "|".join([realm, METHOD, INTENT, request_b64, expires, digest, opaque_b64])
-        return b64url(hmac.new(self._secret, msg.encode("utf-8"), hashlib.sha256).digest())
+        return challenge_mac(self._secret, realm, METHOD, INTENT, request_b64, expires, digest, opaque_b64)
 
     def request_for(self, amount_usd_micros: int) -> dict:
         return {"amount": str(cents(amount_usd_micros)), "currency": "usd",
