@@ -169,3 +169,22 @@ def test_the_payee_is_pinned_only_once_signed(hostile, hostile_env, tmp_path):
     assert code == 0
     assert json.loads(pins(tmp_path).read_text())["base"]["pay_to"] == hostile.pay_to
     assert uuid.UUID(doc["order"]["id"])
+
+
+@pytest.mark.parametrize("bad_id", ["../../../../tmp/owned-resend", 42])
+def test_a_resend_that_settles_with_a_bad_order_id_still_shows_the_payment(hostile, hostile_env, tmp_path, bad_id):
+    # First run: no answer to the paid request, twice → exit 4, journal unknown.
+    hostile.mpp = False
+    hostile.override("POST", "/compute/provision", Reply(500, {"error": "oops"}), when="paid", times=2)
+    env = hostile_env()
+    code, doc, _ = run_script(*ARGS, env=env)
+    assert code == 4
+    jid = doc["error"]["details"]["journal_id"]
+    # reconcile --resend: the server now settles it but names the order with a hostile id.
+    hostile.override("POST", "/compute/provision", _with_order(id=bad_id), when="paid")
+    code, doc, _ = run_script("reconcile.py", jid, "--resend", env=env)
+    assert code == 4 and doc["error"]["code"] == "bad_response", doc
+    assert doc["error"]["details"]["payment"]["journal_id"] == jid and "do not pay again" in doc["error"]["hint"]
+    assert len(hostile.signatures()) == 1  # the stored bytes, never a new signature
+    assert journal(tmp_path)[0]["status"] == "settled"
+    assert not Path("/tmp/owned-resend").exists()

@@ -8,7 +8,7 @@ from ..cli import Output, table
 from ..instances import summary, unwrap_order
 from ..payments import reconcile as rec
 from ..payments.journal import Journal, public
-from .paid import save_management_key, ssh_out
+from .paid import after_payment, save_management_key, ssh_out
 
 LIST_COLUMNS = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"), ("status", "STATUS"), ("label", "LABEL"),
                 ("amount_usd", "USD"), ("network", "NETWORK"), ("order_id", "ORDER")]
@@ -52,14 +52,15 @@ def _resend(ctx, journal: Journal, entry: dict) -> Output:
     ctx.progress(f"Resending the stored payment of journal {entry['id']} with Idempotency-Key {entry['idempotency_key']}")
     result = resend(ctx.client, journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress)
     out: dict = {"journal": public(entry), "resend": {"status": result.status, "tx_hash": result.tx_hash, "replayed": (result.headers or {}).get("Idempotent-Replayed") == "true"}}
-    order = unwrap_order(result.body)
-    if order.get("id"):
-        order["id"] = validate.server_instance_id(order["id"], "the re-sent answer's order id")
-        out["order"] = summary(order)
-        if entry.get("kind") == "provision" and entry.get("method") in ("mpp", "stripe"):
-            saved = save_management_key(ctx, order["id"], result.body)  # the replayed answer carries it again
-            if saved:
-                out["management_api_key"] = saved
+    with after_payment(result):  # the re-sent payment settled: a malformed answer must not hide it
+        order = unwrap_order(result.body)
+        if order.get("id"):
+            order["id"] = validate.server_instance_id(order["id"], "the re-sent answer's order id")
+            out["order"] = summary(order)
+            if entry.get("kind") == "provision" and entry.get("method") in ("mpp", "stripe"):
+                saved = save_management_key(ctx, order["id"], result.body)  # the replayed answer carries it again
+                if saved:
+                    out["management_api_key"] = saved
     out["journal"] = public(journal.get(entry["id"]))
     out["found"] = True
     return Output(out, f"resent: HTTP {result.status}; order {order.get('id')}; tx {result.tx_hash}")
