@@ -351,3 +351,8 @@ def test_bad_offer_fields_are_refused_before_signing():
     o = offer("base", amount=0)
     with pytest.raises(PaymentRequired):
         sign_offer(o, settings(), now=NOW)
+    # Domain strings a hostile 402 can write as valid JSON escapes: refused by name, nothing signed.
+    for extra in ({"name": "USD\ud800Coin", "version": "2"}, {"name": "USD Coin", "version": "2\x1b[31m"}):
+        with pytest.raises(PaymentRequired) as e:
+            sign_offer(offer("base", extra=extra), settings(), now=NOW)
+        assert e.value.code == "unusable_offer" and ("extra.name" in e.value.message or "extra.version" in e.value.message)

@@ -62,11 +62,25 @@ def token_domain(offer: Offer, net: Network) -> dict:
     if not name or not version:
         raise unusable(f"The {net.key} offer names no EIP-712 domain (extra.name / extra.version).", code="missing_eip712_domain")
     return {
-        "name": str(name),
-        "version": str(version),
+        "name": domain_text(name, "extra.name"),
+        "version": domain_text(version, "extra.version"),
         "chainId": net.chain_id,
         "verifyingContract": require_address(offer.asset, "asset"),
     }
+
+
+def domain_text(value: Any, what: str) -> str:
+    """A domain string from the challenge, as EIP-712 hashes it (UTF-8): a lone surrogate or a
+    control character (valid JSON escapes) is refused here, before anything is signed, instead of
+    failing inside the hashing."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise unusable(f"The offer's {what} is not valid text: {text.encode('utf-8', 'backslashreplace')[:80]!r}.") from None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise unusable(f"The offer's {what} holds control characters: {text[:80]!r}.")
+    return text
 
 
 def expiry(offer: Offer, now: int) -> int:
