@@ -1,4 +1,4 @@
-"""references/api.md's "What the scripts print" against what the scripts print.
+"""references/api-reference.md's "What the scripts print" against what the scripts print.
 
 The section lists, per script, every output field as a path (`plans[].gpu_fraction`,
 `instance.ssh`). Here the scripts run against the sandbox through the scenarios an agent meets
@@ -18,14 +18,14 @@ import pytest
 
 from tests.helpers import BUNDLE, clean_env, run_script
 
-API_MD = BUNDLE / "references" / "api.md"
+API_MD = BUNDLE / "references" / "api-reference.md"
 EVERY = "*"  # fields of "### Every script": printed by each script
 ALIAS_RE = re.compile(r"as in `([a-z_]+\.py)` `([^`]+)`")
 ROW_RE = re.compile(r"^\| `([a-z_][a-z0-9_.\[\]]*)` \| (.*) \|$")
 
 
 def documented() -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], tuple[str, str]], set[tuple[str, str]]]:
-    """(fields, aliases, opaque) from api.md: fields maps (script, path) to its meaning."""
+    """(fields, aliases, opaque) from api-reference.md: fields maps (script, path) to its meaning."""
     text = API_MD.read_text()
     section = text.split("\n## What the scripts print\n", 1)[1].split("\n## ", 1)[0]
     fields: dict[tuple[str, str], str] = {}
@@ -38,7 +38,7 @@ def documented() -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], tupl
         m = ROW_RE.match(line)
         if m and script:
             key = (script, m.group(1))
-            assert key not in fields, f"api.md documents {key} twice"
+            assert key not in fields, f"api-reference.md documents {key} twice"
             fields[key] = m.group(2)
     aliases = {k: (m.group(1), m.group(2)) for k, v in fields.items() if (m := ALIAS_RE.search(v))}
     opaque = {k for k, v in fields.items() if "unchanged" in v}
@@ -135,6 +135,6 @@ def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, t
     obs.add("provision.py", doc, "--pay stripe --yes")
 
     undocumented = sorted(f"{s}: {p} (printed by {', '.join(sorted(obs.seen[(s, p)]))})" for s, p in obs.seen if (s, p) not in obs.fields)
-    assert not undocumented, "printed but not documented in api.md 'What the scripts print': " + "; ".join(undocumented)
+    assert not undocumented, "printed but not documented in api-reference.md 'What the scripts print': " + "; ".join(undocumented)
     never = sorted(f"{s}: {p}" for s, p in obs.fields if (s, p) not in obs.seen)
-    assert not never, "documented in api.md but never printed: " + "; ".join(never)
+    assert not never, "documented in api-reference.md but never printed: " + "; ".join(never)
