@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import stat
 import time
 import uuid
@@ -284,10 +285,21 @@ def test_destroy_needs_yes_then_forfeits_prepaid_time(sandbox, wallet, env):
 def test_resize_downgrade_refused_before_calling_api(sandbox, wallet, env, instance):
     wait_running(env, instance["id"])
     e = fail(run_script("resize_instance.py", instance["id"], "vc2-1c-1gb", "--yes", env=env), 3, "downgrade_not_supported")
-    assert "vc2-2c-4gb" in e["details"]["allowed_targets"] and "vc2-1c-1gb" not in e["details"]["allowed_targets"]
-    assert all(not t.startswith(("do:", "vhp-")) for t in e["details"]["allowed_targets"])
+    assert "vc2-2c-4gb" in e["details"]["upgrade_targets"] and "vc2-1c-1gb" not in e["details"]["upgrade_targets"]
+    assert all(not t.startswith(("do:", "vhp-")) for t in e["details"]["upgrade_targets"])
+    assert "cannot shrink in place" in e["message"] and "allowed_targets" not in e["details"]
+    # The way to the smaller plan: a new machine quoted by the exact command shown, data moved, the old one destroyed.
+    steps = e["details"]["shrink_path"]["steps"]
+    assert [s["step"] for s in steps] == ["quote_new_machine", "move_data", "destroy_old"]
+    assert steps[0]["command"] in e["hint"] and instance["id"] in steps[2]["command"]
+    words = shlex.split(steps[0]["command"])
+    assert words[:2] == ["python", "scripts/provision.py"] and words[2:4] == ["vc2-1c-1gb", instance["region"]]
+    q = ok(run_script(Path(words[1]).name, *words[2:], env=env))["quote"]  # the printed command, as printed
+    assert q["plan"] == "vc2-1c-1gb" and q["signed"] is False
     e = fail(run_script("resize_instance.py", instance["id"], "do:s-2vcpu-4gb", "--yes", env=env), 3, "provider_mismatch")
-    e = fail(run_script("resize_instance.py", instance["id"], "no-such-plan", "--yes", env=env), 2, "unknown_plan")
+    assert "vc2-2c-4gb" in e["details"]["upgrade_targets"]
+    e = fail(run_script("resize_instance.py", instance["id"], "vc2-2c-4g", "--yes", env=env), 2, "unknown_plan")
+    assert "vc2-2c-4gb" in e["details"]["did_you_mean"] and "Did you mean" in e["hint"]
 
 
 def test_resize_as_existing_users_type_it_keeps_credit(sandbox, wallet, env, monkeypatch):

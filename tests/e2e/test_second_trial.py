@@ -42,3 +42,20 @@ def test_the_environment_wins_over_the_env_file_and_doctor_shows_each_source(san
     shown = next(c for c in doc["checks"] if c["name"] == "settings")["data"]["settings"]
     assert shown["COMPUTE_BASE_URL"] == {"value": "http://127.0.0.1:9", "source": "--base-url"}
     assert shown["PRIVATE_KEY"] == {"source": "environment"} and "22" * 32 not in str(doc)
+
+
+# -- 7. did you mean ------------------------------------------------------------------------------
+
+def test_a_typo_in_a_plan_region_or_os_id_gets_close_matches(sandbox, paying_env):
+    e = fail(run_script("provision.py", "vc2-1c-2g", "lax", "--days", "1", "--quote", env=paying_env), 2, "unknown_plan")
+    assert e["details"]["did_you_mean"][0] == "vc2-1c-2gb" and len(e["details"]["did_you_mean"]) <= 3
+    assert e["hint"].startswith("Did you mean vc2-1c-2gb")
+    e = fail(run_script("provision.py", "vc2-1c-1gb", "lxa", "--days", "1", "--quote", env=paying_env), 2, "region_not_offered")
+    assert e["details"]["did_you_mean"] == ["lax"] and "Did you mean lax?" in e["hint"]
+    e = fail(run_script("provision.py", "vc2-1c-1gb", "lax", "--os-id", "2248", "--days", "1", "--quote", env=paying_env), 2, "unknown_os")
+    assert 2284 in e["details"]["did_you_mean"] and "2284 (" in e["hint"]
+    e = fail(run_script("browse_regions.py", "--plan", "vc2-1c-2g", env=paying_env), 2, "unknown_plan")
+    assert "vc2-1c-2gb" in e["details"]["did_you_mean"]
+    # Nothing close: an empty list and the plain hint, never a wild guess.
+    e = fail(run_script("provision.py", "zz9-nothing-like-it", "lax", "--days", "1", "--quote", env=paying_env), 2, "unknown_plan")
+    assert e["details"]["did_you_mean"] == [] and e["hint"] == "See browse_plans.py for plan ids."
