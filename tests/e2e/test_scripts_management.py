@@ -362,13 +362,35 @@ def test_api_key_lifecycle(sandbox, env, instance, tmp_path):
     e = fail(run_script("revoke_api_key.py", doc["id"], env=env), 3, "confirmation_required")
     assert e["details"]["key_last4"] == doc["key_last4"]
     rev = ok(run_script("revoke_api_key.py", doc["id"], "--yes", env=env))
-    assert rev["revoked"] is True and rev["key_last4"] == doc["key_last4"] and "warning" in rev  # the saved key is this one
+    assert rev["revoked"] is True and rev["key_last4"] == doc["key_last4"]
+    # The saved key was this one (by its recorded id): removed, and the output says so and when it was revoked.
+    assert rev["saved_key_removed"] is True and rev["saved_key_path"] == str(saved) and not saved.exists()
+    assert not (saved.parent / "api_key.id").exists()
+    record = sandbox.app.store.api_keys_of(doc_owner(sandbox, doc["id"]))
+    assert rev["revoked_at"] and rev["revoked_at"].startswith(next(k for k in record if k["id"] == doc["id"])["revoked_at"][:19])
+    # With the saved key gone, the same environment manages with the wallet again.
+    assert ok(run_script("list_instances.py", env=env))["auth"] == "wallet:base"
 
     e = fail(run_script("list_instances.py", env=key_only), 1, "unauthorized")
-    assert e["status"] == 401
+    assert e["status"] == 401 and "Unset COMPUTE_API_KEY" in e["hint"]
     after = ok(run_script("list_api_keys.py", env={**env, "X402_COMPUTE_STATE_DIR": str(tmp_path / "nokey")}))
     assert next(k for k in after["api_keys"] if k["id"] == doc["id"])["active"] is False
     assert ok(run_script("list_api_keys.py", "--active", env={**env, "X402_COMPUTE_STATE_DIR": str(tmp_path / "nokey")}))["count"] == after["count"] - sum(1 for k in after["api_keys"] if not k["active"])
+
+
+def doc_owner(sandbox, key_id: str) -> str:
+    return sandbox.app.store._one("SELECT owner FROM api_keys WHERE id=?", (key_id,))[0]
+
+
+def test_a_refused_saved_key_hints_to_remove_it(sandbox, env, tmp_path):
+    """A saved key revoked elsewhere (another state folder, the dashboard): the refusal names the
+    saved file and the way back to the wallet."""
+    doc = ok(run_script("create_api_key.py", "--save", env=env))
+    other = {**env, "X402_COMPUTE_STATE_DIR": str(tmp_path / "elsewhere")}
+    rev = ok(run_script("revoke_api_key.py", doc["id"], "--yes", env=other))
+    assert rev["saved_key_removed"] is False and rev["revoked_at"]  # nothing saved there
+    e = fail(run_script("list_instances.py", env=env), 1, "unauthorized")
+    assert doc["saved_to"] in e["hint"] and "rm " in e["hint"] and "wallet" in e["hint"]
 
 
 def test_api_key_show_and_unsaved_warning(env):
