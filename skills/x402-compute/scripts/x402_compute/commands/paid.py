@@ -367,7 +367,9 @@ def provision(ctx):
     plan = plans.find(client, plan_id)
     os_options = client.os_options() if plan is not None else []
     os_id = a.os_id if a.os_id is not None else (default_os_id(plan, os_options) if plan else None)
-    check_order(plan, plan_id, region, os_id, os_options, ssh_key)
+    # Only an unknown plan needs the whole catalog: its ids are the did-you-mean candidates.
+    catalog_ids = [p.get("id") for p in client.all_plans() if isinstance(p, dict)] if plan is None else ()
+    check_order(plan, plan_id, region, os_id, os_options, ssh_key, catalog_ids)
     if os_id is None:
         raise UsageError("No default OS image for this provider.", hint="Pass --os-id (see browse_os.py).")
     hourly = plans.hourly(plan)
