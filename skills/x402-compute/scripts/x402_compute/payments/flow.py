@@ -323,6 +323,8 @@ class PaymentFlow:
         """The one option to pay (a generator: it may ask once more with X-Accept-Networks)."""
         if self.pay == "stripe":
             m = _mpp_charge(challenge, "stripe")
+            if m is None and challenge.mpp_error is not None:
+                raise challenge.mpp_error  # a header that reads two ways is refused, not taken for "no card charge"
             if m is None:
                 raise PaymentRequired(
                     "The server's 402 carries no MPP card charge (WWW-Authenticate: Payment method=stripe intent=charge).",
@@ -334,6 +336,8 @@ class PaymentFlow:
             return StripeOption(challenge, m, self.signers, self.settings)
         if self.pay == "mpp":
             m = _tempo_charge(challenge)
+            if m is None and challenge.mpp_error is not None:
+                raise challenge.mpp_error
             if m is None:
                 raise PaymentRequired(
                     "The server's 402 carries no MPP Tempo charge (WWW-Authenticate: Payment method=tempo intent=charge).",
