@@ -33,6 +33,7 @@ class StripeSigned:
     header: str
     spt: str  # the Shared Payment Token id: what makes this payment unique (reconcile shows it)
     payment_method: str
+    valid_before: int | None = None  # the token's usage_limits[expires_at]: after it, it can no longer pay
 
 
 def require_stripe(settings) -> None:
@@ -168,7 +169,8 @@ def sign_stripe(offer: MppOffer, settings) -> StripeSigned:
     value = cred.to_authorization()
     redact.register(value)
     redact.register(made["spt"])
-    return StripeSigned(authorization=value, header=challenge.credential_header, spt=made["spt"], payment_method=settings.stripe_payment_method)
+    return StripeSigned(authorization=value, header=challenge.credential_header, spt=made["spt"], payment_method=settings.stripe_payment_method,
+                        valid_before=terms["expires_at"])
 
 
 def token_state(entry: dict, settings, *, now: float | None = None) -> dict:
