@@ -523,10 +523,14 @@ def extension_price(client, before: dict, hours: int) -> dict:
     and ``expected`` micro-dollars (None when unknown), and ``note`` when the price cannot be checked."""
 
     plan_id = before.get("plan") or before.get("vultr_plan")
+    if not isinstance(plan_id, str) or not plan_id.strip():
+        plan_id = None  # a record naming no plan (or not as text) gives no price: the same refusal as an unknown plan
     plan = plans.find(client, plan_id) if plan_id else None
     expected = plans.expected_micros(plan, hours) if plan else None
     note = None
-    if plan_id and plan is None:
+    if plan_id is None:
+        note = "the instance record names no plan; price not checked"
+    elif plan is None:
         note = f"plan {plan_id} is no longer in the catalog; price not checked"
     elif plan is not None and expected is None:
         note = f"plan {plan_id} has no price in the catalog; price not checked"
@@ -542,7 +546,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
     s = ctx.settings
     network = a.network or default_network(s)
     price = extension_price(ctx.client, before, hours)
-    price_note = price["note"] or price_note
+    price_note = price_note or price["note"]  # the caller's reason (no auth to read the record) explains an empty one
     expected, hourly = price["expected"], price["hourly"]
     body: dict = {"extend_hours": hours, "network": network}
     if a.use_credits:
