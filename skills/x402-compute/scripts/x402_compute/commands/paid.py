@@ -173,7 +173,10 @@ def _approved_quote(ctx) -> dict | None:
     if a.confirm_quote:
         from ..payments.quotes import Quotes
 
-        return Quotes(ctx.settings.state_dir).load(a.confirm_quote)
+        quotes = Quotes(ctx.settings.state_dir)
+        rec = quotes.load(a.confirm_quote)
+        quotes.require_cap(rec, ctx.settings)
+        return rec
     if ctx.settings.require_quote and not a.quote and not ctx.interactive():
         from ..errors import PolicyError
 
@@ -563,7 +566,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
     }
     if price_note:
         terms["price_check"] = price_note
-        if s.max_spend_source != "--max-usd" and not a.quote and not approved:
+        if s.max_spend_source != "--max-usd" and not a.quote:
             # Nothing to hold the 402's amount against but the cap: then the cap must be a
             # number the user chose for this payment, not a default that happens to be large.
             from ..errors import PolicyError
@@ -573,7 +576,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
                 "the spend cap; give it explicitly with --max-usd. Nothing was sent.",
                 code="price_unknown",
                 details={"instance_id": iid, "cap_usd": str(s.max_spend_usd), "cap_source": s.max_spend_source},
-                hint="Quote first (--quote) to see the amount, tell the human, then re-run with --max-usd <that amount>.",
+                hint="Quote first (--quote) to see the amount and show it to the human; only if they accept it, they re-run with --max-usd <that amount>.",
             )
     old = parse_time(before.get("expires_at"))
     if old:

@@ -246,14 +246,7 @@ class PaymentFlow:
         if self.approved is not None:
             # The human approved exactly these terms (--confirm-quote): that is the confirmation.
             self.quotes.check(self.approved, terms)
-            used = next((e for e in self.journal.list() if e.get("id") == call.journal_id), None)
-            if used is not None:
-                raise PolicyError(
-                    f"Quote {self.approved['quote_id']} was already used (journal {used['id']}, {used.get('status')}). Nothing was signed.",
-                    code="quote_used",
-                    details={"journal_id": used["id"], "status": used.get("status")},
-                    hint="A quote pays once. Quote again if the human wants another one.",
-                )
+            self.quotes.claim(self.approved)  # used from now on, by any process: the id never pays again
         else:
             self.confirm(option.question(f"{call.kind} ({call.terms.get('summary') or call.path})", terms), terms)
         if self.signed_count:
