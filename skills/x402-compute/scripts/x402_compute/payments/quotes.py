@@ -1,7 +1,7 @@
 """Approved quotes: what a human saw is what gets paid.
 
 ``--quote`` records what would be paid (the command, the order: plan or instance, region, hours,
-label, OS, hostname; the payment: method, network, asset, atomic amount, payee) under a short id,
+label, OS, hostname, an AI Machine's model and mode; the payment: method, network, asset, atomic amount, payee) under a short id,
 ``<state>/quotes/<id>.json`` (0600), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the
 fresh 402 gives exactly those terms; any difference is refused before anything is signed, with
 the differences listed. A quote is paid at most once: its journal id is reserved with it.
@@ -21,7 +21,7 @@ from ..state import read_json, write_private_json
 
 TTL_S = 600
 _ID = re.compile(r"^[0-9a-f]{16}$")
-ORDER_FIELDS = ("action", "plan", "region", "os_id", "label", "hostname", "hours", "instance_id", "total_usd")
+ORDER_FIELDS = ("action", "plan", "region", "os_id", "label", "hostname", "hours", "instance_id", "total_usd", "model_id", "mode")
 PAYMENT_FIELDS = ("method", "network", "asset", "amount_atomic", "payee")
 
 
