@@ -4,6 +4,7 @@ Layout under ``$X402_COMPUTE_STATE_DIR`` (default
 ``$XDG_STATE_HOME/x402-compute`` or ``~/.local/state/x402-compute``)::
 
     api_key                  saved by create_api_key.py --save
+    api_key.id               that key's id (not a secret), so revoking it can remove it
     instance-keys/<id>.key   per-instance management keys (MPP provisions)
     credentials/<id>.txt     one-time root passwords
     journal/<id>.json        paid requests, written before the payment leaves
@@ -114,7 +115,16 @@ def write_private(path: Path, data: str | bytes, *, exclusive: bool = False, dur
             f.flush()
             if durable:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            # link() never replaces: of two writers racing for one name, exactly one gets it
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise ComputeError(f"Refusing to overwrite {path}.", code="file_exists") from None
+            finally:
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -169,8 +179,27 @@ class State:
         return self.path(folder, server_instance_id(instance_id, "instance id") + suffix)
 
     # -- saved secrets -------------------------------------------------------------------------
-    def save_api_key(self, key: str) -> Path:
-        return write_private(self.path("api_key"), key + "\n")
+    def save_api_key(self, key: str, key_id: str | None = None) -> Path:
+        path = write_private(self.path("api_key"), key + "\n")
+        id_file = self.path("api_key.id")
+        if key_id:
+            write_private(id_file, key_id + "\n")
+        else:
+            id_file.unlink(missing_ok=True)  # an id left from another key would name the wrong one
+        return path
+
+    def saved_api_key_id(self) -> str | None:
+        try:
+            return self.path("api_key.id").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def remove_saved_api_key(self) -> Path:
+        """Delete the saved key (and its id); later scripts fall back to the wallet."""
+        path = self.path("api_key")
+        path.unlink(missing_ok=True)
+        self.path("api_key.id").unlink(missing_ok=True)
+        return path
 
     def saved_api_key(self) -> str | None:
         try:
@@ -179,7 +208,37 @@ class State:
             return None
 
     def save_instance_key(self, instance_id: str, key: str) -> Path:
-        return write_private(self._instance_file("instance-keys", instance_id, ".key"), key + "\n")
+        """Save the one-time management key of ``instance_id``; never overwrite one already saved
+        (the server shows each key once: a replaced key is lost for good). The same key again (a
+        replayed answer) is a no-op. A different key for the same id is kept beside the first
+        (``<id>.key.2``, ...) and raises ``bad_response`` naming both files."""
+        path = self._instance_file("instance-keys", instance_id, ".key")
+        try:
+            return write_private(path, key + "\n", exclusive=True)
+        except ComputeError as e:
+            if e.code != "file_exists":
+                raise
+        if path.read_text().strip() == key:
+            return path
+        for n in range(2, 1000):
+            extra = self._instance_file("instance-keys", instance_id, f".key.{n}")
+            try:
+                write_private(extra, key + "\n", exclusive=True)
+                break
+            except ComputeError as e:
+                if e.code != "file_exists":
+                    raise
+                if extra.read_text().strip() == key:
+                    break
+        else:
+            extra = None
+        raise ComputeError(
+            f"The server sent a second one-time management key for instance {instance_id}; the first one, saved in {path}, "
+            "was kept" + (f" and the second was saved in {extra}" if extra else "") + ". Nothing was overwritten.",
+            code="bad_response",
+            details={"instance_id": instance_id, "key_file": str(path), "second_key_file": str(extra) if extra else None},
+            hint="Keep both files; ask the service which key is valid for this instance (the scripts use the first).",
+        )
 
     def instance_key(self, instance_id: str) -> str | None:
         try:

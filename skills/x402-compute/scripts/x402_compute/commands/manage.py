@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import aimachines, cli, plans
 from ..errors import ComputeError, Conflict
 from ..instances import NO_ADDRESS, detail, public_ip, ssh_fields, summary, unwrap_order
-from ..sshkeys import ssh_block_for
+from ..sshkeys import login_block, ssh_block_for
 from ..validate import instance_id, plan_id
 
 GONE = ("destroyed", "expired")
@@ -79,7 +79,8 @@ def resize_quote(ctx: cli.Context, iid: str, target_id: str, *, confirm_disk_res
     catalog = ctx.client.all_plans()
     by_id = {x.get("id"): x for x in catalog}
     current, target = by_id.get(inst["plan"]), by_id.get(target_id)
-    preview = plans.resize_preflight(current, target, catalog, inst["region"], confirm_disk_resize=confirm_disk_resize)
+    preview = plans.resize_preflight(current, target, catalog, inst["region"], confirm_disk_resize=confirm_disk_resize, target_id=target_id,
+                                     instance_id=iid, hours_left=inst.get("hours_left"))
     provider = plans.provider(target) if target else None
     irreversible = bool(preview.get("grows_disk")) and provider == "digitalocean"
     est = plans.resize_estimate(current, target, inst["expires_at"])
@@ -211,6 +212,7 @@ def get_one_time_password(ctx: cli.Context) -> cli.Output:
     ssh = fields["ssh"]
     if ssh:
         ssh = {**{k: v for k, v in ssh.items() if k != "note"}, "auth": "password"}  # the note says to run this script
+        ssh = login_block(ctx.state, ssh, iid, with_key=False)
     data = {"instance_id": iid, "username": user, "ip": public_ip({"ip_address": ip}), "credentials_file": str(path), "ssh": ssh,
             "ssh_unavailable": fields["ssh_unavailable"], "password": password if ctx.args.show else None}
     text = f"credentials saved to {path}\nssh: {ssh['command'] if ssh else fields['ssh_unavailable']}" + (f"\npassword: {password}" if ctx.args.show else "")

@@ -38,7 +38,14 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True, unr
     g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25)")
     g.add_argument("--quote", action="store_true", help="show the price and payment terms with a quote_id (valid 10 minutes); sign and send nothing")
     g.add_argument("--confirm-quote", metavar="QUOTE_ID", help="pay exactly the quote the human approved: refused (quote_changed) if the fresh terms differ in any way")
-    g.add_argument("--yes", "-y", action="store_true", help="pay without asking (required when not at a terminal; with COMPUTE_REQUIRE_QUOTE=1 only --confirm-quote pays there)")
+    g.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="the human's own shortcut when they run the command themselves: pay without asking (an agent quotes, shows the "
+        "human the quote and pays it with --confirm-quote once they approve; outside a terminal one of the two is needed, "
+        "and with COMPUTE_REQUIRE_QUOTE=1 only --confirm-quote pays there)",
+    )
     g.add_argument("--accept-payee-change", action="store_true", help="accept a payee that differs from the one pinned for this network")
     g.add_argument(
         "--create-recipient-account",
@@ -218,7 +225,10 @@ def _approved_quote(ctx) -> dict | None:
     if a.confirm_quote:
         from ..payments.quotes import Quotes
 
-        return Quotes(ctx.settings.state_dir).load(a.confirm_quote)
+        quotes = Quotes(ctx.settings.state_dir)
+        rec = quotes.load(a.confirm_quote)
+        quotes.require_cap(rec, ctx.settings)
+        return rec
     if ctx.settings.require_quote and not a.quote and not ctx.interactive():
         from ..errors import PolicyError
 
@@ -228,6 +238,24 @@ def _approved_quote(ctx) -> dict | None:
             hint="Run the same command with --quote, show the quote to the human, and pay with --confirm-quote <quote_id> once they approve.",
         )
     return None
+
+
+def _confirm_payment(ctx, question: str, details) -> None:
+    """The terminal's question, or outside a terminal a refusal that shows the safe path: the
+    approval of a payment is the human's, so the hint leads to a quote they see, not to --yes."""
+    from ..errors import ConfirmationRequired
+
+    try:
+        ctx.confirm(question, details=details)
+    except ConfirmationRequired as e:
+        if e.code != "confirmation_required":  # "cancelled": the human said no at the prompt
+            raise
+        raise ConfirmationRequired(
+            f"{question} Not at a terminal, so nothing was signed: a payment needs the human's approval.",
+            details=details,
+            hint="Re-run with --quote, show the quote to the human, and once they approve pay exactly it with "
+            "--confirm-quote <quote_id>. --yes is the human's own shortcut when they run the command themselves.",
+        ) from None
 
 
 def _flow_options(ctx, approved: dict | None = None) -> dict:
@@ -241,7 +269,7 @@ def _flow_options(ctx, approved: dict | None = None) -> dict:
             hint=f"Drop --pay {pay} to pay on {a.network}, or drop --network to pay with --pay {pay}.",
         )
     return {
-        "confirm": lambda q, d: ctx.confirm(q, details=d),
+        "confirm": lambda q, d: _confirm_payment(ctx, q, d),
         "progress": ctx.progress,
         "quote": a.quote,
         "accept_payee_change": a.accept_payee_change,
@@ -394,7 +422,9 @@ def provision(ctx):
     plan = plans.find(client, plan_id)
     os_options = client.os_options() if plan is not None else []
     os_id = a.os_id if a.os_id is not None else (default_os_id(plan, os_options) if plan else None)
-    check_order(plan, plan_id, region, os_id, os_options, ssh_key)
+    # Only an unknown plan needs the whole catalog: its ids are the did-you-mean candidates.
+    catalog_ids = [p.get("id") for p in client.all_plans() if isinstance(p, dict)] if plan is None else ()
+    check_order(plan, plan_id, region, os_id, os_options, ssh_key, catalog_ids)
     ai_request = ai_machine_request(a, plan, plan_id)
     if os_id is None:
         raise UsageError("No default OS image for this provider.", hint="Pass --os-id (see browse_os.py).")
@@ -606,10 +636,14 @@ def extension_price(client, before: dict, hours: int) -> dict:
     and ``expected`` micro-dollars (None when unknown), and ``note`` when the price cannot be checked."""
 
     plan_id = before.get("plan") or before.get("vultr_plan")
+    if not isinstance(plan_id, str) or not plan_id.strip():
+        plan_id = None  # a record naming no plan (or not as text) gives no price: the same refusal as an unknown plan
     plan = plans.find(client, plan_id) if plan_id else None
     expected = plans.expected_micros(plan, hours) if plan else None
     note = None
-    if plan_id and plan is None:
+    if plan_id is None:
+        note = "the instance record names no plan; price not checked"
+    elif plan is None:
         note = f"plan {plan_id} is no longer in the catalog; price not checked"
     elif plan is not None and expected is None:
         note = f"plan {plan_id} has no price in the catalog; price not checked"
@@ -625,7 +659,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
     s = ctx.settings
     network = a.network or default_network(s)
     price = extension_price(ctx.client, before, hours)
-    price_note = price["note"] or price_note
+    price_note = price_note or price["note"]  # the caller's reason (no auth to read the record) explains an empty one
     expected, hourly = price["expected"], price["hourly"]
     body: dict = {"extend_hours": hours, "network": network}
     if a.use_credits:
@@ -642,7 +676,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
     }
     if price_note:
         terms["price_check"] = price_note
-        if s.max_spend_source != "--max-usd" and not a.quote and not approved:
+        if s.max_spend_source != "--max-usd" and not a.quote:
             # Nothing to hold the 402's amount against but the cap: then the cap must be a
             # number the user chose for this payment, not a default that happens to be large.
             from ..errors import PolicyError
@@ -652,7 +686,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
                 "the spend cap; give it explicitly with --max-usd. Nothing was sent.",
                 code="price_unknown",
                 details={"instance_id": iid, "cap_usd": str(s.max_spend_usd), "cap_source": s.max_spend_source},
-                hint="Quote first (--quote) to see the amount, tell the human, then re-run with --max-usd <that amount>.",
+                hint="Quote first (--quote) to see the amount and show it to the human; only if they accept it, they re-run with --max-usd <that amount>.",
             )
     old = parse_time(before.get("expires_at"))
     if old:
