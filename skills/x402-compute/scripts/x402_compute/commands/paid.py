@@ -710,6 +710,25 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
     return call, price_note
 
 
+EXPIRY_TOLERANCE_S = 60  # keepalive.TOLERANCE: an expiry this close to what was paid for counts as applied
+
+
+def extension_shortfall(old: str | None, new: str | None, hours: int) -> str | None:
+    """A warning when a paid extension's answer shows an expiry earlier than old + hours (beyond
+    a minute): the server took the payment for time it did not give. None when it did, or when
+    either expiry is unknown."""
+    from datetime import timedelta
+
+    o, n = parse_time(old), parse_time(new)
+    if o is None or n is None:
+        return None
+    want = o + timedelta(hours=hours)
+    if n >= want - timedelta(seconds=EXPIRY_TOLERANCE_S):
+        return None
+    return (f"the server's new expiry {iso(n)} is earlier than the old one plus the {hours} h paid for ({iso(want)}); "
+            "the extension was not (fully) applied. Do not pay again; tell the human.")
+
+
 def extend_output(result, iid: str, hours: int, before: dict, price_note: str | None):
     """What a settled extension prints (call it inside ``after_payment(result)``)."""
     from ..cli import Output
@@ -723,8 +742,12 @@ def extend_output(result, iid: str, hours: int, before: dict, price_note: str | 
     _budget_out(out, result)
     if price_note:
         out["price_check"] = price_note
+    short = extension_shortfall(before.get("expires_at"), new_expiry, hours)
+    if short:
+        out["warning"] = short
     p = out["payment"]
     text = (
+        (f"warning: {short}\n" if short else "") +
         f"instance {iid}: expiry {out['order']['old_expires_at']} -> {out['order']['new_expires_at']}\n"
         f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {result.tx_hash}"
     )
