@@ -2,6 +2,8 @@
 
 - scheme ``exact`` only (``upto`` and friends could take more than quoted);
 - the asset is the canonical stablecoin of its network (a look-alike token is refused);
+- the amount is at least the network's minimum for a direct payment (the network table's
+  ``min_payment_atomic``: Arc's 5 USD);
 - the amount is within the spend cap (``--max-usd``, else ``COMPUTE_MAX_SPEND_USD``, else 25 USD);
 - the amount is no more than the catalog price for the plan and hours, plus one cent
   (a server cannot ask for more than what ``/compute/plans`` advertises);
@@ -23,6 +25,7 @@ from ..errors import PolicyError, UsageError
 from ..money import atomic_to_usd, micros_to_atomic, plain
 from ..networks import NETWORKS, is_address, is_canonical_asset
 from ..state import read_json, write_private_json
+from ..validate import close_matches, did_you_mean_hint
 from .model import MppOffer, Offer
 
 PRICE_TOLERANCE_MICROS = 10_000  # one cent: the service's rounding rule is unpublished
@@ -31,18 +34,28 @@ PRICE_TOLERANCE_MICROS = 10_000  # one cent: the service's rounding rule is unpu
 # -- catalog ----------------------------------------------------------------------------------
 
 
-def check_order(plan: dict | None, plan_id: str, region: str, os_id: int | None, os_options: list[dict], ssh_key: str | None) -> None:
+def unknown_plan(plan_id: str, catalog_ids) -> UsageError:
+    """``unknown_plan`` with up to three close catalog ids in ``details.did_you_mean`` and the hint."""
+    near = close_matches(plan_id, catalog_ids)
+    return UsageError(f"Plan {plan_id!r} is not in the catalog.", code="unknown_plan", details={"did_you_mean": near},
+                      hint=did_you_mean_hint(near, "See browse_plans.py for plan ids."))
+
+
+def check_order(plan: dict | None, plan_id: str, region: str, os_id: int | None, os_options: list[dict], ssh_key: str | None,
+                catalog_ids=()) -> None:
     """What can be checked before the 402: the plan exists, is sold in the region, the OS
-    belongs to the plan's provider, and DigitalOcean gets an SSH key (it has no password fallback)."""
+    belongs to the plan's provider, and DigitalOcean gets an SSH key (it has no password fallback).
+    ``catalog_ids``: every plan id, for the suggestions of an unknown one."""
     if plan is None:
-        raise UsageError(f"Plan {plan_id!r} is not in the catalog.", code="unknown_plan", hint="See browse_plans.py for plan ids.")
+        raise unknown_plan(plan_id, catalog_ids)
     locations = plan.get("locations")
     if isinstance(locations, list) and locations and region not in locations:
+        near = close_matches(region, locations)
         raise UsageError(
             f"Plan {plan_id} is not available in region {region!r}.",
             code="region_not_offered",
-            details={"locations": locations},
-            hint=f"Pick one of: {', '.join(map(str, locations))}.",
+            details={"locations": locations, "did_you_mean": near},
+            hint=(f"Did you mean {' or '.join(near)}? " if near else "") + f"Pick one of: {', '.join(map(str, locations))}.",
         )
     provider = provider_of(plan)
     if provider == "digitalocean" and not ssh_key:
@@ -54,7 +67,11 @@ def check_order(plan: dict | None, plan_id: str, region: str, os_id: int | None,
     if os_id is not None and os_options:
         match = next((o for o in os_options if str(o.get("id")) == str(os_id)), None)
         if match is None:
-            raise UsageError(f"OS id {os_id} is not in the OS catalog.", code="unknown_os", hint="See browse_os.py for OS ids.")
+            near = close_matches(str(os_id), [o.get("id") for o in os_options])
+            names = {str(o.get("id")): o.get("name") for o in os_options}
+            shown = [f"{i} ({names[i]})" if isinstance(names.get(i), str) else i for i in near]
+            raise UsageError(f"OS id {os_id} is not in the OS catalog.", code="unknown_os", details={"did_you_mean": [int(i) if i.isdigit() else i for i in near]},
+                             hint=did_you_mean_hint(shown, "See browse_os.py for OS ids."))
         osp = str(match.get("provider") or "").lower()
         if osp and provider and osp != provider:
             raise UsageError(
@@ -125,6 +142,16 @@ def check_offer(offer: Offer, limits: Limits) -> None:
             f"The offer on {offer.key} names a payee that is not a {net.family.upper()} address ({offer.pay_to[:80]!r}). Nothing was signed.",
             code="bad_payee",
             details={"network": offer.key, "payee": offer.pay_to[:200]},
+        )
+    if offer.amount < net.min_payment_atomic:
+        minimum_usd = plain(atomic_to_usd(net.min_payment_atomic, net.decimals))
+        amount_usd = plain(atomic_to_usd(offer.amount, net.decimals))
+        raise PolicyError(
+            f"Direct payments on {offer.key} must be at least {minimum_usd} USD; this one is {amount_usd} USD. Nothing was signed.",
+            code="below_network_minimum",
+            details={"network": offer.key, "amount_usd": amount_usd, "amount_atomic": str(offer.amount),
+                     "minimum_usd": minimum_usd, "minimum_atomic": str(net.min_payment_atomic)},
+            hint=net.min_payment_hint or f"Pay {minimum_usd} USD or more on {offer.key}, or pick another network with --network.",
         )
     _check_amount(offer, net, limits)
 

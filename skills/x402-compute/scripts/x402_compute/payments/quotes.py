@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import PolicyError, UsageError
+from ..networks import NETWORKS
 from ..state import read_json, write_private_json
 
 TTL_S = 600
@@ -34,9 +35,11 @@ def fields_of(terms: dict) -> dict:
     like a challenge id or an expiry)."""
     out = {k: terms.get(k) for k in ORDER_FIELDS if terms.get(k) is not None}
     out.update({k: terms.get(k) for k in PAYMENT_FIELDS})
-    if isinstance(out.get("network"), str) and out["network"] != "solana" and isinstance(out.get("payee"), str):
+    net = NETWORKS.get(out["network"]) if isinstance(out.get("network"), str) else None
+    base58 = net is not None and net.family == "svm"  # Solana addresses are case-sensitive
+    if isinstance(out.get("network"), str) and not base58 and isinstance(out.get("payee"), str):
         out["payee"] = out["payee"].lower()  # EVM addresses: checksum casing is not a difference
-    if isinstance(out.get("asset"), str) and out.get("network") != "solana":
+    if isinstance(out.get("asset"), str) and not base58:
         out["asset"] = out["asset"].lower()
     return out
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ComputeError, ConfigError, PolicyError
-from ...networks import NETWORKS
+from ...networks import NETWORKS, X402_NETWORKS
 from ..model import MppOffer
 
 TEMPO = NETWORKS["tempo"]
@@ -50,7 +50,7 @@ def require_pympp(version_info=None) -> None:
         raise ConfigError(
             f"Paying with MPP needs Python 3.11 or newer (the pympp library requires it); this is Python {v[0]}.{v[1]}.",
             code="mpp_unavailable",
-            hint="Pay with x402 instead (--pay x402 --network base|solana|megaeth|robinhood), or run the script with python3.11+.",
+            hint=f"Pay with x402 instead (--pay x402 --network {'|'.join(X402_NETWORKS)}), or run the script with python3.11+.",
         )
     try:
         import mpp  # noqa: F401
