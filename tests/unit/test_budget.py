@@ -51,6 +51,19 @@ def test_what_counts(tmp_path):
     assert st == {"limit_usd": "50", "window": "24h", "spent_usd": "3", "reserved_usd": "2", "remaining_usd": "45"}
 
 
+def test_a_refused_signed_payment_counts_until_it_can_no_longer_settle(tmp_path):
+    # Issue 20.2: the server answered 402 but holds the signature; until valid_before it may settle it.
+    signed = {"payment_header_name": "X-PAYMENT", "payment_header_value": "eyJ4In0="}
+    live = add(tmp_path, T0 - 60, 1_000_000, "rejected", valid_before=T0 + 240, **signed)
+    add(tmp_path, T0 - 600, 2_000_000, "rejected", valid_before=T0 - 300, **signed)  # window closed: never again
+    add(tmp_path, T0 - 60, 4_000_000, "rejected", **signed)  # validity unknown: counts until reconcile proves otherwise
+    add(tmp_path, T0 - 60, 8_000_000, "rejected", valid_before=T0 + 240)  # nothing was signed
+    assert budget(tmp_path).status()["spent_usd"] == "5"
+    assert budget(tmp_path, now=T0 + 241).status()["spent_usd"] == "4"  # the first one's window closed
+    Journal(tmp_path).update(live["id"], "expired", reason="reconciled")
+    assert not counts(Journal(tmp_path).get(live["id"]), T0)
+
+
 def test_a_dead_process_reservation_and_an_old_one_do_not_count(tmp_path):
     dead = multiprocessing.Process(target=int)
     dead.start()

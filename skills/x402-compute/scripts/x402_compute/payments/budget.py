@@ -11,7 +11,10 @@ does not count again (the top-up that bought the credits did). What counts, from
   machine (the entry turns ``sent`` before a single byte is sent), so it stops counting; one
   older than ``RESERVATION_TTL_S`` stops counting too (signing takes seconds).
 
-``rejected``, ``not_sent`` and ``expired`` never count.
+- ``rejected`` entries whose signature is still live (``journal.live_refusal``): the server
+  refused it, but may still settle it until its ``valid_before``.
+
+``not_sent`` and ``expired`` never count, nor a ``rejected`` one past its validity.
 
 The guard (``reserve``) runs under an exclusive lock on the state folder (fcntl): sum what
 counts, check the amount fits, write the reservation into the journal (atomic; visible to every
@@ -38,7 +41,7 @@ from ..errors import PolicyError
 from ..money import plain
 from ..networks import NETWORKS
 from ..state import ensure_dir
-from .journal import Journal
+from .journal import Journal, live_refusal
 
 COUNTED = ("settled", "unknown", "sent", "reserved")
 RESERVATION_TTL_S = 3600
@@ -100,6 +103,8 @@ def _pid_gone(e: dict) -> bool:
 
 def counts(e: dict, now: float) -> bool:
     status = e.get("status")
+    if status == "rejected":
+        return live_refusal(e, now)
     if status not in COUNTED:
         return False
     if status == "reserved":

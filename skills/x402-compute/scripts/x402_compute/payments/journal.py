@@ -11,7 +11,13 @@ once), hence 0600 and never printed: ``public()`` strips it.
 Statuses: ``reserved`` (the budget guard took the amount; nothing is signed yet) → ``sent`` (signed
 and about to leave) → ``settled`` | ``rejected`` | ``unknown``; ``not_sent`` when signing failed or the
 connection provably failed before any byte left; ``expired`` when reconcile.py read from the chain
-that a ``sent``/``unknown`` payment was never used and its validity has passed (it can never settle).
+that a ``sent``/``unknown``/``rejected`` payment was never used and its validity has passed (it can
+never settle).
+
+Signed means spent until proven otherwise: a ``rejected`` entry (the server answered our payment
+with a 402) still holds a signature the server may settle later, so until its ``valid_before`` has
+passed it counts toward the budget and is unresolved like an ``unknown`` one (``live_refusal``).
+The status rules live here, in ``live_refusal`` and ``unresolved``; the budget's ``counts`` uses them.
 """
 
 from __future__ import annotations
@@ -29,6 +35,29 @@ from ..state import read_json, write_private_json
 STATUSES = ("reserved", "sent", "settled", "rejected", "unknown", "not_sent", "expired")
 SECRET_FIELDS = ("payment_header_value",)
 _ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def live_refusal(e: dict, now: float) -> bool:
+    """A payment the server refused after receiving it whose signature may still settle: ``rejected``,
+    signed (not credits), and its validity window not provably closed (``valid_before`` in the
+    future, or unknown). It stops being live when ``valid_before`` passes or reconcile.py proves
+    it can no longer settle (the entry becomes ``expired``)."""
+    if e.get("status") != "rejected" or e.get("method") == "credits" or not e.get("payment_header_value"):
+        return False
+    vb = e.get("valid_before")
+    return not (isinstance(vb, (int, float)) and not isinstance(vb, bool) and vb <= now)
+
+
+def unresolved(e: dict, now: float, *, pid_gone) -> bool:
+    """An entry whose money may have moved or may still move, with no live process behind it: a
+    re-run paying for the same order must stop (``unresolved_payment``). ``unknown``; ``sent`` whose
+    process is gone (``pid_gone(e)``); a refused payment still live (``live_refusal``)."""
+    status = e.get("status")
+    if status == "unknown":
+        return True
+    if status == "sent":
+        return e.get("pid") is None or pid_gone(e)
+    return live_refusal(e, now)
 
 
 def _now() -> str:

@@ -521,6 +521,7 @@ class StripeOption:
             s.authorization,
             f"stripe:{s.payment_method}",
             nonce=s.spt,
+            valid_before=getattr(s, "valid_before", None),
             signed=Signed(payload={}, payer=f"stripe:{s.payment_method}", nonce=s.spt),
             journal={"spt": s.spt},
         )
@@ -699,6 +700,8 @@ def choose(c: Choice, challenge: Challenge, ask_again: Callable[[dict], Send], t
     method = PAY_MPP.get(c.pay)
     if method is not None:
         m = _mpp_charge(challenge, method)
+        if m is None and challenge.mpp_error is not None:
+            raise challenge.mpp_error  # a header that reads two ways is refused, not taken for "not offered"
         if m is None:
             raise REGISTRY.find(method, "charge").not_offered(challenge)
         return mpp_option(challenge, m, c)

@@ -1,28 +1,44 @@
-"""Approved quotes: what a human saw is what gets paid.
+"""Approved quotes: what a human saw is what gets paid, once.
 
 ``--quote`` records what would be paid (the command, the order: plan or instance, region, hours,
-label, OS, hostname; the payment: method, network, asset, atomic amount, payee) under a short id,
-``<state>/quotes/<id>.json`` (0600), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the
-fresh 402 gives exactly those terms; any difference is refused before anything is signed, with
-the differences listed. A quote is paid at most once: its journal id is reserved with it.
+label, OS, hostname, and for an extension the instance's current ``expires_at``; the payment:
+method, network, asset, atomic amount, payee) under a short id, ``<state>/quotes/<id>.json``
+(0600), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the fresh 402 gives exactly
+those terms; any difference is refused before anything is signed, with the differences listed.
+
+The rules a quote id obeys (issue 19), all kept here whatever store holds the records:
+
+- The id digests the terms, the state they priced (an extension's current expiry) and a fresh
+  random part: two quotes never share an id, even for the same terms asked twice.
+- A quote pays at most once, from any process: ``claim`` marks it used under the state folder's
+  lock just before its payment is signed; from then on the id answers ``quote_used`` forever
+  (also after it expired), and the record stays.
+- A quote recorded without a catalog price check (``price_checked: false``) is not an approval
+  of its amount by itself: paying it still needs an explicit ``--max-usd`` (``price_unknown``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import re
+import secrets
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import PolicyError, UsageError
 from ..networks import NETWORKS
-from ..state import read_json, write_private_json
+from ..state import ensure_dir, read_json, write_private_json
 
 TTL_S = 600
 _ID = re.compile(r"^[0-9a-f]{16}$")
-ORDER_FIELDS = ("action", "plan", "region", "os_id", "label", "hostname", "hours", "instance_id", "total_usd")
+# old_expires_at: the state an extension was priced against; once it moved (the extension was
+# paid, by this quote or another), the quote no longer describes what would be bought.
+ORDER_FIELDS = ("action", "plan", "region", "os_id", "label", "hostname", "hours", "instance_id", "total_usd", "old_expires_at")
 PAYMENT_FIELDS = ("method", "network", "asset", "amount_atomic", "payee")
 
 
@@ -44,8 +60,24 @@ def fields_of(terms: dict) -> dict:
     return out
 
 
-def quote_id(fields: dict) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+def quote_id(fields: dict, nonce: str) -> str:
+    """The terms (with the state they priced) and a fresh random part: never the id of another quote."""
+    return hashlib.sha256(json.dumps([fields, nonce], sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def price_checked(terms: dict) -> bool:
+    """Whether the amount was held against the catalog: a total from the catalog and no note
+    saying the price could not be checked."""
+    return terms.get("total_usd") is not None and not terms.get("price_check")
+
+
+def _used_error(rec: dict) -> PolicyError:
+    return PolicyError(
+        f"Quote {rec['quote_id']} was already used (at {rec.get('used_at')}, journal {rec.get('journal_id')}). Nothing was signed.",
+        code="quote_used",
+        details={"quote_id": rec["quote_id"], "journal_id": rec.get("journal_id"), "used_at": rec.get("used_at")},
+        hint="A quote pays once. Quote again if the human wants another one, and show them the new quote.",
+    )
 
 
 class Quotes:
@@ -56,14 +88,31 @@ class Quotes:
     def _path(self, qid: str) -> Path:
         return self.dir / f"{qid}.json"
 
+    @contextmanager
+    def _locked(self):
+        """The state folder's lock (the one the budget's reservations take): one claim at a time
+        across every process sharing the folder."""
+        ensure_dir(self.dir.parent)
+        fd = os.open(self.dir.parent / "budget.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def record(self, terms: dict, journal_id: str) -> dict:
-        """Store the quote; returns {"quote_id", "quote_expires_at"} for the output."""
+        """Store the quote; returns {"quote_id", "quote_expires_at", "price_checked"} for the output."""
         fields = fields_of(terms)
-        qid = quote_id(fields)
+        nonce = secrets.token_hex(16)
+        qid = quote_id(fields, nonce)
         now = self.clock()
-        write_private_json(self._path(qid), {"quote_id": qid, "fields": fields, "journal_id": journal_id,
-                                             "created_at": _iso(now), "expires_at": now + TTL_S})
-        return {"quote_id": qid, "quote_expires_at": _iso(now + TTL_S)}
+        checked = price_checked(terms)
+        with self._locked():
+            if self._path(qid).exists():  # 2**-64 odds; an id is never given twice all the same
+                raise PolicyError("Quote id collision; quote again.", code="quote_collision")
+            write_private_json(self._path(qid), {"quote_id": qid, "fields": fields, "nonce": nonce, "journal_id": journal_id,
+                                                 "price_checked": checked, "created_at": _iso(now), "expires_at": now + TTL_S})
+        return {"quote_id": qid, "quote_expires_at": _iso(now + TTL_S), "price_checked": checked}
 
     def load(self, qid: str) -> dict:
         """The recorded quote; UsageError (exit 2) for an unknown id, PolicyError for an expired one."""
@@ -73,6 +122,8 @@ class Quotes:
         rec = read_json(self._path(qid))
         if not isinstance(rec, dict) or not isinstance(rec.get("fields"), dict):
             raise UsageError(f"No quote {qid} was made here.", code="unknown_quote", hint="Quote again with --quote, show it to the human, then pay with its quote_id.")
+        if rec.get("used_at"):
+            raise _used_error(rec)
         if not isinstance(rec.get("expires_at"), (int, float)) or rec["expires_at"] < self.clock():
             raise PolicyError(
                 f"Quote {qid} expired at {_iso(float(rec.get('expires_at') or 0))} (quotes last {TTL_S // 60} minutes). Nothing was signed.",
@@ -93,3 +144,29 @@ class Quotes:
                 details={"quote_id": rec["quote_id"], "differences": diff},
                 hint="Show the human the new terms (quote again with --quote) and pay only with the quote they approve.",
             )
+
+    def require_cap(self, rec: dict, settings) -> None:
+        """A quote whose price was not checked against the catalog approves no amount by itself:
+        the cap must be one the human gave for this payment (--max-usd)."""
+        if rec.get("price_checked", True) is False and settings.max_spend_source != "--max-usd":
+            raise PolicyError(
+                f"Quote {rec['quote_id']} was made without a catalog price check, so its amount is bounded only by the spend cap; "
+                "paying it needs an explicit --max-usd. Nothing was sent.",
+                code="price_unknown",
+                details={"quote_id": rec["quote_id"], "cap_usd": str(settings.max_spend_usd), "cap_source": settings.max_spend_source},
+                hint="Show the human the quoted amount; only if they accept it, they re-run with --confirm-quote and --max-usd <that amount>.",
+            )
+
+    def claim(self, rec: dict) -> dict:
+        """Mark the quote used, just before its payment is signed; quote_used if it already was
+        (by this process or any other). The record stays: the id never pays again."""
+        with self._locked():
+            now = read_json(self._path(rec["quote_id"]))
+            if not isinstance(now, dict) or now.get("nonce") != rec.get("nonce"):
+                raise UsageError(f"Quote {rec['quote_id']} is no longer on record.", code="unknown_quote",
+                                 hint="Quote again with --quote and have the human approve the new quote.")
+            if now.get("used_at"):
+                raise _used_error(now)
+            now["used_at"] = _iso(self.clock())
+            write_private_json(self._path(rec["quote_id"]), now)
+        return now
