@@ -52,7 +52,7 @@ def _resend(ctx, journal: Journal, entry: dict) -> Output:
     rec.check_resendable(entry, ctx.settings.base_url)
     auth = rec.resend_auth(ctx.client.auths, entry)
     ctx.progress(f"Resending the stored payment of journal {entry['id']} with Idempotency-Key {entry['idempotency_key']}")
-    result = resend(ctx.client, journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress)
+    result = ctx.client.drive(resend(journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress))
     out: dict = {"journal": public(entry), "resend": {"status": result.status, "tx_hash": result.tx_hash, "replayed": (result.headers or {}).get("Idempotent-Replayed") == "true"}}
     with after_payment(result):  # the re-sent payment settled: a malformed answer must not hide it
         order = unwrap_order(result.body)
