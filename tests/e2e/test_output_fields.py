@@ -115,6 +115,11 @@ def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, t
     pw = run("provision.py", "vc2-1c-2gb", "ewr", "--days", "1", "--yes", "--wait", *wait)
     a, b = keyed["order"]["id"], pw["order"]["id"]
     assert keyed["ssh"]["identity_file"] and pw["ssh"]["auth"] == "password"
+    ai_machine = ("vcg-a100-1c-2g-6gb", "ewr", "--days", "1", "--model-id", "llama-3.2-3b", "--mode", "private")
+    run("provision.py", *ai_machine, "--quote")
+    llm = run("provision.py", *ai_machine, "--yes", "--wait", *wait)
+    assert llm["ai"]["models"] == ["llama-3.2-3b"]
+    run("ai_chat.py", llm["order"]["id"], "hello")
     run("list_instances.py")
     run("instance_details.py", b)
     run("extend_instance.py", a, "--days", "1", "--quote")

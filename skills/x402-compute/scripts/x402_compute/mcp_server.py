@@ -354,6 +354,12 @@ def _tools() -> tuple[ToolSpec, ...]:
             "result. The host key is pinned on first contact; host_key_changed or host_key_mismatch means stop and tell the user.",
         ),
         ToolSpec(
+            "ai_chat", "Chat with an AI Machine", _script("ai_chat.py"), WRITE, "ai_chat.py ID PROMPT",
+            note="Sends one chat completion to the instance's own OpenAI-compatible endpoint (http://<its ip>:<port>/v1, read from "
+            "its record) with the API key provision saved for it; the key never appears in the result. It is plain http to the "
+            "machine's IP: do not send secrets in the prompt. Bounded by reply_timeout (default 120 s) and 1 MiB of answer.",
+        ),
+        ToolSpec(
             "quote_resize", "Quote a resize", _script("resize_instance.py"), READ, "resize_instance.py ID PLAN --quote",
             fixed=("--quote",), hidden=frozenset({"yes", "quote"}),
             note="The checks, the old and new expiry, the credit carried over and the downtime; calls nothing that changes the machine.",

@@ -3,7 +3,7 @@ destroy_instance.py, get_one_time_password.py (management auth; nothing here pay
 
 from __future__ import annotations
 
-from .. import cli, plans
+from .. import aimachines, cli, plans
 from ..errors import ComputeError, Conflict
 from ..instances import NO_ADDRESS, detail, public_ip, ssh_fields, summary, unwrap_order
 from ..sshkeys import login_block, ssh_block_for
@@ -23,6 +23,7 @@ def _ssh(ctx: cli.Context, order: dict, state: str) -> dict | None:
 def list_row(ctx: cli.Context, order: dict) -> dict:
     row = summary(order)
     row["ssh"] = _ssh(ctx, order, row["state"])
+    row["ai"] = aimachines.block(ctx.state, order)
     return row
 
 
@@ -49,6 +50,7 @@ def instance_details(ctx: cli.Context) -> cli.Output:
     order = ctx.client.get_instance(iid)
     d = detail(order)
     d["ssh"] = _ssh(ctx, order, d["state"])
+    d["ai"] = aimachines.block(ctx.state, order)
     plan = plans.lookup_quietly(ctx.client, d["plan"]) if d["state"] not in GONE else None
     d["hourly_usd"] = plans.hourly_usd(plan)
     d["prepaid_value_remaining_usd"] = plans.prepaid_value_usd(d["hours_left"], plan)
@@ -58,6 +60,8 @@ def instance_details(ctx: cli.Context) -> cli.Output:
     lines.append(f"ssh: {ssh['command']}" if ssh else f"ssh: unavailable ({d['ssh_unavailable']})")
     if ssh and ssh.get("note"):
         lines.append(f"note: {ssh['note']}")
+    if d["ai"]:
+        lines.append(f"ai: {d['ai']['model_id']} at {d['ai']['endpoint'] or '(no endpoint yet)'}; {d['ai']['note']}")
     return cli.Output({"instance": d}, "\n".join(lines))
 
 
