@@ -131,6 +131,10 @@ def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, t
     run("credits_topup.py", "--amount", "1", "--quote")
     run("credits_topup.py", "--amount", "1", "--yes")
     run("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--use-credits", "--yes")  # paid from those credits
+    # Cleanup: a pattern that matches nothing, then every live machine of this wallet, then the leftovers.
+    run("destroy_instance.py", "--label", "no-such-*", "--yes")
+    run("destroy_instance.py", "--all", "--yes", "--forget-local")
+    run("destroy_instance.py", "--forget-destroyed")
     # by card, against a sandbox that offers card charges (--stripe), with only its STRIPE_* test values
     card = make_sandbox(stripe=True)
     card_env = clean_env({k: card.env[k] for k in ("COMPUTE_BASE_URL", "STRIPE_SECRET_KEY", "STRIPE_PAYMENT_METHOD", "STRIPE_API_BASE")},

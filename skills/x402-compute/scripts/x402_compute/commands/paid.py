@@ -79,6 +79,22 @@ def add_wait_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wait-ssh", action="store_true", help="also wait until SSH answers with a banner (implies --wait)")
     g.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS", help="give up waiting after this long (default 600)")
     g.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL, metavar="SECONDS", help="seconds between status checks (default 5)")
+    add_private_address_option(g)
+
+
+def add_private_address_option(g) -> None:
+    """--allow-private-address: the human's, never a tool input (see mcp_server.SERVER_OPTIONS)."""
+    g.add_argument("--allow-private-address", action="store_true",
+                   help="a human's decision only: with --wait-ssh, connect even though the server gave a loopback, private, link-local, "
+                   "CGNAT, multicast or reserved address (allowed without it when the API base URL is itself loopback, as for the sandbox)")
+
+
+def ssh_address_check(ctx):
+    """What --wait-ssh connects to, checked before any socket (``sshrun.checked_address``)."""
+    from .. import sshrun
+
+    allow = bool(getattr(ctx.args, "allow_private_address", False))
+    return lambda host, port: sshrun.checked_address(host, port, base_url=ctx.settings.base_url, allow_private=allow)
 
 
 class _Once(argparse.Action):
@@ -511,7 +527,8 @@ def provision(ctx):
             started = time.monotonic()
             host_key: dict = {}
             order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh,
-                                              progress=ctx.progress, sleep=ctx.sleep, pinned=host_key.update)
+                                              progress=ctx.progress, sleep=ctx.sleep, pinned=host_key.update,
+                                              address_check=ssh_address_check(ctx))
             out["order"] = _order_block(order, plan_id, region)
             out.update(ssh_out(ctx, order))
             if banner and out["ssh"]:
