@@ -313,7 +313,7 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
                           journal_id=prior["id"])
     approved = paid._approved_quote(ctx)
     call, price_note = paid.extend_call(ctx, iid, hours, order, approved=approved)
-    res = ctx.client.paid(call, **paid._flow_options(ctx, approved))
+    res = paid.pay(ctx, call, approved)
     if res.quote is not None:
         q = paid._quote_output(res)
         return Output({"action": "quote", **out, "extension": {"hours": hours, "expires_at_estimate": iso(new_expiry)}, **q.data}, q.text)

@@ -296,6 +296,17 @@ def _flow_options(ctx, approved: dict | None = None) -> dict:
     }
 
 
+def pay(ctx, call, approved: dict | None = None):
+    """Build the payment flow for ``call`` and let the client drive it: returns a ``PaidResult``."""
+    from ..payments.flow import PaymentFlow
+
+    opts = _flow_options(ctx, approved)
+    client = ctx.client
+    if not opts["quote"]:
+        client.settings.require_secure(client.settings.base_url, "a payment")
+    return client.drive(PaymentFlow(client.settings, client.auths, **opts).steps(call))
+
+
 def _limits(settings, expected_micros, what="the catalog price"):
     from ..payments.policy import Limits
 
@@ -502,7 +513,7 @@ def provision(ctx):
         order_key={"plan": plan_id, "region": region},
         what="Provision",
     )
-    result = client.paid(call, **_flow_options(ctx, approved))
+    result = pay(ctx, call, approved)
     if result.quote is not None:
         return _quote_output(result)
 
@@ -641,7 +652,7 @@ def extend(ctx):
     except ConfigError:
         no_auth = "price not checked against the catalog: no management auth to read the instance's plan"
     call, price_note = extend_call(ctx, iid, hours, before, approved=approved, price_note=no_auth)
-    result = ctx.client.paid(call, **_flow_options(ctx, approved))
+    result = pay(ctx, call, approved)
     if result.quote is not None:
         return _quote_output(result)
     with after_payment(result):
@@ -810,7 +821,7 @@ def topup(ctx):
         auth_on_retry=True,  # the credits land on the authenticated account
         what="Credits top-up",
     )
-    result = ctx.client.paid(call, **_flow_options(ctx, approved))
+    result = pay(ctx, call, approved)
     if result.quote is not None:
         return _quote_output(result)
     with after_payment(result):
