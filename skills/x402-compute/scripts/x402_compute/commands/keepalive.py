@@ -313,7 +313,7 @@ def keepalive(ctx):
                                      **({"journal_id": e.details.get("journal_id")} if isinstance(e.details, dict) and e.details.get("journal_id") else {})}
                 rec.save(record)
                 e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "keepalive": "stopped"}
-                e.hint = (e.hint + " " if e.hint else "") + "keepalive stopped for this instance: later runs refuse until run with --resume."
+                e.hint = (e.hint + " " if e.hint else "") + "keepalive stopped for this instance: later runs refuse until the human runs it with --resume."
             raise
 
 

@@ -236,7 +236,7 @@ class PaymentFlow:
                          "valid_until": until, "reconcile": f"python scripts/reconcile.py {e['id']}"},
                 hint=f"Run reconcile.py {e['id']}: it looks the order up and also asks the chain whether the payment was used "
                 "(if it was never used and has expired, the entry becomes expired and paying again is allowed); --resend if the order "
-                "is not found. Only if it stays unknown and the human has checked the wallet's history, re-run with --ignore-unresolved.",
+                "is not found. If it stays unknown, tell the human: only they, after checking the wallet's history, may re-run with --ignore-unresolved.",
             )
 
     def _guards(self, call: PaidCall, option: PaymentOption, terms: dict, probe_auth: Auth | None) -> Auth:
