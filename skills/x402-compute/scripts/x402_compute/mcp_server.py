@@ -1071,7 +1071,7 @@ def parser() -> argparse.ArgumentParser:
                    "(not readable by group or others); default: a random token created once at <state folder>/mcp-http-token (0600)")
     p.add_argument("--identity", metavar="FILE",
                    help="private key file ssh_exec logs in with (default: the skill's own key for instances made with ssh_key: auto, "
-                   "else the SSH client's own keys and agent); never a tool input")
+                   "and the only key offered: never the SSH agent or the default keys); never a tool input")
     return p
 
 
