@@ -804,3 +804,15 @@ def test_keepalive_is_a_dry_run_unless_pay_and_then_asks_like_any_payment(off, o
     doc = on.ok("keepalive", {"instance_id": iid, "for_": "3d", "min_hours_left": 30, "dry_run": False, "max_total_usd": "1"})
     assert doc["action"] == "extended" and doc["payment"]["tx_hash"] and len(on.asked) == asked + 2
     assert usdc(sandbox, wallet) == before - DAY_ATOMIC and "0.2496" in on.asked[-1]
+
+
+def test_destroy_by_label_over_mcp_needs_confirm_and_shows_one_summary(off, sandbox, tools, wallet):
+    label = f"mcp-{uuid.uuid4().hex[:6]}"
+    ids = {tools.provision(sandbox, wallet, hours=24, label=f"{label}-{i}")["order"]["id"] for i in range(2)}
+    refused = off.error("destroy_instance", {"label": f"{label}-*"}, "confirmation_required")
+    summary = refused["error"]["details"]
+    assert {i["id"] for i in summary["instances"]} == ids and 47 < summary["prepaid_time_lost"]["hours"] <= 48
+    assert all(sandbox.app.store.get_order(i)["status"] != "destroyed" for i in ids)
+    doc = off.ok("destroy_instance", {"label": f"{label}-*", "confirm": True, "forget_local": True})
+    assert doc["count"] == 2 and {r["id"] for r in doc["results"]} == ids
+    assert all(sandbox.app.store.get_order(i)["status"] == "destroyed" for i in ids)
