@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from ..instances import parse_time
 
-_SCRIPT_OF = {"provision": "provision.py", "extend": "extend_instance.py", "topup": "credits_topup.py"}
-
 
 def budget_status(ctx):
     """The rolling budget and the payments behind it. Read-only: the budget is the human's
@@ -14,7 +12,8 @@ def budget_status(ctx):
 
     from ..cli import Output, table
     from ..config import parse_window
-    from ..payments.budget import Budget, counts, entry_micros, usd as budget_usd
+    from ..payments.budget import Budget, usd as budget_usd
+    from ..payments.journal import Entry
 
     a = ctx.args
     s = ctx.settings
@@ -23,27 +22,27 @@ def budget_status(ctx):
     now = budget.clock()
     rows, per_day = [], defaultdict(int)
     for e in budget.entries(now, window_s=look_s):
-        created = parse_time(e.get("created_at"))
-        offer = e.get("offer") or {}
-        counted = counts(e, now)
-        micros = entry_micros(e)
+        typed = Entry.of(e)
+        v = typed.view(now)
         rows.append({
-            "time": e.get("created_at"),
-            "script": _SCRIPT_OF.get(e.get("kind"), e.get("kind")),
-            "instance": e.get("order_id") or (e.get("context") or {}).get("instance_id"),
-            "method": e.get("method"),
-            "network": offer.get("network") or ("credits" if e.get("method") == "credits" else None),
-            "amount_usd": budget_usd(micros),
-            "outcome": e.get("status"),
-            "counts": counted,
-            "journal_id": e.get("id"),
+            "time": v["created_at"],
+            "script": v["script"],
+            "instance": v["instance"],
+            "method": v["method"],
+            "network": v["network"],
+            "amount_usd": v["counted_usd"],
+            "outcome": v["status"],
+            "counts": v["counts"],
+            "journal_id": v["id"],
         })
-        if counted:
-            per_day[created.strftime("%Y-%m-%d")] += micros
+        if v["counts"]:
+            per_day[parse_time(v["created_at"]).strftime("%Y-%m-%d")] += typed.micros
     days = [{"date": d, "usd": budget_usd(m)} for d, m in sorted(per_day.items())]
     state = budget.status()
+    fleet = budget.fleet(now)
     out = {
         "budget": state,
+        "fleet": fleet,
         "lookback": a.window or s.budget_window,
         "payments": rows,
         "per_day": days,
@@ -62,4 +61,7 @@ def budget_status(ctx):
     lines += ["", table(rows, cols) if rows else "(no payments in the window)"]
     if days:
         lines += ["", table(days, [("date", "DAY"), ("usd", "COUNTED USD")])]
+    if len(fleet["instances"]) > 1 or fleet["ledger"] != "sqlite":
+        lines += ["", f"ledger: {fleet['ledger']} (shared by {len(fleet['instances'])} instance(s) in the window)",
+                  table(fleet["instances"], [("instance", "INSTANCE"), ("spent_usd", "SPENT USD"), ("reserved_usd", "RESERVED USD")])]
     return Output(out, "\n".join(lines))

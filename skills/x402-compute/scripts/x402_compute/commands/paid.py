@@ -166,7 +166,7 @@ def _approved_quote(ctx) -> dict | None:
     if a.confirm_quote:
         from ..payments.quotes import Quotes
 
-        return Quotes(ctx.settings.state_dir).load(a.confirm_quote)
+        return Quotes(ctx.settings).load(a.confirm_quote)
     if ctx.settings.require_quote and not a.quote and not ctx.interactive():
         from ..errors import PolicyError
 

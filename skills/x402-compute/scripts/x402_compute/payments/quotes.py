@@ -1,10 +1,11 @@
 """Approved quotes: what a human saw is what gets paid.
 
 ``--quote`` records what would be paid (the command, the order: plan or instance, region, hours,
-label, OS, hostname; the payment: method, network, asset, atomic amount, payee) under a short id,
-``<state>/quotes/<id>.json`` (0600), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the
+label, OS, hostname; the payment: method, network, asset, atomic amount, payee) under a short id
+in the ledger (shared by every agent on it), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the
 fresh 402 gives exactly those terms; any difference is refused before anything is signed, with
-the differences listed. A quote is paid at most once: its journal id is reserved with it.
+the differences listed. A quote is paid at most once: its journal id is reserved with it (the journal's primary key, so
+two agents sharing a ledger cannot both pay it).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import json
 import re
 import time
 from datetime import datetime, timezone
-from pathlib import Path
+from typing import Any
 
 from ..errors import PolicyError, UsageError
-from ..state import read_json, write_private_json
+from .journal import ledger_of
 
 TTL_S = 600
 _ID = re.compile(r"^[0-9a-f]{16}$")
@@ -46,20 +47,17 @@ def quote_id(fields: dict) -> str:
 
 
 class Quotes:
-    def __init__(self, state_dir: Path, *, clock=time.time) -> None:
-        self.dir = Path(state_dir) / "quotes"
+    def __init__(self, target: Any, *, clock=time.time) -> None:
+        self.ledger = ledger_of(target)  # Settings, or a state folder (its SQLite ledger)
         self.clock = clock
-
-    def _path(self, qid: str) -> Path:
-        return self.dir / f"{qid}.json"
 
     def record(self, terms: dict, journal_id: str) -> dict:
         """Store the quote; returns {"quote_id", "quote_expires_at"} for the output."""
         fields = fields_of(terms)
         qid = quote_id(fields)
         now = self.clock()
-        write_private_json(self._path(qid), {"quote_id": qid, "fields": fields, "journal_id": journal_id,
-                                             "created_at": _iso(now), "expires_at": now + TTL_S})
+        self.ledger.put_quote(qid, {"quote_id": qid, "fields": fields, "journal_id": journal_id,
+                                    "created_at": _iso(now), "expires_at": now + TTL_S})
         return {"quote_id": qid, "quote_expires_at": _iso(now + TTL_S)}
 
     def load(self, qid: str) -> dict:
@@ -67,7 +65,7 @@ class Quotes:
         qid = (qid or "").strip().lower()
         if not _ID.match(qid):
             raise UsageError(f"A quote id is 16 hex characters (the quote_id of a --quote), got {qid[:40]!r}.", code="unknown_quote")
-        rec = read_json(self._path(qid))
+        rec = self.ledger.get_quote(qid)
         if not isinstance(rec, dict) or not isinstance(rec.get("fields"), dict):
             raise UsageError(f"No quote {qid} was made here.", code="unknown_quote", hint="Quote again with --quote, show it to the human, then pay with its quote_id.")
         if not isinstance(rec.get("expires_at"), (int, float)) or rec["expires_at"] < self.clock():

@@ -14,21 +14,16 @@ from .journal import Journal
 CLOCK_SLACK = timedelta(minutes=10)
 
 
-def entry_row(e: dict) -> dict:
-    """One journal entry as ``reconcile.py --list`` shows it."""
-    offer = e.get("offer") or {}
-    return {
-        "id": e.get("id"),
-        "created_at": e.get("created_at"),
-        "kind": e.get("kind"),
-        "method": e.get("method"),
-        "status": e.get("status"),
-        "label": e.get("label"),
-        "network": offer.get("network"),
-        "amount_usd": offer.get("amount_usd") or (e.get("terms") or {}).get("total_usd"),
-        "order_id": e.get("order_id"),
-        "tx_hash": e.get("tx_hash"),
-    }
+def entry_row(e: dict, now: float | None = None) -> dict:
+    """One journal entry as ``reconcile.py --list`` shows it (picked from the entry's one view)."""
+    import time
+
+    from .journal import Entry
+
+    v = Entry.of(e).view(time.time() if now is None else now)
+    return {"id": v["id"], "created_at": v["created_at"], "kind": v["kind"], "method": v["method"], "status": v["status"],
+            "label": v["label"], "network": v["offer_network"], "amount_usd": v["amount_usd"], "order_id": v["order_id"],
+            "tx_hash": v["tx_hash"]}
 
 
 def check_resendable(entry: dict, base_url: str) -> None:
