@@ -94,8 +94,12 @@ def test_quote_signs_nothing(sandbox, wallet, tmp_path):
 def test_not_at_a_terminal_without_yes_is_refused(sandbox, wallet, tmp_path):
     env = wallet_env(sandbox, wallet, tmp_path)
     before = balances(sandbox, wallet)
-    fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", env=env, input=""), 3, "confirmation_required")
+    doc = fail_doc(run_script("provision.py", PLAN, REGION, "--days", "1", env=env, input=""), 3, "confirmation_required")
     assert balances(sandbox, wallet) == before and journal_entries(tmp_path) == []
+    # The hint leads to the safe path (a quote the human sees, then --confirm-quote), not to --yes.
+    hint = doc["error"]["hint"]
+    assert "--quote" in hint and "--confirm-quote <quote_id>" in hint and "human" in hint, hint
+    assert not hint.startswith(("Add --yes", "Not at a terminal, so nothing was done. Add --yes")), hint
 
 
 def test_spend_cap_refuses_before_signing(sandbox, wallet, tmp_path):

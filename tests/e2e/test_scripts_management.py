@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import stat
 import time
 import uuid
@@ -284,10 +285,21 @@ def test_destroy_needs_yes_then_forfeits_prepaid_time(sandbox, wallet, env):
 def test_resize_downgrade_refused_before_calling_api(sandbox, wallet, env, instance):
     wait_running(env, instance["id"])
     e = fail(run_script("resize_instance.py", instance["id"], "vc2-1c-1gb", "--yes", env=env), 3, "downgrade_not_supported")
-    assert "vc2-2c-4gb" in e["details"]["allowed_targets"] and "vc2-1c-1gb" not in e["details"]["allowed_targets"]
-    assert all(not t.startswith(("do:", "vhp-")) for t in e["details"]["allowed_targets"])
+    assert "vc2-2c-4gb" in e["details"]["upgrade_targets"] and "vc2-1c-1gb" not in e["details"]["upgrade_targets"]
+    assert all(not t.startswith(("do:", "vhp-")) for t in e["details"]["upgrade_targets"])
+    assert "cannot shrink in place" in e["message"] and "allowed_targets" not in e["details"]
+    # The way to the smaller plan: a new machine quoted by the exact command shown, data moved, the old one destroyed.
+    steps = e["details"]["shrink_path"]["steps"]
+    assert [s["step"] for s in steps] == ["quote_new_machine", "move_data", "destroy_old"]
+    assert steps[0]["command"] in e["hint"] and instance["id"] in steps[2]["command"]
+    words = shlex.split(steps[0]["command"])
+    assert words[:2] == ["python", "scripts/provision.py"] and words[2:4] == ["vc2-1c-1gb", instance["region"]]
+    q = ok(run_script(Path(words[1]).name, *words[2:], env=env))["quote"]  # the printed command, as printed
+    assert q["plan"] == "vc2-1c-1gb" and q["signed"] is False
     e = fail(run_script("resize_instance.py", instance["id"], "do:s-2vcpu-4gb", "--yes", env=env), 3, "provider_mismatch")
-    e = fail(run_script("resize_instance.py", instance["id"], "no-such-plan", "--yes", env=env), 2, "unknown_plan")
+    assert "vc2-2c-4gb" in e["details"]["upgrade_targets"]
+    e = fail(run_script("resize_instance.py", instance["id"], "vc2-2c-4g", "--yes", env=env), 2, "unknown_plan")
+    assert "vc2-2c-4gb" in e["details"]["did_you_mean"] and "Did you mean" in e["hint"]
 
 
 def test_resize_as_existing_users_type_it_keeps_credit(sandbox, wallet, env, monkeypatch):
@@ -350,13 +362,35 @@ def test_api_key_lifecycle(sandbox, env, instance, tmp_path):
     e = fail(run_script("revoke_api_key.py", doc["id"], env=env), 3, "confirmation_required")
     assert e["details"]["key_last4"] == doc["key_last4"]
     rev = ok(run_script("revoke_api_key.py", doc["id"], "--yes", env=env))
-    assert rev["revoked"] is True and rev["key_last4"] == doc["key_last4"] and "warning" in rev  # the saved key is this one
+    assert rev["revoked"] is True and rev["key_last4"] == doc["key_last4"]
+    # The saved key was this one (by its recorded id): removed, and the output says so and when it was revoked.
+    assert rev["saved_key_removed"] is True and rev["saved_key_path"] == str(saved) and not saved.exists()
+    assert not (saved.parent / "api_key.id").exists()
+    record = sandbox.app.store.api_keys_of(doc_owner(sandbox, doc["id"]))
+    assert rev["revoked_at"] and rev["revoked_at"].startswith(next(k for k in record if k["id"] == doc["id"])["revoked_at"][:19])
+    # With the saved key gone, the same environment manages with the wallet again.
+    assert ok(run_script("list_instances.py", env=env))["auth"] == "wallet:base"
 
     e = fail(run_script("list_instances.py", env=key_only), 1, "unauthorized")
-    assert e["status"] == 401
+    assert e["status"] == 401 and "Unset COMPUTE_API_KEY" in e["hint"]
     after = ok(run_script("list_api_keys.py", env={**env, "X402_COMPUTE_STATE_DIR": str(tmp_path / "nokey")}))
     assert next(k for k in after["api_keys"] if k["id"] == doc["id"])["active"] is False
     assert ok(run_script("list_api_keys.py", "--active", env={**env, "X402_COMPUTE_STATE_DIR": str(tmp_path / "nokey")}))["count"] == after["count"] - sum(1 for k in after["api_keys"] if not k["active"])
+
+
+def doc_owner(sandbox, key_id: str) -> str:
+    return sandbox.app.store._one("SELECT owner FROM api_keys WHERE id=?", (key_id,))[0]
+
+
+def test_a_refused_saved_key_hints_to_remove_it(sandbox, env, tmp_path):
+    """A saved key revoked elsewhere (another state folder, the dashboard): the refusal names the
+    saved file and the way back to the wallet."""
+    doc = ok(run_script("create_api_key.py", "--save", env=env))
+    other = {**env, "X402_COMPUTE_STATE_DIR": str(tmp_path / "elsewhere")}
+    rev = ok(run_script("revoke_api_key.py", doc["id"], "--yes", env=other))
+    assert rev["saved_key_removed"] is False and rev["revoked_at"]  # nothing saved there
+    e = fail(run_script("list_instances.py", env=env), 1, "unauthorized")
+    assert doc["saved_to"] in e["hint"] and "rm " in e["hint"] and "wallet" in e["hint"]
 
 
 def test_api_key_show_and_unsaved_warning(env):

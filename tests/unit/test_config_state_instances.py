@@ -58,9 +58,15 @@ def test_env_file_read_only_when_named(tmp_path, monkeypatch):
     named = tmp_path / "named.env"
     named.write_text("COMPUTE_API_KEY=x402c_from_named\nCOMPUTE_BASE_URL=http://localhost:1\n")
     s = load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path / "s"), "COMPUTE_API_KEY": "x402c_env"}, env_file=str(named))
-    assert s.api_key == "x402c_from_named" and s.base_url == "http://localhost:1"  # the named file wins
+    # The process environment wins over the named file (python-dotenv's default); the file fills the rest.
+    assert s.api_key == "x402c_env" and s.base_url == "http://localhost:1"
+    assert s.setting_source("COMPUTE_API_KEY") == "environment" and s.setting_source("COMPUTE_BASE_URL") == "file"
+    assert s.setting_source("COMPUTE_BUDGET_USD") == "default"
     s = settings(tmp_path, COMPUTE_ENV_FILE=str(named))
     assert s.api_key == "x402c_from_named"
+    # Even an empty variable in the environment is the caller's choice: the file does not replace it.
+    s = load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path / "s"), "COMPUTE_API_KEY": ""}, env_file=str(named))
+    assert s.api_key is None
     with pytest.raises(errors.ConfigError):
         load_settings(environ={}, env_file=str(tmp_path / "missing.env"))
 

@@ -8,8 +8,11 @@ p = cli.parser(
     "extend_instance.py",
     __doc__,
     examples=(
-        "python scripts/extend_instance.py 3f2c9a1e-0000-4000-8000-000000000000 --hours 720 --quote\n"
-        "python scripts/extend_instance.py 3f2c9a1e-0000-4000-8000-000000000000 --days 7 --yes"
+        "python scripts/extend_instance.py 3f2c9a1e-0000-4000-8000-000000000000 --days 7 --quote\n"
+        "# show the quote to the human; once they approve, pay exactly that quote:\n"
+        "python scripts/extend_instance.py 3f2c9a1e-0000-4000-8000-000000000000 --days 7 --confirm-quote <quote_id>\n"
+        "# the human at a terminal may skip the quote (--yes is their shortcut):\n"
+        "python scripts/extend_instance.py 3f2c9a1e-0000-4000-8000-000000000000 --hours 720 --yes"
     ),
 )
 p.add_argument("instance_id", help="instance (order) id from list_instances.py")

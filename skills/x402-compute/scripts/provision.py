@@ -12,9 +12,11 @@ p = cli.parser(
     "provision.py",
     __doc__,
     examples=(
-        "python scripts/provision.py vc2-1c-1gb lax --days 1 --quote\n"
-        "python scripts/provision.py vc2-1c-1gb lax --days 1 --ssh-key auto --yes --wait-ssh\n"
-        "python scripts/provision.py vcg-a100-1c-2g-6gb lax --months 1 --ssh-key-file ~/.ssh/id_ed25519.pub --yes --wait-ssh\n"
+        "python scripts/provision.py vc2-1c-1gb lax --days 1 --ssh-key auto --quote\n"
+        "# show the quote to the human; once they approve, pay exactly that quote:\n"
+        "python scripts/provision.py vc2-1c-1gb lax --days 1 --ssh-key auto --confirm-quote <quote_id> --wait-ssh\n"
+        "python scripts/provision.py vcg-a100-1c-2g-6gb lax --months 1 --ssh-key-file ~/.ssh/id_ed25519.pub --quote\n"
+        "# the human at a terminal may skip the quote (--yes is their shortcut):\n"
         "python scripts/provision.py do:s-1vcpu-1gb nyc3 --days 2 --ssh-key-file ~/.ssh/id_ed25519.pub --network solana --yes"
     ),
 )

@@ -75,7 +75,7 @@ def parser(prog: str, description: str, *, examples: str | None = None, output: 
     if output:  # every script; not the MCP server, whose stdout is the protocol
         g.add_argument("--output", "-o", choices=("json", "text"), help="json (default when piped) or text (default at a terminal)")
     g.add_argument("--base-url", metavar="URL", help="API base URL (default: COMPUTE_BASE_URL or https://compute.x402layer.cc)")
-    g.add_argument("--env-file", metavar="PATH", help="read settings from this .env file (never read implicitly)")
+    g.add_argument("--env-file", metavar="PATH", help="read settings from this .env file (variables already in the environment win; never read implicitly)")
     if http_timeout:
         g.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline for each HTTP exchange, connect to last byte (default: COMPUTE_TIMEOUT, else 30)")
     g.add_argument("--verbose", "-v", action="store_true", help="log HTTP requests to stderr")

@@ -6,6 +6,7 @@ Management calls carry ``X-API-Key`` or fresh ``X-Auth-*`` headers; paid calls
 
 from __future__ import annotations
 
+import shlex
 from typing import Any, Iterable
 
 from .auth import Auth, AuthResolver, NoAuth, encode_body
@@ -87,13 +88,26 @@ class ComputeClient:
     def call(self, method: str, path: str, what: str, *, ok: Iterable[int] = (200,), **kw) -> Any:
         resp = self.send(method, path, **kw)
         if resp.status not in tuple(ok):
-            raise api_error(resp, what)
+            err = api_error(resp, what)
+            if resp.status in (401, 403) and getattr(kw.get("auth"), "label", None) == "api-key":
+                err.hint = self._refused_key_hint()
+            raise err
         body = resp.json()
         if body is None and resp.content:
             raise ComputeError(f"{what}: the API answered with something that is not JSON.", code="bad_response", status=resp.status, details=resp.text[:500])
         if body is not None and not isinstance(body, dict):
             raise ComputeError(f"{what}: the API answered with a JSON {type(body).__name__}, not an object.", code="bad_response", status=resp.status, details=resp.text[:500])
         return body if body is not None else {}
+
+    def _refused_key_hint(self) -> str:
+        """What to do when the API refuses the configured API key (revoked, or never valid)."""
+        src = self.settings.api_key_source or "COMPUTE_API_KEY"
+        last4 = (self.settings.api_key or "")[-4:]
+        if src in ("COMPUTE_API_KEY", "COMPUTE_API_KEY_FILE"):
+            return (f"The API refused the key ...{last4} from {src} (revoked, or not valid here). Unset {src} to sign with the "
+                    "wallet instead, or create a new key (create_api_key.py --save) and use that.")
+        return (f"The API refused the saved key ...{last4} ({src}: revoked, or not valid here). Remove it (rm {shlex.quote(src)}) so scripts "
+                "sign with the wallet, or save a new one with create_api_key.py --save.")
 
     @property
     def auth_used(self) -> str:

@@ -7,8 +7,9 @@ Names existing users already have keep working: ``PRIVATE_KEY``,
 
 A ``.env`` file is read only when the user names one (``--env-file`` or
 ``COMPUTE_ENV_FILE``): an implicit ``.env`` in the working directory could
-redirect payments. Values in the named file override the process
-environment, because naming a file is the more deliberate act.
+redirect payments. The process environment wins over the named file
+(python-dotenv's own default): a variable set for one run is the more specific
+choice, and ``doctor.py`` shows where each setting came from.
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ class Settings:
     stripe_payment_method: str | None = None
     stripe_api_base: str = DEFAULT_STRIPE_API_BASE
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Where each variable in ``env`` came from: "environment" or "file" (the named env file).
+    env_sources: dict[str, str] = field(default_factory=dict, repr=False)
+    env_file: str | None = None
+    env_file_values: Mapping[str, str] = field(default_factory=dict, repr=False)
+    flag_sources: dict[str, str] = field(default_factory=dict, repr=False)  # variable -> the flag that overrode it
+
+    def setting_source(self, name: str) -> str:
+        """``environment``, ``file``, ``default`` or the flag (``--base-url``): where ``name``'s value came from."""
+        if name in self.flag_sources:
+            return self.flag_sources[name]
+        return self.env_sources.get(name, "default") if (self.env.get(name) or "") != "" else "default"
 
     def __repr__(self) -> str:  # never leak secrets through a repr in a log
         return f"Settings(base_url={self.base_url!r}, auth_mode={self.auth_mode!r}, auth_chain={self.auth_chain!r})"
@@ -184,13 +196,20 @@ def load_settings(
     timeout: float | None = None,
     allow_insecure_http: bool = False,
 ) -> Settings:
-    env: dict[str, str] = dict(os.environ if environ is None else environ)
-    env_file = env_file or env.get("COMPUTE_ENV_FILE")
-    if env_file:
-        env.update(_read_env_file(env_file))
+    process: dict[str, str] = dict(os.environ if environ is None else environ)
+    env_file = env_file or process.get("COMPUTE_ENV_FILE")
+    from_file = _read_env_file(env_file) if env_file else {}
+    # The process environment wins (python-dotenv's override=False): a file never replaces a
+    # variable the caller set, even an empty one.
+    env = {**from_file, **process}
+    sources = {k: "environment" for k in process}
+    sources.update({k: "file" for k in from_file if k not in process})
 
-    s = Settings(env=env, allow_insecure_http=allow_insecure_http)
+    s = Settings(env=env, env_sources=sources, env_file=str(env_file) if env_file else None, env_file_values=from_file,
+                 allow_insecure_http=allow_insecure_http)
     s.base_url = (base_url or env.get("COMPUTE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    if base_url:
+        s.flag_sources["COMPUTE_BASE_URL"] = "--base-url"
     if not s.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"Base URL must start with http:// or https://, got {s.base_url!r}.")
     s.state_dir = default_state_dir(env)
@@ -219,6 +238,7 @@ def load_settings(
 
     if max_usd is not None:
         s.max_spend_usd, s.max_spend_source = parse_usd(max_usd, "--max-usd"), "--max-usd"
+        s.flag_sources["COMPUTE_MAX_SPEND_USD"] = "--max-usd"
     elif env.get("COMPUTE_MAX_SPEND_USD"):
         s.max_spend_usd = parse_usd(env["COMPUTE_MAX_SPEND_USD"], "COMPUTE_MAX_SPEND_USD")
         s.max_spend_source = "COMPUTE_MAX_SPEND_USD"
@@ -242,6 +262,7 @@ def load_settings(
     s.rpc_urls = {net: env.get(var) or DEFAULT_RPC_URLS[net] for net, var in RPC_ENV.items()}
     if timeout is not None:
         s.timeout = timeout
+        s.flag_sources["COMPUTE_TIMEOUT"] = "--timeout"
     elif env.get("COMPUTE_TIMEOUT"):
         try:
             s.timeout = float(env["COMPUTE_TIMEOUT"])

@@ -348,7 +348,31 @@ def hourly_usd(plan: dict | None) -> str | None:
     return usd(hourly(plan), 4) if plan else None
 
 
-def resize_preflight(current: dict | None, target: dict | None, catalog: list[dict], region: str | None, *, confirm_disk_resize: bool) -> dict:
+def shrink_path(instance_id: str | None, target_id: str, region: str | None, hours_left: float | None) -> dict:
+    """What to do instead of shrinking a Vultr machine in place: quote the smaller plan as a new
+    machine (the exact command), move what matters over SSH, destroy the old one."""
+    import math
+    import shlex
+
+    hours = max(1, math.ceil(hours_left)) if isinstance(hours_left, (int, float)) and hours_left > 0 else 24
+    old = instance_id or "<instance id>"
+    quote = ["python", "scripts/provision.py", target_id, region or "<region>", "--hours", str(hours), "--ssh-key", "auto", "--quote"]
+    return {
+        "in_place": False,
+        "steps": [
+            {"step": "quote_new_machine", "command": shlex.join(quote),
+             "note": "quotes the smaller plan as a new machine in the same region for the hours the old one has left; pay it like any provision"},
+            {"step": "move_data", "command": f"python scripts/ssh_exec.py {shlex.quote(old)} -- tar -C / -czf - <paths>",
+             "note": "copy what matters off the old machine (ssh_exec.py on each; e.g. stream a tar of the paths you need into the new machine)"},
+            {"step": "destroy_old", "command": f"python scripts/destroy_instance.py {shlex.quote(old)}",
+             "note": "only once the new machine has what matters: destroying forfeits the old one's prepaid hours"},
+        ],
+    }
+
+
+def resize_preflight(current: dict | None, target: dict | None, catalog: list[dict], region: str | None, *, confirm_disk_resize: bool,
+                     target_id: str | None = None, instance_id: str | None = None,
+                     hours_left: float | None = None) -> dict:
     """Check the documented resize rules before calling the API; return what the change means,
     with ``checks``: the rules checked and passed, in order. Raises ``UsageError`` (exit 2) for an
     unknown or identical plan and ``PolicyError`` (exit 3) for another provider, a region the plan
@@ -356,7 +380,11 @@ def resize_preflight(current: dict | None, target: dict | None, catalog: list[di
     from .errors import PolicyError, UsageError
 
     if target is None:
-        raise UsageError("The target plan is not in the catalog.", code="unknown_plan", hint="See browse_plans.py.")
+        from .validate import close_matches, did_you_mean_hint
+
+        near = close_matches(target_id or "", [p.get("id") for p in catalog if isinstance(p, dict)])
+        raise UsageError(f"The target plan {target_id!r} is not in the catalog." if target_id else "The target plan is not in the catalog.",
+                         code="unknown_plan", details={"did_you_mean": near}, hint=did_you_mean_hint(near, "See browse_plans.py."))
     checks = ["target_plan_in_catalog"]
     preview: dict[str, Any] = {"to": row(target), "from": row(current) if current else None, "checks": checks}
     if current is None:  # unknown current plan: the server will judge
@@ -367,19 +395,22 @@ def resize_preflight(current: dict | None, target: dict | None, catalog: list[di
     prov = provider(current)
     targets = [p.get("id") for p in upgrade_targets(current, catalog, region)]
     if provider(target) != prov:
-        raise PolicyError(f"Cannot resize across providers ({prov} → {provider(target)}).", code="provider_mismatch", details={"allowed_targets": targets})
+        raise PolicyError(f"Cannot resize across providers ({prov} → {provider(target)}).", code="provider_mismatch", details={"upgrade_targets": targets})
     checks.append("same_provider")
     if region and region not in (target.get("locations") or []):
-        raise PolicyError(f"{target.get('id')} is not offered in {region}.", code="region_unavailable", details={"allowed_targets": targets})
+        raise PolicyError(f"{target.get('id')} is not offered in {region}.", code="region_unavailable", details={"upgrade_targets": targets})
     if region:
         checks.append("offered_in_region")
     less = smaller_in(current, target)
     if less and prov == "vultr":
+        path = shrink_path(instance_id, str(target.get("id")), region, hours_left)
         raise PolicyError(
-            f"Vultr supports upgrades only: {target.get('id')} has less {', '.join(less)} than {current.get('id')}.",
+            f"A Vultr machine cannot shrink in place: {target.get('id')} has less {', '.join(less)} than {current.get('id')}, "
+            "and Vultr resizes only upwards. To run on the smaller plan, move to a new machine.",
             code="downgrade_not_supported",
-            details={"smaller_in": less, "allowed_targets": targets},
-            hint="Pick one of details.allowed_targets, or provision a new, smaller instance.",
+            details={"smaller_in": less, "upgrade_targets": targets, "shrink_path": path},
+            hint=f"Quote the smaller plan as a new machine ({path['steps'][0]['command']}), move what matters with ssh_exec.py, "
+                 "then destroy the old one (details.shrink_path). details.upgrade_targets lists the plans it can grow to in place.",
         )
     if prov == "vultr":
         checks.append("vultr_upgrade_only")

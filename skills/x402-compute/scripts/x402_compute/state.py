@@ -4,6 +4,7 @@ Layout under ``$X402_COMPUTE_STATE_DIR`` (default
 ``$XDG_STATE_HOME/x402-compute`` or ``~/.local/state/x402-compute``)::
 
     api_key                  saved by create_api_key.py --save
+    api_key.id               that key's id (not a secret), so revoking it can remove it
     instance-keys/<id>.key   per-instance management keys (MPP provisions)
     credentials/<id>.txt     one-time root passwords
     journal/<id>.json        paid requests, written before the payment leaves
@@ -169,8 +170,27 @@ class State:
         return self.path(folder, server_instance_id(instance_id, "instance id") + suffix)
 
     # -- saved secrets -------------------------------------------------------------------------
-    def save_api_key(self, key: str) -> Path:
-        return write_private(self.path("api_key"), key + "\n")
+    def save_api_key(self, key: str, key_id: str | None = None) -> Path:
+        path = write_private(self.path("api_key"), key + "\n")
+        id_file = self.path("api_key.id")
+        if key_id:
+            write_private(id_file, key_id + "\n")
+        else:
+            id_file.unlink(missing_ok=True)  # an id left from another key would name the wrong one
+        return path
+
+    def saved_api_key_id(self) -> str | None:
+        try:
+            return self.path("api_key.id").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def remove_saved_api_key(self) -> Path:
+        """Delete the saved key (and its id); later scripts fall back to the wallet."""
+        path = self.path("api_key")
+        path.unlink(missing_ok=True)
+        self.path("api_key.id").unlink(missing_ok=True)
+        return path
 
     def saved_api_key(self) -> str | None:
         try:

@@ -129,3 +129,20 @@ def is_port(value: Any) -> bool:
 
 def is_posix_user(value: Any) -> bool:
     return isinstance(value, str) and bool(_POSIX_USER.fullmatch(value))
+
+
+def close_matches(word: str, candidates, n: int = 3) -> list[str]:
+    """Up to ``n`` catalog ids close to a mistyped ``word`` (difflib's ratio, at least 0.6), best
+    first: the ``did_you_mean`` of an unknown plan, region or OS id."""
+    import difflib
+
+    pool = sorted({str(c) for c in candidates if isinstance(c, (str, int)) and not isinstance(c, bool) and str(c)})
+    return difflib.get_close_matches(str(word), pool, n=n, cutoff=0.6)
+
+
+def did_you_mean_hint(matches: list[str], fallback: str) -> str:
+    """``Did you mean a, b or c?`` followed by ``fallback``; just ``fallback`` without matches."""
+    if not matches:
+        return fallback
+    listed = matches[0] if len(matches) == 1 else ", ".join(matches[:-1]) + " or " + matches[-1]
+    return f"Did you mean {listed}? {fallback}"

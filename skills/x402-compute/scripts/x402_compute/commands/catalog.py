@@ -113,7 +113,9 @@ def browse_regions(ctx: cli.Context) -> cli.Output:
     if a.provider or plan:
         catalog = [plans.find(client, plan)] if plan else client.all_plans()
         if plan and catalog[0] is None:
-            raise UsageError(f"Plan {plan!r} is not in the catalog.", hint="See browse_plans.py.")
+            from ..payments.policy import unknown_plan
+
+            raise unknown_plan(plan, [p.get("id") for p in client.all_plans() if isinstance(p, dict)])
         allowed = plans.locations_of(catalog, plans.PROVIDER_ALIASES.get(a.provider or ""))
         regions = [r for r in regions if r.get("id") in allowed]
     rows = [plans.region_row(r) for r in regions]

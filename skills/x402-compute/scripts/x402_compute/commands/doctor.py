@@ -232,6 +232,52 @@ def check_credentials(settings) -> list[Check]:
     return checks
 
 
+# Settings doctor reports with their source; secrets by name and source only, never a value.
+SHOWN_SETTINGS = ("COMPUTE_BASE_URL", "X402_COMPUTE_STATE_DIR", "COMPUTE_AUTH_MODE", "COMPUTE_AUTH_CHAIN",
+                  "COMPUTE_MAX_SPEND_USD", "COMPUTE_BUDGET_USD", "COMPUTE_BUDGET_WINDOW", "COMPUTE_ALLOWED_NETWORKS",
+                  "COMPUTE_MAX_INSTANCES", "COMPUTE_REQUIRE_QUOTE", "COMPUTE_TIMEOUT")
+OTHER_SETTINGS = ("XDG_STATE_HOME", "WALLET_ADDRESS", "SOLANA_WALLET_ADDRESS", "WALLET_ADDRESS_SECONDARY", "OWS_WALLET",
+                  "OWS_VAULT_PATH", "BASE_RPC_URL", "SOLANA_RPC_URL", "MEGAETH_RPC_URL", "ROBINHOOD_RPC_URL", "TEMPO_RPC_URL",
+                  "STRIPE_PAYMENT_METHOD", "STRIPE_API_BASE", "COMPUTE_MCP_ALLOW_SPEND", "COMPUTE_MCP_CONFIRM_ABOVE_USD")
+SECRET_SETTINGS = ("COMPUTE_API_KEY", "COMPUTE_API_KEY_FILE", "PRIVATE_KEY", "PRIVATE_KEY_FILE", "SOLANA_SECRET_KEY",
+                   "SOLANA_SECRET_KEY_FILE", "OWS_PASSPHRASE", "OWS_PASSPHRASE_FILE", "STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY_FILE")
+
+
+def check_settings(settings) -> Check:
+    """Each setting's effective value and where it came from: ``environment``, ``file`` (the env
+    file), ``default``, or the flag that set it. The environment wins over the file; a variable
+    the file sets but the environment overrides is named, since that is easy to miss."""
+    budget = settings.budget_limit_micros
+    effective = {
+        "COMPUTE_BASE_URL": settings.base_url,
+        "X402_COMPUTE_STATE_DIR": str(settings.state_dir),
+        "COMPUTE_AUTH_MODE": settings.auth_mode,
+        "COMPUTE_AUTH_CHAIN": settings.auth_chain,
+        "COMPUTE_MAX_SPEND_USD": str(settings.max_spend_usd),
+        "COMPUTE_BUDGET_USD": "off" if budget is None else f"{budget / 10**6:g}",
+        "COMPUTE_BUDGET_WINDOW": settings.budget_window,
+        "COMPUTE_ALLOWED_NETWORKS": ",".join(settings.allowed_networks),
+        "COMPUTE_MAX_INSTANCES": settings.max_instances,
+        "COMPUTE_REQUIRE_QUOTE": settings.require_quote,
+        "COMPUTE_TIMEOUT": settings.timeout,
+    }
+    shown: dict[str, dict[str, Any]] = {n: {"value": effective[n], "source": settings.setting_source(n)} for n in SHOWN_SETTINGS}
+    for n in OTHER_SETTINGS + SECRET_SETTINGS:
+        src = settings.setting_source(n)
+        if src != "default":
+            shown[n] = {"source": src} if n in SECRET_SETTINGS else {"value": settings.env.get(n), "source": src}
+    file_values = getattr(settings, "env_file_values", {}) or {}
+    shadowed = sorted(n for n in file_values if settings.env_sources.get(n) == "environment")
+    parts = [f"state folder {settings.state_dir} ({shown['X402_COMPUTE_STATE_DIR']['source']})",
+             f"base URL {settings.base_url} ({shown['COMPUTE_BASE_URL']['source']})"]
+    if settings.env_file:
+        parts.append(f"env file {settings.env_file}")
+    if shadowed:
+        parts.append("set in the env file but taken from the environment, which wins: " + ", ".join(shadowed))
+    data = {"env_file": settings.env_file, "settings": shown, "shadowed_by_environment": shadowed}
+    return Check("settings", WARN if shadowed else OK, "; ".join(parts), data)
+
+
 def _loose(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode) & 0o077
 
@@ -423,6 +469,7 @@ def run_checks(load_settings: Callable[[], Any], make_client: Callable[[], Any],
         checks.append(Check("config", FAIL, e.message + (f" {e.hint}" if e.hint else "")))
 
     if settings is not None:
+        checks.append(check_settings(settings))
         checks.append(check_transport(settings))
         checks += check_credentials(settings)
         checks += check_permissions(settings)

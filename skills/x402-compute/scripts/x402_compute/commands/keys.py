@@ -18,7 +18,12 @@ def create_api_key(ctx: cli.Context) -> cli.Output:
     data = {"id": r.get("id"), "label": r.get("label", name), "created_at": r.get("created_at"), "key_last4": key[-4:], "api_key": key if a.show else None, "saved_to": None}
     if a.save:
         data["replaced_saved_key"] = ctx.state.saved_api_key() is not None
-        data["saved_to"] = str(ctx.state.save_api_key(key))
+        kid = r.get("id") if isinstance(r.get("id"), str) else None
+        try:
+            kid = api_key_id(kid) if kid else None
+        except ComputeError:
+            kid = None  # a malformed id from the server is not written anywhere
+        data["saved_to"] = str(ctx.state.save_api_key(key, kid))
         ctx.progress(f"Saved the API key to {data['saved_to']} (mode 0600); scripts use it when COMPUTE_API_KEY is unset.")
     elif not a.show:
         data["warning"] = "The key was neither saved nor shown and cannot be retrieved again; revoke it with revoke_api_key.py and create another with --save or --show."
@@ -39,6 +44,21 @@ def list_api_keys(ctx: cli.Context) -> cli.Output:
     return cli.Output({"count": len(rows), "api_keys": rows}, text)
 
 
+def _revoked_at(ctx, kid: str, answer: dict) -> str | None:
+    """The revocation time: the DELETE's answer when it carries one, else the key's record read
+    back (the hosted API answers "API key revoked" without a time); None when neither says."""
+    from ..instances import iso, parse_time
+
+    when = parse_time(answer.get("revoked_at")) if isinstance(answer, dict) else None
+    if when is None:
+        try:
+            rec = next((k for k in ctx.client.list_api_keys() if isinstance(k, dict) and k.get("id") == kid), {})
+        except ComputeError:
+            rec = {}
+        when = parse_time(rec.get("revoked_at"))
+    return iso(when) if when else None
+
+
 def revoke_api_key(ctx: cli.Context) -> cli.Output:
     kid = api_key_id(ctx.args.key_id)
     try:  # only for the preview and the saved-key check; the DELETE decides
@@ -48,11 +68,20 @@ def revoke_api_key(ctx: cli.Context) -> cli.Output:
     preview = {"key_id": kid, "label": key.get("label"), "key_last4": key.get("key_last4"), "revoked_at": key.get("revoked_at")}
     ctx.confirm(f"Revoke API key {kid} ({preview['label'] or 'no label'}, …{preview['key_last4'] or '????'})? Scripts and agents using it will get 401 from now on.", details=preview)
     r = ctx.client.revoke_api_key(kid)
-    data = {"revoked": True, **preview, "response": r}
-    saved = ctx.state.saved_api_key()
-    last4 = preview["key_last4"] or ""
-    if saved and last4 and saved.endswith(last4):
-        # Later scripts would keep sending the dead key; say where it is.
-        data["warning"] = f"The saved key at {ctx.state.path('api_key')} ends in {last4} and may be this one; delete it if so."
+    data = {"revoked": True, **preview, "revoked_at": _revoked_at(ctx, kid, r), "saved_key_removed": False, "saved_key_path": None, "response": r}
+    last4 = preview["key_last4"] if isinstance(preview["key_last4"], str) else ""
+    saved, saved_id = ctx.state.saved_api_key(), ctx.state.saved_api_key_id()
+    # The saved key is this one when its recorded id says so, or (saved before ids were kept) its
+    # last four characters match; a saved key with another id is another key.
+    if saved and (saved_id == kid or (saved_id is None and last4 and saved.endswith(last4))):
+        data["saved_key_path"] = str(ctx.state.remove_saved_api_key())
+        data["saved_key_removed"] = True
+        ctx.progress(f"Removed the saved key {data['saved_key_path']} (it was this one); later scripts sign with the wallet.")
+    env_key = ctx.settings.api_key if ctx.settings.api_key_source in ("COMPUTE_API_KEY", "COMPUTE_API_KEY_FILE") else None
+    if env_key and last4 and env_key.endswith(last4):
+        data["warning"] = f"{ctx.settings.api_key_source} ends in {last4} and may be this key: unset it, or requests will be refused."
         ctx.progress("warning: " + data["warning"])
-    return cli.Output(data, f"revoked API key {kid}")
+    text = f"revoked API key {kid}" + (f" at {data['revoked_at']}" if data["revoked_at"] else "")
+    if data["saved_key_removed"]:
+        text += f"\nremoved the saved key {data['saved_key_path']}"
+    return cli.Output(data, text)

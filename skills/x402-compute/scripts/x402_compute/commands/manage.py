@@ -75,7 +75,8 @@ def resize_quote(ctx: cli.Context, iid: str, target_id: str, *, confirm_disk_res
     catalog = ctx.client.all_plans()
     by_id = {x.get("id"): x for x in catalog}
     current, target = by_id.get(inst["plan"]), by_id.get(target_id)
-    preview = plans.resize_preflight(current, target, catalog, inst["region"], confirm_disk_resize=confirm_disk_resize)
+    preview = plans.resize_preflight(current, target, catalog, inst["region"], confirm_disk_resize=confirm_disk_resize, target_id=target_id,
+                                     instance_id=iid, hours_left=inst.get("hours_left"))
     provider = plans.provider(target) if target else None
     irreversible = bool(preview.get("grows_disk")) and provider == "digitalocean"
     est = plans.resize_estimate(current, target, inst["expires_at"])

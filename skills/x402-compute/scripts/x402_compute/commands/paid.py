@@ -38,7 +38,14 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True, unr
     g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25)")
     g.add_argument("--quote", action="store_true", help="show the price and payment terms with a quote_id (valid 10 minutes); sign and send nothing")
     g.add_argument("--confirm-quote", metavar="QUOTE_ID", help="pay exactly the quote the human approved: refused (quote_changed) if the fresh terms differ in any way")
-    g.add_argument("--yes", "-y", action="store_true", help="pay without asking (required when not at a terminal; with COMPUTE_REQUIRE_QUOTE=1 only --confirm-quote pays there)")
+    g.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="the human's own shortcut when they run the command themselves: pay without asking (an agent quotes, shows the "
+        "human the quote and pays it with --confirm-quote once they approve; outside a terminal one of the two is needed, "
+        "and with COMPUTE_REQUIRE_QUOTE=1 only --confirm-quote pays there)",
+    )
     g.add_argument("--accept-payee-change", action="store_true", help="accept a payee that differs from the one pinned for this network")
     g.add_argument(
         "--create-recipient-account",
@@ -178,6 +185,24 @@ def _approved_quote(ctx) -> dict | None:
     return None
 
 
+def _confirm_payment(ctx, question: str, details) -> None:
+    """The terminal's question, or outside a terminal a refusal that shows the safe path: the
+    approval of a payment is the human's, so the hint leads to a quote they see, not to --yes."""
+    from ..errors import ConfirmationRequired
+
+    try:
+        ctx.confirm(question, details=details)
+    except ConfirmationRequired as e:
+        if e.code != "confirmation_required":  # "cancelled": the human said no at the prompt
+            raise
+        raise ConfirmationRequired(
+            f"{question} Not at a terminal, so nothing was signed: a payment needs the human's approval.",
+            details=details,
+            hint="Re-run with --quote, show the quote to the human, and once they approve pay exactly it with "
+            "--confirm-quote <quote_id>. --yes is the human's own shortcut when they run the command themselves.",
+        ) from None
+
+
 def _flow_options(ctx, approved: dict | None = None) -> dict:
     a = ctx.args
     pay = getattr(a, "pay", None)
@@ -189,7 +214,7 @@ def _flow_options(ctx, approved: dict | None = None) -> dict:
             hint=f"Drop --pay {pay} to pay on {a.network}, or drop --network to pay with --pay {pay}.",
         )
     return {
-        "confirm": lambda q, d: ctx.confirm(q, details=d),
+        "confirm": lambda q, d: _confirm_payment(ctx, q, d),
         "progress": ctx.progress,
         "quote": a.quote,
         "accept_payee_change": a.accept_payee_change,
@@ -342,7 +367,9 @@ def provision(ctx):
     plan = plans.find(client, plan_id)
     os_options = client.os_options() if plan is not None else []
     os_id = a.os_id if a.os_id is not None else (default_os_id(plan, os_options) if plan else None)
-    check_order(plan, plan_id, region, os_id, os_options, ssh_key)
+    # Only an unknown plan needs the whole catalog: its ids are the did-you-mean candidates.
+    catalog_ids = [p.get("id") for p in client.all_plans() if isinstance(p, dict)] if plan is None else ()
+    check_order(plan, plan_id, region, os_id, os_options, ssh_key, catalog_ids)
     if os_id is None:
         raise UsageError("No default OS image for this provider.", hint="Pass --os-id (see browse_os.py).")
     hourly = plans.hourly(plan)

@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import PolicyError, UsageError
 from ..money import atomic_to_usd, micros_to_atomic, plain
 from ..networks import NETWORKS, is_address, is_canonical_asset
+from ..validate import close_matches, did_you_mean_hint
 from .model import MppOffer, Offer
 
 PRICE_TOLERANCE_MICROS = 10_000  # one cent: the service's rounding rule is unpublished
@@ -30,18 +31,28 @@ PRICE_TOLERANCE_MICROS = 10_000  # one cent: the service's rounding rule is unpu
 # -- catalog ----------------------------------------------------------------------------------
 
 
-def check_order(plan: dict | None, plan_id: str, region: str, os_id: int | None, os_options: list[dict], ssh_key: str | None) -> None:
+def unknown_plan(plan_id: str, catalog_ids) -> UsageError:
+    """``unknown_plan`` with up to three close catalog ids in ``details.did_you_mean`` and the hint."""
+    near = close_matches(plan_id, catalog_ids)
+    return UsageError(f"Plan {plan_id!r} is not in the catalog.", code="unknown_plan", details={"did_you_mean": near},
+                      hint=did_you_mean_hint(near, "See browse_plans.py for plan ids."))
+
+
+def check_order(plan: dict | None, plan_id: str, region: str, os_id: int | None, os_options: list[dict], ssh_key: str | None,
+                catalog_ids=()) -> None:
     """What can be checked before the 402: the plan exists, is sold in the region, the OS
-    belongs to the plan's provider, and DigitalOcean gets an SSH key (it has no password fallback)."""
+    belongs to the plan's provider, and DigitalOcean gets an SSH key (it has no password fallback).
+    ``catalog_ids``: every plan id, for the suggestions of an unknown one."""
     if plan is None:
-        raise UsageError(f"Plan {plan_id!r} is not in the catalog.", code="unknown_plan", hint="See browse_plans.py for plan ids.")
+        raise unknown_plan(plan_id, catalog_ids)
     locations = plan.get("locations")
     if isinstance(locations, list) and locations and region not in locations:
+        near = close_matches(region, locations)
         raise UsageError(
             f"Plan {plan_id} is not available in region {region!r}.",
             code="region_not_offered",
-            details={"locations": locations},
-            hint=f"Pick one of: {', '.join(map(str, locations))}.",
+            details={"locations": locations, "did_you_mean": near},
+            hint=(f"Did you mean {' or '.join(near)}? " if near else "") + f"Pick one of: {', '.join(map(str, locations))}.",
         )
     provider = provider_of(plan)
     if provider == "digitalocean" and not ssh_key:
@@ -53,7 +64,11 @@ def check_order(plan: dict | None, plan_id: str, region: str, os_id: int | None,
     if os_id is not None and os_options:
         match = next((o for o in os_options if str(o.get("id")) == str(os_id)), None)
         if match is None:
-            raise UsageError(f"OS id {os_id} is not in the OS catalog.", code="unknown_os", hint="See browse_os.py for OS ids.")
+            near = close_matches(str(os_id), [o.get("id") for o in os_options])
+            names = {str(o.get("id")): o.get("name") for o in os_options}
+            shown = [f"{i} ({names[i]})" if isinstance(names.get(i), str) else i for i in near]
+            raise UsageError(f"OS id {os_id} is not in the OS catalog.", code="unknown_os", details={"did_you_mean": [int(i) if i.isdigit() else i for i in near]},
+                             hint=did_you_mean_hint(shown, "See browse_os.py for OS ids."))
         osp = str(match.get("provider") or "").lower()
         if osp and provider and osp != provider:
             raise UsageError(

@@ -1,0 +1,61 @@
+"""Issue 22, what an agent tripped over on a second trial: settings that behave, revoking that
+cleans up, a shrink that leads somewhere, did-you-mean, cleanup, the spend report, keepalive's
+total and a login that works as printed. Each runs the real scripts against the sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import clean_env, fail, ok, run_script
+
+
+@pytest.fixture
+def paying_env(sandbox, tools, tmp_path):
+    w = tools.fresh_wallet(sandbox.facilitator, usd=50)
+    env = {k: v for k, v in sandbox.env.items() if not k.startswith("SOLANA_")}
+    env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"]})
+    return clean_env(env, home=tmp_path)
+
+
+# -- 2. settings: the environment wins over the env file ------------------------------------------
+
+def test_the_environment_wins_over_the_env_file_and_doctor_shows_each_source(sandbox, tmp_path):
+    env_file = tmp_path / "compute.env"
+    env_file.write_text(f"COMPUTE_BASE_URL={sandbox.base_url}\nX402_COMPUTE_STATE_DIR={tmp_path / 'file-state'}\n"
+                        "COMPUTE_BUDGET_USD=7\n")
+    env_file.chmod(0o600)
+    chosen = tmp_path / "chosen-state"
+    env = clean_env({"X402_COMPUTE_STATE_DIR": str(chosen)}, home=tmp_path)
+    doc = ok(run_script("doctor.py", "--offline", "--env-file", str(env_file), env=env))
+    check = next(c for c in doc["checks"] if c["name"] == "settings")
+    shown = check["data"]["settings"]
+    assert shown["X402_COMPUTE_STATE_DIR"] == {"value": str(chosen), "source": "environment"}
+    assert shown["COMPUTE_BASE_URL"] == {"value": sandbox.base_url, "source": "file"}
+    assert shown["COMPUTE_BUDGET_USD"] == {"value": "7", "source": "file"}
+    assert shown["COMPUTE_MAX_SPEND_USD"] == {"value": "25", "source": "default"}
+    assert check["data"]["shadowed_by_environment"] == ["X402_COMPUTE_STATE_DIR"] and check["status"] == "warn"
+    state = next(c for c in doc["checks"] if c["name"] == "state_dir")
+    assert state["data"]["path"] == str(chosen)
+    # A flag wins over both; a secret is named with its source, never its value.
+    env["PRIVATE_KEY"] = "0x" + "22" * 32
+    doc = ok(run_script("doctor.py", "--offline", "--env-file", str(env_file), "--base-url", "http://127.0.0.1:9", env=env))
+    shown = next(c for c in doc["checks"] if c["name"] == "settings")["data"]["settings"]
+    assert shown["COMPUTE_BASE_URL"] == {"value": "http://127.0.0.1:9", "source": "--base-url"}
+    assert shown["PRIVATE_KEY"] == {"source": "environment"} and "22" * 32 not in str(doc)
+
+
+# -- 7. did you mean ------------------------------------------------------------------------------
+
+def test_a_typo_in_a_plan_region_or_os_id_gets_close_matches(sandbox, paying_env):
+    e = fail(run_script("provision.py", "vc2-1c-2g", "lax", "--days", "1", "--quote", env=paying_env), 2, "unknown_plan")
+    assert e["details"]["did_you_mean"][0] == "vc2-1c-2gb" and len(e["details"]["did_you_mean"]) <= 3
+    assert e["hint"].startswith("Did you mean vc2-1c-2gb")
+    e = fail(run_script("provision.py", "vc2-1c-1gb", "lxa", "--days", "1", "--quote", env=paying_env), 2, "region_not_offered")
+    assert e["details"]["did_you_mean"] == ["lax"] and "Did you mean lax?" in e["hint"]
+    e = fail(run_script("provision.py", "vc2-1c-1gb", "lax", "--os-id", "2248", "--days", "1", "--quote", env=paying_env), 2, "unknown_os")
+    assert 2284 in e["details"]["did_you_mean"] and "2284 (" in e["hint"]
+    e = fail(run_script("browse_regions.py", "--plan", "vc2-1c-2g", env=paying_env), 2, "unknown_plan")
+    assert "vc2-1c-2gb" in e["details"]["did_you_mean"]
+    # Nothing close: an empty list and the plain hint, never a wild guess.
+    e = fail(run_script("provision.py", "zz9-nothing-like-it", "lax", "--days", "1", "--quote", env=paying_env), 2, "unknown_plan")
+    assert e["details"]["did_you_mean"] == [] and e["hint"] == "See browse_plans.py for plan ids."
