@@ -76,7 +76,7 @@ def test_eight_agents_in_two_state_folders_share_one_budget_pins_and_quotes(make
         assert proxy.paid_requests == 4
 
         # The payee pinned by one is enforced for the other: a second service with another payee.
-        other = make_sandbox()
+        other = make_sandbox(seed=7)  # another deployment: another payee
         w2 = tools.fresh_wallet(other.facilitator, usd=5)
         env_other = wallet_env(other, w2, tmp_path / "ci", COMPUTE_LEDGER_URL=ledger_url)
         assert other.facilitator.payee("base") != sb.facilitator.payee("base")

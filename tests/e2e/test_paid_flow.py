@@ -30,6 +30,7 @@ from tests.helpers import (
     journal_entries,
     ok,
     owner,
+    payee_pins,
     run_script,
     wallet_env,
 )
