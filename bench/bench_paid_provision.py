@@ -7,8 +7,8 @@ retry → 201. Server time is measured inside the sandbox (every request its app
 including our client's chain JSON-RPC reads); client cost = wall time − server time.
 
 - ours: ``ComputeClient.paid`` (the unsigned probe, challenge parsing, policy, the budget guard
-  (lock, sum of the window's journal, the reservation), the journal's ``sent`` write forced to disk
-  (file and folder) and its ``settled`` write, payee pin, scheme signing, the paid retry); the guard's
+  (one SQLite ledger transaction: lock, window sum, reservation), the journal's ``sent`` write
+  committed with synchronous=FULL and its ``settled`` write, payee pin, scheme signing, the paid retry); the guard's
   own time is its own column;
 - SDK: ``x402ClientSync`` with its EVM and SVM exact schemes; the paid retry by hand with
   ``requests``. Its default spend controls ($1 per payment, default assets only) are turned
@@ -287,7 +287,7 @@ def main() -> int:
                 row["route"] = net.split("/")[1]
             out.append(row)
         print("(ms; client = wall − time inside the sandbox's request handler; ours includes policy, the budget guard")
-        print(" (its own column: lock + window sum + reservation), the 0600 journal writes (\"sent\" fsynced with its folder) and the")
+        print(" (its own column: lock + window sum + reservation; bench_ledger.py for both engines), the journal writes (\"sent\" durable) and the")
         print(" payee pin; the SDK's Solana RPC is in-process)")
         print("megaeth: default sandbox, direct ERC-2612 permit (our client); the SDK pays MegaUSD only by Permit2.")
         print("megaeth/permit2: second sandbox with permit2=True; its 402 asks for assetTransferMethod permit2 and "

@@ -25,7 +25,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +57,11 @@ class Server:
         self.info = root / "server.json"
         self.lock = root / "lock"
         self.bin = bin_dir()
+        self.fsync = False  # the tests' data is thrown away; a bench turns it on
+
+    def _opts(self, port: int) -> str:
+        return (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=200"
+                + ("" if self.fsync else " -c fsync=off"))
 
     @contextmanager
     def _locked(self):
@@ -88,8 +92,7 @@ class Server:
                 self._owned(self.data)
                 self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
                 port = _free_port()
-                opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off -c max_connections=200"
-                self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.data / "log"), "-w", "-t", "60", "start")
+                self._run("pg_ctl", "-D", str(self.data), "-o", self._opts(port), "-l", str(self.data / "log"), "-w", "-t", "60", "start")
                 info = {"port": port, "workers": []}
             info["workers"].append(worker)
             self.info.write_text(json.dumps(info))
@@ -110,8 +113,7 @@ class Server:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
 
     def start_again(self, port: int) -> None:
-        opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.data / "log"), "-w", "-t", "60", "start")
+        self._run("pg_ctl", "-D", str(self.data), "-o", self._opts(port), "-l", str(self.data / "log"), "-w", "-t", "60", "start")
 
 
 def shared_root(session_key: str) -> Path:
@@ -134,13 +136,3 @@ def fresh_schema(port: int) -> str:
     with psycopg.connect(url(port), autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {name}")
     return url(port, name)
-
-
-def wait_down(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-        except OSError:
-            return
-        time.sleep(0.05)
