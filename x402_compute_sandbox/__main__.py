@@ -54,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from . import networks as nets
     from .chains.state import StateMismatch
     from .sandbox import Sandbox
     from .server import is_loopback
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
              f"  base URL        {sb.base_url}",
              f"  x402 challenge  v{args.x402_version}",
              f"  state           {os.path.abspath(args.state_dir)} (SQLite; persists across restarts)",
-             "  chains          base, solana, megaeth, robinhood and the Tempo ledger: "
+             f"  chains          {', '.join(nets.LABELS)} and the Tempo ledger: "
              + ("resumed from the state folder" if sb.facilitator.restored else "new, from genesis"),
              f"  env file (0600) {os.path.abspath(env_file)}  <- private keys are only in this file",
              "  test wallets (funded with 1000 USD of stablecoin on every network):"]

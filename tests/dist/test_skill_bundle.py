@@ -232,3 +232,30 @@ def test_references_are_linked_from_skill_md():
     body = frontmatter()[1]
     for ref in sorted((BUNDLE / "references").glob("*.md")):
         assert f"references/{ref.name}" in body, f"{ref.name} is not linked from SKILL.md"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped (but - and _), spaces to -."""
+    text = re.sub(r"[`*]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def test_links_between_the_docs_resolve():
+    """SKILL.md sends the agent into references/ for everything it left out: each relative link
+    (and its #anchor) must land on a file of the bundle and a heading in it."""
+    docs = [*DOCS, README]
+    problems = []
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            if not dest.exists():
+                problems.append(f"{doc.name}: {target} (no such file)")
+                continue
+            if anchor and dest.suffix == ".md":
+                anchors = {_anchor(h) for h in re.findall(r"^#+\s+(.+)$", dest.read_text(), re.M)}
+                if anchor not in anchors:
+                    problems.append(f"{doc.name}: {target} (no such heading)")
+    assert not problems, problems

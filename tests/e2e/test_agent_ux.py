@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from x402_compute.instances import parse_time
 
-from tests.helpers import clean_env, closed_port_url, fail, known_hosts, ok, run_script
+from tests.helpers import clean_env, closed_port_url, fail, ok, run_script
 
 A100_SLICE = "vcg-a100-1c-2g-6gb"
 NVIDIA_A100_GB = 80  # NVIDIA's A100 datasheet; Vultr deploys the 80 GB model
@@ -260,12 +260,12 @@ def test_ssh_key_auto_creates_one_key_sends_it_and_ssh_uses_it(sandbox, paying_e
     assert f"identityfile {priv}".lower() in config
     assert f"hostname {ssh['host']}" in config and f"port {ssh['port']}" in config and "user root" in config
 
-    # And it logs in on the sandbox's SSH server: the block's own command, with only the host key
-    # pinned and no other identity anywhere (empty HOME, no agent, no config).
+    # And it logs in on the sandbox's SSH server: the block's own command, which names its pin file
+    # (holding the key the API published) and no other identity anywhere (empty HOME, no agent, no config).
     raw = ok(run_script("instance_details.py", doc["order"]["id"], env=env))["instance"]["raw"]
-    known = known_hosts(tmp_path, ssh["host"], ssh["port"], raw["ssh_host_public_key"])
-    pin = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes",
-           "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10"]
+    assert Path(ssh["known_hosts_file"]).read_text().split()[1:] == raw["ssh_host_public_key"].split()[:2]
+    assert "IdentitiesOnly=yes" in argv and f"UserKnownHostsFile={ssh['known_hosts_file']}" in argv
+    pin = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
     bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "empty-home")}
     (tmp_path / "empty-home").mkdir()
     login = subprocess.run([argv[0], *pin, *argv[1:], "echo logged-in-with-the-auto-key"], env=bare, capture_output=True, text=True,

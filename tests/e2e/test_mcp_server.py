@@ -317,9 +317,12 @@ def test_a_quote_id_from_the_model_is_still_put_to_the_human(on, sandbox, wallet
     doc = on.ok("provision", {"plan": PLAN, "region": REGION, "days": 1, "label": "mcp-quoted", "confirm_quote": q["quote_id"]})
     assert doc["order"]["label"] == "mcp-quoted" and doc["payment"]["amount_atomic"] == q["amount_atomic"]
     assert usdc(sandbox, wallet) == before - DAY_ATOMIC
-    # Terms that differ from the quote are refused before anything is signed, whatever the human said.
+    # A paid quote never pays again; terms that differ from a quote are refused before anything
+    # is signed, whatever the human said.
+    on.error("provision", {"plan": PLAN, "region": REGION, "days": 1, "label": "mcp-quoted", "confirm_quote": q["quote_id"]}, "quote_used")
+    q2 = on.ok("quote_provision", {"plan": PLAN, "region": REGION, "days": 1, "label": "mcp-quoted"})["quote"]
     on.answers = ["accept"]
-    on.error("provision", {"plan": PLAN, "region": REGION, "days": 2, "label": "mcp-quoted", "confirm_quote": q["quote_id"]}, "quote_changed")
+    on.error("provision", {"plan": PLAN, "region": REGION, "days": 2, "label": "mcp-quoted", "confirm_quote": q2["quote_id"]}, "quote_changed")
     assert usdc(sandbox, wallet) == before - DAY_ATOMIC
     on.ok("destroy_instance", {"instance_id": doc["order"]["id"], "confirm": True})
 

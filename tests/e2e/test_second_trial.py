@@ -4,9 +4,15 @@ total and a login that works as printed. Each runs the real scripts against the 
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from tests.helpers import clean_env, fail, ok, run_script
+from tests.helpers import SSH, clean_env, fail, ok, run_script
 
 
 @pytest.fixture
@@ -59,3 +65,50 @@ def test_a_typo_in_a_plan_region_or_os_id_gets_close_matches(sandbox, paying_env
     # Nothing close: an empty list and the plain hint, never a wild guess.
     e = fail(run_script("provision.py", "zz9-nothing-like-it", "lax", "--days", "1", "--quote", env=paying_env), 2, "unknown_plan")
     assert e["details"]["did_you_mean"] == [] and e["hint"] == "See browse_plans.py for plan ids."
+
+
+# -- 1. a login that works as printed -------------------------------------------------------------
+
+@pytest.mark.skipif(not os.path.exists(SSH), reason=f"the system ssh client ({SSH}) is not installed")
+def test_the_printed_ssh_command_logs_in_as_printed(sandbox, paying_env, tmp_path):
+    doc = ok(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--ssh-key", "auto", "--yes", "--wait-ssh",
+                        "--poll-interval", "0.2", env=paying_env, timeout=120))
+    ssh = doc["ssh"]
+    iid = doc["order"]["id"]
+    assert ssh["host_key_pinned"] is True and ssh["known_hosts_file"].endswith(iid) and ssh["host_key_alias"] == f"x402-compute-{iid}"
+    assert ssh["argv"] == shlex.split(ssh["command"])
+    for opt in ("StrictHostKeyChecking=yes", f"UserKnownHostsFile={ssh['known_hosts_file']}", f"HostKeyAlias=x402-compute-{iid}", "IdentitiesOnly=yes"):
+        assert opt in ssh["argv"], opt
+    assert ssh["argv"][ssh["argv"].index("-i") + 1] == ssh["identity_file"]
+    # Exactly as printed, by the system ssh, with an empty HOME (no ~/.ssh, no config) and no agent:
+    # a shell on the machine, fed a line on stdin.
+    empty = tmp_path / "empty-home"
+    empty.mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(empty)}
+    argv = shlex.split(ssh["command"])
+    argv[0] = shutil.which(argv[0], path=env["PATH"])
+    r = subprocess.run(argv, input="echo logged-in-$((6*7))\nexit\n", env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "logged-in-42" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    # The same block from list_instances.py and instance_details.py.
+    listed = next(i for i in ok(run_script("list_instances.py", env=paying_env))["instances"] if i["id"] == iid)
+    assert listed["ssh"]["command"] == ssh["command"]
+    assert ok(run_script("instance_details.py", iid, env=paying_env))["instance"]["ssh"]["command"] == ssh["command"]
+    # A pin that does not match the machine's key: the printed command refuses, it never asks to trust.
+    pin = Path(ssh["known_hosts_file"])
+    good = pin.read_text()
+    pin.write_text(f"x402-compute-{iid} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBCY1U9ztiq5SD37s0Xw6r4ZTi8SbmH2hw1nYEcf0wwB\n")
+    r = subprocess.run(argv, input="echo should-not-run\n", env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 255 and "should-not-run" not in r.stdout and "verification failed" in r.stderr.lower()
+    pin.write_text(good)
+    ok(run_script("destroy_instance.py", iid, "--yes", env=paying_env))
+
+
+def test_before_first_contact_the_block_says_how_to_pin(sandbox, paying_env):
+    doc = ok(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--ssh-key", "auto", "--yes", "--wait",
+                        "--poll-interval", "0.2", env=paying_env, timeout=120))
+    ssh = doc["ssh"]
+    assert ssh["host_key_pinned"] is False and f"ssh_exec.py {doc['order']['id']} -- true" in ssh["note"]
+    assert "StrictHostKeyChecking=yes" in ssh["argv"]  # never trust on first use by the user's own client
+    ok(run_script("ssh_exec.py", doc["order"]["id"], "--", "true", env=paying_env, timeout=120))
+    again = ok(run_script("instance_details.py", doc["order"]["id"], env=paying_env))["instance"]["ssh"]
+    assert again["host_key_pinned"] is True and "note" not in again

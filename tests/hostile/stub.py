@@ -164,6 +164,10 @@ class HostileAPI:
         self.orders: dict[str, dict] = {}
         self.x402_versions: tuple[int, ...] = (1,)  # which challenges a 402 carries: (1,), (2,) or (1, 2)
         self.mpp = False  # also an MPP WWW-Authenticate: Payment challenge
+        self.stripe = False  # also an MPP card charge (method="stripe"); the stub is the Stripe API too
+        self.stripe_profile = "profile_stub"
+        self.stripe_header: Callable[[str], str] | None = None  # rewrites the card challenge's header value
+        self.spt_requests: list[dict] = []  # what POST /shared_payment/issued_tokens received (the form)
         self.pay_to = PAY_TO
         self.asset = BASE_USDC
         self.credits = {"balance": "0.00", "total_deposited": "0.00", "total_spent": "0.00"}
@@ -296,7 +300,29 @@ class HostileAPI:
             enc = base64.urlsafe_b64encode(json.dumps(request).encode()).decode().rstrip("=")
             expires = iso(datetime.now(timezone.utc) + timedelta(minutes=5))
             headers["WWW-Authenticate"] = f'Payment id="{uuid.uuid4().hex}", realm="stub", method="tempo", intent="charge", request="{enc}", expires="{expires}"'
+        if self.stripe:
+            request = {"amount": str(max(1, micros // 10_000)), "currency": "usd",
+                       "methodDetails": {"networkId": self.stripe_profile, "paymentMethodTypes": ["card"]}}
+            card = self.card_challenge(request)
+            if self.stripe_header is not None:
+                card = self.stripe_header(card)
+            headers["WWW-Authenticate"] = f"{headers['WWW-Authenticate']}, {card}" if "WWW-Authenticate" in headers else card
         return Reply(402, body, headers)
+
+    @staticmethod
+    def card_challenge(request: dict, **params: str) -> str:
+        """One MPP stripe/charge challenge value (the ``WWW-Authenticate`` text) for ``request``."""
+        enc = base64.urlsafe_b64encode(json.dumps(request).encode()).decode().rstrip("=")
+        expires = iso(datetime.now(timezone.utc) + timedelta(minutes=5))
+        fields = {"id": uuid.uuid4().hex, "realm": "stub", "method": "stripe", "intent": "charge", "request": enc, "expires": expires, **params}
+        return "Payment " + ", ".join(f'{k}="{v}"' for k, v in fields.items())
+
+    def _management_key(self, req: Request) -> dict:
+        """What an MPP-paid provision adds: the one-time management key (a payment names no owner)."""
+        if (req.payment or ("",))[0] != "authorization":
+            return {}
+        key = "x402c_" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        return {"management_api_key": key, "management_api_key_id": uuid.uuid4().hex[:12], "management_api_key_last4": key[-4:]}
 
     def honest(self, req: Request) -> Reply:  # noqa: C901 - one switch over the routes
         m, p = req.method, req.path
@@ -317,7 +343,7 @@ class HostileAPI:
                 return self.challenge(req, self._micros(plan, hours), "Provision a compute instance")
             order = self._new_order(str(uuid.uuid4()), plan=str(body.get("plan")), region=str(body.get("region")), hours=hours, label=body.get("label"))
             self.orders[order["id"]] = order
-            return json_reply(201, {"success": True, "order": order, "tx_hash": self._tx(req)})
+            return json_reply(201, {"success": True, "order": order, "tx_hash": self._tx(req), **self._management_key(req)})
         mo = re.fullmatch(r"/compute/instances/([^/]+)/extend", p)
         if m == "POST" and mo:
             order = self.orders.get(mo.group(1))
@@ -373,6 +399,10 @@ class HostileAPI:
             return json_reply(200, {"api_keys": []})
         if m == "DELETE" and p.startswith("/compute/api-keys/"):
             return json_reply(200, {"success": True})
+        if m == "POST" and p == "/shared_payment/issued_tokens":  # the Stripe API, for --pay stripe
+            with self._lock:
+                self.spt_requests.append({k: v[0] for k, v in parse_qs(req.body.decode()).items()})
+            return json_reply(200, {"id": "spt_" + uuid.uuid4().hex, "object": "shared_payment.issued_token", "status": "active"})
         if m == "POST" and p == "/rpc":
             return json_reply(200, {"jsonrpc": "2.0", "id": (req.json() or {}).get("id"), "result": "0x2105"})
         return json_reply(404, {"error": f"No route for {m} {p}"})

@@ -88,3 +88,22 @@ def test_sane_numbers_still_pass(hostile, hostile_env):
     hostile.override("GET", "/compute/plans", catalog(hostile, "our_hourly", '"0.0104"'))
     code, doc, _ = run_script("browse_plans.py", env=hostile_env())
     assert code == 0 and {p["id"]: p["hourly_usd"] for p in doc["plans"]}["vc2-1c-1gb"] == "0.0104"
+
+
+@pytest.mark.parametrize("plan", ["missing", None, "", 42])
+def test_an_instance_record_naming_no_plan_is_price_unknown(hostile, hostile_env, plan):
+    # Issue 20.6: no plan in the record gives no price to check, exactly like a plan the catalog lacks:
+    # without an explicit --max-usd nothing is sent (the cap's default is no bound the user chose).
+    order = hostile.add_order()
+    for k in ("plan", "vultr_plan"):
+        if plan == "missing":
+            order.pop(k)
+        else:
+            order[k] = plan
+    code, doc, _ = run_script("extend_instance.py", order["id"], "--hours", "24", "--yes", env=hostile_env())
+    assert code == 3 and doc["error"]["code"] == "price_unknown", doc
+    assert "names no plan" in doc["error"]["message"] and "--max-usd" in doc["error"]["message"]
+    assert not hostile.paid_requests()
+    order["plan"] = "no-such-plan"  # the case already caught, for comparison: the same refusal
+    code, doc2, _ = run_script("extend_instance.py", order["id"], "--hours", "24", "--yes", env=hostile_env())
+    assert code == 3 and doc2["error"]["code"] == "price_unknown" and not hostile.paid_requests()

@@ -18,3 +18,23 @@ def test_a_changed_price_or_payee_is_refused_with_nothing_signed(hostile, hostil
     doc = fail_doc(run_script(*args, "--confirm-quote", q["quote_id"], "--accept-payee-change", env=env), 3, "quote_changed")
     assert set(doc["error"]["details"]["differences"]) == {"payee"}
     assert hostile.paid_requests() == [] and hostile.signatures() == set()
+
+
+def test_a_quote_without_a_catalog_price_check_is_no_approval_of_its_amount(hostile, hostile_env, tmp_path):
+    """Issue 19.1: the instance's plan is gone from the catalog and the server asks 24 USD for a
+    day; the agent's own quote satisfied price_unknown and COMPUTE_REQUIRE_QUOTE. Now such a quote
+    records price_checked: false and paying it still needs the human's explicit --max-usd."""
+    order = hostile.add_order(plan="gone-plan-1c")
+    hostile.override("POST", f"/compute/instances/{order['id']}/extend", lambda req, honest: hostile.challenge(req, 24_000_000, "t"), when="unpaid")
+    for extra in ({}, {"COMPUTE_REQUIRE_QUOTE": "1"}):
+        env = hostile_env(**extra)
+        args = ("extend_instance.py", order["id"], "--days", "1")
+        q = ok(run_script(*args, "--quote", env=env))["quote"]
+        assert q["price_checked"] is False and q["amount_usd"] == "24" and "catalog" in q["price_check"]
+        doc = fail_doc(run_script(*args, "--confirm-quote", q["quote_id"], env=env), 3, "price_unknown")
+        assert "--max-usd" in doc["error"]["message"]
+        assert hostile.paid_requests() == [] and hostile.signatures() == set()
+    # The human's own bound, given for this payment: paid (the cap is checked as always).
+    fail_doc(run_script(*args, "--confirm-quote", q["quote_id"], "--max-usd", "1", env=env), 3, "spend_cap_exceeded")
+    ok(run_script(*args, "--confirm-quote", q["quote_id"], "--max-usd", "24", env=env))
+    assert len(hostile.signatures()) == 1

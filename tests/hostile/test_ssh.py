@@ -48,8 +48,13 @@ def test_a_valid_block_has_argv_and_the_same_command_quoted(hostile, hostile_env
     inst = details(hostile, hostile_env, ip_address=host, ssh_port=port)
     ssh = inst["ssh"]
     assert inst["ssh_unavailable"] is None
-    assert ssh["argv"] == argv and ssh["command"] == shlex.join(argv) and shlex.split(ssh["command"]) == argv
-    assert not any(a.startswith("-o") for a in ssh["argv"])
+    # The client's own pin options (issue 22.1), then only the checked port and user@host: no
+    # option ever comes from the server.
+    pin = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={ssh['known_hosts_file']}",
+           "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"HostKeyAlias=x402-compute-{inst['id']}"]
+    assert ssh["argv"] == argv[:1] + pin + argv[1:]
+    assert ssh["command"] == shlex.join(ssh["argv"]) and shlex.split(ssh["command"]) == ssh["argv"]
+    assert not any(a.startswith("-o") for a in ssh["argv"][len(pin) + 1:])
 
 
 @pytest.mark.parametrize("user", ["-oProxyCommand=sh -c id", "root;id", "$(id)", "root@evil", "ro ot", "", "r" * 40, 0])
@@ -60,7 +65,7 @@ def test_a_server_user_name_that_is_not_plain_gives_no_ssh_block(hostile, hostil
     code, doc, _ = run_script("get_one_time_password.py", order["id"], env=hostile_env())
     assert code == 0, doc  # the password is saved whatever the rest says
     if user in ("", 0):  # falsy: the client's own default, root
-        assert doc["ssh"]["argv"] == ["ssh", "root@203.0.113.5"]
+        assert doc["ssh"]["argv"][0] == "ssh" and doc["ssh"]["argv"][-1] == "root@203.0.113.5" and "-i" not in doc["ssh"]["argv"]
     else:
         assert doc["ssh"] is None and "user name" in doc["ssh_unavailable"]
 

@@ -64,6 +64,21 @@ def test_what_counts(tmp_path, engine):
     assert st == {"limit_usd": "50", "window": "24h", "spent_usd": "3", "reserved_usd": "2", "remaining_usd": "45"}
 
 
+def test_a_refused_signed_payment_counts_until_it_can_no_longer_settle(tmp_path, engine):
+    # Issue 20.2: the server answered 402 but holds the signature; until valid_before it may settle it.
+    signed = {"payment_header_name": "X-PAYMENT", "payment_header_value": "eyJ4In0="}
+    live = add(tmp_path, T0 - 60, 1_000_000, "rejected", valid_before=T0 + 240, **signed)
+    add(tmp_path, T0 - 600, 2_000_000, "rejected", valid_before=T0 - 300, **signed)  # window closed: never again
+    add(tmp_path, T0 - 60, 4_000_000, "rejected", **signed)  # validity unknown: counts until reconcile proves otherwise
+    add(tmp_path, T0 - 60, 8_000_000, "rejected", valid_before=T0 + 240)  # nothing was signed
+    assert budget(tmp_path).status()["spent_usd"] == "5"
+    assert budget(tmp_path, now=T0 + 241).status()["spent_usd"] == "4"  # the first one's window closed
+    j = Journal(settings(tmp_path))
+    j.update(live["id"], "expired", reason="reconciled")
+    assert not counts(j.get(live["id"]), T0)
+    assert budget(tmp_path).status()["spent_usd"] == "4"
+
+
 def test_a_dead_process_reservation_and_an_old_one_do_not_count(tmp_path, engine):
     dead = multiprocessing.Process(target=int)
     dead.start()

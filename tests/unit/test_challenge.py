@@ -330,3 +330,43 @@ def test_credits_without_a_catalog_price_are_refused_before_sending(tmp_path):
     with pytest.raises(PolicyError) as e:
         flow.run(call, client)
     assert e.value.code == "price_unknown" and client.sent == [] and Journal(tmp_path).list() == []
+
+
+# -- RFC 9110 auth-param grammar (issue 20.1): token or quoted-string, nothing else -----------------
+
+GOOD_AUTH = {
+    'Payment id="a", method=tempo': [("Payment", {"id": "a", "method": "tempo"})],
+    'Payment id = "a" ,method="t\\"q"': [("Payment", {"id": "a", "method": 't"q'})],
+    'Basic abc==, Payment id="b"': [("Basic", {}), ("Payment", {"id": "b"})],
+    'Bearer, Payment ID="c", Newauth realm="x"': [("Bearer", {}), ("Payment", {"id": "c"}), ("Newauth", {"realm": "x"})],
+    "Payment": [("Payment", {})],
+}
+BAD_AUTH = [
+    'Payment id="a", request=abc/def==',        # '/' and '=' are no token characters: quote the value
+    'Payment d=foo request=EVIL, id="a"',        # more after a value than a comma
+    'Payment id="a", id="b"',                    # the same parameter twice
+    'Payment id="a\x01"',                        # a control character in a quoted string
+    'Payment id="a\\\x7f"',                     # a backslash escaping a control character
+    'Payment id="a',                             # unterminated
+    'Payment id="a" "b"',                        # a second string after the value
+    'Payment=x',                                 # no scheme
+    'Payment id=é',                              # not a token
+    'Payment, =x',
+]
+
+
+@pytest.mark.parametrize("header", sorted(GOOD_AUTH))
+def test_auth_header_grammar_accepts(header):
+    assert [(s, p) for s, p, _ in ch.parse_auth_header(header)] == GOOD_AUTH[header]
+
+
+@pytest.mark.parametrize("header", BAD_AUTH)
+def test_auth_header_grammar_refuses_as_unusable_offer(header):
+    with pytest.raises(ch.ChallengeError) as e:
+        ch.parse_auth_header(header)
+    assert e.value.code == "unusable_offer" and "Malformed WWW-Authenticate" in e.value.message
+
+
+def test_a_malformed_mpp_header_beside_x402_offers_is_kept_as_the_reason():
+    c = ch.parse_challenge(402, {"WWW-Authenticate": 'Payment d=foo request=EVIL, id="a"'}, v1_body())
+    assert c.offers and c.mpp == [] and c.mpp_error.code == "unusable_offer"

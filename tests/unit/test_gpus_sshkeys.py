@@ -149,19 +149,24 @@ def test_a_damaged_key_file_is_a_clear_error(tmp_path):
     assert e.value.code == "ssh_key_unusable" and "Move" in e.value.hint
 
 
-def test_identity_goes_into_command_and_argv(tmp_path):
+def test_identity_and_pin_go_into_command_and_argv(tmp_path):
+    import shlex
+
     state = State(tmp_path / "state")
     key = sshkeys.ensure_auto_key(state)
     path = str(key.private_key_file)
-    plain = {"user": "root", "host": "192.0.2.1", "port": 22, "command": "ssh root@192.0.2.1", "auth": "ssh-key"}
-    assert sshkeys.with_identity(plain, path)["command"] == f"ssh -i {path} root@192.0.2.1"
-    with_argv = {**plain, "argv": ["ssh", "-p", "2222", "root@192.0.2.1"]}
-    out = sshkeys.with_identity(with_argv, path)
-    assert out["argv"] == ["ssh", "-i", path, "-p", "2222", "root@192.0.2.1"] and out["command"] == f"ssh -i {path} -p 2222 root@192.0.2.1"
-    assert out["identity_file"] == path and "identity_file" not in with_argv  # a copy, not the caller's block
-    spaced = "/tmp/a dir/key"
-    assert sshkeys.with_identity(plain, spaced)["command"] == "ssh -i '/tmp/a dir/key' root@192.0.2.1"
-    assert sshkeys.with_identity(None, path) is None and sshkeys.with_identity(plain, None) is plain
+    plain = {"user": "root", "host": "192.0.2.1", "port": 2222, "argv": ["ssh", "-p", "2222", "root@192.0.2.1"],
+             "command": "ssh -p 2222 root@192.0.2.1", "auth": "ssh-key"}
+    known = tmp_path / "a dir" / "pin%file"
+    out = sshkeys.with_login(plain, known_hosts=known, alias="x402-compute-x", pinned=True, private_key_file=path)
+    assert out["argv"] == ["ssh", "-o", "StrictHostKeyChecking=yes", "-o", f'UserKnownHostsFile="{tmp_path}/a dir/pin%%file"',
+                           "-o", "GlobalKnownHostsFile=/dev/null", "-o", "HostKeyAlias=x402-compute-x",
+                           "-i", path, "-o", "IdentitiesOnly=yes", "-p", "2222", "root@192.0.2.1"]
+    assert shlex.split(out["command"]) == out["argv"] and out["identity_file"] == path and out["host_key_pinned"] is True
+    assert "identity_file" not in plain and "note" not in out  # a copy, not the caller's block
+    bare = sshkeys.with_login({**plain, "port": 22}, known_hosts=known, alias="a", pinned=False, private_key_file=None)
+    assert "-i" not in bare["argv"] and "-p" not in bare["argv"] and "ssh_exec.py" in bare["note"]
+    assert sshkeys.with_login(None, known_hosts=known, alias="a", pinned=True, private_key_file=path) is None
 
     iid = "3f1c2a9e-0000-4000-8000-000000000001"
     assert sshkeys.identity_for(state, iid) is None

@@ -160,3 +160,29 @@ def test_a_json_journal_is_imported_once_and_kept(tmp_path, ledger_env):
     (tmp_path / "journal.imported").rename(tmp_path / "journal")
     assert jmod.legacy_import(Journal(s).ledger) is None
     assert len(Journal(s).list()) == 1 and Budget(s).status()["spent_usd"] == "0.2496"
+
+
+def test_reconcile_checks_a_refused_payment_still_live(tmp_path, monkeypatch):
+    """Issue 20.2: a refused signature still valid is asked about like an unknown one: never used and
+    no longer valid → expired (stops counting); used after all → unknown (the money moved)."""
+    import time as _time
+
+    from x402_compute.payments import onchain
+    from x402_compute.payments import reconcile as rec
+    from x402_compute.payments.journal import unresolved
+
+    j = Journal(tmp_path)
+    signed = {"kind": "provision", "method": "x402", "payment_header_name": "X-PAYMENT", "payment_header_value": "eyJ4In0="}
+    a = j.create({"id": new_id(), "status": "rejected", "valid_before": _time.time() + 200, **signed})
+    b = j.create({"id": new_id(), "status": "rejected", "valid_before": _time.time() + 200, **signed})
+    dead = j.create({"id": new_id(), "status": "rejected", "valid_before": _time.time() - 1, **signed})
+    gone = lambda e: True  # noqa: E731
+    assert unresolved(a, _time.time(), pid_gone=gone) and not unresolved(dead, _time.time(), pid_gone=gone)
+    assert rec.entry_row(a)["unresolved"] is True and rec.entry_row(dead)["unresolved"] is False
+
+    monkeypatch.setattr(onchain, "check", lambda entry, rpc: {"state": "expired_unused", "query": "authorizationState"})
+    assert rec.ask_chain(j, a, None, False)["state"] == "expired_unused" and j.get(a["id"])["status"] == "expired"
+    monkeypatch.setattr(onchain, "check", lambda entry, rpc: {"state": "used", "query": "authorizationState"})
+    rec.ask_chain(j, b, None, False)
+    assert j.get(b["id"])["status"] == "unknown" and "refused by the server, but used" in j.get(b["id"])["reason"]
+    assert rec.ask_chain(j, dead, None, False) is None  # past its window: nothing left to ask

@@ -18,7 +18,8 @@ from decimal import Decimal
 
 import pytest
 from x402_compute.config import load_settings
-from x402_compute.errors import PolicyError
+from x402_compute.errors import PaymentRequired, PolicyError
+from x402_compute.payments.challenge import ChallengeError
 from x402_compute.http import Response
 from x402_compute.payments import challenge as ch
 from x402_compute.payments.flow import PaidCall
@@ -27,6 +28,7 @@ from x402_compute.payments.policy import Limits
 from x402_compute.payments.schemes.mpp_tempo import sign_mpp
 from x402_compute.wallets import ows as ows_wallets
 
+from tests.helpers import state_entries
 from tests.unit.test_mpp_flow import FakeClient as FlowFakeClient
 from tests.unit.test_mpp_flow import make_flow
 
@@ -198,8 +200,7 @@ def test_tempo_only_token_pays_and_base_only_token_is_refused_before_sending(tmp
     assert base_token not in json.dumps(err.to_dict())
     # Only the unpaid probe went out, and no journal entry (no credential) exists.
     assert len(client.sent) == 1 and "Authorization" not in client.sent[0]["headers"]
-    journal = tmp_path / "b" / "state" / "journal"
-    assert not journal.exists() or not list(journal.iterdir())
+    assert state_entries(tmp_path / "b" / "state") == []
 
 
 def test_auto_pays_mpp_from_an_ows_wallet_when_it_is_the_only_offer(tmp_path, vault, pinned):
@@ -240,13 +241,19 @@ def test_a_signature_from_another_key_is_refused(tmp_path, vault, pinned):
 
 
 def test_a_challenge_pympp_cannot_parse_is_a_policy_refusal_not_a_crash(tmp_path, pinned):
-    # Duplicate `request` params: our parser keeps the last, pympp raises its own ParseError (no ValueError).
+    # Duplicate `request` params: our parser refuses the header (RFC 9110 grammar, no duplicates), and
+    # an offer that got past it anyway is refused by pympp's own ParseError (no ValueError): unusable_offer.
     cheap = challenge_header(amount="1")
     dup = cheap + ", request=" + '"' + b64url({"amount": "24000000", "currency": USDC_E, "recipient": PAYEE,
                                                 "methodDetails": {"chainId": 4217}}) + '"'
-    with pytest.raises(PolicyError) as e:
-        sign_mpp(offer_of(dup), key_settings(tmp_path), max_atomic=CAP, recipient=PAYEE)
-    assert e.value.code == "mpp_challenge_refused"
+    with pytest.raises(ChallengeError) as e:
+        offer_of(dup)
+    assert e.value.code == "unusable_offer" and "twice" in e.value.message
+    m = offer_of(cheap)
+    m.header = dup
+    with pytest.raises(PaymentRequired) as e:
+        sign_mpp(m, key_settings(tmp_path), max_atomic=CAP, recipient=PAYEE)
+    assert e.value.code == "unusable_offer" and "Nothing was created, signed or sent" in e.value.message
 
 
 def test_pympp_reading_another_request_than_the_policy_is_refused(tmp_path, pinned):
@@ -254,6 +261,6 @@ def test_pympp_reading_another_request_than_the_policy_is_refused(tmp_path, pinn
     m = offer_of(challenge_header(amount="249600"))
     m.params = dict(m.params, request=b64url({"amount": "1", "currency": USDC_E, "recipient": PAYEE,
                                               "methodDetails": {"chainId": 4217}}))
-    with pytest.raises(PolicyError) as e:
+    with pytest.raises(PaymentRequired) as e:
         sign_mpp(m, key_settings(tmp_path), max_atomic=CAP, recipient=PAYEE)
-    assert e.value.code == "mpp_challenge_refused"
+    assert e.value.code == "unusable_offer" and "(request" in e.value.message

@@ -66,3 +66,39 @@ def test_option_terms_and_budget_are_integers_in_cents():
     from x402_compute.payments.model import Challenge
     (m,) = mpp_terms(Challenge(version=None, offers=[], mpp=[charge(2499)], error=None, body=None))
     assert m["pay_with"] == "--pay stripe" and m["amount_usd"] == "24.99"
+
+
+def test_the_card_token_is_made_from_the_checked_challenge_only(tmp_path, monkeypatch):
+    """Issue 20.1: pympp reads the very challenge the policy checked, field by field, or no token is made;
+    the token's amount, currency, seller profile and expiry come from the checked terms."""
+    pytest.importorskip("mpp")
+    import base64
+    import json
+
+    from x402_compute.errors import PaymentRequired
+    from x402_compute.http import Response
+    from x402_compute.payments import challenge as ch
+    from x402_compute.payments.schemes import mpp_stripe
+
+    def header(amount, profile):
+        req = base64.urlsafe_b64encode(json.dumps({"amount": amount, "currency": "usd", "methodDetails": {
+            "networkId": profile, "paymentMethodTypes": ["card"]}}).encode()).decode().rstrip("=")
+        return f'Payment id="c1", realm="r", method="stripe", intent="charge", request="{req}", expires="2099-01-01T00:00:00Z"'
+
+    made = []
+    monkeypatch.setattr(mpp_stripe, "create_spt", lambda settings, **kw: made.append(kw) or "spt_" + "x" * 20)
+    s = load_settings(environ={"STRIPE_SECRET_KEY": KEY, "STRIPE_PAYMENT_METHOD": "pm_123", "X402_COMPUTE_STATE_DIR": str(tmp_path)})
+    checked = ch.from_response(Response(402, {"WWW-Authenticate": header("25", "profile_x")}, b"{}")).mpp[0]
+
+    forged = ch.from_response(Response(402, {"WWW-Authenticate": header("25", "profile_x")}, b"{}")).mpp[0]
+    forged.header = header("2500000", "profile_ATTACKER")  # what pympp would read, were it handed other text
+    with pytest.raises(PaymentRequired) as e:
+        mpp_stripe.sign_stripe(forged, s)
+    assert e.value.code == "unusable_offer" and "request" in e.value.message and made == []
+
+    signed = mpp_stripe.sign_stripe(checked, s)
+    (kw,) = made
+    assert (kw["amount"], kw["currency"], kw["network_id"], kw["payment_method"]) == ("25", "usd", "profile_x", "pm_123")
+    import time
+    assert time.time() < kw["expires_at"] <= time.time() + mpp_stripe.MAX_SPT_LIFETIME_S + 1
+    assert signed.spt.startswith("spt_") and signed.header == "Authorization"

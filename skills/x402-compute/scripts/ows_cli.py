@@ -78,7 +78,7 @@ sp = _cmd("key-create", "Create an agent API token (ows_key_…) for wallets; it
 sp.add_argument("--name", required=True)
 sp.add_argument("--wallet", "-w", action="append", metavar="W", help="wallet name or id; repeatable (default: OWS_WALLET)")
 sp.add_argument("--policy", action="append", default=[], metavar="P", help="id of an existing OWS policy; repeatable")
-sp.add_argument("--allow-chain", action="append", default=[], metavar="C", help="only these chains (base, solana, megaeth, robinhood, tempo or CAIP-2); repeatable; creates an allowed_chains policy")
+sp.add_argument("--allow-chain", action="append", default=[], metavar="C", help=f"only these chains ({ows.CHAIN_NAMES} or CAIP-2); repeatable; creates an allowed_chains policy")
 sp.add_argument("--expires-at", metavar="ISO", help="expiry, e.g. 2026-12-31 or 2026-12-31T18:00:00Z (no zone = UTC)")
 sp.add_argument("--save", nargs="?", const="", metavar="PATH", help="write the token to a new 0600 file instead of printing it (default file: <state dir>/ows-keys/<key id>.token)")
 

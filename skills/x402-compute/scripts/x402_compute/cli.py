@@ -52,6 +52,44 @@ def terminal_safe(text: str, *, one_line: bool = False) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
+    """Every script's parser (subcommands included: argparse builds them with this class).
+
+    No prefix matching (``allow_abbrev=False``): argparse would take ``--accept`` for
+    ``--accept-payee-change`` and ``--ign`` for ``--ignore-unresolved``, so a flag the human
+    alone should type could be reached by a word that merely starts it. An abbreviation is a
+    usage error naming the flags it could have meant."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._refuse_abbreviations(sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_abbreviations(self, args: list[str]) -> None:
+        """Before argparse reads anything (a missing required option would otherwise be the
+        error shown), name the full flags an abbreviated one starts. A parser with subcommands
+        leaves the words after the subcommand to that subcommand's parser."""
+        commands = {c for a in self._actions if isinstance(a, argparse._SubParsersAction) for c in a.choices}
+        known = sorted(self._option_string_actions)
+        for word in args:
+            if word == "--" or word in commands:
+                break
+            if not isinstance(word, str) or not word.startswith("--") or len(word) < 3:
+                continue
+            flag = word.split("=", 1)[0]
+            if flag in self._option_string_actions:
+                continue
+            meant = [f for f in known if f.startswith(flag)]
+            if meant:
+                raise UsageError(
+                    f"{flag} is not a flag of {self.prog}; flags are never abbreviated. Did you mean {' or '.join(meant)}?",
+                    code="usage_error",
+                    details={"flag": flag, "did_you_mean": meant},
+                    hint=f"Spell the flag out in full ({' or '.join(meant)}); run {self.prog} --help for usage.",
+                )
+
     def error(self, message: str) -> NoReturn:  # argparse would print usage text and exit 2
         if message.startswith("argument --network") and "'tempo'" in message:
             raise UsageError(message, hint="Tempo (USDC.e) is paid with MPP: use --pay mpp without --network.")

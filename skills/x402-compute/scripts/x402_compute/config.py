@@ -24,28 +24,24 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .networks import NETWORKS
 
 DEFAULT_BASE_URL = "https://compute.x402layer.cc"
 DEFAULT_MAX_SPEND_USD = Decimal("25")
 MAX_USD = Decimal("1000000")
 
-# Public RPC endpoints, overridable per network (e.g. by the sandbox's env file).
-DEFAULT_RPC_URLS = {
-    "base": "https://mainnet.base.org",
-    "solana": "https://api.mainnet-beta.solana.com",
-    "megaeth": "https://mainnet.megaeth.com/rpc",
-    "robinhood": "",  # no well-known public endpoint; set ROBINHOOD_RPC_URL
-    "tempo": "https://rpc.tempo.xyz",
-}
-RPC_ENV = {net: f"{net.upper()}_RPC_URL" for net in DEFAULT_RPC_URLS}
+# Public RPC endpoints, overridable per network (e.g. by the sandbox's env file): from the network table.
+DEFAULT_RPC_URLS = {k: n.rpc_default for k, n in NETWORKS.items()}
+RPC_ENV = {k: n.rpc_env for k, n in NETWORKS.items()}
 
 AUTH_MODES = ("auto", "private-key", "ows", "api-key")
-PAYMENT_NETWORKS = ("base", "solana", "megaeth", "robinhood", "tempo", "stripe")  # "stripe": MPP card charges
+PAYMENT_NETWORKS = (*NETWORKS, "stripe")  # every table network, plus "stripe": MPP card charges
 DEFAULT_STRIPE_API_BASE = "https://api.stripe.com/v1"
 DEFAULT_BUDGET_USD = 50
 DEFAULT_BUDGET_WINDOW_S = 24 * 3600
 BUDGET_WINDOW_MIN_S, BUDGET_WINDOW_MAX_S = 3600, 90 * 24 * 3600
-EVM_AUTH_CHAINS = ("base", "megaeth", "robinhood")
+# COMPUTE_AUTH_CHAIN values that name an EVM key (sent as "base"), from the network table.
+EVM_AUTH_CHAINS = tuple(k for k, n in NETWORKS.items() if n.auth_chain == "base")
 
 
 @dataclass
@@ -369,17 +365,17 @@ def _load_stripe(env: Mapping[str, str], s: Settings) -> None:
 def resolve_auth_chain(env: Mapping[str, str], s: Settings) -> str:
     """Which wallet signs management auth: ``base`` (any EVM key) or ``solana``.
 
-    ``COMPUTE_AUTH_CHAIN`` wins. ``megaeth``/``robinhood`` are EVM keys and are
-    sent as ``base``, the label proven against production. Otherwise, like the
+    ``COMPUTE_AUTH_CHAIN`` wins: a network whose table row has an ``auth_chain``
+    (``megaeth``/``robinhood`` are EVM keys and are sent as ``base``, the label
+    proven against production). Otherwise, like the
     upstream skill: ``WALLET_ADDRESS`` decides by its shape; then an EVM key;
     then a Solana key; else ``base``.
     """
     chain = (env.get("COMPUTE_AUTH_CHAIN") or "").strip().lower()
     if chain:
-        if chain in EVM_AUTH_CHAINS:
-            return "base"
-        if chain == "solana":
-            return "solana"
+        net = NETWORKS.get(chain)
+        if net is not None and net.auth_chain:
+            return net.auth_chain
         raise ConfigError(
             f"COMPUTE_AUTH_CHAIN must be base or solana, got {chain!r}.",
             hint="Unset it to choose from the configured keys.",

@@ -1,8 +1,15 @@
-"""One table for every fact about the payment networks: chain ids, CAIP-2 ids,
-canonical stablecoins, decimals, EIP-712 domains and transfer methods.
+"""One table for every fact about the payment networks: chain ids, CAIP-2 ids, canonical
+stablecoins, decimals, EIP-712 domains, transfer methods, whether x402 pays there, who signs
+management requests, the public RPC endpoint and the smallest direct payment the service takes.
 
-The 402 challenge drives signing (domain name/version from ``extra``, asset
-from ``asset``); this table is the fallback and the allowlist.
+Everything per network derives from ``NETWORKS``: ``X402_NETWORKS`` (``--network``),
+``config.DEFAULT_RPC_URLS`` / ``RPC_ENV`` / ``PAYMENT_NETWORKS`` (``COMPUTE_ALLOWED_NETWORKS``) /
+``EVM_AUTH_CHAINS``, the scheme choice (``payments/schemes``), the minimum check
+(``payments/policy``) and doctor. Adding a network is one row here (references/layout.md,
+"Adding a network").
+
+The 402 challenge drives signing (domain name/version from ``extra``, asset from ``asset``);
+this table is the fallback and the allowlist.
 """
 
 from __future__ import annotations
@@ -21,18 +28,52 @@ class Network:
     decimals: int
     eip712_name: str | None
     eip712_version: str | None
-    transfer: str  # "eip3009" | "permit" | "svm-exact" | "tempo"
+    transfer: str  # default transfer method: "eip3009" | "permit" | "svm-exact" | "tempo"
     v1_names: tuple[str, ...] = ()
+    x402: bool = False  # paid with x402 (a --network choice); Tempo is paid with MPP
+    schemes: tuple[str, ...] = ()  # the x402 schemes this client pays there
+    # The X-Auth-Chain label this network's wallet signs management requests as (the service
+    # takes base and solana; MegaETH and Robinhood keys are EVM keys and sign as base); None: the
+    # network is not a management identity (COMPUTE_AUTH_CHAIN refuses it).
+    auth_chain: str | None = None
+    rpc_default: str = ""  # public JSON-RPC endpoint; "" = none known (set <KEY>_RPC_URL)
+    # The smallest direct payment the service takes there, in atomic units of ``asset``
+    # (0 = none); below it the client refuses before signing (below_network_minimum).
+    min_payment_atomic: int = 0
+    min_payment_hint: str = ""  # why the minimum exists and what to do instead
+
+    @property
+    def rpc_env(self) -> str:
+        return f"{self.key.upper()}_RPC_URL"
 
 
 NETWORKS: dict[str, Network] = {
-    "base": Network("base", "evm", "eip155:8453", 8453, "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USDC", 6, "USD Coin", "2", "eip3009", ("base",)),
-    "solana": Network("solana", "svm", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", None, "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", "USDC", 6, None, None, "svm-exact", ("solana",)),
-    "megaeth": Network("megaeth", "evm", "eip155:4326", 4326, "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7", "USDm", 18, "MegaUSD", "1", "permit", ("megaeth",)),
-    "robinhood": Network("robinhood", "evm", "eip155:4663", 4663, "0x5fc5360D0400a0Fd4f2af552ADD042D716F1d168", "USDG", 6, "Global Dollar", "1", "eip3009", ("robinhood",)),
-    "tempo": Network("tempo", "tempo", "eip155:4217", 4217, "0x20C000000000000000000000b9537d11c60E8b50", "USDC.e", 6, None, None, "tempo", ()),
+    "base": Network(
+        "base", "evm", "eip155:8453", 8453, "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USDC", 6,
+        "USD Coin", "2", "eip3009", ("base",), x402=True, schemes=("exact",), auth_chain="base",
+        rpc_default="https://mainnet.base.org",
+    ),
+    "solana": Network(
+        "solana", "svm", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", None, "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+        "USDC", 6, None, None, "svm-exact", ("solana",), x402=True, schemes=("exact",), auth_chain="solana",
+        rpc_default="https://api.mainnet-beta.solana.com",
+    ),
+    "megaeth": Network(
+        "megaeth", "evm", "eip155:4326", 4326, "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7", "USDm", 18,
+        "MegaUSD", "1", "permit", ("megaeth",), x402=True, schemes=("exact",), auth_chain="base",
+        rpc_default="https://mainnet.megaeth.com/rpc",
+    ),
+    "robinhood": Network(
+        "robinhood", "evm", "eip155:4663", 4663, "0x5fc5360D0400a0Fd4f2af552ADD042D716F1d168", "USDG", 6,
+        "Global Dollar", "1", "eip3009", ("robinhood",), x402=True, schemes=("exact",), auth_chain="base",
+        rpc_default="",  # no well-known public endpoint; set ROBINHOOD_RPC_URL
+    ),
+    "tempo": Network(
+        "tempo", "tempo", "eip155:4217", 4217, "0x20C000000000000000000000b9537d11c60E8b50", "USDC.e", 6,
+        None, None, "tempo", (), rpc_default="https://rpc.tempo.xyz",
+    ),
 }
-X402_NETWORKS = ("base", "solana", "megaeth", "robinhood")
+X402_NETWORKS: tuple[str, ...] = tuple(k for k, n in NETWORKS.items() if n.x402)
 SOLANA_MAINNET_GENESIS_PREFIX = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"
 
 

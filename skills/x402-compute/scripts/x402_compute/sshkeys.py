@@ -198,22 +198,55 @@ def identity_for(state: State, instance_id: str | None) -> str | None:
 
 # -- ssh blocks ---------------------------------------------------------------------------------
 
-def with_identity(block: dict | None, private_key_file: str | None) -> dict | None:
-    """``block`` with ``-i <private key>`` in its command (and ``argv`` when it has one)."""
-    if not block or not private_key_file:
+PIN_NOTE = ("No host key is pinned for this instance yet, so this command refuses to connect: run "
+            "ssh_exec.py {id} -- true once (it checks the key against the API's and pins it), then run it again.")
+
+
+def with_login(block: dict | None, *, known_hosts: Path, alias: str, pinned: bool, private_key_file: str | None) -> dict | None:
+    """``block`` with the command that works as printed: the instance's pin file under its alias with
+    strict checking, and ``-i <key> -o IdentitiesOnly=yes`` when it was given the skill's key."""
+    from .sshrun import login_argv
+
+    if not block:
         return block
     out = dict(block)
-    out["identity_file"] = private_key_file
-    if isinstance(out.get("argv"), list) and out["argv"]:
-        out["argv"] = [out["argv"][0], "-i", private_key_file, *out["argv"][1:]]
-        out["command"] = shlex.join(out["argv"])
-    elif isinstance(out.get("command"), str) and out["command"].startswith("ssh "):
-        out["command"] = f"ssh -i {shlex.quote(private_key_file)} {out['command'][4:]}"
+    if private_key_file:
+        out["identity_file"] = private_key_file
+    out["argv"] = login_argv(out["host"], out["port"], out["user"], known_hosts=known_hosts, alias=alias,
+                             identity=Path(private_key_file) if private_key_file else None)
+    out["command"] = shlex.join(out["argv"])
+    out["known_hosts_file"] = str(known_hosts)
+    out["host_key_alias"] = alias
+    out["host_key_pinned"] = pinned
+    if not pinned:
+        note = PIN_NOTE.format(id=alias.removeprefix("x402-compute-"))
+        out["note"] = f"{out['note']} {note}" if out.get("note") else note
     return out
 
 
+def login_block(state: State, block: dict | None, instance_id, *, with_key: bool = True) -> dict | None:
+    """``block`` (an ``instances.ssh_fields`` block) made to work as printed for ``instance_id``:
+    its pin file and alias, and the skill's key when the instance was given it (``with_key``)."""
+    from .hostkeys import HostKeys
+
+    if not block or not isinstance(instance_id, str):
+        return block
+    pins = HostKeys(state.root)
+    try:
+        known, alias = pins.file(instance_id), pins.alias(instance_id)
+    except ComputeError:  # not a UUID: no pin can exist for it
+        return block
+    try:
+        pinned = bool(pins.pinned(instance_id))
+    except ComputeError:
+        pinned = False  # a damaged pin file: the command refuses to connect, ssh_exec.py names the problem
+    return with_login(block, known_hosts=known, alias=alias, pinned=pinned,
+                      private_key_file=identity_for(state, instance_id) if with_key else None)
+
+
 def ssh_block_for(state: State, order: dict) -> dict | None:
-    """The instance's ``ssh`` block, with ``-i`` when it was given the skill's key."""
+    """The instance's ``ssh`` block: its login command with the pin (and ``-i`` when it was given
+    the skill's key)."""
     from .instances import ssh_block
 
-    return with_identity(ssh_block(order), identity_for(state, order.get("id")))
+    return login_block(state, ssh_block(order), order.get("id"))

@@ -123,13 +123,33 @@ def _config_path(path: Path) -> str:
     return text
 
 
+def pin_options(known_hosts: Path, alias: str) -> list[tuple[str, str]]:
+    """What makes the system client check the instance's pin and nothing else: the one place these
+    options are built, for ssh_exec's runs and for the ``ssh`` block scripts print."""
+    return [("StrictHostKeyChecking", "yes"), ("UserKnownHostsFile", _config_path(known_hosts)),
+            ("GlobalKnownHostsFile", "/dev/null"), ("HostKeyAlias", alias)]
+
+
+def identity_options(identity: Path | None) -> list[tuple[str, str]]:
+    """With a key file: offer that key only (not the agent's or the default files)."""
+    return [] if identity is None else [("IdentitiesOnly", "yes"), ("IdentityFile", _config_path(identity))]
+
+
+def login_argv(host: str, port: int, user: str, *, known_hosts: Path, alias: str, identity: Path | None = None, ssh: str = "ssh") -> list[str]:
+    """The interactive login the scripts print (``ssh.argv``): the pin options, the key with
+    IdentitiesOnly, then the port and ``user@host``. Host, port and user were validated by the caller."""
+    argv = [ssh]
+    for k, v in pin_options(known_hosts, alias):
+        argv += ["-o", f"{k}={v}"]
+    if identity is not None:
+        argv += ["-i", str(identity).replace("%", "%%"), "-o", "IdentitiesOnly=yes"]  # ssh expands %-tokens in -i too
+    return argv + ([] if port == 22 else ["-p", str(port)]) + [f"{user}@{host}"]
+
+
 def openssh_argv(t: Target, command: str, *, log_file: Path, connect_timeout: float = CONNECT_TIMEOUT, ssh: str = "ssh") -> list[str]:
     opts = [
         ("BatchMode", "yes"),
-        ("StrictHostKeyChecking", "yes"),
-        ("UserKnownHostsFile", _config_path(t.known_hosts)),
-        ("GlobalKnownHostsFile", "/dev/null"),
-        ("HostKeyAlias", t.alias),
+        *pin_options(t.known_hosts, t.alias),
         ("UpdateHostKeys", "no"),
         ("CheckHostIP", "no"),
         ("ConnectTimeout", str(max(1, int(connect_timeout)))),
@@ -146,8 +166,7 @@ def openssh_argv(t: Target, command: str, *, log_file: Path, connect_timeout: fl
         ("PasswordAuthentication", "no"),
         ("KbdInteractiveAuthentication", "no"),
     ]
-    if t.identity is not None:
-        opts += [("IdentitiesOnly", "yes"), ("IdentityFile", _config_path(t.identity))]
+    opts += identity_options(t.identity)
     argv = [ssh, "-F", "/dev/null", "-E", str(log_file), "-T"]
     for k, v in opts:
         argv += ["-o", f"{k}={v}"]

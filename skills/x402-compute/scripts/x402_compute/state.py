@@ -115,7 +115,16 @@ def write_private(path: Path, data: str | bytes, *, exclusive: bool = False, dur
             f.flush()
             if durable:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            # link() never replaces: of two writers racing for one name, exactly one gets it
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise ComputeError(f"Refusing to overwrite {path}.", code="file_exists") from None
+            finally:
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -199,7 +208,37 @@ class State:
             return None
 
     def save_instance_key(self, instance_id: str, key: str) -> Path:
-        return write_private(self._instance_file("instance-keys", instance_id, ".key"), key + "\n")
+        """Save the one-time management key of ``instance_id``; never overwrite one already saved
+        (the server shows each key once: a replaced key is lost for good). The same key again (a
+        replayed answer) is a no-op. A different key for the same id is kept beside the first
+        (``<id>.key.2``, ...) and raises ``bad_response`` naming both files."""
+        path = self._instance_file("instance-keys", instance_id, ".key")
+        try:
+            return write_private(path, key + "\n", exclusive=True)
+        except ComputeError as e:
+            if e.code != "file_exists":
+                raise
+        if path.read_text().strip() == key:
+            return path
+        for n in range(2, 1000):
+            extra = self._instance_file("instance-keys", instance_id, f".key.{n}")
+            try:
+                write_private(extra, key + "\n", exclusive=True)
+                break
+            except ComputeError as e:
+                if e.code != "file_exists":
+                    raise
+                if extra.read_text().strip() == key:
+                    break
+        else:
+            extra = None
+        raise ComputeError(
+            f"The server sent a second one-time management key for instance {instance_id}; the first one, saved in {path}, "
+            "was kept" + (f" and the second was saved in {extra}" if extra else "") + ". Nothing was overwritten.",
+            code="bad_response",
+            details={"instance_id": instance_id, "key_file": str(path), "second_key_file": str(extra) if extra else None},
+            hint="Keep both files; ask the service which key is valid for this instance (the scripts use the first).",
+        )
 
     def instance_key(self, instance_id: str) -> str | None:
         try:

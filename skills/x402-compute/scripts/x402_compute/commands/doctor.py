@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
+from ..networks import NETWORKS
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MIN_PYTHON = (3, 10)
@@ -217,11 +218,10 @@ def check_credentials(settings) -> list[Check]:
         checks.append(Check("management_auth", WARN, "no credentials: only the catalog (plans, regions, OS) works. "
                             "Set COMPUTE_API_KEY, PRIVATE_KEY or SOLANA_SECRET_KEY (or their *_FILE forms)."))
 
-    nets = []
-    if "evm_wallet" in wallets:
-        nets += ["base", "megaeth", "robinhood"]
-    if "solana_wallet" in wallets:
-        nets.append("solana")
+    nets = []  # the x402 networks of the network table these wallets can pay on (EVM ones first)
+    for family, wallet in (("evm", "evm_wallet"), ("svm", "solana_wallet")):
+        if wallet in wallets:
+            nets += [k for k, n in NETWORKS.items() if n.x402 and n.family == family]
     cap = {"max_spend_usd": str(settings.max_spend_usd), "source": settings.max_spend_source}
     if nets:
         checks.append(Check("payment", OK, f"x402 can pay on {', '.join(nets)}; spend cap ${settings.max_spend_usd} per call ({settings.max_spend_source})",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import cli, plans
 from ..errors import ComputeError, Conflict
 from ..instances import NO_ADDRESS, detail, public_ip, ssh_fields, summary, unwrap_order
-from ..sshkeys import ssh_block_for
+from ..sshkeys import login_block, ssh_block_for
 from ..validate import instance_id, plan_id
 
 GONE = ("destroyed", "expired")
@@ -208,6 +208,7 @@ def get_one_time_password(ctx: cli.Context) -> cli.Output:
     ssh = fields["ssh"]
     if ssh:
         ssh = {**{k: v for k, v in ssh.items() if k != "note"}, "auth": "password"}  # the note says to run this script
+        ssh = login_block(ctx.state, ssh, iid, with_key=False)
     data = {"instance_id": iid, "username": user, "ip": public_ip({"ip_address": ip}), "credentials_file": str(path), "ssh": ssh,
             "ssh_unavailable": fields["ssh_unavailable"], "password": password if ctx.args.show else None}
     text = f"credentials saved to {path}\nssh: {ssh['command'] if ssh else fields['ssh_unavailable']}" + (f"\npassword: {password}" if ctx.args.show else "")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ComputeError, ConfigError, UsageError
+from ..networks import NETWORKS
 from ..wallets import ows as W
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
@@ -51,10 +52,11 @@ def wallet_summary(info: Mapping) -> dict:
     }
 
 
+CHAIN_NAMES = ", ".join(NETWORKS)  # what --allow-chain takes by name (chain_id maps them to CAIP-2)
+
+
 def chain_id(name: str) -> str:
     """A chain for OWS: our network names to CAIP-2, 'evm' to Base; anything else is passed through."""
-    from ..networks import NETWORKS
-
     low = name.strip().lower()
     if low == "evm":
         return W.DEFAULT_EVM_CHAIN

@@ -173,7 +173,10 @@ def _approved_quote(ctx) -> dict | None:
     if a.confirm_quote:
         from ..payments.quotes import Quotes
 
-        return Quotes(ctx.settings).load(a.confirm_quote)
+        quotes = Quotes(ctx.settings)
+        rec = quotes.load(a.confirm_quote)
+        quotes.require_cap(rec, ctx.settings)
+        return rec
     if ctx.settings.require_quote and not a.quote and not ctx.interactive():
         from ..errors import PolicyError
 
@@ -523,10 +526,14 @@ def extension_price(client, before: dict, hours: int) -> dict:
     and ``expected`` micro-dollars (None when unknown), and ``note`` when the price cannot be checked."""
 
     plan_id = before.get("plan") or before.get("vultr_plan")
+    if not isinstance(plan_id, str) or not plan_id.strip():
+        plan_id = None  # a record naming no plan (or not as text) gives no price: the same refusal as an unknown plan
     plan = plans.find(client, plan_id) if plan_id else None
     expected = plans.expected_micros(plan, hours) if plan else None
     note = None
-    if plan_id and plan is None:
+    if plan_id is None:
+        note = "the instance record names no plan; price not checked"
+    elif plan is None:
         note = f"plan {plan_id} is no longer in the catalog; price not checked"
     elif plan is not None and expected is None:
         note = f"plan {plan_id} has no price in the catalog; price not checked"
@@ -542,7 +549,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
     s = ctx.settings
     network = a.network or default_network(s)
     price = extension_price(ctx.client, before, hours)
-    price_note = price["note"] or price_note
+    price_note = price_note or price["note"]  # the caller's reason (no auth to read the record) explains an empty one
     expected, hourly = price["expected"], price["hourly"]
     body: dict = {"extend_hours": hours, "network": network}
     if a.use_credits:
@@ -559,7 +566,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
     }
     if price_note:
         terms["price_check"] = price_note
-        if s.max_spend_source != "--max-usd" and not a.quote and not approved:
+        if s.max_spend_source != "--max-usd" and not a.quote:
             # Nothing to hold the 402's amount against but the cap: then the cap must be a
             # number the user chose for this payment, not a default that happens to be large.
             from ..errors import PolicyError
@@ -569,7 +576,7 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
                 "the spend cap; give it explicitly with --max-usd. Nothing was sent.",
                 code="price_unknown",
                 details={"instance_id": iid, "cap_usd": str(s.max_spend_usd), "cap_source": s.max_spend_source},
-                hint="Quote first (--quote) to see the amount, tell the human, then re-run with --max-usd <that amount>.",
+                hint="Quote first (--quote) to see the amount and show it to the human; only if they accept it, they re-run with --max-usd <that amount>.",
             )
     old = parse_time(before.get("expires_at"))
     if old:

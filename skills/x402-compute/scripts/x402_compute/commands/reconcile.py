@@ -19,7 +19,7 @@ def reconcile(ctx) -> Output:
     s = ctx.settings
     journal = Journal(s)
     if a.list or not a.journal_id:
-        rows = [rec.entry_row(e) for e in journal.list()]
+        rows = [rec.entry_row(e) for e in journal.list()]  # a refused payment still valid is listed unresolved
         return Output({"count": len(rows), "entries": rows}, table(rows, LIST_COLUMNS) if rows else "(no journal entries)")
 
     entry = journal.find(a.journal_id)
@@ -40,7 +40,7 @@ def reconcile(ctx) -> Output:
         if chain is not None:
             out["onchain"] = chain
     out["journal"] = public(journal.get(entry["id"]))
-    out["advice"] = rec.advice(entry["id"], found, chain, card=card)
+    out["advice"] = rec.advice(entry["id"], found, chain, card=card, refused=journal.get(entry["id"]).get("status") == "rejected")
     return Output(out, out["advice"])
 
 

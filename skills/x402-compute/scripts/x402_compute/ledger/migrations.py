@@ -26,6 +26,9 @@ MIGRATIONS: list[list[str]] = [
             pid INTEGER,
             heartbeat_ts DOUBLE PRECISION,
             agent TEXT,
+            method TEXT,
+            signed INTEGER NOT NULL DEFAULT 0,
+            valid_before DOUBLE PRECISION,
             body TEXT NOT NULL
         )""",
         "CREATE INDEX journal_created ON journal (created_ts)",

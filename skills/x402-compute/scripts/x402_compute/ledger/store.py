@@ -322,7 +322,7 @@ class Ledger:
             self._local.depth = 0
 
     # -- journal ---------------------------------------------------------------------------------
-    _COLS = ("created_ts", "status", "kind", "micros", "host", "pid", "heartbeat_ts", "agent")
+    _COLS = ("created_ts", "status", "kind", "micros", "host", "pid", "heartbeat_ts", "agent", "method", "signed", "valid_before")
 
     def insert_entry(self, entry: dict, cols: dict, *, durable: bool = False) -> None:
         """A new journal row; ``journal_conflict`` if the id exists (a payment record is never overwritten)."""
@@ -383,6 +383,22 @@ class Ledger:
             self._q("INSERT INTO quotes (id, expires_ts, journal_id, body) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET expires_ts = excluded.expires_ts, journal_id = excluded.journal_id, body = excluded.body",
                     (qid, float(rec.get("expires_at") or 0), rec.get("journal_id"), json.dumps(rec, sort_keys=True)))
+
+    def insert_quote(self, qid: str, rec: dict) -> None:
+        """A new quote; ``journal_conflict`` if the id exists (an id is never given twice)."""
+        with self.tx():
+            self._q("INSERT INTO quotes (id, expires_ts, journal_id, body) VALUES (?, ?, ?, ?)",
+                    (qid, float(rec.get("expires_at") or 0), rec.get("journal_id"), json.dumps(rec, sort_keys=True)))
+
+    def update_quote(self, qid: str, change: Callable[[dict], dict]) -> dict | None:
+        """Read, change and write one quote in one transaction (``change`` may raise: nothing is written)."""
+        with self.tx():
+            rows = self._q("SELECT body FROM quotes WHERE id = ?" + (" FOR UPDATE" if self.engine == "postgresql" else ""), (qid,))
+            if not rows:
+                return None
+            rec = change(json.loads(rows[0][0]))
+            self._q("UPDATE quotes SET body = ? WHERE id = ?", (json.dumps(rec, sort_keys=True), qid))
+            return rec
 
     def get_quote(self, qid: str) -> dict | None:
         rows = self._read("SELECT body FROM quotes WHERE id = ?", (qid,))

@@ -11,9 +11,11 @@ entry's rule (``journal.Entry.counts``):
   whose process is provably gone (same host, no such pid), or whose heartbeat is stale (any
   host: the holder refreshes it while it signs), never had its payment leave (the entry turns
   ``sent`` before a single byte is sent), so it stops counting; one older than
-  ``RESERVATION_TTL_S`` stops counting too (signing takes seconds).
+  ``RESERVATION_TTL_S`` stops counting too (signing takes seconds);
+- ``rejected`` entries whose signature is still live (``journal.live_refusal``): the server
+  refused it, but may still settle it until its ``valid_before``.
 
-``rejected``, ``not_sent`` and ``expired`` never count.
+``not_sent`` and ``expired`` never count, nor a ``rejected`` one past its validity.
 
 The budget is the ledger's: every agent sharing one ledger (a PostgreSQL named by
 ``COMPUTE_LEDGER_URL``) shares one budget. The guard (``reserve``) is one ledger transaction under
@@ -46,6 +48,7 @@ from .journal import (  # noqa: F401  (re-exported: the budget's arithmetic and 
     atomic_to_micros,
     entry_micros,
     ledger_of,
+    live_refusal,
     parse_ts as _parse,
     pid_gone,
     usd,

@@ -159,14 +159,86 @@ def _x402_v1(body: dict) -> list[Offer]:
 # -- MPP: WWW-Authenticate auth-params (RFC 9110 §11.2) -----------------------------------------
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+_QDTEXT = re.compile(r"[\t \x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]")  # RFC 9110 qdtext (obs-text as any non-ASCII)
+_QPAIR = re.compile(r"[\t \x21-\x7e\x80-\U0010ffff]")  # what may follow a backslash
+
+
+class AuthHeaderError(ChallengeError):
+    """A WWW-Authenticate value outside RFC 9110's grammar: no offer in it is payable, since two
+    readers (ours and pympp's) could disagree about what it says."""
+
+    code = "unusable_offer"
+
+
+def _bad(value: str, at: int, why: str) -> AuthHeaderError:
+    return AuthHeaderError(
+        f"Malformed WWW-Authenticate header ({why}); no MPP offer in it is paid.",
+        details={"at": value[at:at + 40], "position": at},
+        hint="The server's challenge does not follow RFC 9110 (auth-param values are a token or a quoted string); pay with x402 (--pay x402) or report it to the service.",
+    )
+
+
+def _ows(value: str, i: int) -> int:
+    while i < len(value) and value[i] in " \t":
+        i += 1
+    return i
+
+
+def _quoted(value: str, i: int) -> tuple[str, int]:
+    """The quoted-string starting at ``value[i] == '"'``: (its text, the index after the closing quote)."""
+    buf, i, n = [], i + 1, len(value)
+    while i < n:
+        c = value[i]
+        if c == '"':
+            return "".join(buf), i + 1
+        if c == "\\":
+            if i + 1 >= n or not _QPAIR.fullmatch(value[i + 1]):
+                raise _bad(value, i, "a backslash escapes nothing printable")
+            buf.append(value[i + 1])
+            i += 2
+            continue
+        if not _QDTEXT.fullmatch(c):
+            raise _bad(value, i, "a control character inside a quoted string")
+        buf.append(c)
+        i += 1
+    raise _bad(value, n, "an unterminated quoted string")
+
+
+def _param_at(value: str, i: int) -> tuple[str, str, int] | None:
+    """``token BWS "=" BWS ( token / quoted-string )`` at ``i``, followed by OWS and a comma or the
+    end: (name, value, index of that comma or end). None when no "name =" starts here; an error
+    when one does but what follows is not a token or quoted string ending at a comma."""
+    m = _TOKEN.match(value, i)
+    if not m:
+        return None
+    k = _ows(value, m.end())
+    if k >= len(value) or value[k] != "=":
+        return None
+    k = _ows(value, k + 1)
+    if k < len(value) and value[k] == '"':
+        val, k = _quoted(value, k)
+    else:
+        t = _TOKEN.match(value, k)
+        if not t:
+            return None  # "abc==" is a token68, not a parameter; the caller decides
+        val, k = t.group(0), t.end()
+    k = _ows(value, k)
+    if k < len(value) and value[k] != ",":
+        raise _bad(value, k, f"parameter {m.group(0)!r} has more after its value than a comma")
+    return m.group(0).lower(), val, k
 
 
 def parse_auth_header(value: str) -> list[tuple[str, dict[str, str], str]]:
-    """Split a (possibly merged) WWW-Authenticate value into (scheme, params, raw text) triples.
+    """Split a (possibly merged) WWW-Authenticate value into (scheme, params, raw text) triples,
+    by RFC 9110 §11.2/§11.6.1 exactly: ``#challenge``, ``challenge = auth-scheme [ 1*SP ( token68
+    / #auth-param ) ]``, ``auth-param = token BWS "=" BWS ( token / quoted-string )``.
 
-    Several challenges may share one header, and several headers are merged with ", "
-    by HTTP libraries, so commas separate both params and challenges: a token that is not
-    followed by "=" starts a new challenge."""
+    Several challenges may share one header, and several headers are merged with ", " by HTTP
+    libraries, so commas separate both params and challenges: a token not followed by "=" starts
+    a new challenge. Anything outside the grammar (an unquoted value that is not a token, text
+    after a value, a duplicate parameter, a control character) raises AuthHeaderError
+    (``unusable_offer``): a lenient reader is how two parsers come to read two different charges."""
     out: list[tuple[str, dict[str, str], str]] = []
     i, n = 0, len(value)
     cur: tuple[str, dict[str, str], int] | None = None
@@ -175,50 +247,48 @@ def parse_auth_header(value: str) -> list[tuple[str, dict[str, str], str]]:
         if cur is not None:
             out.append((cur[0], cur[1], value[cur[2]:end].strip().rstrip(",").strip()))
 
+    def add(name: str, val: str, at: int) -> None:
+        assert cur is not None
+        if name in cur[1]:
+            raise _bad(value, at, f"parameter {name!r} given twice")
+        cur[1][name] = val
+
     while i < n:
-        while i < n and value[i] in " \t,":
+        i = _ows(value, i)
+        if i < n and value[i] == ",":
             i += 1
+            continue
         if i >= n:
             break
+        if cur is not None:
+            p = _param_at(value, i)
+            if p is not None:
+                add(p[0], p[1], i)
+                i = p[2]
+                continue
         m = _TOKEN.match(value, i)
         if not m:
-            raise ChallengeError("Malformed WWW-Authenticate header.", details={"at": value[i:i + 40]})
-        token, j = m.group(0), m.end()
-        k = j
-        while k < n and value[k] in " \t":
-            k += 1
-        if k < n and value[k] == "=" and cur is not None and not (k + 1 < n and value[k + 1] == "="):
-            k += 1
-            while k < n and value[k] in " \t":
-                k += 1
-            if k < n and value[k] == '"':
-                k += 1
-                buf = []
-                while k < n and value[k] != '"':
-                    if value[k] == "\\" and k + 1 < n:
-                        k += 1
-                    buf.append(value[k])
-                    k += 1
-                if k >= n:
-                    raise ChallengeError("Unterminated quoted string in WWW-Authenticate.")
-                k += 1
-                val = "".join(buf)
-            else:
-                # an unquoted value (a token, or base64 with '/' '=') runs to the next comma
-                end = value.find(",", k)
-                end = n if end < 0 else end
-                val, k = value[k:end].strip(), end
-            cur[1][token.lower()] = val
+            raise _bad(value, i, "expected an auth scheme or parameter name")
+        # a new challenge: its scheme, then (after spaces) a token68 or its first parameter, or nothing
+        close(i)
+        cur = (m.group(0), {}, i)
+        j = m.end()
+        if j < n and value[j] not in " ,":
+            raise _bad(value, j, f"unexpected {value[j]!r} after the auth scheme")
+        k = _ows(value, j)
+        if k >= n or value[k] == ",":
             i = k
             continue
-        if cur is not None and k < n and value[k] == "=":
-            # token68 after a scheme (e.g. "Basic abc=="): skip to the next comma
-            end = value.find(",", k)
-            i = n if end < 0 else end
+        p = _param_at(value, k)
+        if p is not None:
+            add(p[0], p[1], k)
+            i = p[2]
             continue
-        close(i)
-        cur = (token, {}, i)
-        i = j
+        t = _TOKEN68.match(value, k)
+        e = _ows(value, t.end()) if t else k
+        if not t or (e < n and value[e] != ","):
+            raise _bad(value, k, "neither a token68 nor parameters after the auth scheme")
+        i = e  # a token68 (e.g. "Basic abc=="): nothing of ours
     close(n)
     return out
 
@@ -289,12 +359,13 @@ def parse_challenge(status: int, headers: Mapping[str, str], body: Any) -> Chall
         version = 1
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         error = error or body["error"]
+    mpp_error = None
     try:
         mpp, problems = _mpp(headers)
-    except ChallengeError:
+    except ChallengeError as e:
         if not offers:
             raise
-        mpp, problems = [], ["unreadable WWW-Authenticate header"]
+        mpp, problems, mpp_error = [], ["unreadable WWW-Authenticate header"], e
     if version is None and not mpp:
         msg = "The server asked for payment (402) but sent no challenge this client can read."
         if problems:
@@ -303,7 +374,7 @@ def parse_challenge(status: int, headers: Mapping[str, str], body: Any) -> Chall
     received = time.time()
     for o in offers:
         o.received_at = received
-    return Challenge(version=version, offers=offers, mpp=mpp, error=error, body=body, resource=resource, extensions=extensions)
+    return Challenge(version=version, offers=offers, mpp=mpp, error=error, body=body, resource=resource, extensions=extensions, mpp_error=mpp_error)
 
 
 def from_response(resp) -> Challenge:

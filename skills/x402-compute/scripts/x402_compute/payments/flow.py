@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Generator
 
 from ..auth import Auth, AuthResolver, encode_body
@@ -246,9 +247,7 @@ class PaymentFlow:
         if self.approved is not None:
             # The human approved exactly these terms (--confirm-quote): that is the confirmation.
             self.quotes.check(self.approved, terms)
-            used = self.journal.get_or_none(call.journal_id)
-            if used is not None:
-                raise _quote_used(self.approved, used)
+            self.quotes.claim(self.approved)  # used from now on, by any agent on the ledger: the id never pays again
         else:
             self.confirm(option.question(f"{call.kind} ({call.terms.get('summary') or call.path})", terms), terms)
         if self.signed_count:
@@ -313,12 +312,17 @@ class PaymentFlow:
             terms = e.get("terms") or {}
             if any(terms.get(k) != v for k, v in call.order_key.items()):
                 continue
+            refused = status == "rejected"
+            until = _iso_or_none(e.get("valid_before"))
             raise PolicyError(
-                f"An earlier {call.kind} payment for this order (journal {e['id']}, {status}) has an unknown outcome; "
-                "paying again could charge twice. Nothing was signed.",
+                (f"An earlier {call.kind} payment for this order (journal {e['id']}) was refused by the server but stays valid "
+                 f"until {until or 'an unknown time'}: the server could still settle it, so paying again could charge twice. Nothing was signed."
+                 if refused else
+                 f"An earlier {call.kind} payment for this order (journal {e['id']}, {status}) has an unknown outcome; "
+                 "paying again could charge twice. Nothing was signed."),
                 code="unresolved_payment",
                 details={"journal_id": e["id"], "status": status, "created_at": e.get("created_at"), "label": e.get("label"),
-                         "reconcile": f"python scripts/reconcile.py {e['id']}"},
+                         "valid_until": until, "reconcile": f"python scripts/reconcile.py {e['id']}"},
                 hint=f"Run reconcile.py {e['id']}: it looks the order up and also asks the chain whether the payment was used "
                 "(if it was never used and has expired, the entry becomes expired and paying again is allowed); --resend if the order "
                 "is not found. Only if it stays unknown and the human has checked the wallet's history, re-run with --ignore-unresolved.",
@@ -328,6 +332,8 @@ class PaymentFlow:
         """The one option to pay (a generator: it may ask once more with X-Accept-Networks)."""
         if self.pay == "stripe":
             m = _mpp_charge(challenge, "stripe")
+            if m is None and challenge.mpp_error is not None:
+                raise challenge.mpp_error  # a header that reads two ways is refused, not taken for "no card charge"
             if m is None:
                 raise PaymentRequired(
                     "The server's 402 carries no MPP card charge (WWW-Authenticate: Payment method=stripe intent=charge).",
@@ -339,6 +345,8 @@ class PaymentFlow:
             return StripeOption(challenge, m, self.signers, self.settings)
         if self.pay == "mpp":
             m = _tempo_charge(challenge)
+            if m is None and challenge.mpp_error is not None:
+                raise challenge.mpp_error
             if m is None:
                 raise PaymentRequired(
                     "The server's 402 carries no MPP Tempo charge (WWW-Authenticate: Payment method=tempo intent=charge).",
@@ -587,9 +595,18 @@ def _uuid_or_none(value: Any) -> str | None:
         return None
 
 
+def _iso_or_none(ts: Any) -> str | None:
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def _rejected(journal: Journal, entry: dict, resp: Response, what: str) -> None:
     reason = ch.rejection_reason(resp)
-    journal.update(entry["id"], "rejected", reason=reason, http_status=resp.status)
+    entry = journal.update(entry["id"], "rejected", reason=reason, http_status=resp.status)
     if entry.get("method") == "credits":
         raise PaymentRequired(
             f"{what}: not enough prepaid credits ({reason}).",
@@ -598,12 +615,18 @@ def _rejected(journal: Journal, entry: dict, resp: Response, what: str) -> None:
             details={"journal_id": entry["id"], "body": resp.json()},
             hint="Top up with credits_topup.py, or pay with x402 (drop --use-credits).",
         )
+    # Signed means spent until proven otherwise: the server holds a signature it may still settle.
+    until = _iso_or_none(entry.get("valid_before"))
     raise PaymentRequired(
-        f"{what}: the server refused the payment ({reason}). No other payment was made.",
+        f"{what}: the server refused the payment ({reason}). No other payment was made. The signed payment stays valid "
+        f"until {until or 'an unknown time'}: until then it counts toward the budget and a re-run for this order stops "
+        "(unresolved_payment), unless reconcile.py proves it can no longer settle.",
         code="payment_rejected",
         status=402,
-        details={"journal_id": entry["id"], "reason": reason, "body": resp.json()},
-        hint="Check the wallet's balance on that network; the journal entry records the refusal.",
+        details={"journal_id": entry["id"], "reason": reason, "body": resp.json(), "valid_until": until, "counts_toward_budget": True,
+                 "reconcile": f"python scripts/reconcile.py {entry['id']}"},
+        hint=f"Check the wallet's balance on that network; after {until or 'the signature expires'}, run "
+        f"python scripts/reconcile.py {entry['id']} (it asks the chain whether the payment can still settle).",
     )
 
 

@@ -12,12 +12,17 @@ payee it names), hence never printed: ``public()`` strips it.
 Statuses: ``reserved`` (the budget guard took the amount; nothing is signed yet) → ``sent`` (signed
 and about to leave) → ``settled`` | ``rejected`` | ``unknown``; ``not_sent`` when signing failed or the
 connection provably failed before any byte left; ``expired`` when reconcile.py read from the chain
-that a ``sent``/``unknown`` payment was never used and its validity has passed (it can never settle).
+that a ``sent``/``unknown``/``rejected`` payment was never used and its validity has passed (it can
+never settle).
 
-``Entry`` is the typed view of one entry and owns its status rules: whether it counts toward the
-budget, whether it is in flight (a live process is paying it), whether it is unresolved (its
-outcome unknown: paying the same order again could charge twice), and its one projection for
-output (``Entry.view``).
+Signed means spent until proven otherwise: a ``rejected`` entry (the server answered our payment
+with a 402) still holds a signature the server may settle later, so until its ``valid_before`` has
+passed it counts toward the budget and is unresolved like an ``unknown`` one (a live refusal).
+
+``Entry`` is the typed view of one entry and owns these status rules: whether it counts toward the
+budget, whether it is in flight (a live process is paying it), whether it is unresolved (paying the
+same order again could charge twice), whether it is a live refusal, and its one projection for
+output (``Entry.view``). ``live_refusal`` and ``unresolved`` are the same rules on a plain entry.
 """
 
 from __future__ import annotations
@@ -46,6 +51,17 @@ STALE_S = 120  # ...and one not refreshed for this long is dead, on whatever mac
 HOST = socket.gethostname()
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _SCRIPT_OF = {"provision": "provision.py", "extend": "extend_instance.py", "topup": "credits_topup.py"}
+
+
+def live_refusal(e: Mapping, now: float) -> bool:
+    """A payment the server refused after receiving it whose signature may still settle (``Entry.live_refusal``)."""
+    return Entry.of(e).live_refusal(now)
+
+
+def unresolved(e: Mapping, now: float, *, pid_gone=None) -> bool:
+    """An entry whose money may have moved or may still move, with no live process behind it
+    (``Entry.unresolved``). ``pid_gone`` is accepted for older callers; the entry's rule decides."""
+    return Entry.of(e).unresolved(now)
 
 
 def _now() -> str:
@@ -120,28 +136,34 @@ class Entry:
     pid: int | None
     heartbeat: float | None  # last sign of life of the process holding a reservation
     agent: str | None  # which state folder on which machine wrote it
+    signed: bool = False  # holds a signed payment (not credits): the server may settle it
+    valid_before: float | None = None  # unix seconds after which the signed payment can no longer settle
     data: Mapping = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, e: Mapping) -> "Entry":
         pid = e.get("pid")
         hb = e.get("heartbeat_ts")
+        vb = e.get("valid_before")
         return cls(id=str(e.get("id") or ""), status=e.get("status"), kind=e.get("kind"), method=e.get("method"),
                    created=parse_ts(e.get("created_at")), micros=entry_micros(e), host=e.get("host"),
                    pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
                    heartbeat=float(hb) if isinstance(hb, (int, float)) and not isinstance(hb, bool) else None,
-                   agent=e.get("agent"), data=e)
+                   agent=e.get("agent"), signed=e.get("method") != "credits" and bool(e.get("payment_header_value")),
+                   valid_before=float(vb) if isinstance(vb, (int, float)) and not isinstance(vb, bool) else None, data=e)
 
     @classmethod
     def of_row(cls, r: Mapping) -> "Entry":
         """From the ledger's indexed columns alone (the budget's fast path)."""
-        return cls(id=r["id"], status=r["status"], kind=r["kind"], method=None, created=r["created_ts"], micros=int(r["micros"] or 0),
-                   host=r["host"], pid=r["pid"], heartbeat=r["heartbeat_ts"], agent=r["agent"], data=r)
+        return cls(id=r["id"], status=r["status"], kind=r["kind"], method=r["method"], created=r["created_ts"], micros=int(r["micros"] or 0),
+                   host=r["host"], pid=r["pid"], heartbeat=r["heartbeat_ts"], agent=r["agent"], signed=bool(r["signed"]),
+                   valid_before=r["valid_before"], data=r)
 
     def columns(self) -> dict:
         """What the ledger indexes: the facts these rules query."""
         return {"created_ts": self.created if self.created is not None else 0.0, "status": self.status or "", "kind": self.kind,
-                "micros": self.micros, "host": self.host, "pid": self.pid, "heartbeat_ts": self.heartbeat, "agent": self.agent}
+                "micros": self.micros, "host": self.host, "pid": self.pid, "heartbeat_ts": self.heartbeat, "agent": self.agent,
+                "method": self.method, "signed": 1 if self.signed else 0, "valid_before": self.valid_before}
 
     # -- the status rules ----------------------------------------------------------------------
     def counts(self, now: float) -> bool:
@@ -173,10 +195,24 @@ class Entry:
             return not pid_gone(self.host, self.pid) and (self.host == HOST or now - max(self.heartbeat or 0, self.created or 0) <= STALE_S)
         return False
 
+    def live_refusal(self, now: float) -> bool:
+        """Refused by the server after it received the payment, but signed and its validity window
+        not provably closed (``valid_before`` in the future, or unknown): the server may still settle
+        it. It stops being live when ``valid_before`` passes or reconcile.py proves it can no longer
+        settle (the entry becomes ``expired``)."""
+        if self.status != "rejected" or not self.signed:
+            return False
+        return not (self.valid_before is not None and self.valid_before <= now)
+
     def unresolved(self, now: float) -> bool:
-        """Its outcome is unknown and nobody is waiting for it: paying the same order again could
-        charge twice (exit 4, or a run killed after the payment left)."""
-        return self.status == "unknown" or (self.status == "sent" and not self.in_flight(now))
+        """Its money may have moved or may still move, and nobody is waiting for it: paying the same
+        order again could charge twice (``unknown``: exit 4; ``sent`` with no live process behind it:
+        a run killed after the payment left; a live refusal)."""
+        if self.status == "unknown":
+            return True
+        if self.status == "sent":
+            return not self.in_flight(now)
+        return self.live_refusal(now)
 
     # -- the one projection for output --------------------------------------------------------
     def view(self, now: float) -> dict:
@@ -200,6 +236,9 @@ class Entry:
             "order_id": d.get("order_id"),
             "instance": d.get("order_id") or (d.get("context") or {}).get("instance_id"),
             "tx_hash": d.get("tx_hash"),
+            "valid_until": datetime.fromtimestamp(self.valid_before, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if self.valid_before is not None else None,
+            "unresolved": self.unresolved(now),
             "host": self.host,
             "agent": self.agent,
         }

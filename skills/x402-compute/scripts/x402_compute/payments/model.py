@@ -53,6 +53,7 @@ class Challenge:
     body: Any
     resource: Any = None
     extensions: dict[str, Any] | None = None
+    mpp_error: Any = None  # why the WWW-Authenticate header was unreadable (its MPP offers unusable) though x402 ones were fine
 
 
 @dataclass

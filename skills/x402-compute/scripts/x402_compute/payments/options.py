@@ -348,6 +348,7 @@ class StripeOption:
             s.authorization,
             f"stripe:{s.payment_method}",
             nonce=s.spt,
+            valid_before=getattr(s, "valid_before", None),
             signed=Signed(payload={}, payer=f"stripe:{s.payment_method}", nonce=s.spt),
             journal={"spt": s.spt},
         )

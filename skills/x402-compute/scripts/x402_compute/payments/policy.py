@@ -2,6 +2,8 @@
 
 - scheme ``exact`` only (``upto`` and friends could take more than quoted);
 - the asset is the canonical stablecoin of its network (a look-alike token is refused);
+- the amount is at least the network's minimum for a direct payment (the network table's
+  ``min_payment_atomic``: Arc's 5 USD);
 - the amount is within the spend cap (``--max-usd``, else ``COMPUTE_MAX_SPEND_USD``, else 25 USD);
 - the amount is no more than the catalog price for the plan and hours, plus one cent
   (a server cannot ask for more than what ``/compute/plans`` advertises);
@@ -139,6 +141,16 @@ def check_offer(offer: Offer, limits: Limits) -> None:
             f"The offer on {offer.key} names a payee that is not a {net.family.upper()} address ({offer.pay_to[:80]!r}). Nothing was signed.",
             code="bad_payee",
             details={"network": offer.key, "payee": offer.pay_to[:200]},
+        )
+    if offer.amount < net.min_payment_atomic:
+        minimum_usd = plain(atomic_to_usd(net.min_payment_atomic, net.decimals))
+        amount_usd = plain(atomic_to_usd(offer.amount, net.decimals))
+        raise PolicyError(
+            f"Direct payments on {offer.key} must be at least {minimum_usd} USD; this one is {amount_usd} USD. Nothing was signed.",
+            code="below_network_minimum",
+            details={"network": offer.key, "amount_usd": amount_usd, "amount_atomic": str(offer.amount),
+                     "minimum_usd": minimum_usd, "minimum_atomic": str(net.min_payment_atomic)},
+            hint=net.min_payment_hint or f"Pay {minimum_usd} USD or more on {offer.key}, or pick another network with --network.",
         )
     _check_amount(offer, net, limits)
 

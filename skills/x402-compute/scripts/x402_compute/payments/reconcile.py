@@ -4,26 +4,25 @@ entry's status, which it settles or expires when the evidence is conclusive. Nev
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 from ..errors import ConfigError, UsageError
 from ..instances import iso, parse_time, summary
-from .journal import Journal
+from .journal import Entry, Journal, live_refusal
 
 # A provision's order is looked for among instances created from this long before its journal entry.
 CLOCK_SLACK = timedelta(minutes=10)
 
 
 def entry_row(e: dict, now: float | None = None) -> dict:
-    """One journal entry as ``reconcile.py --list`` shows it (picked from the entry's one view)."""
-    import time
-
-    from .journal import Entry
-
+    """One journal entry as ``reconcile.py --list`` shows it, picked from the entry's one view:
+    ``unresolved`` when its money may have moved or may still move (``Entry.unresolved``: a re-run
+    for its order stops), and until when a signed payment stays valid (``valid_until``)."""
     v = Entry.of(e).view(time.time() if now is None else now)
     return {"id": v["id"], "created_at": v["created_at"], "kind": v["kind"], "method": v["method"], "status": v["status"],
             "label": v["label"], "network": v["offer_network"], "amount_usd": v["amount_usd"], "order_id": v["order_id"],
-            "tx_hash": v["tx_hash"]}
+            "tx_hash": v["tx_hash"], "valid_until": v["valid_until"], "unresolved": v["unresolved"]}
 
 
 def check_resendable(entry: dict, base_url: str) -> None:
@@ -107,16 +106,33 @@ def look_up(client, journal: Journal, entry: dict) -> tuple[bool | None, dict, d
     return None, fields, None  # a balance cannot prove which deposit landed
 
 
+def _open(entry: dict) -> bool:
+    """Whether reconcile asks the chain (or Stripe) about ``entry``: its outcome is open, or the
+    server refused it while its signature may still settle (``journal.live_refusal``)."""
+    return entry.get("status") in ("sent", "unknown") or live_refusal(entry, time.time())
+
+
+def _conclude(journal: Journal, entry: dict, state: str, found: bool | None, where: str) -> None:
+    """What the evidence makes of an open entry: never used and no longer valid → ``expired``
+    (it stops counting); a refused payment that was used after all → ``unknown`` (the money
+    moved: it counts, and a re-run for its order stops, until the order is found)."""
+    status = journal.get(entry["id"]).get("status")
+    if state == "expired_unused" and not found and (status in ("sent", "unknown") or status == "rejected"):
+        journal.update(entry["id"], "expired", reason=f"reconciled: never used ({where}) and no longer valid")
+    elif state == "used" and status == "rejected":
+        journal.update(entry["id"], "unknown", reason=f"reconciled: refused by the server, but used ({where})")
+
+
 def ask_chain(journal: Journal, entry: dict, rpc, found: bool | None) -> dict | None:
-    """The chain's view of a payment still ``sent``/``unknown`` (read-only queries); a payment
-    the chain shows unused and no longer valid, with no order found, becomes ``expired``."""
-    if entry.get("status") not in ("sent", "unknown") or entry.get("method") == "credits":
+    """The chain's view of a payment still ``sent``/``unknown``, or refused but still live
+    (read-only queries); a payment the chain shows unused and no longer valid, with no order
+    found, becomes ``expired``; a refused one the chain shows used becomes ``unknown``."""
+    if not _open(entry) or entry.get("method") == "credits":
         return None
     from .onchain import check
 
     chain = check(entry, rpc)
-    if chain["state"] == "expired_unused" and not found and journal.get(entry["id"]).get("status") in ("sent", "unknown"):
-        journal.update(entry["id"], "expired", reason=f"reconciled: never used on chain ({chain.get('query')}) and no longer valid")
+    _conclude(journal, entry, chain["state"], found, f"on chain, {chain.get('query')}")
     return chain
 
 
@@ -124,17 +140,16 @@ def ask_stripe(journal: Journal, entry: dict, settings, found: bool | None) -> d
     """A card payment is on no chain: its PaymentIntent when known and, for an entry still
     ``sent``/``unknown``, what Stripe says about its Shared Payment Token (read-only, the user's key);
     a token never spent and no longer usable, with no order found, makes the entry ``expired``."""
-    if entry.get("status") not in ("sent", "unknown"):
+    if not _open(entry):
         return {"payment_intent": entry.get("tx_hash"), "spt": entry.get("spt")}
     from .schemes.mpp_stripe import token_state
 
     state = token_state(entry, settings)
-    if state["state"] == "expired_unused" and not found and journal.get(entry["id"]).get("status") in ("sent", "unknown"):
-        journal.update(entry["id"], "expired", reason=f"reconciled: Stripe says the token was never spent ({state.get('query')}) and can no longer be")
+    _conclude(journal, entry, state["state"], found, f"at Stripe, {state.get('query')}")
     return state
 
 
-def advice(entry_id: str, found: bool | None, chain: dict | None, *, card: bool = False) -> str:
+def advice(entry_id: str, found: bool | None, chain: dict | None, *, card: bool = False, refused: bool = False) -> str:
     """One paragraph an agent can act on; it never says to pay again while the money may have moved."""
     resend = f"`reconcile.py {entry_id} --resend` re-sends the same signed payment (the server returns the first result, never a second charge)"
     state = (chain or {}).get("state")
@@ -144,6 +159,9 @@ def advice(entry_id: str, found: bool | None, chain: dict | None, *, card: bool 
         text = f"The chain shows the payment was used (the money moved), but the order is not visible yet. Do not pay again; {resend}."
     elif state == "expired_unused":
         text = "The chain shows the payment was never used and can no longer settle; the journal entry is now expired. Paying again is safe."
+    elif state == "unused" and refused:
+        text = (f"The server refused this payment, but the chain shows it unused and still valid until {_when(chain.get('valid_before'))}: "
+                "the server could still settle it, so it counts toward the budget. Do not pay again for this order; check again after that time.")
     elif state == "unused":
         text = f"The chain shows the payment unused but still valid until {_when(chain.get('valid_before'))}: it may still settle. Do not pay again; {resend}."
     elif found is False:

@@ -5,7 +5,7 @@
     svm_create_recipient_account(offer, settings, *, rpc=None, progress=…) -> dict | None
 
 Choice (by ``offer.key`` and ``extra.assetTransferMethod``; the challenge decides, the network table
-only fills gaps):
+(``networks.NETWORKS``: which networks are x402, their schemes and default transfer method) only fills gaps):
 
 ========================  =====================================  ==========================
 offer                     scheme                                 module
@@ -15,8 +15,9 @@ EVM, method ``permit2``   Permit2 + x402 exact proxy (+ the      ``evm_permit2``
                           ``eip2612GasSponsoring`` extension
                           when a v2 challenge advertises it)
 EVM, method ``eip3009``   EIP-3009 transferWithAuthorization     ``evm_eip3009``
-base, robinhood (absent)  EIP-3009                               ``evm_eip3009``
-megaeth (absent)          direct ERC-2612 permit (x402layer)     ``evm_permit``
+EVM, method absent        the table's ``transfer``: ``eip3009``  ``evm_eip3009``
+                          (base, robinhood) or ``permit``
+                          (megaeth: direct ERC-2612, x402layer)  ``evm_permit``
 ========================  =====================================  ==========================
 
 ``now`` (unix seconds) fixes the clock for tests; ``rpc`` replaces the JSON-RPC client built from
@@ -45,12 +46,12 @@ __all__ = ["sign_offer", "scheme_for", "svm_recipient_account", "svm_create_reci
 
 def scheme_for(offer: Offer) -> str:
     """Which scheme module would sign this offer: ``svm_exact``, ``evm_eip3009``, ``evm_permit`` or ``evm_permit2``."""
-    if offer.scheme != "exact":
+    net = NETWORKS.get(offer.key or "")
+    if offer.scheme != "exact" or (net is not None and net.x402 and offer.scheme not in net.schemes):
         raise PaymentRequired(
             f"Unsupported x402 scheme {offer.scheme!r}; this client pays only 'exact'.", code="unsupported_scheme"
         )
-    net = NETWORKS.get(offer.key or "")
-    if net is None or net.key not in ("base", "solana", "megaeth", "robinhood"):
+    if net is None or not net.x402:
         raise PaymentRequired(f"Unsupported x402 network {offer.network!r}.", code="unsupported_network")
     if net.family == "svm":
         return "svm_exact"

@@ -33,6 +33,7 @@ class StripeSigned:
     header: str
     spt: str  # the Shared Payment Token id: what makes this payment unique (reconcile shows it)
     payment_method: str
+    valid_before: int | None = None  # the token's usage_limits[expires_at]: after it, it can no longer pay
 
 
 def require_stripe(settings) -> None:
@@ -117,23 +118,45 @@ def create_spt(settings, *, amount: str, currency: str, network_id: str, payment
     return spt
 
 
+def checked_terms(offer: MppOffer, *, now: float | None = None) -> dict:
+    """What the card token is limited to, from the challenge the policy checked and nothing else:
+    its amount (minor units), currency, seller profile (``methodDetails.networkId``) and an expiry no
+    later than the challenge's own and never more than an hour away."""
+    from datetime import datetime
+
+    now = time.time() if now is None else now
+    details = offer.request.get("methodDetails") if isinstance(offer.request.get("methodDetails"), dict) else {}
+    expires_at = int(now) + MAX_SPT_LIFETIME_S
+    if offer.expires:
+        try:
+            exp = datetime.fromisoformat(offer.expires.replace("Z", "+00:00"))
+        except ValueError:
+            exp = None
+        if exp is None or exp.tzinfo is None:
+            raise ComputeError("The stripe MPP challenge's expires is not a timestamp. Nothing was paid.", code="unusable_offer",
+                               details={"expires": offer.expires[:40]})
+        expires_at = min(expires_at, int(exp.timestamp()))
+    return {"amount": str(offer.amount), "currency": offer.currency, "network_id": details.get("networkId"), "expires_at": expires_at}
+
+
 def sign_stripe(offer: MppOffer, settings) -> StripeSigned:
-    """The credential answering ``offer``: pympp's Stripe client method, our SPT callback."""
+    """The credential answering ``offer``: pympp's Stripe client method over the challenge the policy
+    checked (``_mpp.checked_challenge``), our SPT callback limited to the checked terms."""
     require_stripe(settings)
-    import mpp
     from mpp.methods.stripe.client import StripeMethod
 
-    try:
-        challenge = mpp.Challenge.from_www_authenticate(offer.header)
-    except Exception as e:  # noqa: BLE001 - pympp's parse errors are several types
-        raise ComputeError(f"The stripe MPP challenge could not be read by pympp: {e}", code="bad_challenge") from None
+    from ._mpp import checked_challenge
+
+    challenge = checked_challenge(offer)
+    terms = checked_terms(offer)
     made: dict = {}
 
     async def create_token(p) -> str:
-        # The grant lives as long as the challenge, and never more than an hour whatever the server says.
-        expires_at = min(p.expires_at, int(time.time()) + MAX_SPT_LIFETIME_S)
-        made["spt"] = create_spt(settings, amount=p.amount, currency=p.currency, network_id=p.network_id,
-                                 payment_method=p.payment_method, expires_at=expires_at, timeout=settings.timeout)
+        # pympp read the same challenge; should it still hand over other terms, the token is not made.
+        if (p.amount, p.currency, p.network_id) != (terms["amount"], terms["currency"], terms["network_id"]):
+            raise ComputeError("pympp's card terms differ from the checked challenge. Nothing was paid.", code="unusable_offer")
+        made["spt"] = create_spt(settings, amount=terms["amount"], currency=terms["currency"], network_id=terms["network_id"],
+                                 payment_method=settings.stripe_payment_method, expires_at=terms["expires_at"], timeout=settings.timeout)
         return made["spt"]
 
     method = StripeMethod(create_token=create_token, payment_method=settings.stripe_payment_method)
@@ -146,7 +169,8 @@ def sign_stripe(offer: MppOffer, settings) -> StripeSigned:
     value = cred.to_authorization()
     redact.register(value)
     redact.register(made["spt"])
-    return StripeSigned(authorization=value, header=challenge.credential_header, spt=made["spt"], payment_method=settings.stripe_payment_method)
+    return StripeSigned(authorization=value, header=challenge.credential_header, spt=made["spt"], payment_method=settings.stripe_payment_method,
+                        valid_before=terms["expires_at"])
 
 
 def token_state(entry: dict, settings, *, now: float | None = None) -> dict:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ComputeError, ConfigError, PolicyError
-from ...networks import NETWORKS
+from ...networks import NETWORKS, X402_NETWORKS
 from ..model import MppOffer
 
 TEMPO = NETWORKS["tempo"]
@@ -50,7 +50,7 @@ def require_pympp(version_info=None) -> None:
         raise ConfigError(
             f"Paying with MPP needs Python 3.11 or newer (the pympp library requires it); this is Python {v[0]}.{v[1]}.",
             code="mpp_unavailable",
-            hint="Pay with x402 instead (--pay x402 --network base|solana|megaeth|robinhood), or run the script with python3.11+.",
+            hint=f"Pay with x402 instead (--pay x402 --network {'|'.join(X402_NETWORKS)}), or run the script with python3.11+.",
         )
     try:
         import mpp  # noqa: F401
@@ -186,7 +186,6 @@ def sign_mpp(offer: MppOffer, settings, *, max_atomic: int, recipient: str, sign
     """Sign one credential for ``offer``. Our policy has already passed; pympp re-checks the
     chain, currency, cap and recipient as a second line (it refuses rather than pays)."""
     require_pympp()
-    from mpp import Challenge
     from mpp.runtime import PaymentRuntime
 
     signer = signer if signer is not None else tempo_signer(settings)
@@ -194,20 +193,14 @@ def sign_mpp(offer: MppOffer, settings, *, max_atomic: int, recipient: str, sign
     runtime = PaymentRuntime([method])
     from mpp._parsing import ParseError
 
+    from ._mpp import checked_challenge
+
+    # Our policy checked the request *we* parsed: pympp signs exactly that challenge, or nothing.
+    challenge = checked_challenge(offer)
     try:
-        challenge = Challenge.from_www_authenticate(offer.header)
         chosen, m = runtime.match_challenge([challenge])
     except (ValueError, ParseError) as e:  # ParseError (duplicate or missing params) is no ValueError
         raise PolicyError(f"pympp refused the MPP challenge: {e}. Nothing was signed.", code="mpp_challenge_refused") from None
-    # Our policy checked the request *we* parsed; pympp signs the one *it* parsed. Two parsers of one
-    # header can disagree (quoted-string escapes, duplicates): sign only if they read the same charge.
-    if (challenge.id, challenge.method, challenge.intent, challenge.request_b64) != (
-        offer.id, offer.method, offer.intent, offer.params.get("request")
-    ):
-        raise PolicyError(
-            "pympp read the MPP challenge differently from the policy check. Nothing was signed.",
-            code="mpp_challenge_refused",
-        )
     try:
         credential = asyncio.run(runtime.create_credential(chosen, m))
     except ComputeError as e:  # the wallet's own refusal (OWS policy, passphrase): already clear
