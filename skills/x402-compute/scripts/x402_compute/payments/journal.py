@@ -170,7 +170,10 @@ class Entry:
         """Counts toward the budget: the money left or may have left (``settled``, ``unknown``,
         ``sent``: until reconcile.py proves it unused, which marks it ``expired``), or a live
         reservation (a process about to sign; it stops counting once its process is gone, its
-        heartbeat stale, or it is older than any signing takes)."""
+        heartbeat stale, or it is older than any signing takes), or a live refusal (the server
+        refused the signed payment but may still settle it until its ``valid_before``)."""
+        if self.status == "rejected":
+            return self.live_refusal(now)
         if self.status not in COUNTED:
             return False
         if self.status == "reserved":
