@@ -17,6 +17,7 @@ Test/dev extensions (not part of the hosted API):
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
@@ -450,6 +451,8 @@ class App:
                     raise _bad("deploy_node.tee_type", "`deploy_node.tee_type` must be a string")
                 if credits:
                     raise _bad("use_credits", "deploy_node requires an x402 Solana payment, not credits")
+                if ident is not None:
+                    _no_stake(ApiError)  # the wallet is known before payment: refused before any
             if credits and ident is None:
                 raise AuthError("use_credits requires authentication (X-API-Key or X-Auth-*)")
             return {"plan": plan, "region": region_id, "os_id": os_id, "hours": hours, "label": label,
@@ -463,6 +466,8 @@ class App:
                          ["solana"] if spec["node"] else list(_NETWORKS), mpp=not spec["node"])
 
         def act(spec, payment):
+            if spec["node"]:
+                _no_stake(ProviderError)  # known only from the payment: refused after it, and credited
             order = self.provider.create(
                 owner=payment["owner"], plan_id=spec["plan"]["id"], region=spec["region"], os_id=spec["os_id"],
                 hours=spec["hours"], label=spec["label"], hostname=spec["hostname"],
@@ -476,7 +481,12 @@ class App:
                 raise
 
         def build(order, payment):
-            body_out = {"success": True, "order": self.provider.public(order), "tx_hash": payment["tx_hash"],
+            public = self.provider.public(order)
+            if order.get("_ai_api_key"):
+                # The AI Machine's API key, shown once: in this answer (and its idempotent replays) only.
+                public = copy.deepcopy(public)
+                public["metadata"]["ai"]["api_key"] = order["_ai_api_key"]
+            body_out = {"success": True, "order": public, "tx_hash": payment["tx_hash"],
                         "payment": {"method": payment["method"], "network": payment["network"],
                                     "amount_usd": catalog.usd(payment["amount_usd_micros"]),
                                     "payer": payment["payer"]}}
@@ -617,3 +627,10 @@ class App:
         return Response(200, {"wallet": ident.wallet, "balance": catalog.usd_str(c["balance"]),
                               "total_deposited": catalog.usd_str(c["deposited"]),
                               "total_spent": catalog.usd_str(c["spent"])})
+
+
+def _no_stake(error) -> None:
+    """The hosted service serves grid nodes (`deploy_node`) only for a wallet with 50,000 SGL staked.
+    The sandbox has no staking, so every wallet has none."""
+    raise error(403, "deploy_node requires at least 50,000 SGL staked to the paying wallet; this wallet has 0 SGL staked",
+                {"field": "deploy_node", "required_stake_sgl": 50000, "staked_sgl": 0})

@@ -9,7 +9,7 @@ clients that map reasons by substring behave as they would against production.
 This module owns the chains, the test wallets and payees, the requirements it advertises, the x402
 envelope checks (version, requirement, v2 `accepted` echo) and the replay guard; each route's own
 checks live in a verifier module of `schemes/` (x402.md §4–§9, compute-api.md §8):
-- base, robinhood: EIP-3009 `transferWithAuthorization` (schemes/evm_eip3009.py);
+- base, robinhood, arc: EIP-3009 `transferWithAuthorization` (schemes/evm_eip3009.py);
 - megaeth: the x402layer direct ERC-2612 permit (spender = payTo), settled by `permit` + `transferFrom`
   sent by the payee, whose key the facilitator holds (schemes/evm_permit.py); with `permit2=True` the
   requirement advertises `assetTransferMethod: "permit2"`. x402 Permit2 payloads (any EVM network)
@@ -231,6 +231,9 @@ class Facilitator:
                 reject("invalid_payload", "v2 payload lacks `accepted`")
             self._check_accepted_echo(accepted, req)
             amount = uint(req.get("amount"), "amount", "invalid_payment_requirements")
+        if amount < net.min_payment_atomic:
+            reject("below_network_minimum", f"direct payments on {net.label} must be at least "
+                   f"{net.min_payment_atomic} atomic units of {net.symbol}; pay with credits instead")
         inner = payload.get("payload")
         if not isinstance(inner, dict):
             reject("invalid_payload", "payload.payload must be an object")

@@ -1,6 +1,6 @@
 """The sandbox's network table: one place for every per-network payment fact.
 
-Values come from shared/reference/x402.md §3 and compute-api.md §8. The sandbox places its token
+Values come from shared/reference/x402.md §3 and compute-api.md §8 (Arc: §14). The sandbox places its token
 at the *real* asset addresses with the *real* EIP-712 domains, so a payload signed for production
 verifies here unchanged (and one signed for the wrong domain fails here as it would there).
 """
@@ -31,6 +31,11 @@ class Network:
     eip712_version: Optional[str] = None
     # Other spellings a client may put in `network` (compute-api.md §8.3).
     aliases: tuple = field(default_factory=tuple)
+    # The smallest direct payment the service takes on this network (atomic units; 0 = none).
+    # Still offered in every 402 (the hosted service's behaviour below it is unpublished), but a
+    # payment below it is refused at verification (`below_network_minimum`), so a client that
+    # ignores the minimum is caught here rather than in production.
+    min_payment_atomic: int = 0
 
     def atomic_from_usd_micros(self, usd_micros: int) -> int:
         """Prices are kept in USD micro-units (6 decimals); scale up for 18-decimal tokens, never down."""
@@ -61,6 +66,14 @@ NETWORKS: dict[str, Network] = {
         label="robinhood", caip2="eip155:4663", kind="evm", chain_id=4663,
         asset="0x5fc5360D0400a0Fd4f2af552ADD042D716F1d168", decimals=6, symbol="USDG",
         eip712_name="Global Dollar", eip712_version="1", transfer_method="eip3009",
+    ),
+    # Arc mainnet (compute-api.md §14): gas is paid in USDC, and the service takes direct payments of
+    # 5 USD or more (smaller amounts go through prepaid credits). USDC's ERC-20 interface, EIP-3009.
+    "arc": Network(
+        label="arc", caip2="eip155:5042", kind="evm", chain_id=5042,
+        asset="0x3600000000000000000000000000000000000000", decimals=6, symbol="USDC",
+        eip712_name="USDC", eip712_version="2", transfer_method="eip3009",
+        min_payment_atomic=5_000_000,
     ),
 }
 

@@ -38,6 +38,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Optional
 
 from . import catalog
+from .llm import DEFAULT_PORT as LLM_PORT, LlmServers
 from .ssh import InstanceSpec, SshServers
 
 
@@ -63,7 +64,7 @@ def _round_cents(d: Decimal) -> Decimal:
 
 class Provider:
     def __init__(self, store, *, boot_seconds: float = 3.0, resize_seconds: Optional[float] = None,
-                 clock=time.time, ssh: Optional[SshServers] = None):
+                 clock=time.time, ssh: Optional[SshServers] = None, llm: Optional[LlmServers] = None):
         self.store = store
         self.instances_dir = os.path.join(os.path.dirname(os.path.abspath(store.path)), "instances")
         self.boot_seconds = max(0.0, float(boot_seconds))
@@ -71,6 +72,7 @@ class Provider:
         self.clock = clock
         self._lock = threading.RLock()
         self.ssh = ssh or SshServers()
+        self.llm = llm or LlmServers()
         # order id -> when its next time-driven transition is due; the ticker touches only those
         # that are due, so a sandbox with many running instances does not re-read them all.
         self._due: dict[str, float] = {}
@@ -97,6 +99,7 @@ class Provider:
         if self._ticker:
             self._ticker.join(timeout=2)
         self.ssh.shutdown()
+        self.llm.shutdown()
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(0.05):
@@ -127,11 +130,23 @@ class Provider:
             raise ProviderError(503, f"could not start the instance's SSH server: {exc}")
         order.update(ip_address=ip, ssh_port=port, _listening=True, ssh_host_key_fingerprint=key.fingerprint,
                      ssh_host_key_type=key.key_type, ssh_host_public_key=key.public_line)
+        ai = order.get("metadata", {}).get("ai")
+        if ai is not None and order.get("_ai_api_key"):
+            # The model server on the instance's own address: port 8080 when it is free there (another
+            # sandbox may hold 127.0.x.y:8080 on a shared machine), else any port; metadata.ai says which.
+            try:
+                ai["port"] = self.llm.open(oid, ip, ai.get("port") or LLM_PORT, api_key=order["_ai_api_key"],
+                                           model_id=ai["model_id"])
+            except OSError as exc:
+                self.ssh.close(oid)
+                order["_listening"] = False
+                raise ProviderError(503, f"could not start the instance's model server: {exc}")
 
     def _close_listener(self, order: dict, remove: bool = False) -> None:
         """Stop the SSH server (connections and commands end); `remove` also deletes the instance
         folder (host key and scratch files), as destroy and expiry do."""
         self.ssh.close(order["id"])
+        self.llm.close(order["id"])
         order["_listening"] = False
         if remove:
             shutil.rmtree(os.path.join(self.instances_dir, order["id"]), ignore_errors=True)
@@ -276,10 +291,12 @@ class Provider:
         else:
             order["locked"] = False
         if ai_machine:
+            # The key is shown once, in the provision answer (app.provision adds it there); the
+            # order's public record carries model, port and endpoint only.
+            order["_ai_api_key"] = "sk-" + secrets.token_hex(16)
             order["metadata"]["ai"] = {
-                "model_id": ai_machine["model_id"], "mode": "private",
-                "api_key": "sk-" + secrets.token_hex(16), "port": 8080,
-                "endpoint": None,  # http://<ip>:8080/v1 once the machine has an address
+                "model_id": ai_machine["model_id"], "port": LLM_PORT,
+                "endpoint": None,  # http://<ip>:<port>/v1 once the machine has an address
             }
         if deploy_node:
             order["metadata"]["node"] = {k: deploy_node[k] for k in ("model_id", "tee_type") if k in deploy_node}

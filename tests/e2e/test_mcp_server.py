@@ -172,6 +172,11 @@ def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
     prov = tools["provision"].input_schema
     assert {"plan", "region", "hours", "days", "months", "os_id", "ssh_key_file", "network", "pay", "wait", "wait_ssh"} <= set(prov["properties"])
     assert prov["required"] == ["plan", "region"]
+    assert {"model_id", "mode"} <= set(prov["properties"]) and prov["properties"]["mode"]["enum"] == ["private", "grid"]
+    # ai_chat: content in, never a path: the key file is found from the instance id.
+    chat = tools["ai_chat"]
+    assert chat.input_schema["required"] == ["instance_id", "prompt"] and chat.annotations.read_only_hint is False
+    assert not [p for p in chat.input_schema["properties"] if "file" in p or "key" in p or "path" in p]
     assert "exactly one of: hours, days, months" in tools["provision"].description
 
 
@@ -218,6 +223,22 @@ def test_ssh_exec_runs_a_command_within_its_bounds(off, sandbox, tools, wallet, 
     err = off.error("ssh_exec", {**base, "command": ["echo early; sleep 30"], "command_timeout": 2}, "command_timeout")
     assert err["error"]["details"]["stdout"] == "early\n"
     off.error("ssh_exec", {**base, "command": []}, "usage_error")
+
+
+def test_ai_chat_uses_the_saved_key_and_never_returns_it(off, sandbox, tools, wallet):
+    import os
+
+    paid = tools.provision(sandbox, wallet, plan="vcg-a100-1c-2g-6gb", region="ewr", ai_machine={"model_id": "llama-3.2-3b", "mode": "private"})
+    iid, key = paid["order"]["id"], paid["order"]["metadata"]["ai"]["api_key"]
+    keys = off.home / "state" / "ai-keys"  # where provision.py would have saved it
+    for d in (off.home / "state", keys):
+        d.mkdir(mode=0o700, exist_ok=True)
+    (keys / f"{iid}.key").write_text(key + "\n")
+    os.chmod(keys / f"{iid}.key", 0o600)
+    off.ok("wait_for_instance", {"instance_id": iid, "poll_interval": 0.2})
+    doc = off.ok("ai_chat", {"instance_id": iid, "prompt": "--yes hello", "max_tokens": 50})
+    assert doc["reply"] == "llama-3.2-3b (sandbox) heard: --yes hello" and doc["endpoint"].startswith("http://127.0.")
+    assert key not in json.dumps(doc) and key not in off.log()
 
 
 def test_quote_resize_is_a_read_only_dry_run(off, sandbox, tools, wallet):

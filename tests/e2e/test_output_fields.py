@@ -115,6 +115,11 @@ def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, t
     pw = run("provision.py", "vc2-1c-2gb", "ewr", "--days", "1", "--yes", "--wait", *wait)
     a, b = keyed["order"]["id"], pw["order"]["id"]
     assert keyed["ssh"]["identity_file"] and pw["ssh"]["auth"] == "password"
+    ai_machine = ("vcg-a100-1c-2g-6gb", "ewr", "--days", "1", "--model-id", "llama-3.2-3b", "--mode", "private")
+    run("provision.py", *ai_machine, "--quote")
+    llm = run("provision.py", *ai_machine, "--yes", "--wait", *wait)
+    assert llm["ai"]["models"] == ["llama-3.2-3b"]
+    run("ai_chat.py", llm["order"]["id"], "hello")
     run("list_instances.py")
     run("instance_details.py", b)
     run("extend_instance.py", a, "--days", "1", "--quote")
@@ -126,6 +131,10 @@ def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, t
     run("credits_topup.py", "--amount", "1", "--quote")
     run("credits_topup.py", "--amount", "1", "--yes")
     run("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--use-credits", "--yes")  # paid from those credits
+    # Cleanup: a pattern that matches nothing, then every live machine of this wallet, then the leftovers.
+    run("destroy_instance.py", "--label", "no-such-*", "--yes")
+    run("destroy_instance.py", "--all", "--yes", "--forget-local")
+    run("destroy_instance.py", "--forget-destroyed")
     # by card, against a sandbox that offers card charges (--stripe), with only its STRIPE_* test values
     card = make_sandbox(stripe=True)
     card_env = clean_env({k: card.env[k] for k in ("COMPUTE_BASE_URL", "STRIPE_SECRET_KEY", "STRIPE_PAYMENT_METHOD", "STRIPE_API_BASE")},

@@ -112,3 +112,44 @@ def test_before_first_contact_the_block_says_how_to_pin(sandbox, paying_env):
     ok(run_script("ssh_exec.py", doc["order"]["id"], "--", "true", env=paying_env, timeout=120))
     again = ok(run_script("instance_details.py", doc["order"]["id"], env=paying_env))["instance"]["ssh"]
     assert again["host_key_pinned"] is True and "note" not in again
+
+
+# -- 9. cleanup: destroy --all / --label, and the local leftovers ---------------------------------
+
+def test_destroy_by_label_then_all_with_one_summary_and_local_cleanup(sandbox, paying_env):
+    state = Path(paying_env["X402_COMPUTE_STATE_DIR"])
+
+    def rent(label, *extra):
+        return ok(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--label", label, "--yes", *extra,
+                             env=paying_env, timeout=120))["order"]["id"]
+
+    a = rent("ci-1", "--ssh-key", "auto", "--wait-ssh", "--poll-interval", "0.2")  # pinned, with the skill's key
+    b = rent("ci-2")
+    c = rent("keep-me")
+    pin = state / "known_hosts" / a
+    assert pin.is_file() and a in (state / "instance-ssh-keys.json").read_text()
+    # Not at a terminal and no --yes: nothing is destroyed; the one summary is in the error's details.
+    e = fail(run_script("destroy_instance.py", "--label", "ci-*", env=paying_env), 3, "confirmation_required")
+    assert {i["id"] for i in e["details"]["instances"]} == {a, b} and e["details"]["selector"] == {"label": "ci-*"}
+    assert 47 < e["details"]["prepaid_time_lost"]["hours"] <= 48 and e["details"]["prepaid_time_lost"]["usd"]
+    assert all(sandbox.app.store.get_order(i)["status"] != "destroyed" for i in (a, b, c))
+
+    doc = ok(run_script("destroy_instance.py", "--label", "ci-*", "--yes", "--forget-local", env=paying_env))
+    assert doc["count"] == 2 and doc["destroyed"] is True and {r["id"] for r in doc["results"]} == {a, b}
+    assert all(r["instance"]["state"] == "destroyed" for r in doc["results"])
+    assert [sandbox.app.store.get_order(i)["status"] for i in (a, b, c)][:2] == ["destroyed", "destroyed"]
+    assert not pin.exists() and a not in (state / "instance-ssh-keys.json").read_text()
+    assert str(pin) in next(r for r in doc["results"] if r["id"] == a)["forgotten"]
+    assert (state / "ssh").is_dir() and any((state / "ssh").iterdir())  # the skill's own key stays
+    assert sandbox.app.store.get_order(c)["status"] != "destroyed"
+
+    # --all: every live machine of this wallet (only c is left); then the leftovers of destroyed ones.
+    doc = ok(run_script("destroy_instance.py", "--all", "--yes", env=paying_env))
+    assert doc["count"] == 1 and doc["results"][0]["id"] == c and doc["selector"] == {"all": True}
+    assert not [i for i in ok(run_script("list_instances.py", env=paying_env))["instances"]]
+    owners = state / "instance-owners.json"
+    assert c in owners.read_text()
+    doc = ok(run_script("destroy_instance.py", "--forget-destroyed", env=paying_env))
+    assert c in {f["id"] for f in doc["forgotten"]} and c not in owners.read_text()
+    assert ok(run_script("destroy_instance.py", "--all", "--yes", env=paying_env))["count"] == 0  # nothing left to destroy
+    fail(run_script("destroy_instance.py", c, "--all", "--yes", env=paying_env), 2, "usage_error")

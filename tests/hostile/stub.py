@@ -150,7 +150,8 @@ class _Override:
 class HostileAPI:
     """``with HostileAPI() as api: ...`` or ``start()``/``stop()``; ``api.base_url``."""
 
-    def __init__(self) -> None:
+    def __init__(self, bind: str = "127.0.0.1") -> None:
+        self.bind = bind  # another address only inside a test's own network namespace (unshare -rn)
         now = datetime.now(timezone.utc)
         self.plans: list[dict] = [
             {"id": "vc2-1c-1gb", "type": "vps", "provider": "vultr", "vcpu_count": 1, "ram": 1024, "disk": 25,
@@ -187,7 +188,7 @@ class HostileAPI:
             pass
 
         Handler.api = api
-        self._srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._srv = ThreadingHTTPServer((self.bind, 0), Handler)
         self._srv.daemon_threads = True
         threading.Thread(target=self._srv.serve_forever, daemon=True).start()
         return self
@@ -211,7 +212,7 @@ class HostileAPI:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.bind}:{self.port}"
 
     # -- misbehaviours ------------------------------------------------------------------------
     def override(self, method: str, path: str, reply, *, when: str = "any", times: int | None = None) -> None:

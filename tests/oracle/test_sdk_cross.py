@@ -110,6 +110,27 @@ def test_sdk_client_payload_settles_on_our_facilitator(fac, wallet, network, ver
     assert fac.balance_of(network, payee) - before_payee == 4_200_000
 
 
+def test_sdk_client_pays_arc_and_our_facilitator_settles_it(fac, wallet):
+    """x402 2.25.0 knows Arc mainnet (eip155:5042: USDC at 0x3600…, domain USDC/2, EIP-3009) among its
+    default assets; its client pays our Arc requirement, which settles on our Arc chain. Below Arc's
+    5 USD minimum the SDK still signs (the minimum is the service's rule), and our facilitator refuses."""
+    client = sdk_client(fac, wallet)
+    payer, payee = wallet["evm_address"], fac.payee("arc")
+    r, required = challenge(fac, "arc", 5_250_000, 2)
+    assert (r["network"], r["asset"], r["extra"]) == ("eip155:5042", "0x3600000000000000000000000000000000000000",
+                                                      {"name": "USDC", "version": "2"})
+    payload = sdk_payload(client, required)
+    assert payload["accepted"] == r and payload["payload"]["authorization"]["from"] == payer
+    before = fac.balance_of("arc", payee)
+    s = fac.settle(payload, r)
+    assert s["success"] is True and s["network"] == "eip155:5042", s
+    assert fac.balance_of("arc", payee) - before == 5_250_000
+    small, required = challenge(fac, "arc", 4_990_000, 2)
+    refused = fac.settle(sdk_payload(client, required), small)
+    assert (refused["success"], refused["errorReason"]) == (False, "below_network_minimum")
+    assert fac.balance_of("arc", payee) - before == 5_250_000
+
+
 def test_sdk_client_payload_tampered_is_refused(fac, wallet):
     client = sdk_client(fac, wallet)
     r, required = challenge(fac, "base", 1_000_000, 2)

@@ -34,7 +34,7 @@ def test_challenge_v1_shape(sandbox):
     body = r.json()
     assert body["x402Version"] == 1 and body["error"] == "X-PAYMENT header is required"
     nets = [a["network"] for a in body["accepts"]]
-    assert nets == ["base", "solana", "megaeth", "robinhood"]
+    assert nets == ["base", "solana", "megaeth", "robinhood", "arc"]
     for a in body["accepts"]:
         assert a["scheme"] == "exact" and a["resource"] == sandbox.base_url + "/compute/provision"
         assert a["payTo"] == sandbox.facilitator.payee(a["network"])
@@ -208,7 +208,7 @@ def test_v2_mode(make_sandbox, sandbox, tools):
     assert required["x402Version"] == 2 and required["resource"]["url"] == sb2.base_url + "/compute/provision"
     assert required["error"] and r.json()["error"]
     assert [a["network"] for a in required["accepts"]] == [
-        "eip155:8453", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "eip155:4326", "eip155:4663"]
+        "eip155:8453", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "eip155:4326", "eip155:4663", "eip155:5042"]
     assert all("amount" in a and "maxAmountRequired" not in a for a in required["accepts"])
     # Standard padded base64 of compact JSON.
     import base64

@@ -8,7 +8,7 @@ solana                    partially signed SPL TransferChecked   ``svm_exact``
 EVM, permit2Authorization Permit2 + x402 exact proxy (+ the      ``evm_permit2``
                           ``eip2612GasSponsoring`` extension)
 megaeth                   direct ERC-2612 permit (x402layer)     ``evm_permit``
-base, robinhood           EIP-3009 transferWithAuthorization     ``evm_eip3009``
+base, robinhood, arc      EIP-3009 transferWithAuthorization     ``evm_eip3009``
 ========================  =====================================  ==================
 
 Each module's `verify(chain, net, …, req, amount)` makes every check and returns a context dict

@@ -1,4 +1,4 @@
-"""base, robinhood: EIP-3009 `transferWithAuthorization` (x402.md §4), simulated on the token, then sent."""
+"""base, robinhood, arc: EIP-3009 `transferWithAuthorization` (x402.md §4), simulated on the token, then sent."""
 from __future__ import annotations
 
 import re

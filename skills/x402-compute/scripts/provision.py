@@ -17,7 +17,8 @@ p = cli.parser(
         "python scripts/provision.py vc2-1c-1gb lax --days 1 --ssh-key auto --confirm-quote <quote_id> --wait-ssh\n"
         "python scripts/provision.py vcg-a100-1c-2g-6gb lax --months 1 --ssh-key-file ~/.ssh/id_ed25519.pub --quote\n"
         "# the human at a terminal may skip the quote (--yes is their shortcut):\n"
-        "python scripts/provision.py do:s-1vcpu-1gb nyc3 --days 2 --ssh-key-file ~/.ssh/id_ed25519.pub --network solana --yes"
+        "python scripts/provision.py do:s-1vcpu-1gb nyc3 --days 2 --ssh-key-file ~/.ssh/id_ed25519.pub --network solana --yes\n"
+        "python scripts/provision.py vcg-a100-1c-2g-6gb lax --days 1 --model-id llama-3.2-3b --mode private --quote"
     ),
 )
 p.add_argument("plan", help="plan id from browse_plans.py (e.g. vc2-1c-1gb, do:s-1vcpu-1gb)")
@@ -31,6 +32,7 @@ g.add_argument("--ssh-key", choices=("auto",), help="auto: use the skill's own e
 g.add_argument("--ssh-public-key", metavar="KEY", help="SSH public key text (DigitalOcean needs a key: this, --ssh-key-file or --ssh-key auto)")
 g.add_argument("--ssh-key-file", metavar="PATH", help="file holding the SSH public key (e.g. ~/.ssh/id_ed25519.pub)")
 g.add_argument("--user-data", metavar="FILE", help="cloud-init user data file run at first boot")
+paid.add_ai_machine_options(p)
 paid.add_payment_options(p)
 paid.add_wait_options(p)
 

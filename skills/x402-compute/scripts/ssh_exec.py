@@ -28,11 +28,14 @@ g.add_argument("--timeout", dest="command_timeout", type=float, default=sshrun.D
 g.add_argument("--max-output", type=int, default=sshrun.DEFAULT_CAP, metavar="BYTES",
                help="keep at most this much of stdout and of stderr each (default 65536); the rest is counted and dropped, truncated says so")
 g.add_argument("--user", default="root", help="log in as this user (default root, the instances' login user)")
-g.add_argument("--identity", metavar="FILE", help="private key file to log in with (default: the skill's own key for an instance made with --ssh-key auto, else the SSH client's own keys and agent)")
+g.add_argument("--identity", metavar="FILE", help="private key file to log in with (default: the skill's own key for an instance made with --ssh-key auto); the only key offered: never the SSH agent or your default keys")
 g.add_argument("--stdin-file", metavar="FILE", help="feed this file to the command's stdin (default: empty stdin)")
 g.add_argument("--client", choices=sshrun.CLIENTS, default="auto", help="SSH client: the system ssh (openssh), asyncssh (python), or auto (default: ssh when installed)")
 g.add_argument("--accept-host-key-change", action="store_true",
                help="a human's decision only: replace the pinned host key with the one the machine presents now (it must match the key the API publishes, when it publishes one)")
+g.add_argument("--allow-private-address", action="store_true",
+               help="a human's decision only: connect even though the server gave a loopback, private, link-local, CGNAT, multicast or "
+               "reserved address (allowed without it when the API base URL is itself loopback, as for the sandbox)")
 handler = remote.ssh_exec
 
 if __name__ == "__main__":

@@ -64,7 +64,9 @@ SPENDS_META_KEY = "x402-compute/spends"
 # Options every script has that are the server's to set, never the model's.
 # The server's own options, applied to every call; never a tool input (a model must not be able to
 # send signed or paying requests over plain http: --allow-insecure-http is the human's, at start).
-SERVER_OPTIONS = frozenset({"help", "version", "output", "base_url", "env_file", "timeout", "verbose", "allow_insecure_http"})
+SERVER_OPTIONS = frozenset({"help", "version", "output", "base_url", "env_file", "timeout", "verbose", "allow_insecure_http",
+                            # a human's decision, not the server's either: never set over MCP (ssh_exec, --wait-ssh)
+                            "allow_private_address"})
 # A paying tool never takes these: approval is the server's (spending switch, elicitation), a model
 # may not lift the human's cap or skip the unresolved-payment guard, and quoting is its own tool.
 PAYING_HIDDEN = frozenset({"quote", "yes", "max_usd", "ignore_unresolved"})
@@ -314,6 +316,12 @@ def _tools() -> tuple[ToolSpec, ...]:
             "list of words: one word is a shell command line, several are passed as exactly those words. Bounded by timeout (default "
             "120 s, then the error command_timeout with the output so far) and max_output per stream; a non-zero exit_status is still a "
             "result. The host key is pinned on first contact; host_key_changed or host_key_mismatch means stop and tell the user.",
+        ),
+        ToolSpec(
+            "ai_chat", "Chat with an AI Machine", _script("ai_chat.py"), WRITE, "ai_chat.py ID PROMPT",
+            note="Sends one chat completion to the instance's own OpenAI-compatible endpoint (http://<its ip>:<port>/v1, read from "
+            "its record) with the API key provision saved for it; the key never appears in the result. It is plain http to the "
+            "machine's IP: do not send secrets in the prompt. Bounded by reply_timeout (default 120 s) and 1 MiB of answer.",
         ),
         ToolSpec(
             "quote_resize", "Quote a resize", _script("resize_instance.py"), READ, "resize_instance.py ID PLAN --quote",

@@ -68,6 +68,17 @@ NETWORKS: dict[str, Network] = {
         "Global Dollar", "1", "eip3009", ("robinhood",), x402=True, schemes=("exact",), auth_chain="base",
         rpc_default="",  # no well-known public endpoint; set ROBINHOOD_RPC_URL
     ),
+    # Arc mainnet: USDC's ERC-20 interface (the chain's gas is USDC too), EIP-3009 like Base.
+    # Sources in references/api-reference.md ("Networks"). No public RPC endpoint is confirmed
+    # there, so none is assumed: set ARC_RPC_URL for reconcile's on-chain check.
+    "arc": Network(
+        "arc", "evm", "eip155:5042", 5042, "0x3600000000000000000000000000000000000000", "USDC", 6,
+        "USDC", "2", "eip3009", ("arc",), x402=True, schemes=("exact",), auth_chain=None, rpc_default="",
+        min_payment_atomic=5_000_000,  # 5 USD: gas on Arc is paid in USDC
+        min_payment_hint="Arc takes direct payments of 5 USD or more (its gas is paid in USDC). For a smaller order pay "
+        "from prepaid credits with --use-credits (top them up with credits_topup.py: 5 USD or more on arc, or any amount "
+        "on another network), or pay this order on another network with --network.",
+    ),
     "tempo": Network(
         "tempo", "tempo", "eip155:4217", 4217, "0x20C000000000000000000000b9537d11c60E8b50", "USDC.e", 6,
         None, None, "tempo", (), rpc_default="https://rpc.tempo.xyz",

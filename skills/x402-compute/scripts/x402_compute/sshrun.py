@@ -6,7 +6,9 @@ What every run guarantees:
   never updated by the client: ``StrictHostKeyChecking=yes`` / asyncssh's ``known_hosts``;
 - no user or system ssh configuration is read (``-F /dev/null`` / ``config=[]``), every option is
   one this module chooses (no agent, X11 or port forwarding, no TTY, no ControlMaster, no
-  passwords), the host, port and user were validated by the caller, and the argv is a list:
+  passwords; the one key offered is the skill's own or ``--identity``: ``IdentitiesOnly=yes``,
+  ``IdentityAgent=none``, no default key files / asyncssh ``agent_path=None``, explicit
+  ``client_keys``), the host, port and user were validated by the caller, and the argv is a list:
   no shell ever sees a value the server sent;
 - stdout and stderr are each kept up to ``cap`` bytes (the rest is read, counted and dropped);
 - the command gets ``timeout`` seconds, connection included; then the client is stopped and the
@@ -20,6 +22,7 @@ command that exits 255.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import selectors
 import shutil
@@ -38,7 +41,98 @@ CONNECT_TIMEOUT = 15.0
 CLIENTS = ("auto", "openssh", "python")
 _CHUNK = 64 * 1024
 # What the environment of the system ssh client keeps: where it finds the user's keys and agent.
-_ENV_KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "SSH_AUTH_SOCK", "TMPDIR", "SYSTEMROOT")
+# No SSH_AUTH_SOCK: the user's agent is never offered to a machine the API names.
+_ENV_KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "SYSTEMROOT")
+
+
+# -- where a connection may go -----------------------------------------------------------------
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def address_class(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why ``ip`` is no rented machine's public address (``loopback``, ``link-local``, ``private``,
+    ``shared (CGNAT)``, ``multicast``, ``reserved``, ``unspecified``), or None for a global unicast
+    one. IPv4 inside IPv6 (mapped ``::ffff:a.b.c.d``, 6to4, NAT64) is judged as the IPv4 it names."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None)
+        if inner is not None:
+            return address_class(inner)
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
+        return "shared (CGNAT)"
+    if any(ip.version == n.version and ip in n for n in _PRIVATE):
+        return "private"
+    if ip.is_reserved or not ip.is_global:
+        return "reserved"
+    return None
+
+
+def loopback_base(base_url: str) -> bool:
+    """Whether the API itself is on this machine (the sandbox): then its instances are too."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return address_class(ipaddress.ip_address(host)) == "loopback"
+    except ValueError:
+        return False
+
+
+def checked_address(host: str, port: int, *, base_url: str, allow_private: bool = False, resolve=None) -> str:
+    """The address to connect to for the server-sent ``host``, refused (``private_address``, exit 3)
+    when it, or any address a name resolves to, is loopback, link-local, private, CGNAT, multicast,
+    reserved or unspecified: a hostile API must not aim SSH (the model's command, the user's key) at
+    this machine or the user's network. Allowed when the API base URL is itself loopback (the
+    sandbox) or the human passed ``--allow-private-address``. A name is resolved once here and the
+    checked address is what is connected to, so a second lookup cannot answer differently. No socket
+    to the host is opened before this returns."""
+    import socket
+
+    from .errors import ComputeError, PolicyError
+
+    if allow_private or loopback_base(base_url):
+        return host
+    try:
+        addrs = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as e:
+            raise ComputeError(f"Could not resolve the instance's address {host} ({type(e).__name__}).", code="ssh_unreachable", retryable=True,
+                               details={"host": host}) from None
+        addrs = []
+        for info in infos:
+            try:
+                addrs.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
+            except ValueError:
+                continue
+        if not addrs:
+            raise ComputeError(f"The instance's address {host} resolves to nothing usable.", code="ssh_unreachable", retryable=True, details={"host": host})
+    for ip in addrs:
+        kind = address_class(ip)
+        if kind is not None:
+            shown = str(ip) if str(ip) == host else f"{host} ({ip})"
+            raise PolicyError(
+                f"The server gave {shown} as the instance's address, a {kind} address: refusing to connect there. A rented "
+                "machine has a public address; a hostile API could aim SSH at this computer or your own network. Nothing was sent to it.",
+                code="private_address",
+                details={"host": host, "address": str(ip), "class": kind},
+                hint="Tell the human. Only if they know that address is their own machine do they run the command themselves with "
+                "--allow-private-address (a human's decision, never an automatic retry).",
+            )
+    return str(addrs[0])
 
 
 @dataclass(frozen=True)
@@ -48,7 +142,7 @@ class Target:
     user: str  # a plain POSIX user name (validated by the caller)
     known_hosts: Path  # the instance's pin file
     alias: str  # the name the pins are filed under (HostKeyAlias)
-    identity: Path | None = None  # a private key file; None: the client's default keys and agent
+    identity: Path | None = None  # the one private key file offered; None: none (no agent, no default keys)
 
 
 class Capture:
@@ -130,11 +224,6 @@ def pin_options(known_hosts: Path, alias: str) -> list[tuple[str, str]]:
             ("GlobalKnownHostsFile", "/dev/null"), ("HostKeyAlias", alias)]
 
 
-def identity_options(identity: Path | None) -> list[tuple[str, str]]:
-    """With a key file: offer that key only (not the agent's or the default files)."""
-    return [] if identity is None else [("IdentitiesOnly", "yes"), ("IdentityFile", _config_path(identity))]
-
-
 def login_argv(host: str, port: int, user: str, *, known_hosts: Path, alias: str, identity: Path | None = None, ssh: str = "ssh") -> list[str]:
     """The interactive login the scripts print (``ssh.argv``): the pin options, the key with
     IdentitiesOnly, then the port and ``user@host``. Host, port and user were validated by the caller."""
@@ -165,8 +254,11 @@ def openssh_argv(t: Target, command: str, *, log_file: Path, connect_timeout: fl
         ("RequestTTY", "no"),
         ("PasswordAuthentication", "no"),
         ("KbdInteractiveAuthentication", "no"),
+        # Only the skill's own key or the --identity given: no agent, no default key files.
+        ("IdentityAgent", "none"),
+        ("IdentitiesOnly", "yes"),
+        ("IdentityFile", _config_path(t.identity) if t.identity is not None else "none"),
     ]
-    opts += identity_options(t.identity)
     argv = [ssh, "-F", "/dev/null", "-E", str(log_file), "-T"]
     for k, v in opts:
         argv += ["-o", f"{k}={v}"]
@@ -291,9 +383,10 @@ def run_asyncssh(t: Target, command: str, *, stdin: Path | None = None, timeout:
             "password_auth": False,
             "kbdint_auth": False,
             "agent_forwarding": False,
+            # Only the skill's own key or the --identity given: no agent, no default key files.
+            "agent_path": None,
+            "client_keys": [str(t.identity)] if t.identity is not None else [],
         }
-        if t.identity is not None:
-            opts.update(client_keys=[str(t.identity)], agent_path=None)
         async with asyncssh.connect(t.host, **opts) as conn:
             res.connected = True
             proc = await conn.create_process(command, stdin=str(stdin) if stdin is not None else asyncssh.DEVNULL, encoding=None)

@@ -87,12 +87,14 @@ def wait_for_instance(
     host_keys=None,
     scan=None,
     pinned: Callable[[dict], None] | None = None,
+    address_check: Callable[[str, int], str] | None = None,
 ) -> tuple[dict, str | None]:
     """(the running order, the SSH banner or None). Raises WaitTimeout.
 
     With ``ssh``, the host key is pinned too (``host_keys``: a ``hostkeys.HostKeys``, by default
     the client's state folder; ``scan``: the key probe, by default ssh-keyscan or asyncssh);
-    ``pinned`` receives the ``host_key`` block."""
+    ``pinned`` receives the ``host_key`` block. ``address_check(host, port)`` returns the address
+    to connect to, or raises (``sshrun.checked_address``): it runs before any socket to the host."""
     deadline = clock() + timeout
     order: dict = {"id": instance_id}
     last_state = None
@@ -121,6 +123,8 @@ def wait_for_instance(
             if not ssh:
                 return order, None
             port = int(order.get("ssh_port") or 22)
+            if address_check is not None:
+                ip = address_check(ip, port)
             line = banner(ip, port)
             if line:
                 block = key_check(order, ip, port)
@@ -200,8 +204,13 @@ def handler(ctx):
     check_wait_options(a)
     ctx.progress(f"Waiting for {iid} (timeout {a.wait_timeout:g} s)")
     host_key: dict = {}
+    from . import sshrun
+
+    # An MCP tool: never --allow-private-address (the human's flag): a private address is refused
+    # unless the API itself is on this machine.
     order, banner = wait_for_instance(ctx.client, iid, timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress,
-                                      sleep=ctx.sleep, pinned=host_key.update)
+                                      sleep=ctx.sleep, pinned=host_key.update,
+                                      address_check=lambda h, p: sshrun.checked_address(h, p, base_url=ctx.settings.base_url))
     d = detail(order)
     if banner and d["ssh"]:
         d["ssh"]["banner"] = banner

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
+from ..money import atomic_to_usd, plain
 from ..networks import NETWORKS
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -224,7 +225,11 @@ def check_credentials(settings) -> list[Check]:
             nets += [k for k, n in NETWORKS.items() if n.x402 and n.family == family]
     cap = {"max_spend_usd": str(settings.max_spend_usd), "source": settings.max_spend_source}
     if nets:
-        checks.append(Check("payment", OK, f"x402 can pay on {', '.join(nets)}; spend cap ${settings.max_spend_usd} per call ({settings.max_spend_source})",
+        def named(k: str) -> str:  # a network's minimum per direct payment, where it has one
+            n = NETWORKS[k]
+            return f"{k} (at least {plain(atomic_to_usd(n.min_payment_atomic, n.decimals))} USD a payment)" if n.min_payment_atomic else k
+
+        checks.append(Check("payment", OK, f"x402 can pay on {', '.join(map(named, nets))}; spend cap ${settings.max_spend_usd} per call ({settings.max_spend_source})",
                             {"networks": nets, **cap}))
     else:
         checks.append(Check("payment", SKIP if not failed else FAIL,

@@ -10,9 +10,12 @@ A run, in order:
 3. Under a per-instance lock (a second run waits for the first, then sees its result), the
    instance is read. Expiry at or after the target: ``done``, nothing more to pay. At least
    ``--min-hours-left`` hours left: ``none``, and ``next_action_at`` says when that changes.
-4. Otherwise: if the journal already holds a payment extending this instance from this same
-   expiry (this window), nothing is paid (``already_paid``); a payment with an unknown outcome
-   stops it (the pipeline's ``unresolved_payment``). Else one extension by whole blocks of
+4. Otherwise: coverage, not instants. An extension paid from expiry E for h hours covers up to
+   E + h. If the journal holds a settled extension of this instance whose covered point the
+   expiry is still below (by more than ``TOLERANCE``), the server did not apply it: nothing is
+   paid for that window again and the run stops (``extension_not_applied``, naming the payment).
+   One being paid by a live process: nothing is paid (``already_paid``). A payment with an unknown
+   outcome stops it (the pipeline's ``unresolved_payment``). Else one extension by whole blocks of
    ``--block-hours`` (at least the service's 24 h minimum), enough to get back above the
    threshold; the last extension before the target pays exactly the whole hours that reach it
    (at least 24) when that costs less than a block now and a minimum one later.
@@ -39,6 +42,7 @@ from ..errors import ComputeError, PaymentRequired, PolicyError, UsageError
 from ..instances import expires_in_hours, iso, normalized_state, parse_time
 
 BLOCK_HOURS = 24  # the service's minimum extension
+TOLERANCE = timedelta(seconds=paid.EXPIRY_TOLERANCE_S)  # an expiry this close to what was paid for counts as applied
 MAX_AHEAD = timedelta(days=366)
 LOCK_WAIT_S = 120.0
 _DURATION = re.compile(r"(\d{1,5})\s*([hdw])")
@@ -131,19 +135,38 @@ def _target(a, record: dict, now: datetime) -> dict:
     return {"until": iso(now + parse_duration(a.for_)), "set_by": set_by, "anchored_at": iso(now)}
 
 
-def _same_window(entries: list[dict], iid: str, expires: datetime, base_url: str, now: float) -> dict | None:
-    """A journalled extension of ``iid`` from this same expiry that settled or is being paid by a
-    live process. (An unknown outcome is left to the pipeline, which refuses it.)"""
+def covered_until(e: dict) -> datetime | None:
+    """How far a journalled extension reaches: the expiry it was paid from plus the hours paid."""
+    old = parse_time((e.get("context") or {}).get("old_expires_at"))
+    hours = (e.get("terms") or {}).get("hours")
+    if old is None or not isinstance(hours, int) or isinstance(hours, bool) or hours <= 0:
+        return None
+    return old + timedelta(hours=hours)
+
+
+def _same_window(entries: list[dict], iid: str, expires: datetime, base_url: str, now: float,
+                 acknowledged: tuple = ()) -> dict | None:
+    """A journalled extension of ``iid``, settled or being paid by a live process, that covers a
+    point the expiry is still below (beyond ``TOLERANCE``): paying now would pay that window again.
+    Coverage, not instants: a server moving ``expires_at`` by a millisecond between reads does not
+    open a new window. (An unknown outcome is left to the pipeline, which refuses it; a payment the
+    human acknowledged with ``--resume`` after it was named no longer blocks.)"""
     from ..payments.journal import Entry
 
     for e in entries:
         typed = Entry.of(e)
         ctx = e.get("context") or {}
-        if e.get("kind") != "extend" or ctx.get("instance_id") != iid or parse_time(ctx.get("old_expires_at")) != expires:
+        if e.get("kind") != "extend" or ctx.get("instance_id") != iid or e.get("id") in acknowledged:
             continue
         if e.get("base_url") and e["base_url"] != base_url:
             continue
-        if typed.status == "settled" or typed.in_flight(now):
+        if not (typed.status == "settled" or typed.in_flight(now)):
+            continue
+        covered = covered_until(e)
+        if covered is None:  # no hours recorded: the same instant is all that can be told
+            if parse_time(ctx.get("old_expires_at")) == expires:
+                return e
+        elif expires < covered - TOLERANCE:
             return e
     return None
 
@@ -185,7 +208,10 @@ def keepalive(ctx):
     with rec.locked():
         record = rec.load()  # what the run that held the lock wrote
         if a.resume:
-            record.pop("stopped", None)
+            gone = record.pop("stopped", None) or {}
+            if gone.get("code") == "extension_not_applied" and gone.get("journal_id"):
+                # the human looked at the payment the stop named: it no longer blocks this instance
+                record["acknowledged"] = sorted(set(record.get("acknowledged") or []) | {gone["journal_id"]})
         record["target"] = target
         rec.save(record)
         try:
@@ -265,7 +291,20 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
     if paying:
         from ..payments.journal import Journal
 
-        prior = _same_window(Journal(ctx.settings).list(), iid, expires, ctx.settings.base_url, time.time())
+        prior = _same_window(Journal(ctx.settings).list(), iid, expires, ctx.settings.base_url, time.time(),
+                             tuple(record.get("acknowledged") or ()))
+        if prior is not None and prior.get("status") == "settled":
+            covered = covered_until(prior)
+            raise PolicyError(
+                f"Journal {prior['id']} paid to extend {iid} from {(prior.get('context') or {}).get('old_expires_at')} to "
+                f"{iso(covered) if covered else 'later'}, but its expiry is still {order.get('expires_at')}: the server did not apply "
+                "that extension. Not paying for the same window again. Nothing was sent.",
+                code="extension_not_applied",
+                details={"instance_id": iid, "journal_id": prior["id"], "covered_until": iso(covered) if covered else None,
+                         "expires_at": order.get("expires_at"), "reconcile": f"python scripts/reconcile.py {prior['id']}"},
+                hint=f"Tell the human: the payment of journal {prior['id']} bought time the instance does not show. Ask the service; "
+                "once the human has looked into it, they run keepalive.py with --resume.",
+            )
         if prior is not None:
             return result("already_paid", f"journal {prior['id']} ({prior.get('status')}) already extends this instance from {order.get('expires_at')}; "
                           "not paying for the same window twice. The new expiry is not visible yet: check again later "
@@ -284,6 +323,17 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
         out["hours_left"] = round(max(0.0, (got - datetime.now(timezone.utc)).total_seconds() / 3600), 2)
         next_at = None if got >= until else got - timedelta(hours=a.min_hours_left)
         paid_usd = ext.data["payment"].get("amount_usd")
+        if ext.data.get("warning"):
+            # Paid, but the answer's expiry falls short of what was bought: no further payment
+            # for this instance until the human has looked (--resume).
+            latest = rec.load()
+            latest["stopped"] = {"at": iso(datetime.now(timezone.utc)), "code": "extension_not_applied", "message": ext.data["warning"],
+                                 "journal_id": ext.data["payment"].get("journal_id")}
+            rec.save(latest)
+            return result("extended", f"extended by {hours} h" + (f", paid {paid_usd} USD" if paid_usd else "") + f"; but {ext.data['warning']} "
+                          "keepalive stopped for this instance: later runs refuse until run with --resume.", None,
+                          extension={"hours": hours, "old_expires_at": order.get("expires_at"), "new_expires_at": ext.data["order"].get("new_expires_at")},
+                          **{k: v for k, v in ext.data.items() if k != "order"}, keepalive="stopped")
         return result("extended", f"extended by {hours} h" + (f", paid {paid_usd} USD" if paid_usd else "") + f"; expires {out['expires_at']}.",
                       next_at, extension={"hours": hours, "old_expires_at": order.get("expires_at"), "new_expires_at": ext.data["order"].get("new_expires_at")},
                       **{k: v for k, v in ext.data.items() if k != "order"})

@@ -3,7 +3,7 @@ destroy_instance.py, get_one_time_password.py (management auth; nothing here pay
 
 from __future__ import annotations
 
-from .. import cli, plans
+from .. import aimachines, cli, plans
 from ..errors import ComputeError, Conflict
 from ..instances import NO_ADDRESS, detail, public_ip, ssh_fields, summary, unwrap_order
 from ..sshkeys import login_block, ssh_block_for
@@ -23,6 +23,7 @@ def _ssh(ctx: cli.Context, order: dict, state: str) -> dict | None:
 def list_row(ctx: cli.Context, order: dict) -> dict:
     row = summary(order)
     row["ssh"] = _ssh(ctx, order, row["state"])
+    row["ai"] = aimachines.block(ctx.state, order)
     return row
 
 
@@ -49,6 +50,7 @@ def instance_details(ctx: cli.Context) -> cli.Output:
     order = ctx.client.get_instance(iid)
     d = detail(order)
     d["ssh"] = _ssh(ctx, order, d["state"])
+    d["ai"] = aimachines.block(ctx.state, order)
     plan = plans.lookup_quietly(ctx.client, d["plan"]) if d["state"] not in GONE else None
     d["hourly_usd"] = plans.hourly_usd(plan)
     d["prepaid_value_remaining_usd"] = plans.prepaid_value_usd(d["hours_left"], plan)
@@ -58,6 +60,8 @@ def instance_details(ctx: cli.Context) -> cli.Output:
     lines.append(f"ssh: {ssh['command']}" if ssh else f"ssh: unavailable ({d['ssh_unavailable']})")
     if ssh and ssh.get("note"):
         lines.append(f"note: {ssh['note']}")
+    if d["ai"]:
+        lines.append(f"ai: {d['ai']['model_id']} at {d['ai']['endpoint'] or '(no endpoint yet)'}; {d['ai']['note']}")
     return cli.Output({"instance": d}, "\n".join(lines))
 
 
@@ -152,7 +156,64 @@ def _after_destroy(ctx: cli.Context, iid: str, response: dict, before: dict) -> 
     return {**before, "state": "destroyed", "ip": None, "hours_left": 0.0}
 
 
+def _selector(a) -> str:
+    """Which form of destroy_instance.py: ``one``, ``many`` or ``forget``; a usage error unless exactly one is given."""
+    from ..errors import UsageError
+
+    given = [name for name, on in (("an instance id", a.instance_id), ("--all", a.all), ("--label", a.label is not None),
+                                   ("--forget-destroyed", a.forget_destroyed)) if on]
+    if len(given) != 1:
+        raise UsageError(
+            f"Give exactly one of an instance id, --all, --label PATTERN or --forget-destroyed (got {', '.join(given) or 'none'}).",
+            hint="E.g. destroy_instance.py ID, destroy_instance.py --label 'ci-*', or destroy_instance.py --all.",
+        )
+    if a.forget_destroyed and a.forget_local:
+        raise UsageError("--forget-local goes with a destroy; --forget-destroyed alone already forgets.")
+    return "forget" if a.forget_destroyed else ("one" if a.instance_id else "many")
+
+
+def forget_local(ctx: cli.Context, iid: str) -> list[str]:
+    """Delete what this machine keeps about instance ``iid`` (its host key pin, keepalive state,
+    saved management key and one-time password, owner and key records); the payment journal stays,
+    it is the spending record. Returns the paths removed (or changed, for the shared records)."""
+    from ..hostkeys import HostKeys
+    from ..sshkeys import RECORDS
+    from ..state import read_json, write_private_json
+    from ..validate import server_instance_id
+
+    iid = server_instance_id(iid, "instance id")
+    st = ctx.state
+    files = [HostKeys(st.root).file(iid), st.path("instance-keys", f"{iid}.key"), st.credentials_file(iid),
+             st.path("keepalive", f"{iid}.json"), st.path("keepalive", f"{iid}.lock")]
+    removed = []
+    for f in files:
+        try:
+            f.unlink()
+            removed.append(str(f))
+        except FileNotFoundError:
+            pass
+    for name in ("instance-owners.json", RECORDS):
+        path = st.path(name)
+        records = read_json(path, default={})
+        if isinstance(records, dict) and iid in records:
+            records.pop(iid)
+            write_private_json(path, records)
+            removed.append(f"{path} ({iid})")
+    return removed
+
+
+def _label_matches(pattern: str, label) -> bool:
+    import fnmatch
+
+    return isinstance(label, str) and fnmatch.fnmatchcase(label, pattern)
+
+
 def destroy(ctx: cli.Context) -> cli.Output:
+    form = _selector(ctx.args)
+    if form == "many":
+        return destroy_many(ctx)
+    if form == "forget":
+        return forget_destroyed(ctx)
     iid = instance_id(ctx.args.instance_id)
     inst = summary(ctx.client.get_instance(iid))
     if inst["state"] == "destroyed":
@@ -165,10 +226,77 @@ def destroy(ctx: cli.Context) -> cli.Output:
     )
     r = ctx.client.destroy_instance(iid)
     after = _after_destroy(ctx, iid, r, inst)
-    return cli.Output(
-        {"destroyed": True, "instance": after, "prepaid_time_lost": lost, "response": r},
-        f"destroyed {iid}: state {after['state']}, ip {after['ip'] or '-'}; {lost['hours']} prepaid hours{usd} forfeited",
+    data = {"destroyed": True, "instance": after, "prepaid_time_lost": lost, "response": r}
+    if ctx.args.forget_local:
+        data["forgotten"] = forget_local(ctx, iid)
+    return cli.Output(data, f"destroyed {iid}: state {after['state']}, ip {after['ip'] or '-'}; {lost['hours']} prepaid hours{usd} forfeited")
+
+
+def destroy_many(ctx: cli.Context) -> cli.Output:
+    """--all / --label: this wallet's live instances (that match), one summary of what they
+    forfeit, one confirmation, then each destroyed; one failure does not stop the others."""
+    from decimal import Decimal
+
+    a = ctx.args
+    rows = [summary(o) for o in ctx.client.list_instances() if isinstance(o, dict)]
+    live = [r for r in rows if r["state"] not in GONE]
+    chosen = live if a.all else [r for r in live if _label_matches(a.label, r.get("label"))]
+    selector = {"all": True} if a.all else {"label": a.label}
+    catalog = {}
+    for r in chosen:
+        if r["plan"] not in catalog:
+            catalog[r["plan"]] = plans.lookup_quietly(ctx.client, r["plan"])
+    targets = [{**r, "prepaid_time_lost": plans.forfeited(r["hours_left"], catalog[r["plan"]])} for r in chosen]
+    total = {"hours": round(sum(t["prepaid_time_lost"]["hours"] or 0 for t in targets), 2),
+             "usd": str(sum((Decimal(t["prepaid_time_lost"]["usd"]) for t in targets if t["prepaid_time_lost"]["usd"]), Decimal(0)).quantize(Decimal("0.01")))}
+    if not targets:
+        what = "no live instance" + ("" if a.all else f" with a label matching {a.label!r}")
+        return cli.Output({"destroyed": True, "selector": selector, "count": 0, "results": [], "prepaid_time_lost": total},
+                          f"nothing to destroy: {what}")
+    listing = "; ".join(f"{t['id']} ({t['label'] or t['plan']}, {t['prepaid_time_lost']['hours']} h)" for t in targets)
+    ctx.confirm(
+        f"Destroy {len(targets)} instance(s): {listing}? This deletes their disks and forfeits {total['hours']} prepaid hours (about ${total['usd']}) in all.",
+        details={"selector": selector, "instances": targets, "prepaid_time_lost": total},
     )
+    results = []
+    for t in targets:
+        res: dict = {"id": t["id"], "destroyed": False, "instance": {k: v for k, v in t.items() if k != "prepaid_time_lost"},
+                     "prepaid_time_lost": t["prepaid_time_lost"]}
+        try:
+            r = ctx.client.destroy_instance(t["id"])
+        except ComputeError as e:
+            res["error"] = e.to_dict()
+            ctx.progress(f"could not destroy {t['id']}: {e.message}")
+        else:
+            res.update(destroyed=True, instance=_after_destroy(ctx, t["id"], r, res["instance"]))
+            if a.forget_local:
+                res["forgotten"] = forget_local(ctx, t["id"])
+        results.append(res)
+    done = sum(1 for r in results if r["destroyed"])
+    data = {"destroyed": done == len(results), "selector": selector, "count": done, "results": results, "prepaid_time_lost": total}
+    text = f"destroyed {done} of {len(results)} instance(s); {total['hours']} prepaid hours (about ${total['usd']}) forfeited"
+    if done < len(results):
+        failed = [r["id"] for r in results if not r["destroyed"]]
+        error = {"code": "destroy_incomplete", "message": f"{len(failed)} of {len(results)} instance(s) were not destroyed: {', '.join(failed)}.",
+                 "status": None, "details": {"failed": failed}, "retryable": True,
+                 "hint": "See results[].error for each; run the same command again to retry the ones left (those destroyed are gone from the list)."}
+        return cli.Output({**data, "ok": False, "error": error}, text, exit_code=1)
+    return cli.Output(data, text)
+
+
+def forget_destroyed(ctx: cli.Context) -> cli.Output:
+    """--forget-destroyed: the local leftovers of every instance the API lists as destroyed. Only
+    ids the API says are destroyed are touched: one it does not list (another wallet's, or a
+    listing that failed) is left alone."""
+    rows = [summary(o) for o in ctx.client.list_instances() if isinstance(o, dict)]
+    out = []
+    for r in rows:
+        if r["state"] == "destroyed" and isinstance(r.get("id"), str):
+            files = forget_local(ctx, r["id"])
+            if files:
+                out.append({"id": r["id"], "files": files})
+    text = f"forgot the local leftovers of {len(out)} destroyed instance(s)"
+    return cli.Output({"count": len(out), "forgotten": out}, text)
 
 
 # -- get_one_time_password -------------------------------------------------------------

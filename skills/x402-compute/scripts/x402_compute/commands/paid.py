@@ -78,6 +78,74 @@ def add_wait_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wait-ssh", action="store_true", help="also wait until SSH answers with a banner (implies --wait)")
     g.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS", help="give up waiting after this long (default 600)")
     g.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL, metavar="SECONDS", help="seconds between status checks (default 5)")
+    add_private_address_option(g)
+
+
+def add_private_address_option(g) -> None:
+    """--allow-private-address: the human's, never a tool input (see mcp_server.SERVER_OPTIONS)."""
+    g.add_argument("--allow-private-address", action="store_true",
+                   help="a human's decision only: with --wait-ssh, connect even though the server gave a loopback, private, link-local, "
+                   "CGNAT, multicast or reserved address (allowed without it when the API base URL is itself loopback, as for the sandbox)")
+
+
+def ssh_address_check(ctx):
+    """What --wait-ssh connects to, checked before any socket (``sshrun.checked_address``)."""
+    from .. import sshrun
+
+    allow = bool(getattr(ctx.args, "allow_private_address", False))
+    return lambda host, port: sshrun.checked_address(host, port, base_url=ctx.settings.base_url, allow_private=allow)
+
+
+class _Once(argparse.Action):
+    """An option that may be given once: ``--mode private --mode grid`` is refused (argparse would
+    silently keep the last), since the two modes buy different things."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        old = getattr(namespace, self.dest, None)
+        if old is not None and old != values:
+            parser.error(f"{option_string} was given twice ({old} and {values}): an AI Machine is either private or grid, not both")
+        setattr(namespace, self.dest, values)
+
+
+def add_ai_machine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("AI Machine (a GPU plan that comes up serving an LLM; see references/api-reference.md)")
+    g.add_argument("--model-id", metavar="ID", help="the LLM the machine serves (e.g. llama-3.2-3b); needs --mode")
+    g.add_argument(
+        "--mode",
+        choices=("private", "grid"),
+        action=_Once,
+        help="private: your own OpenAI-compatible endpoint (http://<ip>:8080/v1, plain http), its API key saved 0600 in the state "
+        "folder, paid by the wallet (credits are refused); grid: the machine serves the provider's inference grid "
+        "(the paying wallet needs 50,000 SGL staked); needs --model-id",
+    )
+
+
+def ai_machine_request(a, plan: dict | None, plan_id: str) -> tuple[str, str] | None:
+    """(model id, mode) of an AI Machine order, checked before anything is sent: both flags or
+    neither, a GPU plan, and no credits for a private machine (the service takes only a wallet
+    payment for it). None for a plain machine."""
+    from .. import aimachines
+
+    model, mode = getattr(a, "model_id", None), getattr(a, "mode", None)
+    if model is None and mode is None:
+        return None
+    if model is None or mode is None:
+        raise UsageError("--model-id and --mode go together: an AI Machine needs the model and the mode.",
+                         hint="E.g. --model-id llama-3.2-3b --mode private.")
+    model = aimachines.model_id(model)
+    if mode == "private" and a.use_credits:
+        raise UsageError(
+            "A private AI Machine cannot be paid with credits: the service rejects use_credits for ai_machine. Nothing was sent.",
+            code="credits_not_accepted",
+            hint="Drop --use-credits to pay from the wallet (x402 or MPP).",
+        )
+    if plan is not None and not plans.is_gpu(plan):
+        raise UsageError(
+            f"Plan {plan_id} has no GPU: an AI Machine runs on a GPU plan. Nothing was sent.",
+            code="not_a_gpu_plan",
+            hint="Pick a GPU plan: browse_plans.py --gpu.",
+        )
+    return model, mode
 
 
 def duration_hours(args) -> int:
@@ -373,6 +441,7 @@ def provision(ctx):
     # Only an unknown plan needs the whole catalog: its ids are the did-you-mean candidates.
     catalog_ids = [p.get("id") for p in client.all_plans() if isinstance(p, dict)] if plan is None else ()
     check_order(plan, plan_id, region, os_id, os_options, ssh_key, catalog_ids)
+    ai_request = ai_machine_request(a, plan, plan_id)
     if os_id is None:
         raise UsageError("No default OS image for this provider.", hint="Pass --os-id (see browse_os.py).")
     hourly = plans.hourly(plan)
@@ -392,11 +461,19 @@ def provision(ctx):
         body["user_data"] = user_data
     if a.use_credits:
         body["use_credits"] = True
+    bought = None
+    if ai_request:
+        from .. import aimachines
+
+        name, obj = aimachines.request_object(*ai_request)
+        body[name] = obj
+        what = "private endpoint" if ai_request[1] == "private" else "grid node"
+        bought = f"AI Machine: {ai_request[0]}, {what} on {plan_id}"
 
     gpu = plans.gpu_fields(plan) if plans.is_gpu(plan or {}) else {}
     terms = {
         "action": "provision",
-        "summary": f"{plan_id}{' (' + gpu['gpu_summary'] + ')' if gpu.get('gpu_summary') else ''} in {region} for {hours} h",
+        "summary": f"{bought or plan_id}{' (' + gpu['gpu_summary'] + ')' if gpu.get('gpu_summary') else ''} in {region} for {hours} h",
         "plan": plan_id,
         **gpu,
         "region": region,
@@ -407,6 +484,8 @@ def provision(ctx):
         "hourly_usd": str(hourly) if hourly is not None else None,
         "total_usd": plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
     }
+    if ai_request:
+        terms.update({"ai_machine": bought, "model_id": ai_request[0], "mode": ai_request[1]})
     if expected is None:
         raise UsageError(f"Plan {plan_id} has no price in the catalog; refusing to pay an unchecked amount.", code="unpriced_plan")
     refuse_over_instance_limit(ctx)
@@ -440,19 +519,35 @@ def provision(ctx):
             saved = save_management_key(ctx, order["id"], result.body)
             if saved:
                 out["management_api_key"] = saved
+        ai_key = None
+        if ai_request:
+            ai_key, out["ai"] = save_ai_key(ctx, order, ai_request)
         if a.wait or a.wait_ssh:
+            import time
+
             from ..wait import wait_for_instance
 
             ctx.progress(f"Waiting for {order['id']} (timeout {a.wait_timeout:g} s)")
+            started = time.monotonic()
             host_key: dict = {}
             order, banner = wait_for_instance(client, order["id"], timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh,
-                                              progress=ctx.progress, sleep=ctx.sleep, pinned=host_key.update)
+                                              progress=ctx.progress, sleep=ctx.sleep, pinned=host_key.update,
+                                              address_check=ssh_address_check(ctx))
             out["order"] = _order_block(order, plan_id, region)
             out.update(ssh_out(ctx, order))
             if banner and out["ssh"]:
                 out["ssh"]["banner"] = banner
             if host_key:
                 out["host_key"] = host_key
+            if ai_key and out.get("ai"):
+                from .. import aimachines
+
+                left = max(1.0, a.wait_timeout - (time.monotonic() - started))
+                order, models = aimachines.wait_ready(client, order["id"], ai_key, timeout=left, interval=a.poll_interval,
+                                                      progress=ctx.progress, sleep=ctx.sleep)
+                out["order"] = _order_block(order, plan_id, region)
+                fresh = aimachines.block(ctx.state, order, key=ai_key, key_path=aimachines.key_file(ctx.state, order["id"]))
+                out["ai"] = {**(fresh or out["ai"]), "models": models}
         o, p = out["order"], out["payment"]
         text = "\n".join(
             [
@@ -462,9 +557,41 @@ def provision(ctx):
                 f"ssh: not yet (no IP); check with instance_details.py {o['id']} (the machine is paid for: do not provision again)",
             ]
             + ([f"note: {out['ssh']['note']}"] if (out.get("ssh") or {}).get("note") else [])
+            + ([f"ai: {out['ai']['model_id']} at {out['ai']['endpoint'] or '(no endpoint yet)'}, API key in {out['ai']['api_key_file']} "
+                f"(...{out['ai']['api_key_last4']}); {out['ai']['note']}"] if out.get("ai") else [])
             + ([f"budget: {out['budget']['remaining_usd']} of {out['budget']['limit_usd']} USD per {out['budget']['window']} left"] if out.get("budget") else [])
         )
         return Output(out, text)
+
+
+def save_ai_key(ctx, order: dict, ai_request: tuple[str, str]) -> tuple[str | None, dict | None]:
+    """A private AI Machine's one-time API key: saved 0600 before anything else can fail (and
+    registered as a secret: it is never printed), described by its file and last four characters.
+    The machine is paid for, so a malformed or unsavable key is a note in the block, never an error."""
+    from .. import aimachines
+
+    if ai_request[1] != "private":
+        return None, None
+    if not aimachines.is_ai_machine(order):
+        ctx.progress(f"warning: the paid answer for {order['id']} carries no metadata.ai (no endpoint or API key)")
+        return None, None
+    note = path = None
+    try:
+        key = aimachines.api_key_in(order)
+    except ComputeError as e:
+        key, note = None, e.message
+    if key is None and note is None:
+        note = "the paid answer carries no API key"
+    if key is not None:
+        try:
+            path, note = aimachines.save_key(ctx.state, order["id"], key)
+        except (OSError, ComputeError) as e:
+            note = f"could not save the API key ({e}); it was not printed either"
+        if note is None:
+            ctx.progress(f"Saved the AI Machine's API key to {path} (mode 0600); it is shown once by the server and never printed here")
+        else:
+            path = None
+    return (key if path else None), aimachines.block(ctx.state, order, key=key if path else None, key_path=path, note=note)
 
 
 def save_management_key(ctx, order_id: str, body) -> dict | None:
@@ -600,6 +727,25 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
     return call, price_note
 
 
+EXPIRY_TOLERANCE_S = 60  # keepalive.TOLERANCE: an expiry this close to what was paid for counts as applied
+
+
+def extension_shortfall(old: str | None, new: str | None, hours: int) -> str | None:
+    """A warning when a paid extension's answer shows an expiry earlier than old + hours (beyond
+    a minute): the server took the payment for time it did not give. None when it did, or when
+    either expiry is unknown."""
+    from datetime import timedelta
+
+    o, n = parse_time(old), parse_time(new)
+    if o is None or n is None:
+        return None
+    want = o + timedelta(hours=hours)
+    if n >= want - timedelta(seconds=EXPIRY_TOLERANCE_S):
+        return None
+    return (f"the server's new expiry {iso(n)} is earlier than the old one plus the {hours} h paid for ({iso(want)}); "
+            "the extension was not (fully) applied. Do not pay again; tell the human.")
+
+
 def extend_output(result, iid: str, hours: int, before: dict, price_note: str | None):
     """What a settled extension prints (call it inside ``after_payment(result)``)."""
     from ..cli import Output
@@ -613,8 +759,12 @@ def extend_output(result, iid: str, hours: int, before: dict, price_note: str | 
     _budget_out(out, result)
     if price_note:
         out["price_check"] = price_note
+    short = extension_shortfall(before.get("expires_at"), new_expiry, hours)
+    if short:
+        out["warning"] = short
     p = out["payment"]
     text = (
+        (f"warning: {short}\n" if short else "") +
         f"instance {iid}: expiry {out['order']['old_expires_at']} -> {out['order']['new_expires_at']}\n"
         f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {result.tx_hash}"
     )

@@ -102,7 +102,7 @@ def _target_of(order: dict) -> tuple[str, int]:
 def ssh_exec(ctx):
     from .. import hostkeys, sshrun
     from ..cli import Output
-    from ..instances import normalized_state
+    from ..instances import NO_IP, normalized_state
 
     a = ctx.args
     iid = validate.instance_id(a.instance_id)
@@ -124,6 +124,8 @@ def ssh_exec(ctx):
 
     order = ctx.client.get_instance(iid)
     host, port = _target_of(order)
+    if host not in NO_IP:  # before any socket to it: the key scan and the login both go to the checked address
+        host = sshrun.checked_address(host, port, base_url=ctx.settings.base_url, allow_private=a.allow_private_address)
     state = normalized_state(order)
     if state != "running":
         raise ComputeError(

@@ -1,9 +1,9 @@
 """Approved quotes: what a human saw is what gets paid, once.
 
 ``--quote`` records what would be paid (the command, the order: plan or instance, region, hours,
-label, OS, hostname, and for an extension the instance's current ``expires_at``; the payment:
-method, network, asset, atomic amount, payee) under a short id in the ledger (shared by every agent
-on it), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the fresh 402 gives exactly
+label, OS, hostname, an AI Machine's model and mode, and for an extension the instance's current
+``expires_at``; the payment: method, network, asset, atomic amount, payee) under a short id in the
+ledger (shared by every agent on it), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the fresh 402 gives exactly
 those terms; any difference is refused before anything is signed, with the differences listed.
 
 The rules a quote id obeys (issue 19), all kept here whatever store holds the records:
@@ -35,7 +35,8 @@ TTL_S = 600
 _ID = re.compile(r"^[0-9a-f]{16}$")
 # old_expires_at: the state an extension was priced against; once it moved (the extension was
 # paid, by this quote or another), the quote no longer describes what would be bought.
-ORDER_FIELDS = ("action", "plan", "region", "os_id", "label", "hostname", "hours", "instance_id", "total_usd", "old_expires_at")
+ORDER_FIELDS = ("action", "plan", "region", "os_id", "label", "hostname", "hours", "instance_id", "total_usd", "old_expires_at",
+                "model_id", "mode")
 PAYMENT_FIELDS = ("method", "network", "asset", "amount_atomic", "payee")
 
 
