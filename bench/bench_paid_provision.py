@@ -109,7 +109,7 @@ def approve_permit2(fac, w: dict) -> int:
 def ours_runner(sb, w: dict, state_dir: Path):
     from x402_compute.client import ComputeClient
     from x402_compute.config import load_settings
-    from x402_compute.payments.flow import PaidCall
+    from x402_compute.payments.flow import PaidCall, PaymentFlow
     from x402_compute.payments.journal import new_id
     from x402_compute.payments.policy import Limits
     from decimal import Decimal
@@ -141,7 +141,7 @@ def ours_runner(sb, w: dict, state_dir: Path):
         body = {**PLAN, "label": f"x402-{jid[:8]}", "network": network}
         call = PaidCall(kind="provision", path="/compute/provision", body=body, network=network,
                         limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=jid)
-        res = client.paid(call, confirm=lambda q, d: None)
+        res = client.drive(PaymentFlow(client.settings, client.auths, confirm=lambda q, d: None).steps(call))
         assert res.status in (200, 201), res.status
 
     run.take_guard = take_guard  # type: ignore[attr-defined]

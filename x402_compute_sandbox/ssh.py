@@ -253,6 +253,7 @@ class _Instance:
         name, shell = _login_shell()
         home = ensure_dir(self.spec.home)
         term = process.get_terminal_type()
+        pty = term is not None  # a pty was asked for, even with an empty terminal type (a client without TERM)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "PWD": home, "USER": name,
                "LOGNAME": name, "SHELL": shell, "LANG": "C.UTF-8",
                "X402_SANDBOX_INSTANCE": self.spec.instance_id}
@@ -262,9 +263,9 @@ class _Instance:
         if command is not None:
             argv = [shell, "-c", command]
         else:
-            argv = [shell, "-i"] if term else [shell]
+            argv = [shell, "-i"] if pty else [shell]
         budget = {"left": self.owner.output_limit}
-        runner = self._run_pty if term else self._run_pipes
+        runner = self._run_pty if pty else self._run_pipes
         session = asyncio.ensure_future(asyncio.wait_for(runner(process, argv, env, home, budget),
                                                          self.owner.time_limit))
         # A client that disconnects ends its session (and frees the slot) at once.
@@ -290,7 +291,7 @@ class _Instance:
 
     def _notice(self, process, text: str) -> None:
         try:
-            process.stderr.write(b"\r\n" + text.encode() + b"\r\n" if process.get_terminal_type()
+            process.stderr.write(b"\r\n" + text.encode() + b"\r\n" if process.get_terminal_type() is not None
                                  else text.encode() + b"\n")
         except Exception:   # the channel is already gone
             pass

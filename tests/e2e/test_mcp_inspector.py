@@ -2,46 +2,53 @@
 lists the server's tools, with its own schema portability check (--strict), and calls browse_plans
 against the sandbox.
 
-The Inspector is installed with npm into .cache/ at the repository root (gitignored), once; the
-test skips only when npm is absent. The server's settings reach it through --env-file, so no key
-is on any command line.
+The Inspector and its whole tree are pinned by tests/e2e/mcp_inspector/package-lock.json; npm ci
+installs that tree once into `.cache/mcp-inspector-<hash of the lock>/` at the repository root
+(gitignored), shared by every test worker and every later run, without install scripts (its own
+postinstall does nothing for a dependency), so nothing depends on the user's npm configuration or
+a native build. The test skips only when npm is absent. The server's settings reach it through
+--env-file, so no key is on any command line.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import MCP_TOOLS, ROOT, SCRIPTS
 
-INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
-CACHE = ROOT / ".cache" / "mcp-inspector-2.12.0"
+PKG_DIR = Path(__file__).resolve().parent / "mcp_inspector"
 
 
 def inspector_bin() -> Path:
-    exe = CACHE / "node_modules" / ".bin" / "mcp-inspector"
-    if exe.exists():
-        return exe
-    npm = shutil.which("npm")
-    if npm is None:
+    """The installed CLI (npm ci of the pinned lock), installed at most once per lock version."""
+    if shutil.which("npm") is None:
         pytest.skip("npm is not installed: the MCP Inspector CLI (an npm package) cannot be fetched")
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="mcp-inspector-", dir=CACHE.parent))
-    proc = subprocess.run([npm, "install", "--prefix", str(tmp), "--no-audit", "--no-fund", "--loglevel=error", INSPECTOR],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"npm install {INSPECTOR} failed: {proc.stderr[-2000:]}"
-    try:
-        tmp.rename(CACHE)  # atomic: a half-finished install is never mistaken for a cache
-    except OSError:  # another run finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return exe
+    lock = (PKG_DIR / "package-lock.json").read_bytes()
+    target = ROOT / ".cache" / f"mcp-inspector-{hashlib.sha256(lock).hexdigest()[:12]}"
+    target.parent.mkdir(exist_ok=True)
+    stamp = target / ".installed"
+    with open(str(target) + ".lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # one install, even with several pytest workers
+        if not stamp.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            for name in ("package.json", "package-lock.json"):
+                shutil.copy(PKG_DIR / name, target / name)
+            proc = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                                  cwd=target, capture_output=True, text=True, timeout=600,
+                                  env={**os.environ, "npm_config_update_notifier": "false"})
+            assert proc.returncode == 0, f"npm ci of the MCP Inspector failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+            stamp.write_text("ok\n")
+    return target / "node_modules" / ".bin" / "mcp-inspector"
 
 
 def test_inspector_lists_the_tools_and_calls_browse_plans(sandbox, tmp_path):

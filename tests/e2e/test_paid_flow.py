@@ -374,7 +374,7 @@ def test_created_account_is_journalled_even_if_the_payment_is_not_signed(make_sa
                     network="solana", limits=Limits(settings.max_spend_usd, "test", 1_000_000, "t"),
                     terms={"summary": "t"}, journal_id="ab" * 16, auth_on_retry=True, what="Top-up")
     with pytest.raises(ComputeError) as e:
-        flow.run(call, ComputeClient(settings))
+        ComputeClient(settings).drive(flow.steps(call))
     created = e.value.details["recipient_account_created"]
     assert sb.facilitator.chain("solana").has_ata(sb.facilitator.payee("solana"))
     (entry,) = journal_entries(tmp_path)

@@ -18,6 +18,7 @@ from x402_compute.errors import (
 )
 from x402_compute.http import Response
 from x402_compute.payments import challenge as ch
+from x402_compute.client import ComputeClient
 from x402_compute.payments.flow import PaidCall, PaymentFlow
 from x402_compute.payments.journal import Journal, new_id
 from x402_compute.payments.model import Signed
@@ -164,6 +165,7 @@ def test_settlement_and_rejection_reason():
 class FakeClient:
     """Answers ``send`` from a script of responses and records every request."""
 
+    drive = ComputeClient.drive  # the real loop over the flow; only ``send`` is scripted
     env: dict = {}
 
     def __init__(self, tmp_path, answers):
@@ -195,7 +197,7 @@ def run_flow(tmp_path, answers, network="base"):
     call = PaidCall(kind="provision", path="/compute/provision", body={"plan": "p", "label": "x"}, network=network,
                     limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id())
     try:
-        return flow.run(call, client), client, signs, None
+        return client.drive(flow.steps(call)), client, signs, None
     except Exception as e:  # noqa: BLE001
         return None, client, signs, e
 
@@ -328,7 +330,7 @@ def test_credits_without_a_catalog_price_are_refused_before_sending(tmp_path):
                     network="base", limits=Limits(Decimal(25), "default", None), terms={}, journal_id=new_id(),
                     use_credits=True)
     with pytest.raises(PolicyError) as e:
-        flow.run(call, client)
+        client.drive(flow.steps(call))
     assert e.value.code == "price_unknown" and client.sent == [] and Journal(tmp_path).list() == []
 
 

@@ -105,3 +105,66 @@ def test_every_script_is_its_parser_plus_one_call():
         for n in tree.body:
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 assert "ctx" not in {arg.arg for arg in n.args.args}, f"{script.name}: {n.name} runs the command; move it into x402_compute/commands/"
+
+
+def test_the_payment_flow_is_sans_io_and_the_client_drives_it():
+    # The commands build the flow and ComputeClient.drive runs it: nothing in the flow or the
+    # options receives the client (or a transport) or sends a request itself.
+    for name in ("x402_compute.payments.flow", "x402_compute.payments.options", "x402_compute.payments.model"):
+        tree = ast.parse(library()[name].read_text())
+        params = {a.arg for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for a in n.args.args + n.args.kwonlyargs}
+        assert not params & {"client", "transport"}, f"{name} takes {sorted(params & {'client', 'transport'})}"
+        assert not imports(library()[name], top_level_only=False) & {"x402_compute.client", "x402_compute.http.Transport"}
+        called = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+        assert not called & {"send", "request", "urlopen"}, f"{name} sends: {sorted(called & {'send', 'request', 'urlopen'})}"
+    flow_src = library()["x402_compute.payments.flow"].read_text()
+    assert "def drive" not in flow_src
+    client_tree = ast.parse(library()["x402_compute.client"].read_text())
+    assert "drive" in {n.name for n in ast.walk(client_tree) if isinstance(n, ast.FunctionDef)}
+
+
+def test_a_new_way_of_paying_touches_no_line_of_the_flow():
+    # Every option is registered in options.REGISTRY; the flow names none of them (credits, the
+    # one that needs no 402, aside) and branches on no method or network name.
+    import sys
+
+    sys.path.insert(0, str(SCRIPTS))
+    from x402_compute.payments import options
+
+    registered = options.REGISTRY.entries()
+    assert {(n, s) for n, s, _ in registered} >= {("eip155:*", "exact"), ("solana:*", "exact"), ("tempo", "charge"), ("stripe", "charge")}
+    names = {cls.__name__ for _, _, cls in registered} | {"X402Option", "MppOption", "StripeOption"}
+    tree = ast.parse(library()["x402_compute.payments.flow"].read_text())
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    assert not used & names, f"flow.py names {sorted(used & names)}"
+    rails = {"x402", "mpp", "stripe", "tempo", "solana", "base", "megaeth", "robinhood"} | {n for n, _, _ in registered}
+    compared = {c.value for n in ast.walk(tree) if isinstance(n, ast.Compare) for c in [n.left, *n.comparators] if isinstance(c, ast.Constant)}
+    compared |= {e.value for n in ast.walk(tree) if isinstance(n, ast.Compare) for c in n.comparators if isinstance(c, (ast.Tuple, ast.List, ast.Set)) for e in c.elts if isinstance(e, ast.Constant)}
+    assert not compared & rails, f"flow.py branches on {sorted(compared & rails)}"
+    # Every registered option has the whole interface.
+    members = [m for m in vars(options.PaymentOption) if not m.startswith("_")] + ["method", "network"]
+    for _, _, cls in registered:
+        assert callable(getattr(cls, "offered", None)), cls
+        missing = [m for m in members if not hasattr(cls, m)]
+        assert not missing, f"{cls.__name__} lacks {missing}"
+    missing = [m for m in members if not hasattr(options.CreditsOption, m)]
+    assert not missing, f"CreditsOption lacks {missing}"
+
+
+def test_the_registry_matches_like_x402s_clients():
+    import sys
+
+    sys.path.insert(0, str(SCRIPTS))
+    from x402_compute.payments.options import REGISTRY, MppOption, Registry, SvmX402Option, X402Option
+
+    assert REGISTRY.find("eip155:8453", "exact") is X402Option
+    assert REGISTRY.find("eip155:4326", "exact") is X402Option
+    assert REGISTRY.find("solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "exact") is SvmX402Option
+    assert REGISTRY.find("eip155:8453", "upto") is None
+    assert REGISTRY.find("tempo", "charge") is MppOption
+    assert REGISTRY.find("tempo", "session") is None
+    assert REGISTRY.find("cosmos:hub", "exact") is None
+    r: Registry[str] = Registry()
+    r.register("eip155:*", "exact", "family")
+    r.register("eip155:4326", "exact", "megaeth")
+    assert (r.find("eip155:4326", "exact"), r.find("eip155:1", "exact")) == ("megaeth", "family")  # the exact entry wins

@@ -22,6 +22,7 @@ from x402_compute.errors import (
     PolicyError,
 )
 from x402_compute.http import Response
+from x402_compute.client import ComputeClient
 from x402_compute.payments.flow import PaidCall, PaymentFlow
 from x402_compute.payments.journal import Journal, new_id
 from x402_compute.payments.policy import PayeePins
@@ -46,6 +47,8 @@ def mpp_header(amount="249600", currency=USDC_E, recipient=PAYEE, chain=4217, ex
 
 
 class FakeClient:
+    drive = ComputeClient.drive  # the real loop over the flow; only ``send`` is scripted
+
     def __init__(self, tmp_path, answers, private_key=KEY):
         env = {"X402_COMPUTE_STATE_DIR": str(tmp_path), "COMPUTE_BASE_URL": "http://127.0.0.1:9"}
         if private_key:
@@ -104,7 +107,7 @@ def run(tmp_path, answers, *, pay="auto", private_key=KEY, network="base", expec
                     network_explicit=network_explicit, limits=Limits(Decimal(25), "default", expected), terms={},
                     journal_id=new_id())
     try:
-        return flow.run(call, client), client, signs, None
+        return client.drive(flow.steps(call)), client, signs, None
     except Exception as e:  # noqa: BLE001
         return None, client, signs, e
 
@@ -207,5 +210,5 @@ def test_extend_via_mpp_without_management_auth_refuses_before_signing(tmp_path)
                     limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id(),
                     context={"instance_id": iid}, what="Extend")
     with pytest.raises(Exception) as e:
-        flow.run(call, client)
+        client.drive(flow.steps(call))
     assert getattr(e.value, "code", None) == "auth_required"

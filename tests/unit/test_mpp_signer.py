@@ -178,7 +178,7 @@ def pay_through_flow(settings, header):
     call = PaidCall(kind="provision", path="/compute/provision", body={"plan": "p", "label": "x"}, network="base",
                     limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id())
     try:
-        return flow.run(call, client), client, None
+        return client.drive(flow.steps(call)), client, None
     except Exception as e:  # noqa: BLE001
         return None, client, e
 
@@ -215,7 +215,7 @@ def test_auto_pays_mpp_from_an_ows_wallet_when_it_is_the_only_offer(tmp_path, va
     flow = make_flow(client, pay="auto")
     call = PaidCall(kind="provision", path="/compute/provision", body={"plan": "p", "label": "x"}, network="base",
                     limits=Limits(Decimal(25), "default", 249600), terms={}, journal_id=new_id())
-    res = flow.run(call, client)
+    res = client.drive(flow.steps(call))
     assert res.method == "mpp" and client.sent[-1]["headers"]["Authorization"] == ref_auth
 
 

@@ -240,29 +240,14 @@ class AuthResolver:
             return NoAuth()
         return auth
 
-    def paid(self, probe_auth: Auth, *, method: str, instance_id: str | None, needs_identity: bool) -> Auth:
-        """The request that carries the payment (``method``: x402 | mpp | stripe | credits).
+    def paid(self, probe_auth: Auth, *, needs_identity: bool) -> Auth:
+        """The request that carries an on-chain payment, by default (a payment option with its own
+        rule, e.g. credits or MPP, decides in ``payments.options``):
 
-        - credits: the request itself spends the account's credits, so it needs the account.
-        - MPP on an existing instance or on anything needing an identity: the MPP credential does
-          not say whose instance this is, so management auth goes along (ConfigError without one).
         - an API key goes on both requests (the order binds to it);
         - otherwise signature auth is dropped (the probe spent its nonce; the payment names the
           payer, who then owns the order), unless the call needs an identity: then fresh headers.
         """
-        from .errors import ConfigError
-
-        if method == "credits":
-            return self.probe(instance_id, required=True)
-        if method in ("mpp", "stripe") and (needs_identity or instance_id):
-            try:
-                return self.for_instance(instance_id)
-            except ConfigError:
-                raise ConfigError(
-                    "Paying through MPP here needs management auth: the MPP payment does not identify the owner.",
-                    code="auth_required",
-                    hint="Set COMPUTE_API_KEY (or keep the saved per-instance key from an MPP provision), or PRIVATE_KEY for signed auth.",
-                ) from None
         if isinstance(probe_auth, ApiKeyAuth):
             return probe_auth
         if needs_identity and not isinstance(probe_auth, NoAuth):

@@ -1,7 +1,8 @@
 """ComputeClient: one method per endpoint of the compute API.
 
 Management calls carry ``X-API-Key`` or fresh ``X-Auth-*`` headers; paid calls
-(provision, extend, credits top-up) run the 402 flow in ``payments``.
+(provision, extend, credits top-up) are flows from ``payments.flow`` that the commands build and
+``drive`` runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Iterable
 
 from .auth import Auth, AuthResolver, NoAuth, encode_body
 from .config import Settings
-from .errors import ComputeError
+from .errors import ComputeError, NetworkError
 from .http import Response, Transport, api_error
 from .plans import PLAN_TYPES
 
@@ -209,13 +210,19 @@ class ComputeClient:
             server_number(body.get(key), f"credits {key}", maximum=MAX_PRICE_USD * 1000)
         return body
 
-    # -- paid requests (provision, extend, credits top-up) --------------------------------
-    def paid(self, call, **flow_options):
-        """Run one paid request through the payment pipeline (``payments.flow``): the flow decides
-        every request (probe, offers, policy, budget, one signature, the paid request, the
-        journal); this client only sends them. Returns a ``PaidResult``."""
-        from .payments.flow import PaymentFlow
-
-        if not flow_options.get("quote"):
-            self.settings.require_secure(self.settings.base_url, "a payment")
-        return PaymentFlow(self.settings, self.auths, **flow_options).run(call, self)
+    # -- flows: a sans-I/O sequence of requests (the payment flow, a resend) -----------------
+    def drive(self, steps: Any) -> Any:
+        """Run a flow to its end, the way an httpx client runs an auth flow: send each request it
+        yields (``payments.model.Send``) and hand it the answer, or throw the ``NetworkError`` into
+        it, until it returns its result. The flow decides every request; the client only sends."""
+        try:
+            req = next(steps)
+            while True:
+                try:
+                    resp = self.send(req.method, req.path, raw_body=req.body, auth=req.auth, headers=req.headers, retry_reads=req.retry_reads)
+                except NetworkError as e:
+                    req = steps.throw(e)
+                else:
+                    req = steps.send(resp)
+        except StopIteration as done:
+            return done.value

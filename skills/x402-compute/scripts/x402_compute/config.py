@@ -110,7 +110,7 @@ class Settings:
                 f"Refusing to send {what} over plain http to {urlsplit(url).hostname}: anyone on the network path could read it, "
                 "replay a signed request or take a payment. Only https, or http to this machine (127.0.0.1, localhost), is used for that.",
                 code="insecure_transport",
-                hint="Use the https:// URL; for a lab setup on a network you trust, pass --allow-insecure-http.",
+                hint="Use the https:// URL. Plain http for a lab setup on a trusted network is the human's decision: only they may pass --allow-insecure-http.",
             )
 
     def rpc_url(self, network: str) -> str:

@@ -223,7 +223,7 @@ def keepalive(ctx):
                                      **({"journal_id": e.details.get("journal_id")} if isinstance(e.details, dict) and e.details.get("journal_id") else {})}
                 rec.save(record)
                 e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "keepalive": "stopped"}
-                e.hint = (e.hint + " " if e.hint else "") + "keepalive stopped for this instance: later runs refuse until run with --resume."
+                e.hint = (e.hint + " " if e.hint else "") + "keepalive stopped for this instance: later runs refuse until the human runs it with --resume."
             raise
 
 
@@ -312,7 +312,7 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
                           journal_id=prior["id"])
     approved = paid._approved_quote(ctx)
     call, price_note = paid.extend_call(ctx, iid, hours, order, approved=approved)
-    res = ctx.client.paid(call, **paid._flow_options(ctx, approved))
+    res = paid.pay(ctx, call, approved)
     if res.quote is not None:
         q = paid._quote_output(res)
         return Output({"action": "quote", **out, "extension": {"hours": hours, "expires_at_estimate": iso(new_expiry)}, **q.data}, q.text)

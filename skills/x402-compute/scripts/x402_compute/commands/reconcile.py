@@ -8,7 +8,9 @@ from ..cli import Output, table
 from ..instances import summary, unwrap_order
 from ..payments import reconcile as rec
 from ..payments.journal import Journal, public
-from .paid import after_payment, save_management_key, ssh_out
+import json
+
+from .paid import after_payment, save_ai_key, save_management_key, ssh_out
 
 LIST_COLUMNS = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"), ("status", "STATUS"), ("label", "LABEL"),
                 ("amount_usd", "USD"), ("network", "NETWORK"), ("order_id", "ORDER")]
@@ -50,7 +52,7 @@ def _resend(ctx, journal: Journal, entry: dict) -> Output:
     rec.check_resendable(entry, ctx.settings.base_url)
     auth = rec.resend_auth(ctx.client.auths, entry)
     ctx.progress(f"Resending the stored payment of journal {entry['id']} with Idempotency-Key {entry['idempotency_key']}")
-    result = resend(ctx.client, journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress)
+    result = ctx.client.drive(resend(journal, entry, auth, f"Resend {entry.get('kind')}", progress=ctx.progress))
     out: dict = {"journal": public(entry), "resend": {"status": result.status, "tx_hash": result.tx_hash, "replayed": (result.headers or {}).get("Idempotent-Replayed") == "true"}}
     with after_payment(result):  # the re-sent payment settled: a malformed answer must not hide it
         order = unwrap_order(result.body)
@@ -61,6 +63,24 @@ def _resend(ctx, journal: Journal, entry: dict) -> Output:
                 saved = save_management_key(ctx, order["id"], result.body)  # the replayed answer carries it again
                 if saved:
                     out["management_api_key"] = saved
+            ai_request = _ai_request(entry)
+            if entry.get("kind") == "provision" and ai_request:
+                _key, block = save_ai_key(ctx, order, ai_request)  # shown once: the replayed answer is the only copy
+                if block:
+                    out["ai"] = block
     out["journal"] = public(journal.get(entry["id"]))
     out["found"] = True
     return Output(out, f"resent: HTTP {result.status}; order {order.get('id')}; tx {result.tx_hash}")
+
+
+def _ai_request(entry: dict) -> tuple[str, str] | None:
+    """The (model_id, mode) of an AI Machine provision, from the journalled request body this run
+    re-sent byte for byte (our own write, so its shape is known; anything else is no AI request)."""
+    try:
+        body = json.loads((entry.get("request") or {}).get("body") or "{}")
+    except ValueError:
+        return None
+    ai = body.get("ai_machine") if isinstance(body, dict) else None
+    if isinstance(ai, dict) and isinstance(ai.get("model_id"), str) and ai.get("mode") == "private":
+        return ai["model_id"], "private"
+    return None

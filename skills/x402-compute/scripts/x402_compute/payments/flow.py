@@ -21,10 +21,11 @@
         2xx with a JSON object settled | 402 rejected (never pay again) | anything else, a
         timeout or a reset is an unknown outcome: resend the SAME bytes once, then exit 4.
 
-The flow never sends anything itself: ``steps`` yields each request (``Send``) and receives its
-answer, the way ``httpx.Auth.auth_flow`` does; ``drive`` sends them with the client. The three
-ways of paying are ``options.X402Option``, ``options.MppOption``, ``options.StripeOption`` and
-``options.CreditsOption``.
+The flow never sends anything and never sees the client: ``steps`` yields each request (``Send``)
+and receives its answer, the way ``httpx.Auth.auth_flow`` does; the caller hands the generator to
+``ComputeClient.drive``, which owns the loop. Every way of paying is a ``options.PaymentOption``
+(chosen by ``options.choose`` from ``options.REGISTRY``); this module names none of them but
+credits, the one that needs no 402.
 """
 
 from __future__ import annotations
@@ -39,12 +40,11 @@ from ..auth import Auth, AuthResolver, encode_body
 from ..errors import ComputeError, NetworkError, PaymentOutcomeUnknown, PaymentRequired, PolicyError
 from ..http import Response, api_error
 from ..ledger import LedgerUnavailable
-from ..networks import is_canonical_asset
 from . import challenge as ch
 from .budget import Budget
 from .journal import Journal, public
-from .model import Challenge, MppOffer, Offer, Signed
-from .options import CreditsOption, MppOption, Payment, Signers, StripeOption, X402Option, mpp_offer_terms, mpp_terms, offer_terms, stripe_offer_terms
+from .model import MppOffer, Offer, Send, Signed
+from .options import PAY_CHOICES, Choice, CreditsOption, Payment, PaymentOption, Signers, choose, mpp_offer_terms, mpp_terms, offer_terms
 from .policy import Limits, PayeePins
 from .quotes import Quotes
 
@@ -86,91 +86,17 @@ class PaidResult:
     receipt: dict | None = None  # the decoded MPP Payment-Receipt
     recipient_account_created: dict | None = None  # the opt-in Solana side transaction, when one ran
     budget: dict | None = None  # the budget block after this payment
+    option: PaymentOption | None = None  # what was paid (None: nothing, or a resend from the journal)
 
     def payment(self) -> dict:
         """The ``payment`` block of the output."""
         common = {"tx_hash": self.tx_hash, "idempotency_key": self.idempotency_key, "journal_id": self.journal_id}
-        if self.method == "mpp" and self.mpp_offer is not None:
-            t = mpp_offer_terms(self.mpp_offer)
-            return {
-                "method": "mpp",
-                "intent": t["intent"],
-                "network": "tempo",
-                "chain_id": t["chain_id"],
-                "asset": t["asset"],
-                "asset_symbol": t["asset_symbol"],
-                "amount_atomic": t["amount_atomic"],
-                "amount_usd": t["amount_usd"],
-                "payer": self.signed.payer if self.signed else None,
-                "payee": t["payee"],
-                **common,
-                "receipt": self.receipt,
-                "resent": self.resent,
-            }
-        if self.method == "stripe" and self.mpp_offer is not None:
-            t = stripe_offer_terms(self.mpp_offer)
-            return {
-                "method": "stripe",
-                "intent": t["intent"],
-                "network": "stripe",
-                "currency": t["asset"],
-                "amount_atomic": t["amount_atomic"],  # minor units (cents)
-                "amount_usd": t["amount_usd"],
-                "payer": self.signed.payer if self.signed else None,  # stripe:<payment method id>
-                "payee": t["payee"],  # the seller's Stripe network profile
-                "payment_intent": self.tx_hash,
-                **common,
-                "receipt": self.receipt,
-                "resent": self.resent,
-            }
-        if self.method != "x402" or self.offer is None:
+        if self.option is None:
             return {"method": self.method, "note": self.note, **common}
-        t = offer_terms(self.offer)
-        return {
-            "method": "x402",
-            "network": t["network"],
-            "asset": t["asset"],
-            "asset_symbol": t["asset_symbol"],
-            "amount_atomic": t["amount_atomic"],
-            "amount_usd": t["amount_usd"],
-            "payer": (self.signed.payer if self.signed else None) or (self.settlement or {}).get("payer"),
-            "payee": t["payee"],
-            **common,
-            "x402_version": self.offer.version,
-            "resent": self.resent,
-            **({"recipient_account_created": self.recipient_account_created} if self.recipient_account_created else {}),
-        }
+        return self.option.payment_block(self, common)
 
 
-@dataclass
-class Send:
-    """One request the flow wants sent. ``body`` is the exact bytes (hashed by signed auth)."""
-
-    method: str
-    path: str
-    body: bytes | None
-    auth: Auth | None
-    headers: dict = field(default_factory=dict)
-    retry_reads: bool = True
-
-
-Steps = Generator[Send, Response, Any]
-
-
-def drive(steps: Steps, client) -> Any:
-    """Send each request ``steps`` yields with ``client.send`` and hand it the answer (or the
-    ``NetworkError``) until it returns its result."""
-    try:
-        req = next(steps)
-        while True:
-            try:
-                resp = client.send(req.method, req.path, raw_body=req.body, auth=req.auth, headers=req.headers, retry_reads=req.retry_reads)
-            except NetworkError as e:
-                req = steps.throw(e)
-            else:
-                req = steps.send(resp)
-    except StopIteration as done:
-        return done.value
+Steps = Generator[Send, Response, Any]  # what ComputeClient.drive runs
 
 
 class PaymentFlow:
@@ -190,8 +116,8 @@ class PaymentFlow:
         signers: Signers | None = None,
         budget: Budget | None = None,
     ) -> None:
-        if pay not in ("auto", "x402", "mpp", "stripe"):
-            raise ValueError(f"pay must be auto, x402, mpp or stripe, not {pay!r}")
+        if pay not in PAY_CHOICES:
+            raise ValueError(f"pay must be one of {', '.join(PAY_CHOICES)}, not {pay!r}")
         self.settings = settings
         self.auths = auths
         self.confirm = confirm
@@ -209,9 +135,6 @@ class PaymentFlow:
         self.budget = budget or Budget(settings)
         self.signed_count = 0  # the invariant tests check: never more than one per run
 
-    def run(self, call: PaidCall, client) -> PaidResult:
-        return drive(self.steps(call), client)
-
     # -- the one sequence -----------------------------------------------------------------------
     def steps(self, call: PaidCall) -> Steps:
         self._refuse_unresolved(call)
@@ -221,7 +144,7 @@ class PaymentFlow:
         probe_auth: Auth | None = None
         try:
             if call.use_credits:
-                option: Any = CreditsOption(call.limits, call.terms)
+                option: PaymentOption = CreditsOption(call.limits, call.terms)
             else:
                 probe_auth = self.auths.probe(iid, required=call.auth_on_retry)
                 resp = yield Send(call.method, call.path, body, probe_auth)
@@ -231,7 +154,9 @@ class PaymentFlow:
                 if resp.status != 402:
                     raise api_error(resp, call.what)
                 challenge = ch.from_response(resp)
-                option = yield from self._choose(call, body, probe_auth, challenge, terms)
+                choice = Choice(self.settings, self.signers, call.limits, self.pay, call.network, call.network_explicit,
+                                self.create_recipient_account, self.progress)
+                option = yield from choose(choice, challenge, lambda headers: Send(call.method, call.path, body, probe_auth, headers), terms)
                 terms["mpp"] = mpp_terms(challenge)
             terms.update(option.terms())
             paid_auth = self._guards(call, option, terms, probe_auth)
@@ -241,8 +166,7 @@ class PaymentFlow:
             raise
         if self.quote:
             terms.update(self.quotes.record(terms, call.journal_id))
-            return PaidResult(402, None, None, option.method, quote={**terms, "signed": False},
-                              offer=getattr(option, "offer", None), mpp_offer=getattr(option, "charge", None))
+            return PaidResult(402, None, None, option.method, quote={**terms, "signed": False}, **option.result_fields(None))
 
         if self.approved is not None:
             # The human approved exactly these terms (--confirm-quote): that is the confirmation.
@@ -280,16 +204,12 @@ class PaymentFlow:
         pin = option.pin_view()
         if pin is not None:
             self.pins.pin(pin, self.settings.base_url)
-        if option.method != "credits":
+        if option.network is not None:  # something moves on a network (credits move nothing now)
             self.progress(f"Paying {terms.get('amount_usd')} {terms.get('asset_symbol')} on {option.network} (journal {entry['id']})")
         result = yield from deliver(self.journal, entry, paid_auth, call.what, progress=self.progress)
-        result.method = option.method
-        if option.method == "x402":
-            result.offer, result.signed, result.recipient_account_created = option.offer, payment.signed, option.created
-        elif option.method in ("mpp", "stripe"):
-            result.mpp_offer, result.signed = option.charge, payment.signed
-        else:
-            result.note = "Paid from prepaid credits (use_credits): the server answered the first request with success, so no on-chain payment was needed."
+        result.method, result.option = option.method, option
+        for name, value in option.result_fields(payment).items():
+            setattr(result, name, value)
         result.budget = self.budget.status()
         if result.budget.get("warning"):
             self.progress(f"warning: {result.budget['warning']}")
@@ -325,73 +245,10 @@ class PaymentFlow:
                          "valid_until": until, "reconcile": f"python scripts/reconcile.py {e['id']}"},
                 hint=f"Run reconcile.py {e['id']}: it looks the order up and also asks the chain whether the payment was used "
                 "(if it was never used and has expired, the entry becomes expired and paying again is allowed); --resend if the order "
-                "is not found. Only if it stays unknown and the human has checked the wallet's history, re-run with --ignore-unresolved.",
+                "is not found. If it stays unknown, tell the human: only they, after checking the wallet's history, may re-run with --ignore-unresolved.",
             )
 
-    def _choose(self, call: PaidCall, body: bytes, probe_auth: Auth, challenge: Challenge, terms: dict):
-        """The one option to pay (a generator: it may ask once more with X-Accept-Networks)."""
-        if self.pay == "stripe":
-            m = _mpp_charge(challenge, "stripe")
-            if m is None and challenge.mpp_error is not None:
-                raise challenge.mpp_error  # a header that reads two ways is refused, not taken for "no card charge"
-            if m is None:
-                raise PaymentRequired(
-                    "The server's 402 carries no MPP card charge (WWW-Authenticate: Payment method=stripe intent=charge).",
-                    code="stripe_not_offered",
-                    status=402,
-                    details={"mpp": mpp_terms(challenge) or None, "offered_networks": sorted({o.key or o.network for o in challenge.offers})},
-                    hint="This service does not take cards here: pay with x402 (--pay x402) or MPP on Tempo (--pay mpp).",
-                )
-            return StripeOption(challenge, m, self.signers, self.settings)
-        if self.pay == "mpp":
-            m = _tempo_charge(challenge)
-            if m is None and challenge.mpp_error is not None:
-                raise challenge.mpp_error
-            if m is None:
-                raise PaymentRequired(
-                    "The server's 402 carries no MPP Tempo charge (WWW-Authenticate: Payment method=tempo intent=charge).",
-                    code="mpp_not_offered",
-                    status=402,
-                    details={"mpp": mpp_terms(challenge) or None, "offered_networks": sorted({o.key or o.network for o in challenge.offers})},
-                    hint="Pay with x402 instead (--pay x402).",
-                )
-            return MppOption(challenge, m, self.signers, self.settings, call.limits)
-        offer = _pick(challenge, call.network)
-        if offer is None:
-            self.progress(f"No {call.network} offer in the 402; asking again with X-Accept-Networks: {call.network}")
-            again = yield Send(call.method, call.path, body, probe_auth, {"X-Accept-Networks": call.network})
-            if again.status == 402:
-                challenge2 = ch.from_response(again)
-                offer = _pick(challenge2, call.network)
-                if offer is not None or not challenge.mpp:
-                    challenge = challenge2
-        charge = _tempo_charge(challenge)
-        if (
-            offer is None
-            and self.pay == "auto"
-            and not call.network_explicit
-            and charge is not None
-            and "tempo" in self.settings.allowed_networks
-            and _has_evm_wallet(self.settings)
-        ):
-            # MPP is the only offer these wallets can pay: take it, under the same rules. Not when
-            # the user named a network: paying on Tempo instead would be a rail they did not choose.
-            self.progress(f"No x402 offer on {call.network}; paying the MPP (Tempo USDC.e) challenge instead")
-            return MppOption(challenge, charge, self.signers, self.settings, call.limits)
-        if offer is None:
-            offered = sorted({o.key or o.network for o in challenge.offers})
-            mpp = mpp_terms(challenge)
-            terms["offered_networks"] = offered
-            raise PaymentRequired(
-                f"The server offers no x402 payment on {call.network}.",
-                code="network_not_offered",
-                status=402,
-                details={"offered_networks": offered, "mpp": mpp or None},
-                hint=f"Pick one of --network {' | '.join(offered)}." if offered else ("Pay the MPP offer with --pay mpp (needs PRIVATE_KEY or an OWS wallet)." if mpp else None),
-            )
-        return X402Option(challenge, offer, self.signers, self.settings, create_recipient_account=self.create_recipient_account)
-
-    def _guards(self, call: PaidCall, option, terms: dict, probe_auth: Auth | None) -> Auth:
+    def _guards(self, call: PaidCall, option: PaymentOption, terms: dict, probe_auth: Auth | None) -> Auth:
         """Every check before a signature, for every option; returns who signs the paid request."""
         net = option.network
         if net is not None and net not in self.settings.allowed_networks:
@@ -406,12 +263,12 @@ class PaymentFlow:
         if pin is not None:
             terms["payee_status"] = self.pins.check(pin, accept_change=self.accept_payee_change)["status"]
         option.preflight(terms, quote=self.quote)
-        paid_auth = self.auths.paid(probe_auth, method=option.method, instance_id=call.context.get("instance_id"), needs_identity=call.auth_on_retry)
+        paid_auth = option.paid_auth(self.auths, probe_auth, instance_id=call.context.get("instance_id"), needs_identity=call.auth_on_retry)
         terms["budget"] = self.budget.check(option.budget_micros())
         terms["policy"] = {"ok": True}
         return paid_auth
 
-    def _entry(self, call: PaidCall, body: bytes, option, idem: str, paid_auth: Auth) -> dict:
+    def _entry(self, call: PaidCall, body: bytes, option: PaymentOption, idem: str, paid_auth: Auth) -> dict:
         """The journal entry every payment method writes (as a budget reservation, before signing)."""
         return {
             "id": call.journal_id,
@@ -424,10 +281,10 @@ class PaymentFlow:
             "context": call.context,
             "offer": option.journal_offer(),
             "idempotency_key": idem,
-            "auth_on_retry": call.auth_on_retry or option.method == "credits" or (option.method in ("mpp", "stripe") and not _is_none(paid_auth)),
+            "auth_on_retry": call.auth_on_retry or option.auth_on_retry(paid_auth),
         }
 
-    def _sign(self, option, entry: dict) -> Payment:
+    def _sign(self, option: PaymentOption, entry: dict) -> Payment:
         """Sign the one payment; if anything stops it, the reservation is released (nothing left this machine)."""
         notes: dict = {}
 
@@ -457,35 +314,6 @@ def _quote_used(approved: dict, used: dict) -> PolicyError:
         details={"journal_id": used["id"], "status": used.get("status")},
         hint="A quote pays once. Quote again if the human wants another one.",
     )
-
-
-def _is_none(auth: Auth | None) -> bool:
-    return auth is None or getattr(auth, "identity", "none") == "none"
-
-
-def _pick(challenge: Challenge, network: str) -> Offer | None:
-    """The offer on ``network``; among several, prefer exact with the canonical asset
-    (the policy then refuses anything else rather than silently picking it)."""
-    cands = [o for o in challenge.offers if o.key == network]
-    if not cands:
-        return None
-    cands.sort(key=lambda o: (o.scheme != "exact", not is_canonical_asset(network, o.asset)))
-    return cands[0]
-
-
-def _has_evm_wallet(settings) -> bool:
-    """A raw EVM key or an OWS vault (which signs Tempo transactions too): a wallet that can pay MPP."""
-    from ..wallets import evm_uses_ows
-
-    return bool(settings.private_key) or evm_uses_ows(settings)
-
-
-def _mpp_charge(challenge: Challenge, method: str) -> MppOffer | None:
-    return next((m for m in challenge.mpp if (m.method, m.intent) == (method, "charge")), None)
-
-
-def _tempo_charge(challenge: Challenge) -> MppOffer | None:
-    return _mpp_charge(challenge, "tempo")
 
 
 # -- delivery: shared by the flow and reconcile.py --resend ---------------------------------------------
@@ -630,9 +458,9 @@ def _rejected(journal: Journal, entry: dict, resp: Response, what: str) -> None:
     )
 
 
-def resend(client, journal: Journal, entry: dict, auth: Auth | None, what: str, *, progress=lambda m: None) -> PaidResult:
-    """reconcile.py --resend: the stored payment once more, exactly as it was sent."""
-    return drive(deliver(journal, entry, auth, what, progress=progress, allow_resend=False), client)
+def resend(journal: Journal, entry: dict, auth: Auth | None, what: str, *, progress=lambda m: None) -> Steps:
+    """reconcile.py --resend: the stored payment once more, exactly as it was sent (for ``ComputeClient.drive``)."""
+    return deliver(journal, entry, auth, what, progress=progress, allow_resend=False)
 
 
-__all__ = ["PaidCall", "PaidResult", "PaymentFlow", "Send", "drive", "deliver", "resend", "payment_block", "offer_terms", "mpp_terms", "mpp_offer_terms", "public"]
+__all__ = ["PaidCall", "PaidResult", "PaymentFlow", "Send", "Steps", "deliver", "resend", "payment_block", "offer_terms", "mpp_terms", "mpp_offer_terms", "public"]

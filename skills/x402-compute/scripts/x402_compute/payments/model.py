@@ -65,3 +65,17 @@ class Signed:
     nonce: str  # what makes this payment unique on chain (EIP-3009 nonce, permit nonce, tx signature)
     valid_before: int | None = None  # unix seconds after which it can no longer settle
     extensions: dict[str, Any] | None = None  # v2 extensions the payment adds (e.g. eip2612GasSponsoring)
+
+
+@dataclass
+class Send:
+    """One request a payment flow wants sent; the client sends it and hands back the answer (or
+    raises the ``NetworkError`` into the flow). ``body`` is the exact bytes (hashed by signed auth);
+    ``auth`` is an ``auth.Auth`` or None."""
+
+    method: str
+    path: str
+    body: bytes | None
+    auth: Any
+    headers: dict = field(default_factory=dict)
+    retry_reads: bool = True

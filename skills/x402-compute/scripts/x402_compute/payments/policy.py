@@ -163,7 +163,7 @@ def _check_amount(offer: Offer, net, limits: Limits) -> None:
             f"The payment of {plain(amount_usd)} USD is above the spend cap of {limits.cap_usd} USD ({limits.cap_source}). Nothing was signed.",
             code="spend_cap_exceeded",
             details={"amount_usd": plain(amount_usd), "amount_atomic": str(offer.amount), "cap_usd": str(limits.cap_usd), "cap_source": limits.cap_source},
-            hint=f"Tell the human the amount ({plain(amount_usd)} USD); only if they agree, re-run with --max-usd {plain(amount_usd)} (or set COMPUTE_MAX_SPEND_USD).",
+            hint=f"Tell the human the amount ({plain(amount_usd)} USD); the cap is theirs: only they may re-run with --max-usd {plain(amount_usd)} (or set COMPUTE_MAX_SPEND_USD). Never raise it yourself.",
         )
     if limits.expected_micros is not None:
         allowed = micros_to_atomic(limits.expected_micros + PRICE_TOLERANCE_MICROS, net.decimals)
@@ -310,7 +310,7 @@ class PayeePins:
             code="payee_changed",
             details={"network": offer.key, "pinned": old, "offered": offer.pay_to, "pinned_at": rec.get("pinned_at") if isinstance(rec, dict) else None,
                      "ledger": str(self.path)},
-            hint="If you trust this change (check the service's announcements), re-run with --accept-payee-change.",
+            hint="Tell the human: only they may accept a new payee, after checking the service's announcements (then they run the same command with --accept-payee-change). Never accept it yourself.",
         )
 
     def pin(self, offer: Offer, base_url: str) -> None:
