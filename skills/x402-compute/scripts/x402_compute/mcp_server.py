@@ -79,9 +79,7 @@ TOKEN_FILE_NAME = "mcp-http-token"  # in the state folder, 0600: the --http endp
 # Options every script has that are the server's to set, never the model's.
 # The server's own options, applied to every call; never a tool input (a model must not be able to
 # send signed or paying requests over plain http: --allow-insecure-http is the human's, at start).
-SERVER_OPTIONS = frozenset({"help", "version", "output", "base_url", "env_file", "timeout", "verbose", "allow_insecure_http",
-                            # a human's decision, not the server's either: never set over MCP (ssh_exec, --wait-ssh)
-                            "allow_private_address"})
+SERVER_OPTIONS = frozenset({"help", "version", "output", "base_url", "env_file", "timeout", "verbose", "allow_insecure_http"})
 # A paying tool never takes these: approval is the human's (spending switch, elicitation), and
 # quoting is its own tool. (Human-only decisions and paths are left out of every tool anyway.)
 PAYING_HIDDEN = frozenset({"quote", "yes", "max_usd", "ignore_unresolved"})
