@@ -292,6 +292,6 @@ MCP_TOOLS = {
     "browse_plans", "browse_regions", "browse_os", "quote_provision", "provision", "quote_extend", "extend_instance",
     "list_instances", "instance_details", "wait_for_instance", "resize_instance", "destroy_instance",
     "get_one_time_password", "create_api_key", "list_api_keys", "revoke_api_key", "credits_balance", "credits_topup",
-    "budget_status", "reconcile", "ssh_exec", "quote_resize", "ai_chat",
+    "budget_status", "reconcile", "ssh_exec", "quote_resize", "ai_chat", "keepalive",
     "quote_topup",  # not in the list: with COMPUTE_REQUIRE_QUOTE=1 a top-up needs a quote_id too
 }

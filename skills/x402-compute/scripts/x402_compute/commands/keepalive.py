@@ -50,7 +50,11 @@ _UNIT_HOURS = {"h": 1, "d": 24, "w": 168}
 # Refusals that stop keepalive for good (until --resume), besides every exit-4 outcome. Not those
 # that only mean "ask the human now" (a confirmation, an approved quote) or "try again".
 _TRANSIENT = {"confirmation_required", "cancelled", "quote_required", "quote_changed", "quote_expired", "quote_used",
-              "unknown_quote", "challenge_expired", "keepalive_stopped", "keepalive_busy"}
+              "unknown_quote", "challenge_expired", "keepalive_stopped", "keepalive_busy",
+              # over MCP, the human's answer to an approval question (a prompt's "cancelled" in the scripts)
+              "declined_by_user", "approval_expired",
+              # the human's total for this target: refused every run until they raise it or set a new target
+              "keepalive_total_exceeded"}
 
 
 def parse_duration(text: str) -> timedelta:
@@ -171,6 +175,90 @@ def _same_window(entries: list[dict], iid: str, expires: datetime, base_url: str
     return None
 
 
+def paid_for_target(entries: list[dict], iid: str, until: str, now: float) -> int:
+    """Micro-dollars the journal holds for keepalive extensions of ``iid`` toward the target
+    ``until``, by the budget's rule (settled, unknown and in-flight payments count; one never sent
+    or proven unused does not), across every run."""
+    from ..payments.budget import counts, entry_micros
+
+    total = 0
+    for e in entries:
+        ctx = e.get("context") or {}
+        mark = ctx.get("keepalive") if isinstance(ctx.get("keepalive"), dict) else {}
+        if e.get("kind") == "extend" and ctx.get("instance_id") == iid and mark.get("until") == until and counts(e, now):
+            total += entry_micros(e)
+    return total
+
+
+def _max_total_micros(a) -> int | None:
+    from ..config import parse_usd
+
+    text = getattr(a, "max_total_usd", None)
+    if text is None:
+        return None
+    return int(parse_usd(text, "--max-total-usd") * 10**6)  # whole micro-dollars, rounded down: never more than set
+
+
+def plan_schedule(expires: datetime, until: datetime, now: datetime, min_hours_left: float, block_hours: int, price_of) -> list[dict]:
+    """The payments a keepalive scheduled every hour or so would make from ``expires`` to the
+    target: each when the hours left reach ``min_hours_left`` (now, if already under), its hours by
+    ``extension_hours``, its catalog price (``price_of(hours)`` micro-dollars, None if unknown)."""
+    out: list[dict] = []
+    e = expires
+    while e < until and len(out) < 400:
+        at = max(now, e - timedelta(hours=min_hours_left))
+        left = (e - at).total_seconds() / 3600
+        hours = extension_hours(left, min_hours_left, block_hours, (until - e).total_seconds() / 3600)
+        e = e + timedelta(hours=hours)
+        out.append({"at": iso(at), "hours": hours, "amount_micros": price_of(hours), "expires_at_after": iso(e)})
+    return out
+
+
+def _schedule_block(ctx, iid: str, order: dict, expires: datetime, until: datetime, now: datetime, target: dict) -> dict:
+    """--dry-run's ``schedule``: the payments to the target and how they stand against the per-payment
+    cap, --max-total-usd (with what this target has paid already) and the rolling budget."""
+    from .. import plans
+    from ..payments.budget import Budget, usd
+    from ..payments.journal import Journal
+
+    a, s = ctx.args, ctx.settings
+    plan_id = order.get("plan") or order.get("vultr_plan")
+    plan = plans.find(ctx.client, plan_id) if isinstance(plan_id, str) and plan_id.strip() else None
+    rows = plan_schedule(expires, until, now, a.min_hours_left, a.block_hours,
+                         lambda h: plans.expected_micros(plan, h) if plan else None)
+    known = all(r["amount_micros"] is not None for r in rows)
+    total = sum(r["amount_micros"] or 0 for r in rows)
+    cap = int(s.max_spend_usd * 10**6)
+    limit = _max_total_micros(a)
+    paid = paid_for_target(Journal(s.state_dir).list(), iid, target["until"], time.time())
+    budget = Budget(s)
+    spent, reserved, _ = budget.tally()
+    most, window = 0, timedelta(seconds=s.budget_window_s)
+    for r in rows:  # the most the schedule pays within one budget window; the first also holds what is spent now
+        start = parse_time(r["at"])
+        inside = sum(x["amount_micros"] or 0 for x in rows if start <= parse_time(x["at"]) < start + window)
+        most = max(most, inside + (spent + reserved if start < now + window else 0))
+    payments = [{"at": r["at"], "hours": r["hours"], "amount_usd": usd(r["amount_micros"]) if r["amount_micros"] is not None else None,
+                 "expires_at_after": r["expires_at_after"]} for r in rows]
+    return {
+        "payments": payments,
+        "count": len(rows),
+        "total_usd": usd(total) if known else None,
+        "limits": {
+            "per_payment_cap_usd": str(s.max_spend_usd),
+            "per_payment_cap_source": s.max_spend_source,
+            "over_cap": [p["at"] for p, r in zip(payments, rows) if (r["amount_micros"] or 0) > cap],
+            "max_total_usd": usd(limit) if limit is not None else None,
+            "paid_for_target_usd": usd(paid),
+            "within_total": (paid + total <= limit) if limit is not None and known else None,
+            "budget_limit_usd": usd(budget.limit) if budget.limit is not None else None,
+            "budget_window": s.budget_window,
+            "most_in_one_window_usd": usd(most),
+            "within_budget": (most <= budget.limit) if budget.limit is not None and known else None,
+        },
+    }
+
+
 def _stop_worthy(e: ComputeError) -> bool:
     if e.code in _TRANSIENT:
         return False
@@ -185,6 +273,7 @@ def keepalive(ctx):
         raise UsageError("--min-hours-left must be more than 0 and at most 720 hours.")
     if not BLOCK_HOURS <= a.block_hours <= 8760:
         raise UsageError(f"--block-hours must be from {BLOCK_HOURS} (the service's minimum) to 8760.")
+    _max_total_micros(a)  # a malformed --max-total-usd is a usage error before anything is read
     if a.dry_run and (a.quote or a.confirm_quote):
         raise UsageError("--dry-run asks nothing of the server; drop --quote / --confirm-quote, or --dry-run.")
     now = datetime.now(timezone.utc)
@@ -251,7 +340,14 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
         "block_hours": a.block_hours,
     }
 
+    sched = _schedule_block(ctx, iid, order, expires, until, now, target) if a.dry_run else None
+
     def result(action: str, message: str, next_at: datetime | None, **more) -> "Output":
+        if sched is not None:
+            more["schedule"] = sched
+            if sched["count"]:
+                message += (f" To the target: {sched['count']} payment(s), the next at {sched['payments'][0]['at']}"
+                            + (f", about {sched['total_usd']} USD in all." if sched["total_usd"] else "."))
         doc = {"action": action, "message": message, **out, **more, "done": next_at is None,
                "next_action_at": iso(max(next_at, now)) if next_at else None}
         if paying:
@@ -312,6 +408,8 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
                           journal_id=prior["id"])
     approved = paid._approved_quote(ctx)
     call, price_note = paid.extend_call(ctx, iid, hours, order, approved=approved)
+    call.context["keepalive"] = {"until": target["until"], "set_by": target["set_by"]}
+    _hold_to_total(ctx, call, iid, target, hours)
     res = paid.pay(ctx, call, approved)
     if res.quote is not None:
         q = paid._quote_output(res)
@@ -337,6 +435,37 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
         return result("extended", f"extended by {hours} h" + (f", paid {paid_usd} USD" if paid_usd else "") + f"; expires {out['expires_at']}.",
                       next_at, extension={"hours": hours, "old_expires_at": order.get("expires_at"), "new_expires_at": ext.data["order"].get("new_expires_at")},
                       **{k: v for k, v in ext.data.items() if k != "order"})
+
+
+def _hold_to_total(ctx, call, iid: str, target: dict, hours: int) -> None:
+    """--max-total-usd, before anything is signed: refuse an extension whose catalog price would take
+    this target's payments (from the journal, across runs) over the total, and lower this payment's
+    cap to what the total leaves, so no offer above it is ever signed."""
+    from decimal import Decimal
+
+    from ..payments.budget import usd
+    from ..payments.journal import Journal
+
+    limit = _max_total_micros(ctx.args)
+    if limit is None:
+        return
+    paid_micros = paid_for_target(Journal(ctx.settings.state_dir).list(), iid, target["until"], time.time())
+    left = max(0, limit - paid_micros)
+    expected = call.limits.expected_micros
+    if (expected is not None and paid_micros + expected > limit) or left == 0:
+        raise PolicyError(
+            f"keepalive for {iid} has paid {usd(paid_micros)} USD toward the target {target['until']}; extending by {hours} h"
+            + (f" (about {usd(expected)} USD)" if expected is not None else "") + f" would go over --max-total-usd {usd(limit)}. "
+            "Nothing was signed.",
+            code="keepalive_total_exceeded",
+            details={"instance_id": iid, "target": target, "max_total_usd": usd(limit), "paid_for_target_usd": usd(paid_micros),
+                     "this_payment_usd": usd(expected) if expected is not None else None, "remaining_usd": usd(left)},
+            hint="Tell the human: the total they set for keeping this machine alive to this target is used up. Only they raise "
+            "--max-total-usd (or set another target); the machine expires at its current expiry otherwise.",
+        )
+    cap = Decimal(left) / 10**6
+    if cap < call.limits.cap_usd:
+        call.limits.cap_usd, call.limits.cap_source = cap, "--max-total-usd (what is left of it)"
 
 
 def _usd(micros: int | None) -> str | None:
