@@ -7,12 +7,12 @@ The plan costs 0.2496 USD per 24 h, so a budget of 0.7488 fits exactly three pro
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import tarfile
-import io  # noqa: I001
 from pathlib import Path
 
 import pytest
