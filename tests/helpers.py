@@ -158,9 +158,28 @@ def balances(sb, w: dict) -> dict:
     return {n: sb.facilitator.balance_of(n, owner(sb, w, n)) for n in NETS}
 
 
+def ledger(state: Path):
+    """The SQLite ledger of a state folder (what the scripts wrote there), or None if none was made."""
+    if not (Path(state) / "ledger.sqlite3").exists():
+        return None
+    from x402_compute.payments.journal import ledger_of
+
+    return ledger_of(Path(state))
+
+
+def state_entries(state: Path) -> list[dict]:
+    """The journal entries in a state folder's ledger, oldest first."""
+    led = ledger(state)
+    return led.entries() if led is not None else []
+
+
 def journal_entries(home: Path) -> list[dict]:
-    d = home / "state" / "journal"
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+    return state_entries(home / "state")
+
+
+def payee_pins(state: Path) -> dict:
+    led = ledger(state)
+    return led.pins() if led is not None else {}
 
 
 def fail_doc(res, code: int, err_code: str):

@@ -35,6 +35,7 @@ from tests.helpers import (
     wallet_env,
 )
 from tests.helpers import journal_entries as journal
+from tests.helpers import ledger, payee_pins
 
 SERVER = SCRIPTS / "mcp_server.py"
 DAY_ATOMIC = 249_600  # $0.0104/h x 24 h, USDC on Base (6 decimals)
@@ -502,7 +503,8 @@ def test_a_client_that_cannot_be_asked_pays_only_when_the_human_set_unattended(r
 
 
 def _pin_other_payee(home: Path) -> str:
-    """The state folder remembers another payee for base: the sandbox's own now reads as a change."""
+    """The state folder remembers another payee for base (in the JSON file of the release before the
+    ledger, imported on first use): the sandbox's own now reads as a change."""
     other = "0x" + "77" * 20
     state = home / "state"
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -533,12 +535,12 @@ def test_a_payee_change_is_always_the_humans_question(request, portal, sandbox, 
     s.error("provision", {"plan": PLAN, "region": REGION, "days": 1}, "declined_by_user")
     assert len(s.asked) == 1 and payee.lower() in s.asked[0].lower() and "payee changed" in s.asked[0]
     assert usdc(sandbox, wallet) == before and journal(home) == []
-    assert json.loads((home / "state" / "payees.json").read_text())["base"]["pay_to"] == other
+    assert payee_pins(home / "state")["base"]["pay_to"] == other
     s.answers = ["accept"]
     paid = s.ok("provision", {"plan": PLAN, "region": REGION, "days": 1})
     assert len(s.asked) == 2 and paid["payment"]["payee"] == payee  # asked once for this payment, then paid
     assert usdc(sandbox, wallet) == before - DAY_ATOMIC
-    assert json.loads((home / "state" / "payees.json").read_text())["base"]["pay_to"].lower() == payee.lower()
+    assert payee_pins(home / "state")["base"]["pay_to"].lower() == payee.lower()
     s.ok("destroy_instance", {"instance_id": paid["order"]["id"], "confirm": True})
 
 
@@ -554,10 +556,10 @@ def test_a_quote_with_an_unchecked_price_is_always_asked(request, portal, sandbo
         s = Session(portal, wallet_env(sandbox, wallet, home, **extra), home / "server.log", elicit=elicit)
         request.addfinalizer(s.close)
         q = s.ok("quote_topup", {"amount": 1})["quote"]
-        path = home / "state" / "quotes" / f"{q['quote_id']}.json"
-        rec = json.loads(path.read_text())
+        led = ledger(home / "state")
+        rec = led.get_quote(q["quote_id"])
         rec["price_checked"] = False  # as a quote of an instance whose plan left the catalog records it
-        path.write_text(json.dumps(rec))
+        led.update_quote(q["quote_id"], lambda _: rec)
         before = usdc(sandbox, wallet)
         if not elicit:
             doc = s.error("credits_topup", {"amount": 1, "confirm_quote": q["quote_id"]}, "approval_unavailable")

@@ -20,8 +20,8 @@ A run, in order:
    threshold; the last extension before the target pays exactly the whole hours that reach it
    (at least 24) when that costs less than a block now and a minimum one later.
 
-State: ``<state>/keepalive/<instance-id>.json`` (0600: target, stop, last action) and
-``<instance-id>.lock``.
+State: a keepalive record per instance in the ledger (target, stop, last action; shared by every
+agent on the ledger) and a local lock file ``<state>/keepalive/<instance-id>.lock``.
 """
 
 from __future__ import annotations
@@ -85,23 +85,22 @@ def extension_hours(expires_in: float, min_hours_left: float, block_hours: int, 
 
 
 class Record:
-    """What keepalive remembers about one instance (0600 JSON)."""
+    """What keepalive remembers about one instance (a record in the ledger)."""
 
-    def __init__(self, state_dir, instance_id: str) -> None:
-        self.dir = Path(state_dir) / "keepalive"
-        self.path = self.dir / f"{instance_id}.json"
+    def __init__(self, settings, instance_id: str) -> None:
+        from ..payments.journal import ledger_of
+
+        self.ledger = ledger_of(settings)
+        self.instance_id = instance_id
+        self.dir = Path(settings.state_dir) / "keepalive"
         self.lock_path = self.dir / f"{instance_id}.lock"
 
     def load(self) -> dict:
-        from ..state import read_json
-
-        data = read_json(self.path, default={})
+        data = self.ledger.keepalive(self.instance_id)
         return data if isinstance(data, dict) else {}
 
     def save(self, data: dict) -> None:
-        from ..state import write_private_json
-
-        write_private_json(self.path, data)
+        self.ledger.set_keepalive(self.instance_id, data)
 
     @contextmanager
     def locked(self, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
@@ -156,16 +155,16 @@ def _same_window(entries: list[dict], iid: str, expires: datetime, base_url: str
     Coverage, not instants: a server moving ``expires_at`` by a millisecond between reads does not
     open a new window. (An unknown outcome is left to the pipeline, which refuses it; a payment the
     human acknowledged with ``--resume`` after it was named no longer blocks.)"""
-    from ..payments.budget import _pid_gone, counts
+    from ..payments.journal import Entry
 
     for e in entries:
+        typed = Entry.of(e)
         ctx = e.get("context") or {}
         if e.get("kind") != "extend" or ctx.get("instance_id") != iid or e.get("id") in acknowledged:
             continue
         if e.get("base_url") and e["base_url"] != base_url:
             continue
-        status = e.get("status")
-        if not (status == "settled" or (status == "reserved" and counts(e, now)) or (status == "sent" and e.get("pid") is not None and not _pid_gone(e))):
+        if not (typed.status == "settled" or typed.in_flight(now)):
             continue
         covered = covered_until(e)
         if covered is None:  # no hours recorded: the same instant is all that can be told
@@ -278,7 +277,7 @@ def keepalive(ctx):
     if a.dry_run and (a.quote or a.confirm_quote):
         raise UsageError("--dry-run asks nothing of the server; drop --quote / --confirm-quote, or --dry-run.")
     now = datetime.now(timezone.utc)
-    rec = Record(ctx.settings.state_dir, iid)
+    rec = Record(ctx.settings, iid)
     record = rec.load()
     target = _target(a, record, now)
     until = parse_time(target["until"])
@@ -388,7 +387,7 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
     if paying:
         from ..payments.journal import Journal
 
-        prior = _same_window(Journal(ctx.settings.state_dir).list(), iid, expires, ctx.settings.base_url, time.time(),
+        prior = _same_window(Journal(ctx.settings).list(), iid, expires, ctx.settings.base_url, time.time(),
                              tuple(record.get("acknowledged") or ()))
         if prior is not None and prior.get("status") == "settled":
             covered = covered_until(prior)
