@@ -362,10 +362,16 @@ class Ledger:
     def entries(self, since_ts: float | None = None) -> list[dict]:
         """Whole entries, oldest first (``since_ts``: created at or after it)."""
         if since_ts is None:
-            rows = self._read("SELECT body FROM journal ORDER BY created_ts, id")
+            rows = self._read("SELECT body, heartbeat_ts FROM journal ORDER BY created_ts, id")
         else:
-            rows = self._read("SELECT body FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,))
-        return [json.loads(r[0]) for r in rows]
+            rows = self._read("SELECT body, heartbeat_ts FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,))
+        out = []
+        for body, beat in rows:
+            e = json.loads(body)
+            if beat is not None:  # heartbeats touch the column only (cheap); the reader sees them too
+                e["heartbeat_ts"] = beat
+            out.append(e)
+        return out
 
     def rows(self, since_ts: float) -> list[dict]:
         """The budget's view: the indexed columns only (no JSON parsing), oldest first."""
