@@ -31,15 +31,14 @@ def clean_env(extra: dict | None = None, *, home: str | os.PathLike | None = Non
 
 
 def run_script(name: str, *args: str, env: dict, input: str | None = None, timeout: float = 60) -> tuple[int, dict, str]:
-    """Run a bundle script as a subprocess; stdout must be exactly one JSON document."""
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / name), *args],
-        env=env,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run a bundle script as a subprocess; stdout must be exactly one JSON document.
+
+    The process is forked from a helper that has the third-party libraries imported
+    (tests/forkserver.py: same exit status, stdout, stderr, stdin and environment as a fresh
+    interpreter; X402_TEST_SUBPROCESS=1 starts each one from scratch instead)."""
+    from tests import forkserver
+
+    proc = forkserver.run(str(SCRIPTS / name), list(args), env=env, input=input, timeout=timeout)
     try:
         doc = json.loads(proc.stdout)
     except ValueError as e:  # the contract is broken: show what came out
