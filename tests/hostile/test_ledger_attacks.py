@@ -36,3 +36,18 @@ def test_a_ledger_lost_after_the_payment_left_never_hides_the_answer(hostile, ho
     assert f"could not record its outcome ({'settled' if answer == 'settled' else 'rejected'})" in err
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT status FROM journal_gone").fetchall() == [("sent",)]  # still counts
+
+
+def test_a_ledger_password_is_never_printed(hostile_env):
+    """libpq also reads a password from the URL's query string (and a key=value string): doctor, the
+    errors and --verbose must not print it (they printed the query string whole)."""
+    from x402_compute.ledger import redact_url
+
+    url = "postgresql://agent@127.0.0.1:9/db?connect_timeout=1&password=Hunter2pw"
+    env = hostile_env(COMPUTE_LEDGER_URL=url)
+    for script in (("budget.py", "--verbose"), ("doctor.py", "--offline")):
+        code, doc, err = run_script(*script, env=env)
+        assert "ledger" in str(doc) and "hunter2pw" not in (str(doc) + err).lower(), (script, doc, err)
+    assert redact_url(url) == "postgresql://agent@127.0.0.1:9/db?connect_timeout=1&password=***"
+    assert redact_url("postgresql://agent:Hunter2pw@[::1]:9/db") == "postgresql://agent:***@[::1]:9/db"
+    assert redact_url("host=127.0.0.1 password='Hunter 2pw' port=9") == "host=127.0.0.1 password=*** port=9"
