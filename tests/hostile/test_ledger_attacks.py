@@ -51,3 +51,38 @@ def test_a_ledger_password_is_never_printed(hostile_env):
     assert redact_url(url) == "postgresql://agent@127.0.0.1:9/db?connect_timeout=1&password=***"
     assert redact_url("postgresql://agent:Hunter2pw@[::1]:9/db") == "postgresql://agent:***@[::1]:9/db"
     assert redact_url("host=127.0.0.1 password='Hunter 2pw' port=9") == "host=127.0.0.1 password=*** port=9"
+
+
+def test_a_hostile_old_json_journal_is_refused_whole_then_imported_once_by_two_racing_processes(hostile_env, tmp_path):
+    """An old journal file with a value the ledger can't hold exactly (here a budget_micros beyond
+    BIGINT; an OverflowError traceback before) stops the import with the file named: nothing imported,
+    the files untouched. Once the human moves it away, two processes starting at once import once."""
+    import json
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.helpers import SCRIPTS
+
+    state = tmp_path / "home" / "state"
+    (state / "journal").mkdir(parents=True)
+    good, bad = uuid.uuid4().hex, uuid.uuid4().hex
+    base = {"status": "settled", "created_at": "2099-01-01T00:00:00Z", "kind": "provision", "method": "x402",
+            "offer": {"network": "base", "amount_atomic": "240000"}}
+    (state / "journal" / f"{good}.json").write_text(json.dumps({**base, "id": good}))
+    (state / "journal" / f"{bad}.json").write_text(json.dumps({**base, "id": bad, "budget_micros": 10**30}))
+    env = hostile_env()
+
+    code, doc, err = run_script("budget.py", env=env)
+    assert code == 2 and doc["error"]["code"] == "legacy_journal_invalid" and bad in doc["error"]["message"], (doc, err)
+    assert "budget_micros" in doc["error"]["message"] and "Traceback" not in err
+    assert sorted(p.name for p in (state / "journal").iterdir()) == sorted([f"{good}.json", f"{bad}.json"])
+
+    (state / "journal" / f"{bad}.json").rename(tmp_path / f"{bad}.json")  # the human sets it aside
+    procs = [subprocess.Popen([sys.executable, str(SCRIPTS / "budget.py")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    docs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], docs
+    assert [[r["journal_id"] for r in d["payments"]] for d in docs] == [[good], [good]]
+    assert [d["budget"]["spent_usd"] for d in docs] == ["0.24", "0.24"]
+    assert (state / "journal.imported" / f"{good}.json").exists() and not (state / "journal").exists()
