@@ -35,10 +35,11 @@ from tests.helpers import (
     wallet_env,
 )
 from tests.helpers import journal_entries as journal
+from tests.helpers import ledger, payee_pins
 
 SERVER = SCRIPTS / "mcp_server.py"
 DAY_ATOMIC = 249_600  # $0.0104/h x 24 h, USDC on Base (6 decimals)
-SPENDING = {"provision", "extend_instance", "credits_topup"}
+SPENDING = {"provision", "extend_instance", "credits_topup", "keepalive"}
 
 
 class Session:
@@ -502,7 +503,8 @@ def test_a_client_that_cannot_be_asked_pays_only_when_the_human_set_unattended(r
 
 
 def _pin_other_payee(home: Path) -> str:
-    """The state folder remembers another payee for base: the sandbox's own now reads as a change."""
+    """The state folder remembers another payee for base (in the JSON file of the release before the
+    ledger, imported on first use): the sandbox's own now reads as a change."""
     other = "0x" + "77" * 20
     state = home / "state"
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -533,12 +535,12 @@ def test_a_payee_change_is_always_the_humans_question(request, portal, sandbox, 
     s.error("provision", {"plan": PLAN, "region": REGION, "days": 1}, "declined_by_user")
     assert len(s.asked) == 1 and payee.lower() in s.asked[0].lower() and "payee changed" in s.asked[0]
     assert usdc(sandbox, wallet) == before and journal(home) == []
-    assert json.loads((home / "state" / "payees.json").read_text())["base"]["pay_to"] == other
+    assert payee_pins(home / "state")["base"]["pay_to"] == other
     s.answers = ["accept"]
     paid = s.ok("provision", {"plan": PLAN, "region": REGION, "days": 1})
     assert len(s.asked) == 2 and paid["payment"]["payee"] == payee  # asked once for this payment, then paid
     assert usdc(sandbox, wallet) == before - DAY_ATOMIC
-    assert json.loads((home / "state" / "payees.json").read_text())["base"]["pay_to"].lower() == payee.lower()
+    assert payee_pins(home / "state")["base"]["pay_to"].lower() == payee.lower()
     s.ok("destroy_instance", {"instance_id": paid["order"]["id"], "confirm": True})
 
 
@@ -554,10 +556,10 @@ def test_a_quote_with_an_unchecked_price_is_always_asked(request, portal, sandbo
         s = Session(portal, wallet_env(sandbox, wallet, home, **extra), home / "server.log", elicit=elicit)
         request.addfinalizer(s.close)
         q = s.ok("quote_topup", {"amount": 1})["quote"]
-        path = home / "state" / "quotes" / f"{q['quote_id']}.json"
-        rec = json.loads(path.read_text())
+        led = ledger(home / "state")
+        rec = led.get_quote(q["quote_id"])
         rec["price_checked"] = False  # as a quote of an instance whose plan left the catalog records it
-        path.write_text(json.dumps(rec))
+        led.update_quote(q["quote_id"], lambda _: rec)
         before = usdc(sandbox, wallet)
         if not elicit:
             doc = s.error("credits_topup", {"amount": 1, "confirm_quote": q["quote_id"]}, "approval_unavailable")
@@ -780,3 +782,39 @@ def _non_loopback_address() -> str:
     if not addr or addr.startswith("127."):
         pytest.skip("this machine has no non-loopback IPv4 address to probe")
     return addr
+
+
+# -- keepalive: a dry run unless pay: true, then a paying tool like the others -----------------------
+
+
+def test_keepalive_is_a_dry_run_unless_pay_and_then_asks_like_any_payment(off, on, sandbox, tools, wallet):
+    iid = tools.provision(sandbox, wallet, hours=24)["order"]["id"]
+    before = usdc(sandbox, wallet)
+    schema = next(t for t in off.portal.call(off.client.list_tools).tools if t.name == "keepalive").input_schema
+    assert schema["properties"]["dry_run"]["default"] is True and not {"resume", "yes", "max_usd"} & set(schema["properties"])
+    # Spending off: the dry run works and shows the schedule; paying is refused, nothing signed.
+    doc = off.ok("keepalive", {"instance_id": iid, "for_": "3d", "min_hours_left": 30, "max_total_usd": "1"})
+    assert doc["action"] == "would_extend" and doc["schedule"]["count"] >= 1 and doc["schedule"]["limits"]["max_total_usd"] == "1"
+    off.error("keepalive", {"instance_id": iid, "for_": "3d", "min_hours_left": 30, "dry_run": False}, "spending_disabled")
+    assert usdc(sandbox, wallet) == before and not [e for e in journal(off.home) if e["kind"] == "extend"]
+    # Spending on: pay: true is put to the human like every payment; declined, nothing is signed.
+    asked = len(on.asked)
+    on.answers = ["decline"]
+    on.error("keepalive", {"instance_id": iid, "for_": "3d", "min_hours_left": 30, "dry_run": False}, "declined_by_user")
+    assert usdc(sandbox, wallet) == before and len(on.asked) == asked + 1
+    on.answers = ["accept"]
+    doc = on.ok("keepalive", {"instance_id": iid, "for_": "3d", "min_hours_left": 30, "dry_run": False, "max_total_usd": "1"})
+    assert doc["action"] == "extended" and doc["payment"]["tx_hash"] and len(on.asked) == asked + 2
+    assert usdc(sandbox, wallet) == before - DAY_ATOMIC and "0.2496" in on.asked[-1]
+
+
+def test_destroy_by_label_over_mcp_needs_confirm_and_shows_one_summary(off, sandbox, tools, wallet):
+    label = f"mcp-{uuid.uuid4().hex[:6]}"
+    ids = {tools.provision(sandbox, wallet, hours=24, label=f"{label}-{i}")["order"]["id"] for i in range(2)}
+    refused = off.error("destroy_instance", {"label": f"{label}-*"}, "confirmation_required")
+    summary = refused["error"]["details"]
+    assert {i["id"] for i in summary["instances"]} == ids and 47 < summary["prepaid_time_lost"]["hours"] <= 48
+    assert all(sandbox.app.store.get_order(i)["status"] != "destroyed" for i in ids)
+    doc = off.ok("destroy_instance", {"label": f"{label}-*", "confirm": True, "forget_local": True})
+    assert doc["count"] == 2 and {r["id"] for r in doc["results"]} == ids
+    assert all(sandbox.app.store.get_order(i)["status"] == "destroyed" for i in ids)

@@ -211,3 +211,18 @@ def test_explorer_links_only_for_real_hashes_on_a_public_api():
     assert _explorer({"base_url": "https://compute.x402layer.cc", "tx_hash": h}, "base").startswith("https://basescan.org/")
     assert _explorer({"base_url": "http://127.0.0.1:8402", "tx_hash": h}, "base") is None
     assert _csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and _csv_cell(True) == "true" and _csv_cell(None) == ""
+
+
+# -- 5. revoking: a key saved without its id is matched by its last four ----------------------------
+
+def test_revoking_matches_an_older_saved_key_by_its_last_four_and_never_another_id(sandbox, paying_env):
+    state = Path(paying_env["X402_COMPUTE_STATE_DIR"])
+    first = ok(run_script("create_api_key.py", "--save", env=paying_env))
+    (state / "api_key.id").unlink()  # saved by a version that kept no id
+    rev = ok(run_script("revoke_api_key.py", first["id"], "--yes", env=paying_env))
+    assert rev["saved_key_removed"] is True and not (state / "api_key").exists()
+    # A saved key whose recorded id is another key's stays, whatever its last four.
+    kept = ok(run_script("create_api_key.py", "--save", env=paying_env))
+    other = ok(run_script("create_api_key.py", env=paying_env))
+    rev = ok(run_script("revoke_api_key.py", other["id"], "--yes", env=paying_env))
+    assert rev["saved_key_removed"] is False and (state / "api_key").read_text().strip().endswith(kept["key_last4"])

@@ -132,6 +132,10 @@ class ToolSpec:
     confirm: bool = False  # a `confirm` argument stands for the script's --yes
     idempotent: bool = False
     note: str = ""
+    # A paying tool that is a dry run unless called with dry_run: false (keepalive): otherwise the
+    # call is the script with --dry-run, read-only, allowed with spending off; with it, a paying
+    # call under the same rules as every other (spending switch, approval, one payment at a time).
+    pay_switch: bool = False
 
     @cached_property
     def command(self) -> tuple[argparse.ArgumentParser, Callable]:
@@ -166,6 +170,14 @@ class ToolSpec:
             props[a.dest] = _inline_property(a) if a.dest in self.inline else _property(a, titles.get(id(a)))
             if a.required:
                 required.append(a.dest)
+        if self.pay_switch:  # the script's --dry-run, on unless the call says false
+            props["dry_run"] = {
+                "type": "boolean",
+                "default": True,
+                "description": "true (the default): sign and send nothing; show what this run would do and the schedule of payments to "
+                "the target. false: pay the extension this run needs (refused unless the human turned spending on; the human may be "
+                "asked to approve).",
+            }
         if self.confirm:
             props["confirm"] = {
                 "type": "boolean",
@@ -188,6 +200,14 @@ class ToolSpec:
             parts.append(self.note)
         parts.append(f"Same as `{self.mirrors}`; the result is that script's JSON document.")
         return "\n\n".join(p for p in parts if p)
+
+    def for_call(self, arguments: dict) -> "ToolSpec":
+        """The spec this call runs under: a pay-switch tool called without dry_run: false is its dry run."""
+        from dataclasses import replace
+
+        if self.pay_switch and arguments.get("dry_run") is not False:
+            return replace(self, kind=READ, fixed=(*self.fixed, "--dry-run"), pay_switch=False)
+        return self
 
     def validate(self, arguments: dict) -> UsageError | None:
         import jsonschema
@@ -338,6 +358,15 @@ def _tools() -> tuple[ToolSpec, ...]:
             "extend_instance", "Extend a machine (pays)", _script("extend_instance.py"), SPEND, "extend_instance.py ID", hidden=PAYING_HIDDEN,
             note="SPENDS MONEY. Refused (spending_disabled) unless the human started this server with COMPUTE_MCP_ALLOW_SPEND=1. "
             "Call quote_extend first. On payment_unknown, call reconcile; never extend again for that payment.",
+        ),
+        ToolSpec(
+            "keepalive", "Keep a machine alive (pays with dry_run: false)", _script("keepalive.py"), SPEND,
+            "keepalive.py ID --for D [--dry-run | --yes]", hidden=PAYING_HIDDEN | {"resume"}, pay_switch=True,
+            note="A dry run unless dry_run: false: it shows what this run would do and the schedule of payments to the target (when, "
+            "hours, amount each, total) against the limits, and works with spending disabled. With dry_run: false it SPENDS MONEY: at "
+            "most one extension per call, refused (spending_disabled) unless the human started this server with "
+            "COMPUTE_MCP_ALLOW_SPEND=1, and the human may be asked to approve it. max_total_usd bounds all that this target may pay "
+            "across calls. keepalive_stopped means stop and tell the user: only the human resumes it.",
         ),
         ToolSpec("list_instances", "List machines", _script("list_instances.py"), READ, "list_instances.py"),
         ToolSpec("instance_details", "Machine details", _script("instance_details.py"), READ, "instance_details.py ID"),
@@ -942,6 +971,7 @@ class McpApp:
         bad = spec.validate(arguments)
         if bad is not None:
             return self._error(bad)
+        spec = spec.for_call(arguments)
         if spec.kind == SPEND and not self.config.allow_spend:
             return self._error(
                 PolicyError(
@@ -1056,7 +1086,7 @@ def parser() -> argparse.ArgumentParser:
                    "(not readable by group or others); default: a random token created once at <state folder>/mcp-http-token (0600)")
     p.add_argument("--identity", metavar="FILE",
                    help="private key file ssh_exec logs in with (default: the skill's own key for instances made with ssh_key: auto, "
-                   "else the SSH client's own keys and agent); never a tool input")
+                   "and the only key offered: never the SSH agent or the default keys); never a tool input")
     return p
 
 

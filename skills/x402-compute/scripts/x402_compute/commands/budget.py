@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..instances import parse_time
 
-_SCRIPT_OF = {"provision": "provision.py", "extend": "extend_instance.py", "topup": "credits_topup.py"}
 BY = ("instance", "day", "network")
 CSV_COLUMNS = ("time", "script", "instance", "method", "network", "amount_usd", "outcome", "counts", "tx_hash", "explorer_url", "journal_id")
 
@@ -66,7 +65,8 @@ def budget_status(ctx):
 
     from ..cli import Output, table
     from ..config import parse_window
-    from ..payments.budget import Budget, counts, entry_micros, usd as budget_usd
+    from ..payments.budget import Budget, usd as budget_usd
+    from ..payments.journal import Entry
 
     a = ctx.args
     s = ctx.settings
@@ -75,27 +75,24 @@ def budget_status(ctx):
     now = budget.clock()
     rows, per_day = [], defaultdict(int)
     for e in budget.entries(now, window_s=look_s):
-        created = parse_time(e.get("created_at"))
-        offer = e.get("offer") or {}
-        counted = counts(e, now)
-        micros = entry_micros(e)
-        network = offer.get("network") or ("credits" if e.get("method") == "credits" else None)
+        typed = Entry.of(e)
+        v = typed.view(now)
         rows.append({
-            "time": e.get("created_at"),
-            "script": _SCRIPT_OF.get(e.get("kind"), e.get("kind")),
-            "instance": e.get("order_id") or (e.get("context") or {}).get("instance_id"),
-            "method": e.get("method"),
-            "network": network,
-            "amount_usd": budget_usd(micros),
-            "outcome": e.get("status"),
-            "counts": counted,
-            "tx_hash": e.get("tx_hash") if isinstance(e.get("tx_hash"), str) else None,
-            "explorer_url": _explorer(e, network),
-            "journal_id": e.get("id"),
-            "_micros": micros,
+            "time": v["created_at"],
+            "script": v["script"],
+            "instance": v["instance"],
+            "method": v["method"],
+            "network": v["network"],
+            "amount_usd": v["counted_usd"],
+            "outcome": v["status"],
+            "counts": v["counts"],
+            "tx_hash": v["tx_hash"] if isinstance(v["tx_hash"], str) else None,
+            "explorer_url": _explorer(e, v["network"]),
+            "journal_id": v["id"],
+            "_micros": typed.micros,
         })
-        if counted:
-            per_day[created.strftime("%Y-%m-%d")] += micros
+        if v["counts"]:
+            per_day[parse_time(v["created_at"]).strftime("%Y-%m-%d")] += typed.micros
     days = [{"date": d, "usd": budget_usd(m)} for d, m in sorted(per_day.items())]
     by = getattr(a, "by", None)
     totals = totals_by(rows, by) if by else None
@@ -103,8 +100,10 @@ def budget_status(ctx):
     for r in rows:
         del r["_micros"]
     state = budget.status()
+    fleet = budget.fleet(now)
     out = {
         "budget": state,
+        "fleet": fleet,
         "lookback": a.window or s.budget_window,
         "state_dir": str(s.state_dir),
         "payments": rows,
@@ -131,4 +130,7 @@ def budget_status(ctx):
         lines += ["", table(days, [("date", "DAY"), ("usd", "COUNTED USD")])]
     if by:
         lines += ["", table(totals, [("key", by.upper()), ("usd", "COUNTED USD"), ("payments", "PAYMENTS")])]
+    if len(fleet["instances"]) > 1 or fleet["ledger"] != "sqlite":
+        lines += ["", f"ledger: {fleet['ledger']} (shared by {len(fleet['instances'])} instance(s) in the window)",
+                  table(fleet["instances"], [("instance", "INSTANCE"), ("spent_usd", "SPENT USD"), ("reserved_usd", "RESERVED USD")])]
     return Output(out, "\n".join(lines))

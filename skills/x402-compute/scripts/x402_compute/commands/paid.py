@@ -243,7 +243,7 @@ def _approved_quote(ctx) -> dict | None:
     if a.confirm_quote:
         from ..payments.quotes import Quotes
 
-        quotes = Quotes(ctx.settings.state_dir)
+        quotes = Quotes(ctx.settings)
         rec = quotes.load(a.confirm_quote)
         quotes.require_cap(rec, ctx.settings)
         return rec

@@ -19,7 +19,7 @@ LIST_COLUMNS = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"
 def reconcile(ctx) -> Output:
     a = ctx.args
     s = ctx.settings
-    journal = Journal(s.state_dir)
+    journal = Journal(s)
     if a.list or not a.journal_id:
         rows = [rec.entry_row(e) for e in journal.list()]  # a refused payment still valid is listed unresolved
         return Output({"count": len(rows), "entries": rows}, table(rows, LIST_COLUMNS) if rows else "(no journal entries)")
