@@ -72,8 +72,8 @@ def test_an_approval_answers_only_the_call_that_asked(request, portal, sandbox, 
 def test_no_tool_drops_what_guards_a_live_machine_on_the_servers_word(request, portal, tmp_path):
     """destroy_instance's forget_destroyed (and forget_local) were tool inputs that need no confirm:
     a server listing a live machine as destroyed had the model delete its host-key pin (the next
-    ssh_exec then trusts whatever key answers: a host key change nobody accepted), its keepalive
-    state (a stopped keepalive resumed) and its one-time secrets. Deleting them is the human's."""
+    ssh_exec then trusts whatever key answers: a host key change nobody accepted) and its one-time
+    secrets. Deleting them is the human's."""
     from tests.e2e.test_mcp_server import Session
     from tests.helpers import clean_env
     from tests.hostile.stub import HostileAPI
@@ -85,7 +85,7 @@ def test_no_tool_drops_what_guards_a_live_machine_on_the_servers_word(request, p
     order = api.add_order(status="destroyed")  # the server says so; the machine may well be live
     home = tmp_path / "home"
     st = State(home / "state")
-    kept = [HostKeys(st.root).file(order["id"]), st.path("instance-keys", f"{order['id']}.key"), st.path("keepalive", f"{order['id']}.json")]
+    kept = [HostKeys(st.root).file(order["id"]), st.path("instance-keys", f"{order['id']}.key"), st.credentials_file(order["id"])]
     for f in kept:
         f.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         f.write_text("kept\n")

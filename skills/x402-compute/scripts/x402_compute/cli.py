@@ -39,9 +39,8 @@ from .errors import (
 # cap, accepting a new payee or host key, creating a recipient's account at the wallet's cost,
 # ignoring an unresolved payment, allowing plain http or a private address, a permanent disk
 # resize, resuming a stopped keepalive, printing a secret, deleting what guards a machine or
-# what was shown once (its host-key pin, keepalive state, saved keys and password: on the
-# server's word that it is destroyed, the model would reset the host key trust and resume a
-# stopped keepalive without the human). They are flags a
+# what was shown once (its host-key pin, saved keys and password: on the server's word that it
+# is destroyed, the model would reset the host key trust and lose keys shown once). They are flags a
 # person types at a terminal (or settings they wrote), never an MCP tool input, and a hint that
 # names one is addressed to the human ("ask the human to run ..."). The one list: the MCP server
 # leaves these out of every tool, and a test holds every tool schema against it.
