@@ -70,7 +70,7 @@ def test_an_approval_answers_only_the_call_that_asked(request, portal, sandbox, 
 
 
 def test_no_tool_drops_what_guards_a_live_machine_on_the_servers_word(request, portal, tmp_path):
-    """destroy_instance's forget_destroyed (and forget_local) were tool inputs that need no confirm:
+    """destroy_instance's forget_destroyed was a tool input that needs no confirm and destroys nothing:
     a server listing a live machine as destroyed had the model delete its host-key pin (the next
     ssh_exec then trusts whatever key answers: a host key change nobody accepted) and its one-time
     secrets. Deleting them is the human's."""
@@ -92,8 +92,8 @@ def test_no_tool_drops_what_guards_a_live_machine_on_the_servers_word(request, p
     s = Session(portal, clean_env({"COMPUTE_BASE_URL": api.base_url, "PRIVATE_KEY": "0x" + "5c" * 32}, home=home), tmp_path / "server.log")
     request.addfinalizer(s.close)
     schema = next(t for t in s.portal.call(s.client.list_tools).tools if t.name == "destroy_instance").input_schema
-    assert not {"forget_destroyed", "forget_local"} & set(schema["properties"]), schema["properties"]
-    for args in ({"forget_destroyed": True}, {"forget_destroyed": True, "confirm": True}, {"all": True, "forget_local": True, "confirm": True}):
+    assert "forget_destroyed" not in schema["properties"], schema["properties"]
+    for args in ({"forget_destroyed": True}, {"forget_destroyed": True, "confirm": True}):
         doc = s.error("destroy_instance", args, "usage_error")
         assert "forget_" in doc["error"]["message"], doc
     assert all(f.read_text() == "kept\n" for f in kept)
