@@ -131,7 +131,8 @@ class _Postgres:
     def connect(self):
         psycopg = self._psycopg()
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="x402-compute")
-        conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
+        conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")  # a held budget lock: wait this long, then ledger_unavailable
+        conn.execute(f"SET statement_timeout = '{LOCK_TIMEOUT_S}s'")  # a stalled server, likewise
         return conn
 
     def begin(self, conn, lock: str | None, durable: bool) -> None:
