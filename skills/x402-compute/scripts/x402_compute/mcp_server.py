@@ -506,10 +506,16 @@ def quote_terms(fields: dict, payee_status: str | None = None) -> dict:
     from .money import atomic_to_usd, plain
     from .networks import NETWORKS
 
+    from .payments.policy import STRIPE_CURRENCY_DECIMALS
+
     net = NETWORKS.get(fields.get("network") or "")
-    amount = None
-    if net is not None and str(fields.get("amount_atomic") or "").isdigit():
-        amount = plain(atomic_to_usd(int(fields["amount_atomic"]), net.decimals))
+    atomic = str(fields.get("amount_atomic") or "")
+    # The amount the quote pins, in its own units (a card charge: the currency's minor units),
+    # never the catalog total beside it: that is what is paid, so that is what the human sees.
+    decimals, symbol = (net.decimals, net.symbol) if net is not None else (None, None)
+    if fields.get("method") == "stripe" and fields.get("asset") in STRIPE_CURRENCY_DECIMALS:
+        decimals, symbol = STRIPE_CURRENCY_DECIMALS[fields["asset"]], str(fields["asset"]).upper()
+    amount = plain(atomic_to_usd(int(atomic), decimals)) if decimals is not None and atomic.isdigit() else None
     what = " ".join(str(fields[k]) for k in ("action", "plan", "instance_id") if fields.get(k))
     where = f" in {fields['region']}" if fields.get("region") else ""
     hours = f" for {fields['hours']} h" if fields.get("hours") else ""
@@ -518,7 +524,7 @@ def quote_terms(fields: dict, payee_status: str | None = None) -> dict:
         "summary": f"{what}{where}{hours}",
         "amount_usd": amount,
         "total_usd": fields.get("total_usd"),
-        "asset_symbol": net.symbol if net is not None else None,
+        "asset_symbol": symbol,
         "network": fields.get("network") or fields.get("method"),
         "payee": fields.get("payee"),
         "payee_status": payee_status or "unchecked",
