@@ -114,22 +114,69 @@ PYEOF
   esac
 }
 
-# is_loopback URL: true for http(s) URLs whose host is this machine (127.0.0.0/8, ::1, localhost)
-is_loopback() {
-  local rest host
-  rest="${1#*://}"
-  rest="${rest%%/*}"
-  rest="${rest##*@}"
-  case "$rest" in
-    \[*) host="${rest%%]*}"; host="${host#[}" ;;
-    *) host="${rest%%:*}" ;;
+# parse_url URL: the one reading of a URL, by RFC 3986: sets URL_SCHEME (lower case), URL_USERINFO,
+# URL_HOST (lower case, without IPv6 brackets) and URL_PORT; returns 1 with URL_ERROR when the URL is
+# not one this installer can read the same way curl does (spaces, backslashes, control characters,
+# a host that is neither a DNS name nor an IP literal, a port that is not 1-65535). The authority
+# ends at the first "/", "?" or "#": "http://evil.invalid?@127.0.0.1/x" names the host evil.invalid,
+# as curl reads it, never 127.0.0.1.
+parse_url() {
+  local url="$1" rest auth hostport
+  URL_SCHEME="" URL_USERINFO="" URL_HOST="" URL_PORT="" URL_ERROR=""
+  case "$url" in
+    *[[:space:]]* | *\\* | *[[:cntrl:]]*) URL_ERROR="it contains a space, a backslash or a control character"; return 1 ;;
+    *://*) ;;
+    *) URL_ERROR="it is not scheme://host/path"; return 1 ;;
   esac
-  host=$(printf '%s' "$host" | tr 'A-Z' 'a-z')
-  case "$host" in
+  URL_SCHEME=$(printf '%s' "${url%%://*}" | tr 'A-Z' 'a-z')
+  case "$URL_SCHEME" in
+    "" | *[!abcdefghijklmnopqrstuvwxyz0123456789+.-]*) URL_ERROR="its scheme is not a scheme"; return 1 ;;
+  esac
+  rest="${url#*://}"
+  auth="${rest%%[/?#]*}"
+  case "$auth" in
+    *@*) URL_USERINFO="${auth%@*}"; hostport="${auth##*@}" ;;
+    *) hostport="$auth" ;;
+  esac
+  case "$hostport" in
+    \[*\]) URL_HOST="${hostport#\[}"; URL_HOST="${URL_HOST%\]}" ;;
+    \[*\]:*) URL_HOST="${hostport%%\]*}"; URL_HOST="${URL_HOST#\[}"; URL_PORT="${hostport##*\]:}" ;;
+    \[* | *\]*) URL_ERROR="its IPv6 address is not in matching brackets"; return 1 ;;
+    *:*) URL_HOST="${hostport%%:*}"; URL_PORT="${hostport#*:}" ;;
+    *) URL_HOST="$hostport" ;;
+  esac
+  URL_HOST=$(printf '%s' "$URL_HOST" | tr 'A-Z' 'a-z')
+  case "$hostport" in
+    \[*)
+      case "$URL_HOST" in
+        *:*) ;;
+        *) URL_ERROR="its bracketed host is not an IPv6 address"; return 1 ;;
+      esac
+      case "$URL_HOST" in *[!0123456789abcdef:.]*) URL_ERROR="its bracketed host is not an IPv6 address"; return 1 ;; esac
+      ;;
+    *)
+      case "$URL_HOST" in
+        "" | .* | *..* | *[!abcdefghijklmnopqrstuvwxyz0123456789.-]*) URL_ERROR="its host is not a DNS name or an IP address"; return 1 ;;
+      esac
+      ;;
+  esac
+  if [ -n "$URL_PORT" ]; then
+    case "$URL_PORT" in *[!0123456789]*) URL_ERROR="its port is not a number"; return 1 ;; esac
+    if [ "${#URL_PORT}" -gt 5 ] || [ "$URL_PORT" -lt 1 ] || [ "$URL_PORT" -gt 65535 ]; then
+      URL_ERROR="its port is not 1-65535"; return 1
+    fi
+  fi
+  return 0
+}
+
+# is_loopback_host HOST (as parse_url left it): this machine by name or address (127.0.0.0/8, ::1,
+# localhost). Other spellings curl may also take for loopback (0x7f.1, [::ffff:127.0.0.1]) are not:
+# they need a pinned checksum, the safe side.
+is_loopback_host() {
+  case "$1" in
     localhost | ::1 | 0:0:0:0:0:0:0:1) return 0 ;;
-    127.*) case "$host" in *[!0-9.]*) return 1 ;; *) return 0 ;; esac ;;
   esac
-  return 1
+  [[ "$1" =~ ^127(\.[0-9]{1,3}){1,3}$ ]]
 }
 
 # check_archive FILE: fails, listing them, when the archive holds anything but the bundle's own entries
@@ -186,8 +233,15 @@ main() {
   dir="${dir:-./x402-compute}"
   url="${url:-$DEFAULT_URL}"
   case "$url" in
+    [Hh][Tt][Tt][Pp]://* | [Hh][Tt][Tt][Pp][Ss]://*)
+      parse_url "$url" || die "refusing the URL $url: $URL_ERROR." "Pass the release archive's plain https:// URL."
+      [ -z "$URL_USERINFO" ] || die "refusing the URL $url: it carries user information before an @, which hides the real host." \
+        "Pass the release archive's URL without a user name or password (https://host/path)."
+      ;;
+  esac
+  case "$url" in
     [Hh][Tt][Tt][Pp]://*)
-      if ! is_loopback "$url" && [ -z "$sum" ]; then
+      if ! is_loopback_host "$URL_HOST" && [ -z "$sum" ]; then
         die "refusing to download $url over plain http without a pinned checksum: anyone on the way could replace both the archive and its .sha256." \
           "Use the https:// URL, or pass --sha256 HEX with the checksum from a second channel (the release page over https)."
       fi

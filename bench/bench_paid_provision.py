@@ -7,8 +7,8 @@ retry → 201. Server time is measured inside the sandbox (every request its app
 including our client's chain JSON-RPC reads); client cost = wall time − server time.
 
 - ours: a ``PaymentFlow`` driven by ``ComputeClient.drive`` (the unsigned probe, challenge parsing, policy, the budget guard
-  (lock, sum of the window's journal, the reservation), the journal's ``sent`` write forced to disk
-  (file and folder) and its ``settled`` write, payee pin, scheme signing, the paid retry); the guard's
+  (one SQLite ledger transaction: lock, window sum, reservation), the journal's ``sent`` write
+  committed with synchronous=FULL and its ``settled`` write, payee pin, scheme signing, the paid retry); the guard's
   own time is its own column;
 - SDK: ``x402ClientSync`` with its EVM and SVM exact schemes; the paid retry by hand with
   ``requests``. Its default spend controls ($1 per payment, default assets only) are turned
@@ -22,6 +22,10 @@ including our client's chain JSON-RPC reads); client cost = wall time − server
   the ``eip2612GasSponsoring`` extension (checked at run time), so before anything is timed each payer
   sends one on-chain ``approve(Permit2, its whole MegaUSD balance)`` from its own key. After the runs
   the bench checks that the payers' Permit2 allowances fell by exactly what they paid.
+
+- base/pg-ledger: ours on Base again, its ledger in a local PostgreSQL (started here with the
+  machine's initdb, fsync on; skipped without one) instead of SQLite: the shared-budget guard's cost
+  in the same run as the SDK comparison.
 
 Bounded: WARMUP + RUNS provisions per client and network (default 1 + 5), loopback only. The two
 clients take turns run by run, so on a shared machine both meet the same load; the load average
@@ -109,7 +113,7 @@ def approve_permit2(fac, w: dict) -> int:
     return amount
 
 
-def ours_runner(sb, w: dict, state_dir: Path):
+def ours_runner(sb, w: dict, state_dir: Path, ledger_url: str | None = None):
     from x402_compute.client import ComputeClient
     from x402_compute.config import load_settings
     from x402_compute.payments.flow import PaidCall, PaymentFlow
@@ -120,6 +124,8 @@ def ours_runner(sb, w: dict, state_dir: Path):
     env = dict(sb.env())
     env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"], "SOLANA_SECRET_KEY": w["solana_secret_key"],
                 "SOLANA_WALLET_ADDRESS": w["solana_address"], "X402_COMPUTE_STATE_DIR": str(state_dir)})
+    if ledger_url:
+        env["COMPUTE_LEDGER_URL"] = ledger_url
     client = ComputeClient(load_settings(environ=env))
     from x402_compute.payments.budget import Budget
 
@@ -227,6 +233,23 @@ def measure(runners: dict, network: str, clock: ServerClock, warmup: int, runs: 
     return results
 
 
+def _local_postgres():
+    """(url, server) of a PostgreSQL started for this bench (tests/pg.py), or (None, None)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return None, None
+    from tests import pg
+
+    if pg.bin_dir() is None:
+        return None, None
+    import os
+
+    server = pg.Server(pg.shared_root(f"bench-paid-{os.getpid()}"))
+    server.fsync = True
+    return pg.fresh_schema(server.acquire("bench")), server
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -249,6 +272,16 @@ def main() -> int:
             for net in NETS:
                 m = measure({"ours": ours, "sdk": sdk} if net != "megaeth" else {"ours": ours}, net, clock, warmup, runs)
                 rows.append((net, m["ours"], m.get("sdk") or {"error": "n/a (SDK: Permit2 only)"}))
+            # The same provision on Base with the ledger in a local PostgreSQL (fsync on) instead of
+            # SQLite, beside the same run's SDK cell: what sharing a budget across machines costs.
+            pg_url, pg_server = _local_postgres()
+            if pg_url:
+                try:
+                    ours_pg = ours_runner(sb, fresh_wallet(sb.facilitator), tmp / "client-state-pg", pg_url)
+                    mp = measure({"ours": ours_pg, "sdk": sdk}, "base", clock, warmup, runs)
+                    rows.append(("base/pg-ledger", mp["ours"], mp["sdk"]))
+                finally:
+                    pg_server.release("bench")
         finally:
             sb.stop()
 
@@ -303,8 +336,9 @@ def main() -> int:
                 row["route"] = net.split("/")[1]
             out.append(row)
         print("(ms; client = wall − time inside the sandbox's request handler; ours includes policy, the budget guard")
-        print(" (its own column: lock + window sum + reservation), the 0600 journal writes (\"sent\" fsynced with its folder) and the")
+        print(" (its own column: lock + window sum + reservation; bench_ledger.py for both engines), the journal writes (\"sent\" durable) and the")
         print(" payee pin; the SDK's Solana RPC is in-process)")
+        print("base/pg-ledger: ours with COMPUTE_LEDGER_URL on a local PostgreSQL (fsync on) instead of the SQLite ledger; its SDK cell taken in turns beside it.")
         print("megaeth: default sandbox, direct ERC-2612 permit (our client); the SDK pays MegaUSD only by Permit2.")
         print("megaeth/permit2: second sandbox with permit2=True; its 402 asks for assetTransferMethod permit2 and "
               + ("advertises" if sponsored else "does not advertise") + " eip2612GasSponsoring;")

@@ -257,3 +257,41 @@ class Tools:
 @pytest.fixture(scope="session")
 def tools():
     return Tools
+
+
+# --- a real PostgreSQL server for the shared-ledger tests (tests/pg.py) ----------------------------
+@pytest.fixture(scope="session")
+def pg_port():
+    """The port of the session's PostgreSQL (started once, shared by the xdist workers); skipped
+    only where the machine has no PostgreSQL server binaries or no psycopg."""
+    import os
+
+    from tests import pg
+
+    pytest.importorskip("psycopg")
+    if pg.bin_dir() is None:
+        pytest.skip("no PostgreSQL server here (initdb); CI installs one (.ci/run)")
+    server = pg.Server(pg.shared_root(os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER") or "main"
+    port = server.acquire(worker)
+    try:
+        yield port
+    finally:
+        server.release(worker)
+
+
+@pytest.fixture
+def ledger_url(pg_port):
+    """A fresh, empty ledger on the session's PostgreSQL (its own schema)."""
+    from tests import pg
+
+    return pg.fresh_schema(pg_port)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_env(request):
+    """The environment selecting each ledger engine: {} (SQLite in the state folder) or
+    COMPUTE_LEDGER_URL of a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return {}
+    return {"COMPUTE_LEDGER_URL": request.getfixturevalue("ledger_url")}

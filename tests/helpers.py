@@ -195,9 +195,28 @@ def balances(sb, w: dict) -> dict:
     return {n: sb.facilitator.balance_of(n, owner(sb, w, n)) for n in NETS}
 
 
+def ledger(state: Path):
+    """The SQLite ledger of a state folder (what the scripts wrote there), or None if none was made."""
+    if not (Path(state) / "ledger.sqlite3").exists():
+        return None
+    from x402_compute.payments.journal import ledger_of
+
+    return ledger_of(Path(state))
+
+
+def state_entries(state: Path) -> list[dict]:
+    """The journal entries in a state folder's ledger, oldest first."""
+    led = ledger(state)
+    return led.entries() if led is not None else []
+
+
 def journal_entries(home: Path) -> list[dict]:
-    d = home / "state" / "journal"
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+    return state_entries(home / "state")
+
+
+def payee_pins(state: Path) -> dict:
+    led = ledger(state)
+    return led.pins() if led is not None else {}
 
 
 def fail_doc(res, code: int, err_code: str):
@@ -310,6 +329,6 @@ MCP_TOOLS = {
     "browse_plans", "browse_regions", "browse_os", "quote_provision", "provision", "quote_extend", "extend_instance",
     "list_instances", "instance_details", "wait_for_instance", "resize_instance", "destroy_instance",
     "get_one_time_password", "create_api_key", "list_api_keys", "revoke_api_key", "credits_balance", "credits_topup",
-    "budget_status", "reconcile", "ssh_exec", "quote_resize", "ai_chat",
+    "budget_status", "reconcile", "ssh_exec", "quote_resize", "ai_chat", "keepalive",
     "quote_topup",  # not in the issue's list: with COMPUTE_REQUIRE_QUOTE=1 a top-up needs a quote_id too
 }

@@ -13,6 +13,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -317,3 +318,65 @@ def test_the_installers_entry_list_is_the_bundle(release):
     with tarfile.open(archive) as tar:
         top = {m.name.split("/")[1] for m in tar.getmembers() if m.name.count("/") >= 1}
     assert top == listed
+
+
+# -- one reading of a URL (issue 20.7) -----------------------------------------------------------------
+
+# url -> (verdict, host): "loopback" (plain http allowed without a pin), "remote" (plain http needs --sha256),
+# "userinfo" (refused: user information hides the real host), "malformed" (refused).
+TRICKY_URLS = {
+    "http://127.0.0.1:8402/x.tar.gz": ("loopback", "127.0.0.1"),
+    "HTTP://LOCALHOST/x.tar.gz": ("loopback", "localhost"),
+    "http://[::1]:8080/x.tar.gz": ("loopback", "::1"),
+    "http://127.1/x.tar.gz": ("loopback", "127.1"),
+    "http://evil.invalid?@127.0.0.1/x.tar.gz": ("remote", "evil.invalid"),   # the query holds the @: curl fetches evil.invalid
+    "http://evil.invalid#@127.0.0.1/x.tar.gz": ("remote", "evil.invalid"),
+    "http://evil.invalid/@127.0.0.1/x.tar.gz": ("remote", "evil.invalid"),
+    "http://127.0.0.1.evil.invalid/x.tar.gz": ("remote", "127.0.0.1.evil.invalid"),
+    "http://0x7f.1/x.tar.gz": ("remote", "0x7f.1"),                            # curl may read it as loopback: the safe side
+    "http://[::ffff:127.0.0.1]/x.tar.gz": ("remote", "::ffff:127.0.0.1"),
+    "http://localhost.evil.invalid:80/x": ("remote", "localhost.evil.invalid"),
+    "http://127.0.0.1@evil.invalid/x.tar.gz": ("userinfo", None),
+    "http://user:pw@127.0.0.1/x.tar.gz": ("userinfo", None),
+    "https://evil.invalid@github.com/x.tar.gz": ("userinfo", None),
+    "http://a@b@127.0.0.1/x.tar.gz": ("userinfo", None),
+    "http://127.0.0.1\\@evil.invalid/x.tar.gz": ("malformed", None),          # backslash: parsers disagree on it
+    "http://127.0.0.1 @evil.invalid/x.tar.gz": ("malformed", None),
+    "http://127.0.0.1:99999/x.tar.gz": ("malformed", None),
+    "http://127.0.0.1:80:80/x.tar.gz": ("malformed", None),
+    "http://127.0.0.1:0x50/x.tar.gz": ("malformed", None),
+    "http://[::1/x.tar.gz": ("malformed", None),
+    "http://[evil.invalid]/x.tar.gz": ("malformed", None),
+    "http://ev%69l.invalid/x.tar.gz": ("malformed", None),
+    "http:///x.tar.gz": ("malformed", None),
+    "http://127.0.0.1\x01.evil/x": ("malformed", None),                      # a control character
+}
+
+
+def _verdict(url: str) -> tuple[str, str | None]:
+    """install.sh's own parse_url and is_loopback_host, run by bash on ``url``."""
+    text = (ROOT / "install.sh").read_text()
+    funcs = "".join(re.search(rf"^{name}\(\) {{\n.*?^}}\n", text, re.M | re.S).group(0) for name in ("parse_url", "is_loopback_host"))
+    script = funcs + '''
+parse_url "$1" || { echo "malformed"; exit 0; }
+[ -z "$URL_USERINFO" ] || { echo "userinfo"; exit 0; }
+if is_loopback_host "$URL_HOST"; then echo "loopback $URL_HOST"; else echo "remote $URL_HOST"; fi
+'''
+    out = subprocess.run(["bash", "-c", script, "install.sh", url], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    verdict, _, host = out.stdout.strip().partition(" ")
+    return verdict, host or None
+
+
+@pytest.mark.parametrize("url", sorted(TRICKY_URLS), ids=repr)
+def test_install_sh_reads_each_url_once_the_way_curl_does(url):
+    assert _verdict(url) == TRICKY_URLS[url]
+
+
+def test_the_issues_url_is_not_taken_for_loopback(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = run_install([str(tmp_path / "a"), "--url", "http://evil.invalid?@127.0.0.1/x.tar.gz"], install_env(home), timeout=60)
+    assert proc.returncode == 1 and "plain http without a pinned checksum" in proc.stderr, proc.stderr
+    proc = run_install([str(tmp_path / "b"), "--url", "https://user:secret@127.0.0.1/x.tar.gz"], install_env(home), timeout=60)
+    assert proc.returncode == 1 and "user information" in proc.stderr and not (tmp_path / "b").exists(), proc.stderr

@@ -139,7 +139,7 @@ def doc_commands() -> list[tuple[str, str, list[str], str | None]]:
         for line in doc.read_text().splitlines():
             for m in SCRIPT_RE.finditer(line):
                 script = m.group(1)
-                if script in ("build_release.py", "demo.py", "conftest.py", "helpers.py") or script.startswith(("bench_", "test_")):
+                if script in ("build_release.py", "demo.py", "conftest.py", "helpers.py", "pg.py") or script.startswith(("bench_", "test_")):
                     continue
                 rest = line[m.end():]
                 rest = re.split(r"`|\||,\s|(?<=\s)or\s|\bthen\b", rest)[0]  # the command ends at the code span / cell / prose

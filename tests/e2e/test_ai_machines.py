@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import balances, fail, journal_entries, ok, run_script, wallet_env
+from tests.helpers import Proxy, balances, fail, journal_entries, ok, run_script, wallet_env
 
 GPU, REGION, MODEL = "vcg-a100-1c-2g-6gb", "ewr", "llama-3.2-3b"
 WAIT = ("--wait-timeout", "60", "--poll-interval", "0.3")
@@ -122,3 +122,25 @@ def test_ai_chat_refuses_a_machine_that_is_not_an_ai_machine(sandbox, wallet, to
     fail(run_script("ai_chat.py", plain, "hi", env=env), 1, "not_an_ai_machine")
     fail(run_script("ai_chat.py", plain, "", env=env), 2, "usage_error")
     fail(run_script("ai_chat.py", "../../etc/passwd", "hi", env=env), 2, "usage_error")
+
+
+def test_a_resent_ai_provision_saves_the_one_time_key(sandbox, wallet, tmp_path):
+    """Both paid answers lost (exit 4): the key is in the replayed answer only, so reconcile --resend
+    saves it 0600 like provision would, and never prints it."""
+    proxy = Proxy(sandbox.base_url, drop_paid=2)
+    try:
+        env = wallet_env(sandbox, wallet, tmp_path, COMPUTE_BASE_URL=proxy.url)
+        err4 = fail(run_script("provision.py", GPU, REGION, "--days", "1", "--model-id", MODEL, "--mode", "private", "--yes", env=env),
+                    4, "payment_outcome_unknown")
+        jid = err4["details"]["journal_id"]
+        assert not (tmp_path / "state" / "ai-keys").exists()
+        code, rec, err = run_script("reconcile.py", jid, "--resend", env=env)
+        assert code == 0, (rec, err)
+        assert rec["resend"]["replayed"] is True and proxy.paid_requests == 3 and len(set(proxy.payment_headers)) == 1
+        key_file = Path(rec["ai"]["api_key_file"])
+        assert key_file == tmp_path / "state" / "ai-keys" / f"{rec['order']['id']}.key"
+        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+        key = key_file.read_text().strip()
+        assert key.endswith(rec["ai"]["api_key_last4"]) and key not in json.dumps(rec) and key not in err
+    finally:
+        proxy.stop()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import pytest
 from x402_compute.instances import parse_time
 
 from tests.helpers import SCRIPTS, fail_doc, journal_entries, ok, run_script, wallet_env
@@ -107,3 +108,35 @@ def test_two_runs_at_once_pay_for_one_window_once(sandbox, tools, tmp_path):
     assert actions == ["extended", "none", "none"], docs
     assert m.balance() == before - PRICE_24H and len(m.extends()) == 1
     assert m.expires() == expiry + timedelta(hours=24)
+
+
+def test_the_total_stops_a_payment_across_two_runs_before_signing(sandbox, tools, tmp_path):
+    """--max-total-usd bounds all one target may pay, summed from the journal across runs: the
+    first extension fits, the second would go over and is refused before anything is signed."""
+    m = Rented(sandbox, tools, tmp_path)
+    before = m.balance()
+    # The dry run: the schedule to the target (3 days), each payment and the total, against the limits.
+    doc = ok(m.keepalive("--dry-run", "--max-total-usd", "0.40"))
+    sched = doc["schedule"]
+    assert doc["action"] == "none" and sched["count"] == len(sched["payments"]) >= 2
+    assert [p["hours"] for p in sched["payments"]][0] == 24 and sched["payments"][0]["amount_usd"] == "0.2496"
+    assert sum(float(p["amount_usd"]) for p in sched["payments"]) == pytest.approx(float(sched["total_usd"]))
+    assert parse_time(sched["payments"][-1]["expires_at_after"]) >= parse_time(doc["target"]["until"])
+    lim = sched["limits"]
+    assert lim["max_total_usd"] == "0.4" and lim["paid_for_target_usd"] == "0" and lim["within_total"] is False
+    assert lim["per_payment_cap_usd"] == "25" and lim["over_cap"] == [] and lim["within_budget"] is True
+    assert "payment(s)" in doc["message"] and m.balance() == before
+
+    # Run 1 pays one block (0.2496 of 0.40).
+    doc = ok(m.keepalive("--min-hours-left", "30", "--yes", "--max-total-usd", "0.40"))
+    assert doc["action"] == "extended" and m.balance() == before - PRICE_24H
+    assert m.extends()[0]["context"]["keepalive"]["until"] == doc["target"]["until"]
+    # Run 2 (another process, later): 0.2496 more would make 0.4992 > 0.40: refused, nothing signed.
+    err = fail_doc(m.keepalive("--min-hours-left", "50", "--yes", "--max-total-usd", "0.40"), 3, "keepalive_total_exceeded")["error"]
+    assert err["details"]["paid_for_target_usd"] == "0.2496" and err["details"]["remaining_usd"] == "0.1504"
+    assert m.balance() == before - PRICE_24H and len(m.extends()) == 1  # no second entry: nothing reserved or signed
+    # Not a stop: the human raising the total lets the next run pay.
+    doc = ok(m.keepalive("--min-hours-left", "50", "--yes", "--max-total-usd", "0.60"))
+    assert doc["action"] == "extended" and m.balance() == before - PRICE_24H - int(doc["payment"]["amount_atomic"])
+    assert len(m.extends()) == 2
+    fail_doc(m.keepalive("--yes", "--max-total-usd", "abc"), 2, "config_error")

@@ -36,10 +36,11 @@ from tests.helpers import (
     wallet_env,
 )
 from tests.helpers import journal_entries as journal
+from tests.helpers import ledger, payee_pins
 
 SERVER = SCRIPTS / "mcp_server.py"
 DAY_ATOMIC = 249_600  # $0.0104/h x 24 h, USDC on Base (6 decimals)
-SPENDING = {"provision", "extend_instance", "credits_topup"}
+SPENDING = {"provision", "extend_instance", "credits_topup", "keepalive"}
 
 
 class Session:
@@ -157,8 +158,8 @@ def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
     ssh = tools["ssh_exec"]
     assert ssh.annotations.destructive_hint is True and ssh.annotations.read_only_hint is False
     assert ssh.input_schema["properties"]["command"]["type"] == "array" and ssh.input_schema["required"] == ["instance_id", "command"]
-    assert {"command_timeout", "max_output", "identity", "user", "client"} <= set(ssh.input_schema["properties"])
-    assert not {"accept_host_key_change", "stdin_file"} & set(ssh.input_schema["properties"])
+    assert {"command_timeout", "max_output", "user", "client"} <= set(ssh.input_schema["properties"])
+    assert not {"accept_host_key_change", "stdin_file", "identity"} & set(ssh.input_schema["properties"])
     # What a model must not set: the human's cap and guards, the server's URL and settings, secrets on stdout.
     for name in SPENDING:
         props = tools[name].input_schema["properties"]
@@ -171,7 +172,8 @@ def test_every_tool_is_listed_with_valid_schemas_and_annotations(off):
     assert not {"show", "save"} & set(tools["create_api_key"].input_schema["properties"])
     # Mirrors the script's flags: provision's parser, minus what the server owns.
     prov = tools["provision"].input_schema
-    assert {"plan", "region", "hours", "days", "months", "os_id", "ssh_key_file", "network", "pay", "wait", "wait_ssh"} <= set(prov["properties"])
+    assert {"plan", "region", "hours", "days", "months", "os_id", "ssh_public_key", "user_data", "network", "pay", "wait", "wait_ssh"} <= set(prov["properties"])
+    assert not {"ssh_key_file", "accept_payee_change", "create_recipient_account"} & set(prov["properties"])
     assert prov["required"] == ["plan", "region"]
     assert {"model_id", "mode"} <= set(prov["properties"]) and prov["properties"]["mode"]["enum"] == ["private", "grid"]
     # ai_chat: content in, never a path: the key file is found from the instance id.
@@ -208,13 +210,16 @@ def test_malformed_calls_are_errors_not_crashes(off):
     assert off.ok("browse_regions", {"provider": "vultr"})["count"] > 0  # the session is still fine
 
 
-def test_ssh_exec_runs_a_command_within_its_bounds(off, sandbox, tools, wallet, tmp_path):
+def test_ssh_exec_runs_a_command_within_its_bounds(request, off, sandbox, tools, wallet, tmp_path):
     from tests.helpers import ssh_keypair
 
     key, pub = ssh_keypair(tmp_path)
     iid = tools.provision(sandbox, wallet, ssh_public_key=pub)["order"]["id"]
     off.ok("wait_for_instance", {"instance_id": iid, "wait_ssh": True, "poll_interval": 0.2})
-    base = {"instance_id": iid, "identity": str(key)}
+    # The key file is the human's choice when starting the server, never a tool input.
+    off = Session(off.portal, off.env, tmp_path / "ssh-server.log", args=("--identity", str(key)))
+    request.addfinalizer(off.close)
+    base = {"instance_id": iid}
     doc = off.ok("ssh_exec", {**base, "command": ["uname", "-a"]})
     assert doc["stdout"] == subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout
     assert doc["host_key"]["status"] == "matched"  # pinned by wait_for_instance
@@ -405,7 +410,8 @@ def test_cancelling_a_wait_stops_the_polling(on, sandbox):
 def test_cancelling_provision_during_its_wait_keeps_the_paid_machine_and_stops_polling(request, portal, sandbox, make_sandbox, wallet, tmp_path_factory):
     slow = make_sandbox(boot_seconds=600, facilitator=sandbox.facilitator)  # the same chains, machines that do not boot
     home = tmp_path_factory.mktemp("slow")
-    s = Session(portal, wallet_env(slow, wallet, home, COMPUTE_MCP_ALLOW_SPEND="1"), home / "server.log", elicit=False, args=("--verbose",))
+    s = Session(portal, wallet_env(slow, wallet, home, COMPUTE_MCP_ALLOW_SPEND="1", COMPUTE_MCP_APPROVAL="unattended"), home / "server.log",
+                elicit=False, args=("--verbose",))
     s.home = home
     request.addfinalizer(s.close)
     before = usdc(sandbox, wallet)
@@ -445,24 +451,42 @@ def test_cancelling_provision_during_its_wait_keeps_the_paid_machine_and_stops_p
 
 def test_handshake_era_client_is_asked_above_the_threshold_only(legacy, sandbox, wallet):
     before = usdc(sandbox, wallet)
-    # 0.2496 USD is within COMPUTE_MCP_CONFIRM_ABOVE_USD=0.25: paid without a question.
+    # 0.2496 USD is within COMPUTE_MCP_CONFIRM_ABOVE_USD=0.25, but the payee is not pinned yet: asked.
+    legacy.answers = ["accept"]
     doc = legacy.ok("provision", {"plan": PLAN, "region": REGION, "days": 1})
-    assert legacy.asked == [] and usdc(sandbox, wallet) == before - DAY_ATOMIC
+    assert len(legacy.asked) == 1 and "(new)" in legacy.asked[0] and usdc(sandbox, wallet) == before - DAY_ATOMIC
     iid = doc["order"]["id"]
+    # The same amount to the payee now pinned: paid without a question.
+    legacy.ok("extend_instance", {"instance_id": iid, "days": 1})
+    assert len(legacy.asked) == 1 and usdc(sandbox, wallet) == before - 2 * DAY_ATOMIC
     # Two days (0.4992 USD) is above it: asked over elicitation/create, declined, nothing signed.
     legacy.answers = ["decline"]
     legacy.error("extend_instance", {"instance_id": iid, "days": 2}, "declined_by_user")
-    assert len(legacy.asked) == 1 and "0.4992" in legacy.asked[0]
-    assert usdc(sandbox, wallet) == before - DAY_ATOMIC
+    assert len(legacy.asked) == 2 and "0.4992" in legacy.asked[1]
+    assert usdc(sandbox, wallet) == before - 2 * DAY_ATOMIC
     legacy.answers = ["accept"]
     legacy.ok("extend_instance", {"instance_id": iid, "days": 2})
-    assert usdc(sandbox, wallet) == before - 3 * DAY_ATOMIC
+    assert usdc(sandbox, wallet) == before - 4 * DAY_ATOMIC
     legacy.ok("destroy_instance", {"instance_id": iid, "confirm": True})
 
 
-def test_a_client_that_cannot_be_asked_pays_once_spending_is_on(request, portal, sandbox, wallet, tmp_path_factory):
+def test_a_client_that_cannot_be_asked_gets_approval_unavailable(request, portal, sandbox, wallet, tmp_path_factory):
+    """Issue 19.2: spending on and a client without elicitation used to pay with no question at all."""
+    s = _session(request, portal, sandbox, wallet, tmp_path_factory, "noask", elicit=False,
+                 extra={"COMPUTE_MCP_ALLOW_SPEND": "1", "COMPUTE_MCP_CONFIRM_ABOVE_USD": "100"})
+    before = usdc(sandbox, wallet)
+    doc = s.error("provision", {"plan": PLAN, "region": REGION, "days": 1}, "approval_unavailable")
+    assert doc["error"]["details"]["quote"]["amount_atomic"] == str(DAY_ATOMIC) and "human" in doc["error"]["hint"]
+    # The model's own quote id is no approval either.
+    q = s.ok("quote_provision", {"plan": PLAN, "region": REGION, "days": 1})["quote"]
+    s.error("provision", {"plan": PLAN, "region": REGION, "days": 1, "confirm_quote": q["quote_id"]}, "approval_unavailable")
+    s.error("credits_topup", {"amount": 1}, "approval_unavailable")
+    assert usdc(sandbox, wallet) == before and journal(s.home) == []
+
+
+def test_a_client_that_cannot_be_asked_pays_only_when_the_human_set_unattended(request, portal, sandbox, wallet, tmp_path_factory):
     s = _session(request, portal, sandbox, wallet, tmp_path_factory, "noelicit", elicit=False,
-                 extra={"COMPUTE_MCP_ALLOW_SPEND": "1", "COMPUTE_REQUIRE_QUOTE": "1"})
+                 extra={"COMPUTE_MCP_ALLOW_SPEND": "1", "COMPUTE_REQUIRE_QUOTE": "1", "COMPUTE_MCP_APPROVAL": "unattended"})
     before = usdc(sandbox, wallet)
     # COMPUTE_REQUIRE_QUOTE=1 holds over MCP as outside a terminal: only an approved quote is paid.
     s.error("provision", {"plan": PLAN, "region": REGION, "days": 1}, "quote_required")
@@ -484,11 +508,100 @@ def test_a_client_that_cannot_be_asked_pays_once_spending_is_on(request, portal,
     assert saved.read_text().strip() not in s.log()
 
 
+def _pin_other_payee(home: Path) -> str:
+    """The state folder remembers another payee for base (in the JSON file of the release before the
+    ledger, imported on first use): the sandbox's own now reads as a change."""
+    other = "0x" + "77" * 20
+    state = home / "state"
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (state / "payees.json").write_text(json.dumps({"base": {"pay_to": other, "pinned_at": "2026-01-01T00:00:00Z"}}))
+    return other
+
+
+def test_a_payee_change_is_always_the_humans_question(request, portal, sandbox, wallet, tmp_path_factory):
+    """Issue 19.2/19.3: accept_payee_change was a tool input and a threshold above the amount let the
+    model re-pin a new payee by itself. Now the change is put to the human whatever the threshold, and
+    refused outright when the client cannot ask, unattended or not."""
+    payee = sandbox.facilitator.payee("base")
+    blind_home = tmp_path_factory.mktemp("payee-blind")
+    other = _pin_other_payee(blind_home)
+    blind = Session(portal, wallet_env(sandbox, wallet, blind_home, COMPUTE_MCP_ALLOW_SPEND="1", COMPUTE_MCP_APPROVAL="unattended",
+                                       COMPUTE_MCP_CONFIRM_ABOVE_USD="100"), blind_home / "server.log", elicit=False)
+    request.addfinalizer(blind.close)
+    before = usdc(sandbox, wallet)
+    doc = blind.error("provision", {"plan": PLAN, "region": REGION, "days": 1}, "payee_changed")
+    assert "human" in doc["error"]["hint"] and doc["error"]["details"]["offered"] == payee
+    assert usdc(sandbox, wallet) == before and journal(blind_home) == []
+
+    home = tmp_path_factory.mktemp("payee-ask")
+    _pin_other_payee(home)
+    s = Session(portal, wallet_env(sandbox, wallet, home, COMPUTE_MCP_ALLOW_SPEND="1", COMPUTE_MCP_CONFIRM_ABOVE_USD="100"), home / "server.log")
+    request.addfinalizer(s.close)
+    s.answers = ["decline"]
+    s.error("provision", {"plan": PLAN, "region": REGION, "days": 1}, "declined_by_user")
+    assert len(s.asked) == 1 and payee.lower() in s.asked[0].lower() and "payee changed" in s.asked[0]
+    assert usdc(sandbox, wallet) == before and journal(home) == []
+    assert payee_pins(home / "state")["base"]["pay_to"] == other
+    s.answers = ["accept"]
+    paid = s.ok("provision", {"plan": PLAN, "region": REGION, "days": 1})
+    assert len(s.asked) == 2 and paid["payment"]["payee"] == payee  # asked once for this payment, then paid
+    assert usdc(sandbox, wallet) == before - DAY_ATOMIC
+    assert payee_pins(home / "state")["base"]["pay_to"].lower() == payee.lower()
+    s.ok("destroy_instance", {"instance_id": paid["order"]["id"], "confirm": True})
+
+
+def test_a_quote_with_an_unchecked_price_is_always_asked(request, portal, sandbox, wallet, tmp_path_factory):
+    """A quote recorded without a catalog price check approves no amount: over MCP it is put to the
+    human whatever the threshold (refused when the client cannot ask); their yes caps the payment
+    at the amount they saw."""
+    for elicit, home_name in ((False, "unchecked-blind"), (True, "unchecked-ask")):
+        home = tmp_path_factory.mktemp(home_name)
+        extra = {"COMPUTE_MCP_ALLOW_SPEND": "1", "COMPUTE_MCP_CONFIRM_ABOVE_USD": "100"}
+        if not elicit:
+            extra["COMPUTE_MCP_APPROVAL"] = "unattended"
+        s = Session(portal, wallet_env(sandbox, wallet, home, **extra), home / "server.log", elicit=elicit)
+        request.addfinalizer(s.close)
+        q = s.ok("quote_topup", {"amount": 1})["quote"]
+        led = ledger(home / "state")
+        rec = led.get_quote(q["quote_id"])
+        rec["price_checked"] = False  # as a quote of an instance whose plan left the catalog records it
+        led.update_quote(q["quote_id"], lambda _: rec)
+        before = usdc(sandbox, wallet)
+        if not elicit:
+            doc = s.error("credits_topup", {"amount": 1, "confirm_quote": q["quote_id"]}, "approval_unavailable")
+            assert "catalog" in doc["error"]["message"] and usdc(sandbox, wallet) == before and journal(home) == []
+            continue
+        s.answers = ["accept"]
+        paid = s.ok("credits_topup", {"amount": 1, "confirm_quote": q["quote_id"]})
+        assert len(s.asked) == 1 and q["quote_id"] in s.asked[0] and "catalog" in s.asked[0]
+        assert paid["payment"]["amount_atomic"] == q["amount_atomic"] and usdc(sandbox, wallet) == before - 1_000_000
+        [entry] = journal(home)
+        assert entry["status"] == "settled"
+
+
+def test_user_data_is_inline_text_and_key_like_content_is_refused(on, sandbox, wallet):
+    """Issue 19.3: quote_provision took user_data as a path and sent the env file or ~/.ssh/id_* away."""
+    env_file = on.home / "secrets.env"
+    env_file.write_text(f"PRIVATE_KEY={wallet['evm_private_key']}\n")
+    q = on.ok("quote_provision", {"plan": PLAN, "region": REGION, "days": 1, "user_data": str(env_file)})["quote"]
+    assert q["signed"] is False  # the text "/…/secrets.env" itself, not the file: nothing was read
+    for text in (f"#!/bin/sh\necho {wallet['evm_private_key']}", wallet["solana_secret_key"],
+                 "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"):
+        doc = on.error("quote_provision", {"plan": PLAN, "region": REGION, "days": 1, "user_data": text}, "secret_in_input")
+        assert wallet["evm_private_key"][2:] not in json.dumps(doc)
+    on.error("quote_provision", {"plan": PLAN, "region": REGION, "days": 1, "user_data": "x" * (64 * 1024 + 1)}, "usage_error")
+    tools = {t.name: t for t in on.portal.call(on.client.list_tools).tools}
+    for t in tools.values():
+        props = t.input_schema["properties"]
+        assert not {"accept_payee_change", "create_recipient_account", "max_usd", "ignore_unresolved", "identity",
+                    "ssh_key_file", "stdin_file", "accept_host_key_change", "yes"} & set(props), (t.name, sorted(props))
+
+
 def test_two_paying_calls_at_once_never_overrun_the_budget(request, portal, sandbox, wallet, tmp_path_factory):
     """Handlers run in threads of one process here (each script payment has a process of its own):
     two provisions sent together with a budget for one: one settles, the other is budget_exceeded."""
     s = _session(request, portal, sandbox, wallet, tmp_path_factory, "budget", elicit=False,
-                 extra={"COMPUTE_MCP_ALLOW_SPEND": "1", "COMPUTE_BUDGET_USD": "0.3"})
+                 extra={"COMPUTE_MCP_ALLOW_SPEND": "1", "COMPUTE_BUDGET_USD": "0.3", "COMPUTE_MCP_APPROVAL": "unattended"})
     before = usdc(sandbox, wallet)
 
     async def both():
@@ -513,7 +626,7 @@ def test_two_paying_calls_at_once_never_overrun_the_budget(request, portal, sand
 # -- the wire ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("setting", [{"COMPUTE_MCP_ALLOW_SPEND": "maybe"}, {"COMPUTE_MCP_CONFIRM_ABOVE_USD": "lots"}])
+@pytest.mark.parametrize("setting", [{"COMPUTE_MCP_ALLOW_SPEND": "maybe"}, {"COMPUTE_MCP_CONFIRM_ABOVE_USD": "lots"}, {"COMPUTE_MCP_APPROVAL": "yolo"}])
 def test_a_bad_setting_stops_the_server_before_serving_with_one_json_document(tmp_path, setting):
     proc = subprocess.run([sys.executable, str(SERVER)], env=clean_env(setting, home=tmp_path), input="",
                           capture_output=True, text=True, timeout=60)
@@ -573,41 +686,94 @@ def test_stdout_carries_only_protocol_messages(sandbox, wallet, tmp_path):
     assert proc.returncode == 0, err[-2000:]
 
 
-def test_streamable_http_on_loopback(portal, sandbox, wallet, tmp_path):
-    from mcp import Client
+def _http_server(env: dict, *args: str):
+    proc = subprocess.Popen([sys.executable, str(SERVER), "--http", "0", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while not any("http://" in x for x in lines) and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+    url = next(x for x in lines if "http://" in x).split("server: ", 1)[1].strip()
+    return proc, url, "".join(lines)
 
-    env = wallet_env(sandbox, wallet, tmp_path)
-    proc = subprocess.Popen([sys.executable, str(SERVER), "--http", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+def _authed_client(url: str, token: str):
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    return Client(streamable_http_client(url, http_client=create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})))
+
+
+def test_streamable_http_on_loopback_needs_the_bearer_token(portal, sandbox, wallet, tmp_path):
+    """Issue 19.4: another local user provisioned, destroyed and ran ssh_exec through the open
+    endpoint. Now a request without the token (or with a wrong one) is 401 before any tool runs."""
+    env = wallet_env(sandbox, wallet, tmp_path, COMPUTE_MCP_ALLOW_SPEND="1", COMPUTE_MCP_APPROVAL="unattended")
+    proc, url, said = _http_server(env)
     try:
-        line = ""
-        deadline = time.monotonic() + 30
-        while "http://" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-        url = line.split("server: ", 1)[1].strip()
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), line
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), said
         port = int(url.rsplit(":", 1)[1].split("/")[0])
+        token_file = tmp_path / "state" / "mcp-http-token"
+        token = token_file.read_text().strip()
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600" and len(token) >= 32
+        assert str(token_file) in said and token not in said  # the path on stderr, never the token
+        before = usdc(sandbox, wallet)
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "provision", "arguments": {"plan": PLAN, "region": REGION, "days": 1}}}
+        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+        accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        for auth in (None, "Bearer wrong-token-of-some-length", f"Bearer {token}x", f"Basic {token}", token):
+            headers = {**accept, **({"Authorization": auth} if auth else {})}
+            for body in (init, call):
+                r = requests.post(url, json=body, headers=headers, timeout=5)
+                assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer"), (auth, r.status_code, r.text)
+                assert token not in r.text
+        assert usdc(sandbox, wallet) == before and journal(tmp_path) == []
 
         async def use():
-            async with Client(url) as c:
+            async with _authed_client(url, token) as c:
                 names = {t.name for t in (await c.list_tools()).tools}
                 r = await c.call_tool("browse_plans", {"limit": 2})
-                off = await c.call_tool("provision", {"plan": PLAN, "region": REGION, "days": 1})
-                return names, r, off
+                return names, r
 
-        names, r, refused = portal.call(use)
+        names, r = portal.call(use)
         assert names == MCP_TOOLS
         assert r.structured_content["ok"] is True and r.structured_content["count"] == 2
-        assert refused.is_error and refused.structured_content["error"]["code"] == "spending_disabled"
-        # Bound to loopback only, and a page on another origin cannot drive it (DNS rebinding).
+        # Bound to loopback only, and a page on another origin cannot drive it, token or not (DNS rebinding).
         import socket
 
         with pytest.raises(OSError):
             socket.create_connection((_non_loopback_address(), port), timeout=2).close()
-        r = requests.post(url, json={}, headers={"Host": "evil.example", "Origin": "http://evil.example"}, timeout=5)
+        r = requests.post(url, json=init, headers={**accept, "Authorization": f"Bearer {token}", "Host": "evil.example",
+                                                   "Origin": "http://evil.example"}, timeout=5)
         assert r.status_code in (403, 421), r.status_code
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+    # The token survives a restart (created once); --token-file names another one.
+    mine = tmp_path / "my-token"
+    mine.write_text("my-own-token-0123456789\n")
+    mine.chmod(0o644)
+    bad = subprocess.run([sys.executable, str(SERVER), "--http", "0", "--token-file", str(mine)], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and json.loads(bad.stdout)["error"]["code"] == "unsafe_token_file"
+    mine.chmod(0o600)
+    proc, url, said = _http_server(env, "--token-file", str(mine))
+    try:
+        assert str(mine) in said and "my-own-token" not in said
+        assert requests.post(url, json=init, headers={**accept, "Authorization": f"Bearer {token}"}, timeout=5).status_code == 401
+
+        async def use_own():
+            async with _authed_client(url, "my-own-token-0123456789") as c:
+                return (await c.call_tool("budget_status", {})).structured_content
+
+        assert portal.call(use_own)["ok"] is True
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert token_file.read_text().strip() == token
 
 
 def _non_loopback_address() -> str:
@@ -622,3 +788,39 @@ def _non_loopback_address() -> str:
     if not addr or addr.startswith("127."):
         pytest.skip("this machine has no non-loopback IPv4 address to probe")
     return addr
+
+
+# -- keepalive: a dry run unless pay: true, then a paying tool like the others -----------------------
+
+
+def test_keepalive_is_a_dry_run_unless_pay_and_then_asks_like_any_payment(off, on, sandbox, tools, wallet):
+    iid = tools.provision(sandbox, wallet, hours=24)["order"]["id"]
+    before = usdc(sandbox, wallet)
+    schema = next(t for t in off.portal.call(off.client.list_tools).tools if t.name == "keepalive").input_schema
+    assert schema["properties"]["dry_run"]["default"] is True and not {"resume", "yes", "max_usd"} & set(schema["properties"])
+    # Spending off: the dry run works and shows the schedule; paying is refused, nothing signed.
+    doc = off.ok("keepalive", {"instance_id": iid, "for_": "3d", "min_hours_left": 30, "max_total_usd": "1"})
+    assert doc["action"] == "would_extend" and doc["schedule"]["count"] >= 1 and doc["schedule"]["limits"]["max_total_usd"] == "1"
+    off.error("keepalive", {"instance_id": iid, "for_": "3d", "min_hours_left": 30, "dry_run": False}, "spending_disabled")
+    assert usdc(sandbox, wallet) == before and not [e for e in journal(off.home) if e["kind"] == "extend"]
+    # Spending on: pay: true is put to the human like every payment; declined, nothing is signed.
+    asked = len(on.asked)
+    on.answers = ["decline"]
+    on.error("keepalive", {"instance_id": iid, "for_": "3d", "min_hours_left": 30, "dry_run": False}, "declined_by_user")
+    assert usdc(sandbox, wallet) == before and len(on.asked) == asked + 1
+    on.answers = ["accept"]
+    doc = on.ok("keepalive", {"instance_id": iid, "for_": "3d", "min_hours_left": 30, "dry_run": False, "max_total_usd": "1"})
+    assert doc["action"] == "extended" and doc["payment"]["tx_hash"] and len(on.asked) == asked + 2
+    assert usdc(sandbox, wallet) == before - DAY_ATOMIC and "0.2496" in on.asked[-1]
+
+
+def test_destroy_by_label_over_mcp_needs_confirm_and_shows_one_summary(off, sandbox, tools, wallet):
+    label = f"mcp-{uuid.uuid4().hex[:6]}"
+    ids = {tools.provision(sandbox, wallet, hours=24, label=f"{label}-{i}")["order"]["id"] for i in range(2)}
+    refused = off.error("destroy_instance", {"label": f"{label}-*"}, "confirmation_required")
+    summary = refused["error"]["details"]
+    assert {i["id"] for i in summary["instances"]} == ids and 47 < summary["prepaid_time_lost"]["hours"] <= 48
+    assert all(sandbox.app.store.get_order(i)["status"] != "destroyed" for i in ids)
+    doc = off.ok("destroy_instance", {"label": f"{label}-*", "confirm": True, "forget_local": True})
+    assert doc["count"] == 2 and {r["id"] for r in doc["results"]} == ids
+    assert all(sandbox.app.store.get_order(i)["status"] == "destroyed" for i in ids)

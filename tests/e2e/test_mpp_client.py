@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import fresh_tempo_key, run_script, tempo_env
+from tests.helpers import fresh_tempo_key, journal_entries, run_script, tempo_env
 
 pytest.importorskip("mpp")
 
@@ -64,10 +64,10 @@ def test_provision_via_mpp_settles_once_and_saves_the_management_key(sandbox, tm
     full = path.read_text().strip()
     assert full.startswith("x402c_") and full.endswith(mk["last4"])
     assert full not in json.dumps(doc)
-    # The journal holds the credential (0600) but the public output does not.
-    entries = list((tmp_path / "state" / "journal").glob("*.json"))
-    assert len(entries) == 1 and stat.S_IMODE(entries[0].stat().st_mode) == 0o600
-    entry = json.loads(entries[0].read_text())
+    # The journal holds the credential (in the 0600 ledger) but the public output does not.
+    entries = journal_entries(tmp_path)
+    assert len(entries) == 1 and stat.S_IMODE((tmp_path / "state" / "ledger.sqlite3").stat().st_mode) == 0o600
+    entry = entries[0]
     assert entry["method"] == "mpp" and entry["status"] == "settled" and entry["payment_header_name"] == "Authorization"
     assert entry["payment_header_value"] not in json.dumps(doc)
 
@@ -139,7 +139,7 @@ def test_mpp_quote_signs_nothing(sandbox, tmp_path):
     q = (doc["data"] if "data" in doc else doc)["quote"]
     assert q["method"] == "mpp" and q["signed"] is False and q["policy"]["ok"] is True
     assert sandbox.app.tempo.balance_of(Account.from_key(key).address) == before
-    assert not (tmp_path / "state" / "journal").exists() or not list((tmp_path / "state" / "journal").iterdir())
+    assert journal_entries(tmp_path) == []
 
 
 def test_mpp_cap_refuses_before_signing(sandbox, tmp_path):

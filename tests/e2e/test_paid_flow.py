@@ -30,6 +30,7 @@ from tests.helpers import (
     journal_entries,
     ok,
     owner,
+    payee_pins,
     run_script,
     wallet_env,
 )
@@ -61,8 +62,8 @@ def test_paid_provision_moves_exactly_the_amount(sandbox, wallet, tmp_path, netw
     (entry,) = journal_entries(tmp_path)
     assert entry["status"] == "settled" and entry["order_id"] == order["id"] and entry["id"] == pay["journal_id"]
     assert entry["label"] == order["label"] == f"x402-{entry['id'][:8]}"
-    assert stat.S_IMODE(os.stat(tmp_path / "state" / "journal" / f"{entry['id']}.json").st_mode) == 0o600
-    pins = json.loads((tmp_path / "state" / "payees.json").read_text())
+    assert stat.S_IMODE(os.stat(tmp_path / "state" / "ledger.sqlite3").st_mode) == 0o600
+    pins = payee_pins(tmp_path / "state")
     assert pins[network]["pay_to"] == payee
 
 
@@ -88,7 +89,7 @@ def test_quote_signs_nothing(sandbox, wallet, tmp_path):
     assert q["amount_atomic"] == str(499200 * 10**12) and q["asset_symbol"] == "USDm" and q["payee"] == sandbox.facilitator.payee("megaeth")
     assert q["policy"] == {"ok": True}
     assert balances(sandbox, wallet) == before
-    assert journal_entries(tmp_path) == [] and not (tmp_path / "state" / "payees.json").exists()
+    assert journal_entries(tmp_path) == [] and payee_pins(tmp_path / "state") == {}
 
 
 def test_not_at_a_terminal_without_yes_is_refused(sandbox, wallet, tmp_path):
@@ -128,8 +129,7 @@ def test_changed_payee_is_refused_until_accepted(sandbox, make_sandbox, wallet, 
     assert doc["error"]["details"]["pinned"] == sandbox.facilitator.payee("base")
     assert balances(other, w2) == before and len(journal_entries(tmp_path)) == 1
     ok(run_script("provision.py", PLAN, REGION, "--days", "1", "--yes", "--accept-payee-change", env=env2))
-    pins = json.loads((tmp_path / "state" / "payees.json").read_text())
-    assert pins["base"]["pay_to"] == other.facilitator.payee("base")
+    assert payee_pins(tmp_path / "state")["base"]["pay_to"] == other.facilitator.payee("base")
 
 
 def test_rejected_payment_is_not_retried(sandbox, tools, tmp_path):

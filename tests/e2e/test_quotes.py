@@ -15,6 +15,7 @@ from tests.helpers import (
     balances,
     fail_doc,
     journal_entries,
+    ledger,
     ok,
     run_script,
     wallet_env,
@@ -58,11 +59,11 @@ def test_expired_and_unknown_quotes(sandbox, tools, tmp_path):
     w = tools.fresh_wallet(sandbox.facilitator, usd=5)
     env = wallet_env(sandbox, w, tmp_path)
     q = ok(run_script(*ARGS, "--quote", env=env))["quote"]
-    path = tmp_path / "state" / "quotes" / f"{q['quote_id']}.json"
-    assert oct(path.stat().st_mode & 0o777) == "0o600"
-    rec = json.loads(path.read_text())
+    led = ledger(tmp_path / "state")
+    assert oct((tmp_path / "state" / "ledger.sqlite3").stat().st_mode & 0o777) == "0o600"
+    rec = led.get_quote(q["quote_id"])
     rec["expires_at"] -= 601
-    path.write_text(json.dumps(rec))
+    led.put_quote(q["quote_id"], rec)
     fail_doc(run_script(*ARGS, "--confirm-quote", q["quote_id"], env=env), 3, "quote_expired")
     fail_doc(run_script(*ARGS, "--confirm-quote", "0123456789abcdef", env=env), 2, "unknown_quote")
     fail_doc(run_script(*ARGS, "--confirm-quote", "../../etc", env=env), 2, "unknown_quote")
@@ -87,7 +88,7 @@ def test_a_quote_the_policy_would_refuse_exits_3_with_the_same_code(sandbox, too
     assert quote["amount_usd"] == "0.2496" and quote["signed"] is False and "quote_id" not in quote
     paying = fail_doc(run_script(*ARGS, "--yes", "--max-usd", "0.1", env=env), 3, "spend_cap_exceeded")
     assert paying["error"]["message"] == doc["error"]["message"]
-    assert not (tmp_path / "state" / "quotes").exists() or not any((tmp_path / "state" / "quotes").iterdir())
+    assert ledger(tmp_path / "state") is None or not ledger(tmp_path / "state")._read("SELECT id FROM quotes")
 
 
 def test_a_paid_extension_quote_never_pays_again(sandbox, tools, tmp_path):
@@ -112,10 +113,10 @@ def test_a_paid_extension_quote_never_pays_again(sandbox, tools, tmp_path):
     # A re-quote of the same terms is a new id; the used one stays used, also once expired.
     q3 = ok(run_script(*ext, "--quote", env=env))["quote"]
     assert q3["quote_id"] not in (q1["quote_id"], q2["quote_id"])
-    path = tmp_path / "state" / "quotes" / f"{q1['quote_id']}.json"
-    rec = json.loads(path.read_text())
+    led = ledger(tmp_path / "state")
+    rec = led.get_quote(q1["quote_id"])
     rec["expires_at"] -= 3600
-    path.write_text(json.dumps(rec))
+    led.update_quote(q1["quote_id"], lambda _: rec)
     fail_doc(run_script(*ext, "--confirm-quote", q1["quote_id"], env=env), 3, "quote_used")
     assert balances(sandbox, w)["base"] == before - int(q1["amount_atomic"])
     assert [e["status"] for e in journal_entries(tmp_path)] == ["settled"]

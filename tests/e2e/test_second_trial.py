@@ -8,11 +8,12 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SSH, clean_env, fail, ok, run_script
+from tests.helpers import SCRIPTS, SSH, clean_env, fail, ok, run_script
 
 
 @pytest.fixture
@@ -153,3 +154,75 @@ def test_destroy_by_label_then_all_with_one_summary_and_local_cleanup(sandbox, p
     assert c in {f["id"] for f in doc["forgotten"]} and c not in owners.read_text()
     assert ok(run_script("destroy_instance.py", "--all", "--yes", env=paying_env))["count"] == 0  # nothing left to destroy
     fail(run_script("destroy_instance.py", c, "--all", "--yes", env=paying_env), 2, "usage_error")
+
+
+# -- 10. the spend report -------------------------------------------------------------------------
+
+def test_the_spend_report_by_instance_network_day_and_csv_equals_the_journal(sandbox, paying_env):
+    import csv
+    import io
+    from decimal import Decimal
+
+    from tests.helpers import journal_entries
+
+    a = ok(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--yes", env=paying_env, timeout=120))["order"]["id"]
+    b = ok(run_script("provision.py", "vc2-1c-2gb", "lax", "--days", "1", "--yes", env=paying_env, timeout=120))["order"]["id"]
+    ok(run_script("extend_instance.py", a, "--hours", "24", "--yes", env=paying_env, timeout=120))
+    journal = [e for e in journal_entries(Path(paying_env["HOME"])) if e["status"] == "settled"]
+    assert len(journal) == 3 and all(e.get("tx_hash") for e in journal)
+    micros = {e["id"]: e["budget_micros"] for e in journal}
+
+    doc = ok(run_script("budget.py", "--by", "instance", env=paying_env))
+    assert doc["by"] == "instance" and doc["state_dir"] == paying_env["X402_COMPUTE_STATE_DIR"]
+    per = {t["key"]: t for t in doc["totals"]}
+    want = {a: sum(m for e in journal for m in [micros[e["id"]]] if (e.get("order_id") or e["context"].get("instance_id")) == a)}
+    assert Decimal(per[a]["usd"]) == Decimal(want[a]) / 10**6 and per[a]["payments"] == 2 and per[b]["payments"] == 1
+    assert sum(Decimal(t["usd"]) for t in doc["totals"]) == Decimal(sum(micros.values())) / 10**6 == Decimal(doc["budget"]["spent_usd"])
+    # Every payment row carries its transaction hash (the journal's); no public explorer has the sandbox's chains.
+    rows = {r["journal_id"]: r for r in doc["payments"]}
+    assert all(rows[e["id"]]["tx_hash"] == e["tx_hash"] and rows[e["id"]]["explorer_url"] is None for e in journal)
+
+    net = ok(run_script("budget.py", "--by", "network", env=paying_env))["totals"]
+    assert net == [{"key": "base", "usd": doc["budget"]["spent_usd"], "payments": 3}]
+    day = ok(run_script("budget.py", "--by", "day", env=paying_env))["totals"]
+    assert sum(d["payments"] for d in day) == 3
+
+    # CSV: in the JSON (for an agent), and alone on stdout with -o text (for a file).
+    doc = ok(run_script("budget.py", "--csv", env=paying_env))
+    table = list(csv.DictReader(io.StringIO(doc["csv"])))
+    assert {r["journal_id"]: r["tx_hash"] for r in table} == {e["id"]: e["tx_hash"] for e in journal}
+    assert sum(Decimal(r["amount_usd"]) for r in table if r["counts"] == "true") == Decimal(sum(micros.values())) / 10**6
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "budget.py"), "--csv", "-o", "text"], env=paying_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0].startswith("time,script,instance")
+    assert len(proc.stdout.splitlines()) == 4
+    fail(run_script("budget.py", "--by", "plan", env=paying_env), 2, "usage_error")
+
+
+def test_explorer_links_only_for_real_hashes_on_a_public_api():
+    from x402_compute.commands.budget import _csv_cell, _explorer
+    from x402_compute.networks import explorer_url
+
+    h = "0x" + "ab" * 32
+    assert explorer_url("base", h) == f"https://basescan.org/tx/{h}"
+    assert explorer_url("base", "0x12") is None and explorer_url("base", "javascript:alert(1)") is None
+    assert explorer_url("robinhood", h) is None  # no public explorer known
+    sig = "5" * 87
+    assert explorer_url("solana", sig) == f"https://solscan.io/tx/{sig}"
+    assert _explorer({"base_url": "https://compute.x402layer.cc", "tx_hash": h}, "base").startswith("https://basescan.org/")
+    assert _explorer({"base_url": "http://127.0.0.1:8402", "tx_hash": h}, "base") is None
+    assert _csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and _csv_cell(True) == "true" and _csv_cell(None) == ""
+
+
+# -- 5. revoking: a key saved without its id is matched by its last four ----------------------------
+
+def test_revoking_matches_an_older_saved_key_by_its_last_four_and_never_another_id(sandbox, paying_env):
+    state = Path(paying_env["X402_COMPUTE_STATE_DIR"])
+    first = ok(run_script("create_api_key.py", "--save", env=paying_env))
+    (state / "api_key.id").unlink()  # saved by a version that kept no id
+    rev = ok(run_script("revoke_api_key.py", first["id"], "--yes", env=paying_env))
+    assert rev["saved_key_removed"] is True and not (state / "api_key").exists()
+    # A saved key whose recorded id is another key's stays, whatever its last four.
+    kept = ok(run_script("create_api_key.py", "--save", env=paying_env))
+    other = ok(run_script("create_api_key.py", env=paying_env))
+    rev = ok(run_script("revoke_api_key.py", other["id"], "--yes", env=paying_env))
+    assert rev["saved_key_removed"] is False and (state / "api_key").read_text().strip().endswith(kept["key_last4"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import clean_env, fail, ok, run_script
+from tests.helpers import clean_env, fail, journal_entries, ok, run_script
 
 pytest.importorskip("mpp")
 
@@ -54,7 +54,7 @@ def stripe_calls(sb) -> int:
 
 
 def journal_texts(home: Path) -> str:
-    return "".join(p.read_text() for p in (home / "state" / "journal").glob("*.json"))
+    return json.dumps(journal_entries(home))
 
 
 def test_provision_by_card_settles_once_for_the_quoted_amount(sb, tmp_path):
@@ -75,7 +75,7 @@ def test_provision_by_card_settles_once_for_the_quoted_amount(sb, tmp_path):
     # the secret key is nowhere in what the run printed or kept
     key = sb.env["STRIPE_SECRET_KEY"]
     assert key not in res[2] and key not in json.dumps(doc) and key not in journal_texts(tmp_path)
-    entry = json.loads(next((tmp_path / "state" / "journal").glob("*.json")).read_text())
+    (entry,) = journal_entries(tmp_path)
     assert entry["method"] == "stripe" and entry["status"] == "settled" and entry["tx_hash"] == pi["id"]
     assert entry["spt"] == pi["shared_payment_granted_token"]
     # reconcile says what it can for a card entry
@@ -126,7 +126,7 @@ def test_wrong_secret_key_is_a_clear_error_and_nothing_is_paid(sb, tmp_path):
     assert len(emulator(sb).intents) == before
     assert wrong not in res[2] and wrong not in json.dumps(res[1])
     # the reservation was released: nothing in the journal
-    assert not list((tmp_path / "state" / "journal").glob("*.json"))
+    assert journal_entries(tmp_path) == []
     e = fail(provision(sb, tmp_path, "--yes", STRIPE_SECRET_KEY=None), 2, "stripe_not_configured")
     assert "STRIPE_SECRET_KEY" in e["message"]
     e = fail(provision(sb, tmp_path, "--yes", STRIPE_SECRET_KEY="pk_test_abcdefghijkl"), 2, "config_error")

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.helpers import run_script
+from tests.helpers import run_script, state_entries
 from tests.hostile.stub import json_reply
 
 pytest.importorskip("mpp")
@@ -54,7 +54,7 @@ def test_a_header_two_parsers_read_differently_creates_no_token(hostile, hostile
     assert code == 1 and doc["error"]["code"] == "unusable_offer", (doc, err)
     assert "WWW-Authenticate" in doc["error"]["message"]
     assert hostile.spt_requests == [] and hostile.paid_requests() == []
-    assert not (tmp_path / "home" / "state" / "journal").exists() or not list((tmp_path / "home" / "state" / "journal").iterdir())
+    assert state_entries(tmp_path / "home" / "state") == []
 
 
 @pytest.mark.parametrize("bad", [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import run_script, ssh_keypair, wait_until
+from tests.helpers import ledger, run_script, ssh_keypair, state_entries, wait_until
 from tests.hostile.stub import Reply, json_reply
 
 
@@ -90,7 +90,7 @@ def test_an_expiry_that_does_not_move_is_not_paid_twice(hostile, hostile_env):
 
 
 def doc_journal(env: dict) -> str:
-    entries = [json.loads(p.read_text()) for p in (Path(env["X402_COMPUTE_STATE_DIR"]) / "journal").glob("*.json")]
+    entries = state_entries(Path(env["X402_COMPUTE_STATE_DIR"]))
     assert len(entries) == 1 and entries[0]["status"] == "settled"
     return entries[0]["id"]
 
@@ -106,5 +106,5 @@ def test_an_unknown_outcome_stops_keepalive(hostile, hostile_env):
     # Resuming does not pay again while that payment is unresolved: the pipeline refuses it.
     _fail(_keepalive(order["id"], env, "--resume"), 3, "unresolved_payment")
     assert len(hostile.signatures()) == 1
-    state = json.loads((Path(env["X402_COMPUTE_STATE_DIR"]) / "keepalive" / f"{order['id']}.json").read_text())
+    state = ledger(Path(env["X402_COMPUTE_STATE_DIR"])).keepalive(order["id"])
     assert state["stopped"]["code"] == "unresolved_payment"

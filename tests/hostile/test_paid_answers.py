@@ -16,19 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_script
+from tests.helpers import payee_pins, run_script, state_entries
 from tests.hostile.stub import Reply, json_reply
 
 ARGS = ("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes")
 
 
 def journal(tmp_path: Path) -> list[dict]:
-    d = tmp_path / "home" / "state" / "journal"
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+    return state_entries(tmp_path / "home" / "state")
 
 
-def pins(tmp_path: Path) -> Path:
-    return tmp_path / "home" / "state" / "payees.json"
+def pins(tmp_path: Path) -> dict:
+    return payee_pins(tmp_path / "home" / "state")
 
 
 # -- class 3 --------------------------------------------------------------------------------------
@@ -149,7 +148,7 @@ def test_an_invalid_payee_is_refused_and_never_pinned(hostile, hostile_env, tmp_
     hostile.pay_to = pay_to
     code, doc, _ = run_script(*ARGS, env=hostile_env())
     assert code == 3 and doc["error"]["code"] == "bad_payee", doc
-    assert hostile.paid_requests() == [] and not pins(tmp_path).exists() and journal(tmp_path) == []
+    assert hostile.paid_requests() == [] and pins(tmp_path) == {} and journal(tmp_path) == []
 
 
 def test_a_refused_offer_pins_nothing(hostile, hostile_env, tmp_path):
@@ -157,17 +156,17 @@ def test_a_refused_offer_pins_nothing(hostile, hostile_env, tmp_path):
     hostile.override("POST", "/compute/provision", lambda req, honest: hostile.challenge(req, 2_400_000, "t"), when="unpaid")
     code, doc, _ = run_script(*ARGS, env=hostile_env())
     assert code == 3 and doc["error"]["code"] == "price_mismatch"
-    assert not pins(tmp_path).exists()
+    assert pins(tmp_path) == {}
 
 
 def test_the_payee_is_pinned_only_once_signed(hostile, hostile_env, tmp_path):
     env = hostile_env()
     # Confirmation refused (no --yes, not at a terminal): offer valid, nothing signed, nothing pinned.
     code, doc, _ = run_script(*ARGS[:-1], env=env, input="")
-    assert code == 3 and doc["error"]["code"] == "confirmation_required" and not pins(tmp_path).exists()
+    assert code == 3 and doc["error"]["code"] == "confirmation_required" and pins(tmp_path) == {}
     code, doc, _ = run_script(*ARGS, env=env)
     assert code == 0
-    assert json.loads(pins(tmp_path).read_text())["base"]["pay_to"] == hostile.pay_to
+    assert pins(tmp_path)["base"]["pay_to"] == hostile.pay_to
     assert uuid.UUID(doc["order"]["id"])
 
 

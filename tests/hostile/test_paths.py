@@ -169,6 +169,6 @@ def test_journal_and_pins_stay_in_the_state_root(hostile, hostile_env, tmp_path)
     code, doc, _ = run_script("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes", env=hostile_env())
     assert code == 0, doc
     state = tmp_path / "home" / "state"
-    assert _mode(state) == 0o700 and _mode(state / "journal") == 0o700
+    assert _mode(state) == 0o700 and _mode(state / "ledger.sqlite3") == 0o600
     owners = json.loads((state / "instance-owners.json").read_text())
     assert list(owners) == [doc["order"]["id"]]

@@ -38,3 +38,30 @@ def test_a_quote_without_a_catalog_price_check_is_no_approval_of_its_amount(host
     fail_doc(run_script(*args, "--confirm-quote", q["quote_id"], "--max-usd", "1", env=env), 3, "spend_cap_exceeded")
     ok(run_script(*args, "--confirm-quote", q["quote_id"], "--max-usd", "24", env=env))
     assert len(hostile.signatures()) == 1
+
+
+def test_over_mcp_an_unchecked_price_is_the_humans_question_and_their_yes_caps_it(hostile, hostile_env, tmp_path):
+    """extend_instance over MCP for an instance whose plan left the catalog: the model cannot give
+    --max-usd (no such tool input). The server quotes, shows the human the amount asked, and on
+    their yes pays exactly that quote with that amount as the cap; a no signs nothing."""
+    import anyio.from_thread
+
+    from tests.e2e.test_mcp_server import Session
+
+    order = hostile.add_order(plan="gone-plan-1c")
+    hostile.override("POST", f"/compute/instances/{order['id']}/extend", lambda req, honest: hostile.challenge(req, 3_000_000, "t"), when="unpaid")
+    env = hostile_env(COMPUTE_MCP_ALLOW_SPEND="1", COMPUTE_MCP_CONFIRM_ABOVE_USD="100")
+    with anyio.from_thread.start_blocking_portal() as portal:
+        s = Session(portal, env, tmp_path / "server.log")
+        try:
+            s.answers = ["decline"]
+            s.error("extend_instance", {"instance_id": order["id"], "days": 1}, "declined_by_user")
+            assert len(s.asked) == 1 and "catalog" in s.asked[0] and "3 USDC" in s.asked[0], s.asked
+            assert hostile.signatures() == set()
+            s.answers = ["accept"]
+            doc = s.ok("extend_instance", {"instance_id": order["id"], "days": 1})
+            # Paid: so the approved amount became --max-usd (a price_checked: false quote is refused without one).
+            assert len(s.asked) == 2 and doc["payment"]["amount_atomic"] == "3000000"
+            assert len(hostile.signatures()) == 1
+        finally:
+            s.close()

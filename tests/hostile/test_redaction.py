@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.helpers import SCRIPTS
+from tests.helpers import SCRIPTS, state_entries
 from tests.hostile.stub import json_reply, unb64json
 
 
@@ -66,8 +66,7 @@ def test_an_echoed_payment_never_reaches_the_output_or_reconcile(hostile, hostil
     assert "redacted" in json.dumps(doc)  # the server's words are kept, the secrets masked
 
     # The entry on disk holds the echo (0600): a new process must not print it either.
-    [entry_file] = (tmp_path / "home" / "state" / "journal").glob("*.json")
-    entry = json.loads(entry_file.read_text())
+    [entry] = state_entries(tmp_path / "home" / "state")
     assert forms["upper"] in json.dumps(entry), "the echo should be in the stored reason, or this test proves nothing"
     for args in ([entry["id"]], ["--list"], [entry["id"], "-o", "text"], ["--list", "-o", "text"]):
         proc = run("reconcile.py", *args, env=env)

@@ -4,20 +4,18 @@ counting toward the budget while it can still settle, and block a re-run for the
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from pathlib import Path
 
-from tests.helpers import run_script
+from tests.helpers import run_script, state_entries
 from tests.hostile.stub import Reply
 
 ARGS = ("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes")  # 0.24 USD
 
 
 def journal(tmp_path: Path) -> list[dict]:
-    d = tmp_path / "home" / "state" / "journal"
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+    return state_entries(tmp_path / "home" / "state")
 
 
 def test_refused_after_receipt_four_times_with_a_budget_for_two(hostile, hostile_env, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.helpers import run_script
+from tests.helpers import run_script, state_entries
 from tests.hostile.stub import Reply, unb64json
 
 
@@ -23,8 +23,8 @@ def test_paid_provision_end_to_end(hostile, hostile_env, tmp_path):
     assert name == "x-payment"
     payload = unb64json(value)
     assert payload["x402Version"] == 1 and payload["payload"]["authorization"]["value"] == "240000"
-    journal = list((tmp_path / "home" / "state" / "journal").glob("*.json"))
-    assert len(journal) == 1 and json.loads(journal[0].read_text())["status"] == "settled"
+    journal = state_entries(tmp_path / "home" / "state")
+    assert len(journal) == 1 and journal[0]["status"] == "settled"
 
 
 def test_v2_challenge_and_overrides(hostile, hostile_env):

@@ -12,7 +12,7 @@ from x402_compute.config import Settings, insecure_http
 from x402_compute.errors import ConfigError
 from x402_compute.payments.rpc import JsonRpc
 
-from tests.helpers import run_script
+from tests.helpers import run_script, state_entries
 
 
 def off_box(hostile) -> str:
@@ -58,7 +58,7 @@ def test_a_payment_is_refused_before_anything_is_signed(hostile, hostile_env, tm
     # no management credential at all: only the payment itself could be exposed, and it is refused
     assert code == 2 and doc["error"]["code"] == "insecure_transport", doc
     assert not hostile.received("POST") and not hostile.paid_requests()
-    assert not (tmp_path / "home" / "state" / "journal").exists()
+    assert state_entries(tmp_path / "home" / "state") == []
 
 
 def test_the_rpc_url_is_held_to_the_same_rule(hostile):

@@ -1,4 +1,5 @@
-"""The budget's arithmetic and its guard, on a real journal with a controllable clock."""
+"""The budget's arithmetic and its guard, on a real journal with a controllable clock, on both ledger
+engines (SQLite in the state folder; a real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from x402_compute.payments.budget import (
 )
 from x402_compute.payments.journal import Journal, new_id
 
-T0 = float(int(time.time()))  # "now" (near the real time: the journal skips files not written since the window began)
+T0 = float(int(time.time()))  # "now"
 HOST = socket.gethostname()
 
 
@@ -27,20 +28,32 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@pytest.fixture
+def engine(ledger_env):
+    """This test's ledger engine (both, by parametrization), seen by the helpers below."""
+    ENV.clear()
+    ENV.update(ledger_env)
+    yield ledger_env
+    ENV.clear()
+
+
+ENV: dict = {}
+
+
 def settings(tmp_path, **env):
-    return load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path), **env})
+    return load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path), **ENV, **env})
 
 
 def add(tmp_path, at: float, micros: int, status: str = "settled", **more) -> dict:
-    return Journal(tmp_path).create({"id": new_id(), "kind": "provision", "method": "x402", "status": status,
-                                     "created_at": iso(at), "budget_micros": micros, **more})
+    return Journal(settings(tmp_path)).create({"id": new_id(), "kind": "provision", "method": "x402", "status": status,
+                                               "created_at": iso(at), "budget_micros": micros, **more})
 
 
 def budget(tmp_path, now: float = T0, **env) -> Budget:
     return Budget(settings(tmp_path, **env), clock=lambda: now)
 
 
-def test_what_counts(tmp_path):
+def test_what_counts(tmp_path, engine):
     for status in ("settled", "unknown", "sent"):
         add(tmp_path, T0 - 60, 1_000_000, status)
     for status in ("rejected", "not_sent", "expired"):
@@ -51,7 +64,7 @@ def test_what_counts(tmp_path):
     assert st == {"limit_usd": "50", "window": "24h", "spent_usd": "3", "reserved_usd": "2", "remaining_usd": "45"}
 
 
-def test_a_refused_signed_payment_counts_until_it_can_no_longer_settle(tmp_path):
+def test_a_refused_signed_payment_counts_until_it_can_no_longer_settle(tmp_path, engine):
     # Issue 20.2: the server answered 402 but holds the signature; until valid_before it may settle it.
     signed = {"payment_header_name": "X-PAYMENT", "payment_header_value": "eyJ4In0="}
     live = add(tmp_path, T0 - 60, 1_000_000, "rejected", valid_before=T0 + 240, **signed)
@@ -60,22 +73,25 @@ def test_a_refused_signed_payment_counts_until_it_can_no_longer_settle(tmp_path)
     add(tmp_path, T0 - 60, 8_000_000, "rejected", valid_before=T0 + 240)  # nothing was signed
     assert budget(tmp_path).status()["spent_usd"] == "5"
     assert budget(tmp_path, now=T0 + 241).status()["spent_usd"] == "4"  # the first one's window closed
-    Journal(tmp_path).update(live["id"], "expired", reason="reconciled")
-    assert not counts(Journal(tmp_path).get(live["id"]), T0)
+    j = Journal(settings(tmp_path))
+    j.update(live["id"], "expired", reason="reconciled")
+    assert not counts(j.get(live["id"]), T0)
+    assert budget(tmp_path).status()["spent_usd"] == "4"
 
 
-def test_a_dead_process_reservation_and_an_old_one_do_not_count(tmp_path):
+def test_a_dead_process_reservation_and_an_old_one_do_not_count(tmp_path, engine):
     dead = multiprocessing.Process(target=int)
     dead.start()
     dead.join()
     host = HOST
     add(tmp_path, T0 - 60, 1_000_000, "reserved", pid=dead.pid, host=host)  # its payment never left
     add(tmp_path, T0 - 2 * 3600, 1_000_000, "reserved", pid=os.getpid(), host=host)  # older than any signing
-    add(tmp_path, T0 - 60, 1_000_000, "reserved", pid=dead.pid, host="elsewhere")  # can't tell: counts
+    add(tmp_path, T0 - 60, 1_000_000, "reserved", pid=dead.pid, host="elsewhere")  # can't tell by pid; its heartbeat is fresh: counts
+    add(tmp_path, T0 - 300, 1_000_000, "reserved", pid=dead.pid, host="elsewhere")  # another machine's, no heartbeat for 5 min: dead
     assert budget(tmp_path).status()["reserved_usd"] == "1"
 
 
-def test_refusal_names_the_figures_and_when_enough_frees(tmp_path):
+def test_refusal_names_the_figures_and_when_enough_frees(tmp_path, engine):
     add(tmp_path, T0 - 20 * 3600, 30_000_000)
     add(tmp_path, T0 - 10 * 3600, 15_000_000)
     b = budget(tmp_path)
@@ -93,13 +109,13 @@ def test_refusal_names_the_figures_and_when_enough_frees(tmp_path):
     assert budget(tmp_path, T0 + 4 * 3600 + 1).check(30_000_000)["remaining_usd"] == "5"
 
 
-def test_off_never_refuses_but_still_reports(tmp_path):
+def test_off_never_refuses_but_still_reports(tmp_path, engine):
     add(tmp_path, T0 - 60, 10**9)
     b = budget(tmp_path, COMPUTE_BUDGET_USD="off")
     assert b.check(10**9) == {"limit_usd": "off", "window": "24h", "spent_usd": "1000", "reserved_usd": "0", "remaining_usd": None}
 
 
-def test_warning_from_80_percent(tmp_path):
+def test_warning_from_80_percent(tmp_path, engine):
     add(tmp_path, T0 - 60, 39_000_000)
     assert "warning" not in budget(tmp_path).status()
     assert "80%" in budget(tmp_path).check(1_000_000)["warning"]  # a quote: 40 of 50 after it
@@ -113,8 +129,8 @@ def test_amounts_round_up_to_a_micro_dollar():
     assert not counts({"status": "reserved", "created_at": "garbage"}, T0)
 
 
-def _reserve_one(state_dir: str, barrier, results) -> None:
-    s = load_settings(environ={"X402_COMPUTE_STATE_DIR": state_dir, "COMPUTE_BUDGET_USD": "3"})
+def _reserve_one(state_dir: str, env: dict, barrier, results) -> None:
+    s = load_settings(environ={"X402_COMPUTE_STATE_DIR": state_dir, "COMPUTE_BUDGET_USD": "3", **env})
     barrier.wait()
     try:
         Budget(s).reserve(1_000_000, {"id": new_id(), "kind": "provision", "method": "x402", "terms": {}})
@@ -125,23 +141,41 @@ def _reserve_one(state_dir: str, barrier, results) -> None:
         results.put(f"error: {type(e).__name__}: {e}")
 
 
-def test_the_guard_holds_across_processes(tmp_path):
-    """Eight processes reserve 1 USD each at the same instant against a 3 USD budget: three pass."""
+def test_the_guard_holds_across_processes(tmp_path, engine):
+    """Eight processes reserve 1 USD each at the same instant against a 3 USD budget: three pass.
+    On PostgreSQL they use four state folders (as on four machines) sharing the one ledger."""
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(8), ctx.Queue()
-    procs = [ctx.Process(target=_reserve_one, args=(str(tmp_path), barrier, results)) for _ in range(8)]
+    dirs = [tmp_path / f"agent{i % (4 if engine else 1)}" for i in range(8)]
+    procs = [ctx.Process(target=_reserve_one, args=(str(d), engine, barrier, results)) for d in dirs]
     for p in procs:
         p.start()
     got = sorted(results.get(timeout=300) for _ in procs)  # generous: a loaded machine is slow, not wrong
     for p in procs:
         p.join(60)
     assert got == ["ok"] * 3 + ["refused"] * 5
-    assert len(Journal(tmp_path).list()) == 3  # the refused ones wrote nothing
+    assert len(Journal(settings(dirs[0])).list()) == 3  # the refused ones wrote nothing
 
 
-def test_the_journal_skips_files_untouched_since_the_window(tmp_path):
-    old = add(tmp_path, T0 - 48 * 3600, 1)
-    p = Journal(tmp_path).path(old["id"])
-    os.utime(p, (T0 - 48 * 3600, T0 - 48 * 3600))  # as if last written two days ago
-    assert [e["id"] for e in Journal(tmp_path).list(modified_since=T0 - 24 * 3600)] == []
-    assert [e["id"] for e in Journal(tmp_path).list()] == [old["id"]]
+def test_fleet_totals_per_host_and_instance(tmp_path, engine):
+    if not engine:
+        pytest.skip("one state folder per SQLite ledger")
+    add(tmp_path / "a", T0 - 60, 1_000_000)
+    add(tmp_path / "b", T0 - 60, 2_000_000)
+    add(tmp_path / "b", T0 - 30, 500_000, "reserved", pid=os.getpid(), host=HOST)
+    fa, fb = budget(tmp_path / "a").fleet(), budget(tmp_path / "b").fleet()
+    assert fa["instances"] == fb["instances"] == [
+        {"instance": f"{HOST}:{tmp_path / 'a'}", "host": HOST, "spent_usd": "1", "reserved_usd": "0"},
+        {"instance": f"{HOST}:{tmp_path / 'b'}", "host": HOST, "spent_usd": "2", "reserved_usd": "0.5"},
+    ]
+    assert fa["hosts"] == [{"host": HOST, "spent_usd": "3", "reserved_usd": "0.5"}] and fa["ledger"] == "postgresql"
+    assert budget(tmp_path / "a").status() == budget(tmp_path / "b").status()
+
+
+def test_a_reservation_names_host_and_pid_and_its_heartbeat_keeps_it_alive(tmp_path, engine):
+    b = budget(tmp_path, COMPUTE_BUDGET_USD="3")
+    e, _ = b.reserve(1_000_000, {"id": new_id(), "kind": "provision", "method": "x402", "terms": {}})
+    assert (e["host"], e["pid"], e["status"]) == (HOST, os.getpid(), "reserved")
+    b.ledger.heartbeat(e["id"], now=T0 + 1000)
+    row = next(r for r in b.ledger.rows(T0 - 10) if r["id"] == e["id"])
+    assert row["heartbeat_ts"] == T0 + 1000 and row["micros"] == 1_000_000

@@ -6,12 +6,14 @@ model sends, it never turns into another flag."""
 from __future__ import annotations
 
 import argparse
+import re
 
 import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from x402_compute import mcp_server
+from x402_compute import mcp_server, redact
+from x402_compute.cli import HUMAN_ONLY, names_a_path
 from x402_compute.mcp_server import SERVER_OPTIONS, approval_message
 
 SPECS = {s.name: s for s in mcp_server._tools() if (mcp_server.SCRIPTS_DIR / (s.mirrors.split()[0])).is_file() or s.name == "wait_for_instance"}
@@ -51,7 +53,8 @@ def test_schema_mirrors_the_scripts_parser(name):
     jsonschema.Draft202012Validator.check_schema(schema)
     props = set(schema["properties"]) - {"confirm"}
     dests = {a.dest for a in spec.parser._actions if not isinstance(a, (argparse._HelpAction, argparse._VersionAction))}
-    assert props == dests - SERVER_OPTIONS - spec.hidden
+    paths = {a.dest for a in spec.parser._actions if names_a_path(a.dest, a.metavar)} - set(spec.inline)
+    assert props == dests - SERVER_OPTIONS - spec.hidden - HUMAN_ONLY - paths
     assert not props & SERVER_OPTIONS
     for a in spec.parser._actions:
         if a.dest in props:
@@ -133,3 +136,107 @@ def test_approval_message_states_the_terms_without_control_characters():
     for fact in ("vc2-1c-1gb in lax for 24 h", "Hours: 24", "0.2496 USDC", "Network: base", "(new)", "Budget left after it: 49.75 of 50 USD per 24h"):
         assert fact in msg, msg
     assert "\x1b" not in msg and "\x07" not in msg
+
+
+# -- issue 19: no human-only decision and no local path is a tool input ------------------------------
+
+# Said independently of the code's own list, as the issue names them.
+NAMED_HUMAN_ONLY = {"accept_payee_change", "create_recipient_account", "accept_host_key_change", "ignore_unresolved",
+                    "allow_insecure_http", "max_usd", "allow_private_address", "yes"}
+PATHLIKE = re.compile(r"path|file|dir|folder|identity", re.IGNORECASE)
+
+
+def test_the_human_only_list_names_every_decision_the_issue_names():
+    assert NAMED_HUMAN_ONLY <= HUMAN_ONLY
+
+
+@pytest.mark.parametrize("spec", mcp_server._tools(), ids=lambda s: s.name)
+def test_no_tool_schema_carries_a_human_only_input_or_a_path(spec):
+    """Every tool, including ones added later: walked from the tool list, not from this file."""
+    props = spec.input_schema["properties"]
+    assert not set(props) & HUMAN_ONLY, (spec.name, set(props) & HUMAN_ONLY)
+    for name, prop in props.items():
+        text = (prop.get("description") or "").upper()
+        if name in spec.inline:  # the content itself, bounded
+            assert prop["type"] == "string" and prop["maxLength"] <= 64 * 1024 and "NOT A FILE NAME" in text, (spec.name, name)
+            continue
+        assert not PATHLIKE.search(name), (spec.name, name)
+        assert not re.match(r"(PATH|FILE|DIR|FOLDER)\b", text), (spec.name, name, prop)
+    # The script's own options reaching this tool: none human-only, none naming a file.
+    for a in spec.actions():
+        assert a.dest not in HUMAN_ONLY and (a.dest in spec.inline or not names_a_path(a.dest, a.metavar)), (spec.name, a.dest)
+
+
+def test_a_new_tool_with_human_only_or_path_options_leaves_them_out():
+    """The rule is structural: a script added tomorrow with such options exposes none of them."""
+    def source():
+        p = argparse.ArgumentParser()
+        p.add_argument("--accept-payee-change", action="store_true")
+        p.add_argument("--allow-private-address", action="store_true")
+        p.add_argument("--config-path", metavar="X")
+        p.add_argument("--log", metavar="FILE")
+        p.add_argument("--note")
+        return p, lambda ctx: {}
+
+    spec = mcp_server.ToolSpec("probe", "Probe", source, mcp_server.READ, "probe.py")
+    assert set(spec.input_schema["properties"]) == {"note"}
+
+
+@pytest.mark.parametrize("text", [
+    "#!/bin/sh\necho 0x" + "ab" * 32 + " > /root/k",
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+    "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n",
+    "key=[" + ",".join(["7"] * 64) + "]",
+])
+def test_user_data_that_looks_like_a_key_is_refused(text):
+    assert redact.secret_like(text) is not None
+
+
+def test_a_base58_solana_secret_key_and_a_known_secret_are_refused():
+    import base58
+
+    assert redact.secret_like("SOL=" + base58.b58encode(bytes(range(1, 65))).decode()) is not None
+    assert redact.secret_like("token: x402c_abcdefghijklmnop", ["x402c_abcdefghijklmnop"]) is not None
+    assert redact.secret_like("#cloud-config\npackages: [nginx]\nruncmd: [sha256sum " + "ab" * 32 + "]\n") is None
+
+
+def _literal_text(node) -> str:
+    """The literal parts of a string expression (constants, f-string pieces, + concatenations)."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(_literal_text(v) for v in node.values)
+    if isinstance(node, ast.BinOp):
+        return _literal_text(node.left) + _literal_text(node.right)
+    if isinstance(node, ast.IfExp):
+        return _literal_text(node.body) + " " + _literal_text(node.orelse)
+    return ""
+
+
+def test_every_hint_naming_a_human_only_flag_addresses_the_human():
+    """A hint the model reads must not tell it to add --accept-payee-change (and the like) itself."""
+    import ast
+    from pathlib import Path
+
+    flags = {"--" + d.replace("_", "-") for d in HUMAN_ONLY if d != "yes"}
+    lib = Path(mcp_server.__file__).parent
+    seen = 0
+    for path in sorted(lib.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            for kw in node.keywords:
+                if kw.arg != "hint":
+                    continue
+                text = _literal_text(kw.value)
+                named = [f for f in flags if f in text]
+                if named:
+                    seen += 1
+                    assert "human" in text.lower(), (path.name, node.lineno, named, text)
+    assert seen >= 5  # the cap, the payee, the recipient account, the unresolved payment, plain http
+    # The server's instructions do not map such a flag to a tool argument.
+    instructions = mcp_server.INSTRUCTIONS
+    sentence = next(x for x in instructions.split(". ") if "--max-usd" in x)
+    assert "human" in sentence and "--accept-payee-change" in sentence

@@ -25,6 +25,7 @@ from x402_compute.http import Response
 from x402_compute.client import ComputeClient
 from x402_compute.payments.flow import PaidCall, PaymentFlow
 from x402_compute.payments.journal import Journal, new_id
+from x402_compute.payments.policy import PayeePins
 from x402_compute.payments.options import Signers
 from x402_compute.payments.policy import Limits
 from x402_compute.payments.schemes.mpp_tempo import MppSigned
@@ -128,7 +129,7 @@ def test_auto_picks_mpp_when_it_is_the_only_payable_offer(tmp_path):
     assert p["receipt"]["status"] == "success" and p["amount_usd"] == "0.2496" and p["payee"] == PAYEE
     e = Journal(tmp_path).get(res.journal_id)
     assert e["status"] == "settled" and e["method"] == "mpp" and e["payment_header_value"] == "Payment cred1"
-    assert json.loads((tmp_path / "payees.json").read_text())["tempo"]["pay_to"] == PAYEE
+    assert PayeePins(tmp_path).load()["tempo"]["pay_to"] == PAYEE
 
 
 def test_auto_never_trades_a_named_network_for_mpp(tmp_path):
@@ -187,11 +188,11 @@ def test_policy_refuses_before_signing(tmp_path, header_kw, code):
 
 
 def test_changed_tempo_payee_is_refused(tmp_path):
-    (tmp_path / "payees.json").write_text(json.dumps({"tempo": {"pay_to": "0x" + "77" * 20}}))
+    PayeePins(tmp_path).ledger.set_pin("tempo", {"pay_to": "0x" + "77" * 20})
     res, client, signs, err = run(tmp_path, [r402({"WWW-Authenticate": mpp_header()})], pay="mpp")
     assert isinstance(err, PolicyError) and err.code == "payee_changed" and signs == []
     # Same address in other letter case is the same EVM payee.
-    (tmp_path / "payees.json").write_text(json.dumps({"tempo": {"pay_to": PAYEE.upper().replace("0X", "0x")}}))
+    PayeePins(tmp_path).ledger.set_pin("tempo", {"pay_to": PAYEE.upper().replace("0X", "0x")})
     res, client, signs, err = run(tmp_path, [r402({"WWW-Authenticate": mpp_header()}), ok201()], pay="mpp")
     assert err is None and len(signs) == 1
 

@@ -28,6 +28,7 @@ from x402_compute.payments.policy import Limits
 from x402_compute.payments.schemes.mpp_tempo import sign_mpp
 from x402_compute.wallets import ows as ows_wallets
 
+from tests.helpers import state_entries
 from tests.unit.test_mpp_flow import FakeClient as FlowFakeClient
 from tests.unit.test_mpp_flow import make_flow
 
@@ -199,8 +200,7 @@ def test_tempo_only_token_pays_and_base_only_token_is_refused_before_sending(tmp
     assert base_token not in json.dumps(err.to_dict())
     # Only the unpaid probe went out, and no journal entry (no credential) exists.
     assert len(client.sent) == 1 and "Authorization" not in client.sent[0]["headers"]
-    journal = tmp_path / "b" / "state" / "journal"
-    assert not journal.exists() or not list(journal.iterdir())
+    assert state_entries(tmp_path / "b" / "state") == []
 
 
 def test_auto_pays_mpp_from_an_ows_wallet_when_it_is_the_only_offer(tmp_path, vault, pinned):

@@ -74,6 +74,7 @@ def test_an_abbreviated_human_only_flag_never_reaches_the_script(tmp_path):
     assert err["details"]["did_you_mean"] == ["--days"]
     err = fail(run_script("extend_instance.py", iid, "--days", "1", "--ign", "--quote", env=env), 2, "usage_error")
     assert err["details"]["did_you_mean"] == ["--ignore-unresolved"]
+    assert "ask the human" in err["hint"]  # a human-only flag: the hint does not hand it to the agent
     # After "--" a word is a value (ssh_exec's remote command), never a flag to expand.
     err = fail(run_script("ssh_exec.py", "x", "--", "--acc", env=env), 2, "usage_error")
     assert "did_you_mean" not in (err.get("details") or {})

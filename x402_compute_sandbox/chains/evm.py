@@ -48,6 +48,12 @@ ARTIFACT_PATH = CONTRACTS_DIR / "TestToken.json"
 # Native balance given to every account the sandbox itself sends transactions from (gas only).
 GAS_FUNDING_WEI = 10**21
 
+# Gas limit of the sandbox's own contract calls (mint, settlements). `_transact` has just simulated the
+# call (a revert raises ChainRevert before anything is sent), so web3's estimate -- a binary search that
+# runs the call a dozen more times and was over half the cost of building the chains and of every
+# settlement -- would only pick a limit. The heaviest call (the Permit2 proxy settle) uses ~140,000 gas.
+CALL_GAS = 1_000_000
+
 
 def _same_second_vm():
     """PragueVM that lets a block share its parent's timestamp.
@@ -255,14 +261,14 @@ class EvmChain(PersistentChain):
             self._call(fn, sender)
             try:
                 if sender == self.operator:
-                    tx_hash = fn.transact({"from": sender})
+                    tx_hash = fn.transact({"from": sender, "gas": CALL_GAS})
                 else:
                     key = self._keys.get(to_checksum_address(sender))
                     if key is None:
                         raise ChainRevert(f"no key registered for {sender}")
                     tx = fn.build_transaction({
                         "from": sender, "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
-                        "chainId": self.chain_id,
+                        "chainId": self.chain_id, "gas": CALL_GAS,
                     })
                     signed = Account.sign_transaction(tx, key)
                     tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)

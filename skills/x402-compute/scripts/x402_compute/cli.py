@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -33,6 +34,41 @@ from .errors import (
     ConfirmationRequired,
     UsageError,
 )
+
+# Decisions only the human takes (issue 19): approving a payment without a question, lifting the
+# cap, accepting a new payee or host key, creating a recipient's account at the wallet's cost,
+# ignoring an unresolved payment, allowing plain http or a private address, a permanent disk
+# resize, resuming a stopped keepalive, printing a secret. They are flags a
+# person types at a terminal (or settings they wrote), never an MCP tool input, and a hint that
+# names one is addressed to the human ("ask the human to run ..."). The one list: the MCP server
+# leaves these out of every tool, and a test holds every tool schema against it.
+HUMAN_ONLY = frozenset({
+    "yes",
+    "max_usd",
+    "accept_payee_change",
+    "create_recipient_account",
+    "accept_host_key_change",
+    "ignore_unresolved",
+    "allow_insecure_http",
+    "allow_private_address",
+    "confirm_disk_resize",
+    "resume",
+    "show",
+})
+# An option naming a local file or folder: a tool input that names one lets the model read (and
+# send away) any file the user can read, so a tool takes content instead, bounded and checked.
+PATH_METAVARS = frozenset({"PATH", "FILE", "DIR", "FOLDER"})
+_PATH_NAME = re.compile(r"(^|_)(path|paths|file|files|dir|dirs|directory|folder|identity)(_|$)")
+
+
+def names_a_path(name: str, metavar: Any = None) -> bool:
+    """Whether an option (its dest or property name, and metavar) names a local file or folder."""
+    return bool(_PATH_NAME.search(str(name).lower())) or str(metavar or "").upper() in PATH_METAVARS
+
+
+def human_only_flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
 
 EXIT_CODES_HELP = "exit codes: 0 ok, 1 API/runtime error, 2 usage, 3 refused by policy or needs confirmation, 4 payment outcome unknown, 5 wait timed out, 130 interrupted"
 
@@ -83,11 +119,13 @@ class _Parser(argparse.ArgumentParser):
                 continue
             meant = [f for f in known if f.startswith(flag)]
             if meant:
+                theirs = [f for f in meant if f[2:].replace("-", "_") in HUMAN_ONLY]
                 raise UsageError(
                     f"{flag} is not a flag of {self.prog}; flags are never abbreviated. Did you mean {' or '.join(meant)}?",
                     code="usage_error",
                     details={"flag": flag, "did_you_mean": meant},
-                    hint=f"Spell the flag out in full ({' or '.join(meant)}); run {self.prog} --help for usage.",
+                    hint=f"Spell the flag out in full ({' or '.join(meant)}); run {self.prog} --help for usage."
+                    + (f" {' / '.join(theirs)}: the human's decision only; never add it yourself, ask the human to run the command." if theirs else ""),
                 )
 
     def error(self, message: str) -> NoReturn:  # argparse would print usage text and exit 2
@@ -171,6 +209,16 @@ class Context:
 
     def progress(self, message: str) -> None:
         print(terminal_safe(scrub(message)), file=sys.stderr, flush=True)
+
+    def content_of(self, value: str, flag: str) -> str:
+        """The text of the file an option names (``--user-data FILE``). The MCP server's Context
+        takes the text itself instead: a tool input never names a file to read."""
+        from pathlib import Path
+
+        try:
+            return Path(value).expanduser().read_text()
+        except OSError as e:
+            raise UsageError(f"Cannot read {flag} file {value}: {e.strerror}.") from None
 
     def sleep(self, seconds: float) -> None:
         """Pause between polls (``--wait``); another front door (the MCP server) makes it cancellable."""

@@ -67,6 +67,10 @@ class Settings:
     max_instances: int | None = None
     require_quote: bool = False  # COMPUTE_REQUIRE_QUOTE: outside a terminal only an approved quote pays
     state_dir: Path = Path()
+    # The ledger (journal, budget, quotes, payee pins): None = SQLite in the state folder; a
+    # postgresql:// URL (COMPUTE_LEDGER_URL or COMPUTE_LEDGER_URL_FILE) = shared by several agents.
+    ledger_url: str | None = None
+    ledger_url_source: str | None = None
     timeout: float = 30.0
     allow_insecure_http: bool = False
     # MPP card charges (--pay stripe): the user's own Stripe account creates the Shared Payment Token.
@@ -106,7 +110,7 @@ class Settings:
                 f"Refusing to send {what} over plain http to {urlsplit(url).hostname}: anyone on the network path could read it, "
                 "replay a signed request or take a payment. Only https, or http to this machine (127.0.0.1, localhost), is used for that.",
                 code="insecure_transport",
-                hint="Use the https:// URL; for a lab setup on a network you trust, pass --allow-insecure-http.",
+                hint="Use the https:// URL. Plain http for a lab setup on a trusted network is the human's decision: only they may pass --allow-insecure-http.",
             )
 
     def rpc_url(self, network: str) -> str:
@@ -237,11 +241,19 @@ def load_settings(
 
     _load_spend_controls(env, s)
     _load_stripe(env, s)
+    s.ledger_url, s.ledger_url_source = _secret(env, "COMPUTE_LEDGER_URL")
 
     from . import redact
 
     for secret in (s.api_key, s.private_key, s.solana_secret_key, s.stripe_secret_key):
         redact.register(secret)
+    if s.ledger_url:
+        from urllib.parse import urlsplit
+
+        try:
+            redact.register(urlsplit(s.ledger_url).password)  # a password in the URL is never printed
+        except ValueError:
+            pass
 
     s.rpc_urls = {net: env.get(var) or DEFAULT_RPC_URLS[net] for net, var in RPC_ENV.items()}
     if timeout is not None:

@@ -7,16 +7,26 @@ terminal, its ``progress`` also sends MCP progress notifications, and its ``slee
 interval of ``--wait``) ends at once when the client cancels. So every check, cap, journal entry
 and error is the script's own, and a result's structured content is the script's JSON document.
 
-What this front door adds, because an MCP host is not a human at a terminal:
+What this front door adds, because an MCP host is not a human at a terminal, and the model is
+not the human (issue 19):
 - spending tools refuse with ``spending_disabled`` (nothing signed, nothing sent) unless the server
   was started with ``COMPUTE_MCP_ALLOW_SPEND=1``;
-- with spending on, each payment is shown to the human for approval when the client can ask
-  (elicitation), unless it is at most ``COMPUTE_MCP_CONFIRM_ABOVE_USD``;
+- with spending on, each payment is the human's to approve, through elicitation. A client that
+  cannot ask gets ``approval_unavailable`` (nothing signed) unless the human started the server
+  with ``COMPUTE_MCP_APPROVAL=unattended``: then the cap, the budget and the allow-lists are the
+  only bounds. ``COMPUTE_MCP_CONFIRM_ABOVE_USD`` skips the question only below it and only to a
+  payee already pinned. A payee change, a recipient account created at the wallet's cost, or a
+  price the catalog could not check is always asked, and refused when the client cannot ask;
+  a ``confirm_quote`` the model passes is shown to the human, never taken as the approval;
+- no human-only decision is a tool argument (``cli.HUMAN_ONLY``: ``--yes``, ``--max-usd``,
+  ``--accept-payee-change``, ...), nor any option naming a local file (``cli.names_a_path``):
+  ``user_data`` is inline text, bounded and refused when it looks like a key or a secret of the
+  skill's; the SSH identity is the server's ``--identity`` or the skill's own key;
+- ``--http`` serves only requests carrying the server's bearer token (401 before any tool runs);
 - destroy and revoke need ``confirm: true``; secrets never leave in a result (the one-time password
   stays in its 0600 file, a new API key is saved and shown as its last four characters);
-- flags that would let a model lift a human's limit (``--max-usd``, ``--ignore-unresolved``) or
-  point the wallet at another server (``--base-url``, ``--env-file``) are not tool arguments:
-  the server's own command line and environment set them;
+- options that point the wallet at another server (``--base-url``, ``--env-file``) are not tool
+  arguments: the server's own command line and environment set them;
 - an unknown payment outcome (exit 4) is the tool error ``payment_unknown``, which tells the
   model to call ``reconcile`` and never to pay for that order again;
 - one paying tool at a time: handlers run in worker threads here, where in the scripts each
@@ -30,7 +40,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import importlib.util
+import os
 import json
 import math
 import queue
@@ -47,6 +59,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from . import __version__, cli, redact
+from .cli import HUMAN_ONLY, names_a_path
 from .errors import EXIT_PAYMENT_UNKNOWN, ComputeError, ConfigError, ConfirmationRequired, PolicyError, UsageError
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent
@@ -60,16 +73,23 @@ APPROVAL_SCHEMA = {
     "required": ["approve"],
 }
 SPENDS_META_KEY = "x402-compute/spends"
+INLINE_MAX_BYTES = 64 * 1024  # user_data over MCP: inline text, at most this many UTF-8 bytes
+TOKEN_FILE_NAME = "mcp-http-token"  # in the state folder, 0600: the --http endpoint's bearer token
 
 # Options every script has that are the server's to set, never the model's.
 # The server's own options, applied to every call; never a tool input (a model must not be able to
 # send signed or paying requests over plain http: --allow-insecure-http is the human's, at start).
-SERVER_OPTIONS = frozenset({"help", "version", "output", "base_url", "env_file", "timeout", "verbose", "allow_insecure_http",
-                            # a human's decision, not the server's either: never set over MCP (ssh_exec, --wait-ssh)
-                            "allow_private_address"})
-# A paying tool never takes these: approval is the server's (spending switch, elicitation), a model
-# may not lift the human's cap or skip the unresolved-payment guard, and quoting is its own tool.
+SERVER_OPTIONS = frozenset({"help", "version", "output", "base_url", "env_file", "timeout", "verbose", "allow_insecure_http"})
+# A paying tool never takes these: approval is the human's (spending switch, elicitation), and
+# quoting is its own tool. (Human-only decisions and paths are left out of every tool anyway.)
 PAYING_HIDDEN = frozenset({"quote", "yes", "max_usd", "ignore_unresolved"})
+# Refusals the human may lift for one payment when the client can ask them: what the server then
+# adds to the script's command line (never a tool input). The quote shown to them is made with it.
+HUMAN_DECISIONS = {
+    "payee_changed": ("--accept-payee-change", "The payee changed since the last payment on this network: accept the new payee and pay it?"),
+    "recipient_token_account_missing": ("--create-recipient-account", "The payee has no token account: create it at your wallet's cost, then pay?"),
+    "price_unknown": (None, "The price could not be checked against the catalog: pay exactly the amount shown?"),
+}
 WAIT_OPTIONS = frozenset({"wait", "wait_ssh", "wait_timeout", "poll_interval"})
 
 READ, WRITE, DESTRUCTIVE, SPEND = "read", "write", "destructive", "spend"
@@ -108,9 +128,14 @@ class ToolSpec:
     mirrors: str  # what a script user would type, for the description
     fixed: tuple[str, ...] = ()  # flags always passed (e.g. --quote)
     hidden: frozenset[str] = frozenset()  # the script's options that are not tool arguments
+    inline: tuple[str, ...] = ()  # options naming a file whose tool argument is the content itself (user_data)
     confirm: bool = False  # a `confirm` argument stands for the script's --yes
     idempotent: bool = False
     note: str = ""
+    # A paying tool that is a dry run unless called with dry_run: false (keepalive): otherwise the
+    # call is the script with --dry-run, read-only, allowed with spending off; with it, a paying
+    # call under the same rules as every other (spending switch, approval, one payment at a time).
+    pay_switch: bool = False
 
     @cached_property
     def command(self) -> tuple[argparse.ArgumentParser, Callable]:
@@ -125,10 +150,14 @@ class ToolSpec:
         return self.command[1]
 
     def actions(self) -> list[argparse.Action]:
+        """The script's options that are tool arguments: never one the server owns, one the spec
+        hides, a human-only decision, or one naming a local file (unless its content is taken inline)."""
         return [
             a
             for a in self.parser._actions
-            if a.dest not in SERVER_OPTIONS and a.dest not in self.hidden and not isinstance(a, (argparse._HelpAction, argparse._VersionAction))
+            if a.dest not in SERVER_OPTIONS and a.dest not in self.hidden and a.dest not in HUMAN_ONLY
+            and (a.dest in self.inline or not names_a_path(a.dest, a.metavar))
+            and not isinstance(a, (argparse._HelpAction, argparse._VersionAction))
         ]
 
     # -- the input schema, from the script's parser --
@@ -138,9 +167,17 @@ class ToolSpec:
         required: list[str] = []
         titles = {id(a): g.title for g in self.parser._action_groups for a in g._group_actions}
         for a in self.actions():
-            props[a.dest] = _property(a, titles.get(id(a)))
+            props[a.dest] = _inline_property(a) if a.dest in self.inline else _property(a, titles.get(id(a)))
             if a.required:
                 required.append(a.dest)
+        if self.pay_switch:  # the script's --dry-run, on unless the call says false
+            props["dry_run"] = {
+                "type": "boolean",
+                "default": True,
+                "description": "true (the default): sign and send nothing; show what this run would do and the schedule of payments to "
+                "the target. false: pay the extension this run needs (refused unless the human turned spending on; the human may be "
+                "asked to approve).",
+            }
         if self.confirm:
             props["confirm"] = {
                 "type": "boolean",
@@ -163,6 +200,14 @@ class ToolSpec:
             parts.append(self.note)
         parts.append(f"Same as `{self.mirrors}`; the result is that script's JSON document.")
         return "\n\n".join(p for p in parts if p)
+
+    def for_call(self, arguments: dict) -> "ToolSpec":
+        """The spec this call runs under: a pay-switch tool called without dry_run: false is its dry run."""
+        from dataclasses import replace
+
+        if self.pay_switch and arguments.get("dry_run") is not False:
+            return replace(self, kind=READ, fixed=(*self.fixed, "--dry-run"), pay_switch=False)
+        return self
 
     def validate(self, arguments: dict) -> UsageError | None:
         import jsonschema
@@ -248,6 +293,15 @@ def _text(value: Any, a: argparse.Action) -> str:
     return str(value)
 
 
+def _inline_property(a: argparse.Action) -> dict:
+    return {
+        "type": "string",
+        "maxLength": INLINE_MAX_BYTES,
+        "description": f"the content itself, not a file name: at most {INLINE_MAX_BYTES // 1024} KiB of UTF-8 text (the script's "
+        f"{_long_flag(a)} reads it from a file); refused if it looks like a private key or a secret of this skill's",
+    }
+
+
 def _property(a: argparse.Action, group: str | None = None) -> dict:
     if isinstance(a, argparse._StoreTrueAction):
         prop: dict[str, Any] = {"type": "boolean"}
@@ -285,23 +339,34 @@ def _tools() -> tuple[ToolSpec, ...]:
         ToolSpec("browse_os", "Browse OS images", _script("browse_os.py"), READ, "browse_os.py"),
         ToolSpec(
             "quote_provision", "Quote a machine", _script("provision.py"), READ, "provision.py PLAN REGION --quote",
-            fixed=("--quote",), hidden=quote,
+            fixed=("--quote",), hidden=quote, inline=("user_data",),
             note="Signs and sends nothing: shows the price, the network, the payee and whether the spend policy allows it. Works with spending disabled.",
         ),
         ToolSpec(
-            "provision", "Rent a machine (pays)", _script("provision.py"), SPEND, "provision.py PLAN REGION --yes", hidden=PAYING_HIDDEN,
+            "provision", "Rent a machine (pays)", _script("provision.py"), SPEND, "provision.py PLAN REGION", hidden=PAYING_HIDDEN,
+            inline=("user_data",),
             note="SPENDS MONEY. Refused (spending_disabled) unless the human started this server with COMPUTE_MCP_ALLOW_SPEND=1; "
-            "the human may be asked to approve the payment. Call quote_provision first; confirm_quote: <its quote_id> then pays "
-            "exactly those terms or nothing. If it fails with payment_unknown, call reconcile and never call provision again for that order.",
+            "the human approves the payment (approval_unavailable when this client cannot ask them). Call quote_provision first "
+            "and show the quote; confirm_quote: <its quote_id> is put to the human, then pays exactly those terms or nothing. "
+            "If it fails with payment_unknown, call reconcile and never call provision again for that order.",
         ),
         ToolSpec(
             "quote_extend", "Quote an extension", _script("extend_instance.py"), READ, "extend_instance.py ID --quote",
             fixed=("--quote",), hidden=quote, note="Signs and sends nothing. Works with spending disabled.",
         ),
         ToolSpec(
-            "extend_instance", "Extend a machine (pays)", _script("extend_instance.py"), SPEND, "extend_instance.py ID --yes", hidden=PAYING_HIDDEN,
+            "extend_instance", "Extend a machine (pays)", _script("extend_instance.py"), SPEND, "extend_instance.py ID", hidden=PAYING_HIDDEN,
             note="SPENDS MONEY. Refused (spending_disabled) unless the human started this server with COMPUTE_MCP_ALLOW_SPEND=1. "
             "Call quote_extend first. On payment_unknown, call reconcile; never extend again for that payment.",
+        ),
+        ToolSpec(
+            "keepalive", "Keep a machine alive (pays with dry_run: false)", _script("keepalive.py"), SPEND,
+            "keepalive.py ID --for D [--dry-run | --yes]", hidden=PAYING_HIDDEN | {"resume"}, pay_switch=True,
+            note="A dry run unless dry_run: false: it shows what this run would do and the schedule of payments to the target (when, "
+            "hours, amount each, total) against the limits, and works with spending disabled. With dry_run: false it SPENDS MONEY: at "
+            "most one extension per call, refused (spending_disabled) unless the human started this server with "
+            "COMPUTE_MCP_ALLOW_SPEND=1, and the human may be asked to approve it. max_total_usd bounds all that this target may pay "
+            "across calls. keepalive_stopped means stop and tell the user: only the human resumes it.",
         ),
         ToolSpec("list_instances", "List machines", _script("list_instances.py"), READ, "list_instances.py"),
         ToolSpec("instance_details", "Machine details", _script("instance_details.py"), READ, "instance_details.py ID"),
@@ -311,8 +376,8 @@ def _tools() -> tuple[ToolSpec, ...]:
         ),
         ToolSpec(
             "ssh_exec", "Run a command on a machine", _script("ssh_exec.py"), DESTRUCTIVE, "ssh_exec.py ID -- COMMAND...",
-            hidden=frozenset({"accept_host_key_change", "stdin_file"}),
-            note="Runs the command on the machine over SSH, as root by default: it can change or delete anything there. command is a "
+            note="Runs the command on the machine over SSH, as root by default: it can change or delete anything there. The key is the "
+            "skill's own (instances made with ssh_key: auto) or the one the human started this server with (--identity). command is a "
             "list of words: one word is a shell command line, several are passed as exactly those words. Bounded by timeout (default "
             "120 s, then the error command_timeout with the output so far) and max_output per stream; a non-zero exit_status is still a "
             "result. The host key is pinned on first contact; host_key_changed or host_key_mismatch means stop and tell the user.",
@@ -356,7 +421,7 @@ def _tools() -> tuple[ToolSpec, ...]:
             fixed=("--quote",), hidden=quote, note="Signs and sends nothing. Works with spending disabled.",
         ),
         ToolSpec(
-            "credits_topup", "Buy credits (pays)", _script("credits_topup.py"), SPEND, "credits_topup.py --amount USD --yes", hidden=PAYING_HIDDEN,
+            "credits_topup", "Buy credits (pays)", _script("credits_topup.py"), SPEND, "credits_topup.py --amount USD", hidden=PAYING_HIDDEN,
             note="SPENDS MONEY. Refused (spending_disabled) unless the human started this server with COMPUTE_MCP_ALLOW_SPEND=1.",
         ),
         ToolSpec("budget_status", "Spend budget", _script("budget.py"), READ, "budget.py"),
@@ -375,17 +440,27 @@ class ServerConfig:
     allow_spend: bool = False
     confirm_above_usd: Decimal = Decimal(0)
     script_argv: list[str] = field(default_factory=list)  # the server's --env-file/--base-url/... for every call
+    unattended: bool = False  # COMPUTE_MCP_APPROVAL=unattended: a client that cannot ask still pays
+    state_dir: Path | None = None
+    secrets: tuple[str, ...] = ()  # the env file's secret values: never sent inside a model's text
 
     @classmethod
     def load(cls, args: argparse.Namespace) -> "ServerConfig":
         from .config import load_settings, parse_usd
 
         # The scripts' own loader: the same environment and --env-file, checked before serving.
-        env = load_settings(env_file=args.env_file, base_url=args.base_url, timeout=args.timeout).env
+        settings = load_settings(env_file=args.env_file, base_url=args.base_url, timeout=args.timeout)
+        env = settings.env
         allow = (env.get("COMPUTE_MCP_ALLOW_SPEND") or "").strip().lower()
         if allow not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
             raise ConfigError(f"COMPUTE_MCP_ALLOW_SPEND must be 1 (spending on) or 0 (off, the default), got {allow!r}.")
         above = (env.get("COMPUTE_MCP_CONFIRM_ABOVE_USD") or "").strip() or "0"
+        approval = (env.get("COMPUTE_MCP_APPROVAL") or "").strip().lower() or "ask"
+        if approval not in ("ask", "unattended"):
+            raise ConfigError(
+                f"COMPUTE_MCP_APPROVAL must be ask (the default: each payment is the human's to approve) or unattended, got {approval!r}.",
+                hint="unattended lets a client that cannot ask the human pay: the cap, the budget and the allow-lists are then the only bounds.",
+            )
         argv: list[str] = []
         if args.env_file:
             argv.append(f"--env-file={args.env_file}")
@@ -397,7 +472,13 @@ class ServerConfig:
             argv.append("--verbose")
         if args.allow_insecure_http:
             argv.append("--allow-insecure-http")
-        return cls(allow in ("1", "true", "yes", "on"), parse_usd(above, "COMPUTE_MCP_CONFIRM_ABOVE_USD"), argv)
+        if getattr(args, "identity", None):  # ssh_exec's key: the human's choice at start, never a tool input
+            argv.append(f"--identity={args.identity}")
+        secret_names = re.compile(r"KEY|SECRET|PASSPHRASE|PASSWORD|TOKEN|MNEMONIC|SEED", re.IGNORECASE)
+        known = tuple(v for k, v in settings.env.items()
+                      if secret_names.search(k) and not k.upper().endswith("_FILE") and isinstance(v, str) and len(v.strip()) >= 8)
+        return cls(allow in ("1", "true", "yes", "on"), parse_usd(above, "COMPUTE_MCP_CONFIRM_ABOVE_USD"), argv,
+                   unattended=approval == "unattended", state_dir=settings.state_dir, secrets=known)
 
 
 # -- one tool call, run in a worker thread ----------------------------------------------------
@@ -420,7 +501,7 @@ def _amount_usd(terms: dict) -> Decimal | None:
     return None
 
 
-def quote_terms(fields: dict) -> dict:
+def quote_terms(fields: dict, payee_status: str | None = None) -> dict:
     """A recorded quote's pinned fields (payments.quotes) in the terms shape approval_message reads."""
     from .money import atomic_to_usd, plain
     from .networks import NETWORKS
@@ -439,8 +520,47 @@ def quote_terms(fields: dict) -> dict:
         "asset_symbol": net.symbol if net is not None else None,
         "network": fields.get("network") or fields.get("method"),
         "payee": fields.get("payee"),
-        "payee_status": "as quoted",
+        "payee_status": payee_status or "unchecked",
+        "method": fields.get("method"),
     }
+
+
+def _pin_status(state_dir, fields: dict) -> str | None:
+    """Whether a quote's payee is the one pinned for its network now: pinned, changed or new."""
+    from .payments.policy import PayeePins
+
+    network, payee = fields.get("network"), fields.get("payee")
+    if not isinstance(network, str) or not isinstance(payee, str):
+        return None
+    rec = PayeePins(state_dir).load().get(network)
+    old = rec.get("pay_to") if isinstance(rec, dict) else rec
+    if not isinstance(old, str):
+        return "new"
+    return "pinned" if PayeePins._same(network, old, payee) else "changed"
+
+
+def _decision_reason(code: str, details: Any) -> str:
+    """What the human is asked to decide, in a few words, from the refusal's details."""
+    d = details if isinstance(details, dict) else {}
+    if code == "payee_changed":
+        return f"the payee for {d.get('network')} changed from {d.get('pinned')} to {d.get('offered')}"
+    if code == "recipient_token_account_missing":
+        return f"it first creates the payee's token account at your wallet's cost ({d.get('create_total_sol')} SOL)"
+    return "its price could not be checked against the catalog"
+
+
+def _grant_key(terms: dict) -> tuple:
+    """What the human approved, to recognise the same payment when it comes to be paid."""
+    payee = terms.get("payee")
+    return (_amount_usd(terms), terms.get("network"), payee.lower() if isinstance(payee, str) else payee)
+
+
+def _with(argv: list[str], extra: list[str]) -> list[str]:
+    """``argv`` with ``extra`` options added before the positionals' ``--``."""
+    if "--" in argv:
+        i = argv.index("--")
+        return [*argv[:i], *extra, *argv[i:]]
+    return [*argv, *extra]
 
 
 def approval_message(question: str, terms: dict) -> str:
@@ -481,12 +601,37 @@ class McpContext(cli.Context):
     def interactive() -> bool:
         return False
 
+    def cap(self, amount_usd: str) -> None:
+        """The amount the human approved becomes this payment's cap (the --max-usd they would type)."""
+        self.args.max_usd = str(amount_usd)
+        self._settings = None  # loaded again, with that cap
+        self._client = None
+
     def progress(self, message: str) -> None:
         super().progress(message)  # the server's log (stderr), as the scripts do
         self._run.report(redact.scrub(message))
 
     def sleep(self, seconds: float) -> None:
         self._run.sleep(seconds)
+
+    def content_of(self, value: str, flag: str) -> str:
+        """Over MCP an option like --user-data carries the content itself, never a file name: bounded,
+        and refused when it looks like a private key or one of this skill's own secrets (a model
+        must not be able to send the wallet's key away inside a machine's cloud-init)."""
+        name = flag.lstrip("-").replace("-", "_")
+        size = len(value.encode("utf-8"))
+        if size > INLINE_MAX_BYTES:
+            raise UsageError(f"{name} is {size} bytes; over MCP it is inline text of at most {INLINE_MAX_BYTES} bytes.", code="input_too_large",
+                             hint="Shorten it (fetch larger files from the machine itself once it runs).")
+        why = redact.secret_like(value, self._run.app.config.secrets)
+        if why:
+            raise PolicyError(
+                f"Refused to send {name}: {why}. Nothing was sent.",
+                code="secret_in_input",
+                details={"input": name},
+                hint="Never put keys, tokens or passphrases into a machine's user data. If the machine needs a secret, the human provides it themselves.",
+            )
+        return value
 
     def confirm(self, question: str, *, details: Any = None, flag: str = "--yes") -> None:
         if self._run.spec.kind == SPEND:
@@ -523,6 +668,8 @@ class Run:
         self._started = time.monotonic()
         self._notified = 0
         self._spend_lock_held = False
+        self._granted: tuple | None = None  # the payment the human approved in an escalation's question
+        self._escalated = False
 
     # -- thread side --
     def start(self) -> None:
@@ -536,6 +683,8 @@ class Run:
                 if self.spec.kind == SPEND:
                     self._acquire_spend_lock()
                 out = cli.execute(self.spec.parser, self._handler, self.argv, context=lambda args: McpContext(args, self))
+                if out.exit_code != 0:
+                    out = self.escalate(out.doc) or out
             except KeyboardInterrupt:
                 err = ComputeError("Interrupted.", code="interrupted")
                 out = cli.Outcome({"ok": False, "error": err.to_dict()}, None, 130)
@@ -556,14 +705,47 @@ class Run:
         return self.spec.handler(ctx)
 
     def _approve_quote(self, ctx: "McpContext") -> None:
-        """--confirm-quote stands for the human's approval of that quote, so the payment flow asks
-        nothing more. Over MCP the model passes it: when the client can ask, the human approves the
-        recorded quote here first (same rules as any payment), and the flow then pays only terms
-        identical to it, or nothing."""
+        """--confirm-quote stands for the human's approval of that quote in the scripts. Over MCP
+        the model passes it, so it is a reference to what the human is now asked about, never the
+        approval itself: the recorded quote goes through ``approve`` (same rules as any payment),
+        and the flow then pays only terms identical to it, or nothing. A quote whose price was not
+        checked is always asked; approved, its amount becomes this payment's cap (the --max-usd
+        the human would have typed)."""
         from .payments.quotes import Quotes
 
         rec = Quotes(ctx.settings.state_dir).load(ctx.args.confirm_quote)  # the handler's own check, earlier
-        self.approve(f"Pay quote {rec['quote_id']} exactly as quoted?", quote_terms(rec["fields"]))
+        terms = quote_terms(rec["fields"], _pin_status(ctx.settings.state_dir, rec["fields"]))
+        unchecked = rec.get("price_checked") is False
+        if _grant_key(terms) != self._granted:
+            self.approve(f"Pay quote {rec['quote_id']} exactly as quoted?", terms,
+                         always_ask="its price could not be checked against the catalog" if unchecked else None)
+        if unchecked and terms.get("amount_usd") is not None:
+            ctx.cap(terms["amount_usd"])
+
+    def escalate(self, doc: dict) -> "cli.Outcome | None":
+        """A refusal only the human may lift (HUMAN_DECISIONS), on a client that can ask them:
+        quote the same call with the human's flag, put that quote to them, and on their yes pay
+        exactly it. Never without elicitation: the refusal then stands, its hint addressed to them."""
+        err = doc.get("error") if isinstance(doc, dict) else None
+        code = err.get("code") if isinstance(err, dict) else None
+        if self.spec.kind != SPEND or code not in HUMAN_DECISIONS or not self.can_elicit or self._escalated:
+            return None
+        self._escalated = True
+        flag, question = HUMAN_DECISIONS[code]
+        base = [x for x in self.argv if not x.startswith("--confirm-quote=")]
+        extra = [flag] if flag else []
+        quoted = cli.execute(self.spec.parser, self.spec.handler, _with(base, ["--quote", *extra]), context=lambda args: McpContext(args, self))
+        q = quoted.doc.get("quote") if quoted.doc.get("ok") else None
+        if not isinstance(q, dict) or not q.get("quote_id"):
+            return quoted if quoted.doc.get("ok") is False else None
+        self._granted = None
+        try:
+            self.approve(question, q, always_ask=_decision_reason(code, err.get("details")))
+        except ComputeError as e:
+            return cli.Outcome({"ok": False, "error": e.to_dict()}, None, e.exit_code)
+        self._granted = _grant_key(quote_terms(q, q.get("payee_status")))
+        pay = [f"--confirm-quote={q['quote_id']}", *extra]
+        return cli.execute(self.spec.parser, self._handler, _with(base, pay), context=lambda args: McpContext(args, self))
 
     def _acquire_spend_lock(self) -> None:
         told = False
@@ -599,18 +781,41 @@ class Run:
         if self.cancelled.wait(max(0.0, seconds)):
             raise KeyboardInterrupt  # what Ctrl-C raises in a script: the document says "interrupted"
 
-    def approve(self, question: str, terms: dict) -> None:
-        """Go ahead with a payment, or raise ``declined_by_user``. Spending itself was switched
-        on by the human (COMPUTE_MCP_ALLOW_SPEND); this asks them about this payment when the
-        client can ask, unless it is within COMPUTE_MCP_CONFIRM_ABOVE_USD."""
-        if not self.can_elicit:
-            self.report(f"Paying without a question: the MCP client cannot ask the user (spending is on): {question}")
+    def approve(self, question: str, terms: dict, *, always_ask: str | None = None) -> None:
+        """Go ahead with a payment, or raise. Spending itself was switched on by the human
+        (COMPUTE_MCP_ALLOW_SPEND); each payment is then theirs to approve through elicitation.
+        Without a client that can ask: approval_unavailable, unless the human started the server
+        with COMPUTE_MCP_APPROVAL=unattended. COMPUTE_MCP_CONFIRM_ABOVE_USD skips the question
+        only below it and only to a payee already pinned. ``always_ask`` (or a recipient account
+        created at the wallet's cost) is asked whatever the threshold, and refused without a client
+        that can ask, unattended or not."""
+        if self._granted is not None and self._granted == _grant_key(terms):
+            self.report("The user approved this payment already (the question before it)")
             return
-        amount = _amount_usd(terms)
         side_cost = isinstance(terms.get("recipient_account"), dict) and terms["recipient_account"].get("create")
-        if amount is not None and amount <= self.app.config.confirm_above_usd and not side_cost:
-            self.report(f"Paying without a question: {amount} USD is within COMPUTE_MCP_CONFIRM_ABOVE_USD={self.app.config.confirm_above_usd}")
+        special = always_ask or ("it creates the payee's token account at your wallet's cost" if side_cost else None)
+        if not self.can_elicit:
+            if special is None and self.app.config.unattended:
+                self.report(f"Paying without a question (COMPUTE_MCP_APPROVAL=unattended; the client cannot ask the user): {question}")
+                return
+            raise PolicyError(
+                ("This payment needs the human's answer (" + special + "), and this MCP client cannot ask them. "
+                 if special else "This MCP client cannot ask the human to approve the payment (no elicitation). ")
+                + "Nothing was signed.",
+                code="approval_unavailable",
+                details={"quote": terms, "always_asked": special},
+                hint="Show the user the quote and ask them to pay it themselves (the script at a terminal), or to use an MCP client "
+                "that supports elicitation"
+                + ("." if special else "; only the human may start this server with COMPUTE_MCP_APPROVAL=unattended."),
+            )
+        amount = _amount_usd(terms)
+        pinned = terms.get("payee_status") == "pinned" or terms.get("method") == "credits"
+        if special is None and pinned and amount is not None and amount <= self.app.config.confirm_above_usd:
+            self.report(f"Paying without a question: {amount} USD to the pinned payee is within COMPUTE_MCP_CONFIRM_ABOVE_USD={self.app.config.confirm_above_usd}")
             return
+        self._ask(question + (f" Note: {special}." if special else ""), terms)
+
+    def _ask(self, question: str, terms: dict) -> None:
         self._post(("ask", (redact.scrub(approval_message(question, terms)), APPROVAL_SCHEMA)))
         try:
             action, content = self._answers.get(timeout=APPROVAL_TIMEOUT)
@@ -686,8 +891,9 @@ INSTRUCTIONS = """\
 Rent VPS and GPU machines paid per prepaid hour in stablecoins (x402 / MPP).
 Flow: browse_plans (and browse_regions, browse_os) -> quote_provision -> provision (wait: true, or wait_for_instance) -> instance_details / list_instances -> extend_instance or destroy_instance.
 Every result is the JSON document of the matching script in scripts/: {"ok": true, ...}, or a tool error {"ok": false, "error": {"code", "message", "hint", ...}}.
-A hint naming a script flag (--days) means the tool argument of the same name in snake_case (days); a script name (instance_details.py) means the tool of that name.
-Spending tools (provision, extend_instance, credits_topup) are refused with spending_disabled unless the human started this server with COMPUTE_MCP_ALLOW_SPEND=1: tell the user, never look for another way to pay. The human may be asked to approve each payment; declined_by_user means stop.
+A hint naming a script flag that is also an argument of the tool (--days) means that argument in snake_case (days); a script name (instance_details.py) means the tool of that name. A flag that is no tool argument (--max-usd, --accept-payee-change, --ignore-unresolved, --yes, ...) is a decision only the human takes: tell the user what the hint says, never look for a way around it.
+Spending tools (provision, extend_instance, credits_topup) are refused with spending_disabled unless the human started this server with COMPUTE_MCP_ALLOW_SPEND=1: tell the user, never look for another way to pay. Each payment is put to the human for approval; declined_by_user means stop, approval_unavailable means this client cannot ask them: show the quote and let the human pay it themselves.
+Quote first (quote_provision, quote_extend, quote_topup) and show the quote; confirm_quote: <quote_id> pays exactly it, once, after the human approves it.
 The spend cap, the rolling budget (budget_status shows it), allow-lists, price checks and payee pinning are the human's settings: report refusals (spend_cap_exceeded, budget_exceeded, network_not_allowed, instance_limit, ...) with their figures, never try to get around them.
 payment_unknown: the payment went out and its outcome is unknown. Call reconcile with the journal_id; never call the paying tool again for that order.
 destroy_instance and revoke_api_key need confirm: true: ask the user first.
@@ -750,6 +956,7 @@ class McpApp:
         bad = spec.validate(arguments)
         if bad is not None:
             return self._error(bad)
+        spec = spec.for_call(arguments)
         if spec.kind == SPEND and not self.config.allow_spend:
             return self._error(
                 PolicyError(
@@ -843,15 +1050,28 @@ def parser() -> argparse.ArgumentParser:
         "Serve every x402-compute command as an MCP tool, over stdio (default) or Streamable HTTP\n"
         "on 127.0.0.1. Settings come from the environment or --env-file exactly as for the scripts.\n\n"
         "Spending tools (provision, extend_instance, credits_topup) are refused until the server is\n"
-        "started with COMPUTE_MCP_ALLOW_SPEND=1; then the client's user is asked to approve each\n"
-        "payment when the client supports elicitation (payments up to COMPUTE_MCP_CONFIRM_ABOVE_USD,\n"
-        "default 0, are not asked about). stdout carries only MCP messages; logs go to stderr.",
+        "started with COMPUTE_MCP_ALLOW_SPEND=1; then the client's user approves each payment through\n"
+        "elicitation. A client that cannot ask gets approval_unavailable (nothing signed) unless you\n"
+        "start the server with COMPUTE_MCP_APPROVAL=unattended: the cap, the budget and the\n"
+        "allow-lists are then the only bounds. Payments up to COMPUTE_MCP_CONFIRM_ABOVE_USD (default 0)\n"
+        "to an already pinned payee are not asked about; a payee change, a recipient account creation\n"
+        "or an unchecked price always is. No tool input is a decision of yours (--max-usd,\n"
+        "--accept-payee-change, ...) or a local file. stdout carries only MCP messages; logs go to stderr.\n\n"
+        "--http serves only requests with the header Authorization: Bearer <token>: the token is read\n"
+        "from --token-file, else created once in the state folder (0600); its path is printed on stderr.",
         examples="python scripts/mcp_server.py\nCOMPUTE_MCP_ALLOW_SPEND=1 python scripts/mcp_server.py --env-file ~/.x402-compute.env\n"
-        "python scripts/mcp_server.py --http 8765",
+        "python scripts/mcp_server.py --http 8765    # token: <state folder>/mcp-http-token\n"
+        "python scripts/mcp_server.py --http 8765 --token-file ~/.config/x402-compute/mcp-token",
         output=False,
         exit_codes="exit codes: 0 stopped, 2 usage or configuration error before serving (one JSON document on stdout, as for every script), 130 interrupted",
     )
     p.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio (0 = any free port)")
+    p.add_argument("--token-file", metavar="PATH",
+                   help="with --http: the bearer token clients must send (Authorization: Bearer <token>), read from this file "
+                   "(not readable by group or others); default: a random token created once at <state folder>/mcp-http-token (0600)")
+    p.add_argument("--identity", metavar="FILE",
+                   help="private key file ssh_exec logs in with (default: the skill's own key for instances made with ssh_key: auto, "
+                   "and the only key offered: never the SSH agent or the default keys); never a tool input")
     return p
 
 
@@ -869,7 +1089,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
         args = parser().parse_args(argv)
         if args.http is not None and not 0 <= args.http <= 65535:
             raise UsageError(f"--http takes a port number 0-65535, got {args.http}.")
+        if args.token_file and args.http is None:
+            raise UsageError("--token-file is for --http (stdio needs no token).")
         config = ServerConfig.load(args)
+        token, token_path = http_token(args.token_file, config.state_dir) if args.http is not None else (None, None)
     except ComputeError as e:
         _fail(e)
     try:
@@ -882,7 +1105,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if args.http is None:
             _serve_stdio(app)
         else:
-            _serve_http(app, args.http)
+            print(f"x402-compute MCP server: clients send Authorization: Bearer <the token in {token_path}>", file=sys.stderr, flush=True)
+            _serve_http(app, args.http, token)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(0)
@@ -901,11 +1125,77 @@ def _serve_stdio(app: McpApp) -> None:
     anyio.run(serve)
 
 
-def _serve_http(app: McpApp, port: int) -> None:
+def http_token(token_file: str | None, state_dir: Path | None) -> tuple[str, Path]:
+    """The bearer token of the --http endpoint and the file holding it: ``--token-file``, else
+    ``<state>/mcp-http-token``, created once (0600) with a random token. Every local user and
+    process can reach a loopback port; only who can read this file can use the wallet through it."""
+    from .state import ensure_dir
+
+    if token_file:
+        path = Path(token_file).expanduser()
+        try:
+            st = path.stat()
+            text = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"Cannot read --token-file {path}: {e.strerror}.") from None
+        if st.st_mode & 0o077:
+            raise ConfigError(f"--token-file {path} can be read by others ({oct(st.st_mode & 0o777)}).", code="unsafe_token_file",
+                              hint=f"chmod 600 {path}")
+        if len(text) < 16 or any(c.isspace() for c in text):
+            raise ConfigError(f"--token-file {path} must hold one token of at least 16 characters, no spaces.")
+        return text, path
+    if state_dir is None:
+        raise ConfigError("No state folder for the HTTP token; pass --token-file.")
+    path = Path(state_dir) / TOKEN_FILE_NAME
+    ensure_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"{path} can be read by others ({oct(path.stat().st_mode & 0o777)}).", code="unsafe_token_file",
+                              hint=f"chmod 600 {path}, or delete it to create a new token.") from None
+        text = path.read_text().strip()
+        if len(text) < 16:
+            raise ConfigError(f"{path} does not hold a usable token.", hint=f"Delete {path} to create a new one.") from None
+        return text, path
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token, path
+
+
+class BearerGate:
+    """ASGI middleware in front of the MCP app: an HTTP request without ``Authorization: Bearer
+    <token>`` is answered 401 before it reaches the app (no session, no tool); the comparison is
+    constant-time. The app's own Host and Origin checks (DNS rebinding) still run behind it."""
+
+    def __init__(self, app, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") == "http":
+            got = b""
+            for name, value in scope.get("headers") or []:
+                if name.lower() == b"authorization":
+                    got = value
+                    break
+            if not hmac.compare_digest(got, self.expected):
+                body = json.dumps({"error": "unauthorized", "message": "This MCP endpoint needs the header Authorization: Bearer <token> "
+                                   "(the token file's path is printed on the server's stderr)."}).encode()
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="x402-compute"'),
+                    (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def _serve_http(app: McpApp, port: int, token: str) -> None:
     import uvicorn
 
     host = "127.0.0.1"  # never another interface: the tools hold a wallet
-    starlette_app = app.server().streamable_http_app(host=host)
+    starlette_app = BearerGate(app.server().streamable_http_app(host=host), token)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):

@@ -41,6 +41,7 @@ class Network:
     # (0 = none); below it the client refuses before signing (below_network_minimum).
     min_payment_atomic: int = 0
     min_payment_hint: str = ""  # why the minimum exists and what to do instead
+    explorer_tx: str = ""  # a public explorer's page of a transaction: this + the hash ("" = none known)
 
     @property
     def rpc_env(self) -> str:
@@ -51,17 +52,17 @@ NETWORKS: dict[str, Network] = {
     "base": Network(
         "base", "evm", "eip155:8453", 8453, "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USDC", 6,
         "USD Coin", "2", "eip3009", ("base",), x402=True, schemes=("exact",), auth_chain="base",
-        rpc_default="https://mainnet.base.org",
+        rpc_default="https://mainnet.base.org", explorer_tx="https://basescan.org/tx/",
     ),
     "solana": Network(
         "solana", "svm", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", None, "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
         "USDC", 6, None, None, "svm-exact", ("solana",), x402=True, schemes=("exact",), auth_chain="solana",
-        rpc_default="https://api.mainnet-beta.solana.com",
+        rpc_default="https://api.mainnet-beta.solana.com", explorer_tx="https://solscan.io/tx/",
     ),
     "megaeth": Network(
         "megaeth", "evm", "eip155:4326", 4326, "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7", "USDm", 18,
         "MegaUSD", "1", "permit", ("megaeth",), x402=True, schemes=("exact",), auth_chain="base",
-        rpc_default="https://mainnet.megaeth.com/rpc",
+        rpc_default="https://mainnet.megaeth.com/rpc", explorer_tx="https://megaeth.blockscout.com/tx/",
     ),
     "robinhood": Network(
         "robinhood", "evm", "eip155:4663", 4663, "0x5fc5360D0400a0Fd4f2af552ADD042D716F1d168", "USDG", 6,
@@ -81,7 +82,7 @@ NETWORKS: dict[str, Network] = {
     ),
     "tempo": Network(
         "tempo", "tempo", "eip155:4217", 4217, "0x20C000000000000000000000b9537d11c60E8b50", "USDC.e", 6,
-        None, None, "tempo", (), rpc_default="https://rpc.tempo.xyz",
+        None, None, "tempo", (), rpc_default="https://rpc.tempo.xyz", explorer_tx="https://explore.tempo.xyz/tx/",
     ),
 }
 X402_NETWORKS: tuple[str, ...] = tuple(k for k, n in NETWORKS.items() if n.x402)
@@ -136,3 +137,17 @@ def is_canonical_asset(key: str, asset: str) -> bool:
     if net.family == "svm":
         return asset == net.asset  # base58 is case-sensitive
     return asset.lower() == net.asset.lower()
+
+
+def explorer_url(key: str | None, tx_hash: object) -> str | None:
+    """The public explorer's page of ``tx_hash`` on network ``key``, or None: no explorer known
+    there, or a hash that is not one (0x + 64 hex on EVM chains and Tempo, base58 of 64 bytes on
+    Solana), so a server's string never becomes a link."""
+    net = NETWORKS.get(key or "")
+    if net is None or not net.explorer_tx or not isinstance(tx_hash, str):
+        return None
+    if net.family == "svm":
+        ok = 64 <= len(tx_hash) <= 88 and all(c in _B58 for c in tx_hash)
+    else:
+        ok = len(tx_hash) == 66 and tx_hash[:2] == "0x" and all(c in "0123456789abcdefABCDEF" for c in tx_hash[2:])
+    return net.explorer_tx + tx_hash if ok else None

@@ -420,7 +420,7 @@ def resize_preflight(current: dict | None, target: dict | None, catalog: list[di
             f"{target.get('id')} grows the disk from {current.get('disk')} to {target.get('disk')} GB. On DigitalOcean this is irreversible: the instance can never be resized back down.",
             code="disk_resize_confirmation_required",
             details={"from_disk_gb": _int(current.get("disk")), "to_disk_gb": _int(target.get("disk"))},
-            hint="Re-run with --confirm-disk-resize if that is what you want, or pick a plan with the same disk.",
+            hint="Tell the human: the disk grows for good, so only they may re-run with --confirm-disk-resize; or pick a plan with the same disk.",
         )
     if prov == "digitalocean":
         checks.append("disk_growth_confirmed" if preview["grows_disk"] else "disk_not_grown")

@@ -149,3 +149,40 @@ def _sub(obj: Any, rx: re.Pattern) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_sub(x, rx) for x in obj]
     return obj
+
+
+# -- content that must not leave: a model's inline text checked before it is sent ------------------
+
+_PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+_HEX_KEY = re.compile(r"(?<![0-9a-zA-Z])0x[0-9a-fA-F]{64}(?![0-9a-zA-Z])")
+_B58_RUN = re.compile(r"(?<![1-9A-HJ-NP-Za-km-z])[1-9A-HJ-NP-Za-km-z]{80,90}(?![1-9A-HJ-NP-Za-km-z])")
+_BYTE_ARRAY_64 = re.compile(r"\[\s*\d{1,3}(?:\s*,\s*\d{1,3}){63}\s*\]")  # a Solana keypair file
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _b58_len(text: str) -> int:
+    n = 0
+    for c in text:
+        n = n * 58 + _B58.index(c)
+    return (n.bit_length() + 7) // 8 + (len(text) - len(text.lstrip("1")))
+
+
+def secret_like(text: str, known: Any = ()) -> str | None:
+    """Why ``text`` looks like a private key or one of the given secrets (``known``, plus every
+    secret this process registered), or None. For text a model hands in to be sent away (MCP
+    ``user_data``): a prompt-injected model must not be able to ship the wallet's key with it."""
+    low = text.lower()
+    scoped = _scoped.get()
+    for s in (_secrets | (scoped or set())) | {str(k).strip().lower() for k in known if isinstance(k, str) and len(k.strip()) >= 8}:
+        if s and s in low:
+            return "it contains one of this skill's own secrets (a configured key, token or passphrase)"
+    if _PEM_PRIVATE.search(text):
+        return "it contains a PEM or OpenSSH private key block"
+    if _HEX_KEY.search(text):
+        return "it contains a 0x-prefixed 64-hex-digit value (an EVM private key has that form)"
+    if _BYTE_ARRAY_64.search(text):
+        return "it contains an array of 64 byte values (a Solana keypair file has that form)"
+    for m in _B58_RUN.finditer(text):
+        if _b58_len(m.group(0)) == 64:
+            return "it contains a base58 value of 64 bytes (a Solana secret key has that form)"
+    return None

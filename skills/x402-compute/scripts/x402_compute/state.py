@@ -7,9 +7,9 @@ Layout under ``$X402_COMPUTE_STATE_DIR`` (default
     api_key.id               that key's id (not a secret), so revoking it can remove it
     instance-keys/<id>.key   per-instance management keys (MPP provisions)
     credentials/<id>.txt     one-time root passwords
-    journal/<id>.json        paid requests, written before the payment leaves
+    ledger.sqlite3           the ledger (x402_compute.ledger): journal, budget, quotes, payee pins,
+                             keepalive records (unless COMPUTE_LEDGER_URL names a PostgreSQL)
     instance-owners.json     which wallet (chain, address) paid for an instance
-    payees.json              payee pinned per network on first use
 
 ``<id>`` is always a UUID: ``State`` checks every id it turns into a file name, whoever
 passes it, and each path part is one plain name. Folders the client creates are 0700; one

@@ -4,7 +4,58 @@ from __future__ import annotations
 
 from ..instances import parse_time
 
-_SCRIPT_OF = {"provision": "provision.py", "extend": "extend_instance.py", "topup": "credits_topup.py"}
+BY = ("instance", "day", "network")
+CSV_COLUMNS = ("time", "script", "instance", "method", "network", "amount_usd", "outcome", "counts", "tx_hash", "explorer_url", "journal_id")
+
+
+def _explorer(e: dict, network: str | None) -> str | None:
+    """A public explorer link for a settled payment's transaction; none for a payment made to an
+    API on this machine (the sandbox's local chains are on no public explorer)."""
+    from urllib.parse import urlsplit
+
+    from ..config import is_loopback
+    from ..networks import explorer_url
+
+    if is_loopback(urlsplit(str(e.get("base_url") or "")).hostname):
+        return None
+    return explorer_url(network, e.get("tx_hash"))
+
+
+def _csv_cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: a server's string starting with = + - @ would
+    otherwise run as a formula."""
+    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def to_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in rows:
+        w.writerow([_csv_cell(r.get(c)) for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def totals_by(rows: list[dict], by: str) -> list[dict]:
+    """The counted payments summed per instance, day (UTC) or network, largest first: the same
+    amounts and the same rule (``counts``) as the budget itself."""
+    from collections import defaultdict
+
+    from ..payments.budget import usd as budget_usd
+
+    sums: dict = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if not r["counts"]:
+            continue
+        key = (r["time"] or "")[:10] if by == "day" else r[by]
+        sums[key][0] += r["_micros"]
+        sums[key][1] += 1
+    order = sorted(sums.items(), key=lambda kv: (kv[0] or "") if by == "day" else (-kv[1][0], kv[0] or ""))
+    return [{"key": k, "usd": budget_usd(m), "payments": n} for k, (m, n) in order]
 
 
 def budget_status(ctx):
@@ -14,7 +65,8 @@ def budget_status(ctx):
 
     from ..cli import Output, table
     from ..config import parse_window
-    from ..payments.budget import Budget, counts, entry_micros, usd as budget_usd
+    from ..payments.budget import Budget, usd as budget_usd
+    from ..payments.journal import Entry
 
     a = ctx.args
     s = ctx.settings
@@ -23,28 +75,37 @@ def budget_status(ctx):
     now = budget.clock()
     rows, per_day = [], defaultdict(int)
     for e in budget.entries(now, window_s=look_s):
-        created = parse_time(e.get("created_at"))
-        offer = e.get("offer") or {}
-        counted = counts(e, now)
-        micros = entry_micros(e)
+        typed = Entry.of(e)
+        v = typed.view(now)
         rows.append({
-            "time": e.get("created_at"),
-            "script": _SCRIPT_OF.get(e.get("kind"), e.get("kind")),
-            "instance": e.get("order_id") or (e.get("context") or {}).get("instance_id"),
-            "method": e.get("method"),
-            "network": offer.get("network") or ("credits" if e.get("method") == "credits" else None),
-            "amount_usd": budget_usd(micros),
-            "outcome": e.get("status"),
-            "counts": counted,
-            "journal_id": e.get("id"),
+            "time": v["created_at"],
+            "script": v["script"],
+            "instance": v["instance"],
+            "method": v["method"],
+            "network": v["network"],
+            "amount_usd": v["counted_usd"],
+            "outcome": v["status"],
+            "counts": v["counts"],
+            "tx_hash": v["tx_hash"] if isinstance(v["tx_hash"], str) else None,
+            "explorer_url": _explorer(e, v["network"]),
+            "journal_id": v["id"],
+            "_micros": typed.micros,
         })
-        if counted:
-            per_day[created.strftime("%Y-%m-%d")] += micros
+        if v["counts"]:
+            per_day[parse_time(v["created_at"]).strftime("%Y-%m-%d")] += typed.micros
     days = [{"date": d, "usd": budget_usd(m)} for d, m in sorted(per_day.items())]
+    by = getattr(a, "by", None)
+    totals = totals_by(rows, by) if by else None
+    csv_text = to_csv(rows) if getattr(a, "csv", False) else None
+    for r in rows:
+        del r["_micros"]
     state = budget.status()
+    fleet = budget.fleet(now)
     out = {
         "budget": state,
+        "fleet": fleet,
         "lookback": a.window or s.budget_window,
+        "state_dir": str(s.state_dir),
         "payments": rows,
         "per_day": days,
         "limits": {
@@ -54,6 +115,11 @@ def budget_status(ctx):
             "max_instances": s.max_instances,
         },
     }
+    if by:
+        out["by"], out["totals"] = by, totals
+    if csv_text is not None:
+        out["csv"] = csv_text
+        return Output(out, csv_text.rstrip("\n"))  # -o text --csv: the CSV itself, ready for a file
     head = (f"budget: {state['spent_usd']} spent + {state['reserved_usd']} reserved of {state['limit_usd']} USD per {state['window']}; "
             f"{state['remaining_usd']} USD left" if state["remaining_usd"] is not None else
             f"budget: off ({state['spent_usd']} USD spent in the last {state['window']})")
@@ -62,4 +128,9 @@ def budget_status(ctx):
     lines += ["", table(rows, cols) if rows else "(no payments in the window)"]
     if days:
         lines += ["", table(days, [("date", "DAY"), ("usd", "COUNTED USD")])]
+    if by:
+        lines += ["", table(totals, [("key", by.upper()), ("usd", "COUNTED USD"), ("payments", "PAYMENTS")])]
+    if len(fleet["instances"]) > 1 or fleet["ledger"] != "sqlite":
+        lines += ["", f"ledger: {fleet['ledger']} (shared by {len(fleet['instances'])} instance(s) in the window)",
+                  table(fleet["instances"], [("instance", "INSTANCE"), ("spent_usd", "SPENT USD"), ("reserved_usd", "RESERVED USD")])]
     return Output(out, "\n".join(lines))

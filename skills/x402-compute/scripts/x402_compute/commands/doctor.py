@@ -245,7 +245,8 @@ OTHER_SETTINGS = ("XDG_STATE_HOME", "WALLET_ADDRESS", "SOLANA_WALLET_ADDRESS", "
                   "OWS_VAULT_PATH", "BASE_RPC_URL", "SOLANA_RPC_URL", "MEGAETH_RPC_URL", "ROBINHOOD_RPC_URL", "TEMPO_RPC_URL",
                   "STRIPE_PAYMENT_METHOD", "STRIPE_API_BASE", "COMPUTE_MCP_ALLOW_SPEND", "COMPUTE_MCP_CONFIRM_ABOVE_USD")
 SECRET_SETTINGS = ("COMPUTE_API_KEY", "COMPUTE_API_KEY_FILE", "PRIVATE_KEY", "PRIVATE_KEY_FILE", "SOLANA_SECRET_KEY",
-                   "SOLANA_SECRET_KEY_FILE", "OWS_PASSPHRASE", "OWS_PASSPHRASE_FILE", "STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY_FILE")
+                   "SOLANA_SECRET_KEY_FILE", "OWS_PASSPHRASE", "OWS_PASSPHRASE_FILE", "STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY_FILE",
+                   "COMPUTE_LEDGER_URL", "COMPUTE_LEDGER_URL_FILE")  # a ledger URL may carry a password
 
 
 def check_settings(settings) -> Check:
@@ -353,6 +354,57 @@ def check_transport(settings) -> Check:
                  "use https (or --allow-insecure-http for a lab setup).", {"insecure": plain})
 
 
+# -- ledger ----------------------------------------------------------------------------
+
+def check_ledger(settings) -> list[Check]:
+    """The ledger (journal, budget, quotes, pins): reachable, its schema version, the SQLite file's
+    mode, and a PostgreSQL URL that carries a password in clear. Reads only: a missing SQLite file is
+    not created here, a schema is not migrated here."""
+    from urllib.parse import urlsplit
+
+    from ..errors import ComputeError
+    from ..ledger import LedgerUnavailable, open_ledger, redact_url
+    from ..ledger.migrations import CURRENT
+    from ..ledger.store import SQLITE_NAME
+
+    out: list[Check] = []
+    url = settings.ledger_url
+    if url:
+        where = redact_url(url)
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password and settings.ledger_url_source == "COMPUTE_LEDGER_URL":
+            out.append(Check("ledger_secret", WARN, "COMPUTE_LEDGER_URL carries the database password in clear (every child process and "
+                             "`ps e` can read the environment): put the URL in a 0600 file named by COMPUTE_LEDGER_URL_FILE, "
+                             "or the password in ~/.pgpass.", {"ledger": where}))
+    else:
+        path = Path(settings.state_dir) / SQLITE_NAME
+        where = str(path)
+        if not path.exists():
+            return out + [Check("ledger", OK, f"sqlite: {path} is made (0600) on the first payment", {"engine": "sqlite", "ledger": where})]
+        loose = _loose(path)
+        if loose:
+            out.append(Check("ledger_permissions", FAIL, f"{path} is {oct(loose | 0o600)}: it holds signed payments; chmod 600 it.",
+                             {"ledger": where}))
+    try:
+        led = open_ledger(Path(settings.state_dir), url)
+        have = led.schema_version()
+        led.close()
+    except (LedgerUnavailable, ComputeError) as e:
+        return out + [Check("ledger", FAIL, e.message + (f" {e.hint}" if e.hint else ""), {"engine": "postgresql" if url else "sqlite", "ledger": where})]
+    data = {"engine": led.engine, "ledger": where, "schema_version": have, "supported": CURRENT}
+    if have > CURRENT:
+        out.append(Check("ledger", FAIL, f"{led.engine} ledger {where} has schema version {have}, newer than this release knows ({CURRENT}): "
+                         "upgrade this skill; nothing is paid until then.", data))
+    elif have < CURRENT:
+        out.append(Check("ledger", OK, f"{led.engine} ledger {where} reachable; schema {have} is migrated to {CURRENT} on first use", data))
+    else:
+        out.append(Check("ledger", OK, f"{led.engine} ledger {where} reachable, schema version {have}", data))
+    return out
+
+
 # -- network ---------------------------------------------------------------------------
 
 def check_api(client, settings) -> list[Check]:
@@ -427,6 +479,7 @@ def run_checks(load_settings: Callable[[], Any], make_client: Callable[[], Any],
         checks.append(check_transport(settings))
         checks += check_credentials(settings)
         checks += check_permissions(settings)
+        checks += check_ledger(settings)
         auth_ok = any(c.name == "management_auth" and c.status == OK for c in checks)
         if offline:
             checks += [Check(n, SKIP, "--offline") for n in ("api", "clock", "auth_accepted")]

@@ -20,8 +20,8 @@ A run, in order:
    threshold; the last extension before the target pays exactly the whole hours that reach it
    (at least 24) when that costs less than a block now and a minimum one later.
 
-State: ``<state>/keepalive/<instance-id>.json`` (0600: target, stop, last action) and
-``<instance-id>.lock``.
+State: a keepalive record per instance in the ledger (target, stop, last action; shared by every
+agent on the ledger) and a local lock file ``<state>/keepalive/<instance-id>.lock``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,11 @@ _UNIT_HOURS = {"h": 1, "d": 24, "w": 168}
 # Refusals that stop keepalive for good (until --resume), besides every exit-4 outcome. Not those
 # that only mean "ask the human now" (a confirmation, an approved quote) or "try again".
 _TRANSIENT = {"confirmation_required", "cancelled", "quote_required", "quote_changed", "quote_expired", "quote_used",
-              "unknown_quote", "challenge_expired", "keepalive_stopped", "keepalive_busy"}
+              "unknown_quote", "challenge_expired", "keepalive_stopped", "keepalive_busy",
+              # over MCP, the human's answer to an approval question (a prompt's "cancelled" in the scripts)
+              "declined_by_user", "approval_expired",
+              # the human's total for this target: refused every run until they raise it or set a new target
+              "keepalive_total_exceeded"}
 
 
 def parse_duration(text: str) -> timedelta:
@@ -81,23 +85,22 @@ def extension_hours(expires_in: float, min_hours_left: float, block_hours: int, 
 
 
 class Record:
-    """What keepalive remembers about one instance (0600 JSON)."""
+    """What keepalive remembers about one instance (a record in the ledger)."""
 
-    def __init__(self, state_dir, instance_id: str) -> None:
-        self.dir = Path(state_dir) / "keepalive"
-        self.path = self.dir / f"{instance_id}.json"
+    def __init__(self, settings, instance_id: str) -> None:
+        from ..payments.journal import ledger_of
+
+        self.ledger = ledger_of(settings)
+        self.instance_id = instance_id
+        self.dir = Path(settings.state_dir) / "keepalive"
         self.lock_path = self.dir / f"{instance_id}.lock"
 
     def load(self) -> dict:
-        from ..state import read_json
-
-        data = read_json(self.path, default={})
+        data = self.ledger.keepalive(self.instance_id)
         return data if isinstance(data, dict) else {}
 
     def save(self, data: dict) -> None:
-        from ..state import write_private_json
-
-        write_private_json(self.path, data)
+        self.ledger.set_keepalive(self.instance_id, data)
 
     @contextmanager
     def locked(self, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
@@ -152,16 +155,16 @@ def _same_window(entries: list[dict], iid: str, expires: datetime, base_url: str
     Coverage, not instants: a server moving ``expires_at`` by a millisecond between reads does not
     open a new window. (An unknown outcome is left to the pipeline, which refuses it; a payment the
     human acknowledged with ``--resume`` after it was named no longer blocks.)"""
-    from ..payments.budget import _pid_gone, counts
+    from ..payments.journal import Entry
 
     for e in entries:
+        typed = Entry.of(e)
         ctx = e.get("context") or {}
         if e.get("kind") != "extend" or ctx.get("instance_id") != iid or e.get("id") in acknowledged:
             continue
         if e.get("base_url") and e["base_url"] != base_url:
             continue
-        status = e.get("status")
-        if not (status == "settled" or (status == "reserved" and counts(e, now)) or (status == "sent" and e.get("pid") is not None and not _pid_gone(e))):
+        if not (typed.status == "settled" or typed.in_flight(now)):
             continue
         covered = covered_until(e)
         if covered is None:  # no hours recorded: the same instant is all that can be told
@@ -170,6 +173,90 @@ def _same_window(entries: list[dict], iid: str, expires: datetime, base_url: str
         elif expires < covered - TOLERANCE:
             return e
     return None
+
+
+def paid_for_target(entries: list[dict], iid: str, until: str, now: float) -> int:
+    """Micro-dollars the journal holds for keepalive extensions of ``iid`` toward the target
+    ``until``, by the budget's rule (settled, unknown and in-flight payments count; one never sent
+    or proven unused does not), across every run."""
+    from ..payments.budget import counts, entry_micros
+
+    total = 0
+    for e in entries:
+        ctx = e.get("context") or {}
+        mark = ctx.get("keepalive") if isinstance(ctx.get("keepalive"), dict) else {}
+        if e.get("kind") == "extend" and ctx.get("instance_id") == iid and mark.get("until") == until and counts(e, now):
+            total += entry_micros(e)
+    return total
+
+
+def _max_total_micros(a) -> int | None:
+    from ..config import parse_usd
+
+    text = getattr(a, "max_total_usd", None)
+    if text is None:
+        return None
+    return int(parse_usd(text, "--max-total-usd") * 10**6)  # whole micro-dollars, rounded down: never more than set
+
+
+def plan_schedule(expires: datetime, until: datetime, now: datetime, min_hours_left: float, block_hours: int, price_of) -> list[dict]:
+    """The payments a keepalive scheduled every hour or so would make from ``expires`` to the
+    target: each when the hours left reach ``min_hours_left`` (now, if already under), its hours by
+    ``extension_hours``, its catalog price (``price_of(hours)`` micro-dollars, None if unknown)."""
+    out: list[dict] = []
+    e = expires
+    while e < until and len(out) < 400:
+        at = max(now, e - timedelta(hours=min_hours_left))
+        left = (e - at).total_seconds() / 3600
+        hours = extension_hours(left, min_hours_left, block_hours, (until - e).total_seconds() / 3600)
+        e = e + timedelta(hours=hours)
+        out.append({"at": iso(at), "hours": hours, "amount_micros": price_of(hours), "expires_at_after": iso(e)})
+    return out
+
+
+def _schedule_block(ctx, iid: str, order: dict, expires: datetime, until: datetime, now: datetime, target: dict) -> dict:
+    """--dry-run's ``schedule``: the payments to the target and how they stand against the per-payment
+    cap, --max-total-usd (with what this target has paid already) and the rolling budget."""
+    from .. import plans
+    from ..payments.budget import Budget, usd
+    from ..payments.journal import Journal
+
+    a, s = ctx.args, ctx.settings
+    plan_id = order.get("plan") or order.get("vultr_plan")
+    plan = plans.find(ctx.client, plan_id) if isinstance(plan_id, str) and plan_id.strip() else None
+    rows = plan_schedule(expires, until, now, a.min_hours_left, a.block_hours,
+                         lambda h: plans.expected_micros(plan, h) if plan else None)
+    known = all(r["amount_micros"] is not None for r in rows)
+    total = sum(r["amount_micros"] or 0 for r in rows)
+    cap = int(s.max_spend_usd * 10**6)
+    limit = _max_total_micros(a)
+    paid = paid_for_target(Journal(s.state_dir).list(), iid, target["until"], time.time())
+    budget = Budget(s)
+    spent, reserved, _ = budget.tally()
+    most, window = 0, timedelta(seconds=s.budget_window_s)
+    for r in rows:  # the most the schedule pays within one budget window; the first also holds what is spent now
+        start = parse_time(r["at"])
+        inside = sum(x["amount_micros"] or 0 for x in rows if start <= parse_time(x["at"]) < start + window)
+        most = max(most, inside + (spent + reserved if start < now + window else 0))
+    payments = [{"at": r["at"], "hours": r["hours"], "amount_usd": usd(r["amount_micros"]) if r["amount_micros"] is not None else None,
+                 "expires_at_after": r["expires_at_after"]} for r in rows]
+    return {
+        "payments": payments,
+        "count": len(rows),
+        "total_usd": usd(total) if known else None,
+        "limits": {
+            "per_payment_cap_usd": str(s.max_spend_usd),
+            "per_payment_cap_source": s.max_spend_source,
+            "over_cap": [p["at"] for p, r in zip(payments, rows) if (r["amount_micros"] or 0) > cap],
+            "max_total_usd": usd(limit) if limit is not None else None,
+            "paid_for_target_usd": usd(paid),
+            "within_total": (paid + total <= limit) if limit is not None and known else None,
+            "budget_limit_usd": usd(budget.limit) if budget.limit is not None else None,
+            "budget_window": s.budget_window,
+            "most_in_one_window_usd": usd(most),
+            "within_budget": (most <= budget.limit) if budget.limit is not None and known else None,
+        },
+    }
 
 
 def _stop_worthy(e: ComputeError) -> bool:
@@ -186,10 +273,11 @@ def keepalive(ctx):
         raise UsageError("--min-hours-left must be more than 0 and at most 720 hours.")
     if not BLOCK_HOURS <= a.block_hours <= 8760:
         raise UsageError(f"--block-hours must be from {BLOCK_HOURS} (the service's minimum) to 8760.")
+    _max_total_micros(a)  # a malformed --max-total-usd is a usage error before anything is read
     if a.dry_run and (a.quote or a.confirm_quote):
         raise UsageError("--dry-run asks nothing of the server; drop --quote / --confirm-quote, or --dry-run.")
     now = datetime.now(timezone.utc)
-    rec = Record(ctx.settings.state_dir, iid)
+    rec = Record(ctx.settings, iid)
     record = rec.load()
     target = _target(a, record, now)
     until = parse_time(target["until"])
@@ -224,7 +312,7 @@ def keepalive(ctx):
                                      **({"journal_id": e.details.get("journal_id")} if isinstance(e.details, dict) and e.details.get("journal_id") else {})}
                 rec.save(record)
                 e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), "keepalive": "stopped"}
-                e.hint = (e.hint + " " if e.hint else "") + "keepalive stopped for this instance: later runs refuse until run with --resume."
+                e.hint = (e.hint + " " if e.hint else "") + "keepalive stopped for this instance: later runs refuse until the human runs it with --resume."
             raise
 
 
@@ -252,7 +340,14 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
         "block_hours": a.block_hours,
     }
 
+    sched = _schedule_block(ctx, iid, order, expires, until, now, target) if a.dry_run else None
+
     def result(action: str, message: str, next_at: datetime | None, **more) -> "Output":
+        if sched is not None:
+            more["schedule"] = sched
+            if sched["count"]:
+                message += (f" To the target: {sched['count']} payment(s), the next at {sched['payments'][0]['at']}"
+                            + (f", about {sched['total_usd']} USD in all." if sched["total_usd"] else "."))
         doc = {"action": action, "message": message, **out, **more, "done": next_at is None,
                "next_action_at": iso(max(next_at, now)) if next_at else None}
         if paying:
@@ -292,7 +387,7 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
     if paying:
         from ..payments.journal import Journal
 
-        prior = _same_window(Journal(ctx.settings.state_dir).list(), iid, expires, ctx.settings.base_url, time.time(),
+        prior = _same_window(Journal(ctx.settings).list(), iid, expires, ctx.settings.base_url, time.time(),
                              tuple(record.get("acknowledged") or ()))
         if prior is not None and prior.get("status") == "settled":
             covered = covered_until(prior)
@@ -313,6 +408,8 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
                           journal_id=prior["id"])
     approved = paid._approved_quote(ctx)
     call, price_note = paid.extend_call(ctx, iid, hours, order, approved=approved)
+    call.context["keepalive"] = {"until": target["until"], "set_by": target["set_by"]}
+    _hold_to_total(ctx, call, iid, target, hours)
     res = paid.pay(ctx, call, approved)
     if res.quote is not None:
         q = paid._quote_output(res)
@@ -338,6 +435,37 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
         return result("extended", f"extended by {hours} h" + (f", paid {paid_usd} USD" if paid_usd else "") + f"; expires {out['expires_at']}.",
                       next_at, extension={"hours": hours, "old_expires_at": order.get("expires_at"), "new_expires_at": ext.data["order"].get("new_expires_at")},
                       **{k: v for k, v in ext.data.items() if k != "order"})
+
+
+def _hold_to_total(ctx, call, iid: str, target: dict, hours: int) -> None:
+    """--max-total-usd, before anything is signed: refuse an extension whose catalog price would take
+    this target's payments (from the journal, across runs) over the total, and lower this payment's
+    cap to what the total leaves, so no offer above it is ever signed."""
+    from decimal import Decimal
+
+    from ..payments.budget import usd
+    from ..payments.journal import Journal
+
+    limit = _max_total_micros(ctx.args)
+    if limit is None:
+        return
+    paid_micros = paid_for_target(Journal(ctx.settings.state_dir).list(), iid, target["until"], time.time())
+    left = max(0, limit - paid_micros)
+    expected = call.limits.expected_micros
+    if (expected is not None and paid_micros + expected > limit) or left == 0:
+        raise PolicyError(
+            f"keepalive for {iid} has paid {usd(paid_micros)} USD toward the target {target['until']}; extending by {hours} h"
+            + (f" (about {usd(expected)} USD)" if expected is not None else "") + f" would go over --max-total-usd {usd(limit)}. "
+            "Nothing was signed.",
+            code="keepalive_total_exceeded",
+            details={"instance_id": iid, "target": target, "max_total_usd": usd(limit), "paid_for_target_usd": usd(paid_micros),
+                     "this_payment_usd": usd(expected) if expected is not None else None, "remaining_usd": usd(left)},
+            hint="Tell the human: the total they set for keeping this machine alive to this target is used up. Only they raise "
+            "--max-total-usd (or set another target); the machine expires at its current expiry otherwise.",
+        )
+    cap = Decimal(left) / 10**6
+    if cap < call.limits.cap_usd:
+        call.limits.cap_usd, call.limits.cap_source = cap, "--max-total-usd (what is left of it)"
 
 
 def _usd(micros: int | None) -> str | None:

@@ -35,9 +35,10 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True, unr
         "or stripe (an MPP card charge paid with a Stripe Shared Payment Token from STRIPE_SECRET_KEY and STRIPE_PAYMENT_METHOD; never chosen by auto); "
         "auto = x402 on the network, else MPP when it is the only offer your wallet can pay and --network was not named",
     )
-    g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25)")
-    g.add_argument("--quote", action="store_true", help="show the price and payment terms with a quote_id (valid 10 minutes); sign and send nothing")
-    g.add_argument("--confirm-quote", metavar="QUOTE_ID", help="pay exactly the quote the human approved: refused (quote_changed) if the fresh terms differ in any way")
+    g.add_argument("--max-usd", metavar="USD", help="refuse to sign more than this (default: COMPUTE_MAX_SPEND_USD, else 25); the human's figure, never raised by an agent")
+    g.add_argument("--quote", action="store_true", help="show the price and payment terms with a quote_id (valid 10 minutes); sign and send nothing. Show it to the human")
+    g.add_argument("--confirm-quote", metavar="QUOTE_ID",
+                   help="pay exactly the quote the human approved, once: refused (quote_changed) if the fresh terms differ in any way, quote_used if it paid already")
     g.add_argument(
         "--yes",
         "-y",
@@ -46,7 +47,7 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True, unr
         "human the quote and pays it with --confirm-quote once they approve; outside a terminal one of the two is needed, "
         "and with COMPUTE_REQUIRE_QUOTE=1 only --confirm-quote pays there)",
     )
-    g.add_argument("--accept-payee-change", action="store_true", help="accept a payee that differs from the one pinned for this network")
+    g.add_argument("--accept-payee-change", action="store_true", help="the human's decision only: accept a payee that differs from the one pinned for this network")
     g.add_argument(
         "--create-recipient-account",
         action="store_true",
@@ -61,7 +62,7 @@ def add_payment_options(p: argparse.ArgumentParser, *, credits: bool = True, unr
     g.add_argument(
         "--ignore-unresolved",
         action="store_true",
-        help="pay even though an earlier payment for the same order has an unknown outcome (exit 4); only after reconcile.py could not settle it and the human checked the wallet",
+        help="the human's decision only: pay even though an earlier payment for the same order has an unknown outcome (exit 4), after reconcile.py could not settle it and they checked the wallet",
     )
 
 
@@ -241,7 +242,7 @@ def _approved_quote(ctx) -> dict | None:
     if a.confirm_quote:
         from ..payments.quotes import Quotes
 
-        quotes = Quotes(ctx.settings.state_dir)
+        quotes = Quotes(ctx.settings)
         rec = quotes.load(a.confirm_quote)
         quotes.require_cap(rec, ctx.settings)
         return rec
@@ -436,12 +437,7 @@ def provision(ctx):
     hours = duration_hours(a)
     wait.check_wait_options(a)
     ssh_key = read_ssh_key(a, ctx)
-    user_data = None
-    if a.user_data:
-        try:
-            user_data = Path(a.user_data).expanduser().read_text()
-        except OSError as e:
-            raise UsageError(f"Cannot read --user-data file {a.user_data}: {e.strerror}.") from None
+    user_data = ctx.content_of(a.user_data, "--user-data") if a.user_data else None
     network = a.network or default_network(s)
     approved = _approved_quote(ctx)
     client = ctx.client

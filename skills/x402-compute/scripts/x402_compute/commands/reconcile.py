@@ -8,7 +8,9 @@ from ..cli import Output, table
 from ..instances import summary, unwrap_order
 from ..payments import reconcile as rec
 from ..payments.journal import Journal, public
-from .paid import after_payment, save_management_key, ssh_out
+import json
+
+from .paid import after_payment, save_ai_key, save_management_key, ssh_out
 
 LIST_COLUMNS = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"), ("status", "STATUS"), ("label", "LABEL"),
                 ("amount_usd", "USD"), ("network", "NETWORK"), ("order_id", "ORDER")]
@@ -17,7 +19,7 @@ LIST_COLUMNS = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"
 def reconcile(ctx) -> Output:
     a = ctx.args
     s = ctx.settings
-    journal = Journal(s.state_dir)
+    journal = Journal(s)
     if a.list or not a.journal_id:
         rows = [rec.entry_row(e) for e in journal.list()]  # a refused payment still valid is listed unresolved
         return Output({"count": len(rows), "entries": rows}, table(rows, LIST_COLUMNS) if rows else "(no journal entries)")
@@ -61,6 +63,24 @@ def _resend(ctx, journal: Journal, entry: dict) -> Output:
                 saved = save_management_key(ctx, order["id"], result.body)  # the replayed answer carries it again
                 if saved:
                     out["management_api_key"] = saved
+            ai_request = _ai_request(entry)
+            if entry.get("kind") == "provision" and ai_request:
+                _key, block = save_ai_key(ctx, order, ai_request)  # shown once: the replayed answer is the only copy
+                if block:
+                    out["ai"] = block
     out["journal"] = public(journal.get(entry["id"]))
     out["found"] = True
     return Output(out, f"resent: HTTP {result.status}; order {order.get('id')}; tx {result.tx_hash}")
+
+
+def _ai_request(entry: dict) -> tuple[str, str] | None:
+    """The (model_id, mode) of an AI Machine provision, from the journalled request body this run
+    re-sent byte for byte (our own write, so its shape is known; anything else is no AI request)."""
+    try:
+        body = json.loads((entry.get("request") or {}).get("body") or "{}")
+    except ValueError:
+        return None
+    ai = body.get("ai_machine") if isinstance(body, dict) else None
+    if isinstance(ai, dict) and isinstance(ai.get("model_id"), str) and ai.get("mode") == "private":
+        return ai["model_id"], "private"
+    return None

@@ -1,25 +1,27 @@
 """The rolling budget: the most all payments together may spend within a window.
 
 Every payment method counts (x402, MPP, credit top-ups); a provision paid from prepaid credits
-does not count again (the top-up that bought the credits did). What counts, from the journal:
+does not count again (the top-up that bought the credits did). What counts is the typed journal
+entry's rule (``journal.Entry.counts``):
 
 - ``settled``, ``unknown`` and ``sent`` entries created within the window: the money left, or may
   have left (an exit-4 payment counts until reconcile.py proves it unused, which marks it
   ``expired``);
 - ``reserved`` entries: a reservation taken by a process that is about to sign. A reservation
-  whose process is provably gone (same host, no such pid) never had its payment leave this
-  machine (the entry turns ``sent`` before a single byte is sent), so it stops counting; one
-  older than ``RESERVATION_TTL_S`` stops counting too (signing takes seconds).
-
+  whose process is provably gone (same host, no such pid), or whose heartbeat is stale (any
+  host: the holder refreshes it while it signs), never had its payment leave (the entry turns
+  ``sent`` before a single byte is sent), so it stops counting; one older than
+  ``RESERVATION_TTL_S`` stops counting too (signing takes seconds);
 - ``rejected`` entries whose signature is still live (``journal.live_refusal``): the server
   refused it, but may still settle it until its ``valid_before``.
 
 ``not_sent`` and ``expired`` never count, nor a ``rejected`` one past its validity.
 
-The guard (``reserve``) runs under an exclusive lock on the state folder (fcntl): sum what
-counts, check the amount fits, write the reservation into the journal (atomic; visible to every
-other process at once), release. Two
-processes paying at once can therefore never both pass when together they exceed the budget.
+The budget is the ledger's: every agent sharing one ledger (a PostgreSQL named by
+``COMPUTE_LEDGER_URL``) shares one budget. The guard (``reserve``) is one ledger transaction under
+the budget's lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``pg_advisory_xact_lock``): sum what
+counts, check the amount fits, insert the reservation, commit. N processes on M machines can
+therefore never all pass when together they exceed the budget.
 
 All sums are integer micro-dollars; a payment in an 18-decimal token is rounded *up* to a
 micro-dollar, so the budget is never under-counted.
@@ -27,61 +29,32 @@ micro-dollar, so the budget is never under-counted.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import socket
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import PolicyError
-from ..money import plain
-from ..networks import NETWORKS
-from ..state import ensure_dir
-from .journal import Journal, live_refusal
+from .journal import (  # noqa: F401  (re-exported: the budget's arithmetic and rules, where callers look for them)
+    COUNTED,
+    HEARTBEAT_S,
+    HOST as _HOST,
+    RESERVATION_TTL_S,
+    Entry,
+    Journal,
+    atomic_to_micros,
+    entry_micros,
+    ledger_of,
+    live_refusal,
+    parse_ts as _parse,
+    pid_gone,
+    usd,
+)
 
-COUNTED = ("settled", "unknown", "sent", "reserved")
-RESERVATION_TTL_S = 3600
 WARN_FRACTION = Decimal("0.8")
-_HOST = socket.gethostname()
-
-
-def usd(micros: int) -> str:
-    """Micro-dollars as an exact dollar string: 2500000 -> "2.5"."""
-    return plain(Decimal(micros).scaleb(-6))
-
-
-def atomic_to_micros(amount: int, decimals: int) -> int:
-    """Atomic token units to micro-dollars, rounded up (every supported token is a 1:1 USD stablecoin)."""
-    if decimals <= 6:
-        return amount * 10 ** (6 - decimals)
-    q, r = divmod(amount, 10 ** (decimals - 6))
-    return q + (1 if r else 0)
-
-
-def entry_micros(e: dict) -> int:
-    """What a journal entry counts against the budget, in micro-dollars."""
-    m = e.get("budget_micros")
-    if isinstance(m, int) and not isinstance(m, bool) and m >= 0:
-        return m
-    if e.get("method") == "credits":  # spending credits already bought (and counted) is free
-        return 0
-    offer = e.get("offer") or {}  # entries written before the budget existed
-    net = NETWORKS.get(str(offer.get("network") or ""))
-    try:
-        return atomic_to_micros(int(offer.get("amount_atomic")), net.decimals) if net else 0
-    except (TypeError, ValueError):
-        return 0
-
-
-def _parse(ts: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _iso(t: float) -> str:
@@ -89,29 +62,11 @@ def _iso(t: float) -> str:
 
 
 def _pid_gone(e: dict) -> bool:
-    pid = e.get("pid")
-    if e.get("host") != _HOST or not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists but belongs to someone else
-        return False
-    return False
+    return pid_gone(e.get("host"), e.get("pid"))
 
 
 def counts(e: dict, now: float) -> bool:
-    status = e.get("status")
-    if status == "rejected":
-        return live_refusal(e, now)
-    if status not in COUNTED:
-        return False
-    if status == "reserved":
-        created = _parse(e.get("created_at"))
-        if created is None or now - created > RESERVATION_TTL_S or _pid_gone(e):
-            return False
-    return True
+    return Entry.of(e).counts(now)
 
 
 class BudgetExceeded(PolicyError):
@@ -126,37 +81,49 @@ class Budget:
         self.limit = settings.budget_limit_micros
         self.window_s = settings.budget_window_s
         self.window = settings.budget_window
-        self.journal = Journal(settings.state_dir)
-        self.lock_path = Path(settings.state_dir) / "budget.lock"
+        self.journal = Journal(settings)
+        self.ledger = self.journal.ledger
         self.clock = clock
 
     # -- reading ------------------------------------------------------------------------------
     def entries(self, now: float | None = None, window_s: int | None = None) -> list[dict]:
         """Journal entries created within the window, oldest first (whatever their status)."""
         now = self.clock() if now is None else now
-        since = now - (self.window_s if window_s is None else window_s)
-        out = []
-        for e in self.journal.list(modified_since=since):
-            t = _parse(e.get("created_at"))
-            if t is not None and t >= since:
-                out.append(e)
-        return out
+        return self.journal.list(modified_since=now - (self.window_s if window_s is None else window_s))
+
+    def _counted(self, now: float) -> list[Entry]:
+        return [e for e in map(Entry.of_row, self.ledger.rows(now - self.window_s)) if e.counts(now)]
 
     def tally(self, now: float | None = None) -> tuple[int, int, list[tuple[float, int]]]:
         """(spent, reserved, [(created_at, micros) of every counted entry, oldest first])."""
         now = self.clock() if now is None else now
         spent = reserved = 0
         counted: list[tuple[float, int]] = []
-        for e in self.entries(now):
-            if not counts(e, now):
-                continue
-            m = entry_micros(e)
-            if e.get("status") == "reserved":
-                reserved += m
+        for e in self._counted(now):
+            if e.status == "reserved":
+                reserved += e.micros
             else:
-                spent += m
-            counted.append((_parse(e["created_at"]) or now, m))
+                spent += e.micros
+            counted.append((e.created if e.created is not None else now, e.micros))
         return spent, reserved, counted
+
+    def fleet(self, now: float | None = None) -> dict:
+        """Who spent it: the totals per host and per instance (a state folder on a host) of every
+        agent sharing this ledger, within the window."""
+        now = self.clock() if now is None else now
+        hosts: dict[str, list[int]] = {}
+        agents: dict[str, list] = {}
+        for e in self._counted(now):
+            i = 1 if e.status == "reserved" else 0
+            hosts.setdefault(e.host or (e.agent or "?").split(":", 1)[0], [0, 0])[i] += e.micros
+            a = agents.setdefault(e.agent or "(unknown)", [e.host or (e.agent or "?").split(":", 1)[0], 0, 0])
+            a[1 + i] += e.micros
+        return {
+            "ledger": self.ledger.engine,
+            "this_instance": self.ledger.agent,
+            "hosts": [{"host": h, "spent_usd": usd(v[0]), "reserved_usd": usd(v[1])} for h, v in sorted(hosts.items())],
+            "instances": [{"instance": k, "host": v[0], "spent_usd": usd(v[1]), "reserved_usd": usd(v[2])} for k, v in sorted(agents.items())],
+        }
 
     def status(self, extra_micros: int = 0, now: float | None = None) -> dict:
         """The ``budget`` block: limit, window, spent, reserved, remaining (after ``extra_micros``
@@ -220,22 +187,34 @@ class Budget:
             + (f" Enough of the window rolls off at {frees_at}." if frees_at else " The amount alone is above the whole budget."),
         )
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        ensure_dir(self.lock_path.parent)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
     def reserve(self, micros: int, entry: dict) -> tuple[dict, dict]:
-        """Under the lock: check ``micros`` fits, then create ``entry`` in the journal as a
-        ``reserved`` reservation of ``micros``. Returns (entry, budget block after it)."""
-        with self._locked():
+        """In one ledger transaction under the budget's lock: check ``micros`` fits, then create
+        ``entry`` in the journal as a ``reserved`` reservation of ``micros`` naming this host and
+        process. Returns (entry, budget block after it)."""
+        with self.ledger.tx(lock="budget"):
             now = self.clock()
             spent, reserved, counted = self.tally(now)
             self._refuse_over(micros, spent, reserved, counted, now)
             created = self.journal.create({**entry, "status": "reserved", "budget_micros": micros, "pid": os.getpid(), "host": _HOST})
         return created, self._block(spent, reserved + micros)
+
+    @contextmanager
+    def heartbeat(self, entry_id: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
+        """While the body runs (signing), refresh the reservation's heartbeat every ``every_s`` so
+        agents on other machines keep counting it; a process that dies stops refreshing it."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every_s):
+                try:
+                    self.ledger.heartbeat(entry_id)
+                except Exception:  # a missed beat only lets the reservation age sooner
+                    pass
+            self.ledger.close()  # this thread's connection
+
+        t = threading.Thread(target=beat, name="x402-reservation-heartbeat", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()

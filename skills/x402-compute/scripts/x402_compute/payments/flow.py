@@ -39,6 +39,7 @@ from typing import Any, Callable, Generator
 from ..auth import Auth, AuthResolver, encode_body
 from ..errors import ComputeError, NetworkError, PaymentOutcomeUnknown, PaymentRequired, PolicyError
 from ..http import Response, api_error
+from ..ledger import LedgerUnavailable
 from . import challenge as ch
 from .budget import Budget
 from .journal import Journal, public
@@ -127,10 +128,10 @@ class PaymentFlow:
         self.create_recipient_account = create_recipient_account
         self.ignore_unresolved = ignore_unresolved
         self.approved = approved  # a recorded quote (--confirm-quote): pay exactly that, or nothing
-        self.quotes = Quotes(settings.state_dir)
+        self.quotes = Quotes(settings)
         self.signers = signers or Signers()
-        self.journal = Journal(settings.state_dir)
-        self.pins = PayeePins(settings.state_dir)
+        self.journal = Journal(settings)
+        self.pins = PayeePins(settings)
         self.budget = budget or Budget(settings)
         self.signed_count = 0  # the invariant tests check: never more than one per run
 
@@ -170,25 +171,36 @@ class PaymentFlow:
         if self.approved is not None:
             # The human approved exactly these terms (--confirm-quote): that is the confirmation.
             self.quotes.check(self.approved, terms)
-            self.quotes.claim(self.approved)  # used from now on, by any process: the id never pays again
+            self.quotes.claim(self.approved)  # used from now on, by any agent on the ledger: the id never pays again
         else:
             self.confirm(option.question(f"{call.kind} ({call.terms.get('summary') or call.path})", terms), terms)
         if self.signed_count:
             raise ComputeError("Refusing to sign a second payment in one run.", code="internal_error")
         self.signed_count += 1
         idem = str(uuid.uuid4())
-        entry, _ = self.budget.reserve(option.budget_micros(), self._entry(call, body, option, idem, paid_auth))
+        try:
+            entry, _ = self.budget.reserve(option.budget_micros(), self._entry(call, body, option, idem, paid_auth))
+        except ComputeError as e:
+            if e.code == "journal_conflict" and self.approved is not None:  # another agent on this ledger paid it first
+                raise _quote_used(self.approved, self.journal.get_or_none(call.journal_id) or {"id": call.journal_id}) from None
+            raise
         payment = self._sign(option, entry)
-        entry = self.journal.update(
-            entry["id"],
-            "sent",
-            payer=payment.payer,
-            nonce=payment.nonce,
-            valid_before=payment.valid_before,
-            payment_header_name=payment.header_name,
-            payment_header_value=payment.header_value,
-            **payment.journal,
-        )
+        try:
+            entry = self.journal.update(
+                entry["id"],
+                "sent",
+                payer=payment.payer,
+                nonce=payment.nonce,
+                valid_before=payment.valid_before,
+                payment_header_name=payment.header_name,
+                payment_header_value=payment.header_value,
+                **payment.journal,
+            )
+        except LedgerUnavailable as e:
+            # The write that must precede the payment failed: the signed payment is dropped here,
+            # never sent (nobody else holds it), and its reservation ages out.
+            e.message = e.message.replace("Nothing was signed.", "The payment was signed but never sent: nothing left this machine.")
+            raise
         pin = option.pin_view()
         if pin is not None:
             self.pins.pin(pin, self.settings.base_url)
@@ -210,13 +222,10 @@ class PaymentFlow:
         the journal cannot undo. A payment still in flight in a live process is not unresolved."""
         if self.quote or self.ignore_unresolved:
             return
-        from .budget import _pid_gone
-        from .journal import unresolved
-
         now = time.time()
-        for e in self.journal.list():
-            status = e.get("status")
-            if e.get("kind") != call.kind or not unresolved(e, now, pid_gone=_pid_gone):
+        for typed in self.journal.entries():
+            e, status = typed.data, typed.status
+            if typed.kind != call.kind or not typed.unresolved(now):
                 continue
             if e.get("base_url") and e["base_url"] != self.settings.base_url:
                 continue
@@ -236,7 +245,7 @@ class PaymentFlow:
                          "valid_until": until, "reconcile": f"python scripts/reconcile.py {e['id']}"},
                 hint=f"Run reconcile.py {e['id']}: it looks the order up and also asks the chain whether the payment was used "
                 "(if it was never used and has expired, the entry becomes expired and paying again is allowed); --resend if the order "
-                "is not found. Only if it stays unknown and the human has checked the wallet's history, re-run with --ignore-unresolved.",
+                "is not found. If it stays unknown, tell the human: only they, after checking the wallet's history, may re-run with --ignore-unresolved.",
             )
 
     def _guards(self, call: PaidCall, option: PaymentOption, terms: dict, probe_auth: Auth | None) -> Auth:
@@ -284,7 +293,8 @@ class PaymentFlow:
             self.journal.update(entry["id"], **fields)
 
         try:
-            return option.sign(self.progress, note)
+            with self.budget.heartbeat(entry["id"]):
+                return option.sign(self.progress, note)
         except BaseException as e:
             reason = e.message if isinstance(e, ComputeError) else type(e).__name__
             if notes:  # something was spent on the way (a Solana account): keep the record
@@ -295,6 +305,15 @@ class PaymentFlow:
                 # A created Solana recipient account is on chain and cost the user SOL: say so.
                 e.details = {**(e.details if isinstance(e.details, dict) else {"details": e.details}), **notes, "journal_id": entry["id"]}
             raise
+
+
+def _quote_used(approved: dict, used: dict) -> PolicyError:
+    return PolicyError(
+        f"Quote {approved['quote_id']} was already used (journal {used['id']}, {used.get('status')}). Nothing was signed.",
+        code="quote_used",
+        details={"journal_id": used["id"], "status": used.get("status")},
+        hint="A quote pays once. Quote again if the human wants another one.",
+    )
 
 
 # -- delivery: shared by the flow and reconcile.py --resend ---------------------------------------------

@@ -1,12 +1,13 @@
-"""The payment journal: ``<state_dir>/journal/<id>.json``, one file per paid request.
+"""The payment journal: one entry per paid request, kept in the ledger (``x402_compute.ledger``:
+SQLite in the state folder, or a PostgreSQL shared by several agents).
 
-Written (0600) *before* a signed payment leaves this machine and completed after, so
-that an ambiguous outcome (timeout, reset connection, 5xx) can be reconciled by
-looking the order up, or by resending the *same* signed payload with the same
-``Idempotency-Key``, never by signing a second payment.
+Written *before* a signed payment leaves this machine and completed after, so that an ambiguous
+outcome (timeout, reset connection, 5xx) can be reconciled by looking the order up, or by
+resending the *same* signed payload with the same ``Idempotency-Key``, never by signing a second
+payment.
 
-The stored payment header is a bearer instrument (whoever holds it can settle it
-once), hence 0600 and never printed: ``public()`` strips it.
+The stored payment header is a bearer instrument (whoever holds it can settle it once, to the
+payee it names), hence never printed: ``public()`` strips it.
 
 Statuses: ``reserved`` (the budget guard took the amount; nothing is signed yet) → ``sent`` (signed
 and about to leave) → ``settled`` | ``rejected`` | ``unknown``; ``not_sent`` when signing failed or the
@@ -16,48 +17,51 @@ never settle).
 
 Signed means spent until proven otherwise: a ``rejected`` entry (the server answered our payment
 with a 402) still holds a signature the server may settle later, so until its ``valid_before`` has
-passed it counts toward the budget and is unresolved like an ``unknown`` one (``live_refusal``).
-The status rules live here, in ``live_refusal`` and ``unresolved``; the budget's ``counts`` uses them.
+passed it counts toward the budget and is unresolved like an ``unknown`` one (a live refusal).
+
+``Entry`` is the typed view of one entry and owns these status rules: whether it counts toward the
+budget, whether it is in flight (a live process is paying it), whether it is unresolved (paying the
+same order again could charge twice), whether it is a live refusal, and its one projection for
+output (``Entry.view``). ``live_refusal`` and ``unresolved`` are the same rules on a plain entry.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import ComputeError, UsageError
-from ..state import read_json, write_private_json
+from ..ledger import Ledger, open_ledger
+from ..money import plain
+from ..networks import NETWORKS
 
 STATUSES = ("reserved", "sent", "settled", "rejected", "unknown", "not_sent", "expired")
+COUNTED = ("settled", "unknown", "sent", "reserved")
 SECRET_FIELDS = ("payment_header_value",)
+RESERVATION_TTL_S = 3600  # a reservation older than this stops counting (signing takes seconds)
+HEARTBEAT_S = 20  # a process holding a reservation refreshes its heartbeat this often...
+STALE_S = 120  # ...and one not refreshed for this long is dead, on whatever machine it ran
+HOST = socket.gethostname()
 _ID = re.compile(r"^[0-9a-f]{32}$")
+_SCRIPT_OF = {"provision": "provision.py", "extend": "extend_instance.py", "topup": "credits_topup.py"}
 
 
-def live_refusal(e: dict, now: float) -> bool:
-    """A payment the server refused after receiving it whose signature may still settle: ``rejected``,
-    signed (not credits), and its validity window not provably closed (``valid_before`` in the
-    future, or unknown). It stops being live when ``valid_before`` passes or reconcile.py proves
-    it can no longer settle (the entry becomes ``expired``)."""
-    if e.get("status") != "rejected" or e.get("method") == "credits" or not e.get("payment_header_value"):
-        return False
-    vb = e.get("valid_before")
-    return not (isinstance(vb, (int, float)) and not isinstance(vb, bool) and vb <= now)
+def live_refusal(e: Mapping, now: float) -> bool:
+    """A payment the server refused after receiving it whose signature may still settle (``Entry.live_refusal``)."""
+    return Entry.of(e).live_refusal(now)
 
 
-def unresolved(e: dict, now: float, *, pid_gone) -> bool:
-    """An entry whose money may have moved or may still move, with no live process behind it: a
-    re-run paying for the same order must stop (``unresolved_payment``). ``unknown``; ``sent`` whose
-    process is gone (``pid_gone(e)``); a refused payment still live (``live_refusal``)."""
-    status = e.get("status")
-    if status == "unknown":
-        return True
-    if status == "sent":
-        return e.get("pid") is None or pid_gone(e)
-    return live_refusal(e, now)
+def unresolved(e: Mapping, now: float, *, pid_gone=None) -> bool:
+    """An entry whose money may have moved or may still move, with no live process behind it
+    (``Entry.unresolved``). ``pid_gone`` is accepted for older callers; the entry's rule decides."""
+    return Entry.of(e).unresolved(now)
 
 
 def _now() -> str:
@@ -68,45 +72,262 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def parse_ts(ts: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def usd(micros: int) -> str:
+    """Micro-dollars as an exact dollar string: 2500000 -> "2.5"."""
+    from decimal import Decimal
+
+    return plain(Decimal(micros).scaleb(-6))
+
+
+def atomic_to_micros(amount: int, decimals: int) -> int:
+    """Atomic token units to micro-dollars, rounded up (every supported token is a 1:1 USD stablecoin)."""
+    if decimals <= 6:
+        return amount * 10 ** (6 - decimals)
+    q, r = divmod(amount, 10 ** (decimals - 6))
+    return q + (1 if r else 0)
+
+
+def entry_micros(e: Mapping) -> int:
+    """What a journal entry counts against the budget, in micro-dollars."""
+    m = e.get("budget_micros")
+    if isinstance(m, int) and not isinstance(m, bool) and m >= 0:
+        return m
+    if e.get("method") == "credits":  # spending credits already bought (and counted) is free
+        return 0
+    offer = e.get("offer") or {}  # entries written before the budget existed
+    net = NETWORKS.get(str(offer.get("network") or ""))
+    try:
+        return atomic_to_micros(int(offer.get("amount_atomic")), net.decimals) if net else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def pid_gone(host: Any, pid: Any) -> bool:
+    """The process ``pid`` on this machine provably no longer exists (another machine's: can't tell)."""
+    if host != HOST or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists but belongs to someone else
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journal entry, typed. ``data`` is the whole record (what the flow and reconcile read)."""
+
+    id: str
+    status: str | None
+    kind: str | None
+    method: str | None
+    created: float | None  # unix seconds
+    micros: int  # what it counts against the budget when it counts
+    host: str | None
+    pid: int | None
+    heartbeat: float | None  # last sign of life of the process holding a reservation
+    agent: str | None  # which state folder on which machine wrote it
+    signed: bool = False  # holds a signed payment (not credits): the server may settle it
+    valid_before: float | None = None  # unix seconds after which the signed payment can no longer settle
+    data: Mapping = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, e: Mapping) -> "Entry":
+        pid = e.get("pid")
+        hb = e.get("heartbeat_ts")
+        vb = e.get("valid_before")
+        return cls(id=str(e.get("id") or ""), status=e.get("status"), kind=e.get("kind"), method=e.get("method"),
+                   created=parse_ts(e.get("created_at")), micros=entry_micros(e), host=e.get("host"),
+                   pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+                   heartbeat=float(hb) if isinstance(hb, (int, float)) and not isinstance(hb, bool) else None,
+                   agent=e.get("agent"), signed=e.get("method") != "credits" and bool(e.get("payment_header_value")),
+                   valid_before=float(vb) if isinstance(vb, (int, float)) and not isinstance(vb, bool) else None, data=e)
+
+    @classmethod
+    def of_row(cls, r: Mapping) -> "Entry":
+        """From the ledger's indexed columns alone (the budget's fast path)."""
+        return cls(id=r["id"], status=r["status"], kind=r["kind"], method=r["method"], created=r["created_ts"], micros=int(r["micros"] or 0),
+                   host=r["host"], pid=r["pid"], heartbeat=r["heartbeat_ts"], agent=r["agent"], signed=bool(r["signed"]),
+                   valid_before=r["valid_before"], data=r)
+
+    def columns(self) -> dict:
+        """What the ledger indexes: the facts these rules query."""
+        return {"created_ts": self.created if self.created is not None else 0.0, "status": self.status or "", "kind": self.kind,
+                "micros": self.micros, "host": self.host, "pid": self.pid, "heartbeat_ts": self.heartbeat, "agent": self.agent,
+                "method": self.method, "signed": 1 if self.signed else 0, "valid_before": self.valid_before}
+
+    # -- the status rules ----------------------------------------------------------------------
+    def counts(self, now: float) -> bool:
+        """Counts toward the budget: the money left or may have left (``settled``, ``unknown``,
+        ``sent``: until reconcile.py proves it unused, which marks it ``expired``), or a live
+        reservation (a process about to sign; it stops counting once its process is gone, its
+        heartbeat stale, or it is older than any signing takes), or a live refusal (the server
+        refused the signed payment but may still settle it until its ``valid_before``)."""
+        if self.status == "rejected":
+            return self.live_refusal(now)
+        if self.status not in COUNTED:
+            return False
+        if self.status == "reserved":
+            if self.created is None or now - self.created > RESERVATION_TTL_S:
+                return False
+            return self._alive_reservation(now)
+        return True
+
+    def _alive_reservation(self, now: float) -> bool:
+        if pid_gone(self.host, self.pid):
+            return False
+        if self.host == HOST and self.pid is not None:
+            return True  # here the pid says it: alive (a heartbeat is for other machines to read)
+        last = max(x for x in (self.heartbeat, self.created) if x is not None)
+        return now - last <= STALE_S
+
+    def in_flight(self, now: float) -> bool:
+        """A live process is paying it now (reserved or sent, not yet answered)."""
+        if self.status == "reserved":
+            return self.counts(now)
+        if self.status == "sent" and self.pid is not None:
+            return not pid_gone(self.host, self.pid) and (self.host == HOST or now - max(self.heartbeat or 0, self.created or 0) <= STALE_S)
+        return False
+
+    def live_refusal(self, now: float) -> bool:
+        """Refused by the server after it received the payment, but signed and its validity window
+        not provably closed (``valid_before`` in the future, or unknown): the server may still settle
+        it. It stops being live when ``valid_before`` passes or reconcile.py proves it can no longer
+        settle (the entry becomes ``expired``)."""
+        if self.status != "rejected" or not self.signed:
+            return False
+        return not (self.valid_before is not None and self.valid_before <= now)
+
+    def unresolved(self, now: float) -> bool:
+        """Its money may have moved or may still move, and nobody is waiting for it: paying the same
+        order again could charge twice (``unknown``: exit 4; ``sent`` with no live process behind it:
+        a run killed after the payment left; a live refusal)."""
+        if self.status == "unknown":
+            return True
+        if self.status == "sent":
+            return not self.in_flight(now)
+        return self.live_refusal(now)
+
+    # -- the one projection for output --------------------------------------------------------
+    def view(self, now: float) -> dict:
+        """Every fact the scripts print about an entry (reconcile.py --list and budget.py each
+        pick theirs from it, under their documented names)."""
+        d = self.data
+        offer = d.get("offer") or {}
+        return {
+            "id": self.id,
+            "created_at": d.get("created_at"),
+            "kind": self.kind,
+            "script": _SCRIPT_OF.get(self.kind or "", self.kind),
+            "method": self.method,
+            "status": self.status,
+            "label": d.get("label"),
+            "network": offer.get("network") or ("credits" if self.method == "credits" else None),
+            "offer_network": offer.get("network"),
+            "amount_usd": offer.get("amount_usd") or (d.get("terms") or {}).get("total_usd"),
+            "counted_usd": usd(self.micros),
+            "counts": self.counts(now),
+            "order_id": d.get("order_id"),
+            "instance": d.get("order_id") or (d.get("context") or {}).get("instance_id"),
+            "tx_hash": d.get("tx_hash"),
+            "valid_until": datetime.fromtimestamp(self.valid_before, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if self.valid_before is not None else None,
+            "unresolved": self.unresolved(now),
+            "host": self.host,
+            "agent": self.agent,
+        }
+
+
 def _durable(status: str | None, fields: dict) -> bool:
-    """Whether a journal write must reach the disk before the caller goes on (fsync of the file and
-    its folder). Exactly the writes a power cut must not lose: ``sent``, written before the signed
-    payment leaves this machine, and field notes made while signing (a Solana account created,
-    money spent). Every other write is still atomic and seen at once by other processes (the
-    budget reads it under its lock), just not forced to disk: a lost reservation had sent nothing,
-    and a lost ``settled``/``rejected``/``unknown`` leaves the entry ``sent``, which reconcile.py
-    resolves. One fsync pair per payment instead of four fsyncs (see bench_paid_provision.py)."""
+    """Whether a journal write must reach the disk before the caller goes on. Exactly the writes a
+    power cut must not lose: ``sent``, written before the signed payment leaves this machine, and
+    field notes made while signing (a Solana account created, money spent). Every other write is
+    still atomic and seen at once by other processes (the budget reads it in its transaction),
+    just not forced to disk: a lost reservation had sent nothing, and a lost
+    ``settled``/``rejected``/``unknown`` leaves the entry ``sent``, which reconcile.py resolves."""
     return status == "sent" or (status is None and bool(fields))
 
 
-class Journal:
-    def __init__(self, state_dir: Path) -> None:
-        self.dir = Path(state_dir) / "journal"
+def ledger_of(target: Any) -> Ledger:
+    """The ledger for ``target``: a Settings (its state folder and COMPUTE_LEDGER_URL), a Ledger,
+    or a state folder path (its SQLite ledger). The first use of a state folder imports what the
+    JSON journal of earlier releases left there (see ``legacy_import``)."""
+    if isinstance(target, Ledger):
+        return target
+    if hasattr(target, "state_dir"):
+        led = open_ledger(Path(target.state_dir), getattr(target, "ledger_url", None))
+    else:
+        led = open_ledger(Path(target))
+    if led.state_dir not in _IMPORTED:
+        legacy_import(led)
+        _IMPORTED.add(led.state_dir)
+    return led
 
-    def path(self, entry_id: str) -> Path:
+
+_IMPORTED: set[Path] = set()
+
+
+class Journal:
+    def __init__(self, target: Any) -> None:
+        self.ledger = ledger_of(target)
+
+    @staticmethod
+    def _check(entry_id: str) -> str:
         if not _ID.match(entry_id or ""):
             raise UsageError(f"Journal id must be 32 hex characters, got {entry_id!r}.", hint="See reconcile.py --list.")
-        return self.dir / f"{entry_id}.json"
+        return entry_id
 
-    def create(self, entry: dict) -> dict:
-        """Record a request about to be paid. ``entry`` must carry ``id``; status starts at ``sent``."""
+    @staticmethod
+    def _loaded(e: dict) -> dict:
+        if e.get("payment_header_value"):
+            # A journalled payment is a secret this process now holds: a server may have echoed it
+            # into the entry's reason or body, and whatever prints the entry must not show it.
+            from .. import redact
+
+            redact.register_header(str(e.get("payment_header_name") or "X-PAYMENT"), e["payment_header_value"])
+        return e
+
+    def _prepare(self, entry: dict) -> dict:
         e = dict(entry)
         e.setdefault("id", new_id())
         e.setdefault("created_at", _now())
         e["status"] = e.get("status") or "sent"
         e["updated_at"] = e["created_at"]
-        e.setdefault("history", []).append({"at": e["created_at"], "status": e["status"]})
-        p = self.path(e["id"])
-        if p.exists():
-            raise ComputeError(f"Journal entry {e['id']} already exists.", code="journal_conflict")
-        write_private_json(p, e, durable=_durable(e["status"], {}))
+        e.setdefault("agent", self.ledger.agent)
+        e["history"] = list(e.get("history") or []) + [{"at": e["created_at"], "status": e["status"]}]
+        self._check(e["id"])
+        return e
+
+    def create(self, entry: dict) -> dict:
+        """Record a request about to be paid. ``entry`` may carry ``id``; status starts at ``sent``."""
+        e = self._prepare(entry)
+        try:
+            self.ledger.insert_entry(e, Entry.of(e).columns(), durable=_durable(e["status"], {}))
+        except ComputeError as err:
+            if err.code == "journal_conflict":
+                raise ComputeError(f"Journal entry {e['id']} already exists.", code="journal_conflict") from None
+            raise
         return e
 
     def get(self, entry_id: str) -> dict:
-        data = read_json(self.path(entry_id))
+        data = self.ledger.get_entry(self._check(entry_id))
         if not isinstance(data, dict):
-            raise UsageError(f"No journal entry {entry_id}.", code="journal_not_found", hint=f"Entries live in {self.dir}; see reconcile.py --list.")
-        return data
+            raise UsageError(f"No journal entry {entry_id}.", code="journal_not_found",
+                             hint=f"The journal is in the {self.ledger.engine} ledger {self.ledger.where}; see reconcile.py --list.")
+        return self._loaded(data)
+
+    def get_or_none(self, entry_id: str) -> dict | None:
+        data = self.ledger.get_entry(self._check(entry_id))
+        return self._loaded(data) if isinstance(data, dict) else None
 
     def find(self, prefix: str) -> dict:
         """An entry by full id or unique prefix (what the label carries)."""
@@ -114,70 +335,46 @@ class Journal:
             return self.get(prefix)
         if not re.match(r"^[0-9a-f]{4,32}$", prefix or ""):
             raise UsageError(f"Journal id must be hex, got {prefix!r}.")
-        hits = [p for p in self.dir.glob(f"{prefix}*.json")] if self.dir.is_dir() else []
+        hits = self.ledger.ids_with_prefix(prefix)
         if len(hits) != 1:
             raise UsageError(f"{'No' if not hits else 'More than one'} journal entry matches {prefix!r}.", code="journal_not_found")
-        return self.get(hits[0].stem)
+        return self.get(hits[0])
 
     def update(self, entry_id: str, status: str | None = None, **fields: Any) -> dict:
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown journal status {status!r}")
-        e = self.get(entry_id)
-        e.update(fields)
-        e["updated_at"] = _now()
-        if status is not None:
-            e["status"] = status
-            note = {"at": e["updated_at"], "status": status}
-            for k in ("reason", "order_id", "tx_hash", "http_status"):
-                if fields.get(k) is not None:
-                    note[k] = fields[k]
-            e.setdefault("history", []).append(note)
-        write_private_json(self.path(entry_id), e, durable=_durable(status, fields))
-        return e
+
+        def change(e: dict) -> tuple[dict, dict]:
+            e.update(fields)
+            e["updated_at"] = _now()
+            if status is not None:
+                e["status"] = status
+                note = {"at": e["updated_at"], "status": status}
+                for k in ("reason", "order_id", "tx_hash", "http_status"):
+                    if fields.get(k) is not None:
+                        note[k] = fields[k]
+                e.setdefault("history", []).append(note)
+            return e, Entry.of(e).columns()
+
+        e = self.ledger.update_entry(self._check(entry_id), change, durable=_durable(status, fields))
+        if e is None:
+            raise UsageError(f"No journal entry {entry_id}.", code="journal_not_found")
+        return self._loaded(e)
 
     def discard(self, entry_id: str) -> None:
         """Remove a reservation that never became a payment (nothing was signed or spent)."""
         e = self.get(entry_id)
         if e.get("status") != "reserved" or e.get("payment_header_value") or e.get("recipient_account_created"):
             raise ComputeError(f"Journal entry {entry_id} is a payment, not a bare reservation; it is kept.", code="journal_conflict")
-        self.path(entry_id).unlink(missing_ok=True)
+        self.ledger.delete_reservation(entry_id)
 
     def list(self, *, modified_since: float | None = None) -> list[dict]:
-        """Every entry, oldest first. ``modified_since`` (unix time) skips files untouched since
-        then: an entry is never created after its file was last written. A file unchanged since
-        this process last read it (same size and nanosecond mtime) is not parsed again: one paid
-        run lists the journal several times (unresolved payments, the budget twice)."""
-        if not self.dir.is_dir():
-            return []
-        out = []
-        with os.scandir(self.dir) as it:
-            for d in it:
-                if not d.name.endswith(".json") or not _ID.match(d.name[:-5]):
-                    continue
-                try:
-                    st = d.stat()
-                except OSError:
-                    continue
-                if modified_since is not None and st.st_mtime < modified_since:
-                    continue
-                key = (st.st_mtime_ns, st.st_size, st.st_ino)
-                hit = _PARSED.get(d.path)
-                if hit is not None and hit[0] == key:
-                    e = hit[1]
-                else:
-                    try:
-                        e = read_json(Path(d.path))
-                    except ComputeError:
-                        continue
-                    if not isinstance(e, dict):
-                        continue
-                    _PARSED[d.path] = (key, e)
-                out.append(dict(e))
-        return sorted(out, key=lambda e: e.get("created_at") or "")
+        """Every entry, oldest first (``modified_since``, unix time: created at or after it)."""
+        return [self._loaded(e) for e in self.ledger.entries(modified_since)]
 
-
-# path -> ((mtime_ns, size, inode), parsed entry): files this process already read
-_PARSED: dict[str, tuple[tuple[int, int, int], dict]] = {}
+    def entries(self, since: float | None = None) -> list[Entry]:
+        """Typed entries, oldest first (``since``: created at or after it)."""
+        return [Entry.of(e) for e in self.list(modified_since=since)]
 
 
 def public(entry: dict) -> dict:
@@ -186,3 +383,66 @@ def public(entry: dict) -> dict:
     if entry.get("payment_header_value"):
         e["payment_header_value"] = "<stored, not shown>"
     return e
+
+
+# -- the upgrade from the JSON journal of earlier releases -------------------------------------------
+
+LEGACY = ("journal", "payees.json", "quotes", "keepalive")
+
+
+def legacy_import(led: Ledger) -> int | None:
+    """Import, once, the JSON files an earlier release kept in this state folder (``journal/*.json``,
+    ``payees.json``, ``quotes/*.json``, ``keepalive/*.json``) into the ledger, then rename each to
+    ``<name>.imported`` (kept, so a downgrade loses nothing). Entries keep their statuses and keep
+    counting toward the budget; rows already in the ledger win. Returns the entries imported, or
+    None when there was nothing to import."""
+    root = led.state_dir
+    present = [n for n in LEGACY if (root / n).exists() and (n != "keepalive" or any((root / n).glob("*.json")))]
+    if not present:
+        return None
+    source = f"{led.agent}:json"
+
+    def load():
+        entries, quotes, keepalive = [], [], {}
+        for p in sorted((root / "journal").glob("*.json")) if (root / "journal").is_dir() else []:
+            e = _read(p)
+            if isinstance(e, dict) and _ID.match(str(e.get("id") or "")) and e["id"] == p.stem:
+                e.setdefault("agent", led.agent)
+                e.setdefault("imported_from", f"journal/{p.name}")
+                entries.append((e, Entry.of(e).columns()))
+        pins = _read(root / "payees.json")
+        pins = {k: v for k, v in pins.items() if isinstance(v, dict)} if isinstance(pins, dict) else {}
+        for p in sorted((root / "quotes").glob("*.json")) if (root / "quotes").is_dir() else []:
+            q = _read(p)
+            if isinstance(q, dict) and isinstance(q.get("quote_id"), str) and isinstance(q.get("fields"), dict):
+                quotes.append(q)
+        for p in sorted((root / "keepalive").glob("*.json")) if (root / "keepalive").is_dir() else []:
+            k = _read(p)
+            if isinstance(k, dict):
+                keepalive[p.stem] = k
+        return entries, pins, quotes, keepalive
+
+    n = led.import_once(source, load)
+    for name in present:  # done (now or by an earlier run): the files step aside, kept as they were
+        p = root / name
+        if name == "keepalive":  # its lock files stay in use: only the records step aside
+            for k in p.glob("*.json"):
+                try:
+                    os.rename(k, k.with_name(k.name + ".imported"))
+                except OSError:
+                    pass
+            continue
+        dest = root / f"{name}.imported"
+        if p.exists() and not dest.exists():
+            try:
+                os.rename(p, dest)
+            except OSError:
+                pass
+    return n
+
+
+def _read(p: Path) -> Any:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None

@@ -599,7 +599,7 @@ class CreditsOption:
                 f"The catalog price {plain(exp)} USD is above the spend cap of {limits.cap_usd} USD ({limits.cap_source}). Nothing was sent.",
                 code="spend_cap_exceeded",
                 details={"expected_usd": plain(exp), "cap_usd": str(limits.cap_usd), "cap_source": limits.cap_source},
-                hint=f"Tell the human the amount ({plain(exp)} USD); only if they agree, re-run with --max-usd {plain(exp)}.",
+                hint=f"Tell the human the amount ({plain(exp)} USD); the cap is theirs: only they may re-run with --max-usd {plain(exp)}. Never raise it yourself.",
             )
 
     def pin_view(self) -> None:

@@ -19,12 +19,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, Decimal
-from pathlib import Path
+from typing import Any
 
 from ..errors import PolicyError, UsageError
 from ..money import atomic_to_usd, micros_to_atomic, plain
 from ..networks import NETWORKS, is_address, is_canonical_asset
-from ..state import read_json, write_private_json
 from ..validate import close_matches, did_you_mean_hint
 from .model import MppOffer, Offer
 
@@ -164,7 +163,7 @@ def _check_amount(offer: Offer, net, limits: Limits) -> None:
             f"The payment of {plain(amount_usd)} USD is above the spend cap of {limits.cap_usd} USD ({limits.cap_source}). Nothing was signed.",
             code="spend_cap_exceeded",
             details={"amount_usd": plain(amount_usd), "amount_atomic": str(offer.amount), "cap_usd": str(limits.cap_usd), "cap_source": limits.cap_source},
-            hint=f"Tell the human the amount ({plain(amount_usd)} USD); only if they agree, re-run with --max-usd {plain(amount_usd)} (or set COMPUTE_MAX_SPEND_USD).",
+            hint=f"Tell the human the amount ({plain(amount_usd)} USD); the cap is theirs: only they may re-run with --max-usd {plain(amount_usd)} (or set COMPUTE_MAX_SPEND_USD). Never raise it yourself.",
         )
     if limits.expected_micros is not None:
         allowed = micros_to_atomic(limits.expected_micros + PRICE_TOLERANCE_MICROS, net.decimals)
@@ -274,17 +273,20 @@ def mpp_pin_view(m: MppOffer) -> Offer:
 
 
 class PayeePins:
-    """``<state_dir>/payees.json``: the payee per network, pinned on first payment.
+    """The payee per network, pinned on first payment, in the ledger (one set of pins for every
+    agent sharing it: a payee pinned by one is enforced for all).
 
     A changed payee is how a hijacked endpoint or a mistyped base URL would take the
     money, so it is refused until the user accepts it explicitly."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / "payees.json"
+    def __init__(self, target: Any) -> None:
+        from .journal import ledger_of
+
+        self.ledger = ledger_of(target)  # Settings, or a state folder (its SQLite ledger)
+        self.path = self.ledger.where
 
     def load(self) -> dict:
-        data = read_json(self.path, default={})
-        return data if isinstance(data, dict) else {}
+        return self.ledger.pins()
 
     @staticmethod
     def _same(network: str, a: str, b: str) -> bool:
@@ -306,8 +308,9 @@ class PayeePins:
         raise PolicyError(
             f"The payee for {offer.key} changed from {old} to {offer.pay_to}. Nothing was signed.",
             code="payee_changed",
-            details={"network": offer.key, "pinned": old, "offered": offer.pay_to, "pinned_at": rec.get("pinned_at") if isinstance(rec, dict) else None, "file": str(self.path)},
-            hint="If you trust this change (check the service's announcements), re-run with --accept-payee-change.",
+            details={"network": offer.key, "pinned": old, "offered": offer.pay_to, "pinned_at": rec.get("pinned_at") if isinstance(rec, dict) else None,
+                     "ledger": str(self.path)},
+            hint="Tell the human: only they may accept a new payee, after checking the service's announcements (then they run the same command with --accept-payee-change). Never accept it yourself.",
         )
 
     def pin(self, offer: Offer, base_url: str) -> None:
@@ -316,5 +319,4 @@ class PayeePins:
         rec = pins.get(key)
         if isinstance(rec, dict) and self._same(key, rec.get("pay_to", ""), offer.pay_to):
             return
-        pins[key] = {"pay_to": offer.pay_to, "pinned_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "base_url": base_url}
-        write_private_json(self.path, pins)
+        self.ledger.set_pin(key, {"pay_to": offer.pay_to, "pinned_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "base_url": base_url})

@@ -1,38 +1,35 @@
 """Approved quotes: what a human saw is what gets paid, once.
 
 ``--quote`` records what would be paid (the command, the order: plan or instance, region, hours,
-label, OS, hostname, an AI Machine's model and mode, and for an extension the instance's current ``expires_at``; the payment:
-method, network, asset, atomic amount, payee) under a short id, ``<state>/quotes/<id>.json``
-(0600), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the fresh 402 gives exactly
+label, OS, hostname, an AI Machine's model and mode, and for an extension the instance's current
+``expires_at``; the payment: method, network, asset, atomic amount, payee) under a short id in the
+ledger (shared by every agent on it), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the fresh 402 gives exactly
 those terms; any difference is refused before anything is signed, with the differences listed.
 
 The rules a quote id obeys (issue 19), all kept here whatever store holds the records:
 
 - The id digests the terms, the state they priced (an extension's current expiry) and a fresh
   random part: two quotes never share an id, even for the same terms asked twice.
-- A quote pays at most once, from any process: ``claim`` marks it used under the state folder's
-  lock just before its payment is signed; from then on the id answers ``quote_used`` forever
-  (also after it expired), and the record stays.
+- A quote pays at most once, from any process on any machine sharing the ledger: ``claim`` marks
+  it used in one ledger transaction just before its payment is signed; from then on the id
+  answers ``quote_used`` forever (also after it expired), and the record stays.
 - A quote recorded without a catalog price check (``price_checked: false``) is not an approval
   of its amount by itself: paying it still needs an explicit ``--max-usd`` (``price_unknown``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import re
 import secrets
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
+from typing import Any
 
-from ..errors import PolicyError, UsageError
+from ..errors import ComputeError, PolicyError, UsageError
 from ..networks import NETWORKS
-from ..state import ensure_dir, read_json, write_private_json
+from .journal import ledger_of
 
 TTL_S = 600
 _ID = re.compile(r"^[0-9a-f]{16}$")
@@ -82,24 +79,9 @@ def _used_error(rec: dict) -> PolicyError:
 
 
 class Quotes:
-    def __init__(self, state_dir: Path, *, clock=time.time) -> None:
-        self.dir = Path(state_dir) / "quotes"
+    def __init__(self, target: Any, *, clock=time.time) -> None:
+        self.ledger = ledger_of(target)  # Settings, or a state folder (its SQLite ledger)
         self.clock = clock
-
-    def _path(self, qid: str) -> Path:
-        return self.dir / f"{qid}.json"
-
-    @contextmanager
-    def _locked(self):
-        """The state folder's lock (the one the budget's reservations take): one claim at a time
-        across every process sharing the folder."""
-        ensure_dir(self.dir.parent)
-        fd = os.open(self.dir.parent / "budget.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
     def record(self, terms: dict, journal_id: str) -> dict:
         """Store the quote; returns {"quote_id", "quote_expires_at", "price_checked"} for the output."""
@@ -108,11 +90,13 @@ class Quotes:
         qid = quote_id(fields, nonce)
         now = self.clock()
         checked = price_checked(terms)
-        with self._locked():
-            if self._path(qid).exists():  # 2**-64 odds; an id is never given twice all the same
-                raise PolicyError("Quote id collision; quote again.", code="quote_collision")
-            write_private_json(self._path(qid), {"quote_id": qid, "fields": fields, "nonce": nonce, "journal_id": journal_id,
-                                                 "price_checked": checked, "created_at": _iso(now), "expires_at": now + TTL_S})
+        try:
+            self.ledger.insert_quote(qid, {"quote_id": qid, "fields": fields, "nonce": nonce, "journal_id": journal_id,
+                                           "price_checked": checked, "created_at": _iso(now), "expires_at": now + TTL_S})
+        except ComputeError as e:
+            if e.code != "journal_conflict":
+                raise
+            raise PolicyError("Quote id collision; quote again.", code="quote_collision") from None  # 2**-64 odds
         return {"quote_id": qid, "quote_expires_at": _iso(now + TTL_S), "price_checked": checked}
 
     def load(self, qid: str) -> dict:
@@ -120,7 +104,7 @@ class Quotes:
         qid = (qid or "").strip().lower()
         if not _ID.match(qid):
             raise UsageError(f"A quote id is 16 hex characters (the quote_id of a --quote), got {qid[:40]!r}.", code="unknown_quote")
-        rec = read_json(self._path(qid))
+        rec = self.ledger.get_quote(qid)
         if not isinstance(rec, dict) or not isinstance(rec.get("fields"), dict):
             raise UsageError(f"No quote {qid} was made here.", code="unknown_quote", hint="Quote again with --quote, show it to the human, then pay with its quote_id.")
         if rec.get("used_at"):
@@ -161,13 +145,17 @@ class Quotes:
     def claim(self, rec: dict) -> dict:
         """Mark the quote used, just before its payment is signed; quote_used if it already was
         (by this process or any other). The record stays: the id never pays again."""
-        with self._locked():
-            now = read_json(self._path(rec["quote_id"]))
-            if not isinstance(now, dict) or now.get("nonce") != rec.get("nonce"):
+        def use(now: dict) -> dict:
+            if now.get("nonce") != rec.get("nonce"):
                 raise UsageError(f"Quote {rec['quote_id']} is no longer on record.", code="unknown_quote",
                                  hint="Quote again with --quote and have the human approve the new quote.")
             if now.get("used_at"):
                 raise _used_error(now)
             now["used_at"] = _iso(self.clock())
-            write_private_json(self._path(rec["quote_id"]), now)
+            return now
+
+        now = self.ledger.update_quote(rec["quote_id"], use)
+        if now is None:
+            raise UsageError(f"Quote {rec['quote_id']} is no longer on record.", code="unknown_quote",
+                             hint="Quote again with --quote and have the human approve the new quote.")
         return now

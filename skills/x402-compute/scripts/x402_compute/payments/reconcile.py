@@ -9,35 +9,20 @@ from datetime import datetime, timedelta, timezone
 
 from ..errors import ConfigError, UsageError
 from ..instances import iso, parse_time, summary
-from .journal import Journal, live_refusal, unresolved
+from .journal import Entry, Journal, live_refusal
 
 # A provision's order is looked for among instances created from this long before its journal entry.
 CLOCK_SLACK = timedelta(minutes=10)
 
 
 def entry_row(e: dict, now: float | None = None) -> dict:
-    """One journal entry as ``reconcile.py --list`` shows it: ``unresolved`` when its money may
-    have moved or may still move (``journal.unresolved``: a re-run for its order stops), and until
-    when a signed payment stays valid (``valid_until``)."""
-    from .budget import _pid_gone
-
-    now = time.time() if now is None else now
-    offer = e.get("offer") or {}
-    vb = e.get("valid_before")
-    return {
-        "id": e.get("id"),
-        "created_at": e.get("created_at"),
-        "kind": e.get("kind"),
-        "method": e.get("method"),
-        "status": e.get("status"),
-        "label": e.get("label"),
-        "network": offer.get("network"),
-        "amount_usd": offer.get("amount_usd") or (e.get("terms") or {}).get("total_usd"),
-        "order_id": e.get("order_id"),
-        "tx_hash": e.get("tx_hash"),
-        "valid_until": _when(vb) if isinstance(vb, (int, float)) and not isinstance(vb, bool) else None,
-        "unresolved": unresolved(e, now, pid_gone=_pid_gone),
-    }
+    """One journal entry as ``reconcile.py --list`` shows it, picked from the entry's one view:
+    ``unresolved`` when its money may have moved or may still move (``Entry.unresolved``: a re-run
+    for its order stops), and until when a signed payment stays valid (``valid_until``)."""
+    v = Entry.of(e).view(time.time() if now is None else now)
+    return {"id": v["id"], "created_at": v["created_at"], "kind": v["kind"], "method": v["method"], "status": v["status"],
+            "label": v["label"], "network": v["offer_network"], "amount_usd": v["amount_usd"], "order_id": v["order_id"],
+            "tx_hash": v["tx_hash"], "valid_until": v["valid_until"], "unresolved": v["unresolved"]}
 
 
 def check_resendable(entry: dict, base_url: str) -> None:

@@ -209,8 +209,8 @@ def missing_recipient_error(details: dict) -> PolicyError:
         hint=(
             f"Creating it would cost your Solana wallet {details['create_total_sol']} SOL "
             f"({details['create_cost_lamports']} lamports of rent + {details['create_fee_lamports']} lamports fee). "
-            f"Pass {CREATE_FLAG} to create it first (shown in the quote, confirmed before anything is signed), "
-            "ask the seller to create it, or pay on another network."
+            f"Tell the human: only they may create it at their wallet's cost (they run the same command with {CREATE_FLAG}; "
+            "the cost is shown in the quote and confirmed before anything is signed); or ask the seller to create it, or pay on another network."
         ),
     )
 

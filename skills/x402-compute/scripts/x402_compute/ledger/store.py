@@ -1,0 +1,491 @@
+"""One ledger over a DB-API connection: SQLite in the state folder, or a shared PostgreSQL.
+
+Every write runs in one transaction. ``tx(lock=...)`` takes the engine's write lock first
+(SQLite: ``BEGIN IMMEDIATE``, one writer per file; PostgreSQL: ``pg_advisory_xact_lock`` on the
+lock's name), so a read-check-write inside it (the budget's sum then its reservation) is atomic
+against every other process sharing the ledger, on this machine or another.
+
+Connections are per process and per thread (a forked child or the heartbeat thread opens its
+own). Any database failure is ``LedgerUnavailable`` (exit 2): no ledger, no payment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import ComputeError, ConfigError
+from ..state import ensure_dir
+from .migrations import CURRENT, MIGRATIONS
+
+HOST = socket.gethostname()
+SQLITE_NAME = "ledger.sqlite3"
+CONNECT_TIMEOUT_S = 5
+LOCK_TIMEOUT_S = 30
+
+
+class LedgerUnavailable(ConfigError):
+    """The configured ledger cannot be read or written: nothing is signed without it."""
+
+    code = "ledger_unavailable"
+
+
+class LedgerTooNew(LedgerUnavailable):
+    code = "ledger_too_new"
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit to print: the password (if any) replaced."""
+    try:
+        u = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if u.password is None:
+        return url
+    netloc = f"{u.username or ''}:***@{u.hostname or ''}" + (f":{u.port}" if u.port else "")
+    return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for ``name``."""
+    return int.from_bytes(hashlib.sha256(b"x402-compute:" + name.encode()).digest()[:8], "big", signed=True)
+
+
+class _SQLite:
+    name = "sqlite"
+    param = "?"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / SQLITE_NAME
+        self.where = str(self.path)
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        import sqlite3
+
+        return (sqlite3.Error,)
+
+    def integrity(self) -> tuple[type[BaseException], ...]:
+        import sqlite3
+
+        return (sqlite3.IntegrityError,)
+
+    def missing_table(self, e: BaseException) -> bool:
+        return "no such table" in str(e)
+
+    def connect(self):
+        import sqlite3
+
+        ensure_dir(self.path.parent)
+        # The file exists 0600 before SQLite opens it (its -wal and -shm files take the same mode).
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(str(self.path), timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def begin(self, conn, lock: str | None, durable: bool) -> None:
+        if durable:
+            conn.execute("PRAGMA synchronous=FULL")  # this commit reaches the disk before it returns
+        conn.execute("BEGIN IMMEDIATE")  # the one writer: the whole file is the lock
+
+    def end(self, conn, durable: bool) -> None:
+        if durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
+
+
+class _Postgres:
+    name = "postgresql"
+    param = "%s"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.where = redact_url(url)
+
+    def _psycopg(self):
+        try:
+            import psycopg
+        except ImportError:
+            raise LedgerUnavailable(
+                "COMPUTE_LEDGER_URL names a PostgreSQL ledger, but the psycopg package is not installed. Nothing was signed.",
+                hint="Install it (pip install 'psycopg[binary]>=3.2,<4'), or unset COMPUTE_LEDGER_URL to use the local SQLite ledger.",
+            ) from None
+        return psycopg
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        return (self._psycopg().Error,)
+
+    def integrity(self) -> tuple[type[BaseException], ...]:
+        return (self._psycopg().errors.UniqueViolation,)
+
+    def missing_table(self, e: BaseException) -> bool:
+        return isinstance(e, self._psycopg().errors.UndefinedTable)
+
+    def connect(self):
+        psycopg = self._psycopg()
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="x402-compute")
+        conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")  # a held budget lock: wait this long, then ledger_unavailable
+        conn.execute(f"SET statement_timeout = '{LOCK_TIMEOUT_S}s'")  # a stalled server, likewise
+        return conn
+
+    def begin(self, conn, lock: str | None, durable: bool) -> None:
+        conn.execute("BEGIN")
+        if not durable:  # atomic and visible at once, just not waited for on the server's disk
+            conn.execute("SET LOCAL synchronous_commit TO OFF")
+        if lock:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(lock),))
+
+    def end(self, conn, durable: bool) -> None:
+        pass
+
+
+class Ledger:
+    """The store behind ``payments.journal``, ``budget``, ``quotes``, the payee pins and keepalive."""
+
+    def __init__(self, engine, state_dir: Path) -> None:
+        self._engine = engine
+        self.engine = engine.name
+        self.where = engine.where
+        self.state_dir = Path(state_dir)
+        self.agent = f"{HOST}:{self.state_dir}"  # this state folder on this machine: one "instance" of the fleet
+        self._local = threading.local()
+        self._ready = False
+        self._ready_lock = threading.Lock()
+
+    # -- connection and transactions -------------------------------------------------------------
+    def _fail(self, e: BaseException, doing: str) -> LedgerUnavailable:
+        what = "the SQLite ledger" if self.engine == "sqlite" else "the PostgreSQL ledger"
+        check = (f"check that {self.where} is writable and the disk not full" if self.engine == "sqlite"
+                 else "check that the server is up and reachable, and the URL, user and password in COMPUTE_LEDGER_URL(_FILE)")
+        return LedgerUnavailable(
+            f"Cannot {doing} {what} ({self.where}): {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}. Nothing was signed.",
+            details={"engine": self.engine, "ledger": self.where},
+            hint=f"No ledger, no payment: {check}, then run the command again. doctor.py checks the ledger.",
+        )
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = self._engine.connect()
+            except LedgerUnavailable:
+                raise
+            except Exception as e:  # driver errors, OSError on the file
+                raise self._fail(e, "open") from None
+            self._local.conn = conn
+            self._local.depth = 0
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        self._drop()
+
+    @contextmanager
+    def tx(self, *, lock: str | None = None, durable: bool = False) -> Iterator[None]:
+        """One write transaction (nested calls join the outer one)."""
+        self.ready()
+        conn = self._conn()
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        errors = self._engine.errors()
+        try:
+            self._engine.begin(conn, lock, durable)
+        except errors as e:
+            self._drop()  # a dropped server connection: the next call opens a fresh one
+            raise self._fail(e, "write to") from None
+        self._local.depth = 1
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException as e:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                self._drop()
+            if isinstance(e, errors):
+                if isinstance(e, self._engine.integrity()):
+                    raise ComputeError(f"Ledger conflict: {str(e).splitlines()[0]}", code="journal_conflict") from None
+                self._drop()
+                raise self._fail(e, "write to") from None
+            raise
+        finally:
+            self._local.depth = 0
+            try:
+                self._engine.end(conn, durable)
+            except Exception:
+                pass
+
+    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Run one statement (inside the current transaction, or on its own) and return its rows."""
+        if self._engine.param != "?":
+            sql = sql.replace("?", self._engine.param)
+        conn = self._conn()
+        try:
+            cur = conn.execute(sql, args)
+            return list(cur.fetchall()) if cur.description else []
+        except self._engine.errors() as e:
+            if self._local.depth:
+                raise  # tx() maps it (and rolls back)
+            if isinstance(e, self._engine.integrity()):
+                raise ComputeError(f"Ledger conflict: {str(e).splitlines()[0]}", code="journal_conflict") from None
+            self._drop()
+            raise self._fail(e, "read") from None
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        self.ready()
+        return self._q(sql, args)
+
+    # -- schema ----------------------------------------------------------------------------------
+    def ready(self) -> None:
+        """Apply missing migrations (once per process), refusing a schema newer than this code."""
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            have = self._version_or_none()
+            if have is None or have < CURRENT:
+                self._migrate()
+            elif have > CURRENT:
+                raise self._too_new(have)
+            self._ready = True
+
+    def _version_or_none(self) -> int | None:
+        """The newest applied version, or None when the ledger has no schema yet."""
+        conn = self._conn()
+        try:
+            rows = conn.execute("SELECT max(version) FROM schema_version").fetchall()
+        except self._engine.errors() as e:
+            if not self._engine.missing_table(e):
+                self._drop()
+                raise self._fail(e, "read") from None
+            if self.engine == "postgresql":
+                self._drop()
+            return None
+        return rows[0][0] if rows and rows[0][0] is not None else 0
+
+    def schema_version(self) -> int:
+        v = self._version_or_none()
+        return v or 0
+
+    def _too_new(self, have: int) -> LedgerTooNew:
+        return LedgerTooNew(
+            f"The ledger at {self.where} has schema version {have}, newer than this release knows ({CURRENT}). Nothing was signed.",
+            details={"engine": self.engine, "ledger": self.where, "schema_version": have, "supported": CURRENT},
+            hint="Another agent runs a newer x402-compute on this ledger: upgrade this skill too (a ledger is never downgraded).",
+        )
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        errors = self._engine.errors()
+        try:
+            self._engine.begin(conn, "schema", False)
+            self._local.depth = 1
+            self._q("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ts DOUBLE PRECISION NOT NULL)")
+            have = self._q("SELECT max(version) FROM schema_version")[0][0] or 0
+            if have > CURRENT:
+                raise self._too_new(have)
+            for version in range(have + 1, CURRENT + 1):
+                for stmt in MIGRATIONS[version - 1]:
+                    self._q(stmt)
+                self._q("INSERT INTO schema_version (version, applied_ts) VALUES (?, ?)", (version, time.time()))
+            conn.execute("COMMIT")
+        except BaseException as e:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass
+            self._drop()
+            if isinstance(e, errors):
+                raise self._fail(e, "set up") from None
+            raise
+        finally:
+            self._local.depth = 0
+
+    # -- journal ---------------------------------------------------------------------------------
+    _COLS = ("created_ts", "status", "kind", "micros", "host", "pid", "heartbeat_ts", "agent", "method", "signed", "valid_before")
+
+    def insert_entry(self, entry: dict, cols: dict, *, durable: bool = False) -> None:
+        """A new journal row; ``journal_conflict`` if the id exists (a payment record is never overwritten)."""
+        values = tuple(cols.get(c) for c in self._COLS)
+        with self.tx(durable=durable):
+            self._q(f"INSERT INTO journal (id, {', '.join(self._COLS)}, body) VALUES (?, {', '.join('?' * len(self._COLS))}, ?)",
+                    (entry["id"], *values, json.dumps(entry, sort_keys=True)))
+
+    def get_entry(self, entry_id: str) -> dict | None:
+        rows = self._read("SELECT body FROM journal WHERE id = ?", (entry_id,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def update_entry(self, entry_id: str, change: Callable[[dict], tuple[dict, dict]], *, durable: bool = False) -> dict | None:
+        """Read, change and write one entry in one transaction: ``change(entry) -> (entry, cols)``."""
+        with self.tx(durable=durable, lock=None):
+            rows = self._q("SELECT body FROM journal WHERE id = ?" + (" FOR UPDATE" if self.engine == "postgresql" else ""), (entry_id,))
+            if not rows:
+                return None
+            entry, cols = change(json.loads(rows[0][0]))
+            sets = ", ".join(f"{c} = ?" for c in self._COLS)
+            self._q(f"UPDATE journal SET {sets}, body = ? WHERE id = ?",
+                    (*(cols.get(c) for c in self._COLS), json.dumps(entry, sort_keys=True), entry_id))
+            return entry
+
+    def delete_reservation(self, entry_id: str) -> bool:
+        with self.tx():
+            n = self._q("SELECT id FROM journal WHERE id = ? AND status = 'reserved'", (entry_id,))
+            if n:
+                self._q("DELETE FROM journal WHERE id = ?", (entry_id,))
+            return bool(n)
+
+    def heartbeat(self, entry_id: str, now: float | None = None) -> None:
+        """A live process still holds this reservation (its expiry across machines is by heartbeat)."""
+        with self.tx():
+            self._q("UPDATE journal SET heartbeat_ts = ? WHERE id = ? AND status = 'reserved'", (time.time() if now is None else now, entry_id))
+
+    def entries(self, since_ts: float | None = None) -> list[dict]:
+        """Whole entries, oldest first (``since_ts``: created at or after it)."""
+        if since_ts is None:
+            rows = self._read("SELECT body, heartbeat_ts FROM journal ORDER BY created_ts, id")
+        else:
+            rows = self._read("SELECT body, heartbeat_ts FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,))
+        out = []
+        for body, beat in rows:
+            e = json.loads(body)
+            if beat is not None:  # heartbeats touch the column only (cheap); the reader sees them too
+                e["heartbeat_ts"] = beat
+            out.append(e)
+        return out
+
+    def rows(self, since_ts: float) -> list[dict]:
+        """The budget's view: the indexed columns only (no JSON parsing), oldest first."""
+        rows = self._q(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,)) \
+            if self._local.depth else \
+            self._read(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,))
+        return [dict(zip(("id", *self._COLS), r)) for r in rows]
+
+    def ids_with_prefix(self, prefix: str) -> list[str]:
+        return [r[0] for r in self._read("SELECT id FROM journal WHERE id LIKE ? ORDER BY id", (prefix + "%",))]
+
+    # -- quotes ----------------------------------------------------------------------------------
+    def put_quote(self, qid: str, rec: dict) -> None:
+        with self.tx():
+            self._q("INSERT INTO quotes (id, expires_ts, journal_id, body) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET expires_ts = excluded.expires_ts, journal_id = excluded.journal_id, body = excluded.body",
+                    (qid, float(rec.get("expires_at") or 0), rec.get("journal_id"), json.dumps(rec, sort_keys=True)))
+
+    def insert_quote(self, qid: str, rec: dict) -> None:
+        """A new quote; ``journal_conflict`` if the id exists (an id is never given twice)."""
+        with self.tx():
+            self._q("INSERT INTO quotes (id, expires_ts, journal_id, body) VALUES (?, ?, ?, ?)",
+                    (qid, float(rec.get("expires_at") or 0), rec.get("journal_id"), json.dumps(rec, sort_keys=True)))
+
+    def update_quote(self, qid: str, change: Callable[[dict], dict]) -> dict | None:
+        """Read, change and write one quote in one transaction (``change`` may raise: nothing is written)."""
+        with self.tx():
+            rows = self._q("SELECT body FROM quotes WHERE id = ?" + (" FOR UPDATE" if self.engine == "postgresql" else ""), (qid,))
+            if not rows:
+                return None
+            rec = change(json.loads(rows[0][0]))
+            self._q("UPDATE quotes SET body = ? WHERE id = ?", (json.dumps(rec, sort_keys=True), qid))
+            return rec
+
+    def get_quote(self, qid: str) -> dict | None:
+        rows = self._read("SELECT body FROM quotes WHERE id = ?", (qid,))
+        return json.loads(rows[0][0]) if rows else None
+
+    # -- payee pins ------------------------------------------------------------------------------
+    def pins(self) -> dict:
+        return {r[0]: json.loads(r[1]) for r in self._read("SELECT network, body FROM payee_pins")}
+
+    def set_pin(self, network: str, rec: dict) -> None:
+        with self.tx():
+            self._q("INSERT INTO payee_pins (network, body) VALUES (?, ?) ON CONFLICT (network) DO UPDATE SET body = excluded.body",
+                    (network, json.dumps(rec, sort_keys=True)))
+
+    def add_pin(self, network: str, rec: dict) -> dict:
+        """Pin ``rec`` unless the network already has a pin; returns the pin in force."""
+        with self.tx():
+            self._q("INSERT INTO payee_pins (network, body) VALUES (?, ?) ON CONFLICT (network) DO NOTHING",
+                    (network, json.dumps(rec, sort_keys=True)))
+            return json.loads(self._q("SELECT body FROM payee_pins WHERE network = ?", (network,))[0][0])
+
+    # -- keepalive records -----------------------------------------------------------------------
+    def keepalive(self, instance_id: str) -> dict:
+        rows = self._read("SELECT body FROM keepalive WHERE instance_id = ?", (instance_id,))
+        return json.loads(rows[0][0]) if rows else {}
+
+    def set_keepalive(self, instance_id: str, rec: dict) -> None:
+        with self.tx():
+            self._q("INSERT INTO keepalive (instance_id, body) VALUES (?, ?) ON CONFLICT (instance_id) DO UPDATE SET body = excluded.body",
+                    (instance_id, json.dumps(rec, sort_keys=True)))
+
+    # -- one-time imports ------------------------------------------------------------------------
+    def imported(self, source: str) -> bool:
+        return bool(self._read("SELECT 1 FROM imports WHERE source = ?", (source,)))
+
+    def import_once(self, source: str, load: Callable[[], tuple[list[tuple[dict, dict]], dict, list[dict], dict]]) -> int | None:
+        """Import what ``load()`` returns (journal (entry, cols) pairs, pins, quotes, keepalive
+        records) once per ``source``, in one transaction: rows already present are kept as they
+        are (idempotent: a crash between this and renaming the files imports nothing twice).
+        Returns the number of journal entries imported, or None if ``source`` was done before."""
+        with self.tx(lock="import"):
+            if self._q("SELECT 1 FROM imports WHERE source = ?", (source,)):
+                return None
+            entries, pins, quotes, keepalive = load()
+            for entry, cols in entries:
+                self._q(f"INSERT INTO journal (id, {', '.join(self._COLS)}, body) VALUES (?, {', '.join('?' * len(self._COLS))}, ?) "
+                        "ON CONFLICT (id) DO NOTHING", (entry["id"], *(cols.get(c) for c in self._COLS), json.dumps(entry, sort_keys=True)))
+            for network, rec in pins.items():
+                self._q("INSERT INTO payee_pins (network, body) VALUES (?, ?) ON CONFLICT (network) DO NOTHING", (network, json.dumps(rec, sort_keys=True)))
+            for rec in quotes:
+                self._q("INSERT INTO quotes (id, expires_ts, journal_id, body) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                        (rec["quote_id"], float(rec.get("expires_at") or 0), rec.get("journal_id"), json.dumps(rec, sort_keys=True)))
+            for iid, rec in keepalive.items():
+                self._q("INSERT INTO keepalive (instance_id, body) VALUES (?, ?) ON CONFLICT (instance_id) DO NOTHING", (iid, json.dumps(rec, sort_keys=True)))
+            self._q("INSERT INTO imports (source, imported_ts, entries) VALUES (?, ?, ?)", (source, time.time(), len(entries)))
+            return len(entries)
+
+
+_OPEN: dict[tuple, Ledger] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_ledger(state_dir: Path, url: str | None = None) -> Ledger:
+    """The ledger for this state folder: PostgreSQL at ``url`` if given, else SQLite in the folder.
+    One object per process (connections are per thread inside it); opening connects lazily."""
+    key = (os.getpid(), str(Path(state_dir)), url or "")
+    with _OPEN_LOCK:
+        led = _OPEN.get(key)
+        if led is None:
+            if url:
+                scheme = urlsplit(url).scheme.lower()
+                if scheme not in ("postgresql", "postgres"):
+                    raise ConfigError(
+                        f"COMPUTE_LEDGER_URL must be a postgresql:// URL, got one starting {scheme + '://' if scheme else 'with no scheme'}.",
+                        code="config_error",
+                        hint="E.g. COMPUTE_LEDGER_URL_FILE=~/.config/x402-compute/ledger-url holding postgresql://agent@db.example/compute; "
+                        "unset it to use the local SQLite ledger.",
+                    )
+                engine: Any = _Postgres(url)
+            else:
+                engine = _SQLite(Path(state_dir))
+            led = _OPEN[key] = Ledger(engine, Path(state_dir))
+        return led

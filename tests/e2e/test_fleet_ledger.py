@@ -1,0 +1,143 @@
+"""One budget for a fleet: agents in two state folders ("two machines") sharing one PostgreSQL ledger,
+the real scripts as subprocesses against the sandbox, payments settled on its local chains, paid
+requests counted by a proxy in front of it. And the upgrade: a state folder written by the release
+before the ledger (the JSON journal) keeps its history and its spend.
+
+The plan costs 0.2496 USD per 24 h, so a budget of 0.7488 fits exactly three provisions."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests import pg
+from tests.helpers import PLAN, REGION, ROOT, SCRIPTS, Proxy, balances, fail_doc, ok, run_script, wallet_env
+
+PRICE_ATOMIC = 249_600
+ARGS = ("provision.py", PLAN, REGION, "--days", "1")
+JSON_RELEASE = "621e4e7"  # the last commit whose journal, pins and quotes were JSON files in the state folder
+
+
+@pytest.fixture(scope="module")
+def private_pg(tmp_path_factory):
+    """A PostgreSQL of this module's own: one test stops it."""
+    pytest.importorskip("psycopg")
+    if pg.bin_dir() is None:
+        pytest.skip("no PostgreSQL server here (initdb); CI installs one (.ci/run)")
+    server = pg.Server(pg.shared_root(f"fleet-{os.getpid()}-{tmp_path_factory.getbasetemp()}"))
+    port = server.acquire("fleet")
+    try:
+        yield server, port
+    finally:
+        server.release("fleet")
+
+
+def test_eight_agents_in_two_state_folders_share_one_budget_pins_and_quotes(make_sandbox, tools, tmp_path, ledger_url):
+    sb = make_sandbox()
+    proxy = Proxy(sb.base_url)
+    try:
+        w = tools.fresh_wallet(sb.facilitator, usd=20)  # one wallet handed to every agent
+        envs = [wallet_env(sb, w, tmp_path / m, COMPUTE_BASE_URL=proxy.url, COMPUTE_BUDGET_USD="0.7488", COMPUTE_LEDGER_URL=ledger_url)
+                for m in ("laptop", "ci")]
+        before = balances(sb, w)["base"]
+        procs = [subprocess.Popen([sys.executable, str(SCRIPTS / "provision.py"), PLAN, REGION, "--days", "1", "--yes"],
+                                  env=envs[i % 2], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(8)]
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            results.append((p.returncode, json.loads(out), err))
+        paid = [d for rc, d, _ in results if rc == 0]
+        refused = [d for rc, d, _ in results if rc == 3]
+        assert len(paid) == 3 and len(refused) == 5, [(rc, d.get("error", {}).get("code")) for rc, d, _ in results]
+        assert all(d["error"]["code"] == "budget_exceeded" for d in refused)
+        assert proxy.paid_requests == 3 and len(set(proxy.payment_headers)) == 3
+        assert before - balances(sb, w)["base"] == 3 * PRICE_ATOMIC
+        assert len([p for p in sb.app.store.payments() if (p.get("payer") or "").lower() == w["evm_address"].lower()]) == 3
+        # budget.py from either folder: the same fleet totals, per host and per instance.
+        views = [ok(run_script("budget.py", env=e)) for e in envs]
+        assert views[0]["budget"] == views[1]["budget"] and views[0]["budget"]["spent_usd"] == "0.7488"
+        assert views[0]["fleet"]["instances"] == views[1]["fleet"]["instances"] and views[0]["fleet"]["ledger"] == "postgresql"
+        spent = {i["instance"].rsplit("/", 2)[-2]: i["spent_usd"] for i in views[0]["fleet"]["instances"]}
+        assert set(spent) <= {"laptop", "ci"} and sum(float(v) for v in spent.values()) == pytest.approx(0.7488)
+        assert len(views[0]["payments"]) == len(views[1]["payments"]) == 3
+
+        # A quote made and paid from one folder cannot be paid again from the other.
+        more = [{**e, "COMPUTE_BUDGET_USD": "5"} for e in envs]
+        q = ok(run_script(*ARGS, "--quote", env=more[0]))["quote"]
+        ok(run_script(*ARGS, "--confirm-quote", q["quote_id"], env=more[0]))
+        fail_doc(run_script(*ARGS, "--confirm-quote", q["quote_id"], env=more[1]), 3, "quote_used")
+        assert proxy.paid_requests == 4
+
+        # The payee pinned by one is enforced for the other: a second service with another payee.
+        other = make_sandbox(seed=7)  # another deployment: another payee
+        w2 = tools.fresh_wallet(other.facilitator, usd=5)
+        env_other = wallet_env(other, w2, tmp_path / "ci", COMPUTE_LEDGER_URL=ledger_url)
+        assert other.facilitator.payee("base") != sb.facilitator.payee("base")
+        doc = fail_doc(run_script(*ARGS, "--yes", env=env_other), 3, "payee_changed")
+        assert doc["error"]["details"]["pinned"] == sb.facilitator.payee("base")
+        assert balances(other, w2)["base"] == 5 * 10**6
+    finally:
+        proxy.stop()
+
+
+def test_no_ledger_no_payment(private_pg, sandbox, tools, tmp_path):
+    server, port = private_pg
+    url = pg.fresh_schema(port)
+    proxy = Proxy(sandbox.base_url)
+    try:
+        w = tools.fresh_wallet(sandbox.facilitator, usd=5)
+        env = wallet_env(sandbox, w, tmp_path, COMPUTE_BASE_URL=proxy.url, COMPUTE_LEDGER_URL=url)
+        ok(run_script(*ARGS, "--yes", env=env))
+        assert proxy.paid_requests == 1
+        server.stop()  # the database goes away between two runs
+        before = balances(sandbox, w)
+        doc = fail_doc(run_script(*ARGS, "--yes", env=env), 2, "ledger_unavailable")
+        assert "Nothing was signed" in doc["error"]["message"] and "COMPUTE_LEDGER_URL" in doc["error"]["hint"]
+        assert proxy.paid_requests == 1 and balances(sandbox, w) == before
+        # The read-only commands keep working; the ledger's own report says what is wrong.
+        ok(run_script("browse_plans.py", env=env))
+        fail_doc(run_script("budget.py", env=env), 2, "ledger_unavailable")
+        d = run_script("doctor.py", "--offline", env=env)[1]
+        (check,) = [c for c in d["checks"] if c["name"] == "ledger"]
+        assert check["status"] == "fail" and check["data"]["engine"] == "postgresql"
+    finally:
+        proxy.stop()
+        server.start_again(port)
+
+
+def test_a_state_folder_of_the_json_release_keeps_its_history_and_spend(sandbox, tools, tmp_path):
+    """Pay with the release before the ledger, then use this one on the same state folder."""
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", JSON_RELEASE, "skills/x402-compute/scripts"],
+                                 capture_output=True, check=True, timeout=60).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        pytest.skip(f"the JSON-journal release ({JSON_RELEASE}) is not in this checkout's history")
+    old = tmp_path / "old"
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(old)
+    w = tools.fresh_wallet(sandbox.facilitator, usd=5)
+    env = wallet_env(sandbox, w, tmp_path / "home", COMPUTE_BUDGET_USD="0.5")
+    proc = subprocess.run([sys.executable, str(old / "skills/x402-compute/scripts/provision.py"), *ARGS[1:], "--yes"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads(proc.stdout)
+    state = Path(env["X402_COMPUTE_STATE_DIR"])
+    jid = first["payment"]["journal_id"]
+    assert (state / "journal" / f"{jid}.json").exists() and (state / "payees.json").exists()
+
+    b = ok(run_script("budget.py", env=env))  # the first use imports
+    assert b["budget"]["spent_usd"] == "0.2496" and [r["journal_id"] for r in b["payments"]] == [jid]
+    assert (state / "journal.imported" / f"{jid}.json").exists() and not (state / "journal").exists()
+    rec = ok(run_script("reconcile.py", jid, env=env))  # reconcile works on the imported entry
+    assert rec["found"] is True and rec["journal"]["status"] == "settled"
+    # The imported spend still counts: with 0.2496 of 0.5 spent, one more fits, a third does not.
+    ok(run_script(*ARGS, "--yes", env=env))
+    fail_doc(run_script(*ARGS, "--yes", env=env), 3, "budget_exceeded")
+    # The pin came along: the journal and pins now live in the ledger, the old files are kept.
+    assert json.loads((state / "payees.json.imported").read_text())["base"]["pay_to"] == sandbox.facilitator.payee("base")

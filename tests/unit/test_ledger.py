@@ -1,0 +1,121 @@
+"""The ledger itself, on both engines: versioned forward-only migrations applied once under a lock,
+a newer schema refused, no ledger no payment (nothing signed, nothing sent), doctor's checks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+import time
+
+import pytest
+from x402_compute.config import load_settings
+from x402_compute.ledger import LedgerUnavailable, open_ledger
+from x402_compute.ledger.migrations import CURRENT
+from x402_compute.payments.budget import Budget
+from x402_compute.payments.journal import Journal, new_id
+
+from tests.unit.test_mpp_flow import mpp_header, ok201, r402, run
+
+
+def settings(state, env):
+    return load_settings(environ={"X402_COMPUTE_STATE_DIR": str(state), **env})
+
+
+def _open_one(state: str, env: dict, barrier, results) -> None:
+    try:
+        barrier.wait()
+        led = open_ledger(state, env.get("COMPUTE_LEDGER_URL"))
+        led.ready()
+        results.put(led.schema_version())
+    except BaseException as e:  # the parent must see it, not a missing answer
+        results.put(f"error: {type(e).__name__}: {e}")
+
+
+def test_migrations_apply_once_under_a_lock_when_many_open_a_new_ledger(tmp_path, ledger_env):
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_open_one, args=(str(tmp_path / f"a{i}" if ledger_env else tmp_path), ledger_env, barrier, results))
+             for i in range(4)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert got == [CURRENT] * 4
+    led = open_ledger(tmp_path, ledger_env.get("COMPUTE_LEDGER_URL"))
+    assert led._read("SELECT version FROM schema_version ORDER BY version") == [(v,) for v in range(1, CURRENT + 1)]
+
+
+def test_a_newer_schema_is_refused_and_nothing_is_written(tmp_path, ledger_env):
+    s = settings(tmp_path, ledger_env)
+    led = Journal(s).ledger
+    with led.tx():
+        led._q("INSERT INTO schema_version (version, applied_ts) VALUES (?, ?)", (CURRENT + 1, time.time()))
+    fresh = open_ledger(tmp_path, ledger_env.get("COMPUTE_LEDGER_URL"))
+    fresh._ready = False  # as a process started after the newer release migrated it
+    with pytest.raises(LedgerUnavailable) as e:
+        fresh.ready()
+    assert e.value.code == "ledger_too_new" and e.value.exit_code == 2 and "upgrade" in e.value.hint
+    assert e.value.details["schema_version"] == CURRENT + 1 and e.value.details["supported"] == CURRENT
+
+
+def test_an_unreachable_ledger_refuses_before_anything_is_signed(tmp_path):
+    s = settings(tmp_path, {"COMPUTE_LEDGER_URL": "postgresql://agent@127.0.0.1:9/none?connect_timeout=2"})
+    pytest.importorskip("psycopg")
+    with pytest.raises(LedgerUnavailable) as e:
+        Budget(s).reserve(1, {"id": new_id(), "kind": "provision", "method": "x402", "terms": {}})
+    assert e.value.code == "ledger_unavailable" and e.value.exit_code == 2
+    assert "Nothing was signed" in e.value.message and "COMPUTE_LEDGER_URL" in e.value.hint
+
+
+def test_a_failed_write_before_the_payment_sends_nothing(tmp_path, monkeypatch):
+    """The reservation is written, the payment signed, then the ``sent`` write fails: the signed
+    payment never leaves (only the unpaid probe went out) and the error says so."""
+    real = Journal.update
+
+    def failing(self, entry_id, status=None, **fields):
+        if status == "sent":
+            raise LedgerUnavailable("Cannot write to the SQLite ledger (disk full). Nothing was signed.")
+        return real(self, entry_id, status, **fields)
+
+    monkeypatch.setattr(Journal, "update", failing)
+    only_mpp = r402({"WWW-Authenticate": mpp_header()})
+    res, client, signs, err = run(tmp_path, [only_mpp, only_mpp, ok201()])
+    assert isinstance(err, LedgerUnavailable) and err.exit_code == 2
+    assert "signed but never sent" in err.message and len(signs) == 1
+    assert all("Authorization" not in r["headers"] for r in client.sent)  # no payment header ever left
+
+
+def test_the_sqlite_ledger_is_0600_in_wal_mode(tmp_path):
+    led = Journal(tmp_path).ledger
+    led.ready()
+    for name in ("ledger.sqlite3", "ledger.sqlite3-wal", "ledger.sqlite3-shm"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
+    assert led._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_doctor_checks_the_ledger(tmp_path, ledger_env):
+    from x402_compute.commands.doctor import check_ledger
+
+    s = settings(tmp_path, ledger_env)
+    assert [c.status for c in check_ledger(s)] == ["ok"]  # SQLite not made yet / PostgreSQL: nothing created
+    Journal(s).create({"id": new_id(), "kind": "provision", "status": "settled"})
+    (check,) = check_ledger(s)
+    assert check.status == "ok" and check.data["schema_version"] == CURRENT and check.data["engine"] == ("postgresql" if ledger_env else "sqlite")
+    if not ledger_env:
+        os.chmod(tmp_path / "ledger.sqlite3", 0o644)
+        assert {c.name: c.status for c in check_ledger(s)} == {"ledger_permissions": "fail", "ledger": "ok"}
+    else:  # a password in clear in the environment: warn, and name the file form; never print it
+        url = ledger_env["COMPUTE_LEDGER_URL"].replace("postgres@", "postgres:s3cret-pw@")
+        checks = {c.name: c for c in check_ledger(settings(tmp_path, {"COMPUTE_LEDGER_URL": url}))}
+        assert checks["ledger_secret"].status == "warn" and "COMPUTE_LEDGER_URL_FILE" in checks["ledger_secret"].detail
+        assert "s3cret-pw" not in str([c.to_dict() for c in checks.values()])
+        f = tmp_path / "url"
+        f.write_text(url)
+        checks = {c.name: c for c in check_ledger(settings(tmp_path, {"COMPUTE_LEDGER_URL_FILE": str(f)}))}
+        assert "ledger_secret" not in checks and checks["ledger"].status == "ok"
+    bad = settings(tmp_path, {"COMPUTE_LEDGER_URL": "postgresql://agent@127.0.0.1:9/none?connect_timeout=2"})
+    if ledger_env:
+        (check,) = check_ledger(bad)
+        assert check.status == "fail" and "ledger" in check.detail
