@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import mcp_types as types
+import pytest
 
 from tests.e2e.test_mcp_server import DAY_ATOMIC, PLAN, REGION, _session, portal, usdc, wallet  # noqa: F401 (fixtures)
 from tests.helpers import journal_entries as journal
@@ -98,3 +99,31 @@ def test_no_tool_drops_what_guards_a_live_machine_on_the_servers_word(request, p
         assert "forget_" in doc["error"]["message"], doc
     assert all(f.read_text() == "kept\n" for f in kept)
     assert api.received("DELETE") == []
+
+
+def test_the_http_token_guards_every_route_and_method(sandbox, wallet, tmp_path):
+    """Not only POST /mcp: the SSE stream (GET, with a session id and Last-Event-ID to resume),
+    session deletion, any other path or method and a WebSocket upgrade are refused without the
+    token; nothing reaches a tool."""
+    import requests
+    import websockets.sync.client
+
+    from tests.e2e.test_mcp_server import _http_server
+    from tests.helpers import wallet_env
+
+    proc, url, said = _http_server(wallet_env(sandbox, wallet, tmp_path, COMPUTE_MCP_ALLOW_SPEND="1", COMPUTE_MCP_APPROVAL="unattended"))
+    try:
+        base = url.rsplit("/mcp", 1)[0]
+        token = (tmp_path / "state" / "mcp-http-token").read_text().strip()
+        headers = {"Accept": "application/json, text/event-stream", "Mcp-Session-Id": "0" * 32, "Last-Event-ID": "1"}
+        for method in ("GET", "POST", "DELETE", "PUT", "OPTIONS", "HEAD"):
+            for path in ("/mcp", "/mcp/", "/", "/sse", "/messages/", "//mcp"):
+                r = requests.request(method, base + path, headers=headers, timeout=5)
+                assert r.status_code == 401, (method, path, r.status_code)
+                assert token not in r.text
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            websockets.sync.client.connect(base.replace("http://", "ws://") + "/mcp", open_timeout=5).close()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert token not in said + err and journal(tmp_path) == []
