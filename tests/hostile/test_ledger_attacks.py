@@ -86,3 +86,18 @@ def test_a_hostile_old_json_journal_is_refused_whole_then_imported_once_by_two_r
     assert [[r["journal_id"] for r in d["payments"]] for d in docs] == [[good], [good]]
     assert [d["budget"]["spent_usd"] for d in docs] == ["0.24", "0.24"]
     assert (state / "journal.imported" / f"{good}.json").exists() and not (state / "journal").exists()
+
+
+def test_a_newer_ledger_schema_refuses_paying_before_any_request_while_reading_still_works(hostile, hostile_env, tmp_path):
+    env = hostile_env()
+    code, doc, _ = run_script("budget.py", env=env)  # makes the ledger at this release's schema
+    assert code == 0, doc
+    with sqlite3.connect(tmp_path / "home" / "state" / "ledger.sqlite3") as c:  # a newer release migrated it
+        c.execute("INSERT INTO schema_version (version, applied_ts) VALUES (999, 0)")
+
+    code, doc, _ = run_script(*PROVISION, env=env)
+    assert code == 2 and doc["error"]["code"] == "ledger_too_new" and "upgrade" in doc["error"]["hint"], doc
+    assert hostile.received("POST") == []  # refused before the first request: no prompt, no probe, no signature
+    for script in (("budget.py",), ("reconcile.py", "--list")):
+        code, doc, err = run_script(*script, env=env)
+        assert code == 0, (script, doc, err)

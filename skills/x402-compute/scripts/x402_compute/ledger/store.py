@@ -185,6 +185,7 @@ class Ledger:
         self.agent = f"{HOST}:{self.state_dir}"  # this state folder on this machine: one "instance" of the fleet
         self._local = threading.local()
         self._ready = False
+        self._newer: int | None = None  # a newer release's schema version: read only
         self._ready_lock = threading.Lock()
 
     # -- connection and transactions -------------------------------------------------------------
@@ -280,13 +281,15 @@ class Ledger:
             raise self._fail(e, "read") from None
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
-        self.ready()
+        self.ready(write=False)
         return self._q(sql, args)
 
     # -- schema ----------------------------------------------------------------------------------
-    def ready(self) -> None:
-        """Apply missing migrations (once per process), refusing a schema newer than this code."""
-        if self._ready:
+    def ready(self, *, write: bool = True) -> None:
+        """Apply missing migrations (once per process). A schema newer than this code is refused for
+        writing (every payment writes first: nothing is signed), but may still be read (budget.py,
+        reconcile.py --list: migrations only ever add, so what this release reads is still there)."""
+        if self._ready or (not write and self._newer):
             return
         with self._ready_lock:
             if self._ready:
@@ -295,7 +298,10 @@ class Ledger:
             if have is None or have < CURRENT:
                 self._migrate()
             elif have > CURRENT:
-                raise self._too_new(have)
+                if write:
+                    raise self._too_new(have)
+                self._newer = have
+                return
             self._ready = True
 
     def _version_or_none(self) -> int | None:
