@@ -101,3 +101,33 @@ def test_a_newer_ledger_schema_refuses_paying_before_any_request_while_reading_s
     for script in (("budget.py",), ("reconcile.py", "--list")):
         code, doc, err = run_script(*script, env=env)
         assert code == 0, (script, doc, err)
+
+
+def test_a_machine_whose_clock_is_behind_still_has_its_reservation_counted_by_the_fleet(tmp_path, ledger_url, monkeypatch):
+    """Two machines share a PostgreSQL ledger; B's clock is 10 minutes behind. B's reservation (a
+    payment being signed) was judged by A's clock: 600 s old, no heartbeat, 'dead', so A reserved
+    too and the fleet went over its budget. One clock for the fleet (the database's) closes it."""
+    import time
+
+    from x402_compute.config import load_settings
+    from x402_compute.payments import budget as budget_mod
+    from x402_compute.payments import journal as journal_mod
+    from x402_compute.payments.budget import Budget, BudgetExceeded
+    from x402_compute.payments.journal import new_id
+
+    def settings(name):
+        return load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path / name), "COMPUTE_LEDGER_URL": ledger_url,
+                                      "COMPUTE_BUDGET_USD": "1"})
+
+    real = time.time
+    with monkeypatch.context() as m:  # machine B: another host name, a clock 600 s behind
+        m.setattr(journal_mod, "HOST", "machine-b")
+        m.setattr(budget_mod, "_HOST", "machine-b")
+        m.setattr(time, "time", lambda: real() - 600)
+        m.setattr(journal_mod, "_now", lambda: journal_mod.datetime.fromtimestamp(real() - 600, journal_mod.timezone.utc)
+                  .strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        Budget(settings("b")).reserve(600_000, {"id": new_id(), "kind": "provision", "method": "x402"})
+    a = Budget(settings("a"))
+    assert a.status()["reserved_usd"] == "0.6"
+    with pytest.raises(BudgetExceeded):
+        a.reserve(600_000, {"id": new_id(), "kind": "provision", "method": "x402"})

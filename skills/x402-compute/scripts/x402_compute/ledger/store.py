@@ -389,10 +389,18 @@ class Ledger:
                 self._q("DELETE FROM journal WHERE id = ?", (entry_id,))
             return bool(n)
 
+    def now(self) -> float:
+        """The ledger's clock, in unix seconds: PostgreSQL's own (one clock for every machine sharing
+        it: a reservation's age and heartbeat, written on one machine and judged on another, are not
+        skewed by their clocks), or this machine's for SQLite."""
+        if self.engine != "postgresql":
+            return time.time()
+        return float(self._read("SELECT extract(epoch FROM clock_timestamp())")[0][0])
+
     def heartbeat(self, entry_id: str, now: float | None = None) -> None:
         """A live process still holds this reservation (its expiry across machines is by heartbeat)."""
         with self.tx():
-            self._q("UPDATE journal SET heartbeat_ts = ? WHERE id = ? AND status = 'reserved'", (time.time() if now is None else now, entry_id))
+            self._q("UPDATE journal SET heartbeat_ts = ? WHERE id = ? AND status = 'reserved'", (self.now() if now is None else now, entry_id))
 
     def entries(self, since_ts: float | None = None) -> list[dict]:
         """Whole entries, oldest first (``since_ts``: created at or after it)."""
@@ -411,7 +419,7 @@ class Ledger:
     def rows(self, since_ts: float) -> list[dict]:
         """The budget's view: the indexed columns only (no JSON parsing), oldest first."""
         rows = self._q(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,)) \
-            if self._local.depth else \
+            if getattr(self._local, "depth", 0) else \
             self._read(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,))
         return [dict(zip(("id", *self._COLS), r)) for r in rows]
 
