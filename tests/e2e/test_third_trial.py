@@ -1,0 +1,22 @@
+"""What an agent tripped over on a third trial (the bundle installed from a release archive, ten
+requests, the docs and --help only): a typo'd browse filter that read as "nothing there", a
+DigitalOcean shrink the quote let through, a ledger hint naming the wrong pip. Each runs the real
+scripts against the sandbox."""
+
+from __future__ import annotations
+
+from tests.helpers import clean_env, fail, ok, run_script
+
+
+def test_a_browse_filter_nothing_has_is_a_usage_error_with_close_matches(sandbox, tmp_path):
+    env = clean_env({"COMPUTE_BASE_URL": sandbox.base_url}, home=tmp_path)
+    e = fail(run_script("browse_plans.py", "--region", "fra2", env=env), 2, "unknown_region")
+    assert "fra" in e["details"]["did_you_mean"] and e["hint"].startswith("Did you mean fra")
+    e = fail(run_script("browse_plans.py", "--region", "zz9", env=env), 2, "unknown_region")
+    assert e["details"]["did_you_mean"] == [] and "browse_regions.py" in e["hint"]
+    # A region that exists but that no plan of the asked type serves is still an answer, not an error.
+    doc = ok(run_script("browse_plans.py", "--region", "fra1", "--type", "vcg", env=env))
+    assert doc["plans"] == [] and doc["matched"] == 0
+    e = fail(run_script("browse_plans.py", "--gpu-type", "h100", env=env), 2, "unknown_gpu_type")
+    assert "NVIDIA_A100" in e["details"]["known_gpu_types"] and "NVIDIA_A100" in e["hint"]
+    assert ok(run_script("browse_plans.py", "--gpu-type", "a100", "--region", "fra", env=env))["count"] > 0
