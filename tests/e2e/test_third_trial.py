@@ -5,6 +5,8 @@ scripts against the sandbox."""
 
 from __future__ import annotations
 
+import sys
+
 from tests.helpers import clean_env, fail, ok, run_script
 
 
@@ -20,3 +22,14 @@ def test_a_browse_filter_nothing_has_is_a_usage_error_with_close_matches(sandbox
     e = fail(run_script("browse_plans.py", "--gpu-type", "h100", env=env), 2, "unknown_gpu_type")
     assert "NVIDIA_A100" in e["details"]["known_gpu_types"] and "NVIDIA_A100" in e["hint"]
     assert ok(run_script("browse_plans.py", "--gpu-type", "a100", "--region", "fra", env=env))["count"] > 0
+
+
+def test_a_postgresql_ledger_without_psycopg_names_the_pip_of_the_scripts_python(sandbox, tmp_path):
+    # psycopg made unimportable for this run only: a package of that name that fails to import.
+    fake = tmp_path / "nopg" / "psycopg"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    env = clean_env({"COMPUTE_BASE_URL": sandbox.base_url, "PYTHONPATH": str(fake.parent),
+                     "COMPUTE_LEDGER_URL": "postgresql://agent@127.0.0.1:9/compute"}, home=tmp_path)
+    e = fail(run_script("budget.py", env=env), 2, "ledger_unavailable")
+    assert f"{sys.executable} -m pip install 'psycopg[binary]" in e["hint"] and "unset COMPUTE_LEDGER_URL" in e["hint"]

@@ -113,9 +113,14 @@ class _Postgres:
         try:
             import psycopg
         except ImportError:
+            import shlex
+            import sys
+
+            # Into the Python that runs the scripts (install.sh's .venv): a bare pip is often another one.
             raise LedgerUnavailable(
                 "COMPUTE_LEDGER_URL names a PostgreSQL ledger, but the psycopg package is not installed. Nothing was signed.",
-                hint="Install it (pip install 'psycopg[binary]>=3.2,<4'), or unset COMPUTE_LEDGER_URL to use the local SQLite ledger.",
+                hint=f"Install it into the Python that runs the scripts ({shlex.quote(sys.executable)} -m pip install 'psycopg[binary]>=3.2,<4'), "
+                     "or unset COMPUTE_LEDGER_URL to use the local SQLite ledger.",
             ) from None
         return psycopg
 
