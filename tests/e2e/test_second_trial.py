@@ -133,6 +133,7 @@ def test_destroy_by_label_then_all_with_one_summary_and_local_cleanup(sandbox, p
     e = fail(run_script("destroy_instance.py", "--label", "ci-*", env=paying_env), 3, "confirmation_required")
     assert {i["id"] for i in e["details"]["instances"]} == {a, b} and e["details"]["selector"] == {"label": "ci-*"}
     assert 47 < e["details"]["prepaid_time_lost"]["hours"] <= 48 and e["details"]["prepaid_time_lost"]["usd"]
+    assert "Show the human" in e["hint"] and "once they agree" in e["hint"]  # --yes is the human's answer, not the agent's
     assert all(sandbox.app.store.get_order(i)["status"] != "destroyed" for i in (a, b, c))
 
     doc = ok(run_script("destroy_instance.py", "--label", "ci-*", "--yes", "--forget-local", env=paying_env))

@@ -237,7 +237,7 @@ class Context:
             raise ConfirmationRequired(
                 f"{question} Confirmation needed: re-run with {flag}.",
                 details=details,
-                hint=f"Not at a terminal, so nothing was done. Add {flag} once you have checked the details.",
+                hint=f"Not at a terminal, so nothing was done. Show the human what error.details lists; {flag} is their answer: add it only once they agree.",
             )
         sys.stderr.write(terminal_safe(scrub(question), one_line=True) + " [y/N] ")
         sys.stderr.flush()
