@@ -43,7 +43,10 @@ warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh
 # Decisions only the human takes (issue 19): approving a payment without a question, lifting the
 # cap, accepting a new payee or host key, creating a recipient's account at the wallet's cost,
 # ignoring an unresolved payment, allowing plain http or a private address, a permanent disk
-# resize, resuming a stopped keepalive, printing a secret. They are flags a
+# resize, resuming a stopped keepalive, printing a secret, deleting what guards machines not just
+# destroyed by this call (--forget-destroyed: host-key pins, saved keys and passwords of every
+# instance the server merely lists as destroyed; were one live, the model would have reset its
+# host key trust and lost keys shown once). They are flags a
 # person types at a terminal (or settings they wrote), never an MCP tool input, and a hint that
 # names one is addressed to the human ("ask the human to run ..."). The one list: the MCP server
 # leaves these out of every tool, and a test holds every tool schema against it.
@@ -59,6 +62,7 @@ HUMAN_ONLY = frozenset({
     "confirm_disk_resize",
     "resume",
     "show",
+    "forget_destroyed",
 })
 # An option naming a local file or folder: a tool input that names one lets the model read (and
 # send away) any file the user can read, so a tool takes content instead, bounded and checked.

@@ -81,6 +81,26 @@ def fingerprint(pk: bytes) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(_public_blob(pk)).digest()).decode().rstrip("=")
 
 
+def line_fingerprint(line: str) -> str:
+    """``SHA256:<base64>`` of an OpenSSH public key line (``ssh-keygen -l``'s figure): what a quote
+    pins and the approval shows as the key that gets root on the machine. A line whose key part is
+    not base64 gets the digest of the whole line (still one value per key, never shared)."""
+    parts = line.split()
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (IndexError, ValueError):
+        blob = line.encode()
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def own_fingerprint(state: State) -> str | None:
+    """The fingerprint of the skill's own key when it exists (never creates it)."""
+    try:
+        return line_fingerprint(key_path(state).with_name(KEY_FILE[1] + ".pub").read_text().strip())
+    except OSError:
+        return None
+
+
 def encode_private(seed: bytes, pk: bytes, comment: str = COMMENT) -> str:
     """An unencrypted ``openssh-key-v1`` private key file holding one ed25519 key."""
     check = secrets.token_bytes(4)

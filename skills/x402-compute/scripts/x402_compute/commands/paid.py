@@ -7,6 +7,7 @@ The scripts stay thin: they add their own positional arguments and call one func
 from __future__ import annotations
 
 import argparse
+import hashlib
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -429,6 +430,7 @@ def provision(ctx):
     from ..cli import Output
     from ..payments.flow import PaidCall
     from ..payments.policy import check_order, default_os_id
+    from ..sshkeys import line_fingerprint
 
     a = ctx.args
     s = ctx.settings
@@ -490,6 +492,10 @@ def provision(ctx):
         "hours": hours,
         "hourly_usd": str(hourly) if hourly is not None else None,
         "total_usd": plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
+        # Who gets root and what runs at first boot are part of what is bought: a quote pins them and
+        # the approval shows them (a quote approved for one key must not pay for a machine given another).
+        "login_key": line_fingerprint(ssh_key) if ssh_key else None,
+        "user_data_sha256": hashlib.sha256(user_data.encode("utf-8")).hexdigest() if user_data is not None else None,
     }
     if ai_request:
         terms.update({"ai_machine": bought, "model_id": ai_request[0], "mode": ai_request[1]})

@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from ..errors import ComputeError, ConfigError
 from ..state import ensure_dir
@@ -42,16 +43,43 @@ class LedgerTooNew(LedgerUnavailable):
     code = "ledger_too_new"
 
 
-def redact_url(url: str) -> str:
-    """A database URL fit to print: the password (if any) replaced."""
+_SECRET_PARAMS = ("password", "sslpassword")  # libpq takes a password from the query string too
+_CONNINFO_SECRET = re.compile(r"\b((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE)
+
+
+def url_passwords(url: str) -> list[str]:
+    """Every password a database URL (or a libpq key=value string) carries: in the userinfo, in
+    the query string (``?password=``), or as a ``password=`` pair; for the output scrubber."""
+    out = [m.group(2).strip("'") for m in _CONNINFO_SECRET.finditer(url)]
     try:
         u = urlsplit(url)
+        if u.password:
+            out += [u.password, unquote(u.password)]
+        out += [v for k, v in parse_qsl(u.query, keep_blank_values=True) if k.lower() in _SECRET_PARAMS]
+    except ValueError:
+        pass
+    return [p for p in dict.fromkeys(out) if p]
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit to print: every password (userinfo, ``?password=``, ``password=``) replaced."""
+    try:
+        u = urlsplit(url)
+        host = u.hostname or ""
+        port = u.port
     except ValueError:
         return "<unparsable URL>"
-    if u.password is None:
-        return url
-    netloc = f"{u.username or ''}:***@{u.hostname or ''}" + (f":{u.port}" if u.port else "")
-    return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+    if "://" not in url:  # not a URL (a libpq key=value string): its password pairs go
+        return _CONNINFO_SECRET.sub(lambda m: f"{m.group(1)}=***", url)
+    netloc = u.netloc
+    if u.password is not None:
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{u.username or ''}:***@{host}" + (f":{port}" if port else "")
+    query = u.query
+    if any(k.lower() in _SECRET_PARAMS for k, _ in parse_qsl(query, keep_blank_values=True)):
+        query = "&".join(f"{k}=***" if k.lower() in _SECRET_PARAMS else (f"{k}={v}" if v or "=" in part else k)
+                         for part in query.split("&") for k, _, v in [part.partition("=")] if part)
+    return urlunsplit((u.scheme, netloc, u.path, query, u.fragment))
 
 
 def _lock_key(name: str) -> int:

@@ -1,0 +1,88 @@
+"""Red-team pass on the SQL ledger (issue 24) with the real scripts against the hostile stub."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tests.helpers import run_script
+from tests.hostile.stub import Reply
+
+PROVISION = ("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes")  # 0.24 USD
+
+
+@pytest.mark.parametrize("answer", ["settled", "refused"])
+def test_a_ledger_lost_after_the_payment_left_never_hides_the_answer(hostile, hostile_env, tmp_path, answer):
+    """The ledger breaks while the paid request is on the wire. The server's answer is still what the
+    run reports (the order on exit 0; the refusal with its valid_until), never 'ledger_unavailable ...
+    Nothing was signed'; the entry stays ``sent`` (durable before sending), so it keeps counting and
+    reconcile.py resolves it."""
+    db = tmp_path / "home" / "state" / "ledger.sqlite3"
+
+    def break_ledger(req, honest):
+        with sqlite3.connect(db) as c:  # another process takes the journal table away mid-payment
+            c.execute("ALTER TABLE journal RENAME TO journal_gone")
+        return honest() if answer == "settled" else Reply(402, {"error": "insufficient_funds"})
+
+    hostile.override("POST", "/compute/provision", break_ledger, when="paid")
+    code, doc, err = run_script(*PROVISION, env=hostile_env())
+    assert len(hostile.paid_requests()) == 1
+    assert "Nothing was signed" not in str(doc) + err, doc
+    if answer == "settled":
+        assert code == 0 and doc["order"]["id"] and doc["payment"]["tx_hash"], doc
+    else:
+        assert code == 1 and doc["error"]["code"] == "payment_rejected" and doc["error"]["details"]["valid_until"], doc
+    assert f"could not record its outcome ({'settled' if answer == 'settled' else 'rejected'})" in err
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT status FROM journal_gone").fetchall() == [("sent",)]  # still counts
+
+
+def test_a_ledger_password_is_never_printed(hostile_env):
+    """libpq also reads a password from the URL's query string (and a key=value string): doctor, the
+    errors and --verbose must not print it (they printed the query string whole)."""
+    from x402_compute.ledger import redact_url
+
+    url = "postgresql://agent@127.0.0.1:9/db?connect_timeout=1&password=Hunter2pw"
+    env = hostile_env(COMPUTE_LEDGER_URL=url)
+    for script in (("budget.py", "--verbose"), ("doctor.py", "--offline")):
+        code, doc, err = run_script(*script, env=env)
+        assert "ledger" in str(doc) and "hunter2pw" not in (str(doc) + err).lower(), (script, doc, err)
+    assert redact_url(url) == "postgresql://agent@127.0.0.1:9/db?connect_timeout=1&password=***"
+    assert redact_url("postgresql://agent:Hunter2pw@[::1]:9/db") == "postgresql://agent:***@[::1]:9/db"
+    assert redact_url("host=127.0.0.1 password='Hunter 2pw' port=9") == "host=127.0.0.1 password=*** port=9"
+
+
+def test_a_hostile_old_json_journal_is_refused_whole_then_imported_once_by_two_racing_processes(hostile_env, tmp_path):
+    """An old journal file with a value the ledger can't hold exactly (here a budget_micros beyond
+    BIGINT; an OverflowError traceback before) stops the import with the file named: nothing imported,
+    the files untouched. Once the human moves it away, two processes starting at once import once."""
+    import json
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.helpers import SCRIPTS
+
+    state = tmp_path / "home" / "state"
+    (state / "journal").mkdir(parents=True)
+    good, bad = uuid.uuid4().hex, uuid.uuid4().hex
+    base = {"status": "settled", "created_at": "2099-01-01T00:00:00Z", "kind": "provision", "method": "x402",
+            "offer": {"network": "base", "amount_atomic": "240000"}}
+    (state / "journal" / f"{good}.json").write_text(json.dumps({**base, "id": good}))
+    (state / "journal" / f"{bad}.json").write_text(json.dumps({**base, "id": bad, "budget_micros": 10**30}))
+    env = hostile_env()
+
+    code, doc, err = run_script("budget.py", env=env)
+    assert code == 2 and doc["error"]["code"] == "legacy_journal_invalid" and bad in doc["error"]["message"], (doc, err)
+    assert "budget_micros" in doc["error"]["message"] and "Traceback" not in err
+    assert sorted(p.name for p in (state / "journal").iterdir()) == sorted([f"{good}.json", f"{bad}.json"])
+
+    (state / "journal" / f"{bad}.json").rename(tmp_path / f"{bad}.json")  # the human sets it aside
+    procs = [subprocess.Popen([sys.executable, str(SCRIPTS / "budget.py")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    docs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], docs
+    assert [[r["journal_id"] for r in d["payments"]] for d in docs] == [[good], [good]]
+    assert [d["budget"]["spent_usd"] for d in docs] == ["0.24", "0.24"]
+    assert (state / "journal.imported" / f"{good}.json").exists() and not (state / "journal").exists()
