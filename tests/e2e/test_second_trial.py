@@ -151,8 +151,12 @@ def test_destroy_by_label_then_all_with_one_summary_and_local_cleanup(sandbox, p
     assert not [i for i in ok(run_script("list_instances.py", env=paying_env))["instances"]]
     owners = state / "instance-owners.json"
     assert c in owners.read_text()
+    from x402_compute.payments.journal import ledger_of
+
+    ledger_of(state).set_keepalive(c, {"target": "2030-01-01T00:00:00Z", "stopped": None})  # as a keepalive run leaves it
     doc = ok(run_script("destroy_instance.py", "--forget-destroyed", env=paying_env))
     assert c in {f["id"] for f in doc["forgotten"]} and c not in owners.read_text()
+    assert ledger_of(state).keepalive(c) == {} and f"keepalive record ({c})" in next(f for f in doc["forgotten"] if f["id"] == c)["files"]
     assert ok(run_script("destroy_instance.py", "--all", "--yes", env=paying_env))["count"] == 0  # nothing left to destroy
     fail(run_script("destroy_instance.py", c, "--all", "--yes", env=paying_env), 2, "usage_error")
 

@@ -193,6 +193,10 @@ def forget_local(ctx: cli.Context, iid: str) -> list[str]:
             removed.append(str(f))
         except FileNotFoundError:
             pass
+    from ..payments.journal import ledger_of
+
+    if ledger_of(ctx.settings).drop_keepalive(iid):  # keepalive's record lives in the ledger now
+        removed.append(f"keepalive record ({iid})")
     for name in ("instance-owners.json", RECORDS):
         path = st.path(name)
         records = read_json(path, default={})

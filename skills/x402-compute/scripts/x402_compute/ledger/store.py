@@ -470,6 +470,14 @@ class Ledger:
             self._q("INSERT INTO keepalive (instance_id, body) VALUES (?, ?) ON CONFLICT (instance_id) DO UPDATE SET body = excluded.body",
                     (instance_id, json.dumps(rec, sort_keys=True)))
 
+    def drop_keepalive(self, instance_id: str) -> bool:
+        """Forget keepalive's record of one instance (a destroyed machine's leftovers); the journal,
+        which its total is summed from, is never touched. True when there was one."""
+        with self.tx():
+            had = bool(self._q("SELECT 1 FROM keepalive WHERE instance_id = ?", (instance_id,)))
+            self._q("DELETE FROM keepalive WHERE instance_id = ?", (instance_id,))
+        return had
+
     # -- one-time imports ------------------------------------------------------------------------
     def imported(self, source: str) -> bool:
         return bool(self._read("SELECT 1 FROM imports WHERE source = ?", (source,)))
