@@ -732,6 +732,11 @@ def test_streamable_http_on_loopback_needs_the_bearer_token(portal, sandbox, wal
                 assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer"), (auth, r.status_code, r.text)
                 assert token not in r.text
         assert usdc(sandbox, wallet) == before and journal(tmp_path) == []
+        # The scheme name is case-insensitive (RFC 9110 §11.1); the token is not.
+        r = requests.post(url, json=init, headers={**accept, "Authorization": f"bearer {token}"}, timeout=5)
+        assert r.status_code == 200, (r.status_code, r.text)
+        r = requests.post(url, json=init, headers={**accept, "Authorization": f"Bearer {token.upper()}"}, timeout=5)
+        assert token.upper() == token or r.status_code == 401
 
         async def use():
             async with _authed_client(url, token) as c:

@@ -20,6 +20,7 @@ import re
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, NoReturn
@@ -34,6 +35,10 @@ from .errors import (
     ConfirmationRequired,
     UsageError,
 )
+
+# asyncssh (imported only for SSH) still names DSA key types, and cryptography 51+ warns about each
+# on import: ten lines on the stderr of every SSH command (and doctor), nothing a user can act on.
+warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh\.")
 
 # Decisions only the human takes (issue 19): approving a payment without a question, lifting the
 # cap, accepting a new payee or host key, creating a recipient's account at the wallet's cost,
@@ -236,7 +241,7 @@ class Context:
             raise ConfirmationRequired(
                 f"{question} Confirmation needed: re-run with {flag}.",
                 details=details,
-                hint=f"Not at a terminal, so nothing was done. Add {flag} once you have checked the details.",
+                hint=f"Not at a terminal, so nothing was done. Show the human what error.details lists; {flag} is their answer: add it only once they agree.",
             )
         sys.stderr.write(terminal_safe(scrub(question), one_line=True) + " [y/N] ")
         sys.stderr.flush()

@@ -1192,7 +1192,7 @@ class BearerGate:
 
     def __init__(self, app, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
 
     async def __call__(self, scope, receive, send):
         if scope.get("type") == "http":
@@ -1201,7 +1201,9 @@ class BearerGate:
                 if name.lower() == b"authorization":
                     got = value
                     break
-            if not hmac.compare_digest(got, self.expected):
+            # RFC 9110 §11.1: the scheme name is case-insensitive ("bearer" is Bearer); the token is not.
+            scheme, _, credential = got.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(credential.strip(b" "), self.expected):
                 body = json.dumps({"error": "unauthorized", "message": "This MCP endpoint needs the header Authorization: Bearer <token> "
                                    "(the token file's path is printed on the server's stderr)."}).encode()
                 await send({"type": "http.response.start", "status": 401, "headers": [

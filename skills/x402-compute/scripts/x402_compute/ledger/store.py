@@ -141,9 +141,14 @@ class _Postgres:
         try:
             import psycopg
         except ImportError:
+            import shlex
+            import sys
+
+            # Into the Python that runs the scripts (install.sh's .venv): a bare pip is often another one.
             raise LedgerUnavailable(
                 "COMPUTE_LEDGER_URL names a PostgreSQL ledger, but the psycopg package is not installed. Nothing was signed.",
-                hint="Install it (pip install 'psycopg[binary]>=3.2,<4'), or unset COMPUTE_LEDGER_URL to use the local SQLite ledger.",
+                hint=f"Install it into the Python that runs the scripts ({shlex.quote(sys.executable)} -m pip install 'psycopg[binary]>=3.2,<4'), "
+                     "or unset COMPUTE_LEDGER_URL to use the local SQLite ledger.",
             ) from None
         return psycopg
 
@@ -478,6 +483,14 @@ class Ledger:
         with self.tx():
             self._q("INSERT INTO keepalive (instance_id, body) VALUES (?, ?) ON CONFLICT (instance_id) DO UPDATE SET body = excluded.body",
                     (instance_id, json.dumps(rec, sort_keys=True)))
+
+    def drop_keepalive(self, instance_id: str) -> bool:
+        """Forget keepalive's record of one instance (a destroyed machine's leftovers); the journal,
+        which its total is summed from, is never touched. True when there was one."""
+        with self.tx():
+            had = bool(self._q("SELECT 1 FROM keepalive WHERE instance_id = ?", (instance_id,)))
+            self._q("DELETE FROM keepalive WHERE instance_id = ?", (instance_id,))
+        return had
 
     # -- one-time imports ------------------------------------------------------------------------
     def imported(self, source: str) -> bool:
