@@ -86,3 +86,48 @@ def test_a_hostile_old_json_journal_is_refused_whole_then_imported_once_by_two_r
     assert [[r["journal_id"] for r in d["payments"]] for d in docs] == [[good], [good]]
     assert [d["budget"]["spent_usd"] for d in docs] == ["0.24", "0.24"]
     assert (state / "journal.imported" / f"{good}.json").exists() and not (state / "journal").exists()
+
+
+def test_a_newer_ledger_schema_refuses_paying_before_any_request_while_reading_still_works(hostile, hostile_env, tmp_path):
+    env = hostile_env()
+    code, doc, _ = run_script("budget.py", env=env)  # makes the ledger at this release's schema
+    assert code == 0, doc
+    with sqlite3.connect(tmp_path / "home" / "state" / "ledger.sqlite3") as c:  # a newer release migrated it
+        c.execute("INSERT INTO schema_version (version, applied_ts) VALUES (999, 0)")
+
+    code, doc, _ = run_script(*PROVISION, env=env)
+    assert code == 2 and doc["error"]["code"] == "ledger_too_new" and "upgrade" in doc["error"]["hint"], doc
+    assert hostile.received("POST") == []  # refused before the first request: no prompt, no probe, no signature
+    for script in (("budget.py",), ("reconcile.py", "--list")):
+        code, doc, err = run_script(*script, env=env)
+        assert code == 0, (script, doc, err)
+
+
+def test_a_machine_whose_clock_is_behind_still_has_its_reservation_counted_by_the_fleet(tmp_path, ledger_url, monkeypatch):
+    """Two machines share a PostgreSQL ledger; B's clock is 10 minutes behind. B's reservation (a
+    payment being signed) was judged by A's clock: 600 s old, no heartbeat, 'dead', so A reserved
+    too and the fleet went over its budget. One clock for the fleet (the database's) closes it."""
+    import time
+
+    from x402_compute.config import load_settings
+    from x402_compute.payments import budget as budget_mod
+    from x402_compute.payments import journal as journal_mod
+    from x402_compute.payments.budget import Budget, BudgetExceeded
+    from x402_compute.payments.journal import new_id
+
+    def settings(name):
+        return load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path / name), "COMPUTE_LEDGER_URL": ledger_url,
+                                      "COMPUTE_BUDGET_USD": "1"})
+
+    real = time.time
+    with monkeypatch.context() as m:  # machine B: another host name, a clock 600 s behind
+        m.setattr(journal_mod, "HOST", "machine-b")
+        m.setattr(budget_mod, "_HOST", "machine-b")
+        m.setattr(time, "time", lambda: real() - 600)
+        m.setattr(journal_mod, "_now", lambda: journal_mod.datetime.fromtimestamp(real() - 600, journal_mod.timezone.utc)
+                  .strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        Budget(settings("b")).reserve(600_000, {"id": new_id(), "kind": "provision", "method": "x402"})
+    a = Budget(settings("a"))
+    assert a.status()["reserved_usd"] == "0.6"
+    with pytest.raises(BudgetExceeded):
+        a.reserve(600_000, {"id": new_id(), "kind": "provision", "method": "x402"})

@@ -190,6 +190,7 @@ class Ledger:
         self.agent = f"{HOST}:{self.state_dir}"  # this state folder on this machine: one "instance" of the fleet
         self._local = threading.local()
         self._ready = False
+        self._newer: int | None = None  # a newer release's schema version: read only
         self._ready_lock = threading.Lock()
 
     # -- connection and transactions -------------------------------------------------------------
@@ -285,13 +286,15 @@ class Ledger:
             raise self._fail(e, "read") from None
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
-        self.ready()
+        self.ready(write=False)
         return self._q(sql, args)
 
     # -- schema ----------------------------------------------------------------------------------
-    def ready(self) -> None:
-        """Apply missing migrations (once per process), refusing a schema newer than this code."""
-        if self._ready:
+    def ready(self, *, write: bool = True) -> None:
+        """Apply missing migrations (once per process). A schema newer than this code is refused for
+        writing (every payment writes first: nothing is signed), but may still be read (budget.py,
+        reconcile.py --list: migrations only ever add, so what this release reads is still there)."""
+        if self._ready or (not write and self._newer):
             return
         with self._ready_lock:
             if self._ready:
@@ -300,7 +303,10 @@ class Ledger:
             if have is None or have < CURRENT:
                 self._migrate()
             elif have > CURRENT:
-                raise self._too_new(have)
+                if write:
+                    raise self._too_new(have)
+                self._newer = have
+                return
             self._ready = True
 
     def _version_or_none(self) -> int | None:
@@ -388,10 +394,18 @@ class Ledger:
                 self._q("DELETE FROM journal WHERE id = ?", (entry_id,))
             return bool(n)
 
+    def now(self) -> float:
+        """The ledger's clock, in unix seconds: PostgreSQL's own (one clock for every machine sharing
+        it: a reservation's age and heartbeat, written on one machine and judged on another, are not
+        skewed by their clocks), or this machine's for SQLite."""
+        if self.engine != "postgresql":
+            return time.time()
+        return float(self._read("SELECT extract(epoch FROM clock_timestamp())")[0][0])
+
     def heartbeat(self, entry_id: str, now: float | None = None) -> None:
         """A live process still holds this reservation (its expiry across machines is by heartbeat)."""
         with self.tx():
-            self._q("UPDATE journal SET heartbeat_ts = ? WHERE id = ? AND status = 'reserved'", (time.time() if now is None else now, entry_id))
+            self._q("UPDATE journal SET heartbeat_ts = ? WHERE id = ? AND status = 'reserved'", (self.now() if now is None else now, entry_id))
 
     def entries(self, since_ts: float | None = None) -> list[dict]:
         """Whole entries, oldest first (``since_ts``: created at or after it)."""
@@ -410,7 +424,7 @@ class Ledger:
     def rows(self, since_ts: float) -> list[dict]:
         """The budget's view: the indexed columns only (no JSON parsing), oldest first."""
         rows = self._q(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,)) \
-            if self._local.depth else \
+            if getattr(self._local, "depth", 0) else \
             self._read(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,))
         return [dict(zip(("id", *self._COLS), r)) for r in rows]
 

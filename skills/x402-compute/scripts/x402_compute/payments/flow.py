@@ -137,6 +137,7 @@ class PaymentFlow:
 
     # -- the one sequence -----------------------------------------------------------------------
     def steps(self, call: PaidCall) -> Steps:
+        self.journal.ledger.ready()  # a ledger this run cannot write (a newer release's schema) stops it before any request
         self._refuse_unresolved(call)
         body = encode_body(call.body)  # the exact bytes for every request of this run
         iid = call.context.get("instance_id")
