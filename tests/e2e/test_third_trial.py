@@ -49,3 +49,19 @@ def test_asyncssh_dsa_deprecation_warnings_stay_off_stderr():
     proc = subprocess.run([sys.executable, "-c", code, str(SCRIPTS)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "misc.py" not in proc.stderr and "other.py:1" in proc.stderr
+
+
+def test_a_machine_without_a_key_says_that_pinning_ends_in_ssh_auth_failed(sandbox, tools, tmp_path):
+    w = tools.fresh_wallet(sandbox.facilitator, usd=5)
+    env = clean_env({k: v for k, v in sandbox.env.items() if not k.startswith("SOLANA_")}, home=tmp_path)
+    env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"]})
+    doc = ok(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--yes", "--wait", "--poll-interval", "0.2",
+                        env=env, timeout=120))
+    iid, ssh = doc["order"]["id"], doc["ssh"]
+    assert ssh["auth"] == "password" and ssh["host_key_pinned"] is False
+    assert f"ssh_exec.py {iid} -- true" in ssh["note"] and "ssh_auth_failed, as expected" in ssh["note"]
+    # As the note says: the run pins the host key, then cannot log in; the pin stays.
+    fail(run_script("ssh_exec.py", iid, "--", "true", env=env), 1, "ssh_auth_failed")
+    after = ok(run_script("instance_details.py", iid, env=env))["instance"]["ssh"]
+    assert after["host_key_pinned"] is True and "ssh_auth_failed" not in (after.get("note") or "")
+    ok(run_script("destroy_instance.py", iid, "--yes", env=env))

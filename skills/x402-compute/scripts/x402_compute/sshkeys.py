@@ -220,6 +220,11 @@ def identity_for(state: State, instance_id: str | None) -> str | None:
 
 PIN_NOTE = ("No host key is pinned for this instance yet, so this command refuses to connect: run "
             "ssh_exec.py {id} -- true once (it checks the key against the API's and pins it), then run it again.")
+# A machine without a key: ssh_exec.py pins, then cannot log in (keys only); the pin is what counts.
+PIN_NOTE_PASSWORD = ("No host key is pinned for this instance yet, so this command refuses to connect: run "
+                     "ssh_exec.py {id} -- true once; it checks the key against the API's and pins it, then stops with "
+                     "ssh_auth_failed, as expected (ssh_exec.py logs in with keys only). The pin stays, and this command, "
+                     "with the one-time password, then logs in.")
 
 
 def with_login(block: dict | None, *, known_hosts: Path, alias: str, pinned: bool, private_key_file: str | None) -> dict | None:
@@ -239,7 +244,7 @@ def with_login(block: dict | None, *, known_hosts: Path, alias: str, pinned: boo
     out["host_key_alias"] = alias
     out["host_key_pinned"] = pinned
     if not pinned:
-        note = PIN_NOTE.format(id=alias.removeprefix("x402-compute-"))
+        note = (PIN_NOTE_PASSWORD if out.get("auth") == "password" else PIN_NOTE).format(id=alias.removeprefix("x402-compute-"))
         out["note"] = f"{out['note']} {note}" if out.get("note") else note
     return out
 

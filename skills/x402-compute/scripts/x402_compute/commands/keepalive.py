@@ -343,6 +343,14 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
     sched = _schedule_block(ctx, iid, order, expires, until, now, target) if a.dry_run else None
 
     def result(action: str, message: str, next_at: datetime | None, **more) -> "Output":
+        limit = _max_total_micros(a)
+        if limit is not None and sched is None:
+            # What the human's total has left after this run (the dry run has it in schedule.limits).
+            from ..payments.budget import usd
+            from ..payments.journal import Journal
+
+            spent = paid_for_target(Journal(ctx.settings.state_dir).list(), iid, target["until"], time.time())
+            more["total"] = {"max_total_usd": usd(limit), "paid_for_target_usd": usd(spent), "remaining_usd": usd(max(0, limit - spent))}
         if sched is not None:
             more["schedule"] = sched
             if sched["count"]:
