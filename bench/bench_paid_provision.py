@@ -6,7 +6,7 @@ run is: unpaid POST /compute/provision → 402 → build and sign one payment �
 retry → 201. Server time is measured inside the sandbox (every request its app handles,
 including our client's chain JSON-RPC reads); client cost = wall time − server time.
 
-- ours: ``ComputeClient.paid`` (the unsigned probe, challenge parsing, policy, the budget guard
+- ours: a ``PaymentFlow`` driven by ``ComputeClient.drive`` (the unsigned probe, challenge parsing, policy, the budget guard
   (one SQLite ledger transaction: lock, window sum, reservation), the journal's ``sent`` write
   committed with synchronous=FULL and its ``settled`` write, payee pin, scheme signing, the paid retry); the guard's
   own time is its own column;
@@ -27,7 +27,9 @@ including our client's chain JSON-RPC reads); client cost = wall time − server
   machine's initdb, fsync on; skipped without one) instead of SQLite: the shared-budget guard's cost
   in the same run as the SDK comparison.
 
-Bounded: WARMUP + RUNS provisions per client and network (default 1 + 5), loopback only.
+Bounded: WARMUP + RUNS provisions per client and network (default 1 + 5), loopback only. The two
+clients take turns run by run, so on a shared machine both meet the same load; the load average
+is printed with the table.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -193,29 +196,41 @@ def sdk_runner(sb, w: dict):
     return run
 
 
-def measure(run, network: str, clock: ServerClock, warmup: int, runs: int) -> dict | None:
-    try:
-        for _ in range(warmup):
+def measure(runners: dict, network: str, clock: ServerClock, warmup: int, runs: int) -> dict:
+    """Each runner's medians. The runners take turns run by run (the order flipping each round), so
+    on a shared, loaded machine they meet the same load: the ratio is of the same moments."""
+    results: dict = {}
+    live = {}
+    for who, run in runners.items():
+        try:
+            for _ in range(warmup):
+                run(network)
+            live[who] = run
+        except Exception as e:  # noqa: BLE001 - report, do not hide
+            results[who] = {"error": f"{type(e).__name__}: {str(e)[:120]}"}
+    samples = {who: ([], [], []) for who in live}
+    order = list(live)
+    for i in range(runs):
+        for who in (order if i % 2 == 0 else order[::-1]):
+            run = live[who]
+            walls, servers, guards = samples[who]
+            take_guard = getattr(run, "take_guard", None)
+            clock.take()
+            if take_guard:
+                take_guard()
+            t0 = time.perf_counter()
             run(network)
-    except Exception as e:  # noqa: BLE001 - report, do not hide
-        return {"error": f"{type(e).__name__}: {str(e)[:120]}"}
-    walls, servers, guards = [], [], []
-    take_guard = getattr(run, "take_guard", None)
-    for _ in range(runs):
-        clock.take()
-        if take_guard:
-            take_guard()
-        t0 = time.perf_counter()
-        run(network)
-        walls.append(time.perf_counter() - t0)
-        servers.append(clock.take())
-        if take_guard:
-            guards.append(take_guard())
-    clients = [wl - sv for wl, sv in zip(walls, servers)]
-    out = {"wall_ms": 1000 * statistics.median(walls), "server_ms": 1000 * statistics.median(servers), "client_ms": 1000 * statistics.median(clients)}
-    if guards:
-        out["guard_ms"] = 1000 * statistics.median(guards)
-    return out
+            walls.append(time.perf_counter() - t0)
+            servers.append(clock.take())
+            if take_guard:
+                guards.append(take_guard())
+    for who, (walls, servers, guards) in samples.items():
+        clients = [wl - sv for wl, sv in zip(walls, servers)]
+        out = {"wall_ms": 1000 * statistics.median(walls), "server_ms": 1000 * statistics.median(servers), "client_ms": 1000 * statistics.median(clients)}
+        if guards:
+            out["guard_ms"] = 1000 * statistics.median(guards)
+        results[who] = out
+    return results
 
 
 def _local_postgres():
@@ -255,16 +270,16 @@ def main() -> int:
             w_ours, w_sdk = fresh_wallet(sb.facilitator), fresh_wallet(sb.facilitator)
             ours, sdk = ours_runner(sb, w_ours, tmp / "client-state"), sdk_runner(sb, w_sdk)
             for net in NETS:
-                o = measure(ours, net, clock, warmup, runs)
-                s = measure(sdk, net, clock, warmup, runs) if net != "megaeth" else {"error": "n/a (SDK: Permit2 only)"}
-                rows.append((net, o, s))
+                m = measure({"ours": ours, "sdk": sdk} if net != "megaeth" else {"ours": ours}, net, clock, warmup, runs)
+                rows.append((net, m["ours"], m.get("sdk") or {"error": "n/a (SDK: Permit2 only)"}))
             # The same provision on Base with the ledger in a local PostgreSQL (fsync on) instead of
             # SQLite, beside the same run's SDK cell: what sharing a budget across machines costs.
             pg_url, pg_server = _local_postgres()
             if pg_url:
                 try:
                     ours_pg = ours_runner(sb, fresh_wallet(sb.facilitator), tmp / "client-state-pg", pg_url)
-                    rows.append(("base/pg-ledger", measure(ours_pg, "base", clock, warmup, runs), rows[0][2]))
+                    mp = measure({"ours": ours_pg, "sdk": sdk}, "base", clock, warmup, runs)
+                    rows.append(("base/pg-ledger", mp["ours"], mp["sdk"]))
                 finally:
                     pg_server.release("bench")
         finally:
@@ -285,8 +300,8 @@ def main() -> int:
                 allowance = approve_permit2(sb2.facilitator, w)
                 start[w["evm_address"]] = (allowance, sb2.facilitator.balance_of("megaeth", w["evm_address"]))
             ours2, sdk2 = ours_runner(sb2, w_ours2, tmp / "client-state-permit2"), sdk_runner(sb2, w_sdk2)
-            o2 = measure(ours2, "megaeth", clock2, warmup, runs)
-            s2 = measure(sdk2, "megaeth", clock2, warmup, runs)
+            m2 = measure({"ours": ours2, "sdk": sdk2}, "megaeth", clock2, warmup, runs)
+            o2, s2 = m2["ours"], m2["sdk"]
             for w, d in ((w_ours2, o2), (w_sdk2, s2)):
                 if "error" in d:
                     continue
@@ -300,7 +315,9 @@ def main() -> int:
         finally:
             sb2.stop()
 
-        print(f"paid provision, x402 v2, loopback sandbox; median of {runs} runs (after {warmup} warm-up) per cell")
+        load = os.getloadavg()
+        print(f"paid provision, x402 v2, loopback sandbox; median of {runs} runs (after {warmup} warm-up) per cell, "
+              f"ours and the SDK taking turns; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
         print(f"{'network':<15} {'ours wall':>10} {'ours srv':>9} {'ours client':>12} {'ours guard':>11} | {'sdk wall':>9} {'sdk srv':>8} {'sdk client':>11} | {'client ratio ours/sdk':>22}")
         out = []
         for net, o, s in rows:
@@ -321,13 +338,13 @@ def main() -> int:
         print("(ms; client = wall − time inside the sandbox's request handler; ours includes policy, the budget guard")
         print(" (its own column: lock + window sum + reservation; bench_ledger.py for both engines), the journal writes (\"sent\" durable) and the")
         print(" payee pin; the SDK's Solana RPC is in-process)")
-        print("base/pg-ledger: ours with COMPUTE_LEDGER_URL on a local PostgreSQL (fsync on) instead of the SQLite ledger; SDK cell = base's.")
+        print("base/pg-ledger: ours with COMPUTE_LEDGER_URL on a local PostgreSQL (fsync on) instead of the SQLite ledger; its SDK cell taken in turns beside it.")
         print("megaeth: default sandbox, direct ERC-2612 permit (our client); the SDK pays MegaUSD only by Permit2.")
         print("megaeth/permit2: second sandbox with permit2=True; its 402 asks for assetTransferMethod permit2 and "
               + ("advertises" if sponsored else "does not advertise") + " eip2612GasSponsoring;")
         print(" setup, not timed: each payer approved Permit2 once on-chain (allowance = its MegaUSD balance),"
               " so neither client signs an ERC-2612 permit; allowance use == amount paid was checked.")
-        print(json.dumps({"bench": "paid_provision", "runs": runs, "rows": out,
+        print(json.dumps({"bench": "paid_provision", "runs": runs, "loadavg": list(load), "rows": out,
                           "megaeth_permit2": {"assetTransferMethod": "permit2", "extensions_advertised": ch["extensions"],
                                               "setup": "payer approve(Permit2, balance) before timing"}}))
     finally:

@@ -30,6 +30,43 @@ def clean_env(extra: dict | None = None, *, home: str | os.PathLike | None = Non
     return keep
 
 
+def wait_until(check, what: str, *, timeout: float = 30.0, interval: float = 0.02):
+    """Wait for an event: return ``check()``'s first truthy value, polling; fail naming ``what``
+    if it has not happened within ``timeout`` (generous: a deadline for a hang, not a speed
+    measurement). Tests wait on the event this way instead of sleeping a guessed time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def finishes(fn, what: str, *, timeout: float = 30.0):
+    """``fn()``'s result (or its exception), failing naming ``what`` if it is still running after
+    ``timeout``: a guard against a hang (a deadline many times what it needs), not a speed check."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller below
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise AssertionError(f"{what} was still running after {timeout:g} s (a hang)")
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
 def run_script(name: str, *args: str, env: dict, input: str | None = None, timeout: float = 60) -> tuple[int, dict, str]:
     """Run a bundle script as a subprocess; stdout must be exactly one JSON document.
 

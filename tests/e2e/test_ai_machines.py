@@ -85,7 +85,11 @@ def test_private_ai_machine_from_quote_to_openai_client_to_destroy(sandbox, wall
     assert "destroyed" in e["message"]
     with pytest.raises(openai.APIConnectionError):  # the machine's model server is gone with it
         client.models.list()
-    assert key_file.read_text().strip() == key  # never overwritten or removed by the scripts
+    assert key_file.read_text().strip() == key  # a plain destroy keeps it
+    # Cleaning up after destroyed machines, on request, takes the AI key with the other leftovers.
+    doc = ok(run_script("destroy_instance.py", "--forget-destroyed", env=env))
+    assert str(key_file) in next(f for f in doc["forgotten"] if f["id"] == order["id"])["files"]
+    assert not key_file.exists()
 
 
 def test_refusals_sign_nothing(sandbox, wallet, tools, tmp_path):

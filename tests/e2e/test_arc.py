@@ -97,6 +97,8 @@ def test_below_the_arc_minimum_nothing_is_signed(sandbox, tools, tmp_path):
     err = doc["error"]
     assert err["details"]["minimum_usd"] == "5" and err["details"]["amount_usd"] == "0.2496"
     assert "--use-credits" in err["hint"] and "credits_topup.py" in err["hint"]
+    # How long an order would reach the minimum, as the human's option (0.0104 USD/h: 481 h).
+    assert err["details"]["hours_for_minimum"] == 481 and "at least 481 h" in err["hint"] and "human" in err["hint"]
     fail_doc(run_script("credits_topup.py", "--amount", "4.99", "--yes", "--network", "arc", env=env), 3, "below_network_minimum")
     assert journal_entries(tmp_path) == [] and fac.balance_of("arc", w["evm_address"]) == before
 

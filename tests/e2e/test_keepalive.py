@@ -131,6 +131,7 @@ def test_the_total_stops_a_payment_across_two_runs_before_signing(sandbox, tools
     doc = ok(m.keepalive("--min-hours-left", "30", "--yes", "--max-total-usd", "0.40"))
     assert doc["action"] == "extended" and m.balance() == before - PRICE_24H
     assert m.extends()[0]["context"]["keepalive"]["until"] == doc["target"]["until"]
+    assert doc["total"] == {"max_total_usd": "0.4", "paid_for_target_usd": "0.2496", "remaining_usd": "0.1504"}
     # Run 2 (another process, later): 0.2496 more would make 0.4992 > 0.40: refused, nothing signed.
     err = fail_doc(m.keepalive("--min-hours-left", "50", "--yes", "--max-total-usd", "0.40"), 3, "keepalive_total_exceeded")["error"]
     assert err["details"]["paid_for_target_usd"] == "0.2496" and err["details"]["remaining_usd"] == "0.1504"

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -170,7 +169,12 @@ def _interrupt_mid_request(name: str, args: list[str], extra_env: dict, home) ->
         srv.settimeout(20)
         conn, _ = srv.accept()
         try:
-            time.sleep(0.3)
+            conn.settimeout(20)
+            got = b""
+            while b"\r\n\r\n" not in got:  # the request's head has arrived: the script waits for the answer
+                chunk = conn.recv(65536)
+                assert chunk, got
+                got += chunk
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=20)
         finally:

@@ -328,6 +328,10 @@ def test_resize_digitalocean_disk_growth_needs_confirmation(sandbox, wallet, env
     assert "irreversible" in e["message"]
     doc = ok(run_script("resize_instance.py", iid, "do:s-1vcpu-2gb", "--confirm-disk-resize", "--yes", env=env))
     assert doc["provider"] == "digitalocean" and doc["to_plan"] == "do:s-1vcpu-2gb" and doc["provider_action_id"]
+    # Back down is refused here, before the API's bare 400: a DigitalOcean disk never shrinks; the way is a new machine.
+    e = fail(run_script("resize_instance.py", iid, "do:s-1vcpu-1gb", "--yes", env=env), 3, "downgrade_not_supported")
+    assert (e["details"]["from_disk_gb"], e["details"]["to_disk_gb"]) == (50, 25) and "status" in e and e["status"] is None
+    assert e["details"]["shrink_path"]["steps"][0]["command"] in e["hint"]
 
 
 # -- API keys and credits --------------------------------------------------------------------

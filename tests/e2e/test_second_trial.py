@@ -133,6 +133,7 @@ def test_destroy_by_label_then_all_with_one_summary_and_local_cleanup(sandbox, p
     e = fail(run_script("destroy_instance.py", "--label", "ci-*", env=paying_env), 3, "confirmation_required")
     assert {i["id"] for i in e["details"]["instances"]} == {a, b} and e["details"]["selector"] == {"label": "ci-*"}
     assert 47 < e["details"]["prepaid_time_lost"]["hours"] <= 48 and e["details"]["prepaid_time_lost"]["usd"]
+    assert "Show the human" in e["hint"] and "once they agree" in e["hint"]  # --yes is the human's answer, not the agent's
     assert all(sandbox.app.store.get_order(i)["status"] != "destroyed" for i in (a, b, c))
 
     doc = ok(run_script("destroy_instance.py", "--label", "ci-*", "--yes", "--forget-local", env=paying_env))
@@ -150,8 +151,12 @@ def test_destroy_by_label_then_all_with_one_summary_and_local_cleanup(sandbox, p
     assert not [i for i in ok(run_script("list_instances.py", env=paying_env))["instances"]]
     owners = state / "instance-owners.json"
     assert c in owners.read_text()
+    from x402_compute.payments.journal import ledger_of
+
+    ledger_of(state).set_keepalive(c, {"target": "2030-01-01T00:00:00Z", "stopped": None})  # as a keepalive run leaves it
     doc = ok(run_script("destroy_instance.py", "--forget-destroyed", env=paying_env))
     assert c in {f["id"] for f in doc["forgotten"]} and c not in owners.read_text()
+    assert ledger_of(state).keepalive(c) == {} and f"keepalive record ({c})" in next(f for f in doc["forgotten"] if f["id"] == c)["files"]
     assert ok(run_script("destroy_instance.py", "--all", "--yes", env=paying_env))["count"] == 0  # nothing left to destroy
     fail(run_script("destroy_instance.py", c, "--all", "--yes", env=paying_env), 2, "usage_error")
 

@@ -3,27 +3,25 @@ nesting is measured in one linear scan, and one deadline (COMPUTE_TIMEOUT) cover
 exchange, so a server answering hugely, deeply, pathologically or a byte at a time cannot hold
 or crash the client.
 
-The elapsed-time bounds below are not speed measurements: each misbehaviour would hold the
-client many times longer than the bound (minutes to hours), so a broken guard fails them.
+The subprocess and thread deadlines below are hang guards, not speed measurements: each
+misbehaviour would hold the client many times longer (minutes to hours), so a broken guard fails
+them; the error messages name the deadline that ended each exchange.
 """
 
 from __future__ import annotations
-
-import time
 
 import pytest
 from x402_compute.config import Settings
 from x402_compute.errors import ComputeError, NetworkError
 from x402_compute.payments.rpc import JsonRpc
 
-from tests.helpers import run_script
+from tests.helpers import finishes, run_script
 from tests.hostile.stub import Reply, deep, huge, quadratic_escapes
 
 
 def browse(hostile_env, timeout="10"):
-    t0 = time.monotonic()
-    code, doc, err = run_script("browse_plans.py", env=hostile_env(COMPUTE_TIMEOUT=timeout), timeout=120)
-    return code, doc, time.monotonic() - t0
+    code, doc, err = run_script("browse_plans.py", env=hostile_env(COMPUTE_TIMEOUT=timeout), timeout=90)
+    return code, doc, err
 
 
 @pytest.mark.parametrize("chunked", [True, False])
@@ -46,9 +44,8 @@ def test_quadratic_escapes_parse_in_linear_time(hostile, hostile_env):
     # 1M escaped quotes in an unterminated string: the old regex scan rescanned the rest of the
     # body from each of them (about 10 s for 20 000; hours for this one).
     hostile.override("GET", "/compute/plans", Reply(200, quadratic_escapes(1_000_000, terminated=False)))
-    code, doc, elapsed = browse(hostile_env)
+    code, doc, _ = browse(hostile_env)
     assert code == 1 and doc["error"]["code"] == "bad_response", doc
-    assert elapsed < 60
 
 
 def test_deep_nesting_is_a_clear_error_not_a_crash(hostile, hostile_env):
@@ -61,16 +58,15 @@ def test_deep_nesting_is_a_clear_error_not_a_crash(hostile, hostile_env):
 def test_a_server_dripping_bytes_cannot_hold_the_client(hostile, hostile_env, head):
     # 400 bytes at one per 0.25 s: 100 s to answer; COMPUTE_TIMEOUT=2 ends it after 2.
     hostile.override("GET", "/compute/plans", Reply(200, b'{"plans": []}' + b" " * 387, drip=0.25, drip_head=head))
-    code, doc, elapsed = browse(hostile_env, timeout="2")
+    code, doc, _ = browse(hostile_env, timeout="2")
     assert code == 1 and doc["error"]["code"] == "network_error" and "within 2 s" in doc["error"]["message"], doc
-    assert elapsed < 30, elapsed
 
 
 def test_retries_share_the_one_deadline(hostile, hostile_env):
     # Each answer a 503 after 0.8 s: the reads would be retried twice (3 x 0.8 s plus backoff),
     # but COMPUTE_TIMEOUT=1.5 is for the whole call.
     hostile.override("GET", "/compute/plans", Reply(503, {"error": "busy"}, delay=0.8))
-    code, doc, elapsed = browse(hostile_env, timeout="1.5")
+    code, doc, _ = browse(hostile_env, timeout="1.5")
     assert code == 1
     assert len(hostile.received("GET", "/compute/plans")) <= 2
 
@@ -79,9 +75,7 @@ def test_a_dripped_paid_answer_ends_within_the_deadline_and_signs_once(hostile, 
     # Every paid answer dripped over 100 s: each send ends at the 2 s deadline, and the one
     # resend carries the same signed payment (what happens then is the flow's rule, class 3).
     hostile.override("POST", "/compute/provision", lambda req, honest: Reply(201, honest().body_bytes() + b" " * 400, drip=0.25), when="paid")
-    t0 = time.monotonic()
-    code, doc, _ = run_script("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes", env=hostile_env(COMPUTE_TIMEOUT="2"), timeout=120)
-    assert time.monotonic() - t0 < 60
+    code, doc, _ = run_script("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes", env=hostile_env(COMPUTE_TIMEOUT="2"), timeout=90)
     assert code != 0 and doc["ok"] is False
     assert len(hostile.paid_requests()) == 2 and len(hostile.signatures()) == 1
 
@@ -101,10 +95,9 @@ def test_rpc_answer_over_one_mib_is_refused(hostile):
 
 def test_rpc_drip_ends_at_the_deadline(hostile):
     hostile.override("POST", "/rpc", Reply(200, b'{"jsonrpc": "2.0", "id": 1, "result": "0x1"}' + b" " * 300, drip=0.25))
-    t0 = time.monotonic()
     with pytest.raises(NetworkError) as e:
-        rpc(hostile, timeout=1.5).eth_chain_id("megaeth")
-    assert time.monotonic() - t0 < 15 and "within 1.5 s" in e.value.message
+        finishes(lambda: rpc(hostile, timeout=1.5).eth_chain_id("megaeth"), "a dripped RPC answer", timeout=30)
+    assert "within 1.5 s" in e.value.message
 
 
 def test_rpc_deep_or_quadratic_answers_are_typed_errors(hostile):

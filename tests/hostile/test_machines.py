@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import ledger, run_script, ssh_keypair, state_entries
+from tests.helpers import ledger, run_script, ssh_keypair, state_entries, wait_until
 from tests.hostile.stub import Reply, json_reply
 
 
@@ -47,13 +47,12 @@ def test_first_contact_must_match_the_published_key(sandbox, tools, hostile, hos
     _, other = ssh_keypair(tmp_path, "other")
     w = tools.fresh_wallet(sandbox.facilitator, usd=5)
     iid = tools.provision(sandbox, w, ssh_public_key=pub)["order"]["id"]
-    deadline = time.time() + 30
-    while True:
+    def active() -> dict | None:
         h = tools.evm_auth(w["evm_private_key"], "GET", f"/compute/instances/{iid}")
-        real = requests.get(f"{sandbox.base_url}/compute/instances/{iid}", headers=h, timeout=30).json()["order"]
-        if real["status"] == "active" or time.time() > deadline:
-            break
-        time.sleep(0.1)
+        o = requests.get(f"{sandbox.base_url}/compute/instances/{iid}", headers=h, timeout=30).json()["order"]
+        return o if o["status"] == "active" else None
+
+    real = wait_until(active, "the instance to become active")
     order = hostile.add_order(ip_address=real["ip_address"], ssh_port=real["ssh_port"], ssh_host_public_key=other)
     home = Path(sandbox.state_dir) / "instances" / iid / "home"
     err = _fail(run_script("ssh_exec.py", order["id"], "--identity", str(key), "--", "touch ran", env=hostile_env()), 3, "host_key_mismatch")

@@ -17,6 +17,8 @@ import uuid
 import pytest
 import requests
 
+from tests.helpers import wait_until
+
 PROVISION = {"plan": "vc2-1c-1gb", "region": "lax", "os_id": 2284, "label": "h", "prepaid_hours": 24,
              "network": "base"}
 RAW = json.dumps(PROVISION, separators=(",", ":")).encode()
@@ -215,7 +217,7 @@ def test_slow_loris_request_gets_408_at_the_deadline(make_sandbox, sandbox):
     _, port = _host_port(sb)
     request = f"GET /_sandbox/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Pad: {'a' * 40}\r\n\r\n".encode()
     with socket.create_connection(_host_port(sb), timeout=10) as s:
-        started, answer = time.monotonic(), b""
+        answer = b""
         try:
             for i in range(len(request)):      # one byte every 0.1 s: each read is quick, the whole is not
                 s.sendall(request[i:i + 1])
@@ -230,16 +232,17 @@ def test_slow_loris_request_gets_408_at_the_deadline(make_sandbox, sandbox):
                     break
         except (BrokenPipeError, ConnectionResetError):
             pass
-        s.settimeout(5)
+        s.settimeout(30)  # the answer, then the close, are the events waited for
         try:
             while chunk := s.recv(65536):
                 answer += chunk
-        except (ConnectionResetError, TimeoutError):
+        except ConnectionResetError:
             pass
-        took = time.monotonic() - started
+    # Answered by the whole-request deadline (its 408 names it), not by a per-read timeout, and
+    # before the slow client finished: the request never completed.
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
-    assert 0.9 < took < 3.5, took
-    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"].startswith("The request was not complete")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"] == "The request was not complete within 1 s of its first byte"
+    assert i < len(request) - 1
 
 
 def test_slow_body_gets_408_and_idle_connections_close(make_sandbox, sandbox):
@@ -247,43 +250,38 @@ def test_slow_body_gets_408_and_idle_connections_close(make_sandbox, sandbox):
     _, port = _host_port(sb)
     with socket.create_connection(_host_port(sb), timeout=10) as s:
         s.sendall(f"POST /rpc/base HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100\r\n\r\n{{".encode())
-        started = time.monotonic()
-        data = s.recv(65536)
-        assert data.startswith(b"HTTP/1.1 408 ") and time.monotonic() - started < 3
+        data = s.recv(65536)  # waits for the answer (the socket's timeout is the hang guard)
+        assert data.startswith(b"HTTP/1.1 408 "), data[:100]
     # A keep-alive connection serves requests within the idle time, then is closed without an answer.
     with socket.create_connection(_host_port(sb), timeout=10) as s:
         req = f"GET /_sandbox/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
         for _ in range(2):
             s.sendall(req)
             assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
-            time.sleep(0.3)
-        started = time.monotonic()
-        assert s.recv(65536) == b""
-        assert 0.4 < time.monotonic() - started < 3
+        assert s.recv(65536) == b""  # then, idle, it is closed without an answer (waited for, not timed)
 
 
 def test_connections_beyond_the_bound_wait_then_get_503(make_sandbox, sandbox):
     sb = make_sandbox(facilitator=sandbox.facilitator, max_connections=3, idle_timeout=20.0)
     holders = [socket.create_connection(_host_port(sb), timeout=10) for _ in range(3)]
     try:
-        time.sleep(0.3)
         httpd = sb.sandbox.httpd
-        handlers = [t for t in threading.enumerate()
-                    if getattr(t, "_target", None) == httpd.process_request_thread]
-        assert len(handlers) == 3, [t.name for t in threading.enumerate()]
-        started = time.monotonic()
-        r = requests.get(sb.base_url + "/_sandbox/health", timeout=15)
-        assert r.status_code == 503 and r.headers["Retry-After"] == "1" and 1.5 < time.monotonic() - started < 8
+
+        def handlers() -> list:
+            return [t for t in threading.enumerate() if getattr(t, "_target", None) == httpd.process_request_thread]
+
+        wait_until(lambda: len(handlers()) == 3, "a handler thread for each held connection")
+        assert len(handlers()) == 3, [t.name for t in threading.enumerate()]
+        r = requests.get(sb.base_url + "/_sandbox/health", timeout=30)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
         assert "3 connections" in r.json()["error"]
     finally:
         for h in holders:
             h.close()
-    deadline = time.time() + 10
-    while True:   # the freed threads serve again
+    def serves() -> bool:
         try:
-            if requests.get(sb.base_url + "/_sandbox/health", timeout=15).status_code == 200:
-                break
+            return requests.get(sb.base_url + "/_sandbox/health", timeout=15).status_code == 200
         except requests.ConnectionError:
-            pass
-        assert time.time() < deadline
-        time.sleep(0.1)
+            return False
+
+    wait_until(serves, "the freed threads to serve again")

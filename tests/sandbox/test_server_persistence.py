@@ -5,6 +5,8 @@ import os
 
 import requests
 
+from tests.helpers import wait_until
+
 
 def test_restart_keeps_state(make_sandbox, tools):
     first = make_sandbox()
@@ -19,11 +21,8 @@ def test_restart_keeps_state(make_sandbox, tools):
     oid = paid.json()["order"]["id"]
     _, topup, _ = tools.paid_post(first, "/compute/credits/topup", {"amount": 3}, w, headers=h)
     assert topup.status_code == 200
-    import time
-    deadline = time.time() + 5
-    while requests.get(f"{first.base_url}/compute/instances/{oid}", headers=h).json()["order"]["status"] != "active":
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: requests.get(f"{first.base_url}/compute/instances/{oid}", headers=h, timeout=30).json()["order"]["status"] == "active",
+               "the instance to become active")
     spent_nonce = tools.evm_auth(w["evm_private_key"], "GET", "/compute/instances")
     assert requests.get(first.base_url + "/compute/instances", headers=spent_nonce).status_code == 200
     first.stop()

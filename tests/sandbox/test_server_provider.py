@@ -8,6 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 import requests
 
+from tests.helpers import wait_until
+
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@x402"
 
 
@@ -219,11 +221,7 @@ def test_expiry(make_sandbox, sandbox, tools):
     active = m.wait_active(oid)
     real = time.time
     sb.app.provider.clock = lambda: real() + 24 * 3600 + 5   # a day later
-    deadline = time.time() + 5
-    while m.get(oid)["status"] != "expired" and time.time() < deadline:
-        time.sleep(0.05)
-    o = m.get(oid)
-    assert o["status"] == "expired"
+    wait_until(lambda: m.get(oid)["status"] == "expired", "the instance to expire")
     with pytest.raises(OSError):
         _banner(active["ip_address"], active["ssh_port"])
     assert m.call("POST", f"/compute/instances/{oid}/resize", {"plan": "vc2-2c-4gb"}).status_code == 409

@@ -223,9 +223,7 @@ def test_time_and_output_bounds_kill_the_whole_process_group(make_sandbox, sandb
     sb = make_sandbox(facilitator=sandbox.facilitator, ssh_time_limit=1.5, ssh_output_limit=5000)
     o = Instance(sb, tools, ssh_key=pub).active()
     argv = ssh_argv(o["ip_address"], o["ssh_port"], pin(tmp_path, o), key)
-    started = time.monotonic()
-    r = ssh(argv, "sleep 300 & echo $!; wait")
-    assert time.monotonic() - started < 15
+    r = ssh(argv, "sleep 300 & echo $!; wait")  # ends at the limit (ssh()'s timeout guards a hang)
     assert r.returncode == 124 and "time limit of 1.5 s" in r.stderr
     child = int(r.stdout.split()[0])
     deadline = time.time() + 5

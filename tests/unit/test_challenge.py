@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from decimal import Decimal
 
 import pytest
@@ -17,13 +16,15 @@ from x402_compute.errors import (
     PolicyError,
 )
 from x402_compute.http import Response
-from x402_compute.payments import challenge as ch
 from x402_compute.client import ComputeClient
+from x402_compute.payments import challenge as ch
 from x402_compute.payments.flow import PaidCall, PaymentFlow
 from x402_compute.payments.journal import Journal, new_id
 from x402_compute.payments.model import Signed
 from x402_compute.payments.options import Signers
 from x402_compute.payments.policy import Limits
+
+from tests.helpers import finishes
 
 BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 PAYEE = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
@@ -248,17 +249,14 @@ def _v1_raw(amount_json: bytes, extra_json: bytes = b"") -> Response:
 
 @pytest.mark.parametrize("amount", [b"1e999999999", b"1e400", b"9" * 79, b"Infinity", b"-Infinity", b"NaN"])
 def test_huge_or_non_finite_amounts_are_refused_at_once(amount):
-    t0 = time.monotonic()
-    with pytest.raises(ch.ChallengeError):
-        ch.from_response(_v1_raw(amount))
-    assert time.monotonic() - t0 < 2      # 1e999999999 used to build a billion-digit int (a hang)
+    with pytest.raises(ch.ChallengeError):  # 1e999999999 used to build a billion-digit int (a hang)
+        finishes(lambda: ch.from_response(_v1_raw(amount)), "parsing the amount")
 
 
 @pytest.mark.parametrize("mts", [b"Infinity", b"NaN", b"1e999999999", b"\"soon\"", b"true", b"12.5"])
 def test_an_unreadable_max_timeout_is_ignored_not_a_crash(mts):
-    t0 = time.monotonic()
-    o = ch.from_response(_v1_raw(b'"249600"', b',"maxTimeoutSeconds":' + mts)).offers[0]
-    assert o.max_timeout_seconds is None and o.amount == 249600 and time.monotonic() - t0 < 2
+    o = finishes(lambda: ch.from_response(_v1_raw(b'"249600"', b',"maxTimeoutSeconds":' + mts)), "parsing maxTimeoutSeconds").offers[0]
+    assert o.max_timeout_seconds is None and o.amount == 249600
 
 
 @pytest.mark.parametrize("chain", [b"Infinity", b"1e999999999", b"4217.5"])
@@ -354,6 +352,8 @@ BAD_AUTH = [
     'Payment=x',                                 # no scheme
     'Payment id=é',                              # not a token
     'Payment, =x',
+    'Payment id=, method="stripe"',              # an empty value: read as a token68 "id=", then parameters joined it
+    'Payment abc==, method="stripe"',            # a token68 is all a challenge holds: no parameters after it
 ]
 
 

@@ -138,6 +138,20 @@ def test_approval_message_states_the_terms_without_control_characters():
     assert "\x1b" not in msg and "\x07" not in msg
 
 
+@pytest.mark.parametrize("fields, shown", [
+    ({"method": "stripe", "network": "stripe", "asset": "usd", "amount_atomic": "25", "payee": "profile_x", "total_usd": "0.2496"}, "Amount: 0.25 USD"),
+    ({"method": "mpp", "network": "tempo", "amount_atomic": "249600", "payee": "0x" + "ab" * 20, "total_usd": "0.2496"}, "Amount: 0.2496 USDC.e"),
+    ({"method": "x402", "network": "base", "amount_atomic": "249600", "payee": "0x" + "ab" * 20, "total_usd": "0.2"}, "Amount: 0.2496 USDC"),
+])
+def test_a_confirmed_quote_is_shown_with_the_amount_that_is_paid(fields, shown):
+    """confirm_quote puts the recorded quote to the human: the amount shown is the one the quote
+    pins (the card charge's cents, not the catalog total beside it), and the threshold reads it."""
+    terms = mcp_server.quote_terms({"action": "provision", **fields})
+    msg = approval_message("Pay quote 0123456789abcdef exactly as quoted?", terms)
+    assert shown in msg.splitlines(), msg
+    assert mcp_server._amount_usd(terms) == __import__("decimal").Decimal(shown.split()[1])
+
+
 # -- issue 19: no human-only decision and no local path is a tool input ------------------------------
 
 # Said independently of the code's own list, as the issue names them.

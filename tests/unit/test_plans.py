@@ -82,6 +82,13 @@ def test_resize_preflight_rules():
         plans.resize_preflight(do1, do2, [do1, do2], "nyc3", confirm_disk_resize=False)
     assert ei.value.code == "disk_resize_confirmation_required" and "irreversible" in ei.value.message
     assert plans.resize_preflight(do1, do2, [do1, do2], "nyc3", confirm_disk_resize=True)["grows_disk"] is True
+    # A DigitalOcean disk never shrinks (the API's 400 has no way forward): refused here, with the path.
+    with pytest.raises(errors.PolicyError) as ei:
+        plans.resize_preflight(do2, do1, [do1, do2], "nyc3", confirm_disk_resize=True, instance_id="i-1", hours_left=10)
+    assert ei.value.code == "downgrade_not_supported" and ei.value.exit_code == 3
+    assert (ei.value.details["from_disk_gb"], ei.value.details["to_disk_gb"]) == (50, 25)
+    assert ei.value.details["shrink_path"]["steps"][0]["command"].startswith("python scripts/provision.py do:a nyc3 --hours 10")
+    assert "do:a nyc3" in ei.value.hint and "same disk" in ei.value.hint
     # An unknown current plan: nothing can be checked here, the server decides.
     assert plans.resize_preflight(None, VULTR[0], VULTR, "lax", confirm_disk_resize=False)["from"] is None
 

@@ -61,3 +61,30 @@ def test_connection_error_is_network_error():
 def test_missing_url_is_config_error():
     with pytest.raises(ConfigError):
         JsonRpc(Settings()).eth_chain_id("megaeth")
+
+
+def test_a_right_chain_id_is_asked_once_per_endpoint_a_wrong_one_every_time():
+    from x402_compute.payments.schemes.evm_permit import check_chain
+
+    class Endpoint:
+        def __init__(self, name, chain):
+            self.name, self.chain, self.asked = name, chain, 0
+
+        def cache_key(self, network):
+            return f"{self.name}/{network}"
+
+        def eth_chain_id(self, network):
+            self.asked += 1
+            return self.chain
+
+    right, wrong = Endpoint(f"right-{id(object())}", 4326), Endpoint(f"wrong-{id(object())}", 1)
+    check_chain(right, "megaeth", 4326)
+    check_chain(right, "megaeth", 4326)
+    assert right.asked == 1
+    for n in (1, 2):
+        with pytest.raises(ComputeError) as e:
+            check_chain(wrong, "megaeth", 4326)
+        assert e.value.code == "rpc_wrong_chain" and wrong.asked == n
+    with pytest.raises(ComputeError):  # the same endpoint asked for another chain is asked again
+        check_chain(right, "megaeth", 8453)
+    assert right.asked == 2

@@ -6,8 +6,10 @@ the window's payments (time, script, instance, network, amount, outcome) and a p
 --by instance|day|network adds the counted spending summed that way; --csv adds the payments
 as CSV (each with its transaction hash and explorer link), and with -o text prints only the CSV.
 
-The budget sees the payments journalled in this state folder (X402_COMPUTE_STATE_DIR): agents
-that share one budget share one state folder on one machine.
+The budget sees the payments in this agent's ledger: the state folder's SQLite file
+(X402_COMPUTE_STATE_DIR), shared by agents on one machine that share the folder, or the
+PostgreSQL ledger the human set with COMPUTE_LEDGER_URL, shared by agents on several machines
+(fleet then names each agent's host and state folder).
 
 Read-only. There is no command to raise the budget: the human changes the setting."""
 

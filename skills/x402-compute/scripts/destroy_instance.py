@@ -5,7 +5,7 @@ time is lost (one summary of it is shown before asking). Needs --yes when not at
 Prints the instance as it is afterwards (state destroyed, ip null).
 
 --forget-local also drops what this machine keeps about the destroyed instances (host key
-pins, keepalive state, saved management keys and passwords, owner and key records); alone,
+pins, keepalive state, saved management keys, passwords and AI Machine keys, owner and key records); alone,
 --forget-destroyed does that for every instance the API lists as destroyed."""
 
 from x402_compute import cli

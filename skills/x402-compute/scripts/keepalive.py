@@ -16,8 +16,8 @@ p = cli.parser(
     examples=(
         "python scripts/keepalive.py 3f2c9a1e-0000-4000-8000-000000000000 --for 3d --max-total-usd 2 --dry-run\n"
         "# show the human what it would pay; only once they agreed to the deadline and the amount,\n"
-        "# --yes (with --max-usd) is their standing approval for the runs that follow:\n"
-        "python scripts/keepalive.py 3f2c9a1e-0000-4000-8000-000000000000 --until 2030-01-31T18:00:00Z --yes\n"
+        "# --yes with their amounts (--max-usd, --max-total-usd) is their standing approval for the runs that follow:\n"
+        "python scripts/keepalive.py 3f2c9a1e-0000-4000-8000-000000000000 --until 2030-01-31T18:00:00Z --yes --max-usd 2 --max-total-usd 5\n"
         "# crontab: every hour, keep it alive for 3 days from the first run\n"
         "0 * * * * python /path/to/scripts/keepalive.py 3f2c9a1e-0000-4000-8000-000000000000 --for 3d --yes --max-usd 2 --max-total-usd 5"
     ),

@@ -20,6 +20,7 @@ import re
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, NoReturn
@@ -35,10 +36,17 @@ from .errors import (
     UsageError,
 )
 
+# asyncssh (imported only for SSH) still names DSA key types, and cryptography 51+ warns about each
+# on import: ten lines on the stderr of every SSH command (and doctor), nothing a user can act on.
+warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh\.")
+
 # Decisions only the human takes (issue 19): approving a payment without a question, lifting the
 # cap, accepting a new payee or host key, creating a recipient's account at the wallet's cost,
 # ignoring an unresolved payment, allowing plain http or a private address, a permanent disk
-# resize, resuming a stopped keepalive, printing a secret. They are flags a
+# resize, resuming a stopped keepalive, printing a secret, deleting what guards machines not just
+# destroyed by this call (--forget-destroyed: host-key pins, saved keys and passwords of every
+# instance the server merely lists as destroyed; were one live, the model would have reset its
+# host key trust and lost keys shown once). They are flags a
 # person types at a terminal (or settings they wrote), never an MCP tool input, and a hint that
 # names one is addressed to the human ("ask the human to run ..."). The one list: the MCP server
 # leaves these out of every tool, and a test holds every tool schema against it.
@@ -54,6 +62,7 @@ HUMAN_ONLY = frozenset({
     "confirm_disk_resize",
     "resume",
     "show",
+    "forget_destroyed",
 })
 # An option naming a local file or folder: a tool input that names one lets the model read (and
 # send away) any file the user can read, so a tool takes content instead, bounded and checked.
@@ -232,7 +241,7 @@ class Context:
             raise ConfirmationRequired(
                 f"{question} Confirmation needed: re-run with {flag}.",
                 details=details,
-                hint=f"Not at a terminal, so nothing was done. Add {flag} once you have checked the details.",
+                hint=f"Not at a terminal, so nothing was done. Show the human what error.details lists; {flag} is their answer: add it only once they agree.",
             )
         sys.stderr.write(terminal_safe(scrub(question), one_line=True) + " [y/N] ")
         sys.stderr.flush()

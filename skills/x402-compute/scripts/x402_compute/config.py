@@ -248,12 +248,10 @@ def load_settings(
     for secret in (s.api_key, s.private_key, s.solana_secret_key, s.stripe_secret_key):
         redact.register(secret)
     if s.ledger_url:
-        from urllib.parse import urlsplit
+        from .ledger.store import url_passwords
 
-        try:
-            redact.register(urlsplit(s.ledger_url).password)  # a password in the URL is never printed
-        except ValueError:
-            pass
+        for password in url_passwords(s.ledger_url):  # a password in the URL is never printed
+            redact.register(password)
 
     s.rpc_urls = {net: env.get(var) or DEFAULT_RPC_URLS[net] for net, var in RPC_ENV.items()}
     if timeout is not None:

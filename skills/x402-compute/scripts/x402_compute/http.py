@@ -201,6 +201,7 @@ class _Watchdog:
         self._cond = threading.Condition()
         self._active: set[_Deadline] = set()
         self._thread: threading.Thread | None = None
+        self._wakes_at: float | None = None  # when the thread looks again by itself (None: only when told)
 
     def watch(self, d: _Deadline) -> None:
         with self._cond:
@@ -208,7 +209,11 @@ class _Watchdog:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="x402-compute-deadline", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            # Wake the thread only when it would look too late: a request after a request has a
+            # later deadline than the one it already sleeps until, and waking it on every request
+            # hands the GIL to it and back each time (a measurable part of a paid run).
+            if self._wakes_at is None or d.end < self._wakes_at:
+                self._cond.notify()
 
     def forget(self, d: _Deadline) -> None:
         with self._cond:
@@ -225,6 +230,11 @@ class _Watchdog:
                         d.fire()
                         left = self.RETRY
                     wait = left if wait is None else min(wait, left)
+                # Idle, it still sleeps until the last deadline it knew (forget does not wake it), so
+                # the next request rarely has to.
+                if wait is None and self._wakes_at is not None and self._wakes_at > now:
+                    wait = self._wakes_at - now
+                self._wakes_at = None if wait is None else now + wait
                 self._cond.wait(wait)
 
 

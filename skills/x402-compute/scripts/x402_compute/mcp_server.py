@@ -506,22 +506,31 @@ def quote_terms(fields: dict, payee_status: str | None = None) -> dict:
     from .money import atomic_to_usd, plain
     from .networks import NETWORKS
 
+    from .payments.policy import STRIPE_CURRENCY_DECIMALS
+
     net = NETWORKS.get(fields.get("network") or "")
-    amount = None
-    if net is not None and str(fields.get("amount_atomic") or "").isdigit():
-        amount = plain(atomic_to_usd(int(fields["amount_atomic"]), net.decimals))
+    atomic = str(fields.get("amount_atomic") or "")
+    # The amount the quote pins, in its own units (a card charge: the currency's minor units),
+    # never the catalog total beside it: that is what is paid, so that is what the human sees.
+    decimals, symbol = (net.decimals, net.symbol) if net is not None else (None, None)
+    if fields.get("method") == "stripe" and fields.get("asset") in STRIPE_CURRENCY_DECIMALS:
+        decimals, symbol = STRIPE_CURRENCY_DECIMALS[fields["asset"]], str(fields["asset"]).upper()
+    amount = plain(atomic_to_usd(int(atomic), decimals)) if decimals is not None and atomic.isdigit() else None
     what = " ".join(str(fields[k]) for k in ("action", "plan", "instance_id") if fields.get(k))
     where = f" in {fields['region']}" if fields.get("region") else ""
     hours = f" for {fields['hours']} h" if fields.get("hours") else ""
     return {
+        "action": fields.get("action"),
         "summary": f"{what}{where}{hours}",
         "amount_usd": amount,
         "total_usd": fields.get("total_usd"),
-        "asset_symbol": net.symbol if net is not None else None,
+        "asset_symbol": symbol,
         "network": fields.get("network") or fields.get("method"),
         "payee": fields.get("payee"),
         "payee_status": payee_status or "unchecked",
         "method": fields.get("method"),
+        "login_key": fields.get("login_key"),
+        "user_data_sha256": fields.get("user_data_sha256"),
     }
 
 
@@ -563,8 +572,10 @@ def _with(argv: list[str], extra: list[str]) -> list[str]:
     return [*argv, *extra]
 
 
-def approval_message(question: str, terms: dict) -> str:
-    """What the human approves: what, how long, amount, network, payee, budget left."""
+def approval_message(question: str, terms: dict, own_key: str | None = None) -> str:
+    """What the human approves: what, how long, amount, network, payee, budget left; for a new
+    machine also the SSH key that gets root on it (``own_key``: the skill's own key's fingerprint)
+    and the digest of the user data it runs at first boot."""
     lines = [question]
 
     def add(label: str, value: Any) -> None:
@@ -583,6 +594,12 @@ def approval_message(question: str, terms: dict) -> str:
         add("Budget left after it", f"{budget['remaining_usd']} of {budget.get('limit_usd')} USD per {budget.get('window')}")
     elif isinstance(budget, dict):
         add("Budget", "off (COMPUTE_BUDGET_USD=off)")
+    if terms.get("action") == "provision" or terms.get("login_key") or terms.get("user_data_sha256"):
+        key = terms.get("login_key")
+        whose = " (this skill's own key)" if key and key == own_key else " (a key given in the call, not this skill's own)" if key else ""
+        add("Root login", f"SSH key {key}{whose}" if key else "no SSH key (a one-time root password)")
+        if terms.get("user_data_sha256"):
+            add("User data run at first boot", f"sha256 {terms['user_data_sha256']}")
     ra = terms.get("recipient_account")
     if isinstance(ra, dict) and ra.get("create"):
         add("Also", f"creates the payee's token account at your cost of {ra.get('create_total_sol')} SOL")
@@ -816,7 +833,11 @@ class Run:
         self._ask(question + (f" Note: {special}." if special else ""), terms)
 
     def _ask(self, question: str, terms: dict) -> None:
-        self._post(("ask", (redact.scrub(approval_message(question, terms)), APPROVAL_SCHEMA)))
+        from .sshkeys import own_fingerprint
+        from .state import State
+
+        own = own_fingerprint(State(self.app.config.state_dir)) if self.app.config.state_dir else None
+        self._post(("ask", (redact.scrub(approval_message(question, terms, own)), APPROVAL_SCHEMA)))
         try:
             action, content = self._answers.get(timeout=APPROVAL_TIMEOUT)
         except queue.Empty:
@@ -1171,7 +1192,7 @@ class BearerGate:
 
     def __init__(self, app, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
 
     async def __call__(self, scope, receive, send):
         if scope.get("type") == "http":
@@ -1180,7 +1201,9 @@ class BearerGate:
                 if name.lower() == b"authorization":
                     got = value
                     break
-            if not hmac.compare_digest(got, self.expected):
+            # RFC 9110 §11.1: the scheme name is case-insensitive ("bearer" is Bearer); the token is not.
+            scheme, _, credential = got.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(credential.strip(b" "), self.expected):
                 body = json.dumps({"error": "unauthorized", "message": "This MCP endpoint needs the header Authorization: Bearer <token> "
                                    "(the token file's path is printed on the server's stderr)."}).encode()
                 await send({"type": "http.response.start", "status": 401, "headers": [

@@ -349,7 +349,7 @@ def hourly_usd(plan: dict | None) -> str | None:
 
 
 def shrink_path(instance_id: str | None, target_id: str, region: str | None, hours_left: float | None) -> dict:
-    """What to do instead of shrinking a Vultr machine in place: quote the smaller plan as a new
+    """What to do instead of shrinking a machine in place (a Vultr downgrade, a DigitalOcean disk): quote the smaller plan as a new
     machine (the exact command), move what matters over SSH, destroy the old one."""
     import math
     import shlex
@@ -376,7 +376,8 @@ def resize_preflight(current: dict | None, target: dict | None, catalog: list[di
     """Check the documented resize rules before calling the API; return what the change means,
     with ``checks``: the rules checked and passed, in order. Raises ``UsageError`` (exit 2) for an
     unknown or identical plan and ``PolicyError`` (exit 3) for another provider, a region the plan
-    is not offered in, a Vultr downgrade and DigitalOcean disk growth without ``confirm_disk_resize``."""
+    is not offered in, a Vultr downgrade, a smaller DigitalOcean disk and DigitalOcean disk growth without
+    ``confirm_disk_resize``."""
     from .errors import PolicyError, UsageError
 
     if target is None:
@@ -414,6 +415,20 @@ def resize_preflight(current: dict | None, target: dict | None, catalog: list[di
         )
     if prov == "vultr":
         checks.append("vultr_upgrade_only")
+    if prov == "digitalocean" and "disk_gb" in less:
+        # DigitalOcean resizes CPU and RAM both ways but never shrinks a disk: the API's 400 says
+        # only that, so refuse here with the way to a smaller machine.
+        path = shrink_path(instance_id, str(target.get("id")), region, hours_left)
+        raise PolicyError(
+            f"A DigitalOcean disk cannot shrink: {target.get('id')} has a {target.get('disk')} GB disk, {current.get('id')} "
+            f"{current.get('disk')} GB. To run on the smaller plan, move to a new machine.",
+            code="downgrade_not_supported",
+            details={"smaller_in": less, "from_disk_gb": _int(current.get("disk")), "to_disk_gb": _int(target.get("disk")),
+                     "upgrade_targets": targets, "shrink_path": path},
+            hint=f"Quote the smaller plan as a new machine ({path['steps'][0]['command']}), move what matters with ssh_exec.py, "
+                 "then destroy the old one (details.shrink_path); or pick a plan with the same disk "
+                 f"({current.get('disk')} GB) to change only CPU and RAM in place.",
+        )
     preview["grows_disk"] = grows_disk(current, target)
     if preview["grows_disk"] and prov == "digitalocean" and not confirm_disk_resize:
         raise PolicyError(

@@ -81,6 +81,26 @@ def fingerprint(pk: bytes) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(_public_blob(pk)).digest()).decode().rstrip("=")
 
 
+def line_fingerprint(line: str) -> str:
+    """``SHA256:<base64>`` of an OpenSSH public key line (``ssh-keygen -l``'s figure): what a quote
+    pins and the approval shows as the key that gets root on the machine. A line whose key part is
+    not base64 gets the digest of the whole line (still one value per key, never shared)."""
+    parts = line.split()
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (IndexError, ValueError):
+        blob = line.encode()
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def own_fingerprint(state: State) -> str | None:
+    """The fingerprint of the skill's own key when it exists (never creates it)."""
+    try:
+        return line_fingerprint(key_path(state).with_name(KEY_FILE[1] + ".pub").read_text().strip())
+    except OSError:
+        return None
+
+
 def encode_private(seed: bytes, pk: bytes, comment: str = COMMENT) -> str:
     """An unencrypted ``openssh-key-v1`` private key file holding one ed25519 key."""
     check = secrets.token_bytes(4)
@@ -200,6 +220,11 @@ def identity_for(state: State, instance_id: str | None) -> str | None:
 
 PIN_NOTE = ("No host key is pinned for this instance yet, so this command refuses to connect: run "
             "ssh_exec.py {id} -- true once (it checks the key against the API's and pins it), then run it again.")
+# A machine without a key: ssh_exec.py pins, then cannot log in (keys only); the pin is what counts.
+PIN_NOTE_PASSWORD = ("No host key is pinned for this instance yet, so this command refuses to connect: run "
+                     "ssh_exec.py {id} -- true once; it checks the key against the API's and pins it, then stops with "
+                     "ssh_auth_failed, as expected (ssh_exec.py logs in with keys only). The pin stays, and this command, "
+                     "with the one-time password, then logs in.")
 
 
 def with_login(block: dict | None, *, known_hosts: Path, alias: str, pinned: bool, private_key_file: str | None) -> dict | None:
@@ -219,7 +244,7 @@ def with_login(block: dict | None, *, known_hosts: Path, alias: str, pinned: boo
     out["host_key_alias"] = alias
     out["host_key_pinned"] = pinned
     if not pinned:
-        note = PIN_NOTE.format(id=alias.removeprefix("x402-compute-"))
+        note = (PIN_NOTE_PASSWORD if out.get("auth") == "password" else PIN_NOTE).format(id=alias.removeprefix("x402-compute-"))
         out["note"] = f"{out['note']} {note}" if out.get("note") else note
     return out
 

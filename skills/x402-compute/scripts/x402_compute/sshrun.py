@@ -90,11 +90,11 @@ def loopback_base(base_url: str) -> bool:
         return False
 
 
-def checked_address(host: str, port: int, *, base_url: str, allow_private: bool = False, resolve=None) -> str:
+def checked_address(host: str, port: int, *, base_url: str, allow_private: bool = False, resolve=None, what: str = "SSH") -> str:
     """The address to connect to for the server-sent ``host``, refused (``private_address``, exit 3)
     when it, or any address a name resolves to, is loopback, link-local, private, CGNAT, multicast,
-    reserved or unspecified: a hostile API must not aim SSH (the model's command, the user's key) at
-    this machine or the user's network. Allowed when the API base URL is itself loopback (the
+    reserved or unspecified: a hostile API must not aim SSH (the model's command, the user's key), or
+    ``what`` else connects to the instance (ai_chat's request), at this machine or the user's network. Allowed when the API base URL is itself loopback (the
     sandbox) or the human passed ``--allow-private-address``. A name is resolved once here and the
     checked address is what is connected to, so a second lookup cannot answer differently. No socket
     to the host is opened before this returns."""
@@ -126,7 +126,7 @@ def checked_address(host: str, port: int, *, base_url: str, allow_private: bool 
             shown = str(ip) if str(ip) == host else f"{host} ({ip})"
             raise PolicyError(
                 f"The server gave {shown} as the instance's address, a {kind} address: refusing to connect there. A rented "
-                "machine has a public address; a hostile API could aim SSH at this computer or your own network. Nothing was sent to it.",
+                f"machine has a public address; a hostile API could aim {what} at this computer or your own network. Nothing was sent to it.",
                 code="private_address",
                 details={"host": host, "address": str(ip), "class": kind},
                 hint="Tell the human. Only if they know that address is their own machine do they run the command themselves with "

@@ -28,6 +28,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, metavar="N", help=f"longest reply, in tokens (default {DEFAULT_MAX_TOKENS}; 1 to 32768)")
     g.add_argument("--reply-timeout", type=float, default=DEFAULT_REPLY_TIMEOUT, metavar="SECONDS",
                    help=f"give up waiting for the whole reply after this long (default {DEFAULT_REPLY_TIMEOUT:g}, at most {MAX_REPLY_TIMEOUT:g}); exit 1, code ai_timeout")
+    g.add_argument("--allow-private-address", action="store_true",
+                   help="a human's decision only: send even though the server gave a loopback, private, link-local, CGNAT, multicast or "
+                   "reserved address as the machine's (allowed without it when the API base URL is itself loopback, as for the sandbox)")
 
 
 def _text(value: str | None, what: str) -> str | None:
@@ -83,6 +86,15 @@ def chat(ctx: cli.Context) -> cli.Output:
         raise ComputeError(f"The AI endpoint of {iid} is not usable: {why}. Nothing was sent.", code="ai_endpoint_unavailable",
                            retryable=state == "provisioning", details={"state": state, "reason": why},
                            hint=f"Wait for it (wait_for_instance / instance_details.py {iid}) and try again." if state == "provisioning" else None)
+    # The address is the server's word: never this computer or the user's network (as ssh_exec), checked before
+    # any socket; the request then goes to the checked address, so a second name lookup cannot answer otherwise.
+    from ..instances import public_ip
+    from ..sshrun import checked_address
+
+    host = public_ip(order)
+    addr = checked_address(host, e["port"], base_url=ctx.settings.base_url, allow_private=bool(a.allow_private_address), what="this request")
+    if addr != host:
+        e["endpoint"] = f"http://{'[' + addr + ']' if ':' in addr else addr}:{e['port']}/v1"
     key = aimachines.saved_key(ctx.state, iid)
     if key is None:
         raise ComputeError(

@@ -74,6 +74,10 @@ def browse_plans(ctx: cli.Context) -> cli.Output:
     if a.country or a.continent:
         places = {r.get("id") for r in plans.regions_in(client.regions(), country=a.country, continent=a.continent)}
     catalog = client.plans(a.type) if a.type else client.all_plans()
+    if region:
+        _known_region(region, client.regions(), catalog)
+    if a.gpu_type:
+        _known_gpu_type(a.gpu_type, catalog)
     chosen = plans.select(
         catalog,
         provider_name=plans.PROVIDER_ALIASES.get(a.provider or ""),
@@ -97,6 +101,29 @@ def browse_plans(ctx: cli.Context) -> cli.Output:
             r["matching_locations"] = [loc for loc in r["locations"] if (places is None or loc in places) and (not region or loc == region)]
         rows.append(r)
     return cli.Output({"count": len(rows), "matched": len(chosen), "plans": rows}, cli.table(rows, PLAN_COLUMNS))
+
+
+def _known_region(region: str, regions: list, catalog: list) -> None:
+    """A --region no region record or plan names is a typo, not "nothing there": exit 2 with the
+    close ids (an empty list of plans would read as "no plan fits")."""
+    from ..errors import UsageError
+    from ..validate import close_matches, did_you_mean_hint
+
+    known = {r.get("id") for r in regions if isinstance(r, dict)} | plans.locations_of(catalog)
+    if region not in known:
+        near = close_matches(region, known)
+        raise UsageError(f"No region has the id {region!r}.", code="unknown_region", details={"did_you_mean": near},
+                         hint=did_you_mean_hint(near, "See browse_regions.py for region ids (--country or --continent filter by place)."))
+
+
+def _known_gpu_type(text: str, catalog: list) -> None:
+    """A --gpu-type that no plan's gpu_type contains: exit 2 listing the GPU types there are."""
+    from ..errors import UsageError
+
+    types = sorted({str(p.get("gpu_type")) for p in catalog if isinstance(p, dict) and p.get("gpu_type")})
+    if not any(text.lower() in t.lower() for t in types):
+        raise UsageError(f"No plan has a GPU type containing {text!r}.", code="unknown_gpu_type", details={"known_gpu_types": types},
+                         hint=f"--gpu-type takes part of one of: {', '.join(types)}." if types else "The catalog lists no GPU plans.")
 
 
 # -- browse_regions ------------------------------------------------------------------------------

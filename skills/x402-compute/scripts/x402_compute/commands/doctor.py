@@ -360,10 +360,8 @@ def check_ledger(settings) -> list[Check]:
     """The ledger (journal, budget, quotes, pins): reachable, its schema version, the SQLite file's
     mode, and a PostgreSQL URL that carries a password in clear. Reads only: a missing SQLite file is
     not created here, a schema is not migrated here."""
-    from urllib.parse import urlsplit
-
     from ..errors import ComputeError
-    from ..ledger import LedgerUnavailable, open_ledger, redact_url
+    from ..ledger import LedgerUnavailable, open_ledger, redact_url, url_passwords
     from ..ledger.migrations import CURRENT
     from ..ledger.store import SQLITE_NAME
 
@@ -371,10 +369,7 @@ def check_ledger(settings) -> list[Check]:
     url = settings.ledger_url
     if url:
         where = redact_url(url)
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
+        password = bool(url_passwords(url))
         if password and settings.ledger_url_source == "COMPUTE_LEDGER_URL":
             out.append(Check("ledger_secret", WARN, "COMPUTE_LEDGER_URL carries the database password in clear (every child process and "
                              "`ps e` can read the environment): put the URL in a 0600 file named by COMPUTE_LEDGER_URL_FILE, "

@@ -343,6 +343,14 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
     sched = _schedule_block(ctx, iid, order, expires, until, now, target) if a.dry_run else None
 
     def result(action: str, message: str, next_at: datetime | None, **more) -> "Output":
+        limit = _max_total_micros(a)
+        if limit is not None and sched is None:
+            # What the human's total has left after this run (the dry run has it in schedule.limits).
+            from ..payments.budget import usd
+            from ..payments.journal import Journal
+
+            spent = paid_for_target(Journal(ctx.settings.state_dir).list(), iid, target["until"], time.time())
+            more["total"] = {"max_total_usd": usd(limit), "paid_for_target_usd": usd(spent), "remaining_usd": usd(max(0, limit - spent))}
         if sched is not None:
             more["schedule"] = sched
             if sched["count"]:
@@ -416,7 +424,9 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
         return Output({"action": "quote", **out, "extension": {"hours": hours, "expires_at_estimate": iso(new_expiry)}, **q.data}, q.text)
     with paid.after_payment(res):
         ext = paid.extend_output(res, iid, hours, order, price_note)
-        got = parse_time(ext.data["order"].get("new_expires_at")) or new_expiry
+        # Counted on: at most what was paid for (old expiry + hours). An answer claiming more must not
+        # end keepalive ("done") while the instance really has only what was bought; the next run reads it.
+        got = min(parse_time(ext.data["order"].get("new_expires_at")) or new_expiry, new_expiry)
         out["expires_at"] = ext.data["order"].get("new_expires_at") or out["expires_at"]
         out["hours_left"] = round(max(0.0, (got - datetime.now(timezone.utc)).total_seconds() / 3600), 2)
         next_at = None if got >= until else got - timedelta(hours=a.min_hours_left)

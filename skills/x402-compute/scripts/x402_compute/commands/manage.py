@@ -174,8 +174,9 @@ def _selector(a) -> str:
 
 def forget_local(ctx: cli.Context, iid: str) -> list[str]:
     """Delete what this machine keeps about instance ``iid`` (its host key pin, keepalive state,
-    saved management key and one-time password, owner and key records); the payment journal stays,
+    saved management key, one-time password and AI Machine key, owner and key records); the payment journal stays,
     it is the spending record. Returns the paths removed (or changed, for the shared records)."""
+    from ..aimachines import KEY_FOLDER
     from ..hostkeys import HostKeys
     from ..sshkeys import RECORDS
     from ..state import read_json, write_private_json
@@ -184,7 +185,7 @@ def forget_local(ctx: cli.Context, iid: str) -> list[str]:
     iid = server_instance_id(iid, "instance id")
     st = ctx.state
     files = [HostKeys(st.root).file(iid), st.path("instance-keys", f"{iid}.key"), st.credentials_file(iid),
-             st.path("keepalive", f"{iid}.json"), st.path("keepalive", f"{iid}.lock")]
+             st.path("keepalive", f"{iid}.json"), st.path("keepalive", f"{iid}.lock"), st.path(KEY_FOLDER, f"{iid}.key")]
     removed = []
     for f in files:
         try:
@@ -192,6 +193,10 @@ def forget_local(ctx: cli.Context, iid: str) -> list[str]:
             removed.append(str(f))
         except FileNotFoundError:
             pass
+    from ..payments.journal import ledger_of
+
+    if ledger_of(ctx.settings).drop_keepalive(iid):  # keepalive's record lives in the ledger now
+        removed.append(f"keepalive record ({iid})")
     for name in ("instance-owners.json", RECORDS):
         path = st.path(name)
         records = read_json(path, default={})

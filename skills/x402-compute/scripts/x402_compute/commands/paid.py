@@ -7,6 +7,7 @@ The scripts stay thin: they add their own positional arguments and call one func
 from __future__ import annotations
 
 import argparse
+import hashlib
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -301,11 +302,36 @@ def pay(ctx, call, approved: dict | None = None):
     """Build the payment flow for ``call`` and let the client drive it: returns a ``PaidResult``."""
     from ..payments.flow import PaymentFlow
 
+    from ..errors import ComputeError
+
     opts = _flow_options(ctx, approved)
     client = ctx.client
     if not opts["quote"]:
         client.settings.require_secure(client.settings.base_url, "a payment")
-    return client.drive(PaymentFlow(client.settings, client.auths, **opts).steps(call))
+    try:
+        return client.drive(PaymentFlow(client.settings, client.auths, **opts).steps(call))
+    except ComputeError as e:
+        if e.code == "below_network_minimum":
+            _hours_to_minimum(e, call.terms)
+        raise
+
+
+def _hours_to_minimum(e, terms: dict) -> None:
+    """A network minimum (Arc's 5 USD) under an hourly order: say how many hours reach it, as an
+    option for the human (who may not want the machine that long), beside credits or another network."""
+    import math
+    from decimal import Decimal, InvalidOperation
+
+    d = e.details if isinstance(e.details, dict) else None
+    try:
+        hourly, minimum = Decimal(str(terms.get("hourly_usd"))), Decimal(str((d or {}).get("minimum_usd")))
+    except (InvalidOperation, ValueError):
+        return
+    if d is None or not hourly.is_finite() or hourly <= 0 or not minimum.is_finite():
+        return
+    hours = max(int(math.ceil(minimum / hourly)), 1)
+    d["hours_for_minimum"] = hours
+    e.hint = (e.hint or "") + f" (At {terms.get('hourly_usd')} USD an hour, an order of at least {hours} h reaches the minimum, if the human wants it that long.)"
 
 
 def _limits(settings, expected_micros, what="the catalog price"):
@@ -429,6 +455,7 @@ def provision(ctx):
     from ..cli import Output
     from ..payments.flow import PaidCall
     from ..payments.policy import check_order, default_os_id
+    from ..sshkeys import line_fingerprint
 
     a = ctx.args
     s = ctx.settings
@@ -490,6 +517,10 @@ def provision(ctx):
         "hours": hours,
         "hourly_usd": str(hourly) if hourly is not None else None,
         "total_usd": plain(Decimal(expected).scaleb(-6)) if expected is not None else None,
+        # Who gets root and what runs at first boot are part of what is bought: a quote pins them and
+        # the approval shows them (a quote approved for one key must not pay for a machine given another).
+        "login_key": line_fingerprint(ssh_key) if ssh_key else None,
+        "user_data_sha256": hashlib.sha256(user_data.encode("utf-8")).hexdigest() if user_data is not None else None,
     }
     if ai_request:
         terms.update({"ai_machine": bought, "model_id": ai_request[0], "mode": ai_request[1]})

@@ -12,6 +12,6 @@ in the local state folder. The rules (what counts toward the budget, what a quot
 ``payments/``; this package only stores and locks.
 """
 
-from .store import Ledger, LedgerTooNew, LedgerUnavailable, open_ledger, redact_url
+from .store import Ledger, LedgerTooNew, LedgerUnavailable, open_ledger, redact_url, url_passwords
 
-__all__ = ["Ledger", "LedgerTooNew", "LedgerUnavailable", "open_ledger", "redact_url"]
+__all__ = ["Ledger", "LedgerTooNew", "LedgerUnavailable", "open_ledger", "redact_url", "url_passwords"]

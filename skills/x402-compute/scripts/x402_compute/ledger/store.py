@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from ..errors import ComputeError, ConfigError
 from ..state import ensure_dir
@@ -42,16 +43,43 @@ class LedgerTooNew(LedgerUnavailable):
     code = "ledger_too_new"
 
 
-def redact_url(url: str) -> str:
-    """A database URL fit to print: the password (if any) replaced."""
+_SECRET_PARAMS = ("password", "sslpassword")  # libpq takes a password from the query string too
+_CONNINFO_SECRET = re.compile(r"\b((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE)
+
+
+def url_passwords(url: str) -> list[str]:
+    """Every password a database URL (or a libpq key=value string) carries: in the userinfo, in
+    the query string (``?password=``), or as a ``password=`` pair; for the output scrubber."""
+    out = [m.group(2).strip("'") for m in _CONNINFO_SECRET.finditer(url)]
     try:
         u = urlsplit(url)
+        if u.password:
+            out += [u.password, unquote(u.password)]
+        out += [v for k, v in parse_qsl(u.query, keep_blank_values=True) if k.lower() in _SECRET_PARAMS]
+    except ValueError:
+        pass
+    return [p for p in dict.fromkeys(out) if p]
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit to print: every password (userinfo, ``?password=``, ``password=``) replaced."""
+    try:
+        u = urlsplit(url)
+        host = u.hostname or ""
+        port = u.port
     except ValueError:
         return "<unparsable URL>"
-    if u.password is None:
-        return url
-    netloc = f"{u.username or ''}:***@{u.hostname or ''}" + (f":{u.port}" if u.port else "")
-    return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+    if "://" not in url:  # not a URL (a libpq key=value string): its password pairs go
+        return _CONNINFO_SECRET.sub(lambda m: f"{m.group(1)}=***", url)
+    netloc = u.netloc
+    if u.password is not None:
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{u.username or ''}:***@{host}" + (f":{port}" if port else "")
+    query = u.query
+    if any(k.lower() in _SECRET_PARAMS for k, _ in parse_qsl(query, keep_blank_values=True)):
+        query = "&".join(f"{k}=***" if k.lower() in _SECRET_PARAMS else (f"{k}={v}" if v or "=" in part else k)
+                         for part in query.split("&") for k, _, v in [part.partition("=")] if part)
+    return urlunsplit((u.scheme, netloc, u.path, query, u.fragment))
 
 
 def _lock_key(name: str) -> int:
@@ -113,9 +141,14 @@ class _Postgres:
         try:
             import psycopg
         except ImportError:
+            import shlex
+            import sys
+
+            # Into the Python that runs the scripts (install.sh's .venv): a bare pip is often another one.
             raise LedgerUnavailable(
                 "COMPUTE_LEDGER_URL names a PostgreSQL ledger, but the psycopg package is not installed. Nothing was signed.",
-                hint="Install it (pip install 'psycopg[binary]>=3.2,<4'), or unset COMPUTE_LEDGER_URL to use the local SQLite ledger.",
+                hint=f"Install it into the Python that runs the scripts ({shlex.quote(sys.executable)} -m pip install 'psycopg[binary]>=3.2,<4'), "
+                     "or unset COMPUTE_LEDGER_URL to use the local SQLite ledger.",
             ) from None
         return psycopg
 
@@ -157,6 +190,7 @@ class Ledger:
         self.agent = f"{HOST}:{self.state_dir}"  # this state folder on this machine: one "instance" of the fleet
         self._local = threading.local()
         self._ready = False
+        self._newer: int | None = None  # a newer release's schema version: read only
         self._ready_lock = threading.Lock()
 
     # -- connection and transactions -------------------------------------------------------------
@@ -252,13 +286,15 @@ class Ledger:
             raise self._fail(e, "read") from None
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
-        self.ready()
+        self.ready(write=False)
         return self._q(sql, args)
 
     # -- schema ----------------------------------------------------------------------------------
-    def ready(self) -> None:
-        """Apply missing migrations (once per process), refusing a schema newer than this code."""
-        if self._ready:
+    def ready(self, *, write: bool = True) -> None:
+        """Apply missing migrations (once per process). A schema newer than this code is refused for
+        writing (every payment writes first: nothing is signed), but may still be read (budget.py,
+        reconcile.py --list: migrations only ever add, so what this release reads is still there)."""
+        if self._ready or (not write and self._newer):
             return
         with self._ready_lock:
             if self._ready:
@@ -267,7 +303,10 @@ class Ledger:
             if have is None or have < CURRENT:
                 self._migrate()
             elif have > CURRENT:
-                raise self._too_new(have)
+                if write:
+                    raise self._too_new(have)
+                self._newer = have
+                return
             self._ready = True
 
     def _version_or_none(self) -> int | None:
@@ -355,10 +394,18 @@ class Ledger:
                 self._q("DELETE FROM journal WHERE id = ?", (entry_id,))
             return bool(n)
 
+    def now(self) -> float:
+        """The ledger's clock, in unix seconds: PostgreSQL's own (one clock for every machine sharing
+        it: a reservation's age and heartbeat, written on one machine and judged on another, are not
+        skewed by their clocks), or this machine's for SQLite."""
+        if self.engine != "postgresql":
+            return time.time()
+        return float(self._read("SELECT extract(epoch FROM clock_timestamp())")[0][0])
+
     def heartbeat(self, entry_id: str, now: float | None = None) -> None:
         """A live process still holds this reservation (its expiry across machines is by heartbeat)."""
         with self.tx():
-            self._q("UPDATE journal SET heartbeat_ts = ? WHERE id = ? AND status = 'reserved'", (time.time() if now is None else now, entry_id))
+            self._q("UPDATE journal SET heartbeat_ts = ? WHERE id = ? AND status = 'reserved'", (self.now() if now is None else now, entry_id))
 
     def entries(self, since_ts: float | None = None) -> list[dict]:
         """Whole entries, oldest first (``since_ts``: created at or after it)."""
@@ -377,7 +424,7 @@ class Ledger:
     def rows(self, since_ts: float) -> list[dict]:
         """The budget's view: the indexed columns only (no JSON parsing), oldest first."""
         rows = self._q(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,)) \
-            if self._local.depth else \
+            if getattr(self._local, "depth", 0) else \
             self._read(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,))
         return [dict(zip(("id", *self._COLS), r)) for r in rows]
 
@@ -436,6 +483,14 @@ class Ledger:
         with self.tx():
             self._q("INSERT INTO keepalive (instance_id, body) VALUES (?, ?) ON CONFLICT (instance_id) DO UPDATE SET body = excluded.body",
                     (instance_id, json.dumps(rec, sort_keys=True)))
+
+    def drop_keepalive(self, instance_id: str) -> bool:
+        """Forget keepalive's record of one instance (a destroyed machine's leftovers); the journal,
+        which its total is summed from, is never touched. True when there was one."""
+        with self.tx():
+            had = bool(self._q("SELECT 1 FROM keepalive WHERE instance_id = ?", (instance_id,)))
+            self._q("DELETE FROM keepalive WHERE instance_id = ?", (instance_id,))
+        return had
 
     # -- one-time imports ------------------------------------------------------------------------
     def imported(self, source: str) -> bool:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -77,13 +76,13 @@ class Budget:
     """The budget over ``settings``' journal. ``limit_micros`` None means off (nothing is refused,
     but the spending is still reported)."""
 
-    def __init__(self, settings, *, clock=time.time) -> None:
+    def __init__(self, settings, *, clock=None) -> None:
         self.limit = settings.budget_limit_micros
         self.window_s = settings.budget_window_s
         self.window = settings.budget_window
         self.journal = Journal(settings)
         self.ledger = self.journal.ledger
-        self.clock = clock
+        self.clock = clock or self.ledger.now  # the fleet's one clock (PostgreSQL's), or this machine's
 
     # -- reading ------------------------------------------------------------------------------
     def entries(self, now: float | None = None, window_s: int | None = None) -> list[dict]:
@@ -195,7 +194,10 @@ class Budget:
             now = self.clock()
             spent, reserved, counted = self.tally(now)
             self._refuse_over(micros, spent, reserved, counted, now)
-            created = self.journal.create({**entry, "status": "reserved", "budget_micros": micros, "pid": os.getpid(), "host": _HOST})
+            # Stamped by the same clock that judges it: another machine's skewed clock can't age it.
+            stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            created = self.journal.create({**entry, "status": "reserved", "budget_micros": micros, "pid": os.getpid(), "host": _HOST,
+                                           "created_at": stamp, "heartbeat_ts": now})
         return created, self._block(spent, reserved + micros)
 
     @contextmanager

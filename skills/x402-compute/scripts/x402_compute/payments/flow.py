@@ -30,6 +30,8 @@ credits, the one that needs no 402.
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -137,6 +139,7 @@ class PaymentFlow:
 
     # -- the one sequence -----------------------------------------------------------------------
     def steps(self, call: PaidCall) -> Steps:
+        self.journal.ledger.ready()  # a ledger this run cannot write (a newer release's schema) stops it before any request
         self._refuse_unresolved(call)
         body = encode_body(call.body)  # the exact bytes for every request of this run
         iid = call.context.get("instance_id")
@@ -210,8 +213,12 @@ class PaymentFlow:
         result.method, result.option = option.method, option
         for name, value in option.result_fields(payment).items():
             setattr(result, name, value)
-        result.budget = self.budget.status()
-        if result.budget.get("warning"):
+        done, value = _bounded(self.budget.ledger, self.budget.status)
+        if done:
+            result.budget = value
+        else:  # paid already: the answer is shown, the budget block is not
+            self.progress(f"warning: the budget could not be read after the payment: {_why(value, self.budget.ledger)}")
+        if result.budget and result.budget.get("warning"):
             self.progress(f"warning: {result.budget['warning']}")
         return result
 
@@ -376,16 +383,16 @@ def deliver(journal: Journal, entry: dict, auth: Auth | None, what: str, *, prog
         else:
             kind = _answer(resp)
             if kind == "settled":
-                return _settled(journal, entry, resp, resent=attempt > 0)
+                return _settled(journal, entry, resp, resent=attempt > 0, progress=progress)
             if kind == "rejected" and first_unknown is None:
-                _rejected(journal, entry, resp, what)
+                _rejected(journal, entry, resp, what, progress=progress)
             reason = f"HTTP {resp.status}" + ("" if kind != "ambiguous" or not (200 <= resp.status < 300) else " with a body that is not a JSON object")
         if first_unknown is None:
             first_unknown = reason
             if attempt + 1 < attempts:
                 progress(f"Outcome unknown ({reason}); resending the same signed payment with the same Idempotency-Key")
     # Still unknown: never sign again; hand the user the journal id.
-    entry = journal.update(entry["id"], "unknown", reason=f"first: {first_unknown}; last: {reason}")
+    entry = _record(journal, entry, "unknown", progress, reason=f"first: {first_unknown}; last: {reason}")
     raise PaymentOutcomeUnknown(
         f"The payment was sent but its outcome is unknown ({first_unknown}). Do not pay again: reconcile instead.",
         details={
@@ -402,7 +409,57 @@ def deliver(journal: Journal, entry: dict, auth: Auth | None, what: str, *, prog
     )
 
 
-def _settled(journal: Journal, entry: dict, resp: Response, *, resent: bool) -> PaidResult:
+AFTER_PAYMENT_WRITE_S = 10.0  # a healthy ledger answers in milliseconds; a hung one must not hold the answer
+
+
+def _bounded(ledger, fn: Callable[[], Any]) -> tuple[bool, Any]:
+    """``fn()`` (a ledger call after a payment left) on its own thread and ledger connection, waited
+    for at most ``AFTER_PAYMENT_WRITE_S``: (True, its value), or (False, a LedgerUnavailable or None
+    when the ledger did not answer in time). A database that stopped answering raises no error: its
+    wait must not hold the server's answer. A write that lands later lands whole."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            box["error"] = e
+        finally:
+            ledger.close()  # this thread's connection
+
+    ctx = contextvars.copy_context()  # the output scrubber's per-command secrets come along
+    t = threading.Thread(target=ctx.run, args=(run,), name="x402-ledger-after-payment", daemon=True)
+    t.start()
+    t.join(AFTER_PAYMENT_WRITE_S)
+    if "value" in box:
+        return True, box["value"]
+    err = box.get("error")
+    if err is not None and not isinstance(err, LedgerUnavailable):
+        raise err
+    return False, err
+
+
+def _why(e: LedgerUnavailable | None, ledger=None) -> str:
+    if e is None:
+        return f"no answer from the {ledger.engine} ledger ({ledger.where}) within {AFTER_PAYMENT_WRITE_S:g} s."
+    return e.message.replace(" Nothing was signed.", "")
+
+
+def _record(journal: Journal, entry: dict, status: str, progress, **fields: Any) -> dict:
+    """Record the outcome of a payment that left this machine. The ledger failing or hanging now
+    must not hide the server's answer behind a "Nothing was signed" error or an endless wait: the
+    entry stays ``sent`` (written durably before the payment left), so it keeps counting toward the
+    budget and reconcile.py resolves it."""
+    done, value = _bounded(journal.ledger, lambda: journal.update(entry["id"], status, **fields))
+    if done:
+        return value
+    progress(f"warning: the payment left this machine, but the ledger could not record its outcome ({status}): {_why(value, journal.ledger)} "
+             f"Journal {entry['id']} stays 'sent' (it counts toward the budget); run python scripts/reconcile.py {entry['id']} "
+             "once the ledger is back.")
+    return {**entry, **fields}
+
+
+def _settled(journal: Journal, entry: dict, resp: Response, *, resent: bool, progress=lambda m: None) -> PaidResult:
     body = resp.json()
     sr = ch.settlement(resp.headers)
     receipt = ch.mpp_receipt(resp.headers)
@@ -411,7 +468,8 @@ def _settled(journal: Journal, entry: dict, resp: Response, *, resent: bool) -> 
         tx = None
     order = body.get("order") if isinstance(body.get("order"), dict) else {}
     oid = _uuid_or_none(order.get("id"))  # a server string is recorded as an order id only if it is one
-    journal.update(entry["id"], "settled", order_id=oid, tx_hash=tx, http_status=resp.status, replayed=resp.headers.get("Idempotent-Replayed") == "true")
+    _record(journal, entry, "settled", progress, order_id=oid, tx_hash=tx, http_status=resp.status,
+            replayed=resp.headers.get("Idempotent-Replayed") == "true")
     return PaidResult(resp.status, body, resp.headers, entry.get("method", "x402"), settlement=sr, tx_hash=tx, journal_id=entry["id"],
                       idempotency_key=entry["idempotency_key"], resent=resent, receipt=receipt)
 
@@ -432,9 +490,9 @@ def _iso_or_none(ts: Any) -> str | None:
         return None
 
 
-def _rejected(journal: Journal, entry: dict, resp: Response, what: str) -> None:
+def _rejected(journal: Journal, entry: dict, resp: Response, what: str, *, progress=lambda m: None) -> None:
     reason = ch.rejection_reason(resp)
-    entry = journal.update(entry["id"], "rejected", reason=reason, http_status=resp.status)
+    entry = _record(journal, entry, "rejected", progress, reason=reason, http_status=resp.status)
     if entry.get("method") == "credits":
         raise PaymentRequired(
             f"{what}: not enough prepaid credits ({reason}).",

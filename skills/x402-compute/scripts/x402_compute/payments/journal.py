@@ -28,6 +28,7 @@ output (``Entry.view``). ``live_refusal`` and ``unresolved`` are the same rules 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -37,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ComputeError, UsageError
+from ..errors import ComputeError, ConfigError, UsageError
 from ..ledger import Ledger, open_ledger
 from ..money import plain
 from ..networks import NETWORKS
@@ -406,10 +407,19 @@ def legacy_import(led: Ledger) -> int | None:
         entries, quotes, keepalive = [], [], {}
         for p in sorted((root / "journal").glob("*.json")) if (root / "journal").is_dir() else []:
             e = _read(p)
-            if isinstance(e, dict) and _ID.match(str(e.get("id") or "")) and e["id"] == p.stem:
-                e.setdefault("agent", led.agent)
-                e.setdefault("imported_from", f"journal/{p.name}")
-                entries.append((e, Entry.of(e).columns()))
+            problem = _legacy_problem(e, p)
+            if problem:  # an entry we can't read exactly may hold a payment: refuse, import nothing
+                raise ConfigError(
+                    f"Cannot import the old JSON journal: {root / 'journal' / p.name} {problem}. Nothing was imported and nothing "
+                    "was signed; the old files are untouched.",
+                    code="legacy_journal_invalid",
+                    details={"file": str(p), "problem": problem},
+                    hint="Tell the human: they check that file (it may record a payment; see its tx_hash and order_id), then move it "
+                    "out of the journal folder (keep it), and run the command again.",
+                )
+            e.setdefault("agent", led.agent)
+            e.setdefault("imported_from", f"journal/{p.name}")
+            entries.append((e, Entry.of(e).columns()))
         pins = _read(root / "payees.json")
         pins = {k: v for k, v in pins.items() if isinstance(v, dict)} if isinstance(pins, dict) else {}
         for p in sorted((root / "quotes").glob("*.json")) if (root / "quotes").is_dir() else []:
@@ -441,8 +451,52 @@ def legacy_import(led: Ledger) -> int | None:
     return n
 
 
+_LEGACY_MAX_BYTES = 1 << 20  # an entry is a few KiB; a bigger file was not written by the journal
+
+
 def _read(p: Path) -> Any:
     try:
+        if p.stat().st_size > _LEGACY_MAX_BYTES:
+            return None
         return json.loads(p.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
+
+
+def _legacy_problem(e: Any, p: Path) -> str | None:
+    """Why an old journal file can't be imported as it is (None: it can). Every fact the budget
+    and the status rules read must be exactly what the old release wrote, or the import stops."""
+    def num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) < 1e15
+
+    if not isinstance(e, dict):
+        return "is not a JSON object (unreadable, too big or damaged)"
+    if not _ID.match(str(e.get("id") or "")) or e["id"] != p.stem:
+        return "has an id that is not its file name's 32 hex characters"
+    if e.get("status") not in STATUSES:
+        return f"has status {str(e.get('status'))[:40]!r}, not one of {', '.join(STATUSES)}"
+    if parse_ts(e.get("created_at")) is None:
+        return "has no readable created_at time"
+    for k in ("kind", "method", "host", "agent"):
+        if e.get(k) is not None and not isinstance(e[k], str):
+            return f"has a {k} that is not a string"
+    for k in ("offer", "terms", "context"):
+        if e.get(k) is not None and not isinstance(e[k], dict):
+            return f"has an {k} that is not an object"
+    if e.get("history") is not None and not isinstance(e["history"], list):
+        return "has a history that is not a list"
+    m, pid = e.get("budget_micros"), e.get("pid")
+    if m is not None and not (isinstance(m, int) and not isinstance(m, bool) and 0 <= m < 2**63):
+        return "has a budget_micros that is not a whole number of micro-dollars"
+    if pid is not None and not (isinstance(pid, int) and not isinstance(pid, bool) and 0 <= pid < 2**31):
+        return "has a pid that is not a process id"
+    for k in ("valid_before", "heartbeat_ts"):
+        if e.get(k) is not None and not num(e[k]):
+            return f"has a {k} that is not a time"
+    try:
+        entry_micros(e)
+    except (ValueError, TypeError, OverflowError, AttributeError):
+        return "has an offer whose amount cannot be read"
+    if entry_micros(e) >= 2**63:
+        return "has an offer amount far beyond any payment"
+    return None

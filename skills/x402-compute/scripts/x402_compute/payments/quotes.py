@@ -1,7 +1,8 @@
 """Approved quotes: what a human saw is what gets paid, once.
 
 ``--quote`` records what would be paid (the command, the order: plan or instance, region, hours,
-label, OS, hostname, an AI Machine's model and mode, and for an extension the instance's current
+label, OS, hostname, the fingerprint of the SSH key that gets root and the digest of the user data,
+an AI Machine's model and mode, and for an extension the instance's current
 ``expires_at``; the payment: method, network, asset, atomic amount, payee) under a short id in the
 ledger (shared by every agent on it), valid for ``TTL_S``. ``--confirm-quote ID`` pays only when the fresh 402 gives exactly
 those terms; any difference is refused before anything is signed, with the differences listed.
@@ -35,8 +36,9 @@ TTL_S = 600
 _ID = re.compile(r"^[0-9a-f]{16}$")
 # old_expires_at: the state an extension was priced against; once it moved (the extension was
 # paid, by this quote or another), the quote no longer describes what would be bought.
+# login_key and user_data_sha256: who gets root on a new machine and what runs at its first boot.
 ORDER_FIELDS = ("action", "plan", "region", "os_id", "label", "hostname", "hours", "instance_id", "total_usd", "old_expires_at",
-                "model_id", "mode")
+                "model_id", "mode", "login_key", "user_data_sha256")
 PAYMENT_FIELDS = ("method", "network", "asset", "amount_atomic", "payee")
 
 

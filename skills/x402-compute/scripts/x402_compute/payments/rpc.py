@@ -22,6 +22,7 @@ tests inject any object with the same methods (e.g. one that reads the sandbox's
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,6 +102,17 @@ def _uint_word(out: bytes, what: str) -> int:
     return int.from_bytes(out[:32], "big")
 
 
+_sessions = threading.local()
+
+
+def _thread_session(make):
+    """One HTTP session per thread for every ``JsonRpc`` (a payment builds a new one each time): a
+    process that pays more than once (the MCP server, keepalive) keeps its RPC connections."""
+    if getattr(_sessions, "session", None) is None:
+        _sessions.session = make()
+    return _sessions.session
+
+
 class JsonRpc:
     """``Rpc`` over HTTP JSON-RPC, one URL per network from the settings."""
 
@@ -121,7 +133,7 @@ class JsonRpc:
         # What a chain says feeds a signature (chain id, nonce, blockhash) or reconcile's verdict.
         self._settings.require_secure(url, f"{network} RPC requests")
         if self._session is None:
-            self._session = new_session()
+            self._session = _thread_session(new_session)
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         try:
             resp = bounded_request(self._session, "POST", url, deadline=self._settings.timeout, limit=MAX_RPC_BODY_BYTES,

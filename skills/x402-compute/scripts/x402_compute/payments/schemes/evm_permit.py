@@ -30,7 +30,7 @@ from typing import Any
 
 from ...errors import ComputeError
 from ..model import Offer, Signed
-from ..rpc import Rpc, erc20_nonces
+from ..rpc import Rpc, erc20_nonces, rpc_cache_key
 from . import _evm
 
 PERMIT_TYPE = [
@@ -57,7 +57,16 @@ def typed_data(domain: dict, *, owner: str, spender: str, value: int, nonce: int
     }
 
 
+_chain_checked: set = set()  # (which RPC, chain id) pairs found right in this process
+
+
 def check_chain(rpc: Rpc, network: str, chain_id: int) -> None:
+    """The RPC serves ``chain_id``. A match is remembered for this process (an endpoint does not
+    change chains; a long-running MCP server or keepalive then pays without asking again); a
+    mismatch is never remembered."""
+    key = (rpc_cache_key(rpc, network), chain_id)
+    if key in _chain_checked:
+        return
     got = rpc.eth_chain_id(network)
     if got != chain_id:
         raise ComputeError(
@@ -65,6 +74,7 @@ def check_chain(rpc: Rpc, network: str, chain_id: int) -> None:
             code="rpc_wrong_chain",
             hint=f"Point {network.upper()}_RPC_URL at a chain {chain_id} endpoint.",
         )
+    _chain_checked.add(key)
 
 
 def onchain_nonce(rpc: Rpc, network: str, chain_id: int, token: str, owner: str) -> int:
