@@ -170,8 +170,7 @@ class Entry:
     def counts(self, now: float) -> bool:
         """Counts toward the budget: the money left or may have left (``settled``, ``unknown``,
         ``sent``: until reconcile.py proves it unused, which marks it ``expired``), or a live
-        reservation (a process about to sign; it stops counting once its process is gone, its
-        heartbeat stale, or it is older than any signing takes), or a live refusal (the server
+        reservation (a process about to sign; it stops counting once its heartbeat is stale, or it is older than any signing takes), or a live refusal (the server
         refused the signed payment but may still settle it until its ``valid_before``)."""
         if self.status == "rejected":
             return self.live_refusal(now)
@@ -184,10 +183,12 @@ class Entry:
         return True
 
     def _alive_reservation(self, now: float) -> bool:
-        if pid_gone(self.host, self.pid):
-            return False
-        if self.host == HOST and self.pid is not None:
+        if self.host == HOST and self.pid is not None and not pid_gone(self.host, self.pid):
             return True  # here the pid says it: alive (a heartbeat is for other machines to read)
+        # Another machine's, or no such process here: by its heartbeat. A pid gone here is not proof
+        # enough: two machines sharing one ledger may share a host name (two laptops named alike,
+        # default images), and the other's live reservation must keep counting. A run that died here
+        # holds its amount until its heartbeat is stale (STALE_S), then releases it.
         last = max(x for x in (self.heartbeat, self.created) if x is not None)
         return now - last <= STALE_S
 
