@@ -171,12 +171,17 @@ parse_url() {
 
 # is_loopback_host HOST (as parse_url left it): this machine by name or address (127.0.0.0/8, ::1,
 # localhost). Other spellings curl may also take for loopback (0x7f.1, [::ffff:127.0.0.1]) are not:
-# they need a pinned checksum, the safe side.
+# they need a pinned checksum, the safe side. Each part at most 255: "127.0.0.999" is no address,
+# and curl would ask DNS for that name.
 is_loopback_host() {
+  local part
   case "$1" in
     localhost | ::1 | 0:0:0:0:0:0:0:1) return 0 ;;
   esac
-  [[ "$1" =~ ^127(\.[0-9]{1,3}){1,3}$ ]]
+  [[ "$1" =~ ^127(\.[0-9]{1,3}){1,3}$ ]] || return 1
+  for part in ${1//./ }; do
+    [ "$((10#$part))" -le 255 ] || return 1
+  done
 }
 
 # check_archive FILE: fails, listing them, when the archive holds anything but the bundle's own entries

@@ -350,6 +350,9 @@ TRICKY_URLS = {
     "http://ev%69l.invalid/x.tar.gz": ("malformed", None),
     "http:///x.tar.gz": ("malformed", None),
     "http://127.0.0.1\x01.evil/x": ("malformed", None),                      # a control character
+    "http://127.0.0.999/x.tar.gz": ("remote", "127.0.0.999"),                # no address: curl asks DNS (a search domain) for it
+    "http://127.300/x.tar.gz": ("remote", "127.300"),
+    "http://127.0.0.1./x.tar.gz": ("remote", "127.0.0.1."),
 }
 
 

@@ -77,3 +77,21 @@ def test_a_paid_answer_short_of_the_hours_bought_warns_and_stops_keepalive(hosti
     code, doc, _ = keepalive(order, env)
     assert code == 3 and doc["error"]["code"] == "keepalive_stopped", doc
     assert len(hostile.signatures()) == 2
+
+
+def test_a_paid_answer_claiming_far_more_than_was_bought_does_not_end_keepalive(hostile, hostile_env):
+    """Red-team pass: the extend answer claims the instance now lives until 9999. Believed, keepalive
+    said 'done: stop scheduling keepalive.py' while the instance really had 26 h left: the machine
+    (and its data) would expire. What was paid for (old expiry + hours) is what keepalive counts on."""
+    start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=2)
+    order = hostile.add_order(expires_at=iso(start))
+
+    def boast(req, honest):
+        body = json.loads(honest().body_bytes())
+        body["order"]["expires_at"] = "9999-12-31T23:59:59Z"
+        return json_reply(200, body)
+
+    hostile.override("POST", f"/compute/instances/{order['id']}/extend", boast, when="paid")
+    code, doc, err = keepalive(order, hostile_env())
+    assert code == 0 and doc["action"] == "extended", (doc, err)
+    assert doc["done"] is False and doc["next_action_at"], doc

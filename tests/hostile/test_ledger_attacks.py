@@ -131,3 +131,58 @@ def test_a_machine_whose_clock_is_behind_still_has_its_reservation_counted_by_th
     assert a.status()["reserved_usd"] == "0.6"
     with pytest.raises(BudgetExceeded):
         a.reserve(600_000, {"id": new_id(), "kind": "provision", "method": "x402"})
+
+
+class _Stallable:
+    """A loopback TCP forwarder to the test PostgreSQL that can stop relaying (a database that hangs:
+    the connection stays open, no answer ever comes)."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.target, self.stall = port, threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a, b) -> None:
+        try:
+            while data := a.recv(65536):
+                if self.stall.is_set():
+                    return  # swallowed: the database never answers again (the sockets stay open)
+                b.sendall(data)
+        except OSError:
+            pass
+
+
+def test_a_database_hanging_after_the_payment_left_does_not_hang_the_answer(hostile, hostile_env, pg_port):
+    """PostgreSQL stops answering (no error, no close) while the paid request is on the wire: the
+    outcome write used to wait forever, so the settled answer (a one-time management key with it)
+    was lost when the run was killed. It is bounded: the answer is reported, the entry stays sent."""
+    from tests import pg
+
+    fwd = _Stallable(pg_port)
+    url = pg.fresh_schema(pg_port).replace(f":{pg_port}/", f":{fwd.port}/")
+
+    def stall_then_settle(req, honest):
+        fwd.stall.set()
+        return honest()
+
+    hostile.override("POST", "/compute/provision", stall_then_settle, when="paid")
+    code, doc, err = run_script(*PROVISION, env=hostile_env(COMPUTE_LEDGER_URL=url), timeout=45)
+    assert code == 0 and doc["order"]["id"] and len(hostile.paid_requests()) == 1, (doc, err)
+    assert "could not record its outcome (settled)" in err

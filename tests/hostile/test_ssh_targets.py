@@ -92,3 +92,20 @@ def test_only_our_key_is_offered(tmp_path):
     assert {"IdentitiesOnly=yes", "IdentityAgent=none", f"IdentityFile={tmp_path / 'id'}", "ForwardAgent=no"} <= set(opts)
     bare = sshrun.openssh_argv(sshrun.Target("203.0.113.5", 22, "root", tmp_path / "kh", "alias", None), "true", log_file=tmp_path / "log")
     assert "IdentityFile=none" in bare and "SSH_AUTH_SOCK" not in sshrun._ENV_KEEP
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "017700000001", "127.1", "0177.0.0.1", "0", "::1%lo", "fe80::1%1",
+                                  "::ffff:127.0.0.1%1", "::127.0.0.1", "::ffff:0:127.0.0.1", "64:ff9b:1::a00:5", "mixed.example"])
+def test_other_spellings_of_private_addresses_and_a_name_with_one_private_record_are_refused(host):
+    """Red-team pass: the forms inet_aton and scoped IPv6 accept, the deprecated IPv4-compatible and
+    translated IPv6 forms, and a name with one public and one private record. Numeric only: no DNS."""
+    import socket
+
+    def resolve(h, port, type=0):
+        if h == "mixed.example":
+            return [(2, 1, 6, "", ("8.8.8.8", port)), (2, 1, 6, "", ("10.0.0.5", port))]
+        return socket.getaddrinfo(h, port, type=type, flags=socket.AI_NUMERICHOST)
+
+    with pytest.raises(PolicyError) as e:
+        sshrun.checked_address(host, 22, base_url="https://compute.x402layer.cc", resolve=resolve)
+    assert e.value.code == "private_address"

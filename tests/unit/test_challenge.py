@@ -352,6 +352,8 @@ BAD_AUTH = [
     'Payment=x',                                 # no scheme
     'Payment id=é',                              # not a token
     'Payment, =x',
+    'Payment id=, method="stripe"',              # an empty value: read as a token68 "id=", then parameters joined it
+    'Payment abc==, method="stripe"',            # a token68 is all a challenge holds: no parameters after it
 ]
 
 

@@ -424,7 +424,9 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
         return Output({"action": "quote", **out, "extension": {"hours": hours, "expires_at_estimate": iso(new_expiry)}, **q.data}, q.text)
     with paid.after_payment(res):
         ext = paid.extend_output(res, iid, hours, order, price_note)
-        got = parse_time(ext.data["order"].get("new_expires_at")) or new_expiry
+        # Counted on: at most what was paid for (old expiry + hours). An answer claiming more must not
+        # end keepalive ("done") while the instance really has only what was bought; the next run reads it.
+        got = min(parse_time(ext.data["order"].get("new_expires_at")) or new_expiry, new_expiry)
         out["expires_at"] = ext.data["order"].get("new_expires_at") or out["expires_at"]
         out["hours_left"] = round(max(0.0, (got - datetime.now(timezone.utc)).total_seconds() / 3600), 2)
         next_at = None if got >= until else got - timedelta(hours=a.min_hours_left)

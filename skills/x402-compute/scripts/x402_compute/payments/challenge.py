@@ -242,6 +242,7 @@ def parse_auth_header(value: str) -> list[tuple[str, dict[str, str], str]]:
     out: list[tuple[str, dict[str, str], str]] = []
     i, n = 0, len(value)
     cur: tuple[str, dict[str, str], int] | None = None
+    token68 = False  # the current challenge is a token68 (no parameters may follow)
 
     def close(end: int) -> None:
         if cur is not None:
@@ -263,6 +264,8 @@ def parse_auth_header(value: str) -> list[tuple[str, dict[str, str], str]]:
         if cur is not None:
             p = _param_at(value, i)
             if p is not None:
+                if token68:  # "Payment id=, method=x": a token68 is the whole of its challenge
+                    raise _bad(value, i, f"parameter {p[0]!r} after a token68")
                 add(p[0], p[1], i)
                 i = p[2]
                 continue
@@ -271,7 +274,7 @@ def parse_auth_header(value: str) -> list[tuple[str, dict[str, str], str]]:
             raise _bad(value, i, "expected an auth scheme or parameter name")
         # a new challenge: its scheme, then (after spaces) a token68 or its first parameter, or nothing
         close(i)
-        cur = (m.group(0), {}, i)
+        cur, token68 = (m.group(0), {}, i), False
         j = m.end()
         if j < n and value[j] not in " ,":
             raise _bad(value, j, f"unexpected {value[j]!r} after the auth scheme")
@@ -288,7 +291,7 @@ def parse_auth_header(value: str) -> list[tuple[str, dict[str, str], str]]:
         e = _ows(value, t.end()) if t else k
         if not t or (e < n and value[e] != ","):
             raise _bad(value, k, "neither a token68 nor parameters after the auth scheme")
-        i = e  # a token68 (e.g. "Basic abc=="): nothing of ours
+        i, token68 = e, True  # a token68 (e.g. "Basic abc=="): nothing of ours
     close(n)
     return out
 

@@ -30,6 +30,8 @@ credits, the one that needs no 402.
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -211,10 +213,11 @@ class PaymentFlow:
         result.method, result.option = option.method, option
         for name, value in option.result_fields(payment).items():
             setattr(result, name, value)
-        try:
-            result.budget = self.budget.status()
-        except LedgerUnavailable as e:  # paid already: the answer is shown, the budget block is not
-            self.progress(f"warning: the budget could not be read after the payment: {_why(e)}")
+        done, value = _bounded(self.budget.ledger, self.budget.status)
+        if done:
+            result.budget = value
+        else:  # paid already: the answer is shown, the budget block is not
+            self.progress(f"warning: the budget could not be read after the payment: {_why(value, self.budget.ledger)}")
         if result.budget and result.budget.get("warning"):
             self.progress(f"warning: {result.budget['warning']}")
         return result
@@ -406,21 +409,54 @@ def deliver(journal: Journal, entry: dict, auth: Auth | None, what: str, *, prog
     )
 
 
-def _why(e: LedgerUnavailable) -> str:
+AFTER_PAYMENT_WRITE_S = 10.0  # a healthy ledger answers in milliseconds; a hung one must not hold the answer
+
+
+def _bounded(ledger, fn: Callable[[], Any]) -> tuple[bool, Any]:
+    """``fn()`` (a ledger call after a payment left) on its own thread and ledger connection, waited
+    for at most ``AFTER_PAYMENT_WRITE_S``: (True, its value), or (False, a LedgerUnavailable or None
+    when the ledger did not answer in time). A database that stopped answering raises no error: its
+    wait must not hold the server's answer. A write that lands later lands whole."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            box["error"] = e
+        finally:
+            ledger.close()  # this thread's connection
+
+    ctx = contextvars.copy_context()  # the output scrubber's per-command secrets come along
+    t = threading.Thread(target=ctx.run, args=(run,), name="x402-ledger-after-payment", daemon=True)
+    t.start()
+    t.join(AFTER_PAYMENT_WRITE_S)
+    if "value" in box:
+        return True, box["value"]
+    err = box.get("error")
+    if err is not None and not isinstance(err, LedgerUnavailable):
+        raise err
+    return False, err
+
+
+def _why(e: LedgerUnavailable | None, ledger=None) -> str:
+    if e is None:
+        return f"no answer from the {ledger.engine} ledger ({ledger.where}) within {AFTER_PAYMENT_WRITE_S:g} s."
     return e.message.replace(" Nothing was signed.", "")
 
 
 def _record(journal: Journal, entry: dict, status: str, progress, **fields: Any) -> dict:
-    """Record the outcome of a payment that left this machine. The ledger failing now must not
-    hide the answer behind a "Nothing was signed" error: the entry stays ``sent`` (written durably
-    before the payment left), so it keeps counting toward the budget and reconcile.py resolves it."""
-    try:
-        return journal.update(entry["id"], status, **fields)
-    except LedgerUnavailable as e:
-        progress(f"warning: the payment left this machine, but the ledger could not record its outcome ({status}): {_why(e)} "
-                 f"Journal {entry['id']} stays 'sent' (it counts toward the budget); run python scripts/reconcile.py {entry['id']} "
-                 "once the ledger is back.")
-        return {**entry, **fields}
+    """Record the outcome of a payment that left this machine. The ledger failing or hanging now
+    must not hide the server's answer behind a "Nothing was signed" error or an endless wait: the
+    entry stays ``sent`` (written durably before the payment left), so it keeps counting toward the
+    budget and reconcile.py resolves it."""
+    done, value = _bounded(journal.ledger, lambda: journal.update(entry["id"], status, **fields))
+    if done:
+        return value
+    progress(f"warning: the payment left this machine, but the ledger could not record its outcome ({status}): {_why(value, journal.ledger)} "
+             f"Journal {entry['id']} stays 'sent' (it counts toward the budget); run python scripts/reconcile.py {entry['id']} "
+             "once the ledger is back.")
+    return {**entry, **fields}
 
 
 def _settled(journal: Journal, entry: dict, resp: Response, *, resent: bool, progress=lambda m: None) -> PaidResult:

@@ -393,7 +393,23 @@ class SvmX402Option(X402Option):
         self.need = need
 
 
-class MppOption:
+class _MppCharge:
+    """What every MPP method shares (Tempo, card): the credential does not say whose instance it
+    pays for, so management auth goes along and is sent again on the retry; results carry the charge."""
+
+    charge: MppOffer
+
+    def paid_auth(self, auths: AuthResolver, probe_auth: Auth | None, *, instance_id: str | None, needs_identity: bool) -> Auth:
+        return _mpp_paid_auth(auths, probe_auth, instance_id=instance_id, needs_identity=needs_identity)
+
+    def auth_on_retry(self, paid_auth: Auth) -> bool:
+        return not _none_auth(paid_auth)
+
+    def result_fields(self, payment: Payment | None) -> dict:
+        return {"mpp_offer": self.charge, **({"signed": payment.signed} if payment is not None else {})}
+
+
+class MppOption(_MppCharge):
     method = "mpp"
     network = "tempo"
 
@@ -437,15 +453,6 @@ class MppOption:
     def journal_offer(self) -> dict:
         return {**mpp_offer_terms(self.charge), "challenge_id": self.charge.id}
 
-    def paid_auth(self, auths: AuthResolver, probe_auth: Auth | None, *, instance_id: str | None, needs_identity: bool) -> Auth:
-        return _mpp_paid_auth(auths, probe_auth, instance_id=instance_id, needs_identity=needs_identity)
-
-    def auth_on_retry(self, paid_auth: Auth) -> bool:
-        return not _none_auth(paid_auth)
-
-    def result_fields(self, payment: Payment | None) -> dict:
-        return {"mpp_offer": self.charge, **({"signed": payment.signed} if payment is not None else {})}
-
     def payment_block(self, result: Any, common: dict) -> dict:
         t = mpp_offer_terms(self.charge)
         return {
@@ -475,7 +482,7 @@ class MppOption:
         )
 
 
-class StripeOption:
+class StripeOption(_MppCharge):
     """An MPP ``stripe`` charge paid by card: the SPT is created (with the user's Stripe key) only
     in ``sign``, after every guard and the budget reservation, so a refusal calls Stripe never."""
 
@@ -528,15 +535,6 @@ class StripeOption:
 
     def journal_offer(self) -> dict:
         return {**stripe_offer_terms(self.charge), "challenge_id": self.charge.id}
-
-    def paid_auth(self, auths: AuthResolver, probe_auth: Auth | None, *, instance_id: str | None, needs_identity: bool) -> Auth:
-        return _mpp_paid_auth(auths, probe_auth, instance_id=instance_id, needs_identity=needs_identity)
-
-    def auth_on_retry(self, paid_auth: Auth) -> bool:
-        return not _none_auth(paid_auth)
-
-    def result_fields(self, payment: Payment | None) -> dict:
-        return {"mpp_offer": self.charge, **({"signed": payment.signed} if payment is not None else {})}
 
     def payment_block(self, result: Any, common: dict) -> dict:
         t = stripe_offer_terms(self.charge)
