@@ -141,3 +141,57 @@ def test_a_state_folder_of_the_json_release_keeps_its_history_and_spend(sandbox,
     fail_doc(run_script(*ARGS, "--yes", env=env), 3, "budget_exceeded")
     # The pin came along: the journal and pins now live in the ledger, the old files are kept.
     assert json.loads((state / "payees.json.imported").read_text())["base"]["pay_to"] == sandbox.facilitator.payee("base")
+
+
+def test_a_folder_switching_from_sqlite_to_postgresql_keeps_its_spend_pins_quotes_and_unresolved(sandbox, tools, tmp_path, ledger_url):
+    """Pay on the SQLite ledger (two settled, one outcome unknown, one quote used), then point the
+    same folder at a fresh PostgreSQL ledger: its history comes along, the SQLite file untouched."""
+    proxy = Proxy(sandbox.base_url)
+    try:
+        w = tools.fresh_wallet(sandbox.facilitator, usd=5)
+        env = wallet_env(sandbox, w, tmp_path, COMPUTE_BASE_URL=proxy.url, COMPUTE_BUDGET_USD="0.75")  # three fit
+        ok(run_script(*ARGS, "--yes", env=env))
+        q = ok(run_script(*ARGS, "--quote", env=env))["quote"]
+        ok(run_script(*ARGS, "--confirm-quote", q["quote_id"], env=env))
+        proxy.swallow_paid = True  # the third payment's outcome is unknown (exit 4): it counts and blocks a re-run
+        fail_doc(run_script(*ARGS, "--yes", env=env), 4, "payment_outcome_unknown")
+        proxy.swallow_paid = False
+        state = Path(env["X402_COMPUTE_STATE_DIR"])
+        sqlite_before = (state / "ledger.sqlite3").read_bytes()
+        paid, spent = proxy.paid_requests, balances(sandbox, w)
+
+        pg_env = {**env, "COMPUTE_LEDGER_URL": ledger_url}
+        b = ok(run_script("budget.py", env=pg_env))  # the first use of the shared ledger carries the folder's ledger into it
+        assert b["fleet"]["ledger"] == "postgresql" and b["budget"]["spent_usd"] == "0.7488" and len(b["payments"]) == 3
+        # The pin came along (a new quote finds the payee pinned, not new); the unknown payment still blocks a re-run;
+        # a payment past the budget is refused; the used quote stays used.
+        assert ok(run_script(*ARGS, "--quote", env={**pg_env, "COMPUTE_BUDGET_USD": "5"}))["quote"]["payee_status"] == "pinned"
+        fail_doc(run_script(*ARGS, "--yes", env=pg_env), 3, "unresolved_payment")
+        fail_doc(run_script(*ARGS, "--yes", "--ignore-unresolved", env=pg_env), 3, "budget_exceeded")
+        fail_doc(run_script(*ARGS, "--confirm-quote", q["quote_id"], env={**pg_env, "COMPUTE_BUDGET_USD": "5"}), 3, "quote_used")
+        assert proxy.paid_requests == paid and balances(sandbox, w) == spent  # nothing more was signed or paid
+        assert (state / "ledger.sqlite3").read_bytes() == sqlite_before  # the SQLite ledger stays as it was
+        checks = {c["name"]: c for c in run_script("doctor.py", "--offline", env=pg_env)[1]["checks"]}
+        assert checks["ledger_import"]["status"] == "ok" and checks["ledger_import"]["data"]["entries"] == 3
+        assert "not carried automatically" in checks["ledger_import"]["detail"]
+        back = {c["name"]: c for c in run_script("doctor.py", "--offline", env=env)[1]["checks"]}  # back on SQLite: what that means
+        assert back["ledger_import"]["status"] == "warn" and "nothing is copied back" in back["ledger_import"]["detail"]
+
+        # Another folder whose own ledger pinned another payee on base joins: refused, naming both, until the human decides.
+        from x402_compute.ledger import open_ledger
+
+        other_state = tmp_path / "laptop" / "state"
+        mine = "0x" + "77" * 20
+        open_ledger(other_state).set_pin("base", {"pay_to": mine, "pinned_at": "2026-01-01T00:00:00Z"})
+        other = {**wallet_env(sandbox, w, tmp_path / "laptop", COMPUTE_BASE_URL=proxy.url, COMPUTE_BUDGET_USD="5"), "COMPUTE_LEDGER_URL": ledger_url}
+        doc = fail_doc(run_script(*ARGS, "--yes", "--ignore-unresolved", env=other), 3, "payee_conflict")  # (the fleet's unknown one)
+        fleet = sandbox.facilitator.payee("base")
+        assert (doc["error"]["details"]["local_pinned"], doc["error"]["details"]["fleet_pinned"]) == (mine, fleet)
+        assert mine in doc["error"]["message"] and fleet in doc["error"]["message"] and "--accept-payee-change" in doc["error"]["hint"]
+        assert proxy.paid_requests == paid and balances(sandbox, w) == spent
+        assert [c["name"] for c in run_script("doctor.py", "--offline", env=other)[1]["checks"]].count("ledger_pin_conflict") == 1
+        ok(run_script(*ARGS, "--yes", "--ignore-unresolved", "--accept-payee-change", env=other))  # the human's decision: settles, and the conflict is gone
+        assert spent["base"] - balances(sandbox, w)["base"] == PRICE_ATOMIC
+        assert ok(run_script(*ARGS, "--quote", env=other))["quote"]["payee_status"] == "pinned"
+    finally:
+        proxy.stop()

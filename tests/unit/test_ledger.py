@@ -119,3 +119,42 @@ def test_doctor_checks_the_ledger(tmp_path, ledger_env):
     if ledger_env:
         (check,) = check_ledger(bad)
         assert check.status == "fail" and "ledger" in check.detail
+
+
+def _carry_one(state: str, url: str, barrier, results) -> None:
+    from x402_compute.payments.journal import sqlite_import
+
+    try:
+        barrier.wait()
+        results.put(sqlite_import(open_ledger(state, url)))
+    except BaseException as e:  # the parent must see it, not a missing answer
+        results.put(f"error: {type(e).__name__}: {e}")
+
+
+def test_a_folder_switching_to_postgresql_carries_its_sqlite_ledger_once(tmp_path, ledger_url):
+    """Three processes of one folder switch at once: one carries the SQLite ledger, under the
+    import lock; the others (and any later run) find it done. Written again on SQLite later (the
+    folder went back for a while): the next switch adds only what is new."""
+    from x402_compute.payments.journal import sqlite_import, sqlite_source
+
+    j = Journal(tmp_path)  # the folder's SQLite ledger
+    ids = [j.create({"id": new_id(), "kind": "provision", "method": "x402", "status": "settled", "budget_micros": 249_600})["id"]
+           for _ in range(2)]
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_carry_one, args=(str(tmp_path), ledger_url, barrier, results)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    got = sorted((results.get(timeout=120) for _ in procs), key=str)
+    for p in procs:
+        p.join(30)
+    assert got == [2, None, None], got
+    pg = open_ledger(tmp_path, ledger_url)
+    assert sqlite_import(pg) is None and sorted(e["id"] for e in pg.entries()) == sorted(ids)
+    assert pg.import_record(sqlite_source(pg))["entries"] == 2 and sqlite_source(pg) == f"sqlite:{pg.agent}"
+    assert Budget(settings(tmp_path, {"COMPUTE_LEDGER_URL": ledger_url})).status()["spent_usd"] == "0.4992"
+
+    late = j.create({"id": new_id(), "kind": "provision", "method": "x402", "status": "unknown", "budget_micros": 249_600})["id"]
+    j.update(ids[0], "expired")  # changed on SQLite after the switch: the shared ledger's copy is left as it is
+    assert sqlite_import(pg) == 1 and pg.get_entry(late)["status"] == "unknown" and pg.get_entry(ids[0])["status"] == "settled"
+    assert pg.import_record(sqlite_source(pg))["entries"] == 3 and sqlite_import(pg) is None

@@ -9,6 +9,7 @@ never reported: addresses only, API keys as their last four characters.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import stat
 import sys
@@ -386,9 +387,12 @@ def check_ledger(settings) -> list[Check]:
     try:
         led = open_ledger(Path(settings.state_dir), url)
         have = led.schema_version()
+        carried = _ledger_import(led, have) if url and have <= CURRENT else []
         led.close()
     except (LedgerUnavailable, ComputeError) as e:
         return out + [Check("ledger", FAIL, e.message + (f" {e.hint}" if e.hint else ""), {"engine": "postgresql" if url else "sqlite", "ledger": where})]
+    if not url:
+        out += _ledger_moved(Path(settings.state_dir))
     data = {"engine": led.engine, "ledger": where, "schema_version": have, "supported": CURRENT}
     if have > CURRENT:
         out.append(Check("ledger", FAIL, f"{led.engine} ledger {where} has schema version {have}, newer than this release knows ({CURRENT}): "
@@ -397,7 +401,65 @@ def check_ledger(settings) -> list[Check]:
         out.append(Check("ledger", OK, f"{led.engine} ledger {where} reachable; schema {have} is migrated to {CURRENT} on first use", data))
     else:
         out.append(Check("ledger", OK, f"{led.engine} ledger {where} reachable, schema version {have}", data))
+    return out + carried
+
+
+_BACK_TO_SQLITE = ("Going back (COMPUTE_LEDGER_URL unset) is not carried automatically: this folder's SQLite ledger then holds only "
+                   "what it held before the switch plus what is paid on it later, so its budget, pins and unresolved checks do not "
+                   "see the shared ledger's payments; what is paid on SQLite meanwhile is carried again on the next use of the shared ledger.")
+
+
+def _ledger_import(led, have: int) -> list[Check]:
+    """On a shared ledger: whether this state folder's SQLite ledger was carried into it (or will be
+    on first use), and any payee pin it brought that disagrees with the fleet's. Reads only."""
+    from ..ledger.store import SQLITE_NAME
+    from ..payments.journal import sqlite_fingerprint, sqlite_source
+
+    path = led.state_dir / SQLITE_NAME
+    rec, conflicts = None, []
+    if have >= 2:  # the schema that records imports by fingerprint, and pin conflicts
+        rows = led._q("SELECT imported_ts, entries, fingerprint FROM imports WHERE source = ?", (sqlite_source(led),))
+        rec = dict(zip(("imported_ts", "entries", "fingerprint"), rows[0])) if rows else None
+        conflicts = [{"agent": a, **json.loads(b)} for a, b in led._q("SELECT agent, body FROM pin_conflicts ORDER BY agent, network")]
+    out: list[Check] = []
+    try:
+        digest = sqlite_fingerprint(path) if path.is_file() else None
+    except Exception as e:  # what the next paying run refuses on
+        digest = None
+        out.append(Check("ledger_import", FAIL, f"{path} cannot be read ({e}): its payments would not count toward the shared budget; "
+                         "nothing is paid from this folder until it can be.", {"file": str(path)}))
+    base = {"source": sqlite_source(led), "file": str(path)}
+    if rec is not None:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec["imported_ts"]))
+        stale = digest is not None and digest != rec["fingerprint"]
+        out.append(Check("ledger_import", OK, f"{path} was carried into the shared ledger at {when} ({rec['entries']} journal entries)"
+                         + ("; it was written since, and what is new is carried on the next use" if stale else "") + ". " + _BACK_TO_SQLITE,
+                         {**base, "imported_at": when, "entries": rec["entries"], "pending": stale}))
+    elif digest is not None:
+        out.append(Check("ledger_import", OK, f"{path} holds a ledger not yet carried into the shared one: it is carried on the first "
+                         "use from this folder (before anything is paid). " + _BACK_TO_SQLITE, {**base, "pending": True}))
+    for c in conflicts:
+        lo, fl = (r.get("pay_to") if isinstance(r, dict) else r for r in (c.get("local"), c.get("ledger")))
+        out.append(Check("ledger_pin_conflict", FAIL, f"{c['agent']} pinned {lo} as the payee for {c.get('network')} before joining the shared "
+                         f"ledger, which pins {fl}: its payments on {c.get('network')} are refused (payee_conflict) until the human checks "
+                         "which is the service's payee and accepts it with --accept-payee-change.",
+                         {"agent": c["agent"], "network": c.get("network"), "local_pinned": lo, "fleet_pinned": fl}))
     return out
+
+
+def _ledger_moved(state_dir: Path) -> list[Check]:
+    """Back on SQLite after this folder's ledger was carried into a shared one: say what that means."""
+    from ..payments.journal import MOVED_NAME
+    from ..state import read_json
+
+    note = read_json(state_dir / MOVED_NAME)
+    if not isinstance(note, dict):
+        return []
+    return [Check("ledger_import", WARN, f"This folder's SQLite ledger was carried into the shared ledger {note.get('to')} at {note.get('at')}; "
+                  "COMPUTE_LEDGER_URL is unset now, so the SQLite ledger is in use: payments made through the shared ledger since are not in it "
+                  "(its budget, payee pins and unresolved checks do not see them; nothing is copied back). Set COMPUTE_LEDGER_URL again to "
+                  "use the fleet's ledger; what is paid here meanwhile is carried over then.",
+                  {"moved_to": note.get("to"), "moved_at": note.get("at")})]
 
 
 # -- network ---------------------------------------------------------------------------

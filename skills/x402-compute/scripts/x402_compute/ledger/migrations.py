@@ -42,6 +42,19 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE keepalive (instance_id TEXT PRIMARY KEY, body TEXT NOT NULL)",
         "CREATE TABLE imports (source TEXT PRIMARY KEY, imported_ts DOUBLE PRECISION NOT NULL, entries INTEGER NOT NULL)",
     ],
+    # 2: carrying a state folder's SQLite ledger into a shared one: what was imported (a fingerprint
+    # of the source, so a source written again after its import is carried again, adding only what
+    # is new), and the payee pins it brought that disagree with the fleet's (refused until a human
+    # decides; never silently one or the other).
+    [
+        "ALTER TABLE imports ADD COLUMN fingerprint TEXT",
+        """CREATE TABLE pin_conflicts (
+            agent TEXT NOT NULL,
+            network TEXT NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (agent, network)
+        )""",
+    ],
 ]
 
 CURRENT = len(MIGRATIONS)

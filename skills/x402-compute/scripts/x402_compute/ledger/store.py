@@ -496,27 +496,80 @@ class Ledger:
     def imported(self, source: str) -> bool:
         return bool(self._read("SELECT 1 FROM imports WHERE source = ?", (source,)))
 
-    def import_once(self, source: str, load: Callable[[], tuple[list[tuple[dict, dict]], dict, list[dict], dict]]) -> int | None:
+    def import_record(self, source: str) -> dict | None:
+        """What ``source``'s import left: when, how many entries, the source's fingerprint then."""
+        rows = self._read("SELECT imported_ts, entries, fingerprint FROM imports WHERE source = ?", (source,))
+        return dict(zip(("imported_ts", "entries", "fingerprint"), rows[0])) if rows else None
+
+    def imports(self) -> list[dict]:
+        return [dict(zip(("source", "imported_ts", "entries", "fingerprint"), r))
+                for r in self._read("SELECT source, imported_ts, entries, fingerprint FROM imports ORDER BY imported_ts, source")]
+
+    def import_once(self, source: str, load: Callable[[], tuple[list[tuple[dict, dict]], dict, list[dict], dict]], *,
+                    fingerprint: str | None = None, same: Callable[[str, str, str], bool] | None = None) -> int | None:
         """Import what ``load()`` returns (journal (entry, cols) pairs, pins, quotes, keepalive
-        records) once per ``source``, in one transaction: rows already present are kept as they
-        are (idempotent: a crash between this and renaming the files imports nothing twice).
-        Returns the number of journal entries imported, or None if ``source`` was done before."""
+        records) once per ``source``, in one transaction under the import lock (two processes
+        switching at once: one imports, the other finds it done). Rows already present are kept as
+        they are (idempotent: a crash between this and renaming the files imports nothing twice).
+
+        ``fingerprint``: what the source holds now. A source recorded under another fingerprint was
+        written again since its import (a folder that went back to its SQLite ledger for a while):
+        it is imported again, adding only what is not there yet. ``same(network, a, b)``: whether two
+        payees are one; a pin of the source that disagrees with the ledger's is then recorded in
+        ``pin_conflicts`` for this agent (paying there is refused until a human decides), never
+        silently dropped. Returns the journal entries added, or None if ``source`` was done before."""
         with self.tx(lock="import"):
-            if self._q("SELECT 1 FROM imports WHERE source = ?", (source,)):
+            done = self._q("SELECT fingerprint FROM imports WHERE source = ?", (source,))
+            if done and (fingerprint is None or done[0][0] == fingerprint):
                 return None
             entries, pins, quotes, keepalive = load()
+            added = 0
             for entry, cols in entries:
-                self._q(f"INSERT INTO journal (id, {', '.join(self._COLS)}, body) VALUES (?, {', '.join('?' * len(self._COLS))}, ?) "
-                        "ON CONFLICT (id) DO NOTHING", (entry["id"], *(cols.get(c) for c in self._COLS), json.dumps(entry, sort_keys=True)))
+                if self._q("SELECT 1 FROM journal WHERE id = ?", (entry["id"],)):
+                    continue  # already in this ledger: left as it is
+                self._q(f"INSERT INTO journal (id, {', '.join(self._COLS)}, body) VALUES (?, {', '.join('?' * len(self._COLS))}, ?)",
+                        (entry["id"], *(cols.get(c) for c in self._COLS), json.dumps(entry, sort_keys=True)))
+                added += 1
             for network, rec in pins.items():
-                self._q("INSERT INTO payee_pins (network, body) VALUES (?, ?) ON CONFLICT (network) DO NOTHING", (network, json.dumps(rec, sort_keys=True)))
+                have = self._q("SELECT body FROM payee_pins WHERE network = ?", (network,))
+                if not have:
+                    self._q("INSERT INTO payee_pins (network, body) VALUES (?, ?)", (network, json.dumps(rec, sort_keys=True)))
+                    continue
+                theirs = json.loads(have[0][0])
+                a, b = rec.get("pay_to"), theirs.get("pay_to") if isinstance(theirs, dict) else theirs
+                if same is not None and not (isinstance(a, str) and isinstance(b, str) and same(network, a, b)):
+                    body = {"network": network, "local": rec, "ledger": theirs, "source": source, "found_ts": time.time()}
+                    self._q("INSERT INTO pin_conflicts (agent, network, body) VALUES (?, ?, ?) "
+                            "ON CONFLICT (agent, network) DO UPDATE SET body = excluded.body", (self.agent, network, json.dumps(body, sort_keys=True)))
             for rec in quotes:
                 self._q("INSERT INTO quotes (id, expires_ts, journal_id, body) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                         (rec["quote_id"], float(rec.get("expires_at") or 0), rec.get("journal_id"), json.dumps(rec, sort_keys=True)))
             for iid, rec in keepalive.items():
                 self._q("INSERT INTO keepalive (instance_id, body) VALUES (?, ?) ON CONFLICT (instance_id) DO NOTHING", (iid, json.dumps(rec, sort_keys=True)))
-            self._q("INSERT INTO imports (source, imported_ts, entries) VALUES (?, ?, ?)", (source, time.time(), len(entries)))
-            return len(entries)
+            if done:
+                self._q("UPDATE imports SET imported_ts = ?, entries = entries + ?, fingerprint = ? WHERE source = ?",
+                        (time.time(), added, fingerprint, source))
+            else:
+                self._q("INSERT INTO imports (source, imported_ts, entries, fingerprint) VALUES (?, ?, ?, ?)",
+                        (source, time.time(), added, fingerprint))
+            return added
+
+    # -- payee pins an import brought that disagree with the ledger's ------------------------------
+    def pin_conflict(self, network: str) -> dict | None:
+        """This agent's unresolved disagreement on ``network``'s payee (see ``import_once``)."""
+        rows = self._read("SELECT body FROM pin_conflicts WHERE agent = ? AND network = ?", (self.agent, network))
+        return json.loads(rows[0][0]) if rows else None
+
+    def pin_conflicts(self) -> list[dict]:
+        """Every agent's unresolved disagreements (doctor shows them all)."""
+        return [{"agent": a, **json.loads(b)} for a, b in self._read("SELECT agent, body FROM pin_conflicts ORDER BY agent, network")]
+
+    def resolve_pin(self, network: str, rec: dict) -> None:
+        """A human accepted ``rec``'s payee for ``network``: it is the pin, this agent's conflict is gone."""
+        with self.tx():
+            self._q("INSERT INTO payee_pins (network, body) VALUES (?, ?) ON CONFLICT (network) DO UPDATE SET body = excluded.body",
+                    (network, json.dumps(rec, sort_keys=True)))
+            self._q("DELETE FROM pin_conflicts WHERE agent = ? AND network = ?", (self.agent, network))
 
 
 _OPEN: dict[tuple, Ledger] = {}

@@ -8,8 +8,8 @@ entry's rule (``journal.Entry.counts``):
   have left (an exit-4 payment counts until reconcile.py proves it unused, which marks it
   ``expired``);
 - ``reserved`` entries: a reservation taken by a process that is about to sign. A reservation
-  whose process is provably gone (same host, no such pid), or whose heartbeat is stale (any
-  host: the holder refreshes it while it signs), never had its payment leave (the entry turns
+  whose heartbeat is stale (any host: the holder refreshes it while it signs; a pid gone here
+  is not proof enough, two machines may share a host name), never had its payment leave (the entry turns
   ``sent`` before a single byte is sent), so it stops counting; one older than
   ``RESERVATION_TTL_S`` stops counting too (signing takes seconds);
 - ``rejected`` entries whose signature is still live (``journal.live_refusal``): the server

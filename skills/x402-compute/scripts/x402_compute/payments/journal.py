@@ -27,6 +27,7 @@ output (``Entry.view``). ``live_refusal`` and ``unresolved`` are the same rules 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ComputeError, ConfigError, UsageError
-from ..ledger import Ledger, open_ledger
+from ..ledger import Ledger, LedgerUnavailable, open_ledger
 from ..money import plain
 from ..networks import NETWORKS
 
@@ -170,8 +171,7 @@ class Entry:
     def counts(self, now: float) -> bool:
         """Counts toward the budget: the money left or may have left (``settled``, ``unknown``,
         ``sent``: until reconcile.py proves it unused, which marks it ``expired``), or a live
-        reservation (a process about to sign; it stops counting once its process is gone, its
-        heartbeat stale, or it is older than any signing takes), or a live refusal (the server
+        reservation (a process about to sign; it stops counting once its heartbeat is stale, or it is older than any signing takes), or a live refusal (the server
         refused the signed payment but may still settle it until its ``valid_before``)."""
         if self.status == "rejected":
             return self.live_refusal(now)
@@ -184,10 +184,12 @@ class Entry:
         return True
 
     def _alive_reservation(self, now: float) -> bool:
-        if pid_gone(self.host, self.pid):
-            return False
-        if self.host == HOST and self.pid is not None:
+        if self.host == HOST and self.pid is not None and not pid_gone(self.host, self.pid):
             return True  # here the pid says it: alive (a heartbeat is for other machines to read)
+        # Another machine's, or no such process here: by its heartbeat. A pid gone here is not proof
+        # enough: two machines sharing one ledger may share a host name (two laptops named alike,
+        # default images), and the other's live reservation must keep counting. A run that died here
+        # holds its amount until its heartbeat is stale (STALE_S), then releases it.
         last = max(x for x in (self.heartbeat, self.created) if x is not None)
         return now - last <= STALE_S
 
@@ -268,13 +270,15 @@ def ledger_of(target: Any) -> Ledger:
         led = open_ledger(Path(target.state_dir), getattr(target, "ledger_url", None))
     else:
         led = open_ledger(Path(target))
-    if led.state_dir not in _IMPORTED:
+    key = (led.state_dir, led.where)
+    if key not in _IMPORTED:
+        sqlite_import(led)  # a folder switching to a shared ledger brings its own history along
         legacy_import(led)
-        _IMPORTED.add(led.state_dir)
+        _IMPORTED.add(key)
     return led
 
 
-_IMPORTED: set[Path] = set()
+_IMPORTED: set[tuple[Path, str]] = set()
 
 
 class Journal:
@@ -432,7 +436,7 @@ def legacy_import(led: Ledger) -> int | None:
                 keepalive[p.stem] = k
         return entries, pins, quotes, keepalive
 
-    n = led.import_once(source, load)
+    n = led.import_once(source, load, same=_same_payee)
     for name in present:  # done (now or by an earlier run): the files step aside, kept as they were
         p = root / name
         if name == "keepalive":  # its lock files stay in use: only the records step aside
@@ -500,3 +504,134 @@ def _legacy_problem(e: Any, p: Path) -> str | None:
     if entry_micros(e) >= 2**63:
         return "has an offer amount far beyond any payment"
     return None
+
+
+# -- a state folder's SQLite ledger carried into a shared PostgreSQL one ----------------------------
+
+MOVED_NAME = "ledger.moved.json"  # in the state folder: where its SQLite ledger was carried, and when
+
+
+def _same_payee(network: str, a: str, b: str) -> bool:
+    from .policy import PayeePins
+
+    return PayeePins._same(network, a, b)
+
+
+def sqlite_source(led: Ledger) -> str:
+    """The imports table's name for this state folder's SQLite ledger: ``sqlite:<host>:<state path>``."""
+    return f"sqlite:{led.agent}"
+
+
+def _sqlite_ro(path: Path):
+    """A read-only connection to a SQLite ledger (the file is never changed through it)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+
+
+def _no_table(e: BaseException) -> bool:
+    return "no such table" in str(e)
+
+
+def sqlite_fingerprint(path: Path) -> str | None:
+    """What a SQLite ledger holds, in one digest, cheaply (no entry is parsed): its entries' ids and
+    statuses, and its pins, quotes and keepalive records as stored (a change to any is something new
+    to carry). None when the file holds no ledger or an empty one."""
+    import sqlite3
+
+    conn = _sqlite_ro(path)
+    try:
+        try:
+            parts = [conn.execute(q).fetchall() for q in ("SELECT id, status FROM journal ORDER BY id",
+                                                             "SELECT network, body FROM payee_pins ORDER BY network",
+                                                             "SELECT id, body FROM quotes ORDER BY id",
+                                                             "SELECT instance_id, body FROM keepalive ORDER BY instance_id")]
+        except sqlite3.OperationalError as e:
+            if _no_table(e):
+                return None
+            raise
+    finally:
+        conn.close()
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest() if any(parts) else None
+
+
+def read_sqlite(path: Path) -> tuple[list[tuple[dict, dict]], dict, list[dict], dict] | None:
+    """Everything a state folder's SQLite ledger holds (entries with their columns, pins, quotes,
+    keepalive records), read only (the file stays as it was); None if it holds no ledger."""
+    import sqlite3
+
+    from ..ledger.store import Ledger as _L
+
+    conn = _sqlite_ro(path)
+    try:
+        try:
+            rows = conn.execute(f"SELECT id, {', '.join(_L._COLS)}, body FROM journal ORDER BY created_ts, id").fetchall()
+        except sqlite3.OperationalError as e:
+            if _no_table(e):
+                return None
+            raise
+        entries = [(json.loads(r[-1]), dict(zip(_L._COLS, r[1:-1]))) for r in rows]
+        pins = {n: json.loads(b) for n, b in conn.execute("SELECT network, body FROM payee_pins ORDER BY network")}
+        quotes = [json.loads(b) for (b,) in conn.execute("SELECT body FROM quotes ORDER BY id")]
+        keepalive = {i: json.loads(b) for i, b in conn.execute("SELECT instance_id, body FROM keepalive ORDER BY instance_id")}
+    finally:
+        conn.close()
+    return entries, {k: v for k, v in pins.items() if isinstance(v, dict)}, [q for q in quotes if isinstance(q, dict) and q.get("quote_id")], keepalive
+
+
+def sqlite_import(led: Ledger) -> int | None:
+    """On a PostgreSQL ledger, carry this state folder's SQLite ledger (``ledger.sqlite3``: its
+    journal, payee pins, quotes and keepalive records) into it, once, under the import lock: past
+    spending keeps counting toward the fleet's budget, an unresolved payment keeps blocking a re-run,
+    a used quote stays used, and a pin the fleet has not got comes along. An entry id already in the
+    ledger is left as it is. A pin that disagrees with the fleet's is recorded as a conflict: this
+    folder's payments on that network are refused (``payee_conflict``) until a human decides.
+
+    The SQLite file stays as it was (read only). If it is written again later (the folder went back
+    to SQLite for a while), the next use of the PostgreSQL ledger adds what is new. Nothing goes the
+    other way: the shared ledger's payments are never copied into the SQLite file. Returns the
+    entries added, or None when there was nothing (new) to carry."""
+    from ..ledger.store import SQLITE_NAME
+
+    if led.engine != "postgresql":
+        return None
+    path = led.state_dir / SQLITE_NAME
+    if not path.is_file():
+        return None
+    try:
+        digest = sqlite_fingerprint(path)
+        if digest is None:
+            return None
+        done = led.import_record(sqlite_source(led))
+        if done is not None and done.get("fingerprint") == digest:
+            return None
+        data = read_sqlite(path)
+    except LedgerUnavailable:
+        raise
+    except Exception as e:  # sqlite3.Error, OSError, damaged JSON: never pay without this folder's history
+        raise LedgerUnavailable(
+            f"Cannot read this state folder's SQLite ledger {path} to carry it into the shared ledger ({led.where}): "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Nothing was signed.",
+            details={"file": str(path), "ledger": led.where},
+            hint="Tell the human: its payments must count toward the fleet's budget before this folder pays again. They check "
+                 "the file (permissions, disk) and run the command again, or unset COMPUTE_LEDGER_URL to keep using it.",
+        ) from None
+    if data is None:
+        return None
+    n = led.import_once(sqlite_source(led), lambda: data, fingerprint=digest, same=_same_payee)
+    if n is not None:
+        _note_moved(led, n)
+    return n
+
+
+def _note_moved(led: Ledger, n: int) -> None:
+    """Leave a note in the state folder: doctor, back on SQLite, says the shared ledger's payments
+    since are not in the SQLite file."""
+    from ..state import write_private_json
+
+    try:
+        write_private_json(led.state_dir / MOVED_NAME, {"to": led.where, "engine": led.engine,
+                                                   "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "entries": n})
+    except Exception:
+        pass  # a note only: the import itself is recorded in the ledger

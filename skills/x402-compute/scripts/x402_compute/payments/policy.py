@@ -296,6 +296,9 @@ class PayeePins:
 
     def check(self, offer: Offer, *, accept_change: bool = False) -> dict:
         """{"status": "new" | "pinned" | "changed-accepted", "pinned": <old or None>}; raises on a change."""
+        conflict = self.ledger.pin_conflict(offer.key or offer.network)
+        if conflict is not None:
+            return self._conflict(offer, conflict, accept_change)
         pins = self.load()
         rec = pins.get(offer.key or offer.network)
         if not rec:
@@ -313,10 +316,35 @@ class PayeePins:
             hint="Tell the human: only they may accept a new payee, after checking the service's announcements (then they run the same command with --accept-payee-change). Never accept it yourself.",
         )
 
-    def pin(self, offer: Offer, base_url: str) -> None:
-        pins = self.load()
+    def _conflict(self, offer: Offer, conflict: dict, accept_change: bool) -> dict:
+        """This state folder paid one payee on this network before it joined the shared ledger, and
+        the ledger (the fleet) pins another: one of them is not the service's. Refused, whichever
+        the offer names, until a human decides (never silently one or the other)."""
+        lo, fl = (r if isinstance(r, dict) else {"pay_to": r} for r in (conflict.get("local"), conflict.get("ledger")))
+        local, fleet = lo.get("pay_to"), fl.get("pay_to")
+        if accept_change:  # the human checked and accepts the offered payee: pin() settles it for this folder
+            return {"status": "changed-accepted", "pinned": fleet}
         key = offer.key or offer.network
-        rec = pins.get(key)
-        if isinstance(rec, dict) and self._same(key, rec.get("pay_to", ""), offer.pay_to):
+        raise PolicyError(
+            f"This state folder's own ledger pinned {local} as the payee for {key}, but the shared ledger ({self.ledger.where}) pins "
+            f"{fleet}; this payment offers {offer.pay_to}. One of them is not the service's payee. Nothing was signed.",
+            code="payee_conflict",
+            details={"network": key, "local_pinned": local, "fleet_pinned": fleet, "offered": offer.pay_to,
+                     "local_pinned_at": lo.get("pinned_at"), "fleet_pinned_at": fl.get("pinned_at"),
+                     "local_base_url": lo.get("base_url"), "fleet_base_url": fl.get("base_url"),
+                     "source": conflict.get("source"), "ledger": str(self.path)},
+            hint="Tell the human: they check which address is the service's payee on this network (its announcements; the base "
+                 "URL each pin was made with: a folder once pointed at another deployment disagrees this way), and only they may "
+                 "accept the offered one by running the same command with --accept-payee-change. Never accept it yourself.",
+        )
+
+    def pin(self, offer: Offer, base_url: str) -> None:
+        key = offer.key or offer.network
+        rec = {"pay_to": offer.pay_to, "pinned_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "base_url": base_url}
+        if self.ledger.pin_conflict(key) is not None:  # only reached with the human's --accept-payee-change
+            self.ledger.resolve_pin(key, rec)
             return
-        self.ledger.set_pin(key, {"pay_to": offer.pay_to, "pinned_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "base_url": base_url})
+        old = self.load().get(key)
+        if isinstance(old, dict) and self._same(key, old.get("pay_to", ""), offer.pay_to):
+            return
+        self.ledger.set_pin(key, rec)
