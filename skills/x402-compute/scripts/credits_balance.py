@@ -1,15 +1,12 @@
 #!/usr/bin/env python3
 """Show your prepaid credit balance in USD (spend it with --use-credits on provision or extend).
 
-The totals count prepaid credits only: what credits_topup.py deposited and what
---use-credits spent. Machines paid directly with x402 or MPP are not in them; for
-all spending, run budget.py."""
+The parser and the command live in x402_compute.commands.credits: this file is the entry point."""
 
 from x402_compute import cli
 from x402_compute.commands import credits
 
-p = cli.parser("credits_balance.py", __doc__, examples="python scripts/credits_balance.py\npython scripts/budget.py    # all spending, not only credits")
-
+p = credits.credits_balance_parser()
 handler = credits.balance
 
 if __name__ == "__main__":

@@ -1,15 +1,13 @@
 #!/usr/bin/env python3
-"""List your management API keys (last four characters only; the API never returns full keys)."""
+"""List your management API keys (last four characters only; the API never returns full keys).
+
+The parser and the command live in x402_compute.commands.keys: this file is the entry point."""
 
 from x402_compute import cli
 from x402_compute.commands import keys
 
-p = cli.parser("list_api_keys.py", __doc__, examples="python scripts/list_api_keys.py\npython scripts/list_api_keys.py --active")
-p.add_argument("--active", action="store_true", help="hide revoked keys")
-
-
+p = keys.list_api_keys_parser()
 handler = keys.list_api_keys
-
 
 if __name__ == "__main__":
     cli.run(p, handler)

@@ -118,3 +118,26 @@ def chat(ctx: cli.Context) -> cli.Output:
         "transport": aimachines.PLAIN_HTTP_NOTE,
     }
     return cli.Output(data, r["reply"])
+
+
+# -- ai_chat.py: its parser (the script and the MCP server both build it here) ------
+
+AI_CHAT_HELP = """Send one chat completion to an AI Machine (an instance provisioned with --model-id ID --mode
+private) and print the reply as JSON: reply, finish_reason, usage, model, endpoint.
+
+The endpoint is the instance's own http://<ip>:<port>/v1, read from its record; the API key is
+the one provision.py saved (0600) in the state folder, sent only to that endpoint. That is plain
+http to the machine's IP: the prompt, the reply and the key cross the network unencrypted."""
+
+
+def ai_chat_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "ai_chat.py",
+        AI_CHAT_HELP,
+        examples=(
+            "python scripts/ai_chat.py 3f1c2a9e-0000-4000-8000-000000000001 \"Say hello in five words\"\n"
+            "python scripts/ai_chat.py 3f1c2a9e-0000-4000-8000-000000000001 \"Summarise: ...\" --system \"Be brief\" --max-tokens 200"
+        ),
+    )
+    add_options(p)
+    return p

@@ -178,3 +178,87 @@ def browse_os(ctx: cli.Context) -> cli.Output:
         rows = [r for r in rows if a.family.lower() in str(r["family"] or "").lower()]
     text = cli.table(rows, [("id", "OS ID"), ("name", "NAME"), ("family", "FAMILY"), ("arch", "ARCH"), ("provider", "PROVIDER")])
     return cli.Output({"count": len(rows), "os_options": rows}, text)
+
+
+# -- browse_os.py: its parser (the script and the MCP server both build it here) ------
+
+BROWSE_OS_HELP = """Browse operating system images; the os_id goes to provision.py --os-id.
+
+Images differ by provider: Vultr ids are small numbers (2284 = Ubuntu 24.04),
+DigitalOcean ids are large provider image ids."""
+
+
+def browse_os_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "browse_os.py",
+        BROWSE_OS_HELP,
+        examples="python scripts/browse_os.py\npython scripts/browse_os.py --provider vultr --family ubuntu",
+    )
+    p.add_argument("--provider", choices=sorted(plans.PROVIDER_ALIASES), help="vultr or digitalocean (do)")
+    p.add_argument("--family", help="only images of this family (e.g. ubuntu, debian)")
+    return p
+
+
+# -- browse_plans.py: its parser (the script and the MCP server both build it here) ------
+
+BROWSE_PLANS_HELP = """Browse machine plans (VPS, dedicated CPU, GPU) with hourly, daily and monthly prices.
+
+All plan types are listed by default (the API's untyped listing leaves out
+dedicated and GPU plans), cheapest first. Prices are the API's own fields, in USD.
+GPU plans name their GPU: model, count, VRAM and the share of one physical GPU
+(gpu_fraction; Vultr sells slices such as 1/20 of an A100). Every filter value is
+checked before any request.
+"""
+
+
+def browse_plans_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "browse_plans.py",
+        BROWSE_PLANS_HELP,
+        examples=(
+            "python scripts/browse_plans.py --min-ram 2 --limit 5\n"
+            "python scripts/browse_plans.py --country DE --min-vcpu 2 --sort ram\n"
+            "python scripts/browse_plans.py --gpu-type a100 --whole-gpu\n"
+            "python scripts/browse_plans.py --min-gpu-vram 40 --continent Europe\n"
+            "python scripts/browse_plans.py --provider digitalocean --max-hourly 0.05"
+        ),
+    )
+    p.add_argument("--type", choices=plans.PLAN_TYPES, help="vps (cloud), vhp (high performance), vdc (dedicated CPU), vcg (GPU)")
+    p.add_argument("--provider", choices=sorted(plans.PROVIDER_ALIASES), help="vultr or digitalocean (do)")
+    p.add_argument("--region", help="only plans offered in this region id (see browse_regions.py)")
+    add_place_filters(p)
+    p.add_argument("--min-ram", type=gigabytes, metavar="GB", help="only plans with at least this much RAM (GB, 1 GB = 1024 MB)")
+    p.add_argument("--min-vcpu", type=count, metavar="N", help="only plans with at least N vCPUs")
+    p.add_argument("--min-disk", type=gigabytes, metavar="GB", help="only plans with at least this much disk (GB)")
+    p.add_argument("--gpu", action="store_true", help="only GPU plans (whole GPUs and slices)")
+    p.add_argument("--gpu-type", metavar="TEXT", help="only GPU plans whose gpu_type contains TEXT (e.g. a100, l40s)")
+    p.add_argument("--whole-gpu", action="store_true", help="only plans with one or more whole GPUs (gpu_fraction 1), no slices")
+    p.add_argument("--min-gpu-vram", type=gigabytes, metavar="GB", help="only GPU plans with at least this much VRAM in total (GB)")
+    p.add_argument("--max-hourly", metavar="USD", help="only plans at or below this hourly price")
+    p.add_argument("--sort", choices=plans.SORTS, default="price", help="ascending order: price (default), ram or vcpu (ties: cheaper first)")
+    p.add_argument("--limit", type=int, metavar="N", help="show at most N plans (the first N in --sort order)")
+    return p
+
+
+# -- browse_regions.py: its parser (the script and the MCP server both build it here) ------
+
+BROWSE_REGIONS_HELP = """Browse regions (data centres) with their city, country and continent. With
+--provider or --plan, only the regions where that provider's plans (or that plan)
+can be placed, from the plans' locations."""
+
+
+def browse_regions_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "browse_regions.py",
+        BROWSE_REGIONS_HELP,
+        examples=(
+            "python scripts/browse_regions.py\n"
+            "python scripts/browse_regions.py --continent Europe\n"
+            "python scripts/browse_regions.py --provider digitalocean --country US\n"
+            "python scripts/browse_regions.py --plan vcg-a100-1c-2g-6gb"
+        ),
+    )
+    p.add_argument("--provider", choices=sorted(plans.PROVIDER_ALIASES), help="vultr or digitalocean (do)")
+    p.add_argument("--plan", help="only regions where this plan is offered")
+    add_place_filters(p)
+    return p

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from .. import cli
 from ..money import to_decimal, usd
 
@@ -33,3 +35,17 @@ def balance(ctx: cli.Context) -> cli.Output:
         f"note: {SCOPE_NOTE}",
     ])
     return cli.Output(data, text)
+
+
+# -- credits_balance.py: its parser (the script and the MCP server both build it here) ------
+
+CREDITS_BALANCE_HELP = """Show your prepaid credit balance in USD (spend it with --use-credits on provision or extend).
+
+The totals count prepaid credits only: what credits_topup.py deposited and what
+--use-credits spent. Machines paid directly with x402 or MPP are not in them; for
+all spending, run budget.py."""
+
+
+def credits_balance_parser() -> argparse.ArgumentParser:
+    p = cli.parser("credits_balance.py", CREDITS_BALANCE_HELP, examples="python scripts/credits_balance.py\npython scripts/budget.py    # all spending, not only credits")
+    return p

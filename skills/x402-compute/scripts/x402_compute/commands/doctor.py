@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Callable
+import argparse
 
 from .. import __version__
 from ..money import atomic_to_usd, plain
 from ..networks import NETWORKS
+from .. import cli
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MIN_PYTHON = (3, 10)
@@ -578,3 +580,24 @@ def doctor(ctx):
         "hint": "Fix what each failed check says, then run doctor.py again.",
     }
     return Output({**report, "ok": False, "error": error}, text, exit_code=1)
+
+
+# -- doctor.py: its parser (the script and the MCP server both build it here) ------
+
+DOCTOR_HELP = """Check that this machine is ready: Python and packages, configured credentials
+(keys match their addresses), secret-file permissions, API reachability and clock skew.
+
+Prints one JSON report {ok, checks: [{name, status, detail}], ...}; status is
+ok, warn, fail or skip. Exits 0 when nothing failed, 1 otherwise. Secrets are
+never shown: addresses only, API keys as their last four characters.
+"""
+
+
+def doctor_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "doctor.py",
+        DOCTOR_HELP,
+        examples="python scripts/doctor.py\npython scripts/doctor.py --offline -o text",
+    )
+    p.add_argument("--offline", action="store_true", help="skip the checks that need the network (API, clock skew, credentials accepted)")
+    return p

@@ -3,6 +3,8 @@ revoking need a wallet signature; the API shows a new key once)."""
 
 from __future__ import annotations
 
+import argparse
+
 from .. import cli
 from ..errors import ComputeError
 from ..validate import api_key_id, label
@@ -85,3 +87,48 @@ def revoke_api_key(ctx: cli.Context) -> cli.Output:
     if data["saved_key_removed"]:
         text += f"\nremoved the saved key {data['saved_key_path']}"
     return cli.Output(data, text)
+
+
+# -- create_api_key.py: its parser (the script and the MCP server both build it here) ------
+
+CREATE_API_KEY_HELP = """Create a management API key (x402c_...), signed by your wallet. The API shows
+the key once: --save stores it in a 0600 file that later scripts use
+automatically (when COMPUTE_API_KEY is unset); --show prints it. Otherwise
+only its last four characters are printed.
+"""
+
+
+def create_api_key_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "create_api_key.py",
+        CREATE_API_KEY_HELP,
+        examples='python scripts/create_api_key.py --label "my-agent" --save\npython scripts/create_api_key.py --label ci --show',
+    )
+    p.add_argument("--label", help="a name to recognise the key by")
+    p.add_argument("--save", action="store_true", help="store the key in the state directory (mode 0600) for later scripts")
+    p.add_argument("--show", action="store_true", help="print the full key on stdout (it cannot be shown again)")
+    return p
+
+
+# -- list_api_keys.py: its parser (the script and the MCP server both build it here) ------
+
+LIST_API_KEYS_HELP = """List your management API keys (last four characters only; the API never returns full keys)."""
+
+
+def list_api_keys_parser() -> argparse.ArgumentParser:
+    p = cli.parser("list_api_keys.py", LIST_API_KEYS_HELP, examples="python scripts/list_api_keys.py\npython scripts/list_api_keys.py --active")
+    p.add_argument("--active", action="store_true", help="hide revoked keys")
+    return p
+
+
+# -- revoke_api_key.py: its parser (the script and the MCP server both build it here) ------
+
+REVOKE_API_KEY_HELP = """Revoke a management API key, signed by your wallet. Anything using the key
+stops working at once. Needs --yes when not at a terminal."""
+
+
+def revoke_api_key_parser() -> argparse.ArgumentParser:
+    p = cli.parser("revoke_api_key.py", REVOKE_API_KEY_HELP, examples="python scripts/revoke_api_key.py 7b0e9c1d --yes")
+    p.add_argument("key_id", help="the key's id (from list_api_keys.py), not the key itself")
+    cli.add_yes(p, "revoke")
+    return p

@@ -3,11 +3,14 @@ destroy_instance.py, get_one_time_password.py (management auth; nothing here pay
 
 from __future__ import annotations
 
+import argparse
+
 from .. import aimachines, cli, plans
 from ..errors import ComputeError, Conflict
 from ..instances import NO_ADDRESS, detail, public_ip, ssh_fields, summary, unwrap_order
 from ..sshkeys import login_block, ssh_block_for
 from ..validate import instance_id, plan_id
+from ..instances import STATES
 
 GONE = ("destroyed", "expired")
 RESIZABLE = ("running", "stopped")  # the API's "active" instances
@@ -350,3 +353,123 @@ def get_one_time_password(ctx: cli.Context) -> cli.Output:
 
 def _one_line(value) -> str:
     return "" if value is None else str(value).encode("unicode_escape").decode("ascii")
+
+
+# -- destroy_instance.py: its parser (the script and the MCP server both build it here) ------
+
+DESTROY_INSTANCE_HELP = """Destroy an instance, or several: every live machine of this wallet (--all) or those whose
+label matches a pattern (--label). Irreversible: the disk is deleted and the unused prepaid
+time is lost (one summary of it is shown before asking). Needs --yes when not at a terminal.
+Prints the instance as it is afterwards (state destroyed, ip null).
+
+--forget-local also drops what this machine keeps about the destroyed instances (host key
+pins, keepalive state, saved management keys, passwords and AI Machine keys, owner and key records); alone,
+--forget-destroyed does that for every instance the API lists as destroyed."""
+
+
+def destroy_instance_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "destroy_instance.py",
+        DESTROY_INSTANCE_HELP,
+        examples="python scripts/destroy_instance.py 3f1c2a9e-0000-4000-8000-000000000001\n"
+        "python scripts/destroy_instance.py 3f1c2a9e-0000-4000-8000-000000000001 --yes\n"
+        "python scripts/destroy_instance.py --label 'ci-*' --yes --forget-local\n"
+        "python scripts/destroy_instance.py --all          # shows what would be lost, then asks\n"
+        "python scripts/destroy_instance.py --forget-destroyed",
+    )
+    p.add_argument("instance_id", nargs="?", help="the instance UUID (from list_instances.py)")
+    p.add_argument("--all", action="store_true", help="every live (not destroyed, not expired) instance of this wallet")
+    p.add_argument("--label", metavar="PATTERN", help="the live instances whose label matches PATTERN (a shell pattern such as 'ci-*'; without wildcards the exact label)")
+    p.add_argument("--forget-local", action="store_true", help="also delete the local leftovers of the instances destroyed (pins, keepalive state, saved keys and passwords)")
+    p.add_argument("--forget-destroyed", action="store_true", help="destroy nothing: delete the local leftovers of every instance the API lists as destroyed")
+    cli.add_yes(p, "destroy")
+    return p
+
+
+# -- get_one_time_password.py: its parser (the script and the MCP server both build it here) ------
+
+GET_ONE_TIME_PASSWORD_HELP = """Reveal an instance's one-time root password (Vultr instances created without
+an SSH key). The API reveals it exactly once: it is written to a 0600 file in
+your state directory and only the file's path is printed (--show to print it).
+"""
+
+
+def get_one_time_password_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "get_one_time_password.py",
+        GET_ONE_TIME_PASSWORD_HELP,
+        examples="python scripts/get_one_time_password.py 3f1c2a9e-0000-4000-8000-000000000001\npython scripts/get_one_time_password.py 3f1c2a9e-0000-4000-8000-000000000001 --show",
+    )
+    p.add_argument("instance_id", help="the instance UUID (from list_instances.py)")
+    p.add_argument("--show", action="store_true", help="also print the password on stdout")
+    return p
+
+
+# -- instance_details.py: its parser (the script and the MCP server both build it here) ------
+
+INSTANCE_DETAILS_HELP = """Show one instance: normalised state beside the raw provider fields, IP (null
+until assigned), expiry, hours left, the prepaid value left, and how to SSH in."""
+
+
+def instance_details_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "instance_details.py",
+        INSTANCE_DETAILS_HELP,
+        examples="python scripts/instance_details.py 3f1c2a9e-0000-4000-8000-000000000001",
+    )
+    p.add_argument("instance_id", help="the instance UUID (from list_instances.py)")
+    return p
+
+
+# -- list_instances.py: its parser (the script and the MCP server both build it here) ------
+
+LIST_INSTANCES_HELP = """List your instances: state, IP, expiry, hours left and how to SSH in (the ssh block,
+with -i when the instance was given the skill's own key by provision.py --ssh-key auto)."""
+
+
+def list_instances_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "list_instances.py",
+        LIST_INSTANCES_HELP,
+        examples="python scripts/list_instances.py\npython scripts/list_instances.py --state running --label web\npython scripts/list_instances.py --expiring-within 24",
+    )
+    p.add_argument("--all", action="store_true", help="include destroyed and expired instances")
+    p.add_argument("--state", choices=STATES, help="only instances in this normalised state")
+    p.add_argument("--label", help="only instances whose label contains this text")
+    p.add_argument("--expiring-within", type=float, metavar="HOURS", help="only instances that expire within HOURS (extend them with extend_instance.py)")
+    return p
+
+
+# -- resize_instance.py: its parser (the script and the MCP server both build it here) ------
+
+RESIZE_INSTANCE_HELP = """Resize an instance to another plan (same provider and region). There is
+downtime. The prepaid credit is kept and the expiry recomputed for the new
+hourly rate. Vultr allows upgrades only; on DigitalOcean a bigger disk is
+permanent and needs --confirm-disk-resize. No payment is made.
+
+--quote is the dry run: it runs every check, shows the old and the estimated new
+expiry, the credit carried over and the downtime, and sends no resize.
+
+The command line itself is the confirmation (existing users type
+`resize_instance.py <id> <plan>` unattended): every refusal the API would
+give is checked locally first, and the one irreversible case, DigitalOcean
+disk growth, needs its own flag.
+"""
+
+
+def resize_instance_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "resize_instance.py",
+        RESIZE_INSTANCE_HELP,
+        examples=(
+            "python scripts/resize_instance.py 3f1c2a9e-0000-4000-8000-000000000001 vc2-2c-4gb --quote\n"
+            "python scripts/resize_instance.py 3f1c2a9e-0000-4000-8000-000000000001 vc2-2c-4gb\n"
+            "python scripts/resize_instance.py <instance_id> do:s-2vcpu-4gb --confirm-disk-resize"
+        ),
+    )
+    p.add_argument("instance_id", help="the instance UUID (from list_instances.py)")
+    p.add_argument("plan", help="the target plan id (from browse_plans.py)")
+    p.add_argument("--quote", action="store_true", help="dry run: checks, old and new expiry, credit carried over, downtime; sends no resize")
+    p.add_argument("--confirm-disk-resize", action="store_true", help="allow a permanent disk increase (DigitalOcean)")
+    p.add_argument("--yes", "-y", action="store_true", help="accepted for compatibility; resizing needs no other confirmation")
+    return p

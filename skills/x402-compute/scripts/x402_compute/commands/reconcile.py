@@ -9,8 +9,10 @@ from ..instances import summary, unwrap_order
 from ..payments import reconcile as rec
 from ..payments.journal import Journal, public
 import json
+import argparse
 
 from .paid import after_payment, save_ai_key, save_management_key, ssh_out
+from .. import cli
 
 LIST_COLUMNS = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"), ("status", "STATUS"), ("label", "LABEL"),
                 ("amount_usd", "USD"), ("network", "NETWORK"), ("order_id", "ORDER")]
@@ -84,3 +86,26 @@ def _ai_request(entry: dict) -> tuple[str, str] | None:
     if isinstance(ai, dict) and isinstance(ai.get("model_id"), str) and ai.get("mode") == "private":
         return ai["model_id"], "private"
     return None
+
+
+# -- reconcile.py: its parser (the script and the MCP server both build it here) ------
+
+RECONCILE_HELP = """Find out what happened to a payment whose outcome was unknown (exit 4), without paying again.
+
+Looks the order up (by its label and creation time) from the local payment journal, and for an
+entry still sent/unknown asks the chain (read-only) whether the payment was used: `onchain.state`
+is used, unused (may still settle), expired_unused (entry marked expired; paying again is safe) or unknown.
+--resend re-sends the identical stored payment with the same Idempotency-Key; the
+server then returns the first result instead of charging twice. Never signs anything."""
+
+
+def reconcile_parser() -> argparse.ArgumentParser:
+    p = cli.parser(
+        "reconcile.py",
+        RECONCILE_HELP,
+        examples="python scripts/reconcile.py --list\npython scripts/reconcile.py 1b4e28ba2fa1451b9b1f4c2d7e8f9a0b\npython scripts/reconcile.py 1b4e28ba2fa1451b9b1f4c2d7e8f9a0b --resend",
+    )
+    p.add_argument("journal_id", nargs="?", help="journal id (or a unique prefix) printed by the paid command")
+    p.add_argument("--list", action="store_true", help="list journal entries (the signed payments are never shown)")
+    p.add_argument("--resend", action="store_true", help="re-send the same stored payment with the same Idempotency-Key")
+    return p
