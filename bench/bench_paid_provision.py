@@ -114,7 +114,7 @@ def approve_permit2(fac, w: dict) -> int:
 
 
 def ours_runner(sb, w: dict, state_dir: Path, ledger_url: str | None = None):
-    from x402_compute.client import ComputeClient
+    from x402_compute.api.client import ComputeClient
     from x402_compute.config import load_settings
     from x402_compute.payments.flow import PaidCall, PaymentFlow
     from x402_compute.payments.journal import new_id

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "skills" / "x402-compute" / "scripts"))
 
 import requests  # noqa: E402
 
-from x402_compute.http import Transport, json_depth, json_depth_stepwise  # noqa: E402
+from x402_compute.api.http import Transport, json_depth, json_depth_stepwise
 
 # The depth check as it was before issue 9: strip whole strings with a regex, then count brackets.
 _OLD_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

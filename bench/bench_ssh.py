@@ -91,7 +91,7 @@ def bench_ssh(logins: int) -> dict:
     from tests.helpers import known_hosts, ssh_argv, ssh_keypair
 
     sys.path.insert(0, str(ROOT / "skills" / "x402-compute" / "scripts"))
-    from x402_compute.wait import ssh_banner
+    from x402_compute.ssh.wait import ssh_banner
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

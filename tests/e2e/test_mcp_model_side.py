@@ -78,7 +78,7 @@ def test_no_tool_drops_what_guards_a_live_machine_on_the_servers_word(request, p
     from tests.e2e.test_mcp_server import Session
     from tests.helpers import clean_env
     from tests.hostile.stub import HostileAPI
-    from x402_compute.hostkeys import HostKeys
+    from x402_compute.ssh.hostkeys import HostKeys
     from x402_compute.state import State
 
     api = HostileAPI().start()

@@ -352,8 +352,8 @@ def test_create_recipient_account_needs_enough_sol(make_sandbox, tools, tmp_path
 
 
 def test_created_account_is_journalled_even_if_the_payment_is_not_signed(make_sandbox, tools, tmp_path):
-    from x402_compute.auth import AuthResolver
-    from x402_compute.client import ComputeClient
+    from x402_compute.api.auth import AuthResolver
+    from x402_compute.api.client import ComputeClient
     from x402_compute.config import load_settings
     from x402_compute.errors import ComputeError
     from x402_compute.payments.flow import PaidCall, PaymentFlow

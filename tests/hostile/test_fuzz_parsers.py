@@ -23,11 +23,11 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
-from x402_compute import http as xhttp
+from x402_compute.api import http as xhttp
 from x402_compute import instances
 from x402_compute.config import Settings
 from x402_compute.errors import ComputeError
-from x402_compute.http import Response, json_depth, json_depth_stepwise, loads
+from x402_compute.api.http import Response, json_depth, json_depth_stepwise, loads
 from x402_compute.payments import challenge as ch
 from x402_compute.payments.rpc import JsonRpc
 from x402_compute.validate import server_instance_id

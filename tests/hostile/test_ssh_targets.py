@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from x402_compute import sshrun
+from x402_compute.ssh import run as sshrun
 from x402_compute.errors import PolicyError
 
 HERE = Path(__file__).parent

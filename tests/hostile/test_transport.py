@@ -12,7 +12,7 @@ from x402_compute.config import Settings, insecure_http
 from x402_compute.errors import ConfigError
 from x402_compute.payments.rpc import JsonRpc
 
-from tests.helpers import run_script, state_entries
+from tests.helpers import SCRIPTS, run_script, state_entries
 
 
 def off_box(hostile) -> str:
@@ -88,9 +88,9 @@ def test_no_mcp_tool_lets_a_model_lift_the_rule():
     """--allow-insecure-http is the human's, given when the MCP server starts; no tool takes it."""
     import argparse
 
-    from x402_compute import mcp_server
+    from x402_compute import mcp as mcp_server
 
-    specs = [s for s in mcp_server._tools() if (mcp_server.SCRIPTS_DIR / s.mirrors.split()[0]).is_file()]
+    specs = [s for s in mcp_server.all_tools() if (SCRIPTS / s.mirrors.split()[0]).is_file()]
     assert specs
     for spec in specs:
         assert "allow_insecure_http" not in spec.input_schema["properties"], spec.name

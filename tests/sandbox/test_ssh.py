@@ -313,7 +313,7 @@ def test_another_os_user_cannot_connect(sandbox, tools, keypair):
     # The banner may go out before the check closes the connection; the key exchange never starts.
     assert nobody.returncode == 0, nobody.stderr
     assert int(nobody.stdout) < 100, nobody.stdout
-    from x402_compute.wait import ssh_banner  # the same user still gets in
+    from x402_compute.ssh.wait import ssh_banner
     assert ssh_banner(o["ip_address"], o["ssh_port"]).startswith("SSH-2.0-x402sandbox")
 
 

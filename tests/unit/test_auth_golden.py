@@ -4,7 +4,7 @@ both against the committed signatures and with independent verifiers."""
 import base64
 
 import pytest
-from x402_compute.auth import SignatureAuth, auth_message, encode_body
+from x402_compute.api.auth import SignatureAuth, auth_message, encode_body
 from x402_compute.wallets.evm import EvmSigner
 from x402_compute.wallets.solana import SolanaSigner
 

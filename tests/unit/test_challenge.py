@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from x402_compute.auth import AuthResolver
+from x402_compute.api.auth import AuthResolver
 from x402_compute.config import load_settings
 from x402_compute.errors import (
     NetworkError,
@@ -15,8 +15,8 @@ from x402_compute.errors import (
     PaymentRequired,
     PolicyError,
 )
-from x402_compute.http import Response
-from x402_compute.client import ComputeClient
+from x402_compute.api.http import Response
+from x402_compute.api.client import ComputeClient
 from x402_compute.payments import challenge as ch
 from x402_compute.payments.flow import PaidCall, PaymentFlow
 from x402_compute.payments.journal import Journal, new_id
@@ -282,7 +282,7 @@ def test_deep_nesting_cannot_crash_the_process_even_with_a_raised_recursion_limi
 
     code = (
         "import sys; sys.setrecursionlimit(100000); sys.path.insert(0, sys.argv[1])\n"
-        "from x402_compute.http import Response, loads, json_depth\n"
+        "from x402_compute.api.http import Response, loads, json_depth\n"
         "assert Response(402, {}, b'[' * 1_000_000 + b']' * 1_000_000).json() is None\n"
         "assert Response(402, {}, b'{\"a\":\"[[[[[[\"}').json() == {'a': '[[[[[['}  # brackets in strings don't count\n"
         "assert json_depth('[' * 100 + ']' * 100) == 100 and loads('[' * 100 + ']' * 100)\n"

@@ -9,7 +9,7 @@ import requests
 import responses
 from responses import matchers
 from x402_compute import errors
-from x402_compute.client import ComputeClient
+from x402_compute.api.client import ComputeClient
 from x402_compute.config import load_settings
 
 BASE = "https://api.test"
@@ -113,7 +113,7 @@ def test_signed_body_hash_matches_sent_bytes(sig_client):
 
     from eth_account import Account
     from eth_account.messages import encode_defunct
-    from x402_compute.auth import auth_message
+    from x402_compute.api.auth import auth_message
 
     responses.post(f"{BASE}/compute/instances/{IID}/resize", json={})
     sig_client.resize(IID, "vc2-2c-4gb")

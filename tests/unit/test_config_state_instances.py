@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from x402_compute import errors
-from x402_compute.auth import ApiKeyAuth, SignatureAuth, management_auth
+from x402_compute.api.auth import ApiKeyAuth, SignatureAuth, management_auth
 from x402_compute.config import DEFAULT_BASE_URL, load_settings
 from x402_compute.instances import (
     detail,

@@ -15,7 +15,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from x402_compute import gpus, plans, sshkeys
+from x402_compute import gpus, plans
+from x402_compute.ssh import keys as sshkeys
 from x402_compute.state import State
 
 needs_ssh_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="OpenSSH's ssh-keygen is not installed")

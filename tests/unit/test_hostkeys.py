@@ -9,15 +9,9 @@ import subprocess
 import uuid
 
 import pytest
-from x402_compute import sshrun
+from x402_compute.ssh import run as sshrun
 from x402_compute.errors import ComputeError
-from x402_compute.hostkeys import (
-    HostKey,
-    HostKeyChanged,
-    HostKeyMismatch,
-    HostKeys,
-    published,
-)
+from x402_compute.ssh.hostkeys import HostKey, HostKeyChanged, HostKeyMismatch, HostKeys, published
 
 from tests.helpers import openssh_fingerprint, ssh_keypair
 

@@ -7,6 +7,7 @@ imports inside functions counted as edges too, so a lazy import cannot hide a wr
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.helpers import SCRIPTS
@@ -54,7 +55,7 @@ def test_nothing_below_the_commands_imports_them():
     wrong = {
         (name, dep)
         for name, path in mods.items()
-        if not name.startswith("x402_compute.commands")
+        if not name.startswith(("x402_compute.commands", "x402_compute.mcp"))  # the MCP server is a front door, like the scripts
         for dep in imports(path, top_level_only=False)
         if dep.startswith("x402_compute.commands")
     }
@@ -62,7 +63,7 @@ def test_nothing_below_the_commands_imports_them():
 
 
 def test_payments_and_wallets_do_not_reach_up_to_the_client_or_the_cli():
-    up = ("x402_compute.cli", "x402_compute.client", "x402_compute.mcp_server", "x402_compute.commands")
+    up = ("x402_compute.cli", "x402_compute.api.client", "x402_compute.mcp", "x402_compute.commands")
     wrong = {
         (name, dep)
         for name, path in library().items()
@@ -95,16 +96,52 @@ def test_module_level_imports_have_no_cycle():
 
 
 def test_every_script_is_its_parser_plus_one_call():
-    # The handler is a command from x402_compute.commands (or mcp_server's main); functions left in
-    # a script only build its parser.
+    # p = <commands module>.<script>_parser() and handler = <commands module>.<command>: the command
+    # module owns both; nothing else but imports, the docstring and the __main__ call.
     for script in sorted(SCRIPTS.glob("*.py")):
         tree = ast.parse(script.read_text())
-        handlers = [n.value for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "handler" for t in n.targets)]
-        if script.name != "mcp_server.py":
-            assert len(handlers) == 1 and isinstance(handlers[0], ast.Attribute), f"{script.name}: handler = <commands module>.<command>"
-        for n in tree.body:
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                assert "ctx" not in {arg.arg for arg in n.args.args}, f"{script.name}: {n.name} runs the command; move it into x402_compute/commands/"
+        rest = [
+            n for n in tree.body
+            if not isinstance(n, (ast.Import, ast.ImportFrom))
+            and not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+            and not (isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))
+        ]
+        if script.name == "mcp_server.py":
+            assert not rest, f"{script.name}: the server is x402_compute.mcp.main"
+            continue
+        shapes = [(n.targets[0].id, ast.unparse(n.value)) for n in rest if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)]
+        assert len(rest) == len(shapes) == 2, f"{script.name}: only p = ... and handler = ..."
+        (p_name, p_src), (h_name, h_src) = shapes
+        assert p_name == "p" and re.fullmatch(rf"\w+\.{script.stem}_parser\(\)", p_src), f"{script.name}: p = <commands module>.{script.stem}_parser()"
+        assert h_name == "handler" and h_src.split(".")[0] == p_src.split(".")[0], f"{script.name}: the handler comes from the parser's module"
+
+
+def test_nothing_imports_the_scripts():
+    # The scripts are entry points only: the library (the MCP server too) takes every parser and
+    # handler from commands/, never a script by file path or by name.
+    stems = {p.stem for p in SCRIPTS.glob("*.py")}
+    for name, path in library().items():
+        src = path.read_text()
+        assert "spec_from_file_location" not in src and "runpy" not in src, f"{name} loads a file as a module"
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Import):
+                tops = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                tops = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            assert not tops & stems, f"{name} imports a script: {sorted(tops & stems)}"
+
+
+def test_the_root_holds_only_the_rooms_and_leaves_layout_md_lists():
+    text = (SCRIPTS.parent / "references" / "layout.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `x402_compute/")]
+    rooms = {re.match(r"\| `x402_compute/(\w+)/`", r).group(1) for r in rows if re.match(r"\| `x402_compute/(\w+)/`", r)}
+    root = next(r for r in rows if r.startswith("| `x402_compute/` (root)"))
+    leaves = set(re.findall(r"`(\w+)`", root.split("|")[2]))
+    assert {p.name for p in LIB.iterdir() if (p / "__init__.py").is_file()} == rooms
+    assert {p.stem for p in LIB.glob("*.py")} - {"__init__"} == leaves
+
 
 
 def test_the_payment_flow_is_sans_io_and_the_client_drives_it():
@@ -114,12 +151,12 @@ def test_the_payment_flow_is_sans_io_and_the_client_drives_it():
         tree = ast.parse(library()[name].read_text())
         params = {a.arg for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for a in n.args.args + n.args.kwonlyargs}
         assert not params & {"client", "transport"}, f"{name} takes {sorted(params & {'client', 'transport'})}"
-        assert not imports(library()[name], top_level_only=False) & {"x402_compute.client", "x402_compute.http.Transport"}
+        assert not imports(library()[name], top_level_only=False) & {"x402_compute.api.client", "x402_compute.api.http.Transport"}
         called = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
         assert not called & {"send", "request", "urlopen"}, f"{name} sends: {sorted(called & {'send', 'request', 'urlopen'})}"
     flow_src = library()["x402_compute.payments.flow"].read_text()
     assert "def drive" not in flow_src
-    client_tree = ast.parse(library()["x402_compute.client"].read_text())
+    client_tree = ast.parse(library()["x402_compute.api.client"].read_text())
     assert "drive" in {n.name for n in ast.walk(client_tree) if isinstance(n, ast.FunctionDef)}
 
 

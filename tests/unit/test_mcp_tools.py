@@ -10,13 +10,16 @@ import re
 
 import jsonschema
 import pytest
+
+from tests.helpers import SCRIPTS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from x402_compute import mcp_server, redact
+from x402_compute import mcp as mcp_server
+from x402_compute import redact
 from x402_compute.cli import HUMAN_ONLY, names_a_path
-from x402_compute.mcp_server import SERVER_OPTIONS, approval_message
+from x402_compute.mcp import SERVER_OPTIONS, approval_message
 
-SPECS = {s.name: s for s in mcp_server._tools() if (mcp_server.SCRIPTS_DIR / (s.mirrors.split()[0])).is_file() or s.name == "wait_for_instance"}
+SPECS = {s.name: s for s in mcp_server.all_tools() if (SCRIPTS / (s.mirrors.split()[0])).is_file() or s.name == "wait_for_instance"}
 SERVER_ARGV = ["--env-file=/tmp/x.env", "--base-url=http://127.0.0.1:1", "--timeout=5.0", "--verbose"]
 
 # Text as a model may send it: flags, '=', '--', spaces, quotes, non-ASCII, newlines.
@@ -149,7 +152,7 @@ def test_a_confirmed_quote_is_shown_with_the_amount_that_is_paid(fields, shown):
     terms = mcp_server.quote_terms({"action": "provision", **fields})
     msg = approval_message("Pay quote 0123456789abcdef exactly as quoted?", terms)
     assert shown in msg.splitlines(), msg
-    assert mcp_server._amount_usd(terms) == __import__("decimal").Decimal(shown.split()[1])
+    assert mcp_server.approved_usd(terms) == __import__("decimal").Decimal(shown.split()[1])
 
 
 # -- issue 19: no human-only decision and no local path is a tool input ------------------------------
@@ -164,7 +167,7 @@ def test_the_human_only_list_names_every_decision_the_issue_names():
     assert NAMED_HUMAN_ONLY <= HUMAN_ONLY
 
 
-@pytest.mark.parametrize("spec", mcp_server._tools(), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", mcp_server.all_tools(), ids=lambda s: s.name)
 def test_no_tool_schema_carries_a_human_only_input_or_a_path(spec):
     """Every tool, including ones added later: walked from the tool list, not from this file."""
     props = spec.input_schema["properties"]
@@ -235,7 +238,7 @@ def test_every_hint_naming_a_human_only_flag_addresses_the_human():
     from pathlib import Path
 
     flags = {"--" + d.replace("_", "-") for d in HUMAN_ONLY if d != "yes"}
-    lib = Path(mcp_server.__file__).parent
+    lib = Path(mcp_server.__file__).parent.parent
     seen = 0
     for path in sorted(lib.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

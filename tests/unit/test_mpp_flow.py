@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from x402_compute.auth import AuthResolver
+from x402_compute.api.auth import AuthResolver
 from x402_compute.config import load_settings
 from x402_compute.errors import (
     NetworkError,
@@ -21,8 +21,8 @@ from x402_compute.errors import (
     PaymentRequired,
     PolicyError,
 )
-from x402_compute.http import Response
-from x402_compute.client import ComputeClient
+from x402_compute.api.http import Response
+from x402_compute.api.client import ComputeClient
 from x402_compute.payments.flow import PaidCall, PaymentFlow
 from x402_compute.payments.journal import Journal, new_id
 from x402_compute.payments.policy import PayeePins

@@ -20,7 +20,7 @@ import pytest
 from x402_compute.config import load_settings
 from x402_compute.errors import PaymentRequired, PolicyError
 from x402_compute.payments.challenge import ChallengeError
-from x402_compute.http import Response
+from x402_compute.api.http import Response
 from x402_compute.payments import challenge as ch
 from x402_compute.payments.flow import PaidCall
 from x402_compute.payments.journal import new_id

@@ -22,7 +22,7 @@ def _parsers(name: str) -> list[tuple[argparse.ArgumentParser, list[str]]]:
     g = runpy.run_path(str(SCRIPTS / name), run_name="abbrev_probe")
     p = g.get("p")
     if name == "mcp_server.py":  # the server builds its parser in the library
-        from x402_compute.mcp_server import parser
+        from x402_compute.mcp import parser
 
         p = parser()
     assert isinstance(p, argparse.ArgumentParser), f"{name} has no parser p"

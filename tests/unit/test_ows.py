@@ -9,7 +9,7 @@ import base64
 import json
 
 import pytest
-from x402_compute.auth import SignatureAuth, auth_message
+from x402_compute.api.auth import SignatureAuth, auth_message
 from x402_compute.config import load_settings
 from x402_compute.errors import ConfigError, PolicyError
 from x402_compute.wallets import evm_signer, solana_signer

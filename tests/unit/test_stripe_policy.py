@@ -76,7 +76,7 @@ def test_the_card_token_is_made_from_the_checked_challenge_only(tmp_path, monkey
     import json
 
     from x402_compute.errors import PaymentRequired
-    from x402_compute.http import Response
+    from x402_compute.api.http import Response
     from x402_compute.payments import challenge as ch
     from x402_compute.payments.schemes import mpp_stripe
 

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 from x402_compute.errors import WaitTimeout
-from x402_compute.hostkeys import HostKey, HostKeyChanged, HostKeys
-from x402_compute.wait import backoff, wait_for_instance
+from x402_compute.ssh.hostkeys import HostKey, HostKeyChanged, HostKeys
+from x402_compute.ssh.wait import backoff, wait_for_instance
 
 from tests.helpers import ssh_keypair
 

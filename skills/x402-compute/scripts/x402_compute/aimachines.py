@@ -196,7 +196,7 @@ def exchange(endpoint: str, key: str, method: str, path: str, *, body: dict | No
 
     ``endpoint`` must come from ``endpoint_of`` (the instance's own address): the key is sent
     nowhere else. No redirect is followed; any other status is an error naming it."""
-    from .http import DeadlineExceeded, bounded_request, loads, new_session
+    from .api.http import DeadlineExceeded, bounded_request, loads, new_session
 
     import requests
 
@@ -239,7 +239,7 @@ def wait_ready(client, instance_id: str, key: str, *, timeout: float, interval: 
                sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> tuple[dict, list[str]]:
     """Poll until the machine's endpoint answers ``GET /v1/models`` with the key: (the order, the
     model ids). The endpoint is read from the instance record each round. Raises WaitTimeout."""
-    from .wait import backoff
+    from .ssh.wait import backoff
 
     deadline = clock() + timeout
     pauses = backoff(interval)

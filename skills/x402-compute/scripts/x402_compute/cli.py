@@ -197,7 +197,7 @@ class Context:
     @property
     def client(self):
         if self._client is None:
-            from .client import ComputeClient
+            from .api.client import ComputeClient
 
             self._client = ComputeClient(self.settings, verbose=bool(getattr(self.args, "verbose", False)))
         return self._client

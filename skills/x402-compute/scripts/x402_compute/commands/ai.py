@@ -89,7 +89,7 @@ def chat(ctx: cli.Context) -> cli.Output:
     # The address is the server's word: never this computer or the user's network (as ssh_exec), checked before
     # any socket; the request then goes to the checked address, so a second name lookup cannot answer otherwise.
     from ..instances import public_ip
-    from ..sshrun import checked_address
+    from ..ssh.run import checked_address
 
     host = public_ip(order)
     addr = checked_address(host, e["port"], base_url=ctx.settings.base_url, allow_private=bool(a.allow_private_address), what="this request")

@@ -8,7 +8,7 @@ import argparse
 from .. import aimachines, cli, plans
 from ..errors import ComputeError, Conflict
 from ..instances import NO_ADDRESS, detail, public_ip, ssh_fields, summary, unwrap_order
-from ..sshkeys import login_block, ssh_block_for
+from ..ssh.keys import login_block, ssh_block_for
 from ..validate import instance_id, plan_id
 from ..instances import STATES
 
@@ -180,8 +180,8 @@ def forget_local(ctx: cli.Context, iid: str) -> list[str]:
     saved management key, one-time password and AI Machine key, owner and key records); the payment journal stays,
     it is the spending record. Returns the paths removed (or changed, for the shared records)."""
     from ..aimachines import KEY_FOLDER
-    from ..hostkeys import HostKeys
-    from ..sshkeys import RECORDS
+    from ..ssh.hostkeys import HostKeys
+    from ..ssh.keys import RECORDS
     from ..state import read_json, write_private_json
     from ..validate import server_instance_id
 

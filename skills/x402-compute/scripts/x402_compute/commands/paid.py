@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from .. import plans, validate, wait
+from .. import plans, validate
+from ..ssh import wait
 from ..errors import ComputeError, ConfigError, UsageError
 from ..instances import iso, parse_time, summary, unwrap_order
 from ..money import plain, usd, usd_to_micros
@@ -85,15 +86,15 @@ def add_wait_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_private_address_option(g) -> None:
-    """--allow-private-address: the human's, never a tool input (see mcp_server.SERVER_OPTIONS)."""
+    """--allow-private-address: the human's, never a tool input (see mcp.tools.SERVER_OPTIONS)."""
     g.add_argument("--allow-private-address", action="store_true",
                    help="a human's decision only: with --wait-ssh, connect even though the server gave a loopback, private, link-local, "
                    "CGNAT, multicast or reserved address (allowed without it when the API base URL is itself loopback, as for the sandbox)")
 
 
 def ssh_address_check(ctx):
-    """What --wait-ssh connects to, checked before any socket (``sshrun.checked_address``)."""
-    from .. import sshrun
+    """What --wait-ssh connects to, checked before any socket (``ssh.run.checked_address``)."""
+    from ..ssh import run as sshrun
 
     allow = bool(getattr(ctx.args, "allow_private_address", False))
     return lambda host, port: sshrun.checked_address(host, port, base_url=ctx.settings.base_url, allow_private=allow)
@@ -183,7 +184,7 @@ def read_ssh_key(args, ctx=None) -> str | None:
     if len(given) > 1:
         raise UsageError(f"Give one of --ssh-key auto, --ssh-public-key or --ssh-key-file, not {' and '.join(given)}.")
     if getattr(args, "ssh_key", None) == "auto":
-        from ..sshkeys import ensure_auto_key
+        from ..ssh.keys import ensure_auto_key
 
         key = ensure_auto_key(ctx.state)
         ctx.auto_ssh_key = key
@@ -210,7 +211,7 @@ def read_ssh_key(args, ctx=None) -> str | None:
 def ssh_block_for(ctx, order: dict) -> dict | None:
     """The order's ``ssh`` block; with ``--ssh-key auto`` the instance is recorded as holding the
     skill's key (before it has an IP, so later scripts know too) and the block says ``-i``."""
-    from .. import sshkeys
+    from ..ssh import keys as sshkeys
 
     key = getattr(ctx, "auto_ssh_key", None)
     if key is not None and isinstance(order.get("id"), str):
@@ -456,7 +457,7 @@ def provision(ctx):
     from ..cli import Output
     from ..payments.flow import PaidCall
     from ..payments.policy import check_order, default_os_id
-    from ..sshkeys import line_fingerprint
+    from ..ssh.keys import line_fingerprint
 
     a = ctx.args
     s = ctx.settings
@@ -564,7 +565,7 @@ def provision(ctx):
         if a.wait or a.wait_ssh:
             import time
 
-            from ..wait import wait_for_instance
+            from ..ssh.wait import wait_for_instance
 
             ctx.progress(f"Waiting for {order['id']} (timeout {a.wait_timeout:g} s)")
             started = time.monotonic()

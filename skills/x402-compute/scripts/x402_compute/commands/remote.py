@@ -18,7 +18,7 @@ import argparse
 from .. import validate
 from ..errors import ComputeError, EXIT_WAIT_TIMEOUT, UsageError
 from .. import cli
-from .. import sshrun
+from ..ssh import run as sshrun
 
 MAX_COMMAND = 64 * 1024
 MAX_TIMEOUT = 24 * 3600.0
@@ -103,7 +103,7 @@ def _target_of(order: dict) -> tuple[str, int]:
 
 
 def ssh_exec(ctx):
-    from .. import hostkeys, sshrun
+    from ..ssh import hostkeys, run as sshrun
     from ..cli import Output
     from ..instances import NO_IP, normalized_state
 
@@ -118,7 +118,7 @@ def ssh_exec(ctx):
         raise UsageError(f"--user {a.user!r} is not a plain POSIX user name.")
     identity = _readable_file(a.identity, "--identity")
     if identity is None:  # an instance given the skill's own key (--ssh-key auto) logs in with it
-        from ..sshkeys import identity_for
+        from ..ssh.keys import identity_for
 
         auto = identity_for(ctx.state, iid)
         identity = Path(auto) if auto else None

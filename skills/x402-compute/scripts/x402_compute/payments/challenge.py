@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from ..errors import ComputeError
-from ..http import loads
+from ..api.http import loads
 from ..networks import network_key
 from .model import Challenge, MppOffer, Offer, Signed
 

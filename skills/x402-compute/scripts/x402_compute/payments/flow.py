@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Generator
 
-from ..auth import Auth, AuthResolver, encode_body
+from ..api.auth import Auth, AuthResolver, encode_body
 from ..errors import ComputeError, NetworkError, PaymentOutcomeUnknown, PaymentRequired, PolicyError
-from ..http import Response, api_error
+from ..api.http import Response, api_error
 from ..ledger import LedgerUnavailable
 from . import challenge as ch
 from .budget import Budget

@@ -38,8 +38,8 @@ from .model import Challenge, MppOffer, Offer, Send, Signed
 from .policy import STRIPE_CURRENCY_DECIMALS, Limits, cap_atomic, check_mpp_offer, check_offer, check_stripe_offer, mpp_pin_view, stripe_pin_view
 
 if TYPE_CHECKING:
-    from ..auth import Auth, AuthResolver
-    from ..http import Response
+    from ..api.auth import Auth, AuthResolver
+    from ..api.http import Response
 
 
 @dataclass

@@ -47,7 +47,7 @@ def check_resendable(entry: dict, base_url: str) -> None:
 
 def resend_auth(auths, entry: dict):
     """The credential a re-send carries: what the first send carried (see ``AuthResolver``)."""
-    from ..auth import ApiKeyAuth, NoAuth
+    from ..api.auth import ApiKeyAuth, NoAuth
 
     if entry.get("auth_on_retry") or entry.get("method") == "credits":
         # An MPP extend may be authorised only by the instance's saved management key.

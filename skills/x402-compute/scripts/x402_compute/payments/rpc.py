@@ -127,7 +127,7 @@ class JsonRpc:
     def _call(self, network: str, method: str, params: list) -> Any:
         import requests  # only when a payment actually needs the chain
 
-        from ..http import MAX_RPC_BODY_BYTES, bounded_request, describe_failure, new_session
+        from ..api.http import MAX_RPC_BODY_BYTES, bounded_request, describe_failure, new_session
 
         url = self._settings.rpc_url(network)
         # What a chain says feeds a signature (chain id, nonce, blockhash) or reconcile's verdict.
@@ -150,7 +150,7 @@ class JsonRpc:
                 details={"url": url},
             )
         try:
-            from ..http import loads  # bounded nesting: an RPC endpoint is no more trusted than the API
+            from ..api.http import loads
 
             doc = loads(resp.content)
         except ValueError:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import ComputeError, PolicyError
-from .state import write_private
+from ..errors import ComputeError, PolicyError
+from ..state import write_private
 
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
 MAX_BLOB = 4096  # an RSA-16384 public key blob is about 2 KiB
@@ -328,7 +328,7 @@ def _fps(keys: Iterable[HostKey]) -> str:
 
 
 def _uuid(instance_id: str) -> str:
-    from .validate import server_instance_id
+    from ..validate import server_instance_id
 
     return server_instance_id(instance_id, "instance id")
 

@@ -100,7 +100,7 @@ def checked_address(host: str, port: int, *, base_url: str, allow_private: bool 
     to the host is opened before this returns."""
     import socket
 
-    from .errors import ComputeError, PolicyError
+    from ..errors import ComputeError, PolicyError
 
     if allow_private or loopback_base(base_url):
         return host
@@ -183,7 +183,7 @@ class Run:
 
 def pick_client(name: str = "auto") -> str:
     """``openssh`` or ``python`` for ``name``; a ComputeError when that client is missing."""
-    from .errors import ComputeError
+    from ..errors import ComputeError
 
     if name not in CLIENTS:
         raise ValueError(name)

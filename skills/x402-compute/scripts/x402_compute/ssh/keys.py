@@ -22,8 +22,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ComputeError
-from .state import State, read_json, write_private, write_private_json
+from ..errors import ComputeError
+from ..state import State, read_json, write_private, write_private_json
 
 KEY_FILE = ("ssh", "x402-compute_ed25519")
 RECORDS = "instance-ssh-keys.json"
@@ -230,7 +230,7 @@ PIN_NOTE_PASSWORD = ("No host key is pinned for this instance yet, so this comma
 def with_login(block: dict | None, *, known_hosts: Path, alias: str, pinned: bool, private_key_file: str | None) -> dict | None:
     """``block`` with the command that works as printed: the instance's pin file under its alias with
     strict checking, and ``-i <key> -o IdentitiesOnly=yes`` when it was given the skill's key."""
-    from .sshrun import login_argv
+    from .run import login_argv
 
     if not block:
         return block
@@ -272,6 +272,6 @@ def login_block(state: State, block: dict | None, instance_id, *, with_key: bool
 def ssh_block_for(state: State, order: dict) -> dict | None:
     """The instance's ``ssh`` block: its login command with the pin (and ``-i`` when it was given
     the skill's key)."""
-    from .instances import ssh_block
+    from ..instances import ssh_block
 
     return login_block(state, ssh_block(order), order.get("id"))

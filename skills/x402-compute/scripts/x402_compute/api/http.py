@@ -24,8 +24,8 @@ import requests
 import requests.adapters
 import urllib3
 
-from . import USER_AGENT, redact
-from .errors import ComputeError, NetworkError, ResponseTooLarge, error_for_status
+from .. import USER_AGENT, redact
+from ..errors import ComputeError, NetworkError, ResponseTooLarge, error_for_status
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 

@@ -59,7 +59,7 @@ class ApiKeyAuth:
     identity = "api-key"
 
     def __init__(self, key: str, *, label: str = "api-key") -> None:
-        from .redact import register
+        from ..redact import register
 
         register(key)
         self._key = key
@@ -125,7 +125,7 @@ class SignatureAuth:
 
 def signature_auth(settings, chain: str | None = None) -> SignatureAuth:
     """Signed headers from the configured wallet of ``chain`` (default: the auth chain)."""
-    from .wallets import evm_signer, solana_signer
+    from ..wallets import evm_signer, solana_signer
 
     chain = chain or settings.auth_chain or "base"
     signer = solana_signer(settings) if chain == "solana" else evm_signer(settings)
@@ -140,7 +140,7 @@ def management_auth(settings, *, require_signature: bool = False) -> Auth:
     if settings.api_key and not require_signature and settings.auth_mode in ("auto", "api-key"):
         return ApiKeyAuth(settings.api_key)
     if settings.auth_mode == "api-key" and not require_signature:
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError("COMPUTE_AUTH_MODE=api-key but no API key is configured.", hint="Set COMPUTE_API_KEY.")
     return signature_auth(settings)
@@ -157,7 +157,7 @@ class AuthResolver:
     """
 
     def __init__(self, settings, state=None) -> None:
-        from .state import State
+        from ..state import State
 
         self.settings = settings
         self.state = state if state is not None else State(settings.state_dir)
@@ -214,7 +214,7 @@ class AuthResolver:
 
     def remember_owner(self, instance_id: str, network: str, payer: str) -> None:
         """Record that the wallet which paid on ``network`` owns ``instance_id``."""
-        from .networks import NETWORKS
+        from ..networks import NETWORKS
 
         net = NETWORKS.get(network)
         if net and instance_id and payer:
@@ -225,7 +225,7 @@ class AuthResolver:
         """The unpaid request: the instance's credential when the call concerns one (extend), the
         account's when the paid request needs an identity (``required``: a top-up); an API key
         always (the order binds to it); otherwise, and when nothing is configured, no auth."""
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         try:
             auth = self.for_instance(instance_id)

@@ -1,5 +1,5 @@
-"""``--wait``: block until a paid instance is usable; also the ``wait_for_instance`` command of the
-MCP server (``parser`` and ``handler`` below), the same loop without a payment before it.
+"""``--wait``: block until a paid instance is usable; also the loop of the ``wait_for_instance``
+command (``commands/wait.py``), the same wait without a payment before it.
 
 "Running" is the normalised state from ``instances.py`` *and* a real IP (the API shows
 0.0.0.0 until the provider has booted the machine). With ``--wait-ssh``, also until the
@@ -24,8 +24,8 @@ import socket
 import time
 from typing import Callable
 
-from .errors import ApiError, ComputeError, NetworkError, NotFound, UsageError, WaitTimeout
-from .instances import normalized_state, public_ip
+from ..errors import ApiError, ComputeError, NetworkError, NotFound, UsageError, WaitTimeout
+from ..instances import normalized_state, public_ip
 
 BANNER_PREFIX = b"SSH-"
 DEFAULT_TIMEOUT = 600.0
@@ -94,7 +94,7 @@ def wait_for_instance(
     With ``ssh``, the host key is pinned too (``host_keys``: a ``hostkeys.HostKeys``, by default
     the client's state folder; ``scan``: the key probe, by default ssh-keyscan or asyncssh);
     ``pinned`` receives the ``host_key`` block. ``address_check(host, port)`` returns the address
-    to connect to, or raises (``sshrun.checked_address``): it runs before any socket to the host."""
+    to connect to, or raises (``ssh.run.checked_address``): it runs before any socket to the host."""
     deadline = clock() + timeout
     order: dict = {"id": instance_id}
     last_state = None
@@ -173,46 +173,3 @@ class _KeyCheck:
         block = self.keys.check(self.instance_id, order, presented)
         self.progress(f"host key {block['fingerprint']} ({block['type']}): {block['status']}, verified by {block['verified_by']}")
         return block
-
-
-# -- the command: wait for an existing instance -------------------------------------------------
-
-
-def parser():
-    from .cli import parser as make
-
-    p = make(
-        "wait_for_instance",
-        "Block until an instance is running with a public IP and, with --wait-ssh, until its SSH port answers "
-        "with an SSH banner and its host key is pinned; prints the instance as instance_details.py does. Never pays: the machine is "
-        "already paid for, and a timeout (exit 5) leaves it running until expires_at.",
-    )
-    p.add_argument("instance_id", help="the instance UUID (from provision or list_instances.py)")
-    p.add_argument("--wait-ssh", action="store_true", help="also wait until SSH answers with a banner, and pin its host key (exit 3 if it is not the published or pinned one)")
-    p.add_argument("--wait-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="give up waiting after this long (default 600)")
-    p.add_argument("--poll-interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS", help="seconds between status checks (default 5)")
-    return p
-
-
-def handler(ctx):
-    from .cli import Output
-    from .instances import detail
-    from .validate import instance_id
-
-    a = ctx.args
-    iid = instance_id(a.instance_id)
-    check_wait_options(a)
-    ctx.progress(f"Waiting for {iid} (timeout {a.wait_timeout:g} s)")
-    host_key: dict = {}
-    from . import sshrun
-
-    # An MCP tool: never --allow-private-address (the human's flag): a private address is refused
-    # unless the API itself is on this machine.
-    order, banner = wait_for_instance(ctx.client, iid, timeout=a.wait_timeout, interval=a.poll_interval, ssh=a.wait_ssh, progress=ctx.progress,
-                                      sleep=ctx.sleep, pinned=host_key.update,
-                                      address_check=lambda h, p: sshrun.checked_address(h, p, base_url=ctx.settings.base_url))
-    d = detail(order)
-    if banner and d["ssh"]:
-        d["ssh"]["banner"] = banner
-    ssh = d["ssh"]
-    return Output({"instance": d, **({"host_key": host_key} if host_key else {})}, f"instance {iid}: {d['state']} at {d['ip']}" + (f"\nssh: {ssh['command']}" if ssh else ""))
