@@ -205,3 +205,70 @@ def test_the_registry_matches_like_x402s_clients():
     r.register("eip155:*", "exact", "family")
     r.register("eip155:4326", "exact", "megaeth")
     assert (r.find("eip155:4326", "exact"), r.find("eip155:1", "exact")) == ("megaeth", "family")  # the exact entry wins
+
+
+# Lazy (function-level) imports keep heavy dependencies out of --help and the read-only commands,
+# and are for nothing else: a third-party package on this list or a costly stdlib module, or a
+# library module whose module-level imports pull one of them in. Everything else is imported at the
+# top of its module, where the reader and the cycle test see it.
+HEAVY = {
+    "eth_account", "eth_keys", "eth_utils", "eth_hash", "coincurve", "solders", "base58", "nacl",  # signing
+    "mpp", "pytempo", "attrs", "ows",  # MPP and OWS
+    "requests", "urllib3", "httpx", "dotenv", "jsonschema",  # HTTP, settings, schemas
+    "mcp", "mcp_types", "anyio", "uvicorn", "starlette",  # the MCP server
+    "asyncssh", "psycopg", "asyncio", "sqlite3",  # SSH, the ledger
+}
+# The lazy imports that break a module-level import cycle instead (module, what it imports).
+CYCLE_BREAKERS = {
+    ("x402_compute.payments.journal", "x402_compute.payments.policy"),  # the payee comparison; policy imports the journal
+}
+
+
+def _resolve(node: ast.AST, package: str) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names}
+    if node.level:
+        base = package.split(".")
+        base = base[: len(base) - (node.level - 1)]
+        mod = ".".join(base + ([node.module] if node.module else []))
+    else:
+        mod = node.module or ""
+    out = set()
+    for a in node.names:
+        full = f"{mod}.{a.name}"
+        out.add(full if (LIB.parent / full.replace(".", "/")).with_suffix(".py").exists() or (LIB.parent / full.replace(".", "/") / "__init__.py").exists() else mod)
+    return out
+
+
+def _package(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+
+
+def test_lazy_imports_are_only_for_heavy_dependencies():
+    mods = library()
+    top = {name: {t for n in ast.parse(p.read_text()).body if isinstance(n, (ast.Import, ast.ImportFrom))
+                  for t in _resolve(n, _package(name, p))} for name, p in mods.items()}
+    heavy: dict[str, bool] = {}
+
+    def is_heavy(target: str, seen: tuple = ()) -> bool:
+        if not target.startswith("x402_compute"):
+            return target.split(".")[0] in HEAVY
+        if target not in mods or target in seen:
+            return False
+        if target not in heavy:
+            heavy[target] = any(is_heavy(d, seen + (target,)) for d in top[target] if d != target)
+        return heavy[target]
+
+    counted, wrong = 0, []
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    for target in _resolve(node, _package(name, path)):
+                        counted += 1
+                        if not is_heavy(target) and (name, target) not in CYCLE_BREAKERS:
+                            wrong.append(f"{name}:{node.lineno} imports {target} inside a function")
+    assert counted > len(CYCLE_BREAKERS) and not wrong, "light imports belong at the top of the module:\n" + "\n".join(sorted(set(wrong)))

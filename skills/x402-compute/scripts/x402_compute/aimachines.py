@@ -28,7 +28,9 @@ from typing import Any, Callable
 
 from . import redact
 from .errors import ApiError, ComputeError, NetworkError, NotFound, UsageError, WaitTimeout
-from .instances import public_ip
+from .instances import normalized_state, public_ip
+from .ssh.wait import backoff
+from .state import write_private
 from .validate import is_port, shown
 
 DEFAULT_PORT = 8080
@@ -127,8 +129,6 @@ def key_file(state, instance_id: str) -> Path:
 def save_key(state, instance_id: str, key: str) -> tuple[Path, str | None]:
     """Save the key 0600 (never overwriting one already there). Returns (path, note): the note
     says why nothing was written (a different key is already saved for this id)."""
-    from .state import write_private
-
     path = key_file(state, instance_id)
     old = saved_key(state, instance_id)
     if old == key:
@@ -151,8 +151,6 @@ def saved_key(state, instance_id: str) -> str | None:
 def block(state, order: dict, *, key: str | None = None, key_path: Path | None = None, note: str | None = None) -> dict | None:
     """The ``ai`` block of an instance (None when it is not an AI machine): model_id, endpoint,
     port, api_key_file and api_key_last4 (from ``key`` just saved, else the saved file), note."""
-    from .instances import normalized_state
-
     if not is_ai_machine(order):
         return None
     try:
@@ -196,9 +194,9 @@ def exchange(endpoint: str, key: str, method: str, path: str, *, body: dict | No
 
     ``endpoint`` must come from ``endpoint_of`` (the instance's own address): the key is sent
     nowhere else. No redirect is followed; any other status is an error naming it."""
-    from .api.http import DeadlineExceeded, bounded_request, loads, new_session
-
     import requests
+
+    from .api.http import DeadlineExceeded, bounded_request, loads, new_session
 
     redact.register(key)
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
@@ -239,8 +237,6 @@ def wait_ready(client, instance_id: str, key: str, *, timeout: float, interval: 
                sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> tuple[dict, list[str]]:
     """Poll until the machine's endpoint answers ``GET /v1/models`` with the key: (the order, the
     model ids). The endpoint is read from the instance record each round. Raises WaitTimeout."""
-    from .ssh.wait import backoff
-
     deadline = clock() + timeout
     pauses = backoff(interval)
     last = None

@@ -23,10 +23,11 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from . import __version__
-from .redact import scrub
+from .config import load_settings
 from .errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -35,6 +36,8 @@ from .errors import (
     ConfirmationRequired,
     UsageError,
 )
+from .redact import scrub
+from .state import State
 
 # asyncssh (imported only for SSH) still names DSA key types, and cryptography 51+ warns about each
 # on import: ten lines on the stderr of every SSH command (and doctor), nothing a user can act on.
@@ -183,8 +186,6 @@ class Context:
     @property
     def settings(self):
         if self._settings is None:
-            from .config import load_settings
-
             self._settings = load_settings(
                 env_file=getattr(self.args, "env_file", None),
                 base_url=getattr(self.args, "base_url", None),
@@ -208,8 +209,6 @@ class Context:
 
     @property
     def state(self):
-        from .state import State
-
         return State(self.settings.state_dir)
 
     @staticmethod
@@ -222,8 +221,6 @@ class Context:
     def content_of(self, value: str, flag: str) -> str:
         """The text of the file an option names (``--user-data FILE``). The MCP server's Context
         takes the text itself instead: a tool input never names a file to read."""
-        from pathlib import Path
-
         try:
             return Path(value).expanduser().read_text()
         except OSError as e:

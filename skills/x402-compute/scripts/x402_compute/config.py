@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from . import redact
 from .errors import ConfigError
+from .ledger.store import url_passwords
 from .networks import NETWORKS
 
 DEFAULT_BASE_URL = "https://compute.x402layer.cc"
@@ -243,13 +245,9 @@ def load_settings(
     _load_stripe(env, s)
     s.ledger_url, s.ledger_url_source = _secret(env, "COMPUTE_LEDGER_URL")
 
-    from . import redact
-
     for secret in (s.api_key, s.private_key, s.solana_secret_key, s.stripe_secret_key):
         redact.register(secret)
     if s.ledger_url:
-        from .ledger.store import url_passwords
-
         for password in url_passwords(s.ledger_url):  # a password in the URL is never printed
             redact.register(password)
 

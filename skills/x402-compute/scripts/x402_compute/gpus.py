@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from .money import to_decimal
+
 
 @dataclass(frozen=True)
 class GpuModel:
@@ -110,8 +112,6 @@ def describe(gpu_type: Any, plan_vram_gb: Any) -> dict:
 
 def _vram(value: Any) -> int | float | None:
     """A positive VRAM figure as a JSON number (whole GB as an integer), else None."""
-    from .money import to_decimal
-
     d = to_decimal(value)
     if d is None or d <= 0:
         return None

@@ -6,6 +6,8 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
+from .validate import bad_response
+
 MICROS = 10**6
 
 
@@ -28,8 +30,6 @@ def server_number(value: Any, field: str, *, maximum: int) -> Decimal | None:
     absent; ``bad_response`` when it is no sane number: not numeric, NaN or infinite, negative,
     above ``maximum``, or with more than ``MAX_PLACES`` decimals (``1e999999`` would otherwise
     overflow Decimal arithmetic, ``1e-999999`` print a million zeros)."""
-    from .validate import bad_response
-
     if value is None or value == "":
         return None
     expected = f"a number from 0 to {maximum}"

@@ -8,10 +8,17 @@ missing, so every accessor returns ``None`` rather than raising.
 
 from __future__ import annotations
 
-from decimal import Decimal
+import math
+import shlex
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable
 
+from .errors import ComputeError, PolicyError, UsageError
+from .gpus import describe
+from .instances import iso, parse_time
 from .money import price_usd_micros, to_decimal, usd
+from .validate import close_matches, did_you_mean_hint
 
 PROVIDERS = ("vultr", "digitalocean")
 # The API's plan types (`GET /compute/plans?type=`): cloud VPS, high performance, dedicated CPU, GPU.
@@ -76,8 +83,6 @@ def gpu_fields(plan: dict | None) -> dict:
     """What a plan's GPU is: ``gpu_model``, ``gpu_count``, ``gpu_vram_gb``, ``gpu_fraction`` (share
     of one physical GPU; 1 for whole GPUs) and ``gpu_summary`` ("1/40 of an A100 (2 GB VRAM)"),
     each None when unknown or when the plan has no GPU. For plan listings and quotes alike."""
-    from .gpus import describe
-
     plan = plan or {}
     if not is_gpu(plan):
         return describe(None, None)
@@ -184,8 +189,6 @@ def regions_in(regions: Iterable[dict], *, country: str | None = None, continent
     """The region records in ``country`` (ISO 3166 alpha-2) and/or ``continent``. A value that
     no region carries is a usage error listing the values that exist, so a spelling the API does
     not use ("Oceania" where it says "Australia") is never mistaken for "nothing there"."""
-    from .errors import UsageError
-
     rows = [r for r in regions if isinstance(r, dict)]
     for flag, field, want in (("--country", "country", country), ("--continent", "continent", continent)):
         if want is None:
@@ -302,11 +305,6 @@ def resize_estimate(current: dict | None, target: dict | None, expires_at: Any, 
 
     The service's exact rounding is unpublished (the sandbox rounds the credit to cents), so
     these are estimates; None where a price or the expiry is unknown."""
-    from datetime import datetime, timedelta, timezone
-    from decimal import ROUND_HALF_UP
-
-    from .instances import iso, parse_time
-
     now = now or datetime.now(timezone.utc)
     out: dict[str, Any] = {"remaining_hours_before": None, "remaining_credit_usd": None, "remaining_hours_after": None, "new_expires_at": None}
     expires = parse_time(expires_at)
@@ -331,8 +329,6 @@ def lookup_quietly(client, plan_id: str | None) -> dict | None:
     """``find`` for display-only figures: a catalog that cannot be read must not fail the
     command, but one that answers with absurd numbers (``bad_response``) does: a figure the
     user decides on (destroy's forfeited value) never silently goes missing."""
-    from .errors import ComputeError
-
     if not plan_id:
         return None
     try:
@@ -351,9 +347,6 @@ def hourly_usd(plan: dict | None) -> str | None:
 def shrink_path(instance_id: str | None, target_id: str, region: str | None, hours_left: float | None) -> dict:
     """What to do instead of shrinking a machine in place (a Vultr downgrade, a DigitalOcean disk): quote the smaller plan as a new
     machine (the exact command), move what matters over SSH, destroy the old one."""
-    import math
-    import shlex
-
     hours = max(1, math.ceil(hours_left)) if isinstance(hours_left, (int, float)) and hours_left > 0 else 24
     old = instance_id or "<instance id>"
     quote = ["python", "scripts/provision.py", target_id, region or "<region>", "--hours", str(hours), "--ssh-key", "auto", "--quote"]
@@ -378,11 +371,7 @@ def resize_preflight(current: dict | None, target: dict | None, catalog: list[di
     unknown or identical plan and ``PolicyError`` (exit 3) for another provider, a region the plan
     is not offered in, a Vultr downgrade, a smaller DigitalOcean disk and DigitalOcean disk growth without
     ``confirm_disk_resize``."""
-    from .errors import PolicyError, UsageError
-
     if target is None:
-        from .validate import close_matches, did_you_mean_hint
-
         near = close_matches(target_id or "", [p.get("id") for p in catalog if isinstance(p, dict)])
         raise UsageError(f"The target plan {target_id!r} is not in the catalog." if target_id else "The target plan is not in the catalog.",
                          code="unknown_plan", details={"did_you_mean": near}, hint=did_you_mean_hint(near, "See browse_plans.py."))

@@ -27,7 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import redact
 from .errors import ComputeError, ConfigError
+from .validate import server_instance_id
 
 
 def unsafe_dir(path: Path) -> str | None:
@@ -154,7 +156,6 @@ def read_json(path: Path, default: Any = None) -> Any:
     if isinstance(data, dict) and data.get("payment_header_value"):
         # A journalled payment is a secret this process now holds: a server may have echoed it
         # into the entry's reason or body, and whatever prints the entry must not show it.
-        from . import redact
 
         redact.register_header(str(data.get("payment_header_name") or "X-PAYMENT"), data["payment_header_value"])
     return data
@@ -174,7 +175,6 @@ class State:
     def _instance_file(self, folder: str, instance_id: str, suffix: str) -> Path:
         # The one place an instance id becomes a file name: whoever passes it (a paid answer,
         # a listing, the user's argument), only a UUID gets through.
-        from .validate import server_instance_id
 
         return self.path(folder, server_instance_id(instance_id, "instance id") + suffix)
 
@@ -245,7 +245,6 @@ class State:
             key = self._instance_file("instance-keys", instance_id, ".key").read_text().strip() or None
         except FileNotFoundError:
             return None
-        from . import redact
 
         redact.register(key)
         return key
@@ -254,8 +253,6 @@ class State:
     # An x402 provision is bound to the wallet that paid (the paid retry carries no auth),
     # which may be the Solana wallet while management signs with the EVM one.
     def remember_owner(self, instance_id: str, chain: str, address: str) -> Path:
-        from .validate import server_instance_id
-
         iid = server_instance_id(instance_id, "instance id")
         owners = read_json(self.path("instance-owners.json"), default={})
         owners = owners if isinstance(owners, dict) else {}
@@ -263,8 +260,6 @@ class State:
         return write_private_json(self.path("instance-owners.json"), owners)
 
     def owner(self, instance_id: str) -> dict | None:
-        from .validate import server_instance_id
-
         owners = read_json(self.path("instance-owners.json"), default={})
         rec = owners.get(server_instance_id(instance_id, "instance id")) if isinstance(owners, dict) else None
         return rec if isinstance(rec, dict) and rec.get("chain") else None

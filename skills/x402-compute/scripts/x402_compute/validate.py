@@ -7,6 +7,7 @@ chose are checked before they are used as an id, a path component, a host, a por
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import uuid
@@ -134,8 +135,6 @@ def is_posix_user(value: Any) -> bool:
 def close_matches(word: str, candidates, n: int = 3) -> list[str]:
     """Up to ``n`` catalog ids close to a mistyped ``word`` (difflib's ratio, at least 0.6), best
     first: the ``did_you_mean`` of an unknown plan, region or OS id."""
-    import difflib
-
     pool = sorted({str(c) for c in candidates if isinstance(c, (str, int)) and not isinstance(c, bool) and str(c)})
     return difflib.get_close_matches(str(word), pool, n=n, cutoff=0.6)
 

@@ -14,6 +14,12 @@ import time
 import uuid
 from typing import Any, Callable, Protocol
 
+from ..errors import ConfigError
+from ..networks import NETWORKS
+from ..redact import register
+from ..state import State
+from ..wallets import evm_signer, solana_signer
+
 AUTH_PREFIX = "X402-COMPUTE-AUTH"
 AUTH_VERSION = "v1"
 
@@ -59,8 +65,6 @@ class ApiKeyAuth:
     identity = "api-key"
 
     def __init__(self, key: str, *, label: str = "api-key") -> None:
-        from ..redact import register
-
         register(key)
         self._key = key
         self.label = label  # "api-key", or "management-key" for an instance's own key from an MPP provision
@@ -125,8 +129,6 @@ class SignatureAuth:
 
 def signature_auth(settings, chain: str | None = None) -> SignatureAuth:
     """Signed headers from the configured wallet of ``chain`` (default: the auth chain)."""
-    from ..wallets import evm_signer, solana_signer
-
     chain = chain or settings.auth_chain or "base"
     signer = solana_signer(settings) if chain == "solana" else evm_signer(settings)
     return SignatureAuth(signer, chain)
@@ -140,8 +142,6 @@ def management_auth(settings, *, require_signature: bool = False) -> Auth:
     if settings.api_key and not require_signature and settings.auth_mode in ("auto", "api-key"):
         return ApiKeyAuth(settings.api_key)
     if settings.auth_mode == "api-key" and not require_signature:
-        from ..errors import ConfigError
-
         raise ConfigError("COMPUTE_AUTH_MODE=api-key but no API key is configured.", hint="Set COMPUTE_API_KEY.")
     return signature_auth(settings)
 
@@ -157,8 +157,6 @@ class AuthResolver:
     """
 
     def __init__(self, settings, state=None) -> None:
-        from ..state import State
-
         self.settings = settings
         self.state = state if state is not None else State(settings.state_dir)
         self._default: Auth | None = None
@@ -214,8 +212,6 @@ class AuthResolver:
 
     def remember_owner(self, instance_id: str, network: str, payer: str) -> None:
         """Record that the wallet which paid on ``network`` owns ``instance_id``."""
-        from ..networks import NETWORKS
-
         net = NETWORKS.get(network)
         if net and instance_id and payer:
             self.state.remember_owner(instance_id, "solana" if net.family == "svm" else "base", payer)
@@ -225,8 +221,6 @@ class AuthResolver:
         """The unpaid request: the instance's credential when the call concerns one (extend), the
         account's when the paid request needs an identity (``required``: a top-up); an API key
         always (the order binds to it); otherwise, and when nothing is configured, no auth."""
-        from ..errors import ConfigError
-
         try:
             auth = self.for_instance(instance_id)
         except ConfigError:

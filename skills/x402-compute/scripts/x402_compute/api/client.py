@@ -10,11 +10,14 @@ from __future__ import annotations
 import shlex
 from typing import Any, Iterable
 
-from .auth import Auth, AuthResolver, NoAuth, encode_body
 from ..config import Settings
 from ..errors import ComputeError, NetworkError
-from .http import Response, Transport, api_error
+from ..instances import unwrap_order
+from ..money import server_number
 from ..plans import PLAN_TYPES
+from ..validate import bad_response, server_instance_id
+from .auth import Auth, AuthResolver, NoAuth, encode_body
+from .http import Response, Transport, api_error
 
 # Catalog numbers every consumer (browse, quotes, the price check, resize, destroy) does
 # arithmetic on: checked once, here, as the catalog arrives.
@@ -26,8 +29,6 @@ MAX_SPEC = 10**9  # MB of RAM, GB of disk or traffic, CPUs
 
 def checked_plan(plan: dict, where: str) -> dict:
     """``plan`` once its numbers are sane (``bad_response`` otherwise): see ``money.server_number``."""
-    from ..money import server_number
-
     name = plan.get("id") if isinstance(plan.get("id"), str) and len(plan.get("id")) <= 64 else where
     for key in PRICE_FIELDS:
         server_number(plan.get(key), f"catalog plans[{name}].{key}", maximum=MAX_PRICE_USD)
@@ -150,8 +151,6 @@ class ComputeClient:
     def list_instances(self) -> list[dict]:
         """Every instance of the configured identities: with raw EVM and Solana keys and no API
         key, each wallet owns what it paid for, so both are asked and the lists merged."""
-        from ..validate import server_instance_id
-
         seen: dict[str, dict] = {}
         for auth in self.auths.listing():
             body = self.call("GET", "/compute/instances", "List instances", auth=auth)
@@ -165,10 +164,6 @@ class ComputeClient:
         return list(seen.values())
 
     def get_instance(self, instance_id: str) -> dict:
-        from ..instances import unwrap_order
-
-        from ..validate import bad_response, server_instance_id
-
         path = f"/compute/instances/{instance_id}"
         order = unwrap_order(self.call("GET", path, "Get instance", auth=self.auth_for_instance(instance_id)))
         if order.get("id") is not None and server_instance_id(order["id"]) != instance_id.lower():
@@ -203,8 +198,6 @@ class ComputeClient:
 
     # -- credits -------------------------------------------------------------------
     def credits_balance(self) -> dict:
-        from ..money import server_number
-
         body = self.call("GET", "/compute/credits/balance", "Credits balance", auth=self.auth)
         for key in ("balance", "total_deposited", "total_spent"):
             server_number(body.get(key), f"credits {key}", maximum=MAX_PRICE_USD * 1000)

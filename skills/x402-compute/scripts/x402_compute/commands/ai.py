@@ -11,7 +11,8 @@ import argparse
 
 from .. import aimachines, cli
 from ..errors import ComputeError, UsageError
-from ..instances import normalized_state
+from ..instances import normalized_state, public_ip
+from ..ssh.run import checked_address
 from ..validate import instance_id
 
 DEFAULT_MAX_TOKENS = 512
@@ -88,8 +89,6 @@ def chat(ctx: cli.Context) -> cli.Output:
                            hint=f"Wait for it (wait_for_instance / instance_details.py {iid}) and try again." if state == "provisioning" else None)
     # The address is the server's word: never this computer or the user's network (as ssh_exec), checked before
     # any socket; the request then goes to the checked address, so a second name lookup cannot answer otherwise.
-    from ..instances import public_ip
-    from ..ssh.run import checked_address
 
     host = public_ip(order)
     addr = checked_address(host, e["port"], base_url=ctx.settings.base_url, allow_private=bool(a.allow_private_address), what="this request")

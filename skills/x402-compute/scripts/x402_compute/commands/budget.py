@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+from collections import defaultdict
+from urllib.parse import urlsplit
 
-from ..instances import parse_time
 from .. import cli
+from ..cli import Output, table
+from ..config import is_loopback, parse_window
+from ..instances import parse_time
+from ..networks import explorer_url
+from ..payments.budget import Budget
+from ..payments.budget import usd as budget_usd
+from ..payments.journal import Entry
 
 BY = ("instance", "day", "network")
 CSV_COLUMNS = ("time", "script", "instance", "method", "network", "amount_usd", "outcome", "counts", "tx_hash", "explorer_url", "journal_id")
@@ -14,11 +24,6 @@ CSV_COLUMNS = ("time", "script", "instance", "method", "network", "amount_usd", 
 def _explorer(e: dict, network: str | None) -> str | None:
     """A public explorer link for a settled payment's transaction; none for a payment made to an
     API on this machine (the sandbox's local chains are on no public explorer)."""
-    from urllib.parse import urlsplit
-
-    from ..config import is_loopback
-    from ..networks import explorer_url
-
     if is_loopback(urlsplit(str(e.get("base_url") or "")).hostname):
         return None
     return explorer_url(network, e.get("tx_hash"))
@@ -32,9 +37,6 @@ def _csv_cell(value) -> str:
 
 
 def to_csv(rows: list[dict]) -> str:
-    import csv
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
@@ -46,10 +48,6 @@ def to_csv(rows: list[dict]) -> str:
 def totals_by(rows: list[dict], by: str) -> list[dict]:
     """The counted payments summed per instance, day (UTC) or network, largest first: the same
     amounts and the same rule (``counts``) as the budget itself."""
-    from collections import defaultdict
-
-    from ..payments.budget import usd as budget_usd
-
     sums: dict = defaultdict(lambda: [0, 0])
     for r in rows:
         if not r["counts"]:
@@ -64,13 +62,6 @@ def totals_by(rows: list[dict], by: str) -> list[dict]:
 def budget_status(ctx):
     """The rolling budget and the payments behind it. Read-only: the budget is the human's
     setting (COMPUTE_BUDGET_USD, COMPUTE_BUDGET_WINDOW); no command raises it."""
-    from collections import defaultdict
-
-    from ..cli import Output, table
-    from ..config import parse_window
-    from ..payments.budget import Budget, usd as budget_usd
-    from ..payments.journal import Entry
-
     a = ctx.args
     s = ctx.settings
     look_s = parse_window(a.window, "--window") if a.window else s.budget_window_s

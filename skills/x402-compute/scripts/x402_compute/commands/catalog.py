@@ -8,7 +8,9 @@ from decimal import Decimal, InvalidOperation
 
 from .. import cli, plans
 from ..config import parse_usd
-from ..validate import plan_id, region_id
+from ..errors import UsageError
+from ..payments.policy import unknown_plan
+from ..validate import close_matches, did_you_mean_hint, plan_id, region_id
 
 # -- argument types: checked by argparse before any request; a bad value names the flag and the form
 
@@ -66,8 +68,6 @@ def browse_plans(ctx: cli.Context) -> cli.Output:
     region = region_id(a.region) if a.region else None
     max_hourly = parse_usd(a.max_hourly, "--max-hourly") if a.max_hourly is not None else None
     if a.limit is not None and a.limit < 1:
-        from ..errors import UsageError
-
         raise UsageError("--limit must be at least 1.")
     client = ctx.client
     places = None
@@ -106,9 +106,6 @@ def browse_plans(ctx: cli.Context) -> cli.Output:
 def _known_region(region: str, regions: list, catalog: list) -> None:
     """A --region no region record or plan names is a typo, not "nothing there": exit 2 with the
     close ids (an empty list of plans would read as "no plan fits")."""
-    from ..errors import UsageError
-    from ..validate import close_matches, did_you_mean_hint
-
     known = {r.get("id") for r in regions if isinstance(r, dict)} | plans.locations_of(catalog)
     if region not in known:
         near = close_matches(region, known)
@@ -118,8 +115,6 @@ def _known_region(region: str, regions: list, catalog: list) -> None:
 
 def _known_gpu_type(text: str, catalog: list) -> None:
     """A --gpu-type that no plan's gpu_type contains: exit 2 listing the GPU types there are."""
-    from ..errors import UsageError
-
     types = sorted({str(p.get("gpu_type")) for p in catalog if isinstance(p, dict) and p.get("gpu_type")})
     if not any(text.lower() in t.lower() for t in types):
         raise UsageError(f"No plan has a GPU type containing {text!r}.", code="unknown_gpu_type", details={"known_gpu_types": types},
@@ -129,8 +124,6 @@ def _known_gpu_type(text: str, catalog: list) -> None:
 # -- browse_regions ------------------------------------------------------------------------------
 
 def browse_regions(ctx: cli.Context) -> cli.Output:
-    from ..errors import UsageError
-
     a = ctx.args
     plan = plan_id(a.plan) if a.plan else None
     client = ctx.client
@@ -140,8 +133,6 @@ def browse_regions(ctx: cli.Context) -> cli.Output:
     if a.provider or plan:
         catalog = [plans.find(client, plan)] if plan else client.all_plans()
         if plan and catalog[0] is None:
-            from ..payments.policy import unknown_plan
-
             raise unknown_plan(plan, [p.get("id") for p in client.all_plans() if isinstance(p, dict)])
         allowed = plans.locations_of(catalog, plans.PROVIDER_ALIASES.get(a.provider or ""))
         regions = [r for r in regions if r.get("id") in allowed]

@@ -8,6 +8,7 @@ never reported: addresses only, API keys as their last four characters.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import re
@@ -16,14 +17,22 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
-import argparse
 
-from .. import __version__
+from .. import __version__, cli
+from ..cli import Output, table
+from ..config import insecure_http
+from ..errors import AuthError, ComputeError
+from ..ledger import LedgerUnavailable, open_ledger, redact_url, url_passwords
+from ..ledger.migrations import CURRENT
+from ..ledger.store import SQLITE_NAME
 from ..money import atomic_to_usd, plain
 from ..networks import NETWORKS
-from .. import cli
+from ..payments.journal import MOVED_NAME, sqlite_fingerprint, sqlite_source
+from ..state import read_json, unsafe_dir
+from ..wallets import evm_signer, solana_signer
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MIN_PYTHON = (3, 10)
@@ -134,8 +143,6 @@ def check_python() -> Check:
 
 
 def check_dependencies(bundle_root: Path | None = None) -> Check:
-    from importlib import metadata
-
     found, problems, missing_features = {}, [], []
 
     def problem(dist: str, text: str) -> None:
@@ -170,9 +177,6 @@ def check_dependencies(bundle_root: Path | None = None) -> Check:
 
 def check_credentials(settings) -> list[Check]:
     """Which management auth and payment wallets are configured, and do keys match addresses."""
-    from ..errors import ComputeError
-    from ..wallets import evm_signer, solana_signer
-
     checks: list[Check] = []
     wallets: dict[str, str] = {}
     ows = settings.auth_mode == "ows" or (settings.auth_mode == "auto" and settings.ows_wallet)
@@ -292,8 +296,6 @@ def _loose(path: Path) -> int:
 
 
 def check_permissions(settings) -> list[Check]:
-    from ..state import unsafe_dir
-
     checks = []
     root = Path(settings.state_dir)
     why = unsafe_dir(root)
@@ -342,8 +344,6 @@ def check_permissions(settings) -> list[Check]:
 
 def check_transport(settings) -> Check:
     """Plain http off this machine: signed and paying requests (and chain reads) are refused."""
-    from ..config import insecure_http
-
     urls = {"base_url": settings.base_url}
     urls.update({f"{net}_rpc": url for net, url in sorted(settings.rpc_urls.items()) if url})
     plain = {name: url for name, url in urls.items() if insecure_http(url)}
@@ -363,11 +363,6 @@ def check_ledger(settings) -> list[Check]:
     """The ledger (journal, budget, quotes, pins): reachable, its schema version, the SQLite file's
     mode, and a PostgreSQL URL that carries a password in clear. Reads only: a missing SQLite file is
     not created here, a schema is not migrated here."""
-    from ..errors import ComputeError
-    from ..ledger import LedgerUnavailable, open_ledger, redact_url, url_passwords
-    from ..ledger.migrations import CURRENT
-    from ..ledger.store import SQLITE_NAME
-
     out: list[Check] = []
     url = settings.ledger_url
     if url:
@@ -414,9 +409,6 @@ _BACK_TO_SQLITE = ("Going back (COMPUTE_LEDGER_URL unset) is not carried automat
 def _ledger_import(led, have: int) -> list[Check]:
     """On a shared ledger: whether this state folder's SQLite ledger was carried into it (or will be
     on first use), and any payee pin it brought that disagrees with the fleet's. Reads only."""
-    from ..ledger.store import SQLITE_NAME
-    from ..payments.journal import sqlite_fingerprint, sqlite_source
-
     path = led.state_dir / SQLITE_NAME
     rec, conflicts = None, []
     if have >= 2:  # the schema that records imports by fingerprint, and pin conflicts
@@ -451,9 +443,6 @@ def _ledger_import(led, have: int) -> list[Check]:
 
 def _ledger_moved(state_dir: Path) -> list[Check]:
     """Back on SQLite after this folder's ledger was carried into a shared one: say what that means."""
-    from ..payments.journal import MOVED_NAME
-    from ..state import read_json
-
     note = read_json(state_dir / MOVED_NAME)
     if not isinstance(note, dict):
         return []
@@ -468,8 +457,6 @@ def _ledger_moved(state_dir: Path) -> list[Check]:
 
 def check_api(client, settings) -> list[Check]:
     """One GET of the public catalog: does the API answer, and how far off is our clock?"""
-    from ..errors import ComputeError
-
     t0 = time.time()
     try:
         resp = client.transport.request("GET", "/compute/plans")
@@ -509,8 +496,6 @@ def check_api(client, settings) -> list[Check]:
 
 def check_auth_accepted(client) -> Check:
     """An authenticated read (GET /compute/instances) with the configured credentials."""
-    from ..errors import AuthError, ComputeError
-
     try:
         n = len(client.list_instances())
     except AuthError as e:
@@ -523,8 +508,6 @@ def check_auth_accepted(client) -> Check:
 # -- all together --------------------------------------------------------------------------
 
 def run_checks(load_settings: Callable[[], Any], make_client: Callable[[], Any], *, offline: bool) -> dict[str, Any]:
-    from ..errors import ComputeError
-
     checks = [check_python(), check_dependencies()]
     settings = None
     try:
@@ -563,8 +546,6 @@ def run_checks(load_settings: Callable[[], Any], make_client: Callable[[], Any],
 
 def doctor(ctx):
     """doctor.py: the checks, as one report; exit 1 when any failed."""
-    from ..cli import Output, table
-
     report = run_checks(lambda: ctx.settings, lambda: ctx.client, offline=ctx.args.offline)
     rows = report["checks"]
     text = table(rows, [("status", "STATUS"), ("name", "CHECK"), ("detail", "DETAIL")])

@@ -26,6 +26,7 @@ agent on the ledger) and a local lock file ``<state>/keepalive/<instance-id>.loc
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import math
 import os
@@ -33,16 +34,19 @@ import re
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
-import argparse
 
-from .. import validate
-from . import paid
+from .. import cli, plans, validate
+from ..cli import Output
+from ..config import parse_usd
 from ..errors import ComputeError, PaymentRequired, PolicyError, UsageError
-from ..instances import expires_in_hours, iso, normalized_state, parse_time
-from .. import cli
-from ..instances import MIN_HOURS_LEFT
+from ..instances import MIN_HOURS_LEFT, expires_in_hours, iso, normalized_state, parse_time
+from ..payments.budget import Budget, counts, entry_micros, usd
+from ..payments.journal import Entry, Journal, ledger_of
+from ..state import ensure_dir
+from . import paid
 
 BLOCK_HOURS = 24  # the service's minimum extension
 TOLERANCE = timedelta(seconds=paid.EXPIRY_TOLERANCE_S)  # an expiry this close to what was paid for counts as applied
@@ -91,8 +95,6 @@ class Record:
     """What keepalive remembers about one instance (a record in the ledger)."""
 
     def __init__(self, settings, instance_id: str) -> None:
-        from ..payments.journal import ledger_of
-
         self.ledger = ledger_of(settings)
         self.instance_id = instance_id
         self.dir = Path(settings.state_dir) / "keepalive"
@@ -107,8 +109,6 @@ class Record:
 
     @contextmanager
     def locked(self, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
-        from ..state import ensure_dir
-
         ensure_dir(self.dir)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -158,8 +158,6 @@ def _same_window(entries: list[dict], iid: str, expires: datetime, base_url: str
     Coverage, not instants: a server moving ``expires_at`` by a millisecond between reads does not
     open a new window. (An unknown outcome is left to the pipeline, which refuses it; a payment the
     human acknowledged with ``--resume`` after it was named no longer blocks.)"""
-    from ..payments.journal import Entry
-
     for e in entries:
         typed = Entry.of(e)
         ctx = e.get("context") or {}
@@ -182,8 +180,6 @@ def paid_for_target(entries: list[dict], iid: str, until: str, now: float) -> in
     """Micro-dollars the journal holds for keepalive extensions of ``iid`` toward the target
     ``until``, by the budget's rule (settled, unknown and in-flight payments count; one never sent
     or proven unused does not), across every run."""
-    from ..payments.budget import counts, entry_micros
-
     total = 0
     for e in entries:
         ctx = e.get("context") or {}
@@ -194,8 +190,6 @@ def paid_for_target(entries: list[dict], iid: str, until: str, now: float) -> in
 
 
 def _max_total_micros(a) -> int | None:
-    from ..config import parse_usd
-
     text = getattr(a, "max_total_usd", None)
     if text is None:
         return None
@@ -220,10 +214,6 @@ def plan_schedule(expires: datetime, until: datetime, now: datetime, min_hours_l
 def _schedule_block(ctx, iid: str, order: dict, expires: datetime, until: datetime, now: datetime, target: dict) -> dict:
     """--dry-run's ``schedule``: the payments to the target and how they stand against the per-payment
     cap, --max-total-usd (with what this target has paid already) and the rolling budget."""
-    from .. import plans
-    from ..payments.budget import Budget, usd
-    from ..payments.journal import Journal
-
     a, s = ctx.args, ctx.settings
     plan_id = order.get("plan") or order.get("vultr_plan")
     plan = plans.find(ctx.client, plan_id) if isinstance(plan_id, str) and plan_id.strip() else None
@@ -320,8 +310,6 @@ def keepalive(ctx):
 
 
 def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Record, *, paying: bool):
-    from ..cli import Output
-
     a = ctx.args
     order = ctx.client.get_instance(iid)
     state = normalized_state(order)
@@ -349,8 +337,6 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
         limit = _max_total_micros(a)
         if limit is not None and sched is None:
             # What the human's total has left after this run (the dry run has it in schedule.limits).
-            from ..payments.budget import usd
-            from ..payments.journal import Journal
 
             spent = paid_for_target(Journal(ctx.settings.state_dir).list(), iid, target["until"], time.time())
             more["total"] = {"max_total_usd": usd(limit), "paid_for_target_usd": usd(spent), "remaining_usd": usd(max(0, limit - spent))}
@@ -379,8 +365,6 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
     new_expiry = expires + timedelta(hours=hours)
     next_at = None if new_expiry >= until else new_expiry - timedelta(hours=a.min_hours_left)
     if a.dry_run:
-        from ..payments.budget import Budget
-
         price = paid.extension_price(ctx.client, order, hours)
         extension = {"hours": hours, "old_expires_at": order.get("expires_at"), "expires_at_estimate": iso(new_expiry),
                      "hourly_usd": str(price["hourly"]) if price["hourly"] is not None else None,
@@ -396,8 +380,6 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
                       next_at, extension=extension, budget=block, **({"would_be_refused": refusal} if refusal else {}))
 
     if paying:
-        from ..payments.journal import Journal
-
         prior = _same_window(Journal(ctx.settings).list(), iid, expires, ctx.settings.base_url, time.time(),
                              tuple(record.get("acknowledged") or ()))
         if prior is not None and prior.get("status") == "settled":
@@ -454,11 +436,6 @@ def _hold_to_total(ctx, call, iid: str, target: dict, hours: int) -> None:
     """--max-total-usd, before anything is signed: refuse an extension whose catalog price would take
     this target's payments (from the journal, across runs) over the total, and lower this payment's
     cap to what the total leaves, so no offer above it is ever signed."""
-    from decimal import Decimal
-
-    from ..payments.budget import usd
-    from ..payments.journal import Journal
-
     limit = _max_total_micros(ctx.args)
     if limit is None:
         return
@@ -482,8 +459,6 @@ def _hold_to_total(ctx, call, iid: str, target: dict, hours: int) -> None:
 
 
 def _usd(micros: int | None) -> str | None:
-    from ..payments.budget import usd
-
     return usd(micros) if micros is not None else None
 
 

@@ -7,6 +7,7 @@ import argparse
 
 from .. import cli
 from ..errors import ComputeError
+from ..instances import iso, parse_time
 from ..validate import api_key_id, label
 
 
@@ -49,8 +50,6 @@ def list_api_keys(ctx: cli.Context) -> cli.Output:
 def _revoked_at(ctx, kid: str, answer: dict) -> str | None:
     """The revocation time: the DELETE's answer when it carries one, else the key's record read
     back (the hosted API answers "API key revoked" without a time); None when neither says."""
-    from ..instances import iso, parse_time
-
     when = parse_time(answer.get("revoked_at")) if isinstance(answer, dict) else None
     if when is None:
         try:

@@ -4,13 +4,18 @@ destroy_instance.py, get_one_time_password.py (management auth; nothing here pay
 from __future__ import annotations
 
 import argparse
+import fnmatch
+from decimal import Decimal
 
 from .. import aimachines, cli, plans
-from ..errors import ComputeError, Conflict
-from ..instances import NO_ADDRESS, detail, public_ip, ssh_fields, summary, unwrap_order
-from ..ssh.keys import login_block, ssh_block_for
-from ..validate import instance_id, plan_id
-from ..instances import STATES
+from ..aimachines import KEY_FOLDER
+from ..errors import ComputeError, Conflict, UsageError
+from ..instances import NO_ADDRESS, STATES, detail, public_ip, ssh_fields, summary, unwrap_order
+from ..payments.journal import ledger_of
+from ..ssh.hostkeys import HostKeys
+from ..ssh.keys import RECORDS, login_block, ssh_block_for
+from ..state import ensure_dir, read_json, write_private_json
+from ..validate import instance_id, plan_id, server_instance_id
 
 GONE = ("destroyed", "expired")
 RESIZABLE = ("running", "stopped")  # the API's "active" instances
@@ -161,8 +166,6 @@ def _after_destroy(ctx: cli.Context, iid: str, response: dict, before: dict) -> 
 
 def _selector(a) -> str:
     """Which form of destroy_instance.py: ``one``, ``many`` or ``forget``; a usage error unless exactly one is given."""
-    from ..errors import UsageError
-
     given = [name for name, on in (("an instance id", a.instance_id), ("--all", a.all), ("--label", a.label is not None),
                                    ("--forget-destroyed", a.forget_destroyed)) if on]
     if len(given) != 1:
@@ -179,12 +182,6 @@ def forget_local(ctx: cli.Context, iid: str) -> list[str]:
     """Delete what this machine keeps about instance ``iid`` (its host key pin, keepalive state,
     saved management key, one-time password and AI Machine key, owner and key records); the payment journal stays,
     it is the spending record. Returns the paths removed (or changed, for the shared records)."""
-    from ..aimachines import KEY_FOLDER
-    from ..ssh.hostkeys import HostKeys
-    from ..ssh.keys import RECORDS
-    from ..state import read_json, write_private_json
-    from ..validate import server_instance_id
-
     iid = server_instance_id(iid, "instance id")
     st = ctx.state
     files = [HostKeys(st.root).file(iid), st.path("instance-keys", f"{iid}.key"), st.credentials_file(iid),
@@ -196,7 +193,6 @@ def forget_local(ctx: cli.Context, iid: str) -> list[str]:
             removed.append(str(f))
         except FileNotFoundError:
             pass
-    from ..payments.journal import ledger_of
 
     if ledger_of(ctx.settings).drop_keepalive(iid):  # keepalive's record lives in the ledger now
         removed.append(f"keepalive record ({iid})")
@@ -211,8 +207,6 @@ def forget_local(ctx: cli.Context, iid: str) -> list[str]:
 
 
 def _label_matches(pattern: str, label) -> bool:
-    import fnmatch
-
     return isinstance(label, str) and fnmatch.fnmatchcase(label, pattern)
 
 
@@ -243,8 +237,6 @@ def destroy(ctx: cli.Context) -> cli.Output:
 def destroy_many(ctx: cli.Context) -> cli.Output:
     """--all / --label: this wallet's live instances (that match), one summary of what they
     forfeit, one confirmation, then each destroyed; one failure does not stop the others."""
-    from decimal import Decimal
-
     a = ctx.args
     rows = [summary(o) for o in ctx.client.list_instances() if isinstance(o, dict)]
     live = [r for r in rows if r["state"] not in GONE]
@@ -312,7 +304,6 @@ def forget_destroyed(ctx: cli.Context) -> cli.Output:
 def get_one_time_password(ctx: cli.Context) -> cli.Output:
     iid = instance_id(ctx.args.instance_id)
     saved = ctx.state.credentials_file(iid)
-    from ..state import ensure_dir
 
     ensure_dir(saved.parent)  # the password is shown once: make sure it can be stored before asking
     try:

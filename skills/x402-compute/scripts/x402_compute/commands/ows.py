@@ -12,6 +12,7 @@ variable or stdin. Each method returns the JSON document its subcommand prints.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import json
@@ -21,12 +22,13 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
-import argparse
 
+from .. import cli
+from ..cli import Output, table
 from ..errors import ComputeError, ConfigError, UsageError
 from ..networks import NETWORKS
+from ..state import write_private
 from ..wallets import ows as W
-from .. import cli
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
@@ -462,8 +464,6 @@ class OwsAdmin:
             return {"key": key, "token": token, "use": "OWS_PASSPHRASE=<token> (with OWS_WALLET)", "warning": "Shown once; it cannot be displayed again.", "warnings": warnings}
         try:
             if target is None:
-                from ..state import write_private
-
                 target = self._settings().state_dir / "ows-keys" / f"{res['id']}.token"
                 write_private(target, token + "\n", exclusive=True)
             else:
@@ -535,8 +535,6 @@ TEXT = {
 
 def ows_command(ctx):
     """ows_cli.py: run the chosen subcommand; the JSON document comes from ``OwsAdmin``."""
-    from ..cli import Output
-
     a = ctx.args
     admin = OwsAdmin(a.vault, lambda: ctx.settings)
     run = {
@@ -556,8 +554,6 @@ def ows_command(ctx):
 
 
 def _table(rows, columns):
-    from ..cli import table
-
     return table(rows, columns)
 
 

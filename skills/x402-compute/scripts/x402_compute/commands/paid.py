@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
+import time
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from .. import plans, validate
-from ..ssh import wait
-from ..errors import ComputeError, ConfigError, UsageError
-from ..instances import iso, parse_time, summary, unwrap_order
-from ..money import plain, usd, usd_to_micros
+from .. import aimachines, cli, plans, validate
+from ..cli import Output
+from ..errors import EXIT_PAYMENT_UNKNOWN, ComputeError, ConfigError, ConfirmationRequired, Interrupted, PolicyError, UsageError
+from ..instances import iso, parse_time, ssh_fields, summary, unwrap_order
+from ..money import plain, to_decimal, usd, usd_to_micros
 from ..networks import X402_NETWORKS
-from .. import cli
+from ..payments.journal import new_id
+from ..payments.policy import Limits, check_order, default_os_id
+from ..payments.quotes import Quotes
+from ..ssh import keys as sshkeys
+from ..ssh import run as sshrun
+from ..ssh import wait
+from ..ssh.keys import ensure_auto_key, line_fingerprint
+from ..ssh.wait import wait_for_instance
 
 DEFAULT_WAIT_TIMEOUT = wait.DEFAULT_TIMEOUT
 DEFAULT_POLL_INTERVAL = wait.DEFAULT_INTERVAL
@@ -94,8 +104,6 @@ def add_private_address_option(g) -> None:
 
 def ssh_address_check(ctx):
     """What --wait-ssh connects to, checked before any socket (``ssh.run.checked_address``)."""
-    from ..ssh import run as sshrun
-
     allow = bool(getattr(ctx.args, "allow_private_address", False))
     return lambda host, port: sshrun.checked_address(host, port, base_url=ctx.settings.base_url, allow_private=allow)
 
@@ -128,8 +136,6 @@ def ai_machine_request(a, plan: dict | None, plan_id: str) -> tuple[str, str] | 
     """(model id, mode) of an AI Machine order, checked before anything is sent: both flags or
     neither, a GPU plan, and no credits for a private machine (the service takes only a wallet
     payment for it). None for a plain machine."""
-    from .. import aimachines
-
     model, mode = getattr(a, "model_id", None), getattr(a, "mode", None)
     if model is None and mode is None:
         return None
@@ -184,8 +190,6 @@ def read_ssh_key(args, ctx=None) -> str | None:
     if len(given) > 1:
         raise UsageError(f"Give one of --ssh-key auto, --ssh-public-key or --ssh-key-file, not {' and '.join(given)}.")
     if getattr(args, "ssh_key", None) == "auto":
-        from ..ssh.keys import ensure_auto_key
-
         key = ensure_auto_key(ctx.state)
         ctx.auto_ssh_key = key
         if key.created:
@@ -211,8 +215,6 @@ def read_ssh_key(args, ctx=None) -> str | None:
 def ssh_block_for(ctx, order: dict) -> dict | None:
     """The order's ``ssh`` block; with ``--ssh-key auto`` the instance is recorded as holding the
     skill's key (before it has an IP, so later scripts know too) and the block says ``-i``."""
-    from ..ssh import keys as sshkeys
-
     key = getattr(ctx, "auto_ssh_key", None)
     if key is not None and isinstance(order.get("id"), str):
         try:
@@ -224,15 +226,11 @@ def ssh_block_for(ctx, order: dict) -> dict | None:
 
 def ssh_out(ctx, order: dict) -> dict:
     """``ssh`` (as ``ssh_block_for``) and ``ssh_unavailable``: why there is no block (null when there is one)."""
-    from ..instances import ssh_fields
-
     block = ssh_block_for(ctx, order)
     return {"ssh": block, "ssh_unavailable": None if block else ssh_fields(order)["ssh_unavailable"]}
 
 
 def _journal_id() -> str:
-    from ..payments.journal import new_id
-
     return new_id()
 
 
@@ -243,15 +241,11 @@ def _approved_quote(ctx) -> dict | None:
     if a.quote and a.confirm_quote:
         raise UsageError("--quote and --confirm-quote contradict each other.", hint="Quote first, then pay with --confirm-quote <quote_id>.")
     if a.confirm_quote:
-        from ..payments.quotes import Quotes
-
         quotes = Quotes(ctx.settings)
         rec = quotes.load(a.confirm_quote)
         quotes.require_cap(rec, ctx.settings)
         return rec
     if ctx.settings.require_quote and not a.quote and not ctx.interactive():
-        from ..errors import PolicyError
-
         raise PolicyError(
             "COMPUTE_REQUIRE_QUOTE=1: outside a terminal only an approved quote is paid. Nothing was sent.",
             code="quote_required",
@@ -263,8 +257,6 @@ def _approved_quote(ctx) -> dict | None:
 def _confirm_payment(ctx, question: str, details) -> None:
     """The terminal's question, or outside a terminal a refusal that shows the safe path: the
     approval of a payment is the human's, so the hint leads to a quote they see, not to --yes."""
-    from ..errors import ConfirmationRequired
-
     try:
         ctx.confirm(question, details=details)
     except ConfirmationRequired as e:
@@ -304,8 +296,6 @@ def pay(ctx, call, approved: dict | None = None):
     """Build the payment flow for ``call`` and let the client drive it: returns a ``PaidResult``."""
     from ..payments.flow import PaymentFlow
 
-    from ..errors import ComputeError
-
     opts = _flow_options(ctx, approved)
     client = ctx.client
     if not opts["quote"]:
@@ -321,9 +311,6 @@ def pay(ctx, call, approved: dict | None = None):
 def _hours_to_minimum(e, terms: dict) -> None:
     """A network minimum (Arc's 5 USD) under an hourly order: say how many hours reach it, as an
     option for the human (who may not want the machine that long), beside credits or another network."""
-    import math
-    from decimal import Decimal, InvalidOperation
-
     d = e.details if isinstance(e.details, dict) else None
     try:
         hourly, minimum = Decimal(str(terms.get("hourly_usd"))), Decimal(str((d or {}).get("minimum_usd")))
@@ -337,14 +324,10 @@ def _hours_to_minimum(e, terms: dict) -> None:
 
 
 def _limits(settings, expected_micros, what="the catalog price"):
-    from ..payments.policy import Limits
-
     return Limits(settings.max_spend_usd, settings.max_spend_source, expected_micros, what)
 
 
 def _quote_output(result, extra: dict | None = None):
-    from ..cli import Output
-
     q = dict(result.quote or {})
     q.update(extra or {})
     def shown(v):
@@ -377,8 +360,6 @@ def after_payment(result, client=None):
     carries the ``payment`` block (journal id, network, amount, tx hash) and says not to pay
     again. A malformed answer (the order cannot be identified) exits 4, like any unknown outcome;
     a bug is never a bare internal_error; an interrupt still shows the payment."""
-    from ..errors import EXIT_PAYMENT_UNKNOWN, ComputeError, Interrupted
-
     def block() -> dict:
         try:
             return result.payment()
@@ -429,7 +410,6 @@ def refuse_over_instance_limit(ctx) -> None:
     s = ctx.settings
     if s.max_instances is None:
         return
-    from ..errors import ComputeError, PolicyError
 
     try:
         live = [summary(o) for o in ctx.client.list_instances() if isinstance(o, dict)]
@@ -454,10 +434,7 @@ def refuse_over_instance_limit(ctx) -> None:
 
 
 def provision(ctx):
-    from ..cli import Output
     from ..payments.flow import PaidCall
-    from ..payments.policy import check_order, default_os_id
-    from ..ssh.keys import line_fingerprint
 
     a = ctx.args
     s = ctx.settings
@@ -499,8 +476,6 @@ def provision(ctx):
         body["use_credits"] = True
     bought = None
     if ai_request:
-        from .. import aimachines
-
         name, obj = aimachines.request_object(*ai_request)
         body[name] = obj
         what = "private endpoint" if ai_request[1] == "private" else "grid node"
@@ -563,10 +538,6 @@ def provision(ctx):
         if ai_request:
             ai_key, out["ai"] = save_ai_key(ctx, order, ai_request)
         if a.wait or a.wait_ssh:
-            import time
-
-            from ..ssh.wait import wait_for_instance
-
             ctx.progress(f"Waiting for {order['id']} (timeout {a.wait_timeout:g} s)")
             started = time.monotonic()
             host_key: dict = {}
@@ -580,8 +551,6 @@ def provision(ctx):
             if host_key:
                 out["host_key"] = host_key
             if ai_key and out.get("ai"):
-                from .. import aimachines
-
                 left = max(1.0, a.wait_timeout - (time.monotonic() - started))
                 order, models = aimachines.wait_ready(client, order["id"], ai_key, timeout=left, interval=a.poll_interval,
                                                       progress=ctx.progress, sleep=ctx.sleep)
@@ -608,8 +577,6 @@ def save_ai_key(ctx, order: dict, ai_request: tuple[str, str]) -> tuple[str | No
     """A private AI Machine's one-time API key: saved 0600 before anything else can fail (and
     registered as a secret: it is never printed), described by its file and last four characters.
     The machine is paid for, so a malformed or unsavable key is a note in the block, never an error."""
-    from .. import aimachines
-
     if ai_request[1] != "private":
         return None, None
     if not aimachines.is_ai_machine(order):
@@ -736,7 +703,6 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
         if s.max_spend_source != "--max-usd" and not a.quote:
             # Nothing to hold the 402's amount against but the cap: then the cap must be a
             # number the user chose for this payment, not a default that happens to be large.
-            from ..errors import PolicyError
 
             raise PolicyError(
                 f"Extending {iid}: the price cannot be checked ({price_note}), so the amount asked is bounded only by "
@@ -747,8 +713,6 @@ def extend_call(ctx, iid: str, hours: int, before: dict, *, approved: dict | Non
             )
     old = parse_time(before.get("expires_at"))
     if old:
-        from datetime import timedelta
-
         terms["expires_at_estimate"] = iso(old + timedelta(hours=hours))
     call = PaidCall(
         kind="extend",
@@ -774,8 +738,6 @@ def extension_shortfall(old: str | None, new: str | None, hours: int) -> str | N
     """A warning when a paid extension's answer shows an expiry earlier than old + hours (beyond
     a minute): the server took the payment for time it did not give. None when it did, or when
     either expiry is unknown."""
-    from datetime import timedelta
-
     o, n = parse_time(old), parse_time(new)
     if o is None or n is None:
         return None
@@ -788,8 +750,6 @@ def extension_shortfall(old: str | None, new: str | None, hours: int) -> str | N
 
 def extend_output(result, iid: str, hours: int, before: dict, price_note: str | None):
     """What a settled extension prints (call it inside ``after_payment(result)``)."""
-    from ..cli import Output
-
     order = unwrap_order(result.body)
     new_expiry = order.get("expires_at") if isinstance(order.get("expires_at"), str) else None
     out = {
@@ -827,7 +787,6 @@ def _amount(text: str) -> Decimal:
 
 
 def topup(ctx):
-    from ..cli import Output
     from ..payments.flow import PaidCall
 
     a = ctx.args
@@ -857,7 +816,6 @@ def topup(ctx):
         b = result.body if isinstance(result.body, dict) else {}
         dep, bal = b.get("deposited"), b.get("new_balance")
         # deposited_usd / balance_usd: the names credits_balance.py uses, as strings like there.
-        from ..money import to_decimal
 
         credits = {"deposited": dep, "new_balance": bal, "deposited_usd": usd(to_decimal(dep)), "balance_usd": usd(to_decimal(bal))}
         out = _budget_out({"credits": credits, "payment": result.payment()}, result)

@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-from .. import validate
+import argparse
+import json
+
+from .. import cli, validate
 from ..cli import Output, table
 from ..instances import summary, unwrap_order
 from ..payments import reconcile as rec
 from ..payments.journal import Journal, public
-import json
-import argparse
-
+from ..payments.rpc import JsonRpc
 from .paid import after_payment, save_ai_key, save_management_key, ssh_out
-from .. import cli
 
 LIST_COLUMNS = [("id", "JOURNAL ID"), ("created_at", "CREATED"), ("kind", "KIND"), ("status", "STATUS"), ("label", "LABEL"),
                 ("amount_usd", "USD"), ("network", "NETWORK"), ("order_id", "ORDER")]
@@ -38,8 +38,6 @@ def reconcile(ctx) -> Output:
     if card:
         out["stripe"] = chain = rec.ask_stripe(journal, entry, s, found)  # read-only, never a payment
     else:
-        from ..payments.rpc import JsonRpc
-
         chain = rec.ask_chain(journal, entry, JsonRpc(s), found)  # read-only chain queries, never a signature
         if chain is not None:
             out["onchain"] = chain

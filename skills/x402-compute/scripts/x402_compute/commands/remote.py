@@ -10,15 +10,21 @@ exact string sent.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
+import sys
 from pathlib import Path
-import argparse
 
-from .. import validate
-from ..errors import ComputeError, EXIT_WAIT_TIMEOUT, UsageError
-from .. import cli
+from .. import cli, validate
+from ..cli import Output
+from ..errors import EXIT_WAIT_TIMEOUT, ComputeError, UsageError
+from ..errors import UsageError as _Usage
+from ..instances import NO_IP, normalized_state
+from ..ssh import hostkeys
 from ..ssh import run as sshrun
+from ..ssh.keys import identity_for
+from ..validate import is_host, is_port, shown
 
 MAX_COMMAND = 64 * 1024
 MAX_TIMEOUT = 24 * 3600.0
@@ -36,14 +42,10 @@ def add_command_argument(p) -> None:
     (argparse alone would read a ``-a`` there as one of our options, or refuse words after an
     option). The instance id may come before the ``--`` or be its first word (the MCP server
     puts every positional after it)."""
-    from ..errors import UsageError as _Usage
-
     p.add_argument("command", nargs="*", metavar="COMMAND", help="the command to run (after --)")
     parse = p.parse_known_args
 
     def parse_known_args(args=None, namespace=None):
-        import sys
-
         args = list(sys.argv[1:] if args is None else args)
         if "--" not in args:
             return parse(args, namespace)
@@ -87,9 +89,6 @@ def _target_of(order: dict) -> tuple[str, int]:
     """The host and port to connect to: from the order, each checked before it reaches an argv
     (an IP address or DNS name; a port 1-65535). A malformed one is ``bad_response``, whatever
     state the record claims: a hostile address must be named, not read as "no address yet"."""
-    from ..instances import NO_IP
-    from ..validate import is_host, is_port, shown
-
     raw = order.get("ip_address") or order.get("main_ip")
     port = order.get("ssh_port")
     port = 22 if port is None else port
@@ -103,10 +102,6 @@ def _target_of(order: dict) -> tuple[str, int]:
 
 
 def ssh_exec(ctx):
-    from ..ssh import hostkeys, run as sshrun
-    from ..cli import Output
-    from ..instances import NO_IP, normalized_state
-
     a = ctx.args
     iid = validate.instance_id(a.instance_id)
     command = remote_command(list(a.command))
@@ -118,7 +113,6 @@ def ssh_exec(ctx):
         raise UsageError(f"--user {a.user!r} is not a plain POSIX user name.")
     identity = _readable_file(a.identity, "--identity")
     if identity is None:  # an instance given the skill's own key (--ssh-key auto) logs in with it
-        from ..ssh.keys import identity_for
 
         auto = identity_for(ctx.state, iid)
         identity = Path(auto) if auto else None

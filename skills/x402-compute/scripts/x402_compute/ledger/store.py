@@ -15,7 +15,9 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import socket
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -141,9 +143,6 @@ class _Postgres:
         try:
             import psycopg
         except ImportError:
-            import shlex
-            import sys
-
             # Into the Python that runs the scripts (install.sh's .venv): a bare pip is often another one.
             raise LedgerUnavailable(
                 "COMPUTE_LEDGER_URL names a PostgreSQL ledger, but the psycopg package is not installed. Nothing was signed.",

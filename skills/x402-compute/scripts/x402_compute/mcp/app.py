@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from decimal import Decimal
-from pathlib import Path
 import hmac
 import json
 import os
@@ -13,13 +9,18 @@ import re
 import secrets
 import sys
 import threading
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
 
 from .. import __version__, cli
+from ..config import load_settings, parse_usd
 from ..errors import ComputeError, ConfigError, PolicyError, UsageError
+from ..state import ensure_dir
 from .approval import APPROVAL_KEY
-from .runner import Run, can_elicit, call_digest
+from .runner import Run, call_digest, can_elicit
 from .tools import SPEND, all_tools
-
 
 TOKEN_FILE_NAME = "mcp-http-token"  # in the state folder, 0600: the --http endpoint's bearer token
 
@@ -35,8 +36,6 @@ class ServerConfig:
 
     @classmethod
     def load(cls, args: argparse.Namespace) -> "ServerConfig":
-        from ..config import load_settings, parse_usd
-
         # The scripts' own loader: the same environment and --env-file, checked before serving.
         settings = load_settings(env_file=args.env_file, base_url=args.base_url, timeout=args.timeout)
         env = settings.env
@@ -309,8 +308,6 @@ def http_token(token_file: str | None, state_dir: Path | None) -> tuple[str, Pat
     """The bearer token of the --http endpoint and the file holding it: ``--token-file``, else
     ``<state>/mcp-http-token``, created once (0600) with a random token. Every local user and
     process can reach a loopback port; only who can read this file can use the wallet through it."""
-    from ..state import ensure_dir
-
     if token_file:
         path = Path(token_file).expanduser()
         try:

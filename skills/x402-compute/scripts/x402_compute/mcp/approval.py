@@ -3,11 +3,12 @@ what an approval grants."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 import re
+from decimal import Decimal, InvalidOperation
 
-
-
+from ..money import atomic_to_usd, plain
+from ..networks import NETWORKS
+from ..payments.policy import STRIPE_CURRENCY_DECIMALS, PayeePins
 
 APPROVAL_TIMEOUT = 600.0  # seconds a payment waits for the human's answer before it is dropped
 
@@ -47,11 +48,6 @@ def approved_usd(terms: dict) -> Decimal | None:
 
 def quote_terms(fields: dict, payee_status: str | None = None) -> dict:
     """A recorded quote's pinned fields (payments.quotes) in the terms shape approval_message reads."""
-    from ..money import atomic_to_usd, plain
-    from ..networks import NETWORKS
-
-    from ..payments.policy import STRIPE_CURRENCY_DECIMALS
-
     net = NETWORKS.get(fields.get("network") or "")
     atomic = str(fields.get("amount_atomic") or "")
     # The amount the quote pins, in its own units (a card charge: the currency's minor units),
@@ -80,8 +76,6 @@ def quote_terms(fields: dict, payee_status: str | None = None) -> dict:
 
 def pin_status(state_dir, fields: dict) -> str | None:
     """Whether a quote's payee is the one pinned for its network now: pinned, changed or new."""
-    from ..payments.policy import PayeePins
-
     network, payee = fields.get("network"), fields.get("payee")
     if not isinstance(network, str) or not isinstance(payee, str):
         return None

@@ -12,7 +12,20 @@ import time
 
 from .. import cli, redact
 from ..errors import EXIT_PAYMENT_UNKNOWN, ComputeError, ConfirmationRequired, PolicyError, UsageError
-from .approval import APPROVAL_SCHEMA, APPROVAL_TIMEOUT, approved_usd, decision_reason, grant_key, pin_status, argv_with, approval_message, quote_terms
+from ..payments.quotes import Quotes
+from ..ssh.keys import own_fingerprint
+from ..state import State
+from .approval import (
+    APPROVAL_SCHEMA,
+    APPROVAL_TIMEOUT,
+    approval_message,
+    approved_usd,
+    argv_with,
+    decision_reason,
+    grant_key,
+    pin_status,
+    quote_terms,
+)
 from .schemas import INLINE_MAX_BYTES
 from .tools import HUMAN_DECISIONS, SPEND
 
@@ -138,8 +151,6 @@ class Run:
         and the flow then pays only terms identical to it, or nothing. A quote whose price was not
         checked is always asked; approved, its amount becomes this payment's cap (the --max-usd
         the human would have typed)."""
-        from ..payments.quotes import Quotes
-
         rec = Quotes(ctx.settings.state_dir).load(ctx.args.confirm_quote)  # the handler's own check, earlier
         terms = quote_terms(rec["fields"], pin_status(ctx.settings.state_dir, rec["fields"]))
         unchecked = rec.get("price_checked") is False
@@ -243,9 +254,6 @@ class Run:
         self._ask(question + (f" Note: {special}." if special else ""), terms)
 
     def _ask(self, question: str, terms: dict) -> None:
-        from ..ssh.keys import own_fingerprint
-        from ..state import State
-
         own = own_fingerprint(State(self.app.config.state_dir)) if self.app.config.state_dir else None
         self._post(("ask", (redact.scrub(approval_message(question, terms, own)), APPROVAL_SCHEMA)))
         try:

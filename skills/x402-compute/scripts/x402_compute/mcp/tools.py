@@ -3,19 +3,16 @@ inputs the model may give."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-import argparse
 
 from ..cli import HUMAN_ONLY, names_a_path
 from ..commands import ai, budget, catalog, credits, doctor, keepalive, keys, manage, ows, paid, reconcile, remote, wait
 from ..errors import UsageError
 from .approval import SPENDS_META_KEY
-from .schemas import inline_property, long_flag, arg_property, arg_text
-
-
-
+from .schemas import arg_property, arg_text, inline_property, long_flag
 
 # Options every script has that are the server's to set, never the model's.
 # The server's own options, applied to every call; never a tool input (a model must not be able to
@@ -132,8 +129,6 @@ class ToolSpec:
 
     def for_call(self, arguments: dict) -> "ToolSpec":
         """The spec this call runs under: a pay-switch tool called without dry_run: false is its dry run."""
-        from dataclasses import replace
-
         if self.pay_switch and arguments.get("dry_run") is not False:
             return replace(self, kind=READ, fixed=(*self.fixed, "--dry-run"), pay_switch=False)
         return self

@@ -36,13 +36,19 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import quote
 
+from .. import redact
 from ..errors import ComputeError, ConfigError, UsageError
 from ..ledger import Ledger, LedgerUnavailable, open_ledger
+from ..ledger.store import SQLITE_NAME
+from ..ledger.store import Ledger as _L
 from ..money import plain
 from ..networks import NETWORKS
+from ..state import write_private_json
 
 STATUSES = ("reserved", "sent", "settled", "rejected", "unknown", "not_sent", "expired")
 COUNTED = ("settled", "unknown", "sent", "reserved")
@@ -83,8 +89,6 @@ def parse_ts(ts: Any) -> float | None:
 
 def usd(micros: int) -> str:
     """Micro-dollars as an exact dollar string: 2500000 -> "2.5"."""
-    from decimal import Decimal
-
     return plain(Decimal(micros).scaleb(-6))
 
 
@@ -296,7 +300,6 @@ class Journal:
         if e.get("payment_header_value"):
             # A journalled payment is a secret this process now holds: a server may have echoed it
             # into the entry's reason or body, and whatever prints the entry must not show it.
-            from .. import redact
 
             redact.register_header(str(e.get("payment_header_name") or "X-PAYMENT"), e["payment_header_value"])
         return e
@@ -525,7 +528,6 @@ def sqlite_source(led: Ledger) -> str:
 def _sqlite_ro(path: Path):
     """A read-only connection to a SQLite ledger (the file is never changed through it)."""
     import sqlite3
-    from urllib.parse import quote
 
     return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
 
@@ -561,8 +563,6 @@ def read_sqlite(path: Path) -> tuple[list[tuple[dict, dict]], dict, list[dict], 
     keepalive records), read only (the file stays as it was); None if it holds no ledger."""
     import sqlite3
 
-    from ..ledger.store import Ledger as _L
-
     conn = _sqlite_ro(path)
     try:
         try:
@@ -592,8 +592,6 @@ def sqlite_import(led: Ledger) -> int | None:
     to SQLite for a while), the next use of the PostgreSQL ledger adds what is new. Nothing goes the
     other way: the shared ledger's payments are never copied into the SQLite file. Returns the
     entries added, or None when there was nothing (new) to carry."""
-    from ..ledger.store import SQLITE_NAME
-
     if led.engine != "postgresql":
         return None
     path = led.state_dir / SQLITE_NAME
@@ -628,8 +626,6 @@ def sqlite_import(led: Ledger) -> int | None:
 def _note_moved(led: Ledger, n: int) -> None:
     """Leave a note in the state folder: doctor, back on SQLite, says the shared ledger's payments
     since are not in the SQLite file."""
-    from ..state import write_private_json
-
     try:
         write_private_json(led.state_dir / MOVED_NAME, {"to": led.where, "engine": led.engine,
                                                    "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "entries": n})

@@ -36,11 +36,16 @@ everything, and "unused + expired" is what tells the user paying again is safe.
 
 from __future__ import annotations
 
+import base64
 import time
+from datetime import datetime
 from typing import Any
 
 from ..errors import ComputeError
 from ..networks import NETWORKS
+from .model import Offer
+from .rpc import erc20_nonces
+from .schemes import scheme_for
 
 SEL_AUTHORIZATION_STATE = bytes.fromhex("e94a0102")  # authorizationState(address,bytes32)
 SEL_NONCE_BITMAP = bytes.fromhex("4fe02b44")  # nonceBitmap(address,uint256)
@@ -70,8 +75,6 @@ def scheme_of(entry: dict) -> str:
     """``evm_eip3009`` | ``evm_permit`` | ``evm_permit2`` | ``svm_exact`` | ``mpp_tempo``, decided as when it was signed."""
     if entry.get("method") == "mpp":
         return "mpp_tempo"
-    from .model import Offer
-    from .schemes import scheme_for
 
     o = entry.get("offer") or {}
     raw = o.get("raw") if isinstance(o.get("raw"), dict) else {}
@@ -108,7 +111,6 @@ def _consumed(entry: dict, rpc, scheme: str) -> tuple[bool | None, str, dict]:
     if scheme == "evm_permit":
         _check_chain(rpc, network)
         n = int(nonce.split(":")[0])
-        from .rpc import erc20_nonces
 
         current = erc20_nonces(rpc, network, o["asset"], payer)
         return current > n, f"{o['asset']}.nonces({payer}) > {n}", {"onchain_nonce": str(current)}
@@ -144,8 +146,6 @@ def _consumed(entry: dict, rpc, scheme: str) -> tuple[bool | None, str, dict]:
 
 def _stored_svm_tx(entry: dict):
     """The signed Solana transaction the journal holds (the payment payload), decoded."""
-    import base64
-
     from solders.transaction import VersionedTransaction
 
     from .challenge import b64_json
@@ -155,8 +155,6 @@ def _stored_svm_tx(entry: dict):
 
 
 def _epoch(iso: Any) -> float | None:
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
     except ValueError:

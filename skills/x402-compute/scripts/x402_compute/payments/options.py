@@ -32,10 +32,21 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Protocol, T
 from ..errors import ComputeError, ConfigError, PaymentRequired, PolicyError
 from ..money import atomic_to_usd, plain
 from ..networks import NETWORKS, is_canonical_asset
+from ..wallets import evm_uses_ows
 from . import challenge as ch
 from .budget import atomic_to_micros
 from .model import Challenge, MppOffer, Offer, Send, Signed
-from .policy import STRIPE_CURRENCY_DECIMALS, Limits, cap_atomic, check_mpp_offer, check_offer, check_stripe_offer, mpp_pin_view, stripe_pin_view
+from .policy import (
+    STRIPE_CURRENCY_DECIMALS,
+    Limits,
+    cap_atomic,
+    check_mpp_offer,
+    check_offer,
+    check_stripe_offer,
+    mpp_pin_view,
+    stripe_pin_view,
+)
+from .schemes import sign_offer, svm_create_recipient_account, svm_recipient_account
 
 if TYPE_CHECKING:
     from ..api.auth import Auth, AuthResolver
@@ -56,20 +67,14 @@ class Payment:
 
 
 def _sign_x402(offer: Offer, settings) -> Signed:
-    from .schemes import sign_offer  # heavy crypto imports only when paying
-
     return sign_offer(offer, settings)
 
 
 def _svm_recipient(offer: Offer, settings) -> dict | None:
-    from .schemes import svm_recipient_account
-
     return svm_recipient_account(offer, settings)
 
 
 def _svm_create_recipient(offer: Offer, settings, progress) -> dict | None:
-    from .schemes import svm_create_recipient_account
-
     return svm_create_recipient_account(offer, settings, progress=progress)
 
 
@@ -751,8 +756,6 @@ def _pick(challenge: Challenge, network: str) -> Offer | None:
 
 def _has_evm_wallet(settings) -> bool:
     """A raw EVM key or an OWS vault (which signs Tempo transactions too): a wallet that can pay MPP."""
-    from ..wallets import evm_uses_ows
-
     return bool(settings.private_key) or evm_uses_ows(settings)
 
 

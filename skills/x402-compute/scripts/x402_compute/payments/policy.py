@@ -25,6 +25,7 @@ from ..errors import PolicyError, UsageError
 from ..money import atomic_to_usd, micros_to_atomic, plain
 from ..networks import NETWORKS, is_address, is_canonical_asset
 from ..validate import close_matches, did_you_mean_hint
+from .journal import ledger_of
 from .model import MppOffer, Offer
 
 PRICE_TOLERANCE_MICROS = 10_000  # one cent: the service's rounding rule is unpublished
@@ -280,8 +281,6 @@ class PayeePins:
     money, so it is refused until the user accepts it explicitly."""
 
     def __init__(self, target: Any) -> None:
-        from .journal import ledger_of
-
         self.ledger = ledger_of(target)  # Settings, or a state folder (its SQLite ledger)
         self.path = self.ledger.where
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
+from ..api.auth import ApiKeyAuth, NoAuth
 from ..errors import ConfigError, UsageError
 from ..instances import iso, parse_time, summary
+from . import onchain
 from .journal import Entry, Journal, live_refusal
 
 # A provision's order is looked for among instances created from this long before its journal entry.
@@ -47,8 +49,6 @@ def check_resendable(entry: dict, base_url: str) -> None:
 
 def resend_auth(auths, entry: dict):
     """The credential a re-send carries: what the first send carried (see ``AuthResolver``)."""
-    from ..api.auth import ApiKeyAuth, NoAuth
-
     if entry.get("auth_on_retry") or entry.get("method") == "credits":
         # An MPP extend may be authorised only by the instance's saved management key.
         return auths.for_instance((entry.get("context") or {}).get("instance_id"))
@@ -129,9 +129,8 @@ def ask_chain(journal: Journal, entry: dict, rpc, found: bool | None) -> dict | 
     found, becomes ``expired``; a refused one the chain shows used becomes ``unknown``."""
     if not _open(entry) or entry.get("method") == "credits":
         return None
-    from .onchain import check
 
-    chain = check(entry, rpc)
+    chain = onchain.check(entry, rpc)
     _conclude(journal, entry, chain["state"], found, f"on chain, {chain.get('query')}")
     return chain
 

@@ -21,6 +21,7 @@ tests inject any object with the same methods (e.g. one that reads the sandbox's
 
 from __future__ import annotations
 
+import base64
 import itertools
 import threading
 from dataclasses import dataclass
@@ -193,8 +194,6 @@ class JsonRpc:
             raise ComputeError(f"{network} RPC getLatestBlockhash returned {result!r}", code="rpc_bad_result") from None
 
     def sol_account_info(self, network: str, address: str) -> AccountInfo | None:
-        import base64
-
         result = self._call(
             network, "getAccountInfo", [address, {"encoding": "base64", "commitment": "confirmed"}]
         )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import ComputeError, PolicyError
 from ..state import write_private
+from ..validate import server_instance_id
 
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
 MAX_BLOB = 4096  # an RSA-16384 public key blob is about 2 KiB
@@ -212,8 +214,6 @@ def scanner(client: str = "auto") -> Callable[..., list[HostKey]] | None:
         return scan_keyscan
     if client in ("auto", "python"):
         try:
-            import importlib.util
-
             if importlib.util.find_spec("asyncssh") is not None:
                 return scan_asyncssh
         except (ImportError, ValueError):
@@ -328,7 +328,5 @@ def _fps(keys: Iterable[HostKey]) -> str:
 
 
 def _uuid(instance_id: str) -> str:
-    from ..validate import server_instance_id
-
     return server_instance_id(instance_id, "instance id")
 

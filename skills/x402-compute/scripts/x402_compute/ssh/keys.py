@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ComputeError
+from ..instances import ssh_block
 from ..state import State, read_json, write_private, write_private_json
+from .hostkeys import HostKeys
+from .run import login_argv
 
 KEY_FILE = ("ssh", "x402-compute_ed25519")
 RECORDS = "instance-ssh-keys.json"
@@ -230,8 +233,6 @@ PIN_NOTE_PASSWORD = ("No host key is pinned for this instance yet, so this comma
 def with_login(block: dict | None, *, known_hosts: Path, alias: str, pinned: bool, private_key_file: str | None) -> dict | None:
     """``block`` with the command that works as printed: the instance's pin file under its alias with
     strict checking, and ``-i <key> -o IdentitiesOnly=yes`` when it was given the skill's key."""
-    from .run import login_argv
-
     if not block:
         return block
     out = dict(block)
@@ -252,8 +253,6 @@ def with_login(block: dict | None, *, known_hosts: Path, alias: str, pinned: boo
 def login_block(state: State, block: dict | None, instance_id, *, with_key: bool = True) -> dict | None:
     """``block`` (an ``instances.ssh_fields`` block) made to work as printed for ``instance_id``:
     its pin file and alias, and the skill's key when the instance was given it (``with_key``)."""
-    from .hostkeys import HostKeys
-
     if not block or not isinstance(instance_id, str):
         return block
     pins = HostKeys(state.root)
@@ -272,6 +271,4 @@ def login_block(state: State, block: dict | None, instance_id, *, with_key: bool
 def ssh_block_for(state: State, order: dict) -> dict | None:
     """The instance's ``ssh`` block: its login command with the pin (and ``-i`` when it was given
     the skill's key)."""
-    from ..instances import ssh_block
-
     return login_block(state, ssh_block(order), order.get("id"))

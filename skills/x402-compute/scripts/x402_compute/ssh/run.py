@@ -22,16 +22,21 @@ command that exits 255.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import ComputeError, PolicyError
 
 DEFAULT_CAP = 64 * 1024
 MAX_CAP = 16 * 1024 * 1024
@@ -79,8 +84,6 @@ def address_class(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | No
 
 def loopback_base(base_url: str) -> bool:
     """Whether the API itself is on this machine (the sandbox): then its instances are too."""
-    from urllib.parse import urlsplit
-
     host = (urlsplit(base_url).hostname or "").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -98,10 +101,6 @@ def checked_address(host: str, port: int, *, base_url: str, allow_private: bool 
     sandbox) or the human passed ``--allow-private-address``. A name is resolved once here and the
     checked address is what is connected to, so a second lookup cannot answer differently. No socket
     to the host is opened before this returns."""
-    import socket
-
-    from ..errors import ComputeError, PolicyError
-
     if allow_private or loopback_base(base_url):
         return host
     try:
@@ -183,15 +182,11 @@ class Run:
 
 def pick_client(name: str = "auto") -> str:
     """``openssh`` or ``python`` for ``name``; a ComputeError when that client is missing."""
-    from ..errors import ComputeError
-
     if name not in CLIENTS:
         raise ValueError(name)
     if name in ("auto", "openssh") and shutil.which("ssh"):
         return "openssh"
     if name in ("auto", "python"):
-        import importlib.util
-
         if importlib.util.find_spec("asyncssh") is not None:
             return "python"
     raise ComputeError(

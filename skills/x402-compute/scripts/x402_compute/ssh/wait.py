@@ -26,6 +26,8 @@ from typing import Callable
 
 from ..errors import ApiError, ComputeError, NetworkError, NotFound, UsageError, WaitTimeout
 from ..instances import normalized_state, public_ip
+from . import hostkeys
+from .hostkeys import published
 
 BANNER_PREFIX = b"SSH-"
 DEFAULT_TIMEOUT = 600.0
@@ -150,8 +152,6 @@ class _KeyCheck:
     while the key exchange does not complete (keep waiting)."""
 
     def __init__(self, client, instance_id: str, host_keys, scan, progress) -> None:
-        from . import hostkeys
-
         self.instance_id = instance_id
         self.keys = host_keys if host_keys is not None else hostkeys.HostKeys(client.settings.state_dir)
         self.scan = scan if scan is not None else hostkeys.scanner()
@@ -159,8 +159,6 @@ class _KeyCheck:
         self.warned = False
 
     def __call__(self, order: dict, ip: str, port: int) -> dict | None:
-        from .hostkeys import published
-
         if self.scan is None:
             if not self.warned:
                 self.progress("warning: neither ssh-keyscan nor asyncssh is installed: the host key was not read or pinned")

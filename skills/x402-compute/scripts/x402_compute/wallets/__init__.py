@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ConfigError
+from .evm import EvmSigner
+from .ows import OwsEvmSigner, OwsSolanaSigner
+from .solana import SolanaSigner
 
 if TYPE_CHECKING:  # pragma: no cover
     from .evm import EvmSigner
@@ -30,8 +33,6 @@ def evm_uses_ows(settings: Settings) -> bool:
 
 def evm_signer(settings: Settings) -> "EvmSigner":
     if evm_uses_ows(settings):
-        from .ows import OwsEvmSigner  # type: ignore[import-not-found]
-
         return _checked_evm(OwsEvmSigner.from_settings(settings), settings)
     if not settings.private_key:
         raise ConfigError(
@@ -40,7 +41,6 @@ def evm_signer(settings: Settings) -> "EvmSigner":
         )
     signer = _RAW_EVM.get(settings.private_key)
     if signer is None:  # parse a key once per process: it costs an elliptic-curve multiplication
-        from .evm import EvmSigner
 
         signer = _RAW_EVM.setdefault(settings.private_key, EvmSigner(settings.private_key))
     return _checked_evm(signer, settings)
@@ -82,14 +82,11 @@ def solana_signer(settings: Settings) -> "SolanaSigner":
     if settings.auth_mode == "ows" or (
         settings.auth_mode == "auto" and settings.ows_wallet and not settings.solana_secret_key
     ):
-        from .ows import OwsSolanaSigner  # type: ignore[import-not-found]
-
         return _checked_solana(OwsSolanaSigner.from_settings(settings), settings)
     if not settings.solana_secret_key:
         raise ConfigError(
             "No Solana wallet configured.",
             hint="Set SOLANA_SECRET_KEY (base58 64-byte keypair or a JSON byte array).",
         )
-    from .solana import SolanaSigner
 
     return _checked_solana(SolanaSigner(settings.solana_secret_key), settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from ..eip712 import digest
 from ..errors import ConfigError
 
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
@@ -54,8 +55,6 @@ class EvmSigner:
     def sign_typed_data(self, typed: dict) -> bytes:
         """EIP-712 (the full eth_signTypedData_v4 shape): hashed directly for the messages this
         client signs (``x402_compute.eip712``), by eth-account for anything else."""
-        from ..eip712 import digest
-
         d = digest(typed)
         if d is None:
             from eth_account.messages import encode_typed_data

@@ -23,6 +23,7 @@ speculatively (no "test signature" to validate the passphrase up front).
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import redact
 from ..errors import ComputeError, ConfigError, PolicyError
 
 # The chain named to OWS decides which API-token policy applies (allowed_chains).
@@ -74,8 +76,6 @@ def is_api_token(secret: str | None) -> bool:
 
 def env_secret(env: Mapping[str, str]) -> str | None:
     """``OWS_PASSPHRASE`` (set but empty means the empty passphrase) or ``OWS_PASSPHRASE_FILE``; None if neither."""
-    from .. import redact
-
     if "OWS_PASSPHRASE" in env:
         redact.register(env["OWS_PASSPHRASE"])
         return env["OWS_PASSPHRASE"]
@@ -96,10 +96,6 @@ def interactive() -> bool:
 
 
 def prompt_secret(prompt: str) -> str:
-    import getpass
-
-    from .. import redact
-
     try:
         value = getpass.getpass(prompt)
     except EOFError:

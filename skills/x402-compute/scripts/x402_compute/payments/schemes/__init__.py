@@ -38,8 +38,10 @@ import time
 from ...config import Settings
 from ...errors import PaymentRequired
 from ...networks import NETWORKS
+from ...wallets import evm_signer, solana_signer
 from ..model import Offer, Signed
 from ..rpc import JsonRpc, Rpc
+from . import evm_eip3009, evm_permit, evm_permit2
 
 __all__ = ["sign_offer", "scheme_for", "svm_recipient_account", "svm_create_recipient_account"]
 
@@ -87,32 +89,22 @@ def sign_offer(
         return holder[0]
 
     if scheme == "svm_exact":
-        from ...wallets import solana_signer
-
         signer = solana_signer(settings)
         from . import svm_exact
 
         return svm_exact.sign(offer, signer, now=ts, rpc_factory=rpc_factory)
 
-    from ...wallets import evm_signer
-
     signer = evm_signer(settings)
     if scheme == "evm_eip3009":
-        from . import evm_eip3009
-
         return evm_eip3009.sign(offer, signer, now=ts)
     if scheme == "evm_permit":
-        from . import evm_permit
-
         return evm_permit.sign(offer, signer, now=ts, rpc_factory=rpc_factory)
-    from . import evm_permit2
 
     return evm_permit2.sign(offer, signer, now=ts, rpc_factory=rpc_factory)
 
 
 def svm_recipient_account(offer: Offer, settings: Settings, *, rpc: Rpc | None = None) -> dict | None:
     """None when a Solana offer's recipient can receive; else the missing account and its cost."""
-    from ...wallets import solana_signer
     from . import svm_exact
 
     return svm_exact.recipient_account(offer, rpc or JsonRpc(settings), solana_signer(settings).address)
@@ -120,7 +112,6 @@ def svm_recipient_account(offer: Offer, settings: Settings, *, rpc: Rpc | None =
 
 def svm_create_recipient_account(offer: Offer, settings: Settings, *, rpc: Rpc | None = None, progress=lambda m: None) -> dict | None:
     """Create the missing recipient token account, paid and signed by the user's Solana wallet."""
-    from ...wallets import solana_signer
     from . import svm_exact
 
     return svm_exact.create_recipient_account(offer, solana_signer(settings), rpc or JsonRpc(settings), progress=progress)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import ComputeError
+from ...errors import ComputeError, ConfigError, NetworkError
 from ..model import Offer, Signed
 from ..rpc import Rpc, erc20_nonces, rpc_cache_key
 from . import _evm
@@ -89,8 +89,6 @@ def _permit_nonce(rpc_factory, net, token: str, owner: str, hinted: int | None) 
     next one, so the chain decides whenever it can be read. Only when it cannot (no RPC
     reachable) is a hinted nonce used as is: the permit still goes only to the pinned
     payee and expires within the hour."""
-    from ...errors import ConfigError, NetworkError
-
     try:
         chain = onchain_nonce(rpc_factory(), net.key, net.chain_id, token, owner)
     except (ConfigError, NetworkError):

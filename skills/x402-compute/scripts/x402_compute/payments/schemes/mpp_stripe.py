@@ -18,8 +18,10 @@ import asyncio
 import base64
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
+from ... import redact
 from ...errors import ComputeError, ConfigError, NetworkError
 from ..model import MppOffer
 
@@ -122,8 +124,6 @@ def checked_terms(offer: MppOffer, *, now: float | None = None) -> dict:
     """What the card token is limited to, from the challenge the policy checked and nothing else:
     its amount (minor units), currency, seller profile (``methodDetails.networkId``) and an expiry no
     later than the challenge's own and never more than an hour away."""
-    from datetime import datetime
-
     now = time.time() if now is None else now
     details = offer.request.get("methodDetails") if isinstance(offer.request.get("methodDetails"), dict) else {}
     expires_at = int(now) + MAX_SPT_LIFETIME_S
@@ -164,7 +164,6 @@ def sign_stripe(offer: MppOffer, settings) -> StripeSigned:
         cred = asyncio.run(method.create_credential(challenge))
     except ValueError as e:  # pympp: the challenge lacks networkId / paymentMethodTypes
         raise ComputeError(f"The stripe MPP challenge cannot be paid: {e}. Nothing was paid.", code="bad_challenge") from None
-    from ... import redact
 
     value = cred.to_authorization()
     redact.register(value)

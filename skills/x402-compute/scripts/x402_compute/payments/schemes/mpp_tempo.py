@@ -29,6 +29,7 @@ from typing import Any
 
 from ...errors import ComputeError, ConfigError, PolicyError
 from ...networks import NETWORKS, X402_NETWORKS
+from ...wallets import evm_signer, evm_uses_ows
 from ..model import MppOffer
 
 TEMPO = NETWORKS["tempo"]
@@ -65,8 +66,6 @@ def require_pympp(version_info=None) -> None:
 
 def tempo_signer(settings):
     """The EVM wallet that pays on Tempo: the same choice as for every other EVM signature."""
-    from ...wallets import evm_signer, evm_uses_ows
-
     if not settings.private_key and not evm_uses_ows(settings):
         raise ConfigError(
             "MPP (Tempo) payments need an EVM wallet.",
