@@ -158,3 +158,38 @@ def test_a_folder_switching_to_postgresql_carries_its_sqlite_ledger_once(tmp_pat
     j.update(ids[0], "expired")  # changed on SQLite after the switch: the shared ledger's copy is left as it is
     assert sqlite_import(pg) == 1 and pg.get_entry(late)["status"] == "unknown" and pg.get_entry(ids[0])["status"] == "settled"
     assert pg.import_record(sqlite_source(pg))["entries"] == 3 and sqlite_import(pg) is None
+
+
+def test_a_busy_answer_while_opening_the_sqlite_ledger_is_waited_for(tmp_path, monkeypatch):
+    """SQLite can answer SQLITE_BUSY at once (no busy handler) while another process checkpoints
+    the WAL or rebuilds its index; under load three keepalive runs starting together hit it. The
+    open waits for it like for any lock instead of failing with ledger_unavailable."""
+    import sqlite3
+
+    first = open_ledger(tmp_path)
+    first.keepalive("x")  # an existing WAL ledger, as in that run
+    first.close()  # the next use opens the file again
+    real = sqlite3.connect
+    busy = {"left": 3}
+
+    class Flaky:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            if sql.startswith("PRAGMA journal_mode") and busy["left"]:
+                busy["left"] -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: Flaky(real(*a, **k)))
+    led = open_ledger(tmp_path)
+    assert led.keepalive("x") == {} and busy["left"] == 0
+    # Anything else is still an error at once (a busy wait must not hide a broken file).
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: (_ for _ in ()).throw(sqlite3.OperationalError("disk I/O error")))
+    led.close()
+    with pytest.raises(LedgerUnavailable, match="disk I/O error"):
+        open_ledger(tmp_path).keepalive("x")

@@ -117,9 +117,24 @@ class _SQLite:
         # The file exists 0600 before SQLite opens it (its -wal and -shm files take the same mode).
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         conn = sqlite3.connect(str(self.path), timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+        # Opening a WAL database while another process checkpoints it or rebuilds its index can
+        # answer SQLITE_BUSY at once, without the busy handler (seen under load with three keepalive
+        # runs starting together): wait for it like for any other lock, within the same limit.
+        end = time.monotonic() + LOCK_TIMEOUT_S
+        pause = 0.005
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                return conn
+            except sqlite3.OperationalError as e:
+                text = str(e).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() + pause > end:
+                    conn.close()
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     def begin(self, conn, lock: str | None, durable: bool) -> None:
         if durable:
