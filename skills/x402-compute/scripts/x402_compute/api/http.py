@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 import zlib
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -281,8 +282,27 @@ class _DeadlineAdapter(requests.adapters.HTTPAdapter):
         return _tracked(super().get_connection(*args, **kwargs))
 
 
+class _Session(requests.Session):
+    """requests reads the proxy and CA-bundle variables from the environment on every request
+    (it walks all of os.environ each time: about 1 ms of a paid run's few). A script's environment
+    does not change while it runs, so each (scheme, host) is looked up once per process."""
+
+    _env_settings: dict = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream, verify, cert,
+               tuple(sorted(self.proxies.items())), self.verify, self.cert)
+        got = self._env_settings.get(key)
+        if got is None:
+            got = self._env_settings[key] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in got.items()}
+
+
 def new_session() -> requests.Session:
-    s = requests.Session()
+    s = _Session()
     adapter = _DeadlineAdapter()
     s.mount("http://", adapter)
     s.mount("https://", adapter)
