@@ -186,3 +186,20 @@ def test_reconcile_checks_a_refused_payment_still_live(tmp_path, monkeypatch):
     rec.ask_chain(j, b, None, False)
     assert j.get(b["id"])["status"] == "unknown" and "refused by the server, but used" in j.get(b["id"])["reason"]
     assert rec.ask_chain(j, dead, None, False) is None  # past its window: nothing left to ask
+
+
+def test_only_the_unresolved_statuses_can_be_unresolved():
+    """A paid run reads only Entry.UNRESOLVED_STATUSES from the ledger before signing: every status
+    outside it must never be unresolved, whatever else the entry holds (else a filtered read would
+    miss an entry the rule would have stopped on)."""
+    from x402_compute.payments.journal import STATUSES
+
+    now = time.time()
+    shapes = [{}, {"payment_header_value": "x", "payer": "p"}, {"pid": 999999, "host": "elsewhere", "heartbeat_ts": 0},
+              {"payment_header_value": "x", "valid_before": now + 600}, {"payment_header_value": "x", "valid_before": now - 600}]
+    for status in STATUSES:
+        hits = [Entry.of({"id": new_id(), "status": status, "created_at": "2026-01-01T00:00:00Z", **extra}).unresolved(now) for extra in shapes]
+        if status not in Entry.UNRESOLVED_STATUSES:
+            assert not any(hits), status
+    assert Entry.of({"id": new_id(), "status": "unknown"}).unresolved(now)
+    assert Entry.of({"id": new_id(), "status": "rejected", "payment_header_value": "x", "valid_before": now + 600}).unresolved(now)

@@ -421,12 +421,17 @@ class Ledger:
         with self.tx():
             self._q("UPDATE journal SET heartbeat_ts = ? WHERE id = ? AND status = 'reserved'", (self.now() if now is None else now, entry_id))
 
-    def entries(self, since_ts: float | None = None) -> list[dict]:
-        """Whole entries, oldest first (``since_ts``: created at or after it)."""
-        if since_ts is None:
-            rows = self._read("SELECT body, heartbeat_ts FROM journal ORDER BY created_ts, id")
-        else:
-            rows = self._read("SELECT body, heartbeat_ts FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,))
+    def entries(self, since_ts: float | None = None, statuses: tuple[str, ...] | None = None) -> list[dict]:
+        """Whole entries, oldest first (``since_ts``: created at or after it; ``statuses``: only these)."""
+        where, args = [], []
+        if since_ts is not None:
+            where.append("created_ts >= ?")
+            args.append(since_ts)
+        if statuses is not None:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        sql = "SELECT body, heartbeat_ts FROM journal" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created_ts, id"
+        rows = self._read(sql, tuple(args))
         out = []
         for body, beat in rows:
             e = json.loads(body)

@@ -44,7 +44,7 @@ from ..api.http import Response, api_error
 from ..ledger import LedgerUnavailable
 from . import challenge as ch
 from .budget import Budget
-from .journal import Journal, public
+from .journal import Entry, Journal, public
 from .model import MppOffer, Offer, Send, Signed
 from .options import PAY_CHOICES, Choice, CreditsOption, Payment, PaymentOption, Signers, choose, mpp_offer_terms, mpp_terms, offer_terms
 from .policy import Limits, PayeePins
@@ -230,7 +230,7 @@ class PaymentFlow:
         if self.quote or self.ignore_unresolved:
             return
         now = time.time()
-        for typed in self.journal.entries():
+        for typed in self.journal.entries(statuses=Entry.UNRESOLVED_STATUSES):
             e, status = typed.data, typed.status
             if typed.kind != call.kind or not typed.unresolved(now):
                 continue

@@ -214,6 +214,9 @@ class Entry:
             return False
         return not (self.valid_before is not None and self.valid_before <= now)
 
+    # The only statuses ``unresolved`` can be true for (a paid run reads just these, not the whole history).
+    UNRESOLVED_STATUSES = ("unknown", "sent", "rejected")
+
     def unresolved(self, now: float) -> bool:
         """Its money may have moved or may still move, and nobody is waiting for it: paying the same
         order again could charge twice (``unknown``: exit 4; ``sent`` with no live process behind it:
@@ -376,13 +379,14 @@ class Journal:
             raise ComputeError(f"Journal entry {entry_id} is a payment, not a bare reservation; it is kept.", code="journal_conflict")
         self.ledger.delete_reservation(entry_id)
 
-    def list(self, *, modified_since: float | None = None) -> list[dict]:
-        """Every entry, oldest first (``modified_since``, unix time: created at or after it)."""
-        return [self._loaded(e) for e in self.ledger.entries(modified_since)]
+    def list(self, *, modified_since: float | None = None, statuses: tuple[str, ...] | None = None) -> list[dict]:
+        """Every entry, oldest first (``modified_since``, unix time: created at or after it;
+        ``statuses``: only entries in one of these)."""
+        return [self._loaded(e) for e in self.ledger.entries(modified_since, statuses)]
 
-    def entries(self, since: float | None = None) -> list[Entry]:
-        """Typed entries, oldest first (``since``: created at or after it)."""
-        return [Entry.of(e) for e in self.list(modified_since=since)]
+    def entries(self, since: float | None = None, statuses: tuple[str, ...] | None = None) -> list[Entry]:
+        """Typed entries, oldest first (``since``: created at or after it; ``statuses``: only these)."""
+        return [Entry.of(e) for e in self.list(modified_since=since, statuses=statuses)]
 
 
 def public(entry: dict) -> dict:
