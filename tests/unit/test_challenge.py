@@ -372,3 +372,32 @@ def test_auth_header_grammar_refuses_as_unusable_offer(header):
 def test_a_malformed_mpp_header_beside_x402_offers_is_kept_as_the_reason():
     c = ch.parse_challenge(402, {"WWW-Authenticate": 'Payment d=foo request=EVIL, id="a"'}, v1_body())
     assert c.offers and c.mpp == [] and c.mpp_error.code == "unusable_offer"
+
+
+def test_the_quoted_string_fast_path_reads_exactly_what_the_character_scan_reads(monkeypatch):
+    """_quoted matches a well-formed quoted-string with one regex and leaves everything else to the
+    character scan (for its precise error): both paths must give the same text, end and refusals."""
+    import random
+    import re
+
+    from x402_compute.payments import challenge as c
+
+    def both(v: str):
+        out = []
+        for fast in (True, False):
+            if not fast:
+                monkeypatch.setattr(c, "_QSTRING", re.compile(r"(?!)"))  # never matches: the scan alone
+            try:
+                out.append(c._quoted(v, 0))
+            except c.AuthHeaderError:
+                out.append("refused")
+            monkeypatch.undo()
+        return out
+
+    rnd = random.Random(7)
+    alphabet = ['a', '"', '\\', ' ', '\t', '\x01', '\x7f', 'é', ',', '=', '\n', '\U0001F600']
+    for _ in range(5000):
+        v = '"' + "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 8)))
+        fast, scan = both(v)
+        assert fast == scan, v
+    assert both('"a\\"b\\\\c", x')[0] == ('a"b\\c', 9)

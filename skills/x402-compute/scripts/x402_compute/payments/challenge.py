@@ -162,6 +162,10 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 _QDTEXT = re.compile(r"[\t \x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]")  # RFC 9110 qdtext (obs-text as any non-ASCII)
 _QPAIR = re.compile(r"[\t \x21-\x7e\x80-\U0010ffff]")  # what may follow a backslash
+# A whole well-formed quoted-string in one match (the two alternatives start with different
+# characters, so the match is linear); anything else goes to the character scan for its error.
+_QSTRING = re.compile(r'"((?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\t \x21-\x7e\x80-\U0010ffff])*)"')
+_QUNESCAPE = re.compile(r"\\(.)", re.S)
 
 
 class AuthHeaderError(ChallengeError):
@@ -187,6 +191,10 @@ def _ows(value: str, i: int) -> int:
 
 def _quoted(value: str, i: int) -> tuple[str, int]:
     """The quoted-string starting at ``value[i] == '"'``: (its text, the index after the closing quote)."""
+    m = _QSTRING.match(value, i)
+    if m:
+        text = m.group(1)
+        return (_QUNESCAPE.sub(r"\1", text) if "\\" in text else text), m.end()
     buf, i, n = [], i + 1, len(value)
     while i < n:
         c = value[i]
