@@ -331,3 +331,30 @@ MCP_TOOLS = {
     "budget_status", "reconcile", "ssh_exec", "quote_resize", "ai_chat", "keepalive",
     "quote_topup",  # not in the issue's list: with COMPUTE_REQUIRE_QUOTE=1 a top-up needs a quote_id too
 }
+
+
+def npm_ci_once(pkg_dir: Path, name: str, *flags: str, timeout: float = 600) -> Path:
+    """``npm ci`` of ``pkg_dir``'s committed package.json + package-lock.json into
+    ``.cache/<name>-<lock hash>``, once per lock version even with several pytest workers (a file
+    lock and a stamp). Never the user's npm configuration beyond what npm reads by itself."""
+    import fcntl
+    import hashlib
+    import shutil
+
+    lock = (pkg_dir / "package-lock.json").read_bytes()
+    target = ROOT / ".cache" / f"{name}-{hashlib.sha256(lock).hexdigest()[:12]}"
+    target.parent.mkdir(exist_ok=True)
+    stamp = target / ".installed"
+    with open(str(target) + ".lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if not stamp.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            for f in ("package.json", "package-lock.json"):
+                shutil.copy(pkg_dir / f, target / f)
+            proc = subprocess.run(["npm", "ci", *flags, "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                                  cwd=target, capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, "npm_config_update_notifier": "false"})
+            assert proc.returncode == 0, f"npm ci of {name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+            stamp.write_text("ok\n")
+    return target

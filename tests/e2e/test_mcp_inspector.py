@@ -12,8 +12,6 @@ a native build. The test skips only when npm is absent. The server's settings re
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MCP_TOOLS, ROOT, SCRIPTS
+from tests.helpers import MCP_TOOLS, SCRIPTS, npm_ci_once
 
 PKG_DIR = Path(__file__).resolve().parent / "mcp_inspector"
 
@@ -32,22 +30,7 @@ def inspector_bin() -> Path:
     """The installed CLI (npm ci of the pinned lock), installed at most once per lock version."""
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed: the MCP Inspector CLI (an npm package) cannot be fetched")
-    lock = (PKG_DIR / "package-lock.json").read_bytes()
-    target = ROOT / ".cache" / f"mcp-inspector-{hashlib.sha256(lock).hexdigest()[:12]}"
-    target.parent.mkdir(exist_ok=True)
-    stamp = target / ".installed"
-    with open(str(target) + ".lock", "w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)  # one install, even with several pytest workers
-        if not stamp.exists():
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir()
-            for name in ("package.json", "package-lock.json"):
-                shutil.copy(PKG_DIR / name, target / name)
-            proc = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-                                  cwd=target, capture_output=True, text=True, timeout=600,
-                                  env={**os.environ, "npm_config_update_notifier": "false"})
-            assert proc.returncode == 0, f"npm ci of the MCP Inspector failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-            stamp.write_text("ok\n")
+    target = npm_ci_once(PKG_DIR, "mcp-inspector")
     return target / "node_modules" / ".bin" / "mcp-inspector"
 
 

@@ -17,8 +17,6 @@ ignores it), shared by every test worker and every later run. Without npm the te
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import npm_ci_once
 
 PKG_DIR = Path(__file__).resolve().parent / "mppx"
 PLAN, REGION, OS_ID = "vc2-1c-1gb", "lax", 2284
@@ -37,23 +35,9 @@ def _mppx_dir() -> Path:
     """The installed tree (npm ci of the pinned lock), installed at most once per lock version."""
     if shutil.which("npm") is None or shutil.which("npx") is None:
         pytest.skip("npm is not installed: the mppx oracle (npx mppx@0.11.0) needs Node.js and npm")
-    lock = (PKG_DIR / "package-lock.json").read_bytes()
-    target = ROOT / ".cache" / f"mppx-{hashlib.sha256(lock).hexdigest()[:12]}"
-    target.parent.mkdir(exist_ok=True)
-    stamp = target / ".installed"
-    with open(str(target) + ".lock", "w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)   # one install, even with several pytest workers
-        if not stamp.exists():
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir()
-            for name in ("package.json", "package-lock.json"):
-                shutil.copy(PKG_DIR / name, target / name)
-            # viem declares `peerOptional mppx>=0.17.0`, which conflicts with mppx 0.11.0's own
-            # `viem` peer: npm needs --legacy-peer-deps to install the pinned pair (mpp-ows.md §A.8).
-            proc = subprocess.run(["npm", "ci", "--legacy-peer-deps", "--ignore-scripts", "--no-audit", "--no-fund"],
-                                  cwd=target, capture_output=True, text=True, timeout=300)
-            assert proc.returncode == 0, f"npm ci of mppx failed:\n{proc.stdout}\n{proc.stderr}"
-            stamp.write_text("ok\n")
+    # viem declares `peerOptional mppx>=0.17.0`, which conflicts with mppx 0.11.0's own `viem`
+    # peer: npm needs --legacy-peer-deps to install the pinned pair (mpp-ows.md §A.8).
+    target = npm_ci_once(PKG_DIR, "mppx", "--legacy-peer-deps", timeout=300)
     return target
 
 
