@@ -129,6 +129,18 @@ def test_destroy_by_label_then_all_with_one_summary_and_local_cleanup(sandbox, p
     c = rent("keep-me")
     pin = state / "known_hosts" / a
     assert pin.is_file() and a in (state / "instance-ssh-keys.json").read_text()
+    # A management key and the second keys kept beside it (never overwritten) go with their machine; c's stay.
+    from x402_compute.errors import ComputeError
+    from x402_compute.state import State
+
+    keys = state / "instance-keys"
+    for iid in (a, c):
+        State(state).save_instance_key(iid, f"x402c_{iid[:8]}_1")
+        for n in (2, 3):
+            with pytest.raises(ComputeError):
+                State(state).save_instance_key(iid, f"x402c_{iid[:8]}_{n}")
+    mine = [keys / f"{a}.key", keys / f"{a}.key.2", keys / f"{a}.key.3"]
+    assert all(f.is_file() for f in mine)
     # Not at a terminal and no --yes: nothing is destroyed; the one summary is in the error's details.
     e = fail(run_script("destroy_instance.py", "--label", "ci-*", env=paying_env), 3, "confirmation_required")
     assert {i["id"] for i in e["details"]["instances"]} == {a, b} and e["details"]["selector"] == {"label": "ci-*"}
@@ -142,6 +154,8 @@ def test_destroy_by_label_then_all_with_one_summary_and_local_cleanup(sandbox, p
     assert [sandbox.app.store.get_order(i)["status"] for i in (a, b, c)][:2] == ["destroyed", "destroyed"]
     assert not pin.exists() and a not in (state / "instance-ssh-keys.json").read_text()
     assert str(pin) in next(r for r in doc["results"] if r["id"] == a)["forgotten"]
+    assert {str(f) for f in mine} <= set(next(r for r in doc["results"] if r["id"] == a)["forgotten"])
+    assert not any(f.exists() for f in mine) and sorted(f.name for f in keys.iterdir()) == [f"{c}.key", f"{c}.key.2", f"{c}.key.3"]
     assert (state / "ssh").is_dir() and any((state / "ssh").iterdir())  # the skill's own key stays
     assert sandbox.app.store.get_order(c)["status"] != "destroyed"
 
@@ -157,6 +171,7 @@ def test_destroy_by_label_then_all_with_one_summary_and_local_cleanup(sandbox, p
     doc = ok(run_script("destroy_instance.py", "--forget-destroyed", env=paying_env))
     assert c in {f["id"] for f in doc["forgotten"]} and c not in owners.read_text()
     assert ledger_of(state).keepalive(c) == {} and f"keepalive record ({c})" in next(f for f in doc["forgotten"] if f["id"] == c)["files"]
+    assert {str(keys / f"{c}.key.3")} <= set(next(f for f in doc["forgotten"] if f["id"] == c)["files"]) and not list(keys.iterdir())
     assert ok(run_script("destroy_instance.py", "--all", "--yes", env=paying_env))["count"] == 0  # nothing left to destroy
     fail(run_script("destroy_instance.py", c, "--all", "--yes", env=paying_env), 2, "usage_error")
 

@@ -202,6 +202,54 @@ def test_exclusive_write_refuses_overwrite(tmp_path):
     assert p.read_text() == "1"
 
 
+def test_remove_key_files_takes_every_key_of_the_id_and_nothing_else(tmp_path):
+    """destroy_instance.py --forget-local: ``<id>.key`` and the second keys ``save_instance_key``
+    keeps beside it (``<id>.key.2``, ...; never overwritten) go, with a ``.pub`` of either; another
+    id's files, near-miss names, a folder and the target of a symlink stay."""
+    st = State(tmp_path / "state")
+    st.save_instance_key(IID, "x402c_first")
+    for second in ("x402c_second", "x402c_third"):
+        with pytest.raises(errors.ComputeError) as e:
+            st.save_instance_key(IID, second)
+        assert e.value.code == "bad_response"
+    keys = tmp_path / "state" / "instance-keys"
+    assert sorted(p.name for p in keys.iterdir()) == [f"{IID}.key", f"{IID}.key.2", f"{IID}.key.3"]
+    other = "3f1c2a9e-0000-4000-8000-000000000002"
+    st.save_instance_key(other, "x402c_other")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the client's\n")
+    (keys / f"{IID}.key.2.pub").write_text("ssh-ed25519 AAAA\n")
+    (keys / f"{IID}.key.7").symlink_to(outside)  # a link is unlinked, its target never touched
+    (keys / f"{IID}.key.4").mkdir()
+    near = [f"{IID}.key.2x", f"{IID}.key.bak", f"{IID}.keys", f"{IID}.key.", f"{IID}.key.-1", f"x{IID}.key", f"{IID}.key.\u0663",
+            f"{IID}.key.pub.2", f"{IID.upper()}.key.5"]
+    for n in near:
+        (keys / n).write_text("kept\n")
+
+    removed = st.remove_key_files("instance-keys", IID.upper())  # the id is checked and lower-cased first
+    assert sorted(p.name for p in removed) == sorted(f"{IID}{s}" for s in (".key", ".key.2", ".key.2.pub", ".key.3", ".key.7"))
+    assert all(p.parent == keys for p in removed)
+    assert outside.read_text() == "not the client's\n"
+    assert sorted(p.name for p in keys.iterdir()) == sorted([f"{other}.key", f"{IID}.key.4", *near])
+    assert st.instance_key(other) == "x402c_other" and st.remove_key_files("instance-keys", IID) == []
+    assert st.remove_key_files("ai-keys", IID) == []  # no such folder: nothing to do
+    with pytest.raises(errors.ComputeError) as e:
+        st.remove_key_files("instance-keys", "../x")
+    assert e.value.code == "bad_response"
+
+
+def test_remove_key_files_never_follows_a_symlinked_folder(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / f"{IID}.key").write_text("someone else's\n")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "instance-keys").symlink_to(elsewhere)
+    with pytest.raises(errors.ComputeError) as e:
+        State(tmp_path / "state").remove_key_files("instance-keys", IID)
+    assert e.value.code == "unsafe_state_dir" and "instance-keys" in e.value.message
+    assert (elsewhere / f"{IID}.key").read_text() == "someone else's\n"
+
+
 # -- instances ------------------------------------------------------------------------
 
 def order(**kw):

@@ -5,7 +5,8 @@ Layout under ``$X402_COMPUTE_STATE_DIR`` (default
 
     api_key                  saved by create_api_key.py --save
     api_key.id               that key's id (not a secret), so revoking it can remove it
-    instance-keys/<id>.key   per-instance management keys (MPP provisions)
+    instance-keys/<id>.key   per-instance management keys (MPP provisions); <id>.key.2, ... a second
+                             key sent for the same id (never overwritten)
     credentials/<id>.txt     one-time root passwords
     ledger.sqlite3           the ledger (x402_compute.ledger): journal, budget, quotes, payee pins,
                              keepalive records (unless COMPUTE_LEDGER_URL names a PostgreSQL)
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -239,6 +241,37 @@ class State:
             details={"instance_id": instance_id, "key_file": str(path), "second_key_file": str(extra) if extra else None},
             hint="Keep both files; ask the service which key is valid for this instance (the scripts use the first).",
         )
+
+    def remove_key_files(self, folder: str, instance_id: str) -> list[Path]:
+        """Delete the key files of ``instance_id`` in ``folder`` (``instance-keys``, ``ai-keys``):
+        ``<uuid>.key``, the second keys kept beside it (``<uuid>.key.2``, ``.key.3``, ... from
+        ``save_instance_key``, never overwritten) and a ``.pub`` of either; only names of exactly
+        that form, for the checked UUID alone. The folder is opened without following a symlink
+        (one that is a symlink raises ``unsafe_state_dir``, nothing deleted) and each file is unlinked
+        in it, so a symlink among them is removed, never followed. Returns the paths removed."""
+        iid = server_instance_id(instance_id, "instance id")
+        where = self.path(folder)
+        name = re.compile(re.escape(iid) + r"\.key(?:\.[0-9]+)?(?:\.pub)?")
+        try:
+            fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise ComputeError(f"{where} is not a plain folder ({e.strerror}); its key files were left alone.",
+                               code="unsafe_state_dir", hint=f"Delete {iid}.key* in it by hand if that is what you want.") from None
+        removed = []
+        try:
+            with os.scandir(fd) as entries:
+                names = sorted(e.name for e in entries if name.fullmatch(e.name) and not e.is_dir(follow_symlinks=False))
+            for n in names:
+                try:
+                    os.unlink(n, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                removed.append(where / n)
+        finally:
+            os.close(fd)
+        return removed
 
     def instance_key(self, instance_id: str) -> str | None:
         try:

@@ -180,12 +180,12 @@ def _selector(a) -> str:
 
 def forget_local(ctx: cli.Context, iid: str) -> list[str]:
     """Delete what this machine keeps about instance ``iid`` (its host key pin, keepalive state,
-    saved management key, one-time password and AI Machine key, owner and key records); the payment journal stays,
+    saved management keys (``<id>.key`` and any second key ``<id>.key.2``, ...), one-time password
+    and AI Machine key, owner and key records); the payment journal stays,
     it is the spending record. Returns the paths removed (or changed, for the shared records)."""
     iid = server_instance_id(iid, "instance id")
     st = ctx.state
-    files = [HostKeys(st.root).file(iid), st.path("instance-keys", f"{iid}.key"), st.credentials_file(iid),
-             st.path("keepalive", f"{iid}.json"), st.path("keepalive", f"{iid}.lock"), st.path(KEY_FOLDER, f"{iid}.key")]
+    files = [HostKeys(st.root).file(iid), st.credentials_file(iid), st.path("keepalive", f"{iid}.json"), st.path("keepalive", f"{iid}.lock")]
     removed = []
     for f in files:
         try:
@@ -193,6 +193,11 @@ def forget_local(ctx: cli.Context, iid: str) -> list[str]:
             removed.append(str(f))
         except FileNotFoundError:
             pass
+    for folder in ("instance-keys", KEY_FOLDER):  # <id>.key and the second keys kept beside it (<id>.key.2, ...)
+        try:
+            removed += [str(p) for p in st.remove_key_files(folder, iid)]
+        except ComputeError as e:
+            ctx.progress(e.message)
 
     if ledger_of(ctx.settings).drop_keepalive(iid):  # keepalive's record lives in the ledger now
         removed.append(f"keepalive record ({iid})")
