@@ -104,11 +104,27 @@ def test_refusals_sign_nothing(sandbox, wallet, tools, tmp_path):
     assert "given twice" in e["message"]
     fail(run_script("provision.py", *base, "--mode", "private", env=env), 2, "usage_error")  # no model
     fail(run_script("provision.py", *base, "--model-id", "llama; rm -rf /", "--mode", "private", env=env), 2, "usage_error")
-    # Grid mode with the account known up front (an API key): the sandbox, like the hosted service,
-    # refuses a wallet without 50,000 SGL staked before the 402, so nothing is signed.
+    # Grid mode is paid only by x402 on Solana: anything else is refused before a request.
+    grid = (*base, "--model-id", MODEL, "--mode", "grid")
+    for extra in (("--network", "base"), ("--pay", "mpp"), ("--pay", "stripe"), ("--network", "arc", "--pay", "mpp")):
+        e = fail(run_script("provision.py", *grid, *extra, env=env), 2, "grid_needs_solana")
+        assert "Nothing was sent" in e["message"] and all(x in e["message"] for x in extra[:2]) and "--mode private" in e["hint"]
+    e = fail(run_script("provision.py", *grid, env=dict(env, COMPUTE_ALLOWED_NETWORKS="base")), 3, "network_not_allowed")
+    assert "solana" in e["message"] and "never change" in e["hint"]
+    evm_only = {k: v for k, v in env.items() if not k.startswith("SOLANA_")}
+    e = fail(run_script("provision.py", *grid, env=evm_only), 2, "solana_wallet_required")
+    assert "SOLANA_SECRET_KEY" in e["hint"]
+    # The stake only the service can tell: the unpaid request names the paying (Solana) wallet, so a
+    # wallet without 50,000 SGL staked is refused before the 402 (unsigned, it was refused only
+    # after the payment settled: exit 4). The default network of grid mode is solana.
+    for extra in ((), ("--network", "solana"), ("--quote",)):
+        e = fail(run_script("provision.py", *grid, *extra, env=env), 1)
+        assert e["status"] == 403 and "SGL staked" in e["message"] and "No payment was signed or made" in e["message"], e
+        assert "50,000 SGL" in e["hint"] and "--mode private" in e["hint"]
+    # With an API key the account is known up front the same way.
     keyed = dict(env, COMPUTE_API_KEY=tools.api_key(sandbox, wallet))
-    e = fail(run_script("provision.py", *base, "--model-id", MODEL, "--mode", "grid", "--network", "solana", env=keyed), 1)
-    assert e["status"] == 403 and "SGL staked" in e["message"]
+    e = fail(run_script("provision.py", *grid, "--network", "solana", env=keyed), 1)
+    assert e["status"] == 403 and "SGL staked" in e["message"] and "API key" in e["hint"]
 
     # An approved quote pins what is bought: the same plan with another model is not that quote.
     qid = ok(run_script("provision.py", GPU, REGION, "--days", "1", "--model-id", MODEL, "--mode", "private", "--quote", env=env))["quote"]["quote_id"]

@@ -182,3 +182,61 @@ def test_a_reservation_names_host_and_pid_and_its_heartbeat_keeps_it_alive(tmp_p
     b.ledger.heartbeat(e["id"], now=T0 + 1000)
     row = next(r for r in b.ledger.rows(T0 - 10) if r["id"] == e["id"])
     assert row["heartbeat_ts"] == T0 + 1000 and row["micros"] == 1_000_000
+
+
+def test_the_ledger_sums_equal_the_rule_entry_by_entry(tmp_path, engine):
+    """The paid path's sums (always-counted statuses summed by the database, only reservations and
+    refusals judged in Python) must equal applying Entry.counts to every entry of the window."""
+    import random
+
+    from x402_compute.payments.journal import STATUSES, Entry
+
+    rng = random.Random(7)
+    for i in range(60):
+        status = rng.choice(STATUSES)
+        more = rng.choice([{}, {"pid": os.getpid(), "host": HOST}, {"pid": 2**22 + 7, "host": "elsewhere", "heartbeat_ts": T0 - 500},
+                           {"payment_header_value": "eyJ4In0=", "valid_before": T0 + rng.choice([-60, 60])}])
+        add(tmp_path, T0 - rng.randint(0, 30 * 3600), rng.randint(0, 3_000_000), status, **more)
+    add(tmp_path, T0 - 30, 1_500_000, "reserved", pid=os.getpid(), host=HOST)  # a live reservation here
+    add(tmp_path, T0 - 30, 900_000, "rejected", payment_header_value="eyJ4In0=", valid_before=T0 + 200)  # a live refusal
+    b = budget(tmp_path)
+    spent, reserved, counted = b.tally()
+    assert b.sums() == (spent, reserved)
+    assert spent > 0 and reserved > 0 and len(counted) > 5  # the mix exercised both sides
+    # The three sets are the rule: an entry outside them never counts, one in ALWAYS_COUNTED always does.
+    shapes = [{}, {"payment_header_value": "x", "valid_before": T0 + 600}, {"pid": os.getpid(), "host": HOST}]
+    for status in STATUSES:
+        hits = {Entry.of({"id": new_id(), "status": status, "created_at": iso(T0 - 5), **extra}).counts(T0) for extra in shapes}
+        if status in Entry.ALWAYS_COUNTED:
+            assert hits == {True}, status
+        elif status not in Entry.SOMETIMES_COUNTED:
+            assert hits == {False}, status
+
+
+def test_one_thread_beats_every_reservation_being_signed(tmp_path, engine):
+    """While a payment is being signed its reservation's heartbeat is refreshed (by one thread per
+    process, for every reservation held), and no longer once the signing ended."""
+    import threading
+
+    from tests.helpers import wait_until
+
+    b = Budget(settings(tmp_path, COMPUTE_BUDGET_USD="9"))  # the real clock: beats are stamped by it
+    e1, _ = b.reserve(1_000_000, {"id": new_id(), "kind": "provision", "method": "x402", "terms": {}})
+    e2, _ = b.reserve(1_000_000, {"id": new_id(), "kind": "extend", "method": "x402", "terms": {}})
+
+    def beat_of(e):
+        return next(r for r in b.ledger.rows(0) if r["id"] == e["id"])["heartbeat_ts"]
+
+    first = {e["id"]: beat_of(e) for e in (e1, e2)}
+    with b.heartbeat(e1["id"], every_s=0.05), b.heartbeat(e2["id"], every_s=0.05):
+        wait_until(lambda: beat_of(e1) > first[e1["id"]] and beat_of(e2) > first[e2["id"]], "both heartbeats refreshed")
+        beaters = [t for t in threading.enumerate() if t.name == "x402-reservation-heartbeat"]
+        assert len(beaters) == 1
+    with b.heartbeat(e2["id"], every_s=0.05):  # another hold: the released one is not beaten any more
+        for _ in range(2):  # two rounds: a round already under way when e1 was released has ended
+            after = beat_of(e2)
+            wait_until(lambda: beat_of(e2) > after, "the held reservation beaten again")
+        stopped = beat_of(e1)
+        after = beat_of(e2)
+        wait_until(lambda: beat_of(e2) > after, "the held reservation beaten again")
+        assert beat_of(e1) == stopped

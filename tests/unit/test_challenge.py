@@ -286,6 +286,9 @@ def test_deep_nesting_cannot_crash_the_process_even_with_a_raised_recursion_limi
         "assert Response(402, {}, b'[' * 1_000_000 + b']' * 1_000_000).json() is None\n"
         "assert Response(402, {}, b'{\"a\":\"[[[[[[\"}').json() == {'a': '[[[[[['}  # brackets in strings don't count\n"
         "assert json_depth('[' * 100 + ']' * 100) == 100 and loads('[' * 100 + ']' * 100)\n"
+        "assert Response(402, {}, b'[' * 101 + b']' * 101).json() is None  # one over: refused\n"
+        "wide = '[' + ','.join(['{\"a\":[1]}'] * 200) + ']'  # 401 brackets, 3 deep: the count is over, the scan passes it\n"
+        "assert len(loads(wide)) == 200\n"
         "print('ok')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(SCRIPTS)], capture_output=True, text=True, timeout=60)

@@ -350,3 +350,28 @@ def test_per_instance_key_used_when_no_account_credential(api, make_client):
     (r,) = api.received()
     assert (r.method, r.path) == ("GET", f"/compute/instances/{IID}")
     assert r.headers["x-api-key"] == "x402c_instancekey1234" and "x-auth-signature" not in r.headers
+
+
+def test_a_grid_provision_names_its_solana_wallet_on_the_unpaid_request_only(make_client):
+    """--mode grid: the service tells whether the paying wallet has the SGL stake before the 402 only
+    when the unpaid request names that wallet, so that probe is signed by the Solana wallet (the one
+    grid mode pays with); the paid request stays unsigned, and no other provision's probe is signed."""
+    from argparse import Namespace
+
+    from x402_compute.api.auth import ApiKeyAuth, NoAuth, SignatureAuth
+    from x402_compute.commands.paid import grid_payment
+
+    sol = "2Ana1pUpv2ZbMVkwF5FXapYeBEjdxDatLn7nvJkhgTSdZd8hbDHTd21as7EAsg7ypityqfsw2pMQKJcVDVcAEsd"  # 9C6hybhQ...
+    c = make_client(PRIVATE_KEY=EVM_KEY, SOLANA_SECRET_KEY=sol)
+    args = Namespace(mode="grid", model_id="llama-3.2-3b", use_credits=False, pay="auto", network=None)
+    auth = grid_payment(args, c.settings)
+    assert isinstance(auth, SignatureAuth) and auth.chain == "solana" and auth.address == "9C6hybhQ6Aycep9jaUnP6uL9ZYvDjUp1aSkFWPUFJtpj"
+    grid = c.auths.identified(auth)
+    probe = grid.probe(None, required=False)
+    assert probe is auth and isinstance(grid.paid(probe, needs_identity=False), NoAuth)
+    assert isinstance(c.auths.probe(None, required=False), NoAuth)  # every other provision: unsigned, as before
+    assert grid.probe(IID, required=False).chain == "base"  # a call on an instance keeps that instance's credential
+    for other in (Namespace(**{**vars(args), "mode": "private"}), Namespace(**{**vars(args), "use_credits": True})):
+        assert grid_payment(other, c.settings) is None
+    keyed = make_client(PRIVATE_KEY=EVM_KEY, SOLANA_SECRET_KEY=sol, COMPUTE_API_KEY=KEY)
+    assert grid_payment(args, keyed.settings) is None and isinstance(keyed.auths.probe(None, required=False), ApiKeyAuth)

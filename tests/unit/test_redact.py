@@ -45,3 +45,19 @@ def test_threads_scopes_are_independent():
         t.join(timeout=10)
     assert done["a"] == f"{MASK} secret-of-b-0123456789"
     assert done["b"] == f"secret-of-a-0123456789 {MASK}"
+
+
+def test_a_payment_header_is_scrubbed_in_every_scope_that_registers_it():
+    """Registering a header value remembers it (a paid run registers its payment on every journal
+    write and send): the memory is per scope, so a second command sending the same header value
+    (reconcile --resend in the MCP server) has it scrubbed too, and a scope's memory goes with it."""
+    import base64
+    import json
+
+    value = base64.b64encode(json.dumps({"payload": {"signature": "0x" + "ab" * 65}}).encode()).decode()
+    for _ in range(2):
+        with redact.scope():
+            for _ in range(2):
+                redact.register_header("PAYMENT-SIGNATURE", value)
+            assert redact.scrub(f"echo {value} sig {'ab' * 65}") == f"echo {MASK} sig {MASK}"
+        assert redact.scrub(f"sig {'ab' * 65}") == f"sig {'ab' * 65}"

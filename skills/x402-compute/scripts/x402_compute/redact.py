@@ -35,13 +35,14 @@ _MIN_LEN = 6  # shorter values would scrub ordinary words; they are not worth gu
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 
 _secrets: set[str] = set()  # lower-cased: matching ignores case
-_scoped: ContextVar[set[str] | None] = ContextVar("x402_compute_secrets", default=None)
+_headers_done: set[tuple[str, str]] = set()  # (name, value) of header values registered with all their forms
+_scoped: ContextVar[tuple[set[str], set[tuple[str, str]]] | None] = ContextVar("x402_compute_secrets", default=None)
 
 
 @contextmanager
 def scope() -> Iterator[None]:
     """Secrets registered inside belong to this context (thread) only, and only until it ends."""
-    token = _scoped.set(set())
+    token = _scoped.set((set(), set()))
     try:
         yield
     finally:
@@ -58,7 +59,7 @@ def register(value: Any) -> None:
     if _HEX.fullmatch(v) and v[:2].lower() == "0x" and len(v) - 2 >= _MIN_LEN:  # a hex key also appears without its prefix
         new.add(v[2:])
     into = _scoped.get()
-    (_secrets if into is None else into).update(x.lower() for x in new)
+    (_secrets if into is None else into[0]).update(x.lower() for x in new)
 
 
 def carries_secret(headers: Any) -> bool:
@@ -70,8 +71,13 @@ def register_header(name: str, value: Any) -> None:
     """A credential or payment header value, with the encodings a server could echo it in."""
     if not isinstance(value, str):
         return
-    register(value)
     lname = name.lower()
+    into = _scoped.get()
+    done = _headers_done if into is None else into[1]
+    if (lname, value) in done:  # a paid run registers its payment header on each journal write and send
+        return
+    done.add((lname, value))
+    register(value)
     if lname in PAYMENT_HEADERS:
         _register_b64_json(value.strip())
     elif value[:8].lower() == "payment ":  # MPP: "Payment <base64url JSON credential>"
@@ -129,7 +135,7 @@ def _strings(obj: Any):
 def scrub(obj: Any) -> Any:
     """``obj`` with every registered secret replaced, recursively through dicts and lists."""
     scoped = _scoped.get()
-    known = _secrets | scoped if scoped else _secrets
+    known = _secrets | scoped[0] if scoped else _secrets
     if not known:
         return obj
     # Which secrets occur at all, by a plain substring search over the lower-cased text (a process
@@ -173,7 +179,7 @@ def secret_like(text: str, known: Any = ()) -> str | None:
     ``user_data``): a prompt-injected model must not be able to ship the wallet's key with it."""
     low = text.lower()
     scoped = _scoped.get()
-    for s in (_secrets | (scoped or set())) | {str(k).strip().lower() for k in known if isinstance(k, str) and len(k.strip()) >= 8}:
+    for s in (_secrets | (scoped[0] if scoped else set())) | {str(k).strip().lower() for k in known if isinstance(k, str) and len(k.strip()) >= 8}:
         if s and s in low:
             return "it contains one of this skill's own secrets (a configured key, token or passphrase)"
     if _PEM_PRIVATE.search(text):

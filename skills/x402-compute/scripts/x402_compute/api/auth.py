@@ -8,6 +8,7 @@ pass the exact bytes (``encode_body``) to both.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import time
@@ -162,6 +163,16 @@ class AuthResolver:
         self._default: Auth | None = None
         self._signature: Auth | None = None
         self._chain: dict[str, Auth] = {}
+        self._new_order_probe: Auth | None = None
+
+    def identified(self, auth: Auth) -> "AuthResolver":
+        """This resolver, except that the unpaid probe of a new order is signed by ``auth`` (the
+        wallet that will pay) instead of going unsigned. A grid AI Machine needs it: the service
+        refuses a paying wallet without the SGL stake, before the 402 when the request names the
+        wallet, else only after settling the payment. The paid request stays unsigned as ever."""
+        twin = copy.copy(self)
+        twin._new_order_probe = auth
+        return twin
 
     # -- the account-wide credential ------------------------------------------------------------
     def default(self) -> Auth:
@@ -226,12 +237,13 @@ class AuthResolver:
         except ConfigError:
             if required:
                 raise
-            return NoAuth()
-        if isinstance(auth, SignatureAuth) and not required and not instance_id:
+            auth = NoAuth()
+        if not isinstance(auth, ApiKeyAuth) and not required and not instance_id:
             # A new order (provision) binds to whoever pays, and the paid request carries no
             # signature: signing the probe too would only hand the server one more header it
-            # could replay for minutes (the signed message does not name the host), and cost a signature.
-            return NoAuth()
+            # could replay for minutes (the signed message does not name the host), and cost a
+            # signature. Unless the order needs the paying wallet known up front (``identified``).
+            return self._new_order_probe or NoAuth()
         return auth
 
     def paid(self, probe_auth: Auth, *, needs_identity: bool) -> Auth:

@@ -109,7 +109,9 @@ def loads(data: bytes | str, **kw: Any) -> Any:
     to 100000: then a body nested a few hundred thousand deep overflows the C stack and
     kills the process instead of raising."""
     text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    if json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    # Nesting needs an opening bracket per level: a text with few of them (any API answer) cannot
+    # be too deep, and counting them is one pass in C. Only a text with more is scanned.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return json.loads(text, **kw)
 

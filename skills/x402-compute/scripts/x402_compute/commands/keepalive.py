@@ -225,7 +225,7 @@ def _schedule_block(ctx, iid: str, order: dict, expires: datetime, until: dateti
     limit = _max_total_micros(a)
     paid = paid_for_target(Journal(s.state_dir).list(), iid, target["until"], time.time())
     budget = Budget(s)
-    spent, reserved, _ = budget.tally()
+    spent, reserved = budget.sums()
     most, window = 0, timedelta(seconds=s.budget_window_s)
     for r in rows:  # the most the schedule pays within one budget window; the first also holds what is spent now
         start = parse_time(r["at"])

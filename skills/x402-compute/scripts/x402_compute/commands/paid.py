@@ -128,7 +128,7 @@ def add_ai_machine_options(p: argparse.ArgumentParser) -> None:
         action=_Once,
         help="private: your own OpenAI-compatible endpoint (http://<ip>:8080/v1, plain http), its API key saved 0600 in the state "
         "folder, paid by the wallet (credits are refused); grid: the machine serves the provider's inference grid "
-        "(the paying wallet needs 50,000 SGL staked); needs --model-id",
+        "(the paying wallet needs 50,000 SGL staked; paid only by x402 on solana, the default network in this mode); needs --model-id",
     )
 
 
@@ -156,6 +156,46 @@ def ai_machine_request(a, plan: dict | None, plan_id: str) -> tuple[str, str] | 
             hint="Pick a GPU plan: browse_plans.py --gpu.",
         )
     return model, mode
+
+
+def grid_payment(a, settings):
+    """What a grid AI Machine (``--mode grid``: ``deploy_node``) must be paid with, checked before
+    anything is sent: the service takes only an x402 payment on Solana for it (compute-api.md), so
+    ``--pay mpp``/``stripe``, another ``--network``, no Solana wallet, or Solana not allowed here
+    would be refused (or, the network not offered, fail) after the request. Returns the Solana
+    wallet's signature auth that the unpaid request carries (None with an API key, which already
+    names the account, and with credits, which have no unpaid request): the paying wallet needs
+    50,000 SGL staked, which only the service can tell, and it tells before the 402 only when the
+    request names that wallet; sent unsigned, it learns the wallet from the payment and refuses after
+    settling. Nothing in this client reads a stake."""
+    if getattr(a, "mode", None) != "grid" or getattr(a, "model_id", None) is None or a.use_credits:
+        return None  # credits: the sources disagree on whether grid takes them; the server decides before spending
+    wrong = [f for f, bad in ((f"--pay {a.pay}", a.pay in ("mpp", "stripe")), (f"--network {a.network}", a.network not in (None, "solana"))) if bad]
+    if wrong:
+        raise UsageError(
+            f"A grid AI Machine (--mode grid) is paid only by x402 on Solana: the service refuses {' and '.join(wrong)} for it. Nothing was sent.",
+            code="grid_needs_solana",
+            details={"mode": "grid", "given": wrong, "pays_with": "x402 on solana"},
+            hint="Drop " + " and ".join(w.split()[0] for w in wrong) + " (grid mode pays on solana from the Solana wallet), or use --mode private.",
+        )
+    if "solana" not in settings.allowed_networks:
+        raise PolicyError(
+            f"A grid AI Machine is paid only on solana, which is not allowed here (COMPUTE_ALLOWED_NETWORKS={','.join(settings.allowed_networks)}). Nothing was sent.",
+            code="network_not_allowed",
+            details={"network": "solana", "allowed": list(settings.allowed_networks), "mode": "grid"},
+            hint="Ask the human (never change COMPUTE_ALLOWED_NETWORKS yourself), or use --mode private on an allowed network.",
+        )
+    if not (settings.has_solana_key or settings.ows_wallet):
+        raise ConfigError(
+            "A grid AI Machine is paid only by x402 on Solana, and no Solana wallet is configured. Nothing was sent.",
+            code="solana_wallet_required",
+            hint="Set SOLANA_SECRET_KEY (or an OWS wallet with a Solana account) to the wallet with the 50,000 SGL stake, or use --mode private.",
+        )
+    if settings.api_key and settings.auth_mode in ("auto", "api-key"):
+        return None
+    from ..api.auth import signature_auth
+
+    return signature_auth(settings, "solana")
 
 
 def duration_hours(args) -> int:
@@ -292,8 +332,9 @@ def _flow_options(ctx, approved: dict | None = None) -> dict:
     }
 
 
-def pay(ctx, call, approved: dict | None = None):
-    """Build the payment flow for ``call`` and let the client drive it: returns a ``PaidResult``."""
+def pay(ctx, call, approved: dict | None = None, *, auths=None):
+    """Build the payment flow for ``call`` and let the client drive it: returns a ``PaidResult``.
+    ``auths``: another AuthResolver than the client's (a grid provision's probe names its wallet)."""
     from ..payments.flow import PaymentFlow
 
     opts = _flow_options(ctx, approved)
@@ -301,7 +342,7 @@ def pay(ctx, call, approved: dict | None = None):
     if not opts["quote"]:
         client.settings.require_secure(client.settings.base_url, "a payment")
     try:
-        return client.drive(PaymentFlow(client.settings, client.auths, **opts).steps(call))
+        return client.drive(PaymentFlow(client.settings, auths or client.auths, **opts).steps(call))
     except ComputeError as e:
         if e.code == "below_network_minimum":
             _hours_to_minimum(e, call.terms)
@@ -444,7 +485,8 @@ def provision(ctx):
     wait.check_wait_options(a)
     ssh_key = read_ssh_key(a, ctx)
     user_data = ctx.content_of(a.user_data, "--user-data") if a.user_data else None
-    network = a.network or default_network(s)
+    grid_probe = grid_payment(a, s)
+    network = a.network or ("solana" if getattr(a, "mode", None) == "grid" and getattr(a, "model_id", None) is not None else default_network(s))
     approved = _approved_quote(ctx)
     client = ctx.client
 
@@ -517,7 +559,15 @@ def provision(ctx):
         order_key={"plan": plan_id, "region": region},
         what="Provision",
     )
-    result = pay(ctx, call, approved)
+    try:
+        result = pay(ctx, call, approved, auths=client.auths.identified(grid_probe) if grid_probe else None)
+    except ComputeError as e:
+        if ai_request and ai_request[1] == "grid" and e.status == 403 and e.exit_code != EXIT_PAYMENT_UNKNOWN:
+            # The unpaid request named the paying wallet, so the service refused it before any 402.
+            e.message = e.message.rstrip(". ") + ". No payment was signed or made."
+            e.hint = e.hint or ("A grid node needs 50,000 SGL staked to the paying wallet (the Solana one"
+                                + (", or the API key's account" if not grid_probe else "") + "): that is the human's to arrange; or use --mode private.")
+        raise
     if result.quote is not None:
         return _quote_output(result)
 

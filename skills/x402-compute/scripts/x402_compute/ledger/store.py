@@ -447,6 +447,17 @@ class Ledger:
             self._read(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? ORDER BY created_ts, id", (since_ts,))
         return [dict(zip(("id", *self._COLS), r)) for r in rows]
 
+    def budget_rows(self, since_ts: float, summed: tuple[str, ...], judged: tuple[str, ...]) -> tuple[int, list[dict]]:
+        """The budget's hot path: (the sum of ``micros`` over entries created at or after ``since_ts``
+        whose status is in ``summed``, summed by the database; the indexed columns of those in
+        ``judged``, whose rules the caller applies). Every other status is not read at all."""
+        q = self._q if getattr(self._local, "depth", 0) else self._read
+        total = q(f"SELECT coalesce(sum(micros), 0) FROM journal WHERE created_ts >= ? AND status IN ({', '.join('?' * len(summed))})",
+                  (since_ts, *summed))[0][0]
+        rows = q(f"SELECT id, {', '.join(self._COLS)} FROM journal WHERE created_ts >= ? AND status IN ({', '.join('?' * len(judged))})"
+                 " ORDER BY created_ts, id", (since_ts, *judged))
+        return int(total), [dict(zip(("id", *self._COLS), r)) for r in rows]
+
     def ids_with_prefix(self, prefix: str) -> list[str]:
         return [r[0] for r in self._read("SELECT id FROM journal WHERE id LIKE ? ORDER BY id", (prefix + "%",))]
 

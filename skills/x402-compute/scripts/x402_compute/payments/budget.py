@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -93,6 +94,21 @@ class Budget:
     def _counted(self, now: float) -> list[Entry]:
         return [e for e in map(Entry.of_row, self.ledger.rows(now - self.window_s)) if e.counts(now)]
 
+    def sums(self, now: float | None = None) -> tuple[int, int]:
+        """(spent, reserved): what ``tally`` sums, with the always-counted entries summed by the
+        ledger and only reservations and refusals judged here (a paid run reads this three times;
+        the window's whole history would cost it time in proportion to the history)."""
+        now = self.clock() if now is None else now
+        spent, rows = self.ledger.budget_rows(now - self.window_s, Entry.ALWAYS_COUNTED, Entry.SOMETIMES_COUNTED)
+        reserved = 0
+        for e in map(Entry.of_row, rows):
+            if e.counts(now):
+                if e.status == "reserved":
+                    reserved += e.micros
+                else:
+                    spent += e.micros
+        return spent, reserved
+
     def tally(self, now: float | None = None) -> tuple[int, int, list[tuple[float, int]]]:
         """(spent, reserved, [(created_at, micros) of every counted entry, oldest first])."""
         now = self.clock() if now is None else now
@@ -127,7 +143,7 @@ class Budget:
     def status(self, extra_micros: int = 0, now: float | None = None) -> dict:
         """The ``budget`` block: limit, window, spent, reserved, remaining (after ``extra_micros``
         more, not yet reserved), and a ``warning`` once 80% of the limit is used."""
-        spent, reserved, _ = self.tally(now)
+        spent, reserved = self.sums(now)
         return self._block(spent, reserved, extra_micros)
 
     def _block(self, spent: int, reserved: int, pending: int = 0) -> dict:
@@ -152,12 +168,15 @@ class Budget:
     def check(self, micros: int, now: float | None = None) -> dict:
         """Raise BudgetExceeded unless ``micros`` more fits; else the block after it (read-only: quotes)."""
         now = self.clock() if now is None else now
-        spent, reserved, counted = self.tally(now)
-        self._refuse_over(micros, spent, reserved, counted, now)
+        spent, reserved = self.sums(now)
+        self._refuse_over(micros, spent, reserved, now)
         return self._block(spent, reserved, micros)
 
-    def _refuse_over(self, micros: int, spent: int, reserved: int, counted: list[tuple[float, int]], now: float) -> None:
+    def _refuse_over(self, micros: int, spent: int, reserved: int, now: float) -> None:
         if self.limit is None or spent + reserved + micros <= self.limit:
+            return
+        spent, reserved, counted = self.tally(now)  # refusing: the whole list, for when enough rolls off
+        if spent + reserved + micros <= self.limit:  # cannot differ from the sums in one transaction; never refuse on a race
             return
         need = spent + reserved + micros - self.limit
         frees_at = None
@@ -192,8 +211,8 @@ class Budget:
         process. Returns (entry, budget block after it)."""
         with self.ledger.tx(lock="budget"):
             now = self.clock()
-            spent, reserved, counted = self.tally(now)
-            self._refuse_over(micros, spent, reserved, counted, now)
+            spent, reserved = self.sums(now)
+            self._refuse_over(micros, spent, reserved, now)
             # Stamped by the same clock that judges it: another machine's skewed clock can't age it.
             stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             created = self.journal.create({**entry, "status": "reserved", "budget_micros": micros, "pid": os.getpid(), "host": _HOST,
@@ -204,19 +223,60 @@ class Budget:
     def heartbeat(self, entry_id: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
         """While the body runs (signing), refresh the reservation's heartbeat every ``every_s`` so
         agents on other machines keep counting it; a process that dies stops refreshing it."""
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(every_s):
-                try:
-                    self.ledger.heartbeat(entry_id)
-                except Exception:  # a missed beat only lets the reservation age sooner
-                    pass
-            self.ledger.close()  # this thread's connection
-
-        t = threading.Thread(target=beat, name="x402-reservation-heartbeat", daemon=True)
-        t.start()
+        key = _BEATS.hold(self.ledger, entry_id, every_s)
         try:
             yield
         finally:
-            stop.set()
+            _BEATS.release(key)
+
+
+class _Beats:
+    """The one thread per process that refreshes the heartbeat of every reservation being signed
+    (started on first use). A thread per signature cost a thread start and two handoffs on every
+    paid run, for a beat that a signature of a millisecond never needs."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held: dict[int, list] = {}  # key -> [ledger, entry id, every_s, next beat (monotonic)]
+        self._next_key = 0
+        self._thread: threading.Thread | None = None
+        self._wakes_at: float | None = None  # when the thread looks again by itself
+
+    def hold(self, ledger, entry_id: str, every_s: float) -> int:
+        due = time.monotonic() + every_s
+        with self._cond:
+            self._next_key += 1
+            key = self._next_key
+            self._held[key] = [ledger, entry_id, every_s, due]
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="x402-reservation-heartbeat", daemon=True)
+                self._thread.start()
+            elif self._wakes_at is None or due < self._wakes_at:  # else it looks in time by itself
+                self._cond.notify()
+        return key
+
+    def release(self, key: int) -> None:
+        with self._cond:
+            self._held.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                due = [h for h in self._held.values() if h[3] <= now]
+                for h in due:
+                    h[3] = now + h[2]
+                if not due:
+                    # Idle, it still wakes every HEARTBEAT_S, so a new hold rarely has to wake it.
+                    wake = min((h[3] for h in self._held.values()), default=now + HEARTBEAT_S)
+                    self._wakes_at = wake
+                    self._cond.wait(max(0.0, wake - now))
+                    continue
+            for ledger, entry_id, _, _ in due:  # outside the lock: a slow ledger holds no one else up
+                try:
+                    ledger.heartbeat(entry_id)
+                except Exception:  # a missed beat only lets the reservation age sooner
+                    pass
+
+
+_BEATS = _Beats()

@@ -172,11 +172,18 @@ class Entry:
                 "method": self.method, "signed": 1 if self.signed else 0, "valid_before": self.valid_before}
 
     # -- the status rules ----------------------------------------------------------------------
+    # The budget sums these in the ledger (SQL) and reads only the rows in SOMETIMES_COUNTED to judge
+    # them here: every other status never counts (a test holds the three sets to ``counts``).
+    ALWAYS_COUNTED = ("settled", "unknown", "sent")
+    SOMETIMES_COUNTED = ("reserved", "rejected")
+
     def counts(self, now: float) -> bool:
         """Counts toward the budget: the money left or may have left (``settled``, ``unknown``,
         ``sent``: until reconcile.py proves it unused, which marks it ``expired``), or a live
         reservation (a process about to sign; it stops counting once its heartbeat is stale, or it is older than any signing takes), or a live refusal (the server
         refused the signed payment but may still settle it until its ``valid_before``)."""
+        if self.status in self.ALWAYS_COUNTED:
+            return True
         if self.status == "rejected":
             return self.live_refusal(now)
         if self.status not in COUNTED:
