@@ -23,7 +23,8 @@ ALL_DOCS = [*DOCS, README]
 # Landing in parallel work; while missing they are skipped, not failed.
 PLANNED_SCRIPTS: set[str] = set()
 PLANNED_ENV: set[str] = set()
-ENV_NOT_OURS = {"HTTPS_PROXY", "PIP_INDEX_URL"}
+ENV_NOT_OURS = {"HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE",
+                "SSL_CERT_DIR", "PIP_INDEX_URL"}
 SCRIPT_RE = re.compile(r"\b([a-z_0-9]+\.py)\b")
 FLAG_RE = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 ENV_RE = re.compile(r"\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b")

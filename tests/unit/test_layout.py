@@ -214,7 +214,7 @@ def test_the_registry_matches_like_x402s_clients():
 HEAVY = {
     "eth_account", "eth_keys", "eth_utils", "eth_hash", "coincurve", "solders", "base58", "nacl",  # signing
     "mpp", "pytempo", "attrs", "ows",  # MPP and OWS
-    "requests", "urllib3", "httpx", "dotenv", "jsonschema",  # HTTP, settings, schemas
+    "http", "ssl", "requests", "urllib3", "httpx", "dotenv", "jsonschema",  # HTTP (http.client + ssl: ~25 ms), settings, schemas
     "mcp", "mcp_types", "anyio", "uvicorn", "starlette",  # the MCP server
     "asyncssh", "psycopg", "asyncio", "sqlite3",  # SSH, the ledger
 }

@@ -194,9 +194,7 @@ def exchange(endpoint: str, key: str, method: str, path: str, *, body: dict | No
 
     ``endpoint`` must come from ``endpoint_of`` (the instance's own address): the key is sent
     nowhere else. No redirect is followed; any other status is an error naming it."""
-    import requests
-
-    from .api.http import DeadlineExceeded, bounded_request, loads, new_session
+    from .api.http import DeadlineExceeded, TransportError, bounded_request, loads, new_session
 
     redact.register(key)
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
@@ -210,7 +208,7 @@ def exchange(endpoint: str, key: str, method: str, path: str, *, body: dict | No
         resp = bounded_request(session, method, url, deadline=timeout, limit=limit, what=f"{method} {url}", data=data, headers=headers)
     except DeadlineExceeded:
         raise NetworkError(f"{method} {url}: no complete answer within {timeout:g} s.", code="ai_timeout", retryable=True) from None
-    except requests.exceptions.RequestException as e:
+    except TransportError as e:
         raise NetworkError(f"{method} {url}: {type(e).__name__}: the machine's model server did not answer.", code="ai_unreachable", retryable=True) from None
     finally:
         session.close()

@@ -1,6 +1,7 @@
-"""One HTTP session with a User-Agent, and retries only where a retry cannot do harm:
-idempotent reads, and connection failures that happened before any byte of the request
-left this machine.
+"""The client's HTTP/1.1 transport, on the standard library's http.client: kept-alive connections
+per thread, a User-Agent, the environment's proxies and CA bundle, and retries only where a retry
+cannot do harm: idempotent reads, and connection failures that happened before any byte of the
+request left this machine.
 
 A server is untrusted input, so every exchange is bounded: one deadline for all of it
 (connect, send, headers, body: ``COMPUTE_TIMEOUT``), a cap on the body's bytes before any
@@ -10,22 +11,30 @@ passes the transport guard (no plain http off this machine) before it leaves."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
+import os
 import re
+import select
 import socket
+import ssl
 import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 import zlib
+from collections.abc import MutableMapping
 from decimal import Decimal
-from typing import Any, Callable, Mapping
-
-import requests
-import requests.adapters
-import urllib3
+from typing import Any, Callable, Iterator, Mapping
 
 from .. import USER_AGENT, redact
+
+try:
+    import certifi  # Mozilla's CA bundle (a requirement; without it, the system's store)
+except ImportError:  # pragma: no cover
+    certifi = None  # type: ignore[assignment]
 from ..errors import ComputeError, NetworkError, ResponseTooLarge, error_for_status
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -116,12 +125,46 @@ def loads(data: bytes | str, **kw: Any) -> Any:
     return json.loads(text, **kw)
 
 
-class Response:
-    """What callers need from an HTTP answer, decoupled from requests."""
+class Headers(MutableMapping):
+    """Response headers: case-insensitive names; a header sent more than once reads as its values
+    joined by ", " (RFC 9110 5.3: e.g. two WWW-Authenticate challenges)."""
 
-    def __init__(self, status: int, headers: Mapping[str, str], content: bytes) -> None:
+    def __init__(self, items: Any = ()) -> None:
+        self._d: dict[str, tuple[str, str]] = {}
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for k, v in pairs:
+            self.add(k, v)
+
+    def add(self, name: str, value: str) -> None:
+        key = name.lower()
+        have = self._d.get(key)
+        self._d[key] = (name, value if have is None else f"{have[1]}, {value}")
+
+    def __getitem__(self, name: str) -> str:
+        return self._d[name.lower()][1]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._d[name.lower()] = (name, value)
+
+    def __delitem__(self, name: str) -> None:
+        del self._d[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._d.values())
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
+class Response:
+    """What callers need from an HTTP answer."""
+
+    def __init__(self, status: int, headers: Any, content: bytes) -> None:
         self.status = status
-        self.headers = requests.structures.CaseInsensitiveDict(headers)
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.content = content
 
     def json(self) -> Any:
@@ -138,29 +181,57 @@ class Response:
         return self.content.decode("utf-8", "replace")
 
 
+# -- failures -------------------------------------------------------------------------------------
+
+
+class TransportError(Exception):
+    """No usable answer. ``sent``: whether the request may have reached the server (False only when
+    it provably did not: the connection, proxy tunnel or TLS handshake failed, or the request was
+    refused before a byte left)."""
+
+    sent = True
+
+    def __init__(self, message: str, *, sent: bool | None = None, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        if sent is not None:
+            self.sent = sent
+        self.cause = cause
+
+
+class ConnectFailed(TransportError):
+    sent = False
+
+
+class ConnectionLost(TransportError):
+    """The connection broke, or the answer was not HTTP, after the request may have left."""
+
+
+class DeadlineExceeded(TransportError):
+    """The whole exchange took longer than its deadline."""
+
+
+class BadEncoding(TransportError):
+    """The body's Content-Encoding is not one this client decodes, or it is corrupt."""
+
+
 # -- bounded exchanges ---------------------------------------------------------------------------
-# A hostile server can answer slowly, hugely or forever. requests' timeout applies to each socket
-# read, so a server dripping one byte a second never trips it, and it reads any size. Every
+# A hostile server can answer slowly, hugely or forever. A socket timeout applies to each read, so
+# a server dripping one byte a second never trips it, and nothing stops a read of any size. Every
 # exchange here is therefore bounded twice: one deadline for the whole of it (connect, send,
-# headers, body), enforced by a watchdog that shuts the connection's socket down when it
-# passes, and a cap on the body's bytes, checked as they arrive (before any decoding).
+# headers, body), enforced by a watchdog that shuts the connection's socket down when it passes,
+# and a cap on the body's bytes, checked as they arrive (before any decoding).
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # an API answer: a catalog is a few hundred KB
 MAX_RPC_BODY_BYTES = 1024 * 1024  # a JSON-RPC answer: the reads a payment makes are tiny
 _CHUNK = 64 * 1024
-_tracking = threading.local()  # the deadline of the exchange running on this thread
-
-
-class DeadlineExceeded(requests.exceptions.ReadTimeout):
-    """The whole exchange took longer than its deadline."""
 
 
 class _Deadline:
     """A watchdog for one exchange: once ``seconds`` have passed, it shuts down the socket of every
-    connection the exchange took from the pool (and keeps doing so until the exchange ends), so a
-    blocked read returns at once whatever the HTTP library is doing. The watching is done by one
-    thread per process (``_Watchdog``), not one per exchange: starting a thread for every request
-    cost more than the request on a loopback sandbox (bench_paid_provision.py)."""
+    connection the exchange used (and keeps doing so until the exchange ends), so a blocked read
+    returns at once. The watching is done by one thread per process (``_Watchdog``), not one per
+    exchange: starting a thread for every request cost more than the request on a loopback sandbox
+    (bench_paid_provision.py)."""
 
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + max(0.0, seconds)
@@ -186,13 +257,11 @@ class _Deadline:
                 _shut(conn)
 
     def __enter__(self) -> "_Deadline":
-        _tracking.deadline = self
         _WATCHDOG.watch(self)
         return self
 
     def __exit__(self, *exc) -> None:
         _WATCHDOG.forget(self)
-        _tracking.deadline = None
 
 
 class _Watchdog:
@@ -258,89 +327,160 @@ def _shut(conn) -> None:
             pass
 
 
-def _tracked(pool):
-    """Make ``pool`` report each connection it hands out to the running exchange's deadline."""
-    if pool is None or getattr(pool, "_x402_tracked", False):
-        return pool
-    get_conn = pool._get_conn
+# -- where a request goes: proxies and TLS, from the environment as curl and requests read them -----
 
-    def _get_conn(*args, **kwargs):
-        conn = get_conn(*args, **kwargs)
-        deadline = getattr(_tracking, "deadline", None)
-        if deadline is not None:
-            deadline.add(conn)
-        return conn
-
-    pool._get_conn = _get_conn
-    pool._x402_tracked = True
-    return pool
+_route_cache: dict[tuple[str, str], tuple[str, int, str | None] | None] = {}
+_tls: ssl.SSLContext | None = None
+_tls_lock = threading.Lock()
 
 
-class _DeadlineAdapter(requests.adapters.HTTPAdapter):
-    def get_connection_with_tls_context(self, *args, **kwargs):  # requests >= 2.32
-        return _tracked(super().get_connection_with_tls_context(*args, **kwargs))
-
-    def get_connection(self, *args, **kwargs):  # requests < 2.32
-        return _tracked(super().get_connection(*args, **kwargs))
-
-
-class _Session(requests.Session):
-    """requests reads the proxy and CA-bundle variables from the environment on every request
-    (it walks all of os.environ each time: about 1 ms of a paid run's few). A script's environment
-    does not change while it runs, so each (scheme, host) is looked up once per process."""
-
-    _env_settings: dict = {}
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):
-        if not self.trust_env:
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        parts = urllib.parse.urlsplit(url)
-        key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream, verify, cert,
-               tuple(sorted(self.proxies.items())), self.verify, self.cert)
-        got = self._env_settings.get(key)
-        if got is None:
-            got = self._env_settings[key] = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in got.items()}
-
-
-def new_session() -> requests.Session:
-    s = _Session()
-    adapter = _DeadlineAdapter()
-    s.mount("http://", adapter)
-    s.mount("https://", adapter)
-    s.headers["User-Agent"] = USER_AGENT
-    # Only encodings read() below can decode within the byte cap.
-    s.headers["Accept-Encoding"] = "gzip, deflate"
-    return s
+def _proxy_for(scheme: str, host: str) -> tuple[str, int, str | None] | None:
+    """(host, port, Proxy-Authorization value or None) of the proxy the environment names for
+    ``scheme`` (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, either case), unless NO_PROXY covers ``host``.
+    A script's environment does not change while it runs: looked up once per (scheme, host)."""
+    key = (scheme, host)
+    if key in _route_cache:
+        return _route_cache[key]
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    route = None
+    if url and not urllib.request.proxy_bypass_environment(host, proxies):
+        if "://" not in url:
+            url = "http://" + url
+        p = urllib.parse.urlsplit(url)
+        if p.scheme.lower() != "http" or not p.hostname:
+            raise ConnectFailed(f"the proxy {redact_userinfo(url)} for {scheme} is not an http:// proxy this client can use")
+        auth = None
+        if p.username is not None:
+            creds = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
+            auth = "Basic " + base64.b64encode(creds.encode("utf-8")).decode("ascii")
+            redact.register(auth)
+        route = (p.hostname, p.port or 80, auth)
+    _route_cache[key] = route
+    return route
 
 
-def _body_socket(r: requests.Response) -> socket.socket | None:
-    """The socket the body is read from (urllib3 response → http.client response → socket file)."""
-    sock = getattr(getattr(getattr(getattr(r.raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
+def redact_userinfo(url: str) -> str:
+    p = urllib.parse.urlsplit(url)
+    if p.username is None and p.password is None:
+        return url
+    return urllib.parse.urlunsplit((p.scheme, p.hostname + (f":{p.port}" if p.port else ""), p.path, p.query, p.fragment))
 
 
-def _read_capped(r: requests.Response, limit: int, deadline: _Deadline, what: str) -> bytes:
-    declared = r.headers.get("Content-Length", "")
+def _tls_context() -> ssl.SSLContext:
+    """Certificates verified, host names checked: against REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE when
+    the environment names one (SSL_CERT_FILE/SSL_CERT_DIR are OpenSSL's own), else certifi's bundle
+    when installed (what requests used), else the system's store."""
+    global _tls
+    if _tls is None:
+        with _tls_lock:
+            if _tls is None:
+                cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+                if cafile is None and certifi is not None and not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+                    cafile = certifi.where()
+                _tls = ssl.create_default_context(cafile=cafile)
+    return _tls
+
+
+# -- connections ----------------------------------------------------------------------------------
+
+
+class Session:
+    """Kept-alive connections, one idle list per (scheme, host, port); a connection is used by one
+    exchange at a time. Safe to share between threads."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
+        self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for c in conns:
+                c.close()
+
+    def _take(self, key: tuple) -> http.client.HTTPConnection | None:
+        with self._lock:
+            conns = self._idle.get(key)
+            while conns:
+                conn = conns.pop()
+                if _usable(conn):
+                    return conn
+                conn.close()
+        return None
+
+    def _give(self, key: tuple, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.setdefault(key, []).append(conn)
+
+    def _new(self, scheme: str, host: str, port: int, route, timeout: float) -> http.client.HTTPConnection:
+        if scheme == "https":
+            if route is None:
+                return http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls_context())
+            conn = http.client.HTTPSConnection(route[0], route[1], timeout=timeout, context=_tls_context())
+            conn.set_tunnel(host, port, headers={"Proxy-Authorization": route[2]} if route[2] else None)
+            return conn
+        if route is None:
+            return http.client.HTTPConnection(host, port, timeout=timeout)
+        return http.client.HTTPConnection(route[0], route[1], timeout=timeout)
+
+
+def new_session() -> Session:
+    return Session()
+
+
+def _usable(conn: http.client.HTTPConnection) -> bool:
+    """An idle kept-alive connection the server has not closed (nothing to read on it: a readable
+    idle socket is an EOF or bytes nobody asked for; either way it is not reused)."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _target(url: str, params: Mapping[str, str] | None) -> tuple[str, str, int, str]:
+    p = urllib.parse.urlsplit(url)
+    scheme = p.scheme.lower()
+    if scheme not in ("http", "https") or not p.hostname:
+        raise ConnectFailed(f"not an http(s) URL: {url[:200]!r}")
+    try:
+        port = p.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise ConnectFailed(f"bad port in {url[:200]!r}") from None
+    path = p.path or "/"
+    query = p.query
+    if params:
+        extra = urllib.parse.urlencode(params)
+        query = f"{query}&{extra}" if query else extra
+    return scheme, p.hostname, port, path + (f"?{query}" if query else "")
+
+
+def _read_capped(resp: http.client.HTTPResponse, limit: int, deadline: _Deadline, what: str) -> bytes:
+    declared = resp.getheader("Content-Length", "") or ""
     if declared.strip().isdigit() and int(declared) > limit:
         raise ResponseTooLarge(f"{what}: the answer is {int(declared)} bytes, more than the {limit} this client reads.", details={"sent": True, "limit_bytes": limit}, retryable=False)
-    encoding = (r.headers.get("Content-Encoding") or "identity").strip().lower()
+    encoding = (resp.getheader("Content-Encoding") or "identity").strip().lower()
     if encoding in ("", "identity"):
         inflate = None
     elif encoding in ("gzip", "x-gzip", "deflate"):
         inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
     else:
-        raise requests.exceptions.ContentDecodingError(f"unsupported Content-Encoding {encoding!r}")
+        raise BadEncoding(f"unsupported Content-Encoding {encoding!r}")
     buf = bytearray()
-    try:
-        for chunk in r.raw.stream(_CHUNK, decode_content=False):
-            _take(chunk, buf, inflate, limit, what)
-            if deadline.expired:
-                raise DeadlineExceeded("deadline passed while reading the body")
-    except urllib3.exceptions.ReadTimeoutError as e:  # what requests' iter_content would turn them into
-        raise requests.exceptions.ConnectionError(e) from None
-    except urllib3.exceptions.HTTPError as e:
-        raise requests.exceptions.ChunkedEncodingError(e) from None
+    while True:
+        chunk = resp.read1(_CHUNK)
+        if deadline.expired:
+            raise DeadlineExceeded("deadline passed while reading the body")
+        if not chunk:
+            break
+        _take(chunk, buf, inflate, limit, what)
+    resp.close()  # read to its end: the connection may carry the next request
     return bytes(buf)
 
 
@@ -349,51 +489,112 @@ def _take(chunk: bytes, buf: bytearray, inflate, limit: int, what: str) -> None:
         try:
             chunk = inflate.decompress(chunk, limit + 1 - len(buf))  # never more than the cap
         except zlib.error as e:
-            raise requests.exceptions.ContentDecodingError(str(e)) from None
+            raise BadEncoding(f"corrupt compressed body: {e}") from None
     buf += chunk
     if len(buf) > limit:
         raise ResponseTooLarge(f"{what}: the answer is larger than the {limit} bytes this client reads.", details={"sent": True, "limit_bytes": limit}, retryable=False)
 
 
-def bounded_request(session: requests.Session, method: str, url: str, *, deadline: float, limit: int = MAX_BODY_BYTES, what: str = "", **kwargs: Any) -> "Response":
+def bounded_request(session: Session, method: str, url: str, *, deadline: float, limit: int = MAX_BODY_BYTES, what: str = "",
+                    data: bytes | None = None, json: Any = None, headers: Mapping[str, str] | None = None,
+                    params: Mapping[str, str] | None = None) -> Response:
     """One exchange that ends within ``deadline`` seconds, reading at most ``limit`` body bytes.
+    Redirects are answers (never followed).
 
-    Raises what requests raises (``DeadlineExceeded`` once the deadline passed) and
-    ``ResponseTooLarge``."""
+    Raises ``TransportError`` (``DeadlineExceeded`` once the deadline passed; ``sent`` False only
+    when the request provably never left) and ``ResponseTooLarge``."""
+    scheme, host, port, path = _target(url, params)
+    route = _proxy_for(scheme, host)
+    hdrs = dict(session.headers)
+    hdrs.update(headers or {})
+    body = data
+    if json is not None:
+        body = _json_module.dumps(json).encode("utf-8")
+        hdrs.setdefault("Content-Type", "application/json")
+    if scheme == "http" and route is not None:
+        path = urllib.parse.urlunsplit((scheme, f"{host}:{port}", "", "", "")) + path  # absolute-form to an HTTP proxy
+        if route[2]:
+            hdrs["Proxy-Authorization"] = route[2]
+    key = (scheme, host, port)
     with _Deadline(deadline) as dl:
         timeout = max(0.001, dl.remaining())
+        conn = session._take(key)
+        fresh = conn is None
+        if conn is None:
+            conn = session._new(scheme, host, port, route, timeout)
+        dl.add(conn)
+        keep = False
         try:
-            r = session.request(method, url, timeout=(timeout, timeout), stream=True, allow_redirects=False, **kwargs)
-            sock = _body_socket(r)
-            if sock is not None:  # http.client hands a closing connection's socket to the response
-                dl.add(sock)
+            if fresh:
+                try:
+                    conn.connect()
+                except OSError as e:  # refused, unreachable, name unknown, TLS refused, tunnel refused
+                    if dl.expired:
+                        raise DeadlineExceeded("deadline passed while connecting", sent=False) from None
+                    raise ConnectFailed(_connect_text(e), cause=e) from None
+            else:
+                conn.sock.settimeout(timeout)
             try:
-                content = _read_capped(r, limit, dl, what or f"{method} {url}")
-            finally:
-                r.close()
-        except requests.exceptions.RequestException:
-            if dl.expired:
-                raise DeadlineExceeded("deadline passed") from None
+                conn.request(method, path, body, hdrs)  # buffered: nothing leaves before the headers all pass
+            except ValueError as e:  # a header http.client refuses (CR/LF in it): nothing was sent
+                raise ConnectFailed(f"refused to send a malformed request: {e}", cause=e) from None
+            except (http.client.HTTPException, OSError) as e:
+                if dl.expired:
+                    raise DeadlineExceeded("deadline passed", cause=e) from None
+                raise ConnectionLost(_lost_text(e), cause=e) from None
+            try:
+                resp = conn.getresponse()
+                headers_in = Headers(resp.getheaders())
+                content = _read_capped(resp, limit, dl, what or f"{method} {url}")
+            except (http.client.HTTPException, OSError) as e:
+                if dl.expired:
+                    raise DeadlineExceeded("deadline passed", cause=e) from None
+                raise ConnectionLost(_lost_text(e), cause=e) from None
+            keep = not resp.will_close and not dl.expired
+            return Response(resp.status, headers_in, content)
+        except (TransportError, ResponseTooLarge):
             raise
-        except (OSError, ValueError, AttributeError):
-            # A socket shut by the watchdog can surface as a bare OSError (or a TLS object torn
+        except (ValueError, AttributeError) as e:
+            # A socket shut by the watchdog can surface as a bare ValueError (or a TLS object torn
             # down mid-read) from deep inside the libraries.
             if dl.expired:
-                raise DeadlineExceeded("deadline passed") from None
+                raise DeadlineExceeded("deadline passed", cause=e) from None
             raise
-    return Response(r.status_code, r.headers, content)
+        finally:
+            if keep:
+                session._give(key, conn)
+            else:
+                conn.close()
 
 
-def _connect_phase_failure(exc: BaseException) -> bool:
-    """True when the request provably never reached the server."""
-    if isinstance(exc, DeadlineExceeded):
-        return False
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = repr(exc)
-        return any(s in text for s in ("NewConnectionError", "Failed to establish", "Name or service not known", "Connection refused", "NameResolutionError"))
-    return False
+_json_module = json
+
+
+def _connect_text(e: BaseException) -> str:
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return "timed out connecting"
+    if isinstance(e, socket.gaierror):
+        return "the host name could not be resolved"
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return f"the server's TLS certificate was not accepted ({e.verify_message})"
+    if isinstance(e, ssl.SSLError):
+        return f"the TLS handshake failed ({e.reason or type(e).__name__})"
+    text = str(e)
+    if text.startswith("Tunnel connection failed"):
+        return f"the proxy refused the tunnel ({text[len('Tunnel connection failed: '):][:80]})"
+    return f"connection error ({type(e).__name__})"
+
+
+def _lost_text(e: BaseException) -> str:
+    if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.IncompleteRead)):
+        return "the connection was closed before a complete response arrived"
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return "timed out waiting for the response"
+    if isinstance(e, http.client.HTTPException):
+        return f"the answer is not well-formed HTTP ({type(e).__name__})"
+    return f"connection error ({type(e).__name__})"
 
 
 class Transport:
@@ -452,11 +653,9 @@ class Transport:
                     time.sleep(self.backoff * (2**attempt))
                     continue
                 return resp
-            except ResponseTooLarge:
-                raise
-            except requests.exceptions.RequestException as e:
+            except TransportError as e:
                 last = e
-                not_sent = _connect_phase_failure(e)
+                not_sent = not e.sent
                 # A read may be retried whatever happened; a write only if it never left.
                 if more and (reads_retry or not_sent) and not isinstance(e, DeadlineExceeded) and self._time_for(attempt, end):
                     time.sleep(self.backoff * (2**attempt))
@@ -477,17 +676,8 @@ class Transport:
 def describe_failure(e: BaseException | None, total: float | None = None) -> str:
     if isinstance(e, DeadlineExceeded):
         return f"no complete answer within {total:g} s (the timeout covers the whole exchange; --timeout or COMPUTE_TIMEOUT)" if total else "timed out"
-    if isinstance(e, requests.exceptions.ReadTimeout):
-        return "timed out waiting for the response"
-    if isinstance(e, requests.exceptions.ConnectTimeout):
-        return "timed out connecting"
-    if isinstance(e, requests.exceptions.ConnectionError):
-        text = str(e)
-        if "Connection refused" in text:
-            return "connection refused"
-        if "RemoteDisconnected" in text or "Connection aborted" in text or "reset" in text.lower():
-            return "the connection was closed before a response arrived"
-        return "connection error"
+    if isinstance(e, TransportError):
+        return str(e)
     return type(e).__name__ if e else "unknown error"
 
 

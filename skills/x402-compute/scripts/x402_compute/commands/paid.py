@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from .. import aimachines, cli, plans, validate
+from ..api.auth import signature_auth
 from ..cli import Output
 from ..errors import EXIT_PAYMENT_UNKNOWN, ComputeError, ConfigError, ConfirmationRequired, Interrupted, PolicyError, UsageError
 from ..instances import iso, parse_time, ssh_fields, summary, unwrap_order
@@ -193,8 +194,6 @@ def grid_payment(a, settings):
         )
     if settings.api_key and settings.auth_mode in ("auto", "api-key"):
         return None
-    from ..api.auth import signature_auth
-
     return signature_auth(settings, "solana")
 
 

@@ -1,4 +1,4 @@
-"""The few chain reads a payment needs, as a tiny JSON-RPC client over ``requests``.
+"""The few chain reads a payment needs, as a tiny JSON-RPC client over the client's bounded transport (``api.http``).
 
 What the schemes ask a chain (and nothing else):
 - EVM: ``eth_chainId`` (so a mis-pointed RPC URL cannot feed us another chain's nonce), and
@@ -16,7 +16,6 @@ What the schemes ask a chain (and nothing else):
 
 ``Rpc`` is the interface the schemes use. ``JsonRpc`` answers it from ``Settings.rpc_url(network)``;
 tests inject any object with the same methods (e.g. one that reads the sandbox's in-process chains).
-``requests`` is imported only when a request is actually made.
 """
 
 from __future__ import annotations
@@ -126,9 +125,7 @@ class JsonRpc:
         return self._settings.rpc_url(network)
 
     def _call(self, network: str, method: str, params: list) -> Any:
-        import requests  # only when a payment actually needs the chain
-
-        from ..api.http import MAX_RPC_BODY_BYTES, bounded_request, describe_failure, new_session
+        from ..api.http import MAX_RPC_BODY_BYTES, TransportError, bounded_request, describe_failure, new_session
 
         url = self._settings.rpc_url(network)
         # What a chain says feeds a signature (chain id, nonce, blockhash) or reconcile's verdict.
@@ -139,7 +136,7 @@ class JsonRpc:
         try:
             resp = bounded_request(self._session, "POST", url, deadline=self._settings.timeout, limit=MAX_RPC_BODY_BYTES,
                                    what=f"{network} RPC {method}", json=body)
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise NetworkError(
                 f"{network} RPC {method} failed: {describe_failure(exc, self._settings.timeout)}", retryable=True, details={"url": url}
             ) from None
