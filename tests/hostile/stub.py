@@ -227,6 +227,16 @@ class HostileAPI:
     def clear_overrides(self) -> None:
         self._overrides.clear()
 
+    def reset(self) -> None:
+        """Forget the overrides, the recorded requests and the Idempotency-Key replays: one server
+        shared by many tests (a module fixture) starts each test this way. The catalog, the
+        orders and the other settings are left as they are."""
+        with self._lock:
+            self._overrides.clear()
+            self.requests.clear()
+            self._replays.clear()
+            self.spt_requests.clear()
+
     def add_order(self, **fields: Any) -> dict:
         """An existing instance (running, with an IP) owned by whoever asks; ``fields`` override."""
         oid = fields.pop("id", None) or str(uuid.uuid4())

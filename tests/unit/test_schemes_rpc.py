@@ -1,61 +1,101 @@
 """payments.rpc.JsonRpc error paths that a healthy server cannot be made to produce: they must surface as
-typed errors with a stable code, never a traceback."""
+typed errors with a stable code, never a traceback. The RPC endpoint is a programmable server on
+127.0.0.1 (tests/hostile/stub.py, one per module): real sockets, whatever HTTP library the client uses."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
-import requests
-import responses
 from x402_compute.config import Settings
 from x402_compute.errors import ComputeError, ConfigError, NetworkError
 from x402_compute.payments.rpc import JsonRpc, erc20_nonces
 
-URL = "https://rpc.invalid/megaeth"
+from tests.helpers import closed_port_url
+from tests.hostile.stub import HostileAPI, Reply, json_reply
+
+PATH = "/megaeth"
 OWNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 TOKEN = "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7"
 
 
-def rpc():
-    return JsonRpc(Settings(rpc_urls={"megaeth": URL, "solana": URL}))
+@pytest.fixture(scope="module")
+def server():
+    with HostileAPI() as api:
+        yield api
 
 
-@responses.activate
-def test_nonces_call_is_encoded_and_decoded():
-    def reply(request):
-        import json
-        body = json.loads(request.body)
-        assert body["method"] == "eth_call" and body["params"][1] == "latest"
-        assert body["params"][0] == {"to": TOKEN, "data": "0x7ecebe00" + "00" * 12 + OWNER[2:].lower()}
-        return 200, {}, json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": "0x" + "00" * 31 + "05"})
-    responses.add_callback(responses.POST, URL, callback=reply)
-    assert erc20_nonces(rpc(), "megaeth", TOKEN, OWNER) == 5
+@pytest.fixture
+def api(server):
+    """The module's server, with no overrides and nothing recorded yet."""
+    server.reset()
+    yield server
+    server.reset()
 
 
-@responses.activate
-def test_rpc_error_object_is_a_typed_error():
-    responses.add(responses.POST, URL, json={"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "boom"}})
+def rpc(url: str) -> JsonRpc:
+    return JsonRpc(Settings(rpc_urls={"megaeth": url, "solana": url}))
+
+
+def answer(result=None, error=None):
+    """A JSON-RPC reply to whatever request arrived (its own id echoed)."""
+    def reply(req, honest):
+        doc = {"jsonrpc": "2.0", "id": (req.json() or {}).get("id")}
+        doc.update({"error": error} if error is not None else {"result": result})
+        return json_reply(200, doc)
+    return reply
+
+
+def test_nonces_call_is_encoded_and_decoded(api):
+    api.override("POST", PATH, answer("0x" + "00" * 31 + "05"))
+    assert erc20_nonces(rpc(api.base_url + PATH), "megaeth", TOKEN, OWNER) == 5
+    (req,) = api.received()
+    assert (req.method, req.path, req.query) == ("POST", PATH, {})
+    assert req.headers["content-type"].split(";")[0].strip() == "application/json"
+    body = json.loads(req.body)
+    assert body["jsonrpc"] == "2.0" and isinstance(body["id"], int)
+    assert body["method"] == "eth_call" and body["params"][1] == "latest"
+    assert body["params"][0] == {"to": TOKEN, "data": "0x7ecebe00" + "00" * 12 + OWNER[2:].lower()}
+
+
+def test_rpc_error_object_is_a_typed_error(api):
+    api.override("POST", PATH, answer(error={"code": -32000, "message": "boom"}))
     with pytest.raises(ComputeError) as e:
-        rpc().eth_chain_id("megaeth")
+        rpc(api.base_url + PATH).eth_chain_id("megaeth")
     assert e.value.code == "rpc_error" and "boom" in e.value.message
+    assert e.value.details == {"code": -32000, "message": "boom"}
+    (req,) = api.received()
+    assert json.loads(req.body)["method"] == "eth_chainId"
 
 
-@responses.activate
-def test_http_failure_and_empty_result():
-    responses.add(responses.POST, URL, status=503)
+def test_http_failure_and_empty_result(api):
+    url = api.base_url + PATH
+    api.override("POST", PATH, Reply(503))
     with pytest.raises(NetworkError) as e:
-        rpc().sol_latest_blockhash("solana")
-    assert e.value.retryable is True
-    responses.replace(responses.POST, URL, json={"jsonrpc": "2.0", "id": 1, "result": "0x"})
+        rpc(url).sol_latest_blockhash("solana")
+    assert e.value.retryable is True and e.value.status == 503
+    assert json.loads(api.received()[0].body)["method"] == "getLatestBlockhash"
+    api.override("POST", PATH, answer("0x"))  # the later override wins
     with pytest.raises(ComputeError) as e:
-        erc20_nonces(rpc(), "megaeth", TOKEN, OWNER)
+        erc20_nonces(rpc(url), "megaeth", TOKEN, OWNER)
     assert e.value.code == "rpc_bad_result"
+    assert [r.path for r in api.received()] == [PATH, PATH]
 
 
-@responses.activate
-def test_connection_error_is_network_error():
-    responses.add(responses.POST, URL, body=requests.ConnectionError("refused"))
-    with pytest.raises(NetworkError):
-        rpc().sol_account_info("solana", "11111111111111111111111111111111")
+def test_connection_refused_is_network_error():
+    url = closed_port_url() + PATH  # nothing listens there
+    with pytest.raises(NetworkError) as e:
+        rpc(url).sol_account_info("solana", "11111111111111111111111111111111")
+    assert e.value.code == "network_error" and e.value.retryable is True and e.value.details["url"] == url
+
+
+@pytest.mark.parametrize("drop", [Reply(reset=True), Reply(raw=b"")], ids=["reset", "closed"])
+def test_connection_dropped_without_answer_is_network_error(api, drop):
+    api.override("POST", PATH, drop)
+    with pytest.raises(NetworkError) as e:
+        rpc(api.base_url + PATH).sol_account_info("solana", "11111111111111111111111111111111")
+    assert e.value.code == "network_error" and e.value.retryable is True
+    assert json.loads(api.received()[0].body)["method"] == "getAccountInfo"
 
 
 def test_missing_url_is_config_error():
