@@ -29,6 +29,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
+from .server import listen_loopback
+
 DEFAULT_PORT = 8080
 MAX_BODY = 64 * 1024
 REQUEST_TIMEOUT = 10.0
@@ -202,18 +204,7 @@ class LlmServers:
     def open(self, instance_id: str, ip: str, port: int, *, api_key: str, model_id: str) -> int:
         """Serve `instance_id`'s model on (ip, port), else any free port on ip. Returns the port."""
         self.close(instance_id)
-        sock = None
-        for p in (port, 0):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.bind((ip, p))
-                s.listen(64)
-                sock = s
-                break
-            except OSError:
-                s.close()
-        if sock is None:
-            raise OSError(f"could not bind the model server on {ip}")
+        sock = listen_loopback((ip, port), (ip, 0))
         server = _Server(sock, api_key, model_id, int(time.time()))
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                   name=f"sandbox-llm-{instance_id[:8]}", daemon=True)

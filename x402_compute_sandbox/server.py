@@ -92,6 +92,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def listen_loopback(*addresses: tuple[str, int], backlog: int = 64) -> socket.socket:
+    """A listening TCP socket on the first of ``addresses`` ((ip, port) pairs, port 0 = any free
+    port) that can be bound: what each instance's SSH server and AI model server listen on.
+    Loopback IP literals only (127.0.0.0/8, ::1): any other address is refused (ValueError) before
+    a socket is made. SO_REUSEADDR, so an instance reopened on its port (a restart, a resize) gets
+    it back despite connections still in TIME_WAIT; on Linux it never lets two listeners share a
+    port. OSError naming every address tried when none can be bound."""
+    for host, _ in addresses:
+        try:
+            ok = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"refusing to listen on {host!r}: the sandbox listens on loopback addresses only")
+    tried = []
+    for host, port in addresses:
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(backlog)
+            return s
+        except OSError as exc:
+            s.close()
+            tried.append(f"{host}:{port} ({exc.strerror or exc})")
+    raise OSError(f"could not listen on {', '.join(tried) or 'no address'}")
+
+
 def _raw_error(status: int, reason: str, message: str, extra: str = "") -> bytes:
     """A complete JSON error response that closes the connection (for answers given outside a
     parsed request: a timed-out one, or a connection refused for want of a thread)."""

@@ -40,6 +40,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .server import listen_loopback
+
 LOGIN_USER = "root"
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 HOST_KEY_TYPE = "ssh-ed25519"
@@ -540,19 +542,7 @@ class SshServers:
         self.close(spec.instance_id)
         key = host_key(spec.folder, new=new_host_key)
         ensure_dir(spec.home)
-        sock = None
-        for host, p in ((ip, port), (ip, 0), ("127.0.0.1", 0)):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((host, p))
-                s.listen(64)
-                sock = s
-                break
-            except OSError:
-                s.close()
-        if sock is None:
-            raise OSError("could not bind an SSH listener on loopback")
+        sock = listen_loopback((ip, port), (ip, 0), ("127.0.0.1", 0))
         sock.setblocking(False)
         inst = _Instance(self, spec, sock, key)
         with self._lock:

@@ -146,3 +146,36 @@ def test_the_total_stops_a_payment_across_two_runs_before_signing(sandbox, tools
     assert doc["action"] == "extended" and m.balance() == before - PRICE_24H - int(doc["payment"]["amount_atomic"])
     assert len(m.extends()) == 2
     fail_doc(m.keepalive("--yes", "--max-total-usd", "abc"), 2, "config_error")
+
+
+def test_keepalive_payments_say_keepalive_and_an_unknown_one_stops_either_script(sandbox, tools, tmp_path):
+    """keepalive.py pays an extend like extend_instance.py (kind extend, marked keepalive in its context):
+    budget.py names the script that paid, and an unknown outcome from either script stops the other
+    from paying for the same instance again before anything is signed (the journal's unresolved rule
+    matches by kind and instance, not by script)."""
+    from tests.helpers import Proxy
+
+    m = Rented(sandbox, tools, tmp_path / "a")
+    ok(m.keepalive("--min-hours-left", "30", "--yes"))
+    ok(run_script("extend_instance.py", m.id, "--hours", "24", "--yes", env=m.env, timeout=120))
+    rows = ok(run_script("budget.py", env=m.env))["payments"]
+    assert [(r["script"], r["instance"], r["outcome"]) for r in rows] == [("keepalive.py", m.id, "settled"), ("extend_instance.py", m.id, "settled")]
+    assert [e["kind"] for e in m.extends()] == ["extend", "extend"]
+    listed = ok(run_script("reconcile.py", "--list", env=m.env))
+    assert {e["kind"] for e in listed["entries"]} == {"extend"}
+
+    for first, then in (("keepalive", "extend_instance"), ("extend_instance", "keepalive")):
+        proxy = Proxy(sandbox.base_url, drop_paid=2)  # both paid answers lost: exit 4, the money moved
+        try:
+            r = Rented(sandbox, tools, tmp_path / first)
+            env = {**r.env, "COMPUTE_BASE_URL": proxy.url}
+            # keepalive's threshold is above what is left even once the lost extension applied (48 h).
+            run = {"keepalive": lambda: r.keepalive("--min-hours-left", "60", "--yes", env=env),
+                   "extend_instance": lambda: run_script("extend_instance.py", r.id, "--hours", "24", "--yes", env=env, timeout=120)}
+            fail_doc(run[first](), 4, "payment_outcome_unknown")
+            paid_once, headers = r.balance(), list(proxy.payment_headers)
+            err = fail_doc(run[then](), 3, "unresolved_payment")["error"]
+            assert "Nothing was signed" in err["message"] and err["details"]["journal_id"] == r.extends()[0]["id"]
+            assert r.balance() == paid_once and proxy.payment_headers == headers and len(r.extends()) == 1
+        finally:
+            proxy.stop()

@@ -130,3 +130,53 @@ def test_deploy_node_paid_without_auth_is_refused_after_settlement_and_credited(
     assert paid.json()["details"]["credited"] > 0 and paid.json()["tx_hash"]
     h = tools.solana_auth(w["solana_secret_key"], "GET", "/compute/credits/balance")
     assert requests.get(sandbox.base_url + "/compute/credits/balance", headers=h, timeout=10).json()["balance"] != "0.00"
+
+
+def test_listeners_bind_the_first_free_loopback_address_and_nothing_else():
+    """The one helper the SSH and model servers listen with: the first (ip, port) that binds, a busy
+    port skipped; loopback IP literals only, checked before any socket; a port left in TIME_WAIT by an
+    instance's last connection is its again (SO_REUSEADDR)."""
+    from x402_compute_sandbox.server import listen_loopback
+
+    busy = listen_loopback(("127.0.9.9", 0))
+    port = busy.getsockname()[1]
+    try:
+        moved = listen_loopback(("127.0.9.9", port), ("127.0.9.9", 0))
+        assert moved.getsockname()[0] == "127.0.9.9" and moved.getsockname()[1] != port
+        moved.close()
+        with pytest.raises(OSError) as e:
+            listen_loopback(("127.0.9.9", port))
+        assert f"127.0.9.9:{port}" in str(e.value)
+        for bad in ("0.0.0.0", "10.0.0.1", "localhost", "::", "", "127.0.0.1 "):
+            with pytest.raises(ValueError):
+                listen_loopback(("127.0.0.1", 0), (bad, 0))  # refused even after an address that would bind
+        c = socket.create_connection(("127.0.9.9", port))
+        a, _ = busy.accept()
+        a.close()  # the server side closes first: its end of the connection lingers on the port
+        assert c.recv(1) == b""
+        c.close()
+    finally:
+        busy.close()
+    again = listen_loopback(("127.0.9.9", port))
+    assert again.getsockname() == ("127.0.9.9", port)
+    again.close()
+
+
+def test_the_model_server_moves_to_another_port_when_its_own_is_taken():
+    from x402_compute_sandbox.llm import LlmServers
+    from x402_compute_sandbox.server import listen_loopback
+
+    busy = listen_loopback(("127.0.9.10", 0))
+    servers = LlmServers()
+    try:
+        port = servers.open("i-1", "127.0.9.10", busy.getsockname()[1], api_key="k" * 16, model_id=MODEL)
+        assert port != busy.getsockname()[1]
+        r = requests.get(f"http://127.0.9.10:{port}/v1/models", headers={"Authorization": "Bearer " + "k" * 16}, timeout=10)
+        assert r.status_code == 200 and r.json()["data"][0]["id"] == MODEL
+        with pytest.raises(ValueError):
+            servers.open("i-2", "192.0.2.1", 8080, api_key="k" * 16, model_id=MODEL)
+        assert not servers.is_open("i-2")
+    finally:
+        servers.shutdown()
+        busy.close()
+    assert _refused("127.0.9.10", port)

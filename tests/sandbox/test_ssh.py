@@ -76,6 +76,30 @@ def refused(ip, port) -> bool:
         return True
 
 
+def test_the_ssh_server_moves_to_another_port_when_its_own_is_taken_and_never_off_loopback(tmp_path):
+    """The instance's own port if free, else any port on its address (from the shared loopback
+    helper), and a non-loopback address is refused before a socket."""
+    from x402_compute_sandbox.server import listen_loopback
+    from x402_compute_sandbox.ssh import InstanceSpec, SshServers
+
+    busy = listen_loopback(("127.0.9.11", 0))
+    servers = SshServers()
+    try:
+        spec = InstanceSpec(instance_id="i-1", folder=str(tmp_path / "i-1"), authorized_key=None)
+        ip, port, key = servers.open(spec, "127.0.9.11", busy.getsockname()[1])
+        assert ip == "127.0.9.11" and port != busy.getsockname()[1] and key.fingerprint.startswith("SHA256:")
+        with socket.create_connection((ip, port), timeout=10) as c:
+            c.settimeout(10)
+            assert c.recv(64).startswith(b"SSH-2.0-x402sandbox")
+        with pytest.raises(ValueError):
+            servers.open(InstanceSpec(instance_id="i-2", folder=str(tmp_path / "i-2"), authorized_key=None), "198.51.100.7", 22)
+        assert not servers.is_open("i-2")
+    finally:
+        servers.shutdown()
+        busy.close()
+    assert refused(ip, port)
+
+
 def test_login_runs_commands_as_the_sandbox_user_in_the_scratch_folder(sandbox, tools, keypair, tmp_path, monkeypatch):
     key, pub = keypair
     inst = Instance(sandbox, tools, ssh_key=pub)

@@ -123,6 +123,13 @@ def test_the_typed_entry_owns_the_status_rules():
                   "context": {"instance_id": "i-1"}}).view(now)
     assert (v["script"], v["network"], v["amount_usd"], v["counted_usd"], v["counts"], v["instance"]) == \
         ("extend_instance.py", "base", "0.2496", "0.2496", True, "i-1")
+    # keepalive.py pays an extend (the same kind: the same rules) marked in its context; only the script name differs.
+    kept = Entry.of({"id": "b" * 32, "status": "unknown", "kind": "extend", "method": "x402", "created_at": iso(now),
+                     "context": {"instance_id": "i-1", "keepalive": {"until": "2030-01-01T00:00:00Z", "set_by": "run"}}})
+    assert (kept.view(now)["script"], kept.view(now)["kind"], kept.unresolved(now)) == ("keepalive.py", "extend", True)
+    for kind, context, script in (("extend", {"keepalive": "not a mark"}, "extend_instance.py"), ("provision", {"keepalive": {}}, "provision.py"),
+                                  ("topup", None, "credits_topup.py"), ("future", None, "future")):
+        assert Entry.of({"id": "c" * 32, "status": "settled", "kind": kind, "context": context}).view(now)["script"] == script
 
 
 def _legacy_state(root) -> dict:

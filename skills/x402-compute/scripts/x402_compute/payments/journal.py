@@ -61,6 +61,16 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 _SCRIPT_OF = {"provision": "provision.py", "extend": "extend_instance.py", "topup": "credits_topup.py"}
 
 
+def script_of(kind: str | None, context: Any) -> str | None:
+    """The script an entry's payment came from. keepalive.py pays with extend_instance.py's call, so
+    its entries are of kind ``extend`` (every rule on kinds holds across the two scripts, above all
+    the unresolved-payment stop for the same instance) and only its context's ``keepalive`` mark
+    tells them apart."""
+    if kind == "extend" and isinstance(context, dict) and isinstance(context.get("keepalive"), dict):
+        return "keepalive.py"
+    return _SCRIPT_OF.get(kind or "", kind)
+
+
 def live_refusal(e: Mapping, now: float) -> bool:
     """A payment the server refused after receiving it whose signature may still settle (``Entry.live_refusal``)."""
     return Entry.of(e).live_refusal(now)
@@ -244,7 +254,7 @@ class Entry:
             "id": self.id,
             "created_at": d.get("created_at"),
             "kind": self.kind,
-            "script": _SCRIPT_OF.get(self.kind or "", self.kind),
+            "script": script_of(self.kind, d.get("context")),
             "method": self.method,
             "status": self.status,
             "label": d.get("label"),
