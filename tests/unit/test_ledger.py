@@ -193,3 +193,26 @@ def test_a_busy_answer_while_opening_the_sqlite_ledger_is_waited_for(tmp_path, m
     led.close()
     with pytest.raises(LedgerUnavailable, match="disk I/O error"):
         open_ledger(tmp_path).keepalive("x")
+
+
+def test_calls_after_a_payment_keep_one_connection_and_a_stuck_one_is_left_behind(tmp_path, ledger_url):
+    """PostgreSQL: the calls made after a payment left run on the ledger's one worker thread, on one
+    connection kept between them (not a connection set up per call); a call that overruns its
+    bound is reported (False, None) at once and the next call gets a new worker."""
+    import threading
+
+    led = open_ledger(tmp_path, ledger_url)
+    led.ready()
+    backend = "SELECT pg_backend_pid()"
+    first = led.bounded(lambda: (threading.current_thread().name, led._read(backend)[0][0]), 10)
+    second = led.bounded(lambda: (threading.current_thread().name, led._read(backend)[0][0]), 10)
+    assert first[0] and first == second and first[1][0] == "x402-ledger-after-payment"
+    assert first[1][1] != led._read(backend)[0][0]  # its own connection, not the caller's
+
+    release = threading.Event()
+    assert led.bounded(lambda: release.wait(30), 0.2) == (False, None)  # a hung database: not waited for
+    third = led.bounded(lambda: led._read(backend)[0][0], 10)
+    release.set()
+    assert third[0] and third[1] != first[1][1]  # a new worker, on a new connection
+    err = led.bounded(lambda: led._read("SELECT * FROM no_such_table"), 10)
+    assert err[0] is False and isinstance(err[1], LedgerUnavailable)

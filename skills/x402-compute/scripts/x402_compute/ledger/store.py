@@ -11,9 +11,11 @@ own). Any database failure is ``LedgerUnavailable`` (exit 2): no ledger, no paym
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
+import queue
 import re
 import shlex
 import socket
@@ -206,6 +208,7 @@ class Ledger:
         self._ready = False
         self._newer: int | None = None  # a newer release's schema version: read only
         self._ready_lock = threading.Lock()
+        self._worker: _Worker | None = None  # runs ``bounded`` calls (PostgreSQL)
 
     # -- connection and transactions -------------------------------------------------------------
     def _fail(self, e: BaseException, doing: str) -> LedgerUnavailable:
@@ -242,6 +245,38 @@ class Ledger:
 
     def close(self) -> None:
         self._drop()
+
+    def bounded(self, fn: Callable[[], Any], seconds: float) -> tuple[bool, Any]:
+        """``fn()`` (ledger calls after a payment left this machine), waited for at most ``seconds``:
+        (True, its value), or (False, a LedgerUnavailable, or None when the ledger did not answer in
+        time). A database that stops answering raises no error, and its wait must not hold the
+        server's answer; a write that lands later lands whole.
+
+        SQLite runs ``fn`` here: a local file cannot hang, its waits are bounded by the busy
+        timeout. PostgreSQL runs it on this ledger's one worker thread, which keeps its connection
+        from call to call (a thread and a connection per call cost a connection setup every time);
+        a worker that did not answer in time is left to finish or hang alone, and the next call
+        gets a new one."""
+        if self.engine == "sqlite":
+            try:
+                return True, fn()
+            except LedgerUnavailable as e:
+                return False, e
+        with self._ready_lock:
+            worker = self._worker
+            if worker is None or not worker.alive():
+                worker = self._worker = _Worker(self)
+        done, value, error = worker.run(fn, seconds)
+        if not done:
+            with self._ready_lock:
+                if self._worker is worker:
+                    self._worker = None  # stuck: never handed another call
+            return False, None
+        if error is not None:
+            if isinstance(error, LedgerUnavailable):
+                return False, error
+            raise error
+        return True, value
 
     @contextmanager
     def tx(self, *, lock: str | None = None, durable: bool = False) -> Iterator[None]:
@@ -600,6 +635,39 @@ class Ledger:
             self._q("INSERT INTO payee_pins (network, body) VALUES (?, ?) ON CONFLICT (network) DO UPDATE SET body = excluded.body",
                     (network, json.dumps(rec, sort_keys=True)))
             self._q("DELETE FROM pin_conflicts WHERE agent = ? AND network = ?", (self.agent, network))
+
+
+class _Worker:
+    """A daemon thread running one ledger's ``bounded`` calls in turn, on its own connection (kept
+    from call to call), each in the caller's context (the output scrubber's per-command secrets)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="x402-ledger-after-payment", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def run(self, fn: Callable[[], Any], seconds: float) -> tuple[bool, Any, BaseException | None]:
+        box: dict = {}
+        done = threading.Event()
+        self._jobs.put((contextvars.copy_context(), fn, box, done))
+        if not done.wait(seconds):
+            return False, None, None
+        return True, box.get("value"), box.get("error")
+
+    def _loop(self) -> None:
+        while True:
+            ctx, fn, box, done = self._jobs.get()
+            try:
+                box["value"] = ctx.run(fn)
+            except BaseException as e:  # handed to the caller's thread
+                box["error"] = e
+                self._ledger.close()  # this thread's connection: the next call opens a fresh one
+            finally:
+                done.set()
 
 
 _OPEN: dict[tuple, Ledger] = {}

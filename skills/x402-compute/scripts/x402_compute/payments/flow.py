@@ -30,8 +30,6 @@ credits, the one that needs no 402.
 
 from __future__ import annotations
 
-import contextvars
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -413,37 +411,10 @@ AFTER_PAYMENT_WRITE_S = 10.0  # a healthy ledger answers in milliseconds; a hung
 
 
 def _bounded(ledger, fn: Callable[[], Any]) -> tuple[bool, Any]:
-    """``fn()`` (a ledger call after a payment left) on its own thread and ledger connection, waited
-    for at most ``AFTER_PAYMENT_WRITE_S``: (True, its value), or (False, a LedgerUnavailable or None
-    when the ledger did not answer in time). A database that stopped answering raises no error: its
-    wait must not hold the server's answer. A write that lands later lands whole."""
-    if ledger.engine == "sqlite":
-        # A local file cannot stop answering: its waits are bounded by the busy timeout already, so
-        # the thread (and a fresh connection for it) would only cost time on every paid run.
-        try:
-            return True, fn()
-        except LedgerUnavailable as e:
-            return False, e
-    box: dict = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # handed to the caller's thread
-            box["error"] = e
-        finally:
-            ledger.close()  # this thread's connection
-
-    ctx = contextvars.copy_context()  # the output scrubber's per-command secrets come along
-    t = threading.Thread(target=ctx.run, args=(run,), name="x402-ledger-after-payment", daemon=True)
-    t.start()
-    t.join(AFTER_PAYMENT_WRITE_S)
-    if "value" in box:
-        return True, box["value"]
-    err = box.get("error")
-    if err is not None and not isinstance(err, LedgerUnavailable):
-        raise err
-    return False, err
+    """``fn()`` (a ledger call after a payment left), waited for at most ``AFTER_PAYMENT_WRITE_S``:
+    (True, its value), or (False, a LedgerUnavailable or None when the ledger did not answer in
+    time). See ``Ledger.bounded``."""
+    return ledger.bounded(fn, AFTER_PAYMENT_WRITE_S)
 
 
 def _why(e: LedgerUnavailable | None, ledger=None) -> str:
