@@ -3,7 +3,7 @@
 Layout under ``$X402_COMPUTE_STATE_DIR`` (default
 ``$XDG_STATE_HOME/x402-compute`` or ``~/.local/state/x402-compute``)::
 
-    api_key                  saved by create_api_key.py --save
+    api_key                  saved by create_api_key.py --save (replaced only with --replace-saved-key)
     api_key.id               that key's id (not a secret), so revoking it can remove it
     instance-keys/<id>.key   per-instance management keys (MPP provisions); <id>.key.2, ... a second
                              key sent for the same id (never overwritten)
@@ -181,8 +181,11 @@ class State:
         return self.path(folder, server_instance_id(instance_id, "instance id") + suffix)
 
     # -- saved secrets -------------------------------------------------------------------------
-    def save_api_key(self, key: str, key_id: str | None = None) -> Path:
-        path = write_private(self.path("api_key"), key + "\n")
+    def save_api_key(self, key: str, key_id: str | None = None, *, replace: bool = False) -> Path:
+        """Save the account's API key (and its id). A key already saved is replaced only with
+        ``replace`` (the human's ``--replace-saved-key``); otherwise ``file_exists``, even when
+        another process saved one a moment ago."""
+        path = write_private(self.path("api_key"), key + "\n", exclusive=not replace)
         id_file = self.path("api_key.id")
         if key_id:
             write_private(id_file, key_id + "\n")
