@@ -398,6 +398,32 @@ def test_a_refused_saved_key_hints_to_remove_it(sandbox, env, tmp_path):
     assert doc["saved_to"] in e["hint"] and "rm " in e["hint"] and "wallet" in e["hint"]
 
 
+def test_save_never_replaces_the_saved_key_unless_the_human_says_so(sandbox, env):
+    """--save over a saved key would leave this machine without it (still valid on the server):
+    refused before any key is created, unless the human adds --replace-saved-key."""
+    state = Path(env["X402_COMPUTE_STATE_DIR"])
+    first = ok(run_script("create_api_key.py", "--save", env=env))
+    saved = (state / "api_key").read_text()
+    owner = doc_owner(sandbox, first["id"])
+    before = sandbox.app.store.api_keys_of(owner)
+    e = fail(run_script("create_api_key.py", "--label", "again", "--save", env=env), 3, "saved_key_exists")
+    assert e["details"] == {"saved_key_file": str(state / "api_key"), "saved_key_id": first["id"], "saved_key_last4": first["key_last4"]}
+    assert "ask the human" in e["hint"] and "--replace-saved-key" in e["hint"]
+    # Nothing minted on the server, nothing changed here.
+    assert sandbox.app.store.api_keys_of(owner) == before
+    assert (state / "api_key").read_text() == saved and (state / "api_key.id").read_text().strip() == first["id"]
+    fail(run_script("create_api_key.py", "--replace-saved-key", env=env), 2, "usage_error")  # only with --save
+
+    code, new, err = run_script("create_api_key.py", "--save", "--replace-saved-key", env=env)
+    assert code == 0, new
+    assert new["replaced_saved_key"] is True and new["replaced_saved_key_id"] == first["id"]
+    assert new["replaced_saved_key_last4"] == first["key_last4"] and first["id"] in new["warning"]
+    assert saved.strip() not in json.dumps(new) + err
+    key = (state / "api_key").read_text().strip()
+    assert key.endswith(new["key_last4"]) and key != saved.strip() and (state / "api_key.id").read_text().strip() == new["id"]
+    assert stat.S_IMODE((state / "api_key").stat().st_mode) == 0o600
+
+
 def test_api_key_show_and_unsaved_warning(env):
     shown = ok(run_script("create_api_key.py", "--show", env=env))
     assert shown["api_key"].startswith("x402c_") and shown["api_key"].endswith(shown["key_last4"])

@@ -49,7 +49,8 @@ warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh
 # resize, resuming a stopped keepalive, printing a secret, deleting what guards machines not just
 # destroyed by this call (--forget-destroyed: host-key pins, saved keys and passwords of every
 # instance the server merely lists as destroyed; were one live, the model would have reset its
-# host key trust and lost keys shown once). They are flags a
+# host key trust and lost keys shown once), replacing the saved API key (--replace-saved-key: the
+# old key would be gone from this machine while still valid on the server). They are flags a
 # person types at a terminal (or settings they wrote), never an MCP tool input, and a hint that
 # names one is addressed to the human ("ask the human to run ..."). The one list: the MCP server
 # leaves these out of every tool, and a test holds every tool schema against it.
@@ -66,6 +67,7 @@ HUMAN_ONLY = frozenset({
     "resume",
     "show",
     "forget_destroyed",
+    "replace_saved_key",
 })
 # An option naming a local file or folder: a tool input that names one lets the model read (and
 # send away) any file the user can read, so a tool takes content instead, bounded and checked.

@@ -3,10 +3,11 @@
 Layout under ``$X402_COMPUTE_STATE_DIR`` (default
 ``$XDG_STATE_HOME/x402-compute`` or ``~/.local/state/x402-compute``)::
 
-    api_key                  saved by create_api_key.py --save
+    api_key                  saved by create_api_key.py --save (replaced only with --replace-saved-key)
     api_key.id               that key's id (not a secret), so revoking it can remove it
     instance-keys/<id>.key   per-instance management keys (MPP provisions); <id>.key.2, ... a second
                              key sent for the same id (never overwritten)
+    ai-keys/<id>.key         AI Machine API keys, kept by the same rule (<id>.key.2, ...)
     credentials/<id>.txt     one-time root passwords
     ledger.sqlite3           the ledger (x402_compute.ledger): journal, budget, quotes, payee pins,
                              keepalive records (unless COMPUTE_LEDGER_URL names a PostgreSQL)
@@ -181,8 +182,11 @@ class State:
         return self.path(folder, server_instance_id(instance_id, "instance id") + suffix)
 
     # -- saved secrets -------------------------------------------------------------------------
-    def save_api_key(self, key: str, key_id: str | None = None) -> Path:
-        path = write_private(self.path("api_key"), key + "\n")
+    def save_api_key(self, key: str, key_id: str | None = None, *, replace: bool = False) -> Path:
+        """Save the account's API key (and its id). A key already saved is replaced only with
+        ``replace`` (the human's ``--replace-saved-key``); otherwise ``file_exists``, even when
+        another process saved one a moment ago."""
+        path = write_private(self.path("api_key"), key + "\n", exclusive=not replace)
         id_file = self.path("api_key.id")
         if key_id:
             write_private(id_file, key_id + "\n")
@@ -209,36 +213,45 @@ class State:
         except FileNotFoundError:
             return None
 
-    def save_instance_key(self, instance_id: str, key: str) -> Path:
-        """Save the one-time management key of ``instance_id``; never overwrite one already saved
-        (the server shows each key once: a replaced key is lost for good). The same key again (a
-        replayed answer) is a no-op. A different key for the same id is kept beside the first
-        (``<id>.key.2``, ...) and raises ``bad_response`` naming both files."""
-        path = self._instance_file("instance-keys", instance_id, ".key")
+    def keep_key(self, folder: str, instance_id: str, key: str) -> tuple[Path, Path | None]:
+        """Save a one-time key of ``instance_id`` in ``folder`` (``instance-keys``, ``ai-keys``), 0600,
+        never overwriting one already saved (the server shows each key once: a replaced key is lost
+        for good). Returns (the first file ``<id>.key``, None) when the key is new there or is the
+        one already in it (a replayed answer); a different key for the same id is kept beside the
+        first, in the first free ``<id>.key.2``, ``<id>.key.3``, ... (or the one that already holds
+        it): (the first file, that file)."""
+        path = self._instance_file(folder, instance_id, ".key")
         try:
-            return write_private(path, key + "\n", exclusive=True)
+            return write_private(path, key + "\n", exclusive=True), None
         except ComputeError as e:
             if e.code != "file_exists":
                 raise
         if path.read_text().strip() == key:
-            return path
+            return path, None
         for n in range(2, 1000):
-            extra = self._instance_file("instance-keys", instance_id, f".key.{n}")
+            extra = self._instance_file(folder, instance_id, f".key.{n}")
             try:
-                write_private(extra, key + "\n", exclusive=True)
-                break
+                return path, write_private(extra, key + "\n", exclusive=True)
             except ComputeError as e:
                 if e.code != "file_exists":
                     raise
                 if extra.read_text().strip() == key:
-                    break
-        else:
-            extra = None
+                    return path, extra
+        raise ComputeError(f"{path.parent} already holds 998 other keys for instance {instance_id}; the new one was not saved.",
+                           code="bad_response", details={"instance_id": instance_id, "key_file": str(path)})
+
+    def save_instance_key(self, instance_id: str, key: str) -> Path:
+        """Save the one-time management key of ``instance_id`` (``keep_key``: never overwritten, the
+        same key again is a no-op). A different key for the same id is kept beside the first
+        (``<id>.key.2``, ...) and raises ``bad_response`` naming both files."""
+        path, extra = self.keep_key("instance-keys", instance_id, key)
+        if extra is None:
+            return path
         raise ComputeError(
             f"The server sent a second one-time management key for instance {instance_id}; the first one, saved in {path}, "
-            "was kept" + (f" and the second was saved in {extra}" if extra else "") + ". Nothing was overwritten.",
+            f"was kept and the second was saved in {extra}. Nothing was overwritten.",
             code="bad_response",
-            details={"instance_id": instance_id, "key_file": str(path), "second_key_file": str(extra) if extra else None},
+            details={"instance_id": instance_id, "key_file": str(path), "second_key_file": str(extra)},
             hint="Keep both files; ask the service which key is valid for this instance (the scripts use the first).",
         )
 

@@ -646,6 +646,7 @@ def save_ai_key(ctx, order: dict, ai_request: tuple[str, str]) -> tuple[str | No
         if note is None:
             ctx.progress(f"Saved the AI Machine's API key to {path} (mode 0600); it is shown once by the server and never printed here")
         else:
+            ctx.progress(f"warning: {note}")
             path = None
     return (key if path else None), aimachines.block(ctx.state, order, key=key if path else None, key_path=path, note=note)
 
