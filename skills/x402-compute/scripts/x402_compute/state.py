@@ -22,6 +22,7 @@ without the sticky bit) is refused before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -255,25 +256,58 @@ class State:
             hint="Keep both files; ask the service which key is valid for this instance (the scripts use the first).",
         )
 
-    def remove_key_files(self, folder: str, instance_id: str) -> list[Path]:
-        """Delete the key files of ``instance_id`` in ``folder`` (``instance-keys``, ``ai-keys``):
-        ``<uuid>.key``, the second keys kept beside it (``<uuid>.key.2``, ``.key.3``, ... from
-        ``save_instance_key``, never overwritten) and a ``.pub`` of either; only names of exactly
-        that form, for the checked UUID alone. The folder is opened without following a symlink
-        (one that is a symlink raises ``unsafe_state_dir``, nothing deleted) and each file is unlinked
-        in it, so a symlink among them is removed, never followed. Returns the paths removed."""
-        iid = server_instance_id(instance_id, "instance id")
+    @contextlib.contextmanager
+    def _folder_fd(self, folder: str, what: str):
+        """``folder`` under the state folder, opened without following a symlink: its descriptor,
+        or None when there is no such folder. One that is a symlink (or not a folder) raises
+        ``unsafe_state_dir``: what is deleted through the descriptor is in the state folder, never
+        wherever a link points. ``what``: what was left alone, for the message."""
         where = self.path(folder)
-        name = re.compile(re.escape(iid) + r"\.key(?:\.[0-9]+)?(?:\.pub)?")
         try:
             fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
-            return []
+            yield None
+            return
         except OSError as e:
-            raise ComputeError(f"{where} is not a plain folder ({e.strerror}); its key files were left alone.",
-                               code="unsafe_state_dir", hint=f"Delete {iid}.key* in it by hand if that is what you want.") from None
-        removed = []
+            raise ComputeError(f"{where} is not a plain folder ({e.strerror}); {what} in it was left alone.",
+                               code="unsafe_state_dir", hint=f"Delete {what} in it by hand if that is what you want.") from None
         try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def remove_file(self, folder: str, name: str) -> Path | None:
+        """Delete ``<state>/<folder>/<name>`` (a host-key pin, a password file, keepalive state), never
+        through a symlink: the folder is opened without following one (``_folder_fd``: a symlinked
+        folder raises ``unsafe_state_dir``, nothing deleted) and the name unlinked in it, so a symlink
+        there is removed, its target never touched; a folder of that name is left. Returns the path
+        removed, None when there was nothing to remove."""
+        path = self.path(folder, name)
+        with self._folder_fd(folder, name) as fd:
+            if fd is None:
+                return None
+            try:
+                if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    return None
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                return None
+        return path
+
+    def remove_key_files(self, folder: str, instance_id: str) -> list[Path]:
+        """Delete the key files of ``instance_id`` in ``folder`` (``instance-keys``, ``ai-keys``):
+        ``<uuid>.key``, the second keys kept beside it (``<uuid>.key.2``, ``.key.3``, ... from
+        ``keep_key``, never overwritten) and a ``.pub`` of either; only names of exactly
+        that form, for the checked UUID alone. The folder is opened without following a symlink
+        (``_folder_fd``: one that is a symlink raises ``unsafe_state_dir``, nothing deleted) and each
+        file is unlinked in it, so a symlink among them is removed, never followed. Returns the paths removed."""
+        iid = server_instance_id(instance_id, "instance id")
+        where = self.path(folder)
+        name = re.compile(re.escape(iid) + r"\.key(?:\.[0-9]+)?(?:\.pub)?")
+        removed = []
+        with self._folder_fd(folder, f"{iid}.key*") as fd:
+            if fd is None:
+                return []
             with os.scandir(fd) as entries:
                 names = sorted(e.name for e in entries if name.fullmatch(e.name) and not e.is_dir(follow_symlinks=False))
             for n in names:
@@ -282,8 +316,6 @@ class State:
                 except FileNotFoundError:
                     continue
                 removed.append(where / n)
-        finally:
-            os.close(fd)
         return removed
 
     def instance_key(self, instance_id: str) -> str | None:
