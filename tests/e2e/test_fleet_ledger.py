@@ -60,11 +60,15 @@ def test_eight_agents_in_two_state_folders_share_one_budget_pins_and_quotes(make
         assert proxy.paid_requests == 3 and len(set(proxy.payment_headers)) == 3
         assert before - balances(sb, w)["base"] == 3 * PRICE_ATOMIC
         assert len([p for p in sb.app.store.payments() if (p.get("payer") or "").lower() == w["evm_address"].lower()]) == 3
-        # budget.py from either folder: the same fleet totals, per host and per instance.
-        views = [ok(run_script("budget.py", env=e)) for e in envs]
+        # budget.py from either folder: the same fleet totals, per host and per agent (a state folder on a
+        # host; "instance" is a machine everywhere else in the output, as in --by instance).
+        views = [ok(run_script("budget.py", "--by", "instance", env=e)) for e in envs]
         assert views[0]["budget"] == views[1]["budget"] and views[0]["budget"]["spent_usd"] == "0.7488"
-        assert views[0]["fleet"]["instances"] == views[1]["fleet"]["instances"] and views[0]["fleet"]["ledger"] == "postgresql"
-        spent = {i["instance"].rsplit("/", 2)[-2]: i["spent_usd"] for i in views[0]["fleet"]["instances"]}
+        assert views[0]["fleet"]["agents"] == views[1]["fleet"]["agents"] and views[0]["fleet"]["ledger"] == "postgresql"
+        assert "instances" not in views[0]["fleet"] and "this_instance" not in views[0]["fleet"]
+        assert [v["fleet"]["this_agent"].rsplit("/", 2)[-2] for v in views] == ["laptop", "ci"]
+        spent = {i["agent"].rsplit("/", 2)[-2]: i["spent_usd"] for i in views[0]["fleet"]["agents"]}
+        assert {t["key"] for t in views[0]["totals"]} == {p["instance"] for p in views[0]["payments"]}  # machines, not agents
         assert set(spent) <= {"laptop", "ci"} and sum(float(v) for v in spent.values()) == pytest.approx(0.7488)
         assert len(views[0]["payments"]) == len(views[1]["payments"]) == 3
 

@@ -131,6 +131,8 @@ def test_documented_fields_are_exactly_what_the_scripts_print(sandbox, wallet, t
     run("credits_topup.py", "--amount", "1", "--quote")
     run("credits_topup.py", "--amount", "1", "--yes")
     run("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--use-credits", "--yes")  # paid from those credits
+    run("budget.py")
+    run("budget.py", "--by", "instance", "--csv")
     # Cleanup: a pattern that matches nothing, then every live machine of this wallet, then the leftovers.
     run("destroy_instance.py", "--label", "no-such-*", "--yes")
     run("destroy_instance.py", "--all", "--yes", "--forget-local")

@@ -59,6 +59,18 @@ def totals_by(rows: list[dict], by: str) -> list[dict]:
     return [{"key": k, "usd": budget_usd(m), "payments": n} for k, (m, n) in order]
 
 
+def fleet_view(fleet: dict) -> dict:
+    """The ``fleet`` block as budget.py prints it. Its users are agents (a state folder on a host),
+    named so: "instance" in this output is a machine (``payments[].instance``, ``--by instance``)."""
+    return {
+        "ledger": fleet["ledger"],
+        "this_agent": fleet["this_instance"],
+        "hosts": fleet["hosts"],
+        "agents": [{"agent": r["instance"], "host": r["host"], "spent_usd": r["spent_usd"], "reserved_usd": r["reserved_usd"]}
+                   for r in fleet["instances"]],
+    }
+
+
 def budget_status(ctx):
     """The rolling budget and the payments behind it. Read-only: the budget is the human's
     setting (COMPUTE_BUDGET_USD, COMPUTE_BUDGET_WINDOW); no command raises it."""
@@ -94,7 +106,7 @@ def budget_status(ctx):
     for r in rows:
         del r["_micros"]
     state = budget.status()
-    fleet = budget.fleet(now)
+    fleet = fleet_view(budget.fleet(now))
     out = {
         "budget": state,
         "fleet": fleet,
@@ -124,9 +136,9 @@ def budget_status(ctx):
         lines += ["", table(days, [("date", "DAY"), ("usd", "COUNTED USD")])]
     if by:
         lines += ["", table(totals, [("key", by.upper()), ("usd", "COUNTED USD"), ("payments", "PAYMENTS")])]
-    if len(fleet["instances"]) > 1 or fleet["ledger"] != "sqlite":
-        lines += ["", f"ledger: {fleet['ledger']} (shared by {len(fleet['instances'])} instance(s) in the window)",
-                  table(fleet["instances"], [("instance", "INSTANCE"), ("spent_usd", "SPENT USD"), ("reserved_usd", "RESERVED USD")])]
+    if len(fleet["agents"]) > 1 or fleet["ledger"] != "sqlite":
+        lines += ["", f"ledger: {fleet['ledger']} (shared by {len(fleet['agents'])} agent(s) in the window)",
+                  table(fleet["agents"], [("agent", "AGENT"), ("spent_usd", "SPENT USD"), ("reserved_usd", "RESERVED USD")])]
     return Output(out, "\n".join(lines))
 
 
