@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import stat
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import clean_env, closed_port_url, fail, ok, run_script
+from tests.helpers import SCRIPTS, clean_env, closed_port_url, fail, ok, run_script
 
 MISSING = "3f1c2a9e-0000-4000-8000-00000000dead"
 PLAN, REGION, OS_ID = "vc2-1c-2gb", "ewr", 2284
@@ -293,7 +294,7 @@ def test_resize_downgrade_refused_before_calling_api(sandbox, wallet, env, insta
     assert [s["step"] for s in steps] == ["quote_new_machine", "move_data", "destroy_old"]
     assert steps[0]["command"] in e["hint"] and instance["id"] in steps[2]["command"]
     words = shlex.split(steps[0]["command"])
-    assert words[:2] == ["python", "scripts/provision.py"] and words[2:4] == ["vc2-1c-1gb", instance["region"]]
+    assert words[:2] == [sys.executable, str(SCRIPTS / "provision.py")] and words[2:4] == ["vc2-1c-1gb", instance["region"]]
     q = ok(run_script(Path(words[1]).name, *words[2:], env=env))["quote"]  # the printed command, as printed
     assert q["plan"] == "vc2-1c-1gb" and q["signed"] is False
     e = fail(run_script("resize_instance.py", instance["id"], "do:s-2vcpu-4gb", "--yes", env=env), 3, "provider_mismatch")

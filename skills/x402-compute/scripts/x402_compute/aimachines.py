@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import redact
+from . import cmdline, redact
 from .errors import ApiError, ComputeError, NetworkError, NotFound, UsageError, WaitTimeout
 from .instances import normalized_state, public_ip
 from .ssh.wait import backoff
@@ -263,6 +263,6 @@ def wait_ready(client, instance_id: str, key: str, *, timeout: float, interval: 
             raise WaitTimeout(
                 f"Timed out after {timeout:g} s waiting for the AI endpoint of {instance_id} to answer /v1/models ({why}). The machine exists and is paid for.",
                 details={"instance_id": instance_id, "endpoint": e["endpoint"], "expires_at": order.get("expires_at")},
-                hint=f"Check again later with instance_details.py {instance_id}; do not provision again.",
+                hint=f"Check again later with {cmdline.command('instance_details.py', instance_id)}; do not provision again.",
             )
         sleep(min(next(pauses), remaining))

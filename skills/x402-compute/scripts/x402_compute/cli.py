@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from . import __version__
+from . import __version__, cmdline
 from .config import load_settings
 from .errors import (
     EXIT_ERROR,
@@ -159,7 +159,7 @@ def parser(prog: str, description: str, *, examples: str | None = None, output: 
            http_timeout: bool = True) -> argparse.ArgumentParser:
     """The common options every script has. ``http_timeout=False``: the script's own ``--timeout``
     means something else (ssh_exec.py: the command's limit); HTTP then uses COMPUTE_TIMEOUT."""
-    epilog = (("examples:\n" + examples.rstrip() + "\n\n") if examples else "") + exit_codes
+    epilog = (("examples:\n" + cmdline.examples(examples.rstrip()) + "\n\n") if examples else "") + exit_codes
     p = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("common options")
     if output:  # every script; not the MCP server, whose stdout is the protocol
