@@ -506,6 +506,14 @@ def test_a_client_that_cannot_be_asked_pays_only_when_the_human_set_unattended(r
     assert key["api_key"] is None and len(key["key_last4"]) == 4 and saved.read_text().strip().endswith(key["key_last4"])
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
     assert saved.read_text().strip() not in s.log()
+    # A second call would replace the saved key (gone from this machine, valid on the server): refused
+    # before anything is created, with a hint for the human; the model has no input to override it.
+    minted = len(sandbox.app.store.api_keys_of(sandbox.app.store._one("SELECT owner FROM api_keys WHERE id=?", (key["id"],))[0]))
+    refused = s.error("create_api_key", {"label": "again"}, "saved_key_exists")
+    assert refused["error"]["details"]["saved_key_id"] == key["id"] and "ask the human" in refused["error"]["hint"]
+    s.error("create_api_key", {"label": "again", "replace_saved_key": True}, "usage_error")
+    assert saved.read_text().strip().endswith(key["key_last4"])
+    assert len(sandbox.app.store.api_keys_of(sandbox.app.store._one("SELECT owner FROM api_keys WHERE id=?", (key["id"],))[0])) == minted
 
 
 def _pin_other_payee(home: Path) -> str:

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import stat
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import clean_env, closed_port_url, fail, ok, run_script
+from tests.helpers import SCRIPTS, clean_env, closed_port_url, fail, ok, run_script
 
 MISSING = "3f1c2a9e-0000-4000-8000-00000000dead"
 PLAN, REGION, OS_ID = "vc2-1c-2gb", "ewr", 2284
@@ -293,7 +294,7 @@ def test_resize_downgrade_refused_before_calling_api(sandbox, wallet, env, insta
     assert [s["step"] for s in steps] == ["quote_new_machine", "move_data", "destroy_old"]
     assert steps[0]["command"] in e["hint"] and instance["id"] in steps[2]["command"]
     words = shlex.split(steps[0]["command"])
-    assert words[:2] == ["python", "scripts/provision.py"] and words[2:4] == ["vc2-1c-1gb", instance["region"]]
+    assert words[:2] == [sys.executable, str(SCRIPTS / "provision.py")] and words[2:4] == ["vc2-1c-1gb", instance["region"]]
     q = ok(run_script(Path(words[1]).name, *words[2:], env=env))["quote"]  # the printed command, as printed
     assert q["plan"] == "vc2-1c-1gb" and q["signed"] is False
     e = fail(run_script("resize_instance.py", instance["id"], "do:s-2vcpu-4gb", "--yes", env=env), 3, "provider_mismatch")
@@ -395,6 +396,32 @@ def test_a_refused_saved_key_hints_to_remove_it(sandbox, env, tmp_path):
     assert rev["saved_key_removed"] is False and rev["revoked_at"]  # nothing saved there
     e = fail(run_script("list_instances.py", env=env), 1, "unauthorized")
     assert doc["saved_to"] in e["hint"] and "rm " in e["hint"] and "wallet" in e["hint"]
+
+
+def test_save_never_replaces_the_saved_key_unless_the_human_says_so(sandbox, env):
+    """--save over a saved key would leave this machine without it (still valid on the server):
+    refused before any key is created, unless the human adds --replace-saved-key."""
+    state = Path(env["X402_COMPUTE_STATE_DIR"])
+    first = ok(run_script("create_api_key.py", "--save", env=env))
+    saved = (state / "api_key").read_text()
+    owner = doc_owner(sandbox, first["id"])
+    before = sandbox.app.store.api_keys_of(owner)
+    e = fail(run_script("create_api_key.py", "--label", "again", "--save", env=env), 3, "saved_key_exists")
+    assert e["details"] == {"saved_key_file": str(state / "api_key"), "saved_key_id": first["id"], "saved_key_last4": first["key_last4"]}
+    assert "ask the human" in e["hint"] and "--replace-saved-key" in e["hint"]
+    # Nothing minted on the server, nothing changed here.
+    assert sandbox.app.store.api_keys_of(owner) == before
+    assert (state / "api_key").read_text() == saved and (state / "api_key.id").read_text().strip() == first["id"]
+    fail(run_script("create_api_key.py", "--replace-saved-key", env=env), 2, "usage_error")  # only with --save
+
+    code, new, err = run_script("create_api_key.py", "--save", "--replace-saved-key", env=env)
+    assert code == 0, new
+    assert new["replaced_saved_key"] is True and new["replaced_saved_key_id"] == first["id"]
+    assert new["replaced_saved_key_last4"] == first["key_last4"] and first["id"] in new["warning"]
+    assert saved.strip() not in json.dumps(new) + err
+    key = (state / "api_key").read_text().strip()
+    assert key.endswith(new["key_last4"]) and key != saved.strip() and (state / "api_key.id").read_text().strip() == new["id"]
+    assert stat.S_IMODE((state / "api_key").stat().st_mode) == 0o600
 
 
 def test_api_key_show_and_unsaved_warning(env):

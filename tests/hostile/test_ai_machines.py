@@ -126,6 +126,18 @@ def test_a_good_key_is_saved_0600_once_and_never_overwritten(hostile, hostile_en
     assert doc["ai"]["endpoint"] == "http://127.0.0.1:8080/v1"  # the instance's own address and the key's port
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and path.read_text().strip() == KEY
     assert KEY not in json.dumps(doc) and KEY not in err
-    rc, doc, _ = run_script(*args, env=hostile_env())
+    rc, doc, err = run_script(*args, env=hostile_env())
     assert rc == 0 and path.read_text().strip() == KEY and "was kept" in doc["ai"]["note"]
     assert doc["ai"]["api_key_last4"] == KEY[-4:]  # the saved key, which ai_chat will use
+    # The second, different key is kept too (shown once: dropping it loses it for good), beside the
+    # first by the management keys' rule, 0600, and the output says where; it is never printed.
+    second = path.with_name(path.name + ".2")
+    assert second.read_text().strip() == "sk-" + "z9" * 16 and stat.S_IMODE(os.stat(second).st_mode) == 0o600
+    assert str(second) in doc["ai"]["note"] and str(second) in err
+    assert "sk-" + "z9" * 16 not in json.dumps(doc) + err
+    # --forget-local removes both with the machine.
+    iid = path.name.removesuffix(".key")
+    hostile.add_order(id=iid)  # the broken server's answers named an id its store never held
+    rc, doc, err = run_script("destroy_instance.py", iid, "--yes", "--forget-local", env=hostile_env())
+    assert rc == 0 and {str(path), str(second)} <= set(doc["forgotten"]), (doc, err)
+    assert not path.exists() and not second.exists()

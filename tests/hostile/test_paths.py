@@ -172,3 +172,53 @@ def test_journal_and_pins_stay_in_the_state_root(hostile, hostile_env, tmp_path)
     assert _mode(state) == 0o700 and _mode(state / "ledger.sqlite3") == 0o600
     owners = json.loads((state / "instance-owners.json").read_text())
     assert list(owners) == [doc["order"]["id"]]
+
+
+def test_forget_local_never_deletes_through_a_symlinked_folder(hostile, hostile_env, tmp_path):
+    """destroy_instance.py --forget-local deletes the pin, password and keepalive files of the machine
+    in their own folders: a state subfolder that is a symlink to elsewhere is not followed (its files
+    outside stay, and stderr says what was left), and a file that is itself a symlink is unlinked, its
+    target untouched. The key folders and the real folders are cleaned as before."""
+    order = hostile.add_order()
+    iid = order["id"]
+    state = tmp_path / "home" / "state"
+    state.mkdir(mode=0o700)
+    outside = tmp_path / "outside"
+    victims = {}
+    # (keepalive/<id>.json is left out: the ledger's one-time import of an earlier release's records
+    # renames any keepalive/*.json to .imported before destroy runs; the .lock shows the folder rule.)
+    for folder, name in (("known_hosts", iid), ("keepalive", f"{iid}.lock")):
+        target = outside / folder
+        target.mkdir(parents=True, exist_ok=True)
+        (target / name).write_text("not the client's\n")
+        victims[target / name] = "not the client's\n"
+        if not (state / folder).is_symlink():
+            (state / folder).symlink_to(target)
+    (state / "credentials").mkdir(mode=0o700)
+    linked = outside / "secret.txt"
+    linked.write_text("a file the link points at\n")
+    victims[linked] = "a file the link points at\n"
+    (state / "credentials" / f"{iid}.txt").symlink_to(linked)
+    (state / "ai-keys").mkdir(mode=0o700)
+    (state / "ai-keys" / f"{iid}.key").write_text("sk-abcdefgh\n")
+
+    rc, doc, err = run_script("destroy_instance.py", iid, "--yes", "--forget-local", env=hostile_env())
+    assert rc == 0 and doc["destroyed"] is True, (doc, err)
+    assert all(p.read_text() == text for p, text in victims.items())  # nothing outside the state folder deleted
+    assert sorted(doc["forgotten"]) == sorted([str(state / "credentials" / f"{iid}.txt"), str(state / "ai-keys" / f"{iid}.key")])
+    assert not (state / "credentials" / f"{iid}.txt").is_symlink() and not (state / "ai-keys" / f"{iid}.key").exists()
+    assert f"{state / 'known_hosts'} is not a plain folder" in err and f"{state / 'keepalive'} is not a plain folder" in err
+
+
+def test_remove_file_is_one_name_in_one_real_folder(tmp_path):
+    st = State(tmp_path / "state")
+    st.save_credentials("3f1c2a9e-0000-4000-8000-000000000001", "pw")
+    assert st.remove_file("credentials", "3f1c2a9e-0000-4000-8000-000000000001.txt") == st.credentials_file("3f1c2a9e-0000-4000-8000-000000000001")
+    assert st.remove_file("credentials", "3f1c2a9e-0000-4000-8000-000000000001.txt") is None  # already gone
+    assert st.remove_file("keepalive", "x.json") is None  # no such folder
+    (tmp_path / "state" / "credentials" / "d").mkdir()
+    assert st.remove_file("credentials", "d") is None and (tmp_path / "state" / "credentials" / "d").is_dir()
+    for folder, name in (("..", "x"), ("credentials", "../x"), ("a/b", "x")):
+        with pytest.raises(errors.ComputeError) as e:
+            st.remove_file(folder, name)
+        assert e.value.code == "bad_response"

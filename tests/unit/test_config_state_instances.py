@@ -202,6 +202,23 @@ def test_exclusive_write_refuses_overwrite(tmp_path):
     assert p.read_text() == "1"
 
 
+def test_a_second_ai_key_for_the_same_machine_is_kept_beside_the_first(tmp_path):
+    """aimachines.save_key keeps the management keys' rule: the first key stays where ai_chat reads
+    it, a different one goes to the first free <id>.key.N (0600), the same one again adds nothing."""
+    from x402_compute import aimachines
+
+    st = State(tmp_path / "state")
+    first, note = aimachines.save_key(st, IID, "sk-first-key")
+    assert note is None and aimachines.save_key(st, IID, "sk-first-key") == (first, None)
+    for n, key in ((2, "sk-second-key"), (2, "sk-second-key"), (3, "sk-third-key")):
+        path, note = aimachines.save_key(st, IID, key)
+        extra = first.with_name(f"{IID}.key.{n}")
+        assert path == first and str(extra) in note and extra.read_text() == key + "\n" and _mode(extra) == 0o600
+    assert sorted(p.name for p in first.parent.iterdir()) == [f"{IID}.key", f"{IID}.key.2", f"{IID}.key.3"]
+    assert aimachines.saved_key(st, IID) == "sk-first-key"
+    assert len(st.remove_key_files("ai-keys", IID)) == 3 and not any(first.parent.iterdir())
+
+
 def test_remove_key_files_takes_every_key_of_the_id_and_nothing_else(tmp_path):
     """destroy_instance.py --forget-local: ``<id>.key`` and the second keys ``save_instance_key``
     keeps beside it (``<id>.key.2``, ...; never overwritten) go, with a ``.pub`` of either; another

@@ -167,6 +167,15 @@ def test_the_human_only_list_names_every_decision_the_issue_names():
     assert NAMED_HUMAN_ONLY <= HUMAN_ONLY
 
 
+def test_replacing_the_saved_api_key_is_the_humans():
+    """create_api_key is always --save over MCP: with --replace-saved-key a tool input, the model
+    could drop the human's saved key from this machine."""
+    assert "replace_saved_key" in HUMAN_ONLY
+    spec = next(s for s in mcp_server.all_tools() if s.name == "create_api_key")
+    assert "replace_saved_key" in {a.dest for a in spec.parser._actions}
+    assert "replace_saved_key" not in spec.input_schema["properties"]
+
+
 @pytest.mark.parametrize("spec", mcp_server.all_tools(), ids=lambda s: s.name)
 def test_no_tool_schema_carries_a_human_only_input_or_a_path(spec):
     """Every tool, including ones added later: walked from the tool list, not from this file."""

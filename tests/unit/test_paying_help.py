@@ -10,6 +10,7 @@ import runpy
 import pytest
 
 from tests.helpers import BUNDLE, SCRIPTS
+from x402_compute import cmdline
 
 PAYING = sorted(p.name for p in SCRIPTS.glob("*.py")
                 if any(a.dest == "confirm_quote" for a in runpy.run_path(str(p), run_name="help_probe").get("p", argparse.ArgumentParser())._actions))
@@ -23,7 +24,7 @@ def test_the_paying_scripts_were_found():
 def test_help_examples_show_the_quote_the_human_approves_first(name):
     p = runpy.run_path(str(SCRIPTS / name), run_name="help_probe")["p"]
     lines = p.epilog.split("exit codes:")[0].splitlines()
-    commands = [x for x in lines if x.startswith("python ") or x.startswith("0 ")]
+    commands = [x for x in lines if x.startswith(cmdline.command(name)) or x.startswith("0 ")]
     first_pay = next((i for i, x in enumerate(commands) if "--yes" in x or "--confirm-quote" in x), None)
     if name != "keepalive.py":  # keepalive's own path is --dry-run, then the human's schedule
         assert "--quote" in commands[0] and first_pay is not None and "--confirm-quote" in commands[first_pay], commands

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from x402_compute import errors, plans
+from x402_compute import cmdline, errors, plans
 
 
 def P(pid, hourly=None, vcpu=None, ram=None, disk=None, provider=None, locations=("lax",), **kw):
@@ -87,7 +87,7 @@ def test_resize_preflight_rules():
         plans.resize_preflight(do2, do1, [do1, do2], "nyc3", confirm_disk_resize=True, instance_id="i-1", hours_left=10)
     assert ei.value.code == "downgrade_not_supported" and ei.value.exit_code == 3
     assert (ei.value.details["from_disk_gb"], ei.value.details["to_disk_gb"]) == (50, 25)
-    assert ei.value.details["shrink_path"]["steps"][0]["command"].startswith("python scripts/provision.py do:a nyc3 --hours 10")
+    assert ei.value.details["shrink_path"]["steps"][0]["command"].startswith(cmdline.command("provision.py", "do:a", "nyc3", "--hours", "10"))
     assert "do:a nyc3" in ei.value.hint and "same disk" in ei.value.hint
     # An unknown current plan: nothing can be checked here, the server decides.
     assert plans.resize_preflight(None, VULTR[0], VULTR, "lax", confirm_disk_resize=False)["from"] is None

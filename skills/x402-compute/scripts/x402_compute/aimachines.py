@@ -8,8 +8,8 @@ llama-server on that port (``GET /v1/models``, ``POST /v1/chat/completions``,
 What this module holds, for provision, the instance listings and ai_chat alike:
 
 - the API key is shown once, in the paid answer: it is saved 0600 in the state folder under
-  ``ai-keys/<instance id>.key`` (a checked UUID, never a server string), never overwritten,
-  never printed (registered with the scrubber; only its last four characters are shown);
+  ``ai-keys/<instance id>.key`` (a checked UUID, never a server string), never overwritten (a
+  different key for the same machine goes beside it, ``<instance id>.key.2``, ...), never printed (registered with the scrubber; only its last four characters are shown);
 - the endpoint is only ever ``http://<the instance's own address>:<port>/v1``, built from the
   instance record; an endpoint the server names that is anything else is refused, so the key
   never goes anywhere but to the machine it belongs to. That is plain http to the machine's IP:
@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import redact
+from . import cmdline, redact
 from .errors import ApiError, ComputeError, NetworkError, NotFound, UsageError, WaitTimeout
 from .instances import normalized_state, public_ip
 from .ssh.wait import backoff
-from .state import write_private
 from .validate import is_port, shown
 
 DEFAULT_PORT = 8080
@@ -127,16 +126,15 @@ def key_file(state, instance_id: str) -> Path:
 
 
 def save_key(state, instance_id: str, key: str) -> tuple[Path, str | None]:
-    """Save the key 0600 (never overwriting one already there). Returns (path, note): the note
-    says why nothing was written (a different key is already saved for this id)."""
-    path = key_file(state, instance_id)
-    old = saved_key(state, instance_id)
-    if old == key:
+    """Save the key 0600, never overwriting one already there (``State.keep_key``, the rule of the
+    management keys). Returns (path, note): the note says, when a different key is already saved
+    for this id, that the first was kept (ai_chat uses it) and where the new one went
+    (``<id>.key.2``, ...)."""
+    path, second = state.keep_key(KEY_FOLDER, instance_id, key)
+    if second is None:
         return path, None
-    if old is not None:
-        return path, f"a different AI key is already saved in {path}; it was kept and the new one was not saved"
-    write_private(path, key + "\n", exclusive=True)
-    return path, None
+    return path, (f"a different AI key was already saved in {path}: it was kept (ai_chat uses it) and the new key was saved "
+                  f"beside it in {second} (0600); ask the service which one is valid")
 
 
 def saved_key(state, instance_id: str) -> str | None:
@@ -265,6 +263,6 @@ def wait_ready(client, instance_id: str, key: str, *, timeout: float, interval: 
             raise WaitTimeout(
                 f"Timed out after {timeout:g} s waiting for the AI endpoint of {instance_id} to answer /v1/models ({why}). The machine exists and is paid for.",
                 details={"instance_id": instance_id, "endpoint": e["endpoint"], "expires_at": order.get("expires_at")},
-                hint=f"Check again later with instance_details.py {instance_id}; do not provision again.",
+                hint=f"Check again later with {cmdline.command('instance_details.py', instance_id)}; do not provision again.",
             )
         sleep(min(next(pauses), remaining))

@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from . import __version__
+from . import __version__, cmdline
 from .config import load_settings
 from .errors import (
     EXIT_ERROR,
@@ -49,7 +49,8 @@ warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh
 # resize, resuming a stopped keepalive, printing a secret, deleting what guards machines not just
 # destroyed by this call (--forget-destroyed: host-key pins, saved keys and passwords of every
 # instance the server merely lists as destroyed; were one live, the model would have reset its
-# host key trust and lost keys shown once). They are flags a
+# host key trust and lost keys shown once), replacing the saved API key (--replace-saved-key: the
+# old key would be gone from this machine while still valid on the server). They are flags a
 # person types at a terminal (or settings they wrote), never an MCP tool input, and a hint that
 # names one is addressed to the human ("ask the human to run ..."). The one list: the MCP server
 # leaves these out of every tool, and a test holds every tool schema against it.
@@ -66,6 +67,7 @@ HUMAN_ONLY = frozenset({
     "resume",
     "show",
     "forget_destroyed",
+    "replace_saved_key",
 })
 # An option naming a local file or folder: a tool input that names one lets the model read (and
 # send away) any file the user can read, so a tool takes content instead, bounded and checked.
@@ -157,7 +159,7 @@ def parser(prog: str, description: str, *, examples: str | None = None, output: 
            http_timeout: bool = True) -> argparse.ArgumentParser:
     """The common options every script has. ``http_timeout=False``: the script's own ``--timeout``
     means something else (ssh_exec.py: the command's limit); HTTP then uses COMPUTE_TIMEOUT."""
-    epilog = (("examples:\n" + examples.rstrip() + "\n\n") if examples else "") + exit_codes
+    epilog = (("examples:\n" + cmdline.examples(examples.rstrip()) + "\n\n") if examples else "") + exit_codes
     p = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("common options")
     if output:  # every script; not the MCP server, whose stdout is the protocol

@@ -9,11 +9,11 @@ missing, so every accessor returns ``None`` rather than raising.
 from __future__ import annotations
 
 import math
-import shlex
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable
 
+from . import cmdline
 from .errors import ComputeError, PolicyError, UsageError
 from .gpus import describe
 from .instances import iso, parse_time
@@ -349,15 +349,15 @@ def shrink_path(instance_id: str | None, target_id: str, region: str | None, hou
     machine (the exact command), move what matters over SSH, destroy the old one."""
     hours = max(1, math.ceil(hours_left)) if isinstance(hours_left, (int, float)) and hours_left > 0 else 24
     old = instance_id or "<instance id>"
-    quote = ["python", "scripts/provision.py", target_id, region or "<region>", "--hours", str(hours), "--ssh-key", "auto", "--quote"]
     return {
         "in_place": False,
         "steps": [
-            {"step": "quote_new_machine", "command": shlex.join(quote),
+            {"step": "quote_new_machine",
+             "command": cmdline.command("provision.py", target_id, region or "<region>", "--hours", str(hours), "--ssh-key", "auto", "--quote"),
              "note": "quotes the smaller plan as a new machine in the same region for the hours the old one has left; pay it like any provision"},
-            {"step": "move_data", "command": f"python scripts/ssh_exec.py {shlex.quote(old)} -- tar -C / -czf - <paths>",
+            {"step": "move_data", "command": cmdline.command("ssh_exec.py", old) + " -- tar -C / -czf - <paths>",
              "note": "copy what matters off the old machine (ssh_exec.py on each; e.g. stream a tar of the paths you need into the new machine)"},
-            {"step": "destroy_old", "command": f"python scripts/destroy_instance.py {shlex.quote(old)}",
+            {"step": "destroy_old", "command": cmdline.command("destroy_instance.py", old),
              "note": "only once the new machine has what matters: destroying forfeits the old one's prepaid hours"},
         ],
     }

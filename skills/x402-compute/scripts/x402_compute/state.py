@@ -3,10 +3,11 @@
 Layout under ``$X402_COMPUTE_STATE_DIR`` (default
 ``$XDG_STATE_HOME/x402-compute`` or ``~/.local/state/x402-compute``)::
 
-    api_key                  saved by create_api_key.py --save
+    api_key                  saved by create_api_key.py --save (replaced only with --replace-saved-key)
     api_key.id               that key's id (not a secret), so revoking it can remove it
     instance-keys/<id>.key   per-instance management keys (MPP provisions); <id>.key.2, ... a second
                              key sent for the same id (never overwritten)
+    ai-keys/<id>.key         AI Machine API keys, kept by the same rule (<id>.key.2, ...)
     credentials/<id>.txt     one-time root passwords
     ledger.sqlite3           the ledger (x402_compute.ledger): journal, budget, quotes, payee pins,
                              keepalive records (unless COMPUTE_LEDGER_URL names a PostgreSQL)
@@ -21,6 +22,7 @@ without the sticky bit) is refused before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -181,8 +183,11 @@ class State:
         return self.path(folder, server_instance_id(instance_id, "instance id") + suffix)
 
     # -- saved secrets -------------------------------------------------------------------------
-    def save_api_key(self, key: str, key_id: str | None = None) -> Path:
-        path = write_private(self.path("api_key"), key + "\n")
+    def save_api_key(self, key: str, key_id: str | None = None, *, replace: bool = False) -> Path:
+        """Save the account's API key (and its id). A key already saved is replaced only with
+        ``replace`` (the human's ``--replace-saved-key``); otherwise ``file_exists``, even when
+        another process saved one a moment ago."""
+        path = write_private(self.path("api_key"), key + "\n", exclusive=not replace)
         id_file = self.path("api_key.id")
         if key_id:
             write_private(id_file, key_id + "\n")
@@ -209,58 +214,100 @@ class State:
         except FileNotFoundError:
             return None
 
-    def save_instance_key(self, instance_id: str, key: str) -> Path:
-        """Save the one-time management key of ``instance_id``; never overwrite one already saved
-        (the server shows each key once: a replaced key is lost for good). The same key again (a
-        replayed answer) is a no-op. A different key for the same id is kept beside the first
-        (``<id>.key.2``, ...) and raises ``bad_response`` naming both files."""
-        path = self._instance_file("instance-keys", instance_id, ".key")
+    def keep_key(self, folder: str, instance_id: str, key: str) -> tuple[Path, Path | None]:
+        """Save a one-time key of ``instance_id`` in ``folder`` (``instance-keys``, ``ai-keys``), 0600,
+        never overwriting one already saved (the server shows each key once: a replaced key is lost
+        for good). Returns (the first file ``<id>.key``, None) when the key is new there or is the
+        one already in it (a replayed answer); a different key for the same id is kept beside the
+        first, in the first free ``<id>.key.2``, ``<id>.key.3``, ... (or the one that already holds
+        it): (the first file, that file)."""
+        path = self._instance_file(folder, instance_id, ".key")
         try:
-            return write_private(path, key + "\n", exclusive=True)
+            return write_private(path, key + "\n", exclusive=True), None
         except ComputeError as e:
             if e.code != "file_exists":
                 raise
         if path.read_text().strip() == key:
-            return path
+            return path, None
         for n in range(2, 1000):
-            extra = self._instance_file("instance-keys", instance_id, f".key.{n}")
+            extra = self._instance_file(folder, instance_id, f".key.{n}")
             try:
-                write_private(extra, key + "\n", exclusive=True)
-                break
+                return path, write_private(extra, key + "\n", exclusive=True)
             except ComputeError as e:
                 if e.code != "file_exists":
                     raise
                 if extra.read_text().strip() == key:
-                    break
-        else:
-            extra = None
+                    return path, extra
+        raise ComputeError(f"{path.parent} already holds 998 other keys for instance {instance_id}; the new one was not saved.",
+                           code="bad_response", details={"instance_id": instance_id, "key_file": str(path)})
+
+    def save_instance_key(self, instance_id: str, key: str) -> Path:
+        """Save the one-time management key of ``instance_id`` (``keep_key``: never overwritten, the
+        same key again is a no-op). A different key for the same id is kept beside the first
+        (``<id>.key.2``, ...) and raises ``bad_response`` naming both files."""
+        path, extra = self.keep_key("instance-keys", instance_id, key)
+        if extra is None:
+            return path
         raise ComputeError(
             f"The server sent a second one-time management key for instance {instance_id}; the first one, saved in {path}, "
-            "was kept" + (f" and the second was saved in {extra}" if extra else "") + ". Nothing was overwritten.",
+            f"was kept and the second was saved in {extra}. Nothing was overwritten.",
             code="bad_response",
-            details={"instance_id": instance_id, "key_file": str(path), "second_key_file": str(extra) if extra else None},
+            details={"instance_id": instance_id, "key_file": str(path), "second_key_file": str(extra)},
             hint="Keep both files; ask the service which key is valid for this instance (the scripts use the first).",
         )
+
+    @contextlib.contextmanager
+    def _folder_fd(self, folder: str, what: str):
+        """``folder`` under the state folder, opened without following a symlink: its descriptor,
+        or None when there is no such folder. One that is a symlink (or not a folder) raises
+        ``unsafe_state_dir``: what is deleted through the descriptor is in the state folder, never
+        wherever a link points. ``what``: what was left alone, for the message."""
+        where = self.path(folder)
+        try:
+            fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            yield None
+            return
+        except OSError as e:
+            raise ComputeError(f"{where} is not a plain folder ({e.strerror}); {what} in it was left alone.",
+                               code="unsafe_state_dir", hint=f"Delete {what} in it by hand if that is what you want.") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def remove_file(self, folder: str, name: str) -> Path | None:
+        """Delete ``<state>/<folder>/<name>`` (a host-key pin, a password file, keepalive state), never
+        through a symlink: the folder is opened without following one (``_folder_fd``: a symlinked
+        folder raises ``unsafe_state_dir``, nothing deleted) and the name unlinked in it, so a symlink
+        there is removed, its target never touched; a folder of that name is left. Returns the path
+        removed, None when there was nothing to remove."""
+        path = self.path(folder, name)
+        with self._folder_fd(folder, name) as fd:
+            if fd is None:
+                return None
+            try:
+                if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    return None
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                return None
+        return path
 
     def remove_key_files(self, folder: str, instance_id: str) -> list[Path]:
         """Delete the key files of ``instance_id`` in ``folder`` (``instance-keys``, ``ai-keys``):
         ``<uuid>.key``, the second keys kept beside it (``<uuid>.key.2``, ``.key.3``, ... from
-        ``save_instance_key``, never overwritten) and a ``.pub`` of either; only names of exactly
+        ``keep_key``, never overwritten) and a ``.pub`` of either; only names of exactly
         that form, for the checked UUID alone. The folder is opened without following a symlink
-        (one that is a symlink raises ``unsafe_state_dir``, nothing deleted) and each file is unlinked
-        in it, so a symlink among them is removed, never followed. Returns the paths removed."""
+        (``_folder_fd``: one that is a symlink raises ``unsafe_state_dir``, nothing deleted) and each
+        file is unlinked in it, so a symlink among them is removed, never followed. Returns the paths removed."""
         iid = server_instance_id(instance_id, "instance id")
         where = self.path(folder)
         name = re.compile(re.escape(iid) + r"\.key(?:\.[0-9]+)?(?:\.pub)?")
-        try:
-            fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            return []
-        except OSError as e:
-            raise ComputeError(f"{where} is not a plain folder ({e.strerror}); its key files were left alone.",
-                               code="unsafe_state_dir", hint=f"Delete {iid}.key* in it by hand if that is what you want.") from None
         removed = []
-        try:
+        with self._folder_fd(folder, f"{iid}.key*") as fd:
+            if fd is None:
+                return []
             with os.scandir(fd) as entries:
                 names = sorted(e.name for e in entries if name.fullmatch(e.name) and not e.is_dir(follow_symlinks=False))
             for n in names:
@@ -269,8 +316,6 @@ class State:
                 except FileNotFoundError:
                     continue
                 removed.append(where / n)
-        finally:
-            os.close(fd)
         return removed
 
     def instance_key(self, instance_id: str) -> str | None:

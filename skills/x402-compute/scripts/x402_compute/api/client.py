@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from typing import Any, Iterable
 
+from .. import cmdline
 from ..config import Settings
 from ..errors import ComputeError, NetworkError
 from ..instances import unwrap_order
@@ -107,9 +108,9 @@ class ComputeClient:
         last4 = (self.settings.api_key or "")[-4:]
         if src in ("COMPUTE_API_KEY", "COMPUTE_API_KEY_FILE"):
             return (f"The API refused the key ...{last4} from {src} (revoked, or not valid here). Unset {src} to sign with the "
-                    "wallet instead, or create a new key (create_api_key.py --save) and use that.")
+                    f"wallet instead, or create a new key ({cmdline.command('create_api_key.py', '--save')}) and use that.")
         return (f"The API refused the saved key ...{last4} ({src}: revoked, or not valid here). Remove it (rm {shlex.quote(src)}) so scripts "
-                "sign with the wallet, or save a new one with create_api_key.py --save.")
+                f"sign with the wallet, or save a new one with {cmdline.command('create_api_key.py', '--save')}.")
 
     @property
     def auth_used(self) -> str:

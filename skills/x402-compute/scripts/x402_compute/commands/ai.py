@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import aimachines, cli
+from .. import aimachines, cli, cmdline
 from ..errors import ComputeError, UsageError
 from ..instances import normalized_state, public_ip
 from ..ssh.run import checked_address
@@ -86,7 +86,7 @@ def chat(ctx: cli.Context) -> cli.Output:
         why = f"it is {state}" if state != "running" else e["unavailable"]
         raise ComputeError(f"The AI endpoint of {iid} is not usable: {why}. Nothing was sent.", code="ai_endpoint_unavailable",
                            retryable=state == "provisioning", details={"state": state, "reason": why},
-                           hint=f"Wait for it (wait_for_instance / instance_details.py {iid}) and try again." if state == "provisioning" else None)
+                           hint=f"Wait for it (wait_for_instance / {cmdline.command('instance_details.py', iid)}) and try again." if state == "provisioning" else None)
     # The address is the server's word: never this computer or the user's network (as ssh_exec), checked before
     # any socket; the request then goes to the checked address, so a second name lookup cannot answer otherwise.
 

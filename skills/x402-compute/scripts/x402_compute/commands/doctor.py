@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import __version__, cli
+from .. import __version__, cli, cmdline
 from ..cli import Output, table
 from ..config import insecure_http
 from ..errors import AuthError, ComputeError
@@ -205,7 +205,7 @@ def check_credentials(settings) -> list[Check]:
         src = settings.api_key_source or "COMPUTE_API_KEY"
         checks.append(Check("api_key", OK, f"API key ...{key[-4:]} from {src}", {"last4": key[-4:], "source": src}))
     else:
-        checks.append(Check("api_key", SKIP, "not configured (optional: create_api_key.py --save)"))
+        checks.append(Check("api_key", SKIP, f"not configured (optional: {cmdline.command('create_api_key.py', '--save')})"))
 
     failed = any(c.status == FAIL for c in checks)
     if key:
@@ -558,7 +558,7 @@ def doctor(ctx):
         "status": None,
         "details": None,
         "retryable": False,
-        "hint": "Fix what each failed check says, then run doctor.py again.",
+        "hint": f"Fix what each failed check says, then run {cmdline.command('doctor.py')} again.",
     }
     return Output({**report, "ok": False, "error": error}, text, exit_code=1)
 

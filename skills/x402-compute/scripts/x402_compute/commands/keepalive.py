@@ -38,7 +38,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
 
-from .. import cli, plans, validate
+from .. import cli, cmdline, plans, validate
 from ..cli import Output
 from ..config import parse_usd
 from ..errors import ComputeError, PaymentRequired, PolicyError, UsageError
@@ -390,7 +390,7 @@ def _decide(ctx, iid: str, target: dict, now: datetime, record: dict, rec: Recor
                 "that extension. Not paying for the same window again. Nothing was sent.",
                 code="extension_not_applied",
                 details={"instance_id": iid, "journal_id": prior["id"], "covered_until": iso(covered) if covered else None,
-                         "expires_at": order.get("expires_at"), "reconcile": f"python scripts/reconcile.py {prior['id']}"},
+                         "expires_at": order.get("expires_at"), "reconcile": cmdline.command("reconcile.py", prior["id"])},
                 hint=f"Tell the human: the payment of journal {prior['id']} bought time the instance does not show. Ask the service; "
                 "once the human has looked into it, they run keepalive.py with --resume.",
             )
@@ -481,7 +481,7 @@ def keepalive_parser() -> argparse.ArgumentParser:
             "# --yes with their amounts (--max-usd, --max-total-usd) is their standing approval for the runs that follow:\n"
             "python scripts/keepalive.py 3f2c9a1e-0000-4000-8000-000000000000 --until 2030-01-31T18:00:00Z --yes --max-usd 2 --max-total-usd 5\n"
             "# crontab: every hour, keep it alive for 3 days from the first run\n"
-            "0 * * * * python /path/to/scripts/keepalive.py 3f2c9a1e-0000-4000-8000-000000000000 --for 3d --yes --max-usd 2 --max-total-usd 5"
+            "0 * * * * python scripts/keepalive.py 3f2c9a1e-0000-4000-8000-000000000000 --for 3d --yes --max-usd 2 --max-total-usd 5"
         ),
     )
     p.add_argument("instance_id", help="instance (order) id from list_instances.py")

@@ -6,32 +6,78 @@ from __future__ import annotations
 import argparse
 
 from .. import cli
-from ..errors import ComputeError
+from ..errors import ComputeError, PolicyError, UsageError
 from ..instances import iso, parse_time
 from ..validate import api_key_id, label
+
+
+def _saved_key_in_the_way(ctx: cli.Context) -> dict | None:
+    """The key ``--save`` would replace (``{"id", "last4", "file"}``), or None when none is saved.
+
+    Replacing it is the human's decision (``--replace-saved-key``, never an MCP tool input): the
+    key stays valid on the server but this machine would no longer have it. Checked before the
+    key is created, so a refusal leaves no key on the server that nobody holds."""
+    saved = ctx.state.saved_api_key()
+    if saved is None:
+        return None
+    old = {"id": ctx.state.saved_api_key_id(), "last4": saved[-4:], "file": str(ctx.state.path("api_key"))}
+    if ctx.args.replace_saved_key:
+        return old
+    raise PolicyError(
+        f"An API key is already saved in {old['file']} (id {old['id'] or 'unknown'}, ...{old['last4']}) and later calls use it; "
+        "--save would replace it and this machine would lose it (it stays valid on the server). Nothing was created.",
+        code="saved_key_exists",
+        details={"saved_key_file": old["file"], "saved_key_id": old["id"], "saved_key_last4": old["last4"]},
+        hint="There is no need for another key: the saved one is used. Replacing it is the human's decision only: ask the human to "
+        "run create_api_key.py --save --replace-saved-key themselves (the output names the replaced key's id, to revoke it).",
+    )
 
 
 def create_api_key(ctx: cli.Context) -> cli.Output:
     a = ctx.args
     name = label(a.label) if a.label is not None else None
+    if a.replace_saved_key and not a.save:
+        raise UsageError("--replace-saved-key goes with --save.",
+                         hint="It is the human's decision only: the human runs create_api_key.py --save --replace-saved-key.")
+    replacing = _saved_key_in_the_way(ctx) if a.save else None
     r = ctx.client.create_api_key(name)
     key = r.get("api_key")
     if not isinstance(key, str) or not key:
         raise ComputeError("The API answered without an api_key.", code="bad_response", details=sorted(r))
     data = {"id": r.get("id"), "label": r.get("label", name), "created_at": r.get("created_at"), "key_last4": key[-4:], "api_key": key if a.show else None, "saved_to": None}
     if a.save:
-        data["replaced_saved_key"] = ctx.state.saved_api_key() is not None
         kid = r.get("id") if isinstance(r.get("id"), str) else None
         try:
             kid = api_key_id(kid) if kid else None
         except ComputeError:
             kid = None  # a malformed id from the server is not written anywhere
-        data["saved_to"] = str(ctx.state.save_api_key(key, kid))
+        try:
+            data["saved_to"] = str(ctx.state.save_api_key(key, kid, replace=replacing is not None))
+        except ComputeError as e:
+            if e.code != "file_exists":
+                raise
+            # Another run saved a key between the check and now: that one is kept, this one is not shown.
+            raise ComputeError(
+                f"Another run saved an API key in {ctx.state.path('api_key')} while this one was created; that key was kept. "
+                f"The new key {data['id']} (...{data['key_last4']}) was not saved and cannot be shown again.",
+                code="saved_key_exists",
+                details={"created_key_id": data["id"], "created_key_last4": data["key_last4"]},
+                hint=f"Revoke the unsaved key: revoke_api_key.py {data['id']} --yes (after showing the human).",
+            ) from None
+        data["replaced_saved_key"] = replacing is not None
+        data["replaced_saved_key_id"] = replacing["id"] if replacing else None
+        data["replaced_saved_key_last4"] = replacing["last4"] if replacing else None
         ctx.progress(f"Saved the API key to {data['saved_to']} (mode 0600); scripts use it when COMPUTE_API_KEY is unset.")
+        if replacing:
+            data["warning"] = (f"The previously saved key (id {replacing['id'] or 'unknown'}, ...{replacing['last4']}) was replaced and is no longer on "
+                               "this machine; it stays valid on the server: revoke it with revoke_api_key.py if nothing else uses it.")
+            ctx.progress("warning: " + data["warning"])
     elif not a.show:
         data["warning"] = "The key was neither saved nor shown and cannot be retrieved again; revoke it with revoke_api_key.py and create another with --save or --show."
         ctx.progress("warning: " + data["warning"])
     text = f"API key {data['id']} (…{data['key_last4']}) created" + (f"\nsaved to {data['saved_to']}" if a.save else "") + (f"\nkey: {key}" if a.show else "")
+    if data.get("replaced_saved_key"):
+        text += f"\n{data['warning']}"
     return cli.Output(data, text)
 
 
@@ -93,7 +139,8 @@ def revoke_api_key(ctx: cli.Context) -> cli.Output:
 CREATE_API_KEY_HELP = """Create a management API key (x402c_...), signed by your wallet. The API shows
 the key once: --save stores it in a 0600 file that later scripts use
 automatically (when COMPUTE_API_KEY is unset); --show prints it. Otherwise
-only its last four characters are printed.
+only its last four characters are printed. With a key already saved, --save
+refuses (nothing is created) unless the human adds --replace-saved-key.
 """
 
 
@@ -106,6 +153,9 @@ def create_api_key_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="a name to recognise the key by")
     p.add_argument("--save", action="store_true", help="store the key in the state directory (mode 0600) for later scripts")
     p.add_argument("--show", action="store_true", help="print the full key on stdout (it cannot be shown again)")
+    p.add_argument("--replace-saved-key", action="store_true",
+                   help="the human's decision only: with --save, replace a key already saved here (without it, --save refuses, "
+                        "exit 3 saved_key_exists, before any key is created); the replaced key's id is printed so it can be revoked")
     return p
 
 

@@ -187,12 +187,14 @@ def forget_local(ctx: cli.Context, iid: str) -> list[str]:
     st = ctx.state
     files = [HostKeys(st.root).file(iid), st.credentials_file(iid), st.path("keepalive", f"{iid}.json"), st.path("keepalive", f"{iid}.lock")]
     removed = []
-    for f in files:
+    for f in files:  # each <state>/<folder>/<name>: deleted in that folder, never through a symlinked one
         try:
-            f.unlink()
-            removed.append(str(f))
-        except FileNotFoundError:
-            pass
+            gone = st.remove_file(*f.relative_to(st.root).parts)
+        except ComputeError as e:
+            ctx.progress(e.message)
+            continue
+        if gone:
+            removed.append(str(gone))
     for folder in ("instance-keys", KEY_FOLDER):  # <id>.key and the second keys kept beside it (<id>.key.2, ...)
         try:
             removed += [str(p) for p in st.remove_key_files(folder, iid)]
@@ -376,7 +378,7 @@ def destroy_instance_parser() -> argparse.ArgumentParser:
     p.add_argument("instance_id", nargs="?", help="the instance UUID (from list_instances.py)")
     p.add_argument("--all", action="store_true", help="every live (not destroyed, not expired) instance of this wallet")
     p.add_argument("--label", metavar="PATTERN", help="the live instances whose label matches PATTERN (a shell pattern such as 'ci-*'; without wildcards the exact label)")
-    p.add_argument("--forget-local", action="store_true", help="also delete the local leftovers of the instances destroyed (pins, keepalive state, saved keys and passwords)")
+    p.add_argument("--forget-local", action="store_true", help="also delete the local leftovers of the instances destroyed (pins, keepalive state, saved keys and passwords; in the state folder only, never through a symlinked subfolder)")
     p.add_argument("--forget-destroyed", action="store_true", help="destroy nothing: delete the local leftovers of every instance the API lists as destroyed")
     cli.add_yes(p, "destroy")
     return p

@@ -15,7 +15,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from .. import aimachines, cli, plans, validate
+from .. import aimachines, cli, cmdline, plans, validate
 from ..api.auth import signature_auth
 from ..cli import Output
 from ..errors import EXIT_PAYMENT_UNKNOWN, ComputeError, ConfigError, ConfirmationRequired, Interrupted, PolicyError, UsageError
@@ -154,7 +154,7 @@ def ai_machine_request(a, plan: dict | None, plan_id: str) -> tuple[str, str] | 
         raise UsageError(
             f"Plan {plan_id} has no GPU: an AI Machine runs on a GPU plan. Nothing was sent.",
             code="not_a_gpu_plan",
-            hint="Pick a GPU plan: browse_plans.py --gpu.",
+            hint=f"Pick a GPU plan: {cmdline.command('browse_plans.py', '--gpu')}.",
         )
     return model, mode
 
@@ -406,7 +406,7 @@ def after_payment(result, client=None):
         except Exception:  # noqa: BLE001 - the block must never be what fails
             return {"journal_id": result.journal_id, "tx_hash": result.tx_hash, "method": result.method}
 
-    reconcile = f"python scripts/reconcile.py {result.journal_id}" if result.journal_id else None
+    reconcile = cmdline.command("reconcile.py", result.journal_id) if result.journal_id else None
     dont = "The payment went through: do not pay again." + (f" Reconcile with: {reconcile}" if reconcile else "")
     try:
         yield
@@ -612,7 +612,7 @@ def provision(ctx):
                 f"order {o['id']}: {o['state']} {o['plan']} in {o['region']}, ip {o['ip'] or '(not yet)'}, expires {o['expires_at']}",
                 f"paid {p.get('amount_usd', '-')} {p.get('asset_symbol') or ''} on {p.get('network', p.get('method'))}, tx {p.get('tx_hash')}",
                 f"ssh: {out['ssh']['command']}" if out.get("ssh") else
-                f"ssh: not yet (no IP); check with instance_details.py {o['id']} (the machine is paid for: do not provision again)",
+                f"ssh: not yet (no IP); check with {cmdline.command('instance_details.py', o['id'])} (the machine is paid for: do not provision again)",
             ]
             + ([f"note: {out['ssh']['note']}"] if (out.get("ssh") or {}).get("note") else [])
             + ([f"ai: {out['ai']['model_id']} at {out['ai']['endpoint'] or '(no endpoint yet)'}, API key in {out['ai']['api_key_file']} "
@@ -646,6 +646,7 @@ def save_ai_key(ctx, order: dict, ai_request: tuple[str, str]) -> tuple[str | No
         if note is None:
             ctx.progress(f"Saved the AI Machine's API key to {path} (mode 0600); it is shown once by the server and never printed here")
         else:
+            ctx.progress(f"warning: {note}")
             path = None
     return (key if path else None), aimachines.block(ctx.state, order, key=key if path else None, key_path=path, note=note)
 

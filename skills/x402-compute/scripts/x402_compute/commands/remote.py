@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .. import cli, validate
+from .. import cli, cmdline, validate
 from ..cli import Output
 from ..errors import EXIT_WAIT_TIMEOUT, ComputeError, UsageError
 from ..errors import UsageError as _Usage
@@ -131,7 +131,7 @@ def ssh_exec(ctx):
             code="instance_not_running",
             details={"instance_id": iid, "state": state},
             retryable=state in ("provisioning", "resizing"),
-            hint=f"Wait for it: provision.py --wait-ssh, or instance_details.py {iid} until it is running." if state in ("provisioning", "resizing") else None,
+            hint=f"Wait for it: provision.py --wait-ssh, or {cmdline.command('instance_details.py', iid)} until it is running." if state in ("provisioning", "resizing") else None,
         )
     keys = hostkeys.HostKeys(ctx.settings.state_dir)
     pub = hostkeys.published(order)

@@ -284,7 +284,8 @@ def all_tools() -> tuple[ToolSpec, ...]:
         ToolSpec(
             "create_api_key", "Create an API key", _command(keys.create_api_key_parser, keys.create_api_key), WRITE, "create_api_key.py --save",
             fixed=("--save",), hidden=frozenset({"save", "show"}),
-            note="Over MCP the key is always saved (0600, used by later calls when COMPUTE_API_KEY is unset) and only its last four characters are returned.",
+            note="Over MCP the key is always saved (0600, used by later calls when COMPUTE_API_KEY is unset) and only its last four characters are returned. "
+                 "With a key already saved it refuses (saved_key_exists) and creates nothing: replacing the saved key is the human's decision.",
         ),
         ToolSpec("list_api_keys", "List API keys", _command(keys.list_api_keys_parser, keys.list_api_keys), READ, "list_api_keys.py"),
         ToolSpec(

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Generator
 
+from .. import cmdline
 from ..api.auth import Auth, AuthResolver, encode_body
 from ..errors import ComputeError, NetworkError, PaymentOutcomeUnknown, PaymentRequired, PolicyError
 from ..api.http import Response, api_error
@@ -247,8 +248,8 @@ class PaymentFlow:
                  "paying again could charge twice. Nothing was signed."),
                 code="unresolved_payment",
                 details={"journal_id": e["id"], "status": status, "created_at": e.get("created_at"), "label": e.get("label"),
-                         "valid_until": until, "reconcile": f"python scripts/reconcile.py {e['id']}"},
-                hint=f"Run reconcile.py {e['id']}: it looks the order up and also asks the chain whether the payment was used "
+                         "valid_until": until, "reconcile": cmdline.command("reconcile.py", e["id"])},
+                hint=f"Run {cmdline.command('reconcile.py', e['id'])}: it looks the order up and also asks the chain whether the payment was used "
                 "(if it was never used and has expired, the entry becomes expired and paying again is allowed); --resend if the order "
                 "is not found. If it stays unknown, tell the human: only they, after checking the wallet's history, may re-run with --ignore-unresolved.",
             )
@@ -398,12 +399,12 @@ def deliver(journal: Journal, entry: dict, auth: Auth | None, what: str, *, prog
             "idempotency_key": entry["idempotency_key"],
             "label": entry.get("label"),
             "payment": payment_block(entry),
-            "reconcile": f"python scripts/reconcile.py {entry['id']}",
+            "reconcile": cmdline.command("reconcile.py", entry["id"]),
             "last_status": resp.status if resp is not None else None,
             "last_body": (resp.json() if resp is not None else None),
         },
         retryable=False,
-        hint=f"Run: python scripts/reconcile.py {entry['id']} (it looks the order up; --resend re-sends the same signed payment, never a new one).",
+        hint=f"Run: {cmdline.command('reconcile.py', entry['id'])} (it looks the order up; --resend re-sends the same signed payment, never a new one).",
     )
 
 
@@ -432,7 +433,7 @@ def _record(journal: Journal, entry: dict, status: str, progress, **fields: Any)
     if done:
         return value
     progress(f"warning: the payment left this machine, but the ledger could not record its outcome ({status}): {_why(value, journal.ledger)} "
-             f"Journal {entry['id']} stays 'sent' (it counts toward the budget); run python scripts/reconcile.py {entry['id']} "
+             f"Journal {entry['id']} stays 'sent' (it counts toward the budget); run {cmdline.command('reconcile.py', entry['id'])} "
              "once the ledger is back.")
     return {**entry, **fields}
 
@@ -488,9 +489,9 @@ def _rejected(journal: Journal, entry: dict, resp: Response, what: str, *, progr
         code="payment_rejected",
         status=402,
         details={"journal_id": entry["id"], "reason": reason, "body": resp.json(), "valid_until": until, "counts_toward_budget": True,
-                 "reconcile": f"python scripts/reconcile.py {entry['id']}"},
+                 "reconcile": cmdline.command("reconcile.py", entry["id"])},
         hint=f"Check the wallet's balance on that network; after {until or 'the signature expires'}, run "
-        f"python scripts/reconcile.py {entry['id']} (it asks the chain whether the payment can still settle).",
+        f"{cmdline.command('reconcile.py', entry['id'])} (it asks the chain whether the payment can still settle).",
     )
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import quote
 
-from .. import redact
+from .. import cmdline, redact
 from ..errors import ComputeError, ConfigError, UsageError
 from ..ledger import Ledger, LedgerUnavailable, open_ledger
 from ..ledger.store import SQLITE_NAME
@@ -312,7 +312,7 @@ class Journal:
     @staticmethod
     def _check(entry_id: str) -> str:
         if not _ID.match(entry_id or ""):
-            raise UsageError(f"Journal id must be 32 hex characters, got {entry_id!r}.", hint="See reconcile.py --list.")
+            raise UsageError(f"Journal id must be 32 hex characters, got {entry_id!r}.", hint=f"See {cmdline.command('reconcile.py', '--list')}.")
         return entry_id
 
     @staticmethod
@@ -350,7 +350,7 @@ class Journal:
         data = self.ledger.get_entry(self._check(entry_id))
         if not isinstance(data, dict):
             raise UsageError(f"No journal entry {entry_id}.", code="journal_not_found",
-                             hint=f"The journal is in the {self.ledger.engine} ledger {self.ledger.where}; see reconcile.py --list.")
+                             hint=f"The journal is in the {self.ledger.engine} ledger {self.ledger.where}; see {cmdline.command('reconcile.py', '--list')}.")
         return self._loaded(data)
 
     def get_or_none(self, entry_id: str) -> dict | None:

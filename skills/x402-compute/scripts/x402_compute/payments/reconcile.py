@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
+from .. import cmdline
 from ..api.auth import ApiKeyAuth, NoAuth
 from ..errors import ConfigError, UsageError
 from ..instances import iso, parse_time, summary
@@ -150,7 +151,7 @@ def ask_stripe(journal: Journal, entry: dict, settings, found: bool | None) -> d
 
 def advice(entry_id: str, found: bool | None, chain: dict | None, *, card: bool = False, refused: bool = False) -> str:
     """One paragraph an agent can act on; it never says to pay again while the money may have moved."""
-    resend = f"`reconcile.py {entry_id} --resend` re-sends the same signed payment (the server returns the first result, never a second charge)"
+    resend = f"`{cmdline.command('reconcile.py', entry_id, '--resend')}` re-sends the same signed payment (the server returns the first result, never a second charge)"
     state = (chain or {}).get("state")
     if found:
         text = "The order exists: the payment went through. Do not pay again."

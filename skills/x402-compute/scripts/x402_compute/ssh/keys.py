@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import cmdline
 from ..errors import ComputeError
 from ..instances import ssh_block
 from ..state import State, read_json, write_private, write_private_json
@@ -222,10 +223,10 @@ def identity_for(state: State, instance_id: str | None) -> str | None:
 # -- ssh blocks ---------------------------------------------------------------------------------
 
 PIN_NOTE = ("No host key is pinned for this instance yet, so this command refuses to connect: run "
-            "ssh_exec.py {id} -- true once (it checks the key against the API's and pins it), then run it again.")
+            "{command} once (it checks the key against the API's and pins it), then run it again.")
 # A machine without a key: ssh_exec.py pins, then cannot log in (keys only); the pin is what counts.
 PIN_NOTE_PASSWORD = ("No host key is pinned for this instance yet, so this command refuses to connect: run "
-                     "ssh_exec.py {id} -- true once; it checks the key against the API's and pins it, then stops with "
+                     "{command} once; it checks the key against the API's and pins it, then stops with "
                      "ssh_auth_failed, as expected (ssh_exec.py logs in with keys only). The pin stays, and this command, "
                      "with the one-time password, then logs in.")
 
@@ -245,7 +246,7 @@ def with_login(block: dict | None, *, known_hosts: Path, alias: str, pinned: boo
     out["host_key_alias"] = alias
     out["host_key_pinned"] = pinned
     if not pinned:
-        note = (PIN_NOTE_PASSWORD if out.get("auth") == "password" else PIN_NOTE).format(id=alias.removeprefix("x402-compute-"))
+        note = (PIN_NOTE_PASSWORD if out.get("auth") == "password" else PIN_NOTE).format(command=cmdline.command("ssh_exec.py", alias.removeprefix("x402-compute-"), "--", "true"))
         out["note"] = f"{out['note']} {note}" if out.get("note") else note
     return out
 

@@ -24,6 +24,7 @@ import socket
 import time
 from typing import Callable
 
+from .. import cmdline
 from ..errors import ApiError, ComputeError, NetworkError, NotFound, UsageError, WaitTimeout
 from ..instances import normalized_state, public_ip
 from . import hostkeys
@@ -141,7 +142,7 @@ def wait_for_instance(
             raise WaitTimeout(
                 f"Timed out after {timeout:g} s waiting for {what} on instance {instance_id} (now {state}). The machine exists and is paid for.",
                 details={"instance_id": instance_id, "state": state, "ip": ip, "expires_at": order.get("expires_at")},
-                hint=f"Check again later with instance_details.py {instance_id}; it stays paid until expires_at.",
+                hint=f"Check again later with {cmdline.command('instance_details.py', instance_id)}; it stays paid until expires_at.",
             )
         sleep(min(next(pauses), max(remaining, 0.05)))
 

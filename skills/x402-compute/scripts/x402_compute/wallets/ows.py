@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import redact
+from .. import cmdline, redact
 from ..errors import ComputeError, ConfigError, PolicyError
 
 # The chain named to OWS decides which API-token policy applies (allowed_chains).
@@ -122,7 +122,7 @@ def map_error(e: Exception, *, wallet: str | None = None, chain: str | None = No
         return ConfigError(
             f"OWS wallet {wallet!r} not found{where}." if wallet else f"OWS wallet not found{where}.",
             code="ows_wallet_not_found",
-            hint="List wallets with: python scripts/ows_cli.py wallet-list  (set OWS_VAULT_PATH if the vault is elsewhere).",
+            hint=f"List wallets with: {cmdline.command('ows_cli.py', 'wallet-list')}  (set OWS_VAULT_PATH if the vault is elsewhere).",
         )
     if "policy denied" in low:
         return PolicyError(
@@ -210,7 +210,7 @@ def _wallet_from_settings(settings) -> tuple[OwsWallet, Mapping[str, str]]:
     if not settings.ows_wallet:
         raise ConfigError(
             "OWS mode needs a wallet: OWS_WALLET is not set.",
-            hint="Set OWS_WALLET to a wallet name or id (python scripts/ows_cli.py wallet-list).",
+            hint=f"Set OWS_WALLET to a wallet name or id ({cmdline.command('ows_cli.py', 'wallet-list')}).",
         )
     return OwsWallet(settings.ows_wallet, vault=vault_path(env), env=env), env
 
