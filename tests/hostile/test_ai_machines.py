@@ -141,3 +141,16 @@ def test_a_good_key_is_saved_0600_once_and_never_overwritten(hostile, hostile_en
     rc, doc, err = run_script("destroy_instance.py", iid, "--yes", "--forget-local", env=hostile_env())
     assert rc == 0 and {str(path), str(second)} <= set(doc["forgotten"]), (doc, err)
     assert not path.exists() and not second.exists()
+
+
+def test_grid_in_api_key_mode_without_a_key_is_a_config_error_before_anything_is_sent(hostile, hostile_env):
+    """COMPUTE_AUTH_MODE=api-key and no key: the grid probe used to be signed with the Solana wallet
+    anyway. It is the api-key mode's config error, as on every other path, and nothing reaches the API."""
+    from solders.keypair import Keypair
+
+    _gpu(hostile)
+    env = hostile_env(COMPUTE_AUTH_MODE="api-key", SOLANA_SECRET_KEY=str(Keypair()))
+    rc, doc, err = run_script("provision.py", "vcg-a100-1c-2g-6gb", "lax", "--days", "1", "--model-id", MODEL, "--mode", "grid", "--yes", env=env)
+    assert rc == 2 and doc["error"]["code"] == "config_error", (doc, err)
+    assert doc["error"]["message"] == "COMPUTE_AUTH_MODE=api-key but no API key is configured." and "COMPUTE_API_KEY" in doc["error"]["hint"]
+    assert hostile.received() == []

@@ -186,3 +186,33 @@ def test_a_database_hanging_after_the_payment_left_does_not_hang_the_answer(host
     code, doc, err = run_script(*PROVISION, env=hostile_env(COMPUTE_LEDGER_URL=url), timeout=45)
     assert code == 0 and doc["order"]["id"] and len(hostile.paid_requests()) == 1, (doc, err)
     assert "could not record its outcome (settled)" in err
+
+
+def test_a_database_hanging_before_the_payment_stops_the_run_and_nothing_is_signed(pg_port, tmp_path, monkeypatch):
+    """PostgreSQL stops answering (the connection stays open, no reply ever comes) when the budget's
+    reservation is taken: the statement used to wait forever. The deadline ends it on this side:
+    ledger_unavailable, nothing reserved, nothing signed. (The bound is shortened here; it is the
+    server's lock timeout plus a margin, ledger.store.STATEMENT_DEADLINE_S.)"""
+    from tests import pg
+    from tests.helpers import finishes
+    from x402_compute.config import load_settings
+    from x402_compute.ledger import LedgerUnavailable, store
+    from x402_compute.payments.budget import Budget
+    from x402_compute.payments.journal import new_id
+
+    monkeypatch.setattr(store, "STATEMENT_DEADLINE_S", 1.0)
+    fwd = _Stallable(pg_port)
+    url = pg.fresh_schema(pg_port).replace(f":{pg_port}/", f":{fwd.port}/")
+    budget = Budget(load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path), "COMPUTE_LEDGER_URL": url}))
+
+    def run():  # one thread, one connection: opened and migrated while the database answers, then it hangs
+        assert budget.status()["spent_usd"] == "0"
+        fwd.stall.set()
+        return budget.reserve(240_000, {"id": new_id(), "kind": "provision", "method": "x402", "terms": {}})
+
+    with pytest.raises(LedgerUnavailable) as e:
+        finishes(run, "a reservation on a hung database", timeout=30)
+    assert "no answer within 1 s" in e.value.message and "Nothing was signed" in e.value.message
+    fwd.stall.clear()  # answering again: the run's reservation never happened
+    direct = Budget(load_settings(environ={"X402_COMPUTE_STATE_DIR": str(tmp_path / "b"), "COMPUTE_LEDGER_URL": url.replace(f":{fwd.port}/", f":{pg_port}/")}))
+    assert direct.status()["reserved_usd"] == "0"

@@ -202,6 +202,18 @@ def test_exclusive_write_refuses_overwrite(tmp_path):
     assert p.read_text() == "1"
 
 
+def test_a_saved_api_key_is_replaced_only_when_asked(tmp_path):
+    """create_api_key's check runs before the key is made; the save itself is exclusive too, so a run
+    that lost a race with another cannot overwrite the key that one saved."""
+    st = State(tmp_path / "state")
+    st.save_api_key("x402c_first", "id-1")
+    with pytest.raises(errors.ComputeError) as e:
+        st.save_api_key("x402c_second", "id-2")
+    assert e.value.code == "file_exists" and st.saved_api_key() == "x402c_first" and st.saved_api_key_id() == "id-1"
+    st.save_api_key("x402c_second", None, replace=True)
+    assert st.saved_api_key() == "x402c_second" and st.saved_api_key_id() is None
+
+
 def test_a_second_ai_key_for_the_same_machine_is_kept_beside_the_first(tmp_path):
     """aimachines.save_key keeps the management keys' rule: the first key stays where ai_chat reads
     it, a different one goes to the first free <id>.key.N (0600), the same one again adds nothing."""

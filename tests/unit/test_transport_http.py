@@ -302,3 +302,33 @@ def test_a_proxy_this_client_cannot_use_is_a_clear_error_before_anything_is_sent
     with pytest.raises(TransportError) as e:
         get(new_session(), "https://compute.example/x")
     assert e.value.sent is False and "not an http:// proxy" in str(e.value) and "pw" not in str(e.value)
+
+
+@pytest.mark.parametrize("closing", [True, False], ids=["connection-close", "keep-alive"])
+def test_a_body_dripped_forever_ends_at_the_deadline(closing):
+    """The deadline ends the body's read whether the socket is the connection's or (Connection:
+    close) handed over to the response."""
+    from tests.helpers import finishes
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        c, _ = srv.accept()
+        with c:
+            c.recv(65536)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n" + (b"Connection: close\r\n" if closing else b"") + b"\r\n")
+            while not stop.wait(0.05):
+                try:
+                    c.sendall(b" ")
+                except OSError:
+                    return
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with pytest.raises(xhttp.DeadlineExceeded):
+            finishes(lambda: bounded_request(new_session(), "GET", f"http://127.0.0.1:{srv.getsockname()[1]}/", deadline=0.5),
+                     "a dripped body", timeout=20)
+    finally:
+        stop.set()
+        srv.close()

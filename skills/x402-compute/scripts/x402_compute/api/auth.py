@@ -143,8 +143,14 @@ def management_auth(settings, *, require_signature: bool = False) -> Auth:
     if settings.api_key and not require_signature and settings.auth_mode in ("auto", "api-key"):
         return ApiKeyAuth(settings.api_key)
     if settings.auth_mode == "api-key" and not require_signature:
-        raise ConfigError("COMPUTE_AUTH_MODE=api-key but no API key is configured.", hint="Set COMPUTE_API_KEY.")
+        raise missing_api_key()
     return signature_auth(settings)
+
+
+def missing_api_key() -> ConfigError:
+    """The one error of ``COMPUTE_AUTH_MODE=api-key`` with no key configured: raised before anything
+    is sent, never a fall-back to a wallet signature (the human chose the key over the wallet)."""
+    return ConfigError("COMPUTE_AUTH_MODE=api-key but no API key is configured.", hint="Set COMPUTE_API_KEY.")
 
 
 class AuthResolver:

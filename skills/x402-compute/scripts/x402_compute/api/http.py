@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator, Mapping
 
 from .. import USER_AGENT, redact
+from ..deadline import Deadline
 
 try:
     import certifi  # Mozilla's CA bundle (a requirement; without it, the system's store)
@@ -226,107 +227,6 @@ MAX_RPC_BODY_BYTES = 1024 * 1024  # a JSON-RPC answer: the reads a payment makes
 _CHUNK = 64 * 1024
 
 
-class _Deadline:
-    """A watchdog for one exchange: once ``seconds`` have passed, it shuts down the socket of every
-    connection the exchange used (and keeps doing so until the exchange ends), so a blocked read
-    returns at once. The watching is done by one thread per process (``_Watchdog``), not one per
-    exchange: starting a thread for every request cost more than the request on a loopback sandbox
-    (bench_paid_provision.py)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + max(0.0, seconds)
-        self.expired = False
-        self._conns: list = []
-        self._lock = threading.Lock()
-
-    def remaining(self) -> float:
-        return max(0.0, self.end - time.monotonic())
-
-    def add(self, conn) -> None:
-        with self._lock:
-            self._conns.append(conn)
-            if self.expired:
-                _shut(conn)
-
-    def fire(self) -> None:
-        """Past the deadline: shut every connection taken so far (again on each call, for one that
-        was still connecting the last time)."""
-        with self._lock:
-            self.expired = True
-            for conn in self._conns:
-                _shut(conn)
-
-    def __enter__(self) -> "_Deadline":
-        _WATCHDOG.watch(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _WATCHDOG.forget(self)
-
-
-class _Watchdog:
-    """The one thread that fires every running exchange's deadline (started on first use)."""
-
-    RETRY = 0.05  # an expired exchange still running is shut again this often
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._active: set[_Deadline] = set()
-        self._thread: threading.Thread | None = None
-        self._wakes_at: float | None = None  # when the thread looks again by itself (None: only when told)
-
-    def watch(self, d: _Deadline) -> None:
-        with self._cond:
-            self._active.add(d)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="x402-compute-deadline", daemon=True)
-                self._thread.start()
-            # Wake the thread only when it would look too late: a request after a request has a
-            # later deadline than the one it already sleeps until, and waking it on every request
-            # hands the GIL to it and back each time (a measurable part of a paid run).
-            if self._wakes_at is None or d.end < self._wakes_at:
-                self._cond.notify()
-
-    def forget(self, d: _Deadline) -> None:
-        with self._cond:
-            self._active.discard(d)
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                wait = None
-                for d in list(self._active):
-                    left = d.end - now
-                    if left <= 0:
-                        d.fire()
-                        left = self.RETRY
-                    wait = left if wait is None else min(wait, left)
-                # Idle, it still sleeps until the last deadline it knew (forget does not wake it), so
-                # the next request rarely has to.
-                if wait is None and self._wakes_at is not None and self._wakes_at > now:
-                    wait = self._wakes_at - now
-                self._wakes_at = None if wait is None else now + wait
-                self._cond.wait(wait)
-
-
-_WATCHDOG = _Watchdog()
-
-
-def _shut(conn) -> None:
-    sock = conn if isinstance(conn, socket.socket) else getattr(conn, "sock", None)
-    if sock is not None:
-        try:
-            # socket.socket's own methods, also on an SSLSocket (they leave the TLS object another
-            # thread is using alone): shutdown ends a blocked read; the tiny timeout makes every
-            # later read fail at once (Linux keeps delivering data after SHUT_RD, so a server still
-            # dripping bytes would otherwise keep a read loop going).
-            socket.socket.settimeout(sock, 0.001)
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except (OSError, TypeError):
-            pass
-
-
 # -- where a request goes: proxies and TLS, from the environment as curl and requests read them -----
 
 _route_cache: dict[tuple[str, str], tuple[str, int, str | None] | None] = {}
@@ -461,7 +361,7 @@ def _target(url: str, params: Mapping[str, str] | None) -> tuple[str, str, int, 
     return scheme, p.hostname, port, path + (f"?{query}" if query else "")
 
 
-def _read_capped(resp: http.client.HTTPResponse, limit: int, deadline: _Deadline, what: str) -> bytes:
+def _read_capped(resp: http.client.HTTPResponse, limit: int, deadline: Deadline, what: str) -> bytes:
     declared = resp.getheader("Content-Length", "") or ""
     if declared.strip().isdigit() and int(declared) > limit:
         raise ResponseTooLarge(f"{what}: the answer is {int(declared)} bytes, more than the {limit} this client reads.", details={"sent": True, "limit_bytes": limit}, retryable=False)
@@ -516,13 +416,13 @@ def bounded_request(session: Session, method: str, url: str, *, deadline: float,
         if route[2]:
             hdrs["Proxy-Authorization"] = route[2]
     key = (scheme, host, port)
-    with _Deadline(deadline) as dl:
+    with Deadline(deadline) as dl:
         timeout = max(0.001, dl.remaining())
         conn = session._take(key)
         fresh = conn is None
         if conn is None:
             conn = session._new(scheme, host, port, route, timeout)
-        dl.add(conn)
+        dl.add(lambda: conn.sock)  # asked again at each firing: a connection still connecting has none yet
         keep = False
         try:
             if fresh:
@@ -544,6 +444,9 @@ def bounded_request(session: Session, method: str, url: str, *, deadline: float,
                 raise ConnectionLost(_lost_text(e), cause=e) from None
             try:
                 resp = conn.getresponse()
+                if conn.sock is None:  # a closing connection hands its socket to the response
+                    body_sock = getattr(getattr(resp.fp, "raw", None), "_sock", None)
+                    dl.add(lambda: body_sock)
                 headers_in = Headers(resp.getheaders())
                 content = _read_capped(resp, limit, dl, what or f"{method} {url}")
             except (http.client.HTTPException, OSError) as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import cli
+from .. import cli, cmdline
 from ..errors import ComputeError, PolicyError, UsageError
 from ..instances import iso, parse_time
 from ..validate import api_key_id, label
@@ -29,7 +29,7 @@ def _saved_key_in_the_way(ctx: cli.Context) -> dict | None:
         code="saved_key_exists",
         details={"saved_key_file": old["file"], "saved_key_id": old["id"], "saved_key_last4": old["last4"]},
         hint="There is no need for another key: the saved one is used. Replacing it is the human's decision only: ask the human to "
-        "run create_api_key.py --save --replace-saved-key themselves (the output names the replaced key's id, to revoke it).",
+        f"run {cmdline.command('create_api_key.py', '--save', '--replace-saved-key')} themselves (the output names the replaced key's id, to revoke it).",
     )
 
 
@@ -38,7 +38,7 @@ def create_api_key(ctx: cli.Context) -> cli.Output:
     name = label(a.label) if a.label is not None else None
     if a.replace_saved_key and not a.save:
         raise UsageError("--replace-saved-key goes with --save.",
-                         hint="It is the human's decision only: the human runs create_api_key.py --save --replace-saved-key.")
+                         hint=f"It is the human's decision only: the human runs {cmdline.command('create_api_key.py', '--save', '--replace-saved-key')}.")
     replacing = _saved_key_in_the_way(ctx) if a.save else None
     r = ctx.client.create_api_key(name)
     key = r.get("api_key")
@@ -62,7 +62,8 @@ def create_api_key(ctx: cli.Context) -> cli.Output:
                 f"The new key {data['id']} (...{data['key_last4']}) was not saved and cannot be shown again.",
                 code="saved_key_exists",
                 details={"created_key_id": data["id"], "created_key_last4": data["key_last4"]},
-                hint=f"Revoke the unsaved key: revoke_api_key.py {data['id']} --yes (after showing the human).",
+                hint=(f"Revoke the unsaved key (after showing the human): {cmdline.command('revoke_api_key.py', kid, '--yes')}." if kid else
+                      "Revoke the unsaved key (after showing the human) with revoke_api_key.py; list_api_keys.py shows its id."),
             ) from None
         data["replaced_saved_key"] = replacing is not None
         data["replaced_saved_key_id"] = replacing["id"] if replacing else None

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from .. import aimachines, cli, cmdline, plans, validate
-from ..api.auth import signature_auth
+from ..api.auth import missing_api_key, signature_auth
 from ..cli import Output
 from ..errors import EXIT_PAYMENT_UNKNOWN, ComputeError, ConfigError, ConfirmationRequired, Interrupted, PolicyError, UsageError
 from ..instances import iso, parse_time, ssh_fields, summary, unwrap_order
@@ -168,7 +168,8 @@ def grid_payment(a, settings):
     names the account, and with credits, which have no unpaid request): the paying wallet needs
     50,000 SGL staked, which only the service can tell, and it tells before the 402 only when the
     request names that wallet; sent unsigned, it learns the wallet from the payment and refuses after
-    settling. Nothing in this client reads a stake."""
+    settling. With ``COMPUTE_AUTH_MODE=api-key`` and no key, the api-key mode's config error, before
+    anything is sent: never a wallet-signed probe in its place. Nothing in this client reads a stake."""
     if getattr(a, "mode", None) != "grid" or getattr(a, "model_id", None) is None or a.use_credits:
         return None  # credits: the sources disagree on whether grid takes them; the server decides before spending
     wrong = [f for f, bad in ((f"--pay {a.pay}", a.pay in ("mpp", "stripe")), (f"--network {a.network}", a.network not in (None, "solana"))) if bad]
@@ -194,6 +195,8 @@ def grid_payment(a, settings):
         )
     if settings.api_key and settings.auth_mode in ("auto", "api-key"):
         return None
+    if settings.auth_mode == "api-key":  # the human chose the key over the wallet: no wallet-signed probe instead
+        raise missing_api_key()
     return signature_auth(settings, "solana")
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from ..deadline import Deadline
 from ..errors import ComputeError, ConfigError
 from ..state import ensure_dir
 from .migrations import CURRENT, MIGRATIONS
@@ -35,6 +36,9 @@ HOST = socket.gethostname()
 SQLITE_NAME = "ledger.sqlite3"
 CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT_S = 30
+# PostgreSQL: the most one statement may take, judged here (the server's own timeouts answer first;
+# this ends the wait for a server that stopped answering with the connection still open).
+STATEMENT_DEADLINE_S = LOCK_TIMEOUT_S + 10
 
 
 class LedgerUnavailable(ConfigError):
@@ -179,7 +183,8 @@ class _Postgres:
 
     def connect(self):
         psycopg = self._psycopg()
-        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="x402-compute")
+        conn = _Timed(psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="x402-compute"),
+                      psycopg.OperationalError)
         conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")  # a held budget lock: wait this long, then ledger_unavailable
         conn.execute(f"SET statement_timeout = '{LOCK_TIMEOUT_S}s'")  # a stalled server, likewise
         return conn
@@ -193,6 +198,46 @@ class _Postgres:
 
     def end(self, conn, durable: bool) -> None:
         pass
+
+
+class _Timed:
+    """A psycopg connection each of whose statements ends within ``STATEMENT_DEADLINE_S`` on this
+    side too. A live server answers first (its lock_timeout and statement_timeout are shorter); one
+    that stopped answering with the connection still open (a hung host, a stalled proxy) would hold
+    the call forever: the deadline watchdog shuts the socket down and the statement fails like a
+    dropped connection (ledger_unavailable: before a payment nothing is signed; after one the
+    answer is still shown)."""
+
+    def __init__(self, conn, error: type[Exception]) -> None:
+        self._conn = conn
+        self._error = error
+
+    def execute(self, *args, **kwargs):
+        dup: list = []
+
+        def sock():  # made only if the deadline fires: the same socket, its own descriptor
+            if not dup:
+                try:
+                    dup.append(socket.socket(fileno=os.dup(self._conn.pgconn.socket)))
+                except Exception:
+                    dup.append(None)
+            return dup[0]
+
+        try:
+            with Deadline(STATEMENT_DEADLINE_S) as dl:
+                dl.add(sock)
+                try:
+                    return self._conn.execute(*args, **kwargs)
+                except Exception:
+                    if dl.expired:
+                        raise self._error(f"no answer within {STATEMENT_DEADLINE_S:g} s") from None
+                    raise
+        finally:
+            if dup and dup[0] is not None:
+                dup[0].close()  # our descriptor only
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class Ledger:

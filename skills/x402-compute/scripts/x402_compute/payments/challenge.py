@@ -160,11 +160,14 @@ def _x402_v1(body: dict) -> list[Offer]:
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
-_QDTEXT = re.compile(r"[\t \x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]")  # RFC 9110 qdtext (obs-text as any non-ASCII)
-_QPAIR = re.compile(r"[\t \x21-\x7e\x80-\U0010ffff]")  # what may follow a backslash
+# Written as what they exclude: a class spelling out the range up to U+10FFFF costs ~5 ms to
+# compile, three of them a sixth of a paid script's imports; a test holds both spellings equal on
+# every code point.
+_QDTEXT = re.compile(r'[^\x00-\x08\x0a-\x1f"\\\x7f]')  # RFC 9110 qdtext: HTAB, SP, VCHAR but DQUOTE and "\", obs-text (any non-ASCII)
+_QPAIR = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]")  # what may follow a backslash: HTAB, SP, VCHAR, obs-text
 # A whole well-formed quoted-string in one match (the two alternatives start with different
 # characters, so the match is linear); anything else goes to the character scan for its error.
-_QSTRING = re.compile(r'"((?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\t \x21-\x7e\x80-\U0010ffff])*)"')
+_QSTRING = re.compile(r'"((?:[^\x00-\x08\x0a-\x1f"\\\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"')
 _QUNESCAPE = re.compile(r"\\(.)", re.S)
 
 
