@@ -22,20 +22,6 @@ KEY = "x402c_" + "a" * 28 + "wxyz"
 EVM_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with HostileAPI() as api:
-        yield api
-
-
-@pytest.fixture
-def api(server):
-    """The module's server, with no overrides and nothing recorded yet."""
-    server.reset()
-    yield server
-    server.reset()
-
-
 @pytest.fixture
 def make_client(api, tmp_path):
     made: list[ComputeClient] = []

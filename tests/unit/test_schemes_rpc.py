@@ -12,25 +12,11 @@ from x402_compute.errors import ComputeError, ConfigError, NetworkError
 from x402_compute.payments.rpc import JsonRpc, erc20_nonces
 
 from tests.helpers import closed_port_url
-from tests.hostile.stub import HostileAPI, Reply, json_reply
+from tests.hostile.stub import Reply, json_reply
 
 PATH = "/megaeth"
 OWNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 TOKEN = "0xFAfDdbb3FC7688494971a79cc65DCa3EF82079E7"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with HostileAPI() as api:
-        yield api
-
-
-@pytest.fixture
-def api(server):
-    """The module's server, with no overrides and nothing recorded yet."""
-    server.reset()
-    yield server
-    server.reset()
 
 
 def rpc(url: str) -> JsonRpc:
