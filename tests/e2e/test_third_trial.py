@@ -51,17 +51,77 @@ def test_asyncssh_dsa_deprecation_warnings_stay_off_stderr():
     assert "misc.py" not in proc.stderr and "other.py:1" in proc.stderr
 
 
-def test_a_machine_without_a_key_says_that_pinning_ends_in_ssh_auth_failed(sandbox, tools, tmp_path):
+def _under_a_terminal(argv: list[str], env: dict, *, timeout: float = 60) -> tuple[int, str]:
+    """``argv`` with a terminal as its controlling tty and stdin/stdout/stderr, as an agent's shell
+    tool may give it: where a password prompt would wait forever. Returns (exit code, output);
+    fails naming the hang if the process is still waiting after ``timeout``."""
+    import os
+    import pty
+    import select
+    import signal
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once (nothing else runs after a fork in a threaded process)
+        os.execve(argv[0], argv, env)
+    out, deadline = b"", time.monotonic() + timeout
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"still running after {timeout:g} s at a terminal (a prompt?): {out[-500:]!r}")
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child's side is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
+
+
+def test_ssh_exec_on_a_password_only_machine_is_a_clear_error_never_a_prompt(sandbox, tools, tmp_path):
+    import json
+    import shlex
+    from pathlib import Path
+
+    from tests.helpers import ssh_keypair
+    from x402_compute import cmdline
+
     w = tools.fresh_wallet(sandbox.facilitator, usd=5)
     env = clean_env({k: v for k, v in sandbox.env.items() if not k.startswith("SOLANA_")}, home=tmp_path)
     env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"]})
+    # No --ssh-key: the sandbox makes a Vultr machine that only its one-time root password opens.
     doc = ok(run_script("provision.py", "vc2-1c-1gb", "lax", "--days", "1", "--yes", "--wait", "--poll-interval", "0.2",
                         env=env, timeout=120))
     iid, ssh = doc["order"]["id"], doc["ssh"]
     assert ssh["auth"] == "password" and ssh["host_key_pinned"] is False
-    assert f"ssh_exec.py {iid} -- true" in ssh["note"] and "ssh_auth_failed, as expected" in ssh["note"]
-    # As the note says: the run pins the host key, then cannot log in; the pin stays.
-    fail(run_script("ssh_exec.py", iid, "--", "true", env=env), 1, "ssh_auth_failed")
+    assert f"ssh_exec.py {iid} -- true" in ssh["note"] and "ssh_password_only, as expected" in ssh["note"]
+    marker = f"ran-{iid[:8]}"
+    instance_home = Path(sandbox.state_dir) / "instances" / iid / "home"  # where a command that ran would leave its mark
+    # As the note says: the run pins the host key, then stops, naming the machine and the ways in.
+    for client in ("openssh", "python"):
+        e = fail(run_script("ssh_exec.py", iid, "--client", client, "--", f"touch {marker}", env=env), 1, "ssh_password_only")
+        assert iid in e["message"] and "one-time root password" in e["message"] and "Nothing was run" in e["message"]
+        assert not (instance_home / marker).exists()
+        assert cmdline.command("get_one_time_password.py", iid) in e["hint"] and "--ssh-key auto" in e["hint"]
+        assert e["hint"].startswith("Tell the human") and e["details"]["access_method"] == "one_time_password_fallback"
+        assert e["details"]["host_key"]["status"] in ("pinned_now", "matched") and e["retryable"] is False
+    # A key the machine does not have, at a terminal: the login is refused (no password prompt, no hang).
+    stranger, _ = ssh_keypair(tmp_path, "stranger")
+    code, out = _under_a_terminal([sys.executable, str(SCRIPTS / "ssh_exec.py"), iid, "--client", "openssh", "--identity", str(stranger),
+                                   "-o", "json", "--", f"touch {marker}"], env)
+    e = json.loads(out)["error"]
+    assert code == 1 and e["code"] == "ssh_password_only" and str(stranger) in e["message"] and "client_log" in e["details"]
+    assert not (instance_home / marker).exists()
     after = ok(run_script("instance_details.py", iid, env=env))["instance"]["ssh"]
-    assert after["host_key_pinned"] is True and "ssh_auth_failed" not in (after.get("note") or "")
+    assert after["host_key_pinned"] is True and "ssh_password_only" not in (after.get("note") or "")
+    # The hint's command, as printed, reveals the password once (saved 0600): the way in it names works.
+    got = json.loads(subprocess.run(shlex.split(cmdline.command("get_one_time_password.py", iid)), env=env, cwd=tmp_path,
+                                    capture_output=True, text=True, timeout=60).stdout)
+    assert got["ok"] is True and got["password"] is None and got["ssh"]["auth"] == "password"
     ok(run_script("destroy_instance.py", iid, "--yes", env=env))

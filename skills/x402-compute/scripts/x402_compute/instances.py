@@ -13,7 +13,8 @@ import shlex
 from datetime import datetime, timezone
 from typing import Any
 
-from .validate import is_host, is_port, is_posix_user, shown
+from . import cmdline
+from .validate import is_host, is_port, is_posix_user, is_uuid, shown
 
 NO_IP = ("", "0.0.0.0", None)
 NO_ADDRESS = "no IP address yet"  # ssh_unavailable while the provider has not assigned one
@@ -115,7 +116,9 @@ def ssh_fields(order: dict, *, user: Any = "root") -> dict:
     password = order.get("access_method") == "one_time_password_fallback"
     block = {"user": user, "host": raw, "port": port, "argv": argv, "command": shlex.join(argv), "auth": "password" if password else "ssh-key"}
     if password:
-        block["note"] = "No SSH key was given: fetch the one-time root password with get_one_time_password.py (works once)."
+        iid = order.get("id")
+        reveal = cmdline.command("get_one_time_password.py", iid) if is_uuid(iid) else "get_one_time_password.py <instance_id>"
+        block["note"] = f"No SSH key was given: fetch the one-time root password with {reveal} (works once)."
     return {"ssh": block, "ssh_unavailable": None}
 
 

@@ -102,6 +102,11 @@ def bad_response(field: str, value: Any, expected: str, status: int | None = Non
     )
 
 
+def is_uuid(value: Any) -> bool:
+    """Whether ``value`` is an instance id as the API writes it (a UUID string)."""
+    return isinstance(value, str) and bool(_UUID.fullmatch(value))
+
+
 def server_instance_id(value: Any, field: str = "order.id", *, status: int | None = None) -> str:
     """An instance id the server sent, as the canonical lower-case UUID; ``bad_response`` otherwise.
     Only this form ever becomes a URL path segment or a file name."""

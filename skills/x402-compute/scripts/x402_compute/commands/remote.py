@@ -27,6 +27,7 @@ from ..ssh.keys import identity_for
 from ..validate import is_host, is_port, shown
 
 MAX_COMMAND = 64 * 1024
+PASSWORD_ONLY = "one_time_password_fallback"  # the order's access_method for a machine made without a key
 MAX_TIMEOUT = 24 * 3600.0
 
 
@@ -162,11 +163,20 @@ def ssh_exec(ctx):
     if host_key["status"] != "matched":
         ctx.progress(f"host key {host_key['fingerprint']} ({host_key['type']}) {host_key['status']}, verified by {host_key['verified_by']}")
 
+    # A machine made without a key opens only to its one-time root password, which this command never
+    # types: with no key to offer, say so now (the host key is pinned above, as the ssh block's note
+    # promises) instead of a login that can only be refused.
+    password_only = order.get("access_method") == PASSWORD_ONLY
+    if password_only and identity is None:
+        raise _password_only(iid, None, {"instance_id": iid, "access_method": PASSWORD_ONLY, "host_key": host_key})
     target = sshrun.Target(host, port, a.user, keys.file(iid), keys.alias(iid), identity)
     res = sshrun.run(client_name, target, command, stdin=stdin, timeout=a.command_timeout, cap=a.max_output)
     connection = {"host": host, "port": port, "user": a.user, "client": res.client}
     if res.failure == "host_key":
         raise hostkeys.changed(iid, keys.pinned(iid), presented(), pub, keys.file(iid))
+    if res.failure == "auth" and password_only:
+        raise _password_only(iid, identity, {"instance_id": iid, "access_method": PASSWORD_ONLY, "host_key": host_key,
+                                             "connection": connection, "client_log": res.log[-600:]})
     if res.failure:
         raise _failure(iid, res, connection, identity)
     doc = {
@@ -199,11 +209,29 @@ def ssh_exec(ctx):
     return Output(doc, text)
 
 
+def _password_only(iid: str, identity: Path | None, details: dict) -> ComputeError:
+    """A machine provisioned without an SSH key: only its one-time root password opens it, and
+    revealing that is a once-only act, so the hint is for the human."""
+    why = ("it was provisioned without an SSH key, and accepts only its one-time root password, which ssh_exec.py never types "
+           "(it logs in with keys only, never at a password prompt)")
+    return ComputeError(
+        (f"Instance {iid} has no SSH key to log in with: {why}. Nothing was run." if identity is None else
+         f"Instance {iid} refused the key {identity}: {why}. Nothing was run."),
+        code="ssh_password_only",
+        details=details,
+        hint=(f"Tell the human. They can reveal the root password once with {cmdline.command('get_one_time_password.py', iid)} "
+              "(saved 0600 in the state folder, only its path printed), log in with the ssh command it prints and add a public key "
+              "to /root/.ssh/authorized_keys; then ssh_exec.py works with --identity <that private key>. Or provision a new machine "
+              "with the skill's own key (provision.py ... --ssh-key auto; ssh_exec.py then logs in by itself), move what matters, "
+              "and destroy this one."),
+    )
+
+
 def _failure(iid: str, res, connection: dict, identity: Path | None) -> ComputeError:
     log = res.log[-600:]
     if res.failure == "auth":
         return ComputeError(
-            f"The machine refused the login as {connection['user']} (no accepted key).",
+            f"Instance {iid} refused the login as {connection['user']} (no accepted key).",
             code="ssh_auth_failed",
             details={"instance_id": iid, "connection": connection, "client_log": log},
             hint=("Pass the private key whose public half was given at provision with --identity FILE." if identity is None else

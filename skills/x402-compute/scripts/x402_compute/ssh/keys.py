@@ -224,10 +224,10 @@ def identity_for(state: State, instance_id: str | None) -> str | None:
 
 PIN_NOTE = ("No host key is pinned for this instance yet, so this command refuses to connect: run "
             "{command} once (it checks the key against the API's and pins it), then run it again.")
-# A machine without a key: ssh_exec.py pins, then cannot log in (keys only); the pin is what counts.
+# A machine without a key: ssh_exec.py pins, then stops before any login (keys only); the pin is what counts.
 PIN_NOTE_PASSWORD = ("No host key is pinned for this instance yet, so this command refuses to connect: run "
                      "{command} once; it checks the key against the API's and pins it, then stops with "
-                     "ssh_auth_failed, as expected (ssh_exec.py logs in with keys only). The pin stays, and this command, "
+                     "ssh_password_only, as expected (ssh_exec.py logs in with keys only). The pin stays, and this command, "
                      "with the one-time password, then logs in.")
 
 
