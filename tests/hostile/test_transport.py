@@ -7,6 +7,8 @@ tests never send a byte off the machine. Loopback http (the sandbox) stays allow
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from x402_compute.config import Settings, insecure_http
 from x402_compute.errors import ConfigError
@@ -96,3 +98,27 @@ def test_no_mcp_tool_lets_a_model_lift_the_rule():
         assert "allow_insecure_http" not in spec.input_schema["properties"], spec.name
     args = argparse.Namespace(env_file=None, base_url=None, timeout=None, verbose=False, allow_insecure_http=True)
     assert "--allow-insecure-http" in mcp_server.ServerConfig.load(args).script_argv
+
+
+@pytest.mark.parametrize("proxy", ["http://agent:hunter2secret@[bad", "http://agent:hunter2secret@127.0.0.1:99999",
+                                   "socks5://agent:hunter2secret@127.0.0.1:1080"])
+def test_a_proxy_variable_the_client_cannot_use_is_a_clear_error(hostile, hostile_env, proxy):
+    """The environment is input too: a malformed or unusable proxy URL stops the run with an error
+    naming the variable, before anything is sent, never a traceback, never its password."""
+    code, doc, err = run_script("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes",
+                                env=hostile_env(HTTP_PROXY=proxy, http_proxy=None, NO_PROXY=None, no_proxy=None))
+    assert code == 1 and doc["error"]["code"] == "network_error", doc
+    assert "HTTP_PROXY" in doc["error"]["message"] and doc["error"]["details"]["sent"] is False, doc
+    assert "hunter2secret" not in json.dumps(doc) + err and "Traceback" not in err
+    assert not hostile.received("POST") and not hostile.paid_requests()
+
+
+@pytest.mark.parametrize("bundle", ["missing", "not-pem"])
+def test_a_ca_bundle_the_client_cannot_read_is_a_clear_error(hostile_env, tmp_path, bundle):
+    path = tmp_path / "ca.pem"
+    if bundle == "not-pem":
+        path.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    code, doc, err = run_script("browse_plans.py", env=hostile_env(COMPUTE_BASE_URL="https://127.0.0.1:9", REQUESTS_CA_BUNDLE=str(path),
+                                                                   COMPUTE_TIMEOUT="5"))
+    assert code == 1 and doc["error"]["code"] == "network_error", doc
+    assert "REQUESTS_CA_BUNDLE" in doc["error"]["message"] and "Traceback" not in err, doc

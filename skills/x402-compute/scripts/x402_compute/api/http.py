@@ -247,24 +247,31 @@ def _proxy_for(scheme: str, host: str) -> tuple[str, int, str | None] | None:
     if url and not urllib.request.proxy_bypass_environment(host, proxies):
         if "://" not in url:
             url = "http://" + url
-        p = urllib.parse.urlsplit(url)
-        if p.scheme.lower() != "http" or not p.hostname:
-            raise ConnectFailed(f"the proxy {redact_userinfo(url)} for {scheme} is not an http:// proxy this client can use")
+        try:
+            p = urllib.parse.urlsplit(url)
+            port = p.port or 80
+        except ValueError:  # "http://[bad", a port out of range: the environment is input too
+            p = None
+        if p is None or p.scheme.lower() != "http" or not p.hostname:
+            raise ConnectFailed(f"the proxy the environment names for {scheme} ({_without_userinfo(url)}) is not an "
+                                "http:// proxy this client can use (http://[user:password@]host:port); fix or unset HTTPS_PROXY, "
+                                "HTTP_PROXY or ALL_PROXY")
         auth = None
         if p.username is not None:
-            creds = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
+            password = urllib.parse.unquote(p.password or "")
+            creds = f"{urllib.parse.unquote(p.username)}:{password}"
             auth = "Basic " + base64.b64encode(creds.encode("utf-8")).decode("ascii")
             redact.register(auth)
-        route = (p.hostname, p.port or 80, auth)
+            redact.register(password)
+        route = (p.hostname, port, auth)
     _route_cache[key] = route
     return route
 
 
-def redact_userinfo(url: str) -> str:
-    p = urllib.parse.urlsplit(url)
-    if p.username is None and p.password is None:
-        return url
-    return urllib.parse.urlunsplit((p.scheme, p.hostname + (f":{p.port}" if p.port else ""), p.path, p.query, p.fragment))
+def _without_userinfo(url: str) -> str:
+    """``url`` as it may be shown: no user or password, whatever else is wrong with it."""
+    scheme, sep, rest = url.partition("://")
+    return (scheme + sep + rest.split("/", 1)[0].rsplit("@", 1)[-1])[:200]
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -278,7 +285,11 @@ def _tls_context() -> ssl.SSLContext:
                 cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
                 if cafile is None and certifi is not None and not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
                     cafile = certifi.where()
-                _tls = ssl.create_default_context(cafile=cafile)
+                try:
+                    _tls = ssl.create_default_context(cafile=cafile)
+                except (OSError, ValueError) as e:  # a missing or unreadable file, or not PEM (ssl.SSLError is an OSError)
+                    raise ConnectFailed(f"the CA bundle {str(cafile)[:200]!r} cannot be used ({type(e).__name__}); fix or unset "
+                                        "REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE") from None
     return _tls
 
 
@@ -396,7 +407,7 @@ def _take(chunk: bytes, buf: bytearray, inflate, limit: int, what: str) -> None:
 
 
 def bounded_request(session: Session, method: str, url: str, *, deadline: float, limit: int = MAX_BODY_BYTES, what: str = "",
-                    data: bytes | None = None, json: Any = None, headers: Mapping[str, str] | None = None,
+                    data: bytes | None = None, json_body: Any = None, headers: Mapping[str, str] | None = None,
                     params: Mapping[str, str] | None = None) -> Response:
     """One exchange that ends within ``deadline`` seconds, reading at most ``limit`` body bytes.
     Redirects are answers (never followed).
@@ -408,8 +419,8 @@ def bounded_request(session: Session, method: str, url: str, *, deadline: float,
     hdrs = dict(session.headers)
     hdrs.update(headers or {})
     body = data
-    if json is not None:
-        body = _json_module.dumps(json).encode("utf-8")
+    if json_body is not None:
+        body = json.dumps(json_body).encode("utf-8")
         hdrs.setdefault("Content-Type", "application/json")
     if scheme == "http" and route is not None:
         path = urllib.parse.urlunsplit((scheme, f"{host}:{port}", "", "", "")) + path  # absolute-form to an HTTP proxy
@@ -468,9 +479,6 @@ def bounded_request(session: Session, method: str, url: str, *, deadline: float,
                 session._give(key, conn)
             else:
                 conn.close()
-
-
-_json_module = json
 
 
 def _connect_text(e: BaseException) -> str:

@@ -135,7 +135,7 @@ class JsonRpc:
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         try:
             resp = bounded_request(self._session, "POST", url, deadline=self._settings.timeout, limit=MAX_RPC_BODY_BYTES,
-                                   what=f"{network} RPC {method}", json=body)
+                                   what=f"{network} RPC {method}", json_body=body)
         except TransportError as exc:
             raise NetworkError(
                 f"{network} RPC {method} failed: {describe_failure(exc, self._settings.timeout)}", retryable=True, details={"url": url}
