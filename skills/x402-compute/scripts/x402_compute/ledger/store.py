@@ -254,6 +254,7 @@ class Ledger:
         self._newer: int | None = None  # a newer release's schema version: read only
         self._ready_lock = threading.Lock()
         self._worker: _Worker | None = None  # runs ``bounded`` calls (PostgreSQL)
+        self._worker_lock = threading.Lock()
 
     # -- connection and transactions -------------------------------------------------------------
     def _fail(self, e: BaseException, doing: str) -> LedgerUnavailable:
@@ -307,13 +308,13 @@ class Ledger:
                 return True, fn()
             except LedgerUnavailable as e:
                 return False, e
-        with self._ready_lock:
+        with self._worker_lock:
             worker = self._worker
             if worker is None or not worker.alive():
                 worker = self._worker = _Worker(self)
         done, value, error = worker.run(fn, seconds)
         if not done:
-            with self._ready_lock:
+            with self._worker_lock:
                 if self._worker is worker:
                     self._worker = None  # stuck: never handed another call
             return False, None
