@@ -413,6 +413,19 @@ class _MppCharge:
     def result_fields(self, payment: Payment | None) -> dict:
         return {"mpp_offer": self.charge, **({"signed": payment.signed} if payment is not None else {})}
 
+    NOT_OFFERED: tuple[str, str, str, str]  # (code, what is missing, its method, hint)
+
+    @classmethod
+    def not_offered(cls, challenge: Challenge) -> ComputeError:
+        code, what, method, hint = cls.NOT_OFFERED
+        return PaymentRequired(
+            f"The server's 402 carries no {what} (WWW-Authenticate: Payment method={method} intent=charge).",
+            code=code,
+            status=402,
+            details={"mpp": mpp_terms(challenge) or None, "offered_networks": sorted({o.key or o.network for o in challenge.offers})},
+            hint=hint,
+        )
+
 
 class MppOption(_MppCharge):
     method = "mpp"
@@ -476,15 +489,7 @@ class MppOption(_MppCharge):
             "resent": result.resent,
         }
 
-    @staticmethod
-    def not_offered(challenge: Challenge) -> ComputeError:
-        return PaymentRequired(
-            "The server's 402 carries no MPP Tempo charge (WWW-Authenticate: Payment method=tempo intent=charge).",
-            code="mpp_not_offered",
-            status=402,
-            details={"mpp": mpp_terms(challenge) or None, "offered_networks": sorted({o.key or o.network for o in challenge.offers})},
-            hint="Pay with x402 instead (--pay x402).",
-        )
+    NOT_OFFERED = ("mpp_not_offered", "MPP Tempo charge", "tempo", "Pay with x402 instead (--pay x402).")
 
 
 class StripeOption(_MppCharge):
@@ -558,15 +563,8 @@ class StripeOption(_MppCharge):
             "resent": result.resent,
         }
 
-    @staticmethod
-    def not_offered(challenge: Challenge) -> ComputeError:
-        return PaymentRequired(
-            "The server's 402 carries no MPP card charge (WWW-Authenticate: Payment method=stripe intent=charge).",
-            code="stripe_not_offered",
-            status=402,
-            details={"mpp": mpp_terms(challenge) or None, "offered_networks": sorted({o.key or o.network for o in challenge.offers})},
-            hint="This service does not take cards here: pay with x402 (--pay x402) or MPP on Tempo (--pay mpp).",
-        )
+    NOT_OFFERED = ("stripe_not_offered", "MPP card charge", "stripe",
+                   "This service does not take cards here: pay with x402 (--pay x402) or MPP on Tempo (--pay mpp).")
 
 
 class CreditsOption:
