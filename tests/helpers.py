@@ -358,3 +358,23 @@ def npm_ci_once(pkg_dir: Path, name: str, *flags: str, timeout: float = 600) -> 
             assert proc.returncode == 0, f"npm ci of {name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
             stamp.write_text("ok\n")
     return target
+
+
+def budget_race(envs: list[dict], *, n: int = 8, fits: int = 3) -> tuple[list[dict], list[dict]]:
+    """``n`` provision.py runs started at once (env ``i % len(envs)``) against a budget that holds
+    ``fits`` of them: asserts exactly ``fits`` paid and the others were refused by the budget
+    (exit 3, budget_exceeded); returns (paid documents, refused documents)."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, str(SCRIPTS / "provision.py"), PLAN, REGION, "--days", "1", "--yes"],
+                              env=envs[i % len(envs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(n)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        results.append((p.returncode, json.loads(out), err))
+    paid = [d for rc, d, _ in results if rc == 0]
+    refused = [d for rc, d, _ in results if rc == 3]
+    assert len(paid) == fits and len(refused) == n - fits, [(rc, d.get("error", {}).get("code")) for rc, d, _ in results]
+    assert all(d["error"]["code"] == "budget_exceeded" for d in refused)
+    return paid, refused

@@ -49,14 +49,6 @@ def dead_env(tmp_path):
     return clean_env({"COMPUTE_BASE_URL": closed_port_url(), "PRIVATE_KEY": "0x" + "11" * 32}, home=tmp_path)
 
 
-@pytest.fixture
-def paying_env(sandbox, tools, tmp_path):
-    w = tools.fresh_wallet(sandbox.facilitator, usd=50)
-    env = {k: v for k, v in sandbox.env.items() if not k.startswith("SOLANA_")}
-    env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"]})
-    return clean_env(env, home=tmp_path)
-
-
 # -- GPU slices --------------------------------------------------------------------------------
 
 def test_the_fractional_a100_is_named_a_slice(public_env):

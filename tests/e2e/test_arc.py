@@ -16,6 +16,7 @@ from eth_account.messages import encode_typed_data
 from web3 import Web3
 
 from tests.helpers import PLAN, REGION, Proxy, fail_doc, journal_entries, ok, run_script, wallet_env
+from tests.oracle.builders import EIP712_DOMAIN, TRANSFER_WITH_AUTHORIZATION
 
 ARC_USDC = "0x3600000000000000000000000000000000000000"
 ARC_DOMAIN = {"name": "USDC", "version": "2", "chainId": 5042, "verifyingContract": ARC_USDC}
@@ -35,13 +36,7 @@ def recovered_payer(entry: dict) -> tuple[str, dict]:
     assert sent["network"] == "arc" and sent["scheme"] == "exact"
     auth = sent["payload"]["authorization"]
     typed = {
-        "types": {
-            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                             {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-            "TransferWithAuthorization": [{"name": n, "type": t} for n, t in (
-                ("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
-                ("validBefore", "uint256"), ("nonce", "bytes32"))],
-        },
+        "types": {"EIP712Domain": EIP712_DOMAIN, "TransferWithAuthorization": TRANSFER_WITH_AUTHORIZATION},
         "primaryType": "TransferWithAuthorization",
         "domain": ARC_DOMAIN,
         "message": {**auth, "value": int(auth["value"]), "validAfter": int(auth["validAfter"]),

@@ -6,9 +6,6 @@ exactly three provisions."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,9 +13,9 @@ import pytest
 from tests.helpers import (
     PLAN,
     REGION,
-    SCRIPTS,
     Proxy,
     balances,
+    budget_race,
     fail_doc,
     journal_entries,
     ok,
@@ -41,16 +38,7 @@ def test_eight_processes_at_once_with_a_budget_for_three(make_sandbox, tools, tm
         w = tools.fresh_wallet(sb.facilitator, usd=20)
         env = wallet_env(sb, w, tmp_path, COMPUTE_BASE_URL=proxy.url, COMPUTE_BUDGET_USD="0.7488")
         before = balances(sb, w)["base"]
-        procs = [subprocess.Popen([sys.executable, str(SCRIPTS / "provision.py"), PLAN, REGION, "--days", "1", "--yes"],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=240)
-            results.append((p.returncode, json.loads(out), err))
-        paid = [d for rc, d, _ in results if rc == 0]
-        refused = [d for rc, d, _ in results if rc == 3]
-        assert len(paid) == 3 and len(refused) == 5, [(rc, d.get("error", {}).get("code")) for rc, d, _ in results]
-        assert all(d["error"]["code"] == "budget_exceeded" for d in refused)
+        paid, refused = budget_race([env], n=8, fits=3)
         # Exactly three signatures ever reached the server, and exactly three moved money on chain.
         assert proxy.paid_requests == 3 and len(set(proxy.payment_headers)) == 3
         assert before - balances(sb, w)["base"] == 3 * PRICE_ATOMIC

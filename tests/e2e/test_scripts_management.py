@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shlex
 import stat
 import sys
@@ -22,6 +21,7 @@ import pytest
 import requests
 
 from tests.helpers import SCRIPTS, clean_env, closed_port_url, fail, ok, run_script
+from tests.oracle.builders import eip3009_inner
 
 MISSING = "3f1c2a9e-0000-4000-8000-00000000dead"
 PLAN, REGION, OS_ID = "vc2-1c-2gb", "ewr", 2284
@@ -30,27 +30,10 @@ PLAN, REGION, OS_ID = "vc2-1c-2gb", "ewr", 2284
 # -- a paid provision, signed here ----------------------------------------------------
 
 def _eip3009(key: str, req: dict, chain_id: int) -> dict:
-    from eth_account import Account
-
-    acct = Account.from_key(key)
-    nonce = os.urandom(32)
-    msg = {"from": acct.address, "to": req["payTo"], "value": int(req["maxAmountRequired"]), "validAfter": 0,
-           "validBefore": int(time.time()) + int(req.get("maxTimeoutSeconds") or 300), "nonce": nonce}
-    typed = {
-        "types": {
-            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                             {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-            "TransferWithAuthorization": [{"name": n, "type": t} for n, t in (
-                ("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
-                ("validBefore", "uint256"), ("nonce", "bytes32"))],
-        },
-        "primaryType": "TransferWithAuthorization",
-        "domain": {"name": req["extra"]["name"], "version": req["extra"]["version"], "chainId": chain_id, "verifyingContract": req["asset"]},
-        "message": msg,
-    }
-    sig = Account.sign_typed_data(key, full_message=typed).signature
-    auth = {k: str(v) for k, v in msg.items() if k != "nonce"} | {"nonce": "0x" + nonce.hex()}
-    return {"x402Version": 1, "scheme": "exact", "network": req["network"], "payload": {"signature": "0x" + sig.hex(), "authorization": auth}}
+    inner = eip3009_inner(key, to=req["payTo"], value=int(req["maxAmountRequired"]), asset=req["asset"], chain_id=chain_id,
+                          name=req["extra"]["name"], version=req["extra"]["version"],
+                          valid_before=int(time.time()) + int(req.get("maxTimeoutSeconds") or 300))
+    return {"x402Version": 1, "scheme": "exact", "network": req["network"], "payload": inner}
 
 
 def provision(sandbox, key: str, *, plan=PLAN, region=REGION, os_id=OS_ID, label="e2e", ssh_key=None) -> dict:

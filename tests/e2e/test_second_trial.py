@@ -16,14 +16,6 @@ import pytest
 from tests.helpers import SCRIPTS, SSH, clean_env, fail, ok, run_script
 
 
-@pytest.fixture
-def paying_env(sandbox, tools, tmp_path):
-    w = tools.fresh_wallet(sandbox.facilitator, usd=50)
-    env = {k: v for k, v in sandbox.env.items() if not k.startswith("SOLANA_")}
-    env.update({"PRIVATE_KEY": w["evm_private_key"], "WALLET_ADDRESS": w["evm_address"]})
-    return clean_env(env, home=tmp_path)
-
-
 # -- 2. settings: the environment wins over the env file ------------------------------------------
 
 def test_the_environment_wins_over_the_env_file_and_doctor_shows_each_source(sandbox, tmp_path):

@@ -30,6 +30,12 @@ EIP712_DOMAIN = [
     {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
 ]
 
+TRANSFER_WITH_AUTHORIZATION = [  # EIP-3009
+    {"name": "from", "type": "address"}, {"name": "to", "type": "address"},
+    {"name": "value", "type": "uint256"}, {"name": "validAfter", "type": "uint256"},
+    {"name": "validBefore", "type": "uint256"}, {"name": "nonce", "type": "bytes32"},
+]
+
 
 def eip3009_inner(key: str, *, to: str, value: int, asset: str, chain_id: int, name: str, version: str,
                   valid_after: int = 0, valid_before: Optional[int] = None, nonce: Optional[str] = None) -> dict:
@@ -39,10 +45,7 @@ def eip3009_inner(key: str, *, to: str, value: int, asset: str, chain_id: int, n
     valid_before = valid_before if valid_before is not None else int(time.time()) + 300
     message = {"from": acct.address, "to": to, "value": value, "validAfter": valid_after,
                "validBefore": valid_before, "nonce": bytes.fromhex(nonce[2:])}
-    typed = {"types": {"EIP712Domain": EIP712_DOMAIN, "TransferWithAuthorization": [
-        {"name": "from", "type": "address"}, {"name": "to", "type": "address"},
-        {"name": "value", "type": "uint256"}, {"name": "validAfter", "type": "uint256"},
-        {"name": "validBefore", "type": "uint256"}, {"name": "nonce", "type": "bytes32"}]},
+    typed = {"types": {"EIP712Domain": EIP712_DOMAIN, "TransferWithAuthorization": TRANSFER_WITH_AUTHORIZATION},
         "primaryType": "TransferWithAuthorization",
         "domain": {"name": name, "version": version, "chainId": chain_id, "verifyingContract": asset},
         "message": message}
