@@ -20,6 +20,15 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def from_module(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module a ``from ... import`` names (relative levels resolved against ``package``)."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def imports(path: Path, *, top_level_only: bool) -> set[str]:
     """The x402_compute modules ``path`` imports (relative imports resolved)."""
     tree = ast.parse(path.read_text())
@@ -30,12 +39,7 @@ def imports(path: Path, *, top_level_only: bool) -> set[str]:
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("x402_compute")}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
+            mod = from_module(node, package)
             if not mod.startswith("x402_compute"):
                 continue
             out.add(mod)
@@ -227,12 +231,7 @@ CYCLE_BREAKERS = {
 def _resolve(node: ast.AST, package: str) -> set[str]:
     if isinstance(node, ast.Import):
         return {a.name for a in node.names}
-    if node.level:
-        base = package.split(".")
-        base = base[: len(base) - (node.level - 1)]
-        mod = ".".join(base + ([node.module] if node.module else []))
-    else:
-        mod = node.module or ""
+    mod = from_module(node, package)
     out = set()
     for a in node.names:
         full = f"{mod}.{a.name}"
