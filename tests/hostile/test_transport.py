@@ -122,3 +122,40 @@ def test_a_ca_bundle_the_client_cannot_read_is_a_clear_error(hostile_env, tmp_pa
                                                                    COMPUTE_TIMEOUT="5"))
     assert code == 1 and doc["error"]["code"] == "network_error", doc
     assert "REQUESTS_CA_BUNDLE" in doc["error"]["message"] and "Traceback" not in err, doc
+
+
+def test_a_password_in_the_api_url_is_sent_as_basic_auth_never_printed_and_never_over_plain_http(hostile, hostile_env):
+    """user:password@ in COMPUTE_BASE_URL: sent as HTTP Basic (as curl and requests send it), never
+    in the output (the error's url and hint carry the URL), and a credential: no plain http off this
+    machine even for the public catalog."""
+    url = f"http://agent:hunter2secret@127.0.0.1:{hostile.port}"
+    code, doc, err = run_script("browse_plans.py", env=hostile_env(COMPUTE_BASE_URL=url, PRIVATE_KEY=None))
+    assert code == 0, doc
+    reqs = hostile.received("GET", "/compute/plans")
+    assert reqs and all(r.headers.get("authorization") == "Basic YWdlbnQ6aHVudGVyMnNlY3JldA==" for r in reqs)  # agent:hunter2secret
+    code, doc, err = run_script("list_instances.py", env=hostile_env(COMPUTE_BASE_URL="http://agent:hunter2secret@127.0.0.1:9"))
+    assert code == 1 and doc["error"]["code"] == "network_error", doc
+    assert "hunter2secret" not in json.dumps(doc) + err
+    code, doc, _ = run_script("browse_plans.py", env=hostile_env(COMPUTE_BASE_URL=off_box(hostile).replace("://", "://agent:hunter2secret@"),
+                                                                 PRIVATE_KEY=None))
+    assert code == 2 and doc["error"]["code"] == "insecure_transport" and "hunter2secret" not in json.dumps(doc), doc
+
+
+BAD_URLS = ["http://agent:hunter2secret@[bad", "https://agent:hunter2secret@127.0.0.1:99999", "ftp://agent:hunter2secret@127.0.0.1/"]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_an_api_url_the_client_cannot_use_is_a_configuration_error(hostile, hostile_env, url):
+    """Before anything is sent or signed; never a traceback, never the URL's password."""
+    code, doc, err = run_script("provision.py", "vc2-1c-1gb", "lax", "--hours", "24", "--yes", env=hostile_env(COMPUTE_BASE_URL=url))
+    assert code == 2 and doc["error"]["code"] == "config_error" and "COMPUTE_BASE_URL" in doc["error"]["message"], doc
+    assert "hunter2secret" not in json.dumps(doc) + err and "Traceback" not in err
+    assert not hostile.requests
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_an_rpc_url_the_client_cannot_use_is_a_configuration_error(hostile, url):
+    with pytest.raises(ConfigError) as e:
+        JsonRpc(Settings(rpc_urls={"megaeth": url})).eth_chain_id("megaeth")
+    assert e.value.code == "config_error" and "MEGAETH_RPC_URL" in e.value.message and "hunter2secret" not in e.value.message
+    assert hostile.requests == []

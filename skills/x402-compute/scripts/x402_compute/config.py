@@ -117,12 +117,13 @@ class Settings:
 
     def rpc_url(self, network: str) -> str:
         url = self.rpc_urls.get(network) or ""
+        var = RPC_ENV.get(network, network.upper() + "_RPC_URL")
         if not url:
             raise ConfigError(
                 f"No RPC URL for {network}.",
-                hint=f"Set {RPC_ENV.get(network, network.upper() + '_RPC_URL')}.",
+                hint=f"Set {var}.",
             )
-        return url
+        return _checked_url(url, var)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -133,6 +134,19 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(h).is_loopback
     except ValueError:
         return False
+
+
+def _checked_url(url: str, name: str) -> str:
+    """``url`` if it is an http(s) URL with a host and a valid port; else ConfigError naming ``name``
+    (the URL itself is not repeated: it may carry a password)."""
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+    except ValueError as e:
+        raise ConfigError(f"{name} is not a valid URL ({e}).", hint="Give an https://host[:port] URL.") from None
+    if u.scheme.lower() not in ("http", "https") or not u.hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// URL with a host.", hint="Give an https://host[:port] URL.")
+    return url
 
 
 def insecure_http(url: str) -> bool:
@@ -208,8 +222,7 @@ def load_settings(
     s.base_url = (base_url or env.get("COMPUTE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
     if base_url:
         s.flag_sources["COMPUTE_BASE_URL"] = "--base-url"
-    if not s.base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"Base URL must start with http:// or https://, got {s.base_url!r}.")
+    _checked_url(s.base_url, "The base URL (--base-url or COMPUTE_BASE_URL)")
     s.state_dir = default_state_dir(env)
 
     s.api_key, s.api_key_source = _secret(env, "COMPUTE_API_KEY")
@@ -252,6 +265,9 @@ def load_settings(
             redact.register(password)
 
     s.rpc_urls = {net: env.get(var) or DEFAULT_RPC_URLS[net] for net, var in RPC_ENV.items()}
+    for url in (s.base_url, *s.rpc_urls.values()):  # a user:password@ in an API or RPC URL is never printed
+        for password in url_passwords(url):
+            redact.register(password)
     if timeout is not None:
         s.timeout = timeout
         s.flag_sources["COMPUTE_TIMEOUT"] = "--timeout"

@@ -268,10 +268,22 @@ def _proxy_for(scheme: str, host: str) -> tuple[str, int, str | None] | None:
     return route
 
 
+def _authority(url: str) -> str:
+    """What stands between ``scheme://`` and the path, query or fragment (user:password@host:port)."""
+    return re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+
+
+def _has_userinfo(url: str) -> bool:
+    return "@" in _authority(url)
+
+
 def _without_userinfo(url: str) -> str:
     """``url`` as it may be shown: no user or password, whatever else is wrong with it."""
     scheme, sep, rest = url.partition("://")
-    return (scheme + sep + rest.split("/", 1)[0].rsplit("@", 1)[-1])[:200]
+    if not sep:
+        return url.rsplit("@", 1)[-1][:200]
+    authority = _authority(url)
+    return (scheme + sep + authority.rsplit("@", 1)[-1] + rest[len(authority):])[:200]
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -355,21 +367,27 @@ def _usable(conn: http.client.HTTPConnection) -> bool:
     return not readable
 
 
-def _target(url: str, params: Mapping[str, str] | None) -> tuple[str, str, int, str]:
-    p = urllib.parse.urlsplit(url)
-    scheme = p.scheme.lower()
-    if scheme not in ("http", "https") or not p.hostname:
-        raise ConnectFailed(f"not an http(s) URL: {url[:200]!r}")
+def _target(url: str, params: Mapping[str, str] | None) -> tuple[str, str, int, str, str | None]:
+    """(scheme, host, port, request target, Basic Authorization value of the URL's user:password or None)."""
     try:
+        p = urllib.parse.urlsplit(url)
+        scheme = p.scheme.lower()
         port = p.port or (443 if scheme == "https" else 80)
-    except ValueError:
-        raise ConnectFailed(f"bad port in {url[:200]!r}") from None
+    except ValueError:  # "http://[bad", a port past 65535
+        raise ConnectFailed(f"not a usable http(s) URL: {_without_userinfo(url)!r}") from None
+    if scheme not in ("http", "https") or not p.hostname:
+        raise ConnectFailed(f"not an http(s) URL: {_without_userinfo(url)!r}")
     path = p.path or "/"
     query = p.query
     if params:
         extra = urllib.parse.urlencode(params)
         query = f"{query}&{extra}" if query else extra
-    return scheme, p.hostname, port, path + (f"?{query}" if query else "")
+    auth = None
+    if p.username is not None:  # user:password@ in the URL: HTTP Basic, as curl and requests send it
+        creds = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
+        auth = "Basic " + base64.b64encode(creds.encode("utf-8")).decode("ascii")
+        redact.register(auth)
+    return scheme, p.hostname, port, path + (f"?{query}" if query else ""), auth
 
 
 def _read_capped(resp: http.client.HTTPResponse, limit: int, deadline: Deadline, what: str) -> bytes:
@@ -414,10 +432,12 @@ def bounded_request(session: Session, method: str, url: str, *, deadline: float,
 
     Raises ``TransportError`` (``DeadlineExceeded`` once the deadline passed; ``sent`` False only
     when the request provably never left) and ``ResponseTooLarge``."""
-    scheme, host, port, path = _target(url, params)
+    scheme, host, port, path, url_auth = _target(url, params)
     route = _proxy_for(scheme, host)
     hdrs = dict(session.headers)
     hdrs.update(headers or {})
+    if url_auth is not None and not any(k.lower() == "authorization" for k in hdrs):
+        hdrs["Authorization"] = url_auth
     body = data
     if json_body is not None:
         body = json.dumps(json_body).encode("utf-8")
@@ -542,7 +562,7 @@ class Transport:
         method = method.upper()
         url = self.base_url + path
         hdrs = dict(headers or {})
-        if self.guard is not None and redact.carries_secret(hdrs):
+        if self.guard is not None and (redact.carries_secret(hdrs) or _has_userinfo(url)):  # user:password@ is sent too
             self.guard(url, f"{method} {path}")
         redact.register_headers(hdrs)  # so a server that echoes them back cannot get them printed
         if body is not None:
